@@ -1,0 +1,4 @@
+from services.balancer.service import BalancerService
+from shared.service import run_service
+
+run_service(BalancerService)

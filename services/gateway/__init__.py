@@ -1,0 +1,1 @@
+"""Gateway: the HTTP API in front of the event log (it appends events and reads projections)."""

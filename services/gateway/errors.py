@@ -1,0 +1,107 @@
+"""One JSON error shape for every failure, mapped in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from services.gateway.schemas import ErrorBody, ErrorResponse
+from shared.logging import get_logger
+
+log = get_logger("hive.gateway")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raised by handlers: becomes ``{"error": {...}}`` with this status."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> Response[ErrorResponse]:
+    body = ErrorResponse(
+        error=ErrorBody(status=status, code=code, message=message, field=field, details=details or [])
+    )
+    return Response(body, status_code=status)
+
+
+def _field_of(message: str, key: str | None) -> str | None:
+    """The offending field: msgspec names it as `$.field` or as an unknown field."""
+    for marker in ("unknown field `", "missing required field `"):
+        if marker in message:
+            return message.split(marker, 1)[1].split("`", 1)[0]
+    if key and key != "data":
+        return key
+    marker = "at `$."
+    if marker in message:
+        return message.split(marker, 1)[1].split("`", 1)[0]
+    return None
+
+
+def handle_validation(_request: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorResponse]:
+    details = [dict(item) for item in exc.extra] if isinstance(exc.extra, list) else []
+    first = details[0] if details else {}
+    message = str(first.get("message") or exc.detail)
+    field = _field_of(message, first.get("key"))
+    if field:
+        message = f"invalid field '{field}': {message}"
+    return error_response(400, "invalid_field", message, field, details)
+
+
+def handle_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
+    status = exc.status_code
+    if isinstance(exc.__cause__, SerializationException):
+        return error_response(400, "malformed_json", f"request body is not valid JSON: {exc.detail}")
+    return error_response(status, _CODES.get(status, "error"), str(exc.detail))
+
+
+def handle_api(_request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
+    return error_response(exc.status, exc.code, exc.message, exc.field)
+
+
+def handle_decode(_request: Request[Any, Any, Any], exc: msgspec.DecodeError) -> Response[ErrorResponse]:
+    message = str(exc)
+    field = _field_of(message, None)
+    return error_response(400, "invalid_field" if field else "malformed_json", message, field)
+
+
+def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    log.exception("gateway_internal_error", path=request.url.path)
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ValidationException: handle_validation,
+    ApiError: handle_api,
+    msgspec.DecodeError: handle_decode,
+    HTTPException: handle_http,
+    Exception: handle_internal,
+}

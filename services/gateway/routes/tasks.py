@@ -1,0 +1,43 @@
+"""Task submission (routing), status and cancellation."""
+
+from __future__ import annotations
+
+from litestar import Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from services.gateway.schemas import (
+    CancelRequest,
+    CancelResponse,
+    TaskAssignRequest,
+    TaskAssignResponse,
+    TaskOut,
+)
+from services.gateway.service import GatewayService
+
+Gateway = NamedDependency[GatewayService]
+
+
+@post(
+    "/api/v1/orchestration/task/assign",
+    summary="Submit a task and get the routing decision",
+    description="200 with the chosen agent when routed within ASSIGN_WAIT_MS, else 202 (queued or pending).",
+)
+async def assign_task(data: JSONBody[TaskAssignRequest], gateway: Gateway) -> Response[TaskAssignResponse]:
+    answer = await gateway.submit_task(data)
+    return Response(answer, status_code=200 if answer.status == "assigned" else 202)
+
+
+@get("/api/v1/tasks/{task_id:str}", summary="Task status, with each routing decision explained")
+async def get_task(task_id: FromPath[str], gateway: Gateway) -> TaskOut:
+    return await gateway.task_out(task_id)
+
+
+@post("/api/v1/tasks/{task_id:str}/cancel", status_code=200, summary="Cancel a task")
+async def cancel_task(
+    task_id: FromPath[str], gateway: Gateway, data: JSONBody[CancelRequest | None] = None
+) -> CancelResponse:
+    return await gateway.cancel_task(task_id, (data or CancelRequest()).reason)
+
+
+ROUTES = [assign_task, get_task, cancel_task]

@@ -1,0 +1,165 @@
+"""HTTP request and response bodies of the gateway (msgspec; OpenAPI is generated from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from shared.events import (
+    Capability,
+    CognitiveStyle,
+    Id,
+    NonNegative,
+    Persona,
+    Priority,
+    RejectedCandidate,
+    RetryPolicy,
+    RoutingStrategy,
+    Unit,
+)
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+    details: list[dict[str, Any]] = []
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True):
+    """The one error shape of the API."""
+
+    error: ErrorBody
+
+
+# --- agents ---------------------------------------------------------------------------------------
+
+
+class RegisterAgentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    agent_id: Id | None = None
+    name: str = ""
+    capabilities: dict[Capability, Unit] | list[Capability]
+    persona: Persona = Persona()
+    capacity: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    metadata: dict[str, str] = {}
+
+
+class RegisterAgentResponse(msgspec.Struct, kw_only=True):
+    agent_id: str
+    session: str
+    seq: int
+
+
+class AgentOut(msgspec.Struct, kw_only=True):
+    agent_id: str
+    name: str
+    status: str
+    capabilities: dict[str, float]
+    persona: Persona
+    capacity: int
+    in_flight: int
+    utilisation: float
+    assigned_total: int
+    completed: int
+    failed: int
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+
+
+class TaskAssignRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A task to route. Persona hints describe what the task asks of the agent's cognition."""
+
+    task_id: Id | None = None
+    task_type: Capability
+    name: str = ""
+    description: str = ""
+    priority: Priority = "normal"
+    required_capabilities: list[Capability] = []
+    preferred_cognitive_style: CognitiveStyle | None = None
+    creativity_requirements: Unit = 0.5
+    analytical_depth: Unit = 0.5
+    collaboration_intensity: Unit = 0.5
+    routing_strategy: RoutingStrategy | None = None
+    expected_quality_threshold: Unit = 0.0
+    payload: dict[str, Any] = {}
+    timeout_seconds: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
+    retry: RetryPolicy = RetryPolicy()
+    deadline_seconds: Annotated[float, Meta(gt=0)] | None = None
+    estimated_duration_seconds: NonNegative | None = None
+    correlation_id: str = ""
+
+
+class TaskAssignResponse(msgspec.Struct, kw_only=True):
+    task_id: str
+    status: Literal["assigned", "queued", "pending"]
+    attempt: int = 1
+    agent_id: str | None = None
+    strategy: str | None = None
+    score: float | None = None
+    breakdown: dict[str, float] = {}
+    rejected: list[RejectedCandidate] = []
+    explanation: str = ""
+    reason: str = ""
+    detail: str = ""
+    seq: int = 0
+
+
+class AssignmentOut(msgspec.Struct, kw_only=True):
+    agent_id: str
+    attempt: int
+    seq: int
+    ts: float
+    strategy: str
+    score: float
+    breakdown: dict[str, float]
+    rejected: list[RejectedCandidate]
+    explanation: str
+
+
+class TaskOut(msgspec.Struct, kw_only=True):
+    task_id: str
+    task_type: str
+    status: str
+    attempt: int
+    priority: str
+    agent_id: str | None
+    required_capabilities: list[str]
+    submitted_ts: float
+    assigned_ts: float | None
+    started_ts: float | None
+    finished_ts: float | None
+    queued_reason: str
+    last_error: str
+    failure_type: str
+    progress: float
+    result: Any
+    quality: float | None
+    workflow_id: str | None
+    assignments: list[AssignmentOut]
+
+
+class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: str = "cancelled by request"
+
+
+class CancelResponse(msgspec.Struct, kw_only=True):
+    task_id: str
+    status: str
+    seq: int
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+
+class HealthResponse(msgspec.Struct, kw_only=True):
+    status: Literal["ok", "degraded"]
+    nats: dict[str, Any]
+    services: dict[str, list[dict[str, Any]]]
+    missing_services: list[str]
+    projection_seq: int
+    agents: dict[str, int]
+    tasks: dict[str, int]

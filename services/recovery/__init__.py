@@ -1,0 +1,1 @@
+"""Recovery: retries failed attempts, requeues work of agents that restarted or died."""

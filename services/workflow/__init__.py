@@ -1,0 +1,1 @@
+"""Workflow engine: runs DAGs of tasks (the engine itself comes with the workflow issue)."""

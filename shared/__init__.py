@@ -1,0 +1,1 @@
+"""Hive's shared package: everything every service uses and nothing service-specific."""

@@ -1,0 +1,415 @@
+"""Agent SDK: register, heartbeat, receive assignments from the log, report, drain.
+
+An agent is a process with a handler. It registers (capabilities, persona, capacity) under a new
+session, heartbeats on ``hive.hb.<agent_id>``, and reads its assignments from a durable consumer
+on ``hive.evt.agent.<agent_id>.task_assigned`` that starts right after its registration: work is
+never lost in a socket, it waits in the log. Every report (started, progress, completed, failed)
+is appended against the last sequence of the task the agent knows, so a report on an attempt that
+was superseded (timed out, requeued, cancelled) is refused by the server; the agent then reads the
+task's history and gives up the attempt (``AttemptSuperseded``) unless the conflict was harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from shared.bus import ConcurrencyConflict, EventBus, decode_recorded, event_msg_seq
+from shared.domain.fencing import attempt_verdict
+from shared.events import (
+    AgentDeregistered,
+    AgentDraining,
+    AgentRegistered,
+    Event,
+    Persona,
+    TaskAssigned,
+    TaskAttemptFailed,
+    TaskCancelRequested,
+    TaskCompleted,
+    TaskProgress,
+    TaskStarted,
+)
+from shared.ids import check_id, new_id
+from shared.logging import get_logger
+from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.subjects import EVENTS_STREAM, event_subject, heartbeat_subject
+
+log = get_logger("hive.agent")
+
+
+class AttemptSuperseded(Exception):
+    """This agent may no longer report on the attempt (fencing); the reason says why."""
+
+
+class NonRetryableError(Exception):
+    """Raise from a handler when retrying cannot help (bad input): the task fails for good."""
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of a heartbeat on ``hive.hb.<agent_id>``: a signal, never stored."""
+
+    agent_id: str
+    session: str
+    ts: float
+    in_flight: int
+    capacity: int
+
+
+@dataclass
+class TaskContext:
+    """What a handler gets: the assignment and a way to report progress or notice cancellation."""
+
+    assignment: TaskAssigned
+    agent: Agent
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    last_seq: int = 0
+
+    @property
+    def task_id(self) -> str:
+        return self.assignment.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self.assignment.attempt
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.assignment.payload
+
+    async def progress(self, percent: float, message: str = "") -> None:
+        event = TaskProgress(
+            task_id=self.task_id,
+            agent_id=self.agent.agent_id,
+            attempt=self.attempt,
+            percent=max(0.0, min(100.0, percent)),
+            message=message,
+        )
+        await self.agent.report(self, event)
+
+
+@dataclass
+class TaskOutcome:
+    """A handler may return this to attach a quality score to its result."""
+
+    result: Any = None
+    quality: float | None = None
+
+
+Handler = Callable[[TaskContext], Awaitable[Any]]
+
+
+@dataclass
+class AgentStats:
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    fenced: int = 0
+    max_concurrent: int = 0
+
+
+class Agent:
+    """One agent identity. ``start`` registers and begins taking work; ``drain`` leaves cleanly."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        handler: Handler,
+        *,
+        capabilities: dict[str, float] | list[str],
+        persona: Persona | None = None,
+        capacity: int = 1,
+        name: str = "",
+        heartbeat_interval_s: float = 0.5,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.agent_id = check_id(agent_id, "agent_id")
+        self.handler = handler
+        self.capabilities = (
+            {c: 1.0 for c in capabilities} if isinstance(capabilities, list) else dict(capabilities)
+        )
+        self.persona = persona or Persona()
+        self.capacity = capacity
+        self.name = name or agent_id
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.metadata = metadata or {}
+        self.session = new_id()
+        self.stats = AgentStats()
+        self.bus: EventBus | None = None
+        self._owns_bus = False
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._contexts: dict[str, TaskContext] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._heartbeats_paused = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.log = log.bind(agent_id=agent_id)
+
+    @property
+    def durable(self) -> str:
+        return f"agent-{self.agent_id}"
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, bus: EventBus | None = None, *, nats_url: str = "nats://127.0.0.1:4222") -> None:
+        """Register under a new session and start heartbeats and the assignment reader."""
+        if bus is None:
+            bus = await EventBus.connect(nats_url, f"agent-{self.agent_id}")
+            self._owns_bus = True
+        self.bus = bus
+        registered = await bus.append(
+            AgentRegistered(
+                agent_id=self.agent_id,
+                name=self.name,
+                capabilities=self.capabilities,
+                persona=self.persona,
+                capacity=self.capacity,
+                session=self.session,
+                metadata=self.metadata,
+            ),
+            expected=None,
+        )
+        await self._fresh_consumer(registered.seq + 1)
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"hb-{self.agent_id}"))
+        self._tasks.append(asyncio.create_task(self._assignment_loop(), name=f"assign-{self.agent_id}"))
+        self.log.info("agent_registered", session=self.session, capacity=self.capacity, seq=registered.seq)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Take nothing new, finish what is held, deregister, stop (what SIGTERM does)."""
+        assert self.bus is not None
+        await self._announce(AgentDraining(agent_id=self.agent_id, session=self.session))
+        try:
+            await self.wait_idle(timeout)
+        except TimeoutError:
+            self.log.warning("drain_timeout", in_flight=self.in_flight)
+        await self._announce(
+            AgentDeregistered(agent_id=self.agent_id, session=self.session, reason="drained")
+        )
+        await self.stop()
+
+    async def _announce(self, event: Event) -> None:
+        """Best effort while leaving: if NATS is gone, heartbeats stop and recovery takes over."""
+        assert self.bus is not None
+        try:
+            await self.bus.append(event, expected=None)
+        except (TimeoutError, nats.errors.Error) as exc:
+            self.log.warning("announce_failed", event=event.type_name(), error=repr(exc))
+
+    async def stop(self) -> None:
+        """Stop at once: in-flight handlers are cancelled (their attempts will time out elsewhere)."""
+        self._stopping.set()
+        for task in list(self._running.values()) + self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._running.values(), *self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._owns_bus and self.bus is not None:
+            await self.bus.close()
+
+    async def run_until_signal(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.drain()
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Return once no task is in hand (handlers done and their reports settled)."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    def pause_heartbeats(self, paused: bool = True) -> None:
+        """Stop sending heartbeats while staying alive (to simulate a hung agent in tests)."""
+        self._heartbeats_paused = paused
+
+    # --- heartbeats -----------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.bus is not None
+        subject = heartbeat_subject(self.agent_id)
+        encoder = msgspec.json.Encoder()
+        while not self._stopping.is_set() and not self.bus.nc.is_closed:
+            if not self._heartbeats_paused:
+                beat = Heartbeat(
+                    agent_id=self.agent_id,
+                    session=self.session,
+                    ts=time.time(),
+                    in_flight=self.in_flight,
+                    capacity=self.capacity,
+                )
+                try:
+                    await self.bus.nc.publish(subject, encoder.encode(beat))
+                except nats.errors.Error as exc:
+                    self.log.warning("heartbeat_failed", error=repr(exc))
+            await asyncio.sleep(self.heartbeat_interval_s)
+
+    # --- assignments ----------------------------------------------------------------------------
+
+    async def _fresh_consumer(self, start_seq: int) -> None:
+        """A session reads only assignments made after its registration."""
+        assert self.bus is not None
+        js = self.bus.js
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(EVENTS_STREAM, self.durable)
+        await js.add_consumer(
+            EVENTS_STREAM,
+            ConsumerConfig(
+                name=self.durable,
+                durable_name=self.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start_seq,
+                ack_wait=30.0,
+                max_ack_pending=self.capacity + 64,
+                inactive_threshold=600.0,
+                filter_subjects=[
+                    event_subject("agent", self.agent_id, TaskAssigned.event_type()),
+                    event_subject("agent", self.agent_id, TaskCancelRequested.event_type()),
+                ],
+            ),
+        )
+
+    async def _assignment_loop(self) -> None:
+        assert self.bus is not None
+        while not self._stopping.is_set():
+            try:
+                await consume(
+                    self.bus.nc,
+                    EVENTS_STREAM,
+                    self.durable,
+                    self._on_message,
+                    self._stopping,
+                    batch=self.capacity + 16,
+                )
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                self.log.warning("assignment_consumer_lost", error=repr(exc))
+                if not await pause_before_retry(self.bus.nc):
+                    return
+
+    async def _on_message(self, msg: Msg) -> None:
+        item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
+        event = getattr(item, "event", None)
+        if isinstance(event, TaskCancelRequested):
+            context = self._contexts.get(event.task_id)
+            if context is not None and context.attempt == event.attempt:
+                context.cancelled.set()
+                self._running[event.task_id].cancel()
+            await msg.ack()
+            return
+        if not isinstance(event, TaskAssigned) or (event.session and event.session != self.session):
+            await msg.ack()
+            return
+        if event.task_id in self._running:
+            await msg.ack()
+            return
+        context = TaskContext(assignment=event, agent=self, last_seq=event.task_seq)
+        try:
+            await self.report(
+                context,
+                TaskStarted(
+                    task_id=event.task_id, agent_id=self.agent_id, attempt=event.attempt, session=self.session
+                ),
+            )
+        except AttemptSuperseded as exc:
+            self.stats.fenced += 1
+            self.log.info("assignment_refused", task_id=event.task_id, attempt=event.attempt, reason=str(exc))
+            await msg.ack()
+            return
+        await msg.ack()
+        self.stats.started += 1
+        self._contexts[event.task_id] = context
+        self._idle.clear()
+        self._running[event.task_id] = asyncio.create_task(
+            self._execute(context), name=f"task-{event.task_id}"
+        )
+        self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._running))
+
+    async def _execute(self, context: TaskContext) -> None:
+        assignment = context.assignment
+        started = time.monotonic()
+        try:
+            try:
+                value = await asyncio.wait_for(self.handler(context), assignment.timeout_s)
+            except asyncio.CancelledError:
+                if context.cancelled.is_set():
+                    self.log.info("task_cancelled", task_id=context.task_id)
+                    return
+                raise
+            except Exception as exc:
+                timed_out = isinstance(exc, asyncio.TimeoutError)
+                self.stats.failed += 1
+                await self._report_quietly(
+                    context,
+                    TaskAttemptFailed(
+                        task_id=context.task_id,
+                        agent_id=self.agent_id,
+                        attempt=context.attempt,
+                        error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                        failure_type="task_timeout" if timed_out else "agent_error",
+                        retryable=not isinstance(exc, NonRetryableError),
+                        duration_s=time.monotonic() - started,
+                    ),
+                )
+                return
+            outcome = value if isinstance(value, TaskOutcome) else TaskOutcome(result=value)
+            self.stats.completed += 1
+            await self._report_quietly(
+                context,
+                TaskCompleted(
+                    task_id=context.task_id,
+                    agent_id=self.agent_id,
+                    attempt=context.attempt,
+                    result=outcome.result,
+                    quality=outcome.quality,
+                    duration_s=time.monotonic() - started,
+                ),
+            )
+        finally:
+            self._running.pop(context.task_id, None)
+            self._contexts.pop(context.task_id, None)
+            if not self._running:
+                self._idle.set()
+
+    async def _report_quietly(self, context: TaskContext, event: Event) -> None:
+        try:
+            await self.report(context, event)
+        except AttemptSuperseded as exc:
+            self.stats.fenced += 1
+            self.log.info("result_refused", task_id=context.task_id, attempt=context.attempt, reason=str(exc))
+
+    async def report(self, context: TaskContext, event: Event) -> None:
+        """Append a report on the attempt; raise AttemptSuperseded if fencing refuses it."""
+        assert self.bus is not None
+        msg_id = f"{event.type_name()}:{context.task_id}:{context.attempt}"
+        if isinstance(event, TaskProgress):
+            msg_id = event.id
+        for _ in range(5):
+            try:
+                result = await self.bus.append(event, expected=context.last_seq, msg_id=msg_id)
+            except ConcurrencyConflict:
+                history, last_seq = await self.bus.read_aggregate("task", context.task_id)
+                verdict = attempt_verdict(history, self.agent_id, context.attempt)
+                if verdict is not None:
+                    raise AttemptSuperseded(verdict) from None
+                context.last_seq = last_seq
+                continue
+            context.last_seq = max(context.last_seq, result.seq)
+            return
+        raise AttemptSuperseded("too many concurrent changes to the task")

@@ -1,0 +1,447 @@
+"""The event bus: JetStream connection, streams, appends with optimistic concurrency, reads.
+
+Knows nothing of the domain beyond "an event has a subject and an id": services decide, the bus
+stores. Every append carries ``Nats-Msg-Id`` (retries de-duplicate) and, when the caller states
+what it last saw of the aggregate, ``Nats-Expected-Last-Subject-Sequence`` with the aggregate's
+wildcard as ``Nats-Expected-Last-Subject-Sequence-Subject``: a stale append is refused by the
+server (err_code 10071) and surfaces as ``ConcurrencyConflict``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NamedTuple
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event
+from shared.ids import check_id, new_id
+from shared.logging import get_logger
+from shared.metrics import ServiceMetrics
+from shared.pull import consume
+from shared.subjects import (
+    ALL_DLQ,
+    ALL_EVENTS,
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    HEALTH_PING,
+    aggregate_subjects,
+    dlq_subject,
+)
+from shared.telemetry import inject_headers
+
+WRONG_LAST_SEQUENCE = 10071
+STREAM_NOT_FOUND = 10059
+
+log = get_logger("hive.bus")
+
+
+class ConcurrencyConflict(Exception):
+    """Somebody appended to the aggregate since we last looked: catch up and decide again."""
+
+    def __init__(self, subject_filter: str, expected: int, detail: str = "") -> None:
+        super().__init__(f"{subject_filter}: expected last sequence {expected} ({detail})")
+        self.subject_filter = subject_filter
+        self.expected = expected
+
+
+class AppendResult(NamedTuple):
+    seq: int
+    duplicate: bool
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """An event as the log holds it: its stream sequence, subject and decoded body."""
+
+    seq: int
+    subject: str
+    event: AnyEvent
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """What goes to ``hive.dlq.<service>``: the original bytes (as text) and why they failed."""
+
+    service: str
+    reason: str
+    subject: str
+    stream_seq: int | None = None
+    data: str
+    ts: float
+
+
+class Undecodable(msgspec.Struct, frozen=True):
+    """A message in the event stream that is not a valid event (kept in the log, skipped)."""
+
+    seq: int
+    subject: str
+    reason: str
+
+
+def event_msg_seq(msg: Msg) -> int:
+    return int(msg.metadata.sequence.stream)
+
+
+class EventBus:
+    """One NATS connection for one service instance."""
+
+    def __init__(self, nc: NatsClient, service: str, metrics: ServiceMetrics | None = None) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.service = service
+        self.metrics = metrics
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        service: str,
+        *,
+        name: str | None = None,
+        metrics: ServiceMetrics | None = None,
+        connect_timeout: float = 10.0,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> EventBus:
+        """Connect with unlimited reconnects; connection trouble is logged, never printed."""
+        event_log = log.bind(service=service)
+
+        async def on_error(exc: Exception) -> None:
+            event_log.warning("nats_error", error=repr(exc))
+
+        async def on_disconnected() -> None:
+            event_log.warning("nats_disconnected")
+
+        async def on_reconnected() -> None:
+            event_log.info("nats_reconnected")
+
+        servers = [s.strip() for s in url.split(",") if s.strip()]
+        options: dict[str, Any] = {}
+        if user is not None:
+            options["user"] = user
+            options["password"] = password
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            try:
+                nc = await nats.connect(
+                    servers=servers,
+                    name=name or service,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnected,
+                    reconnected_cb=on_reconnected,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    allow_reconnect=True,
+                    connect_timeout=2,
+                    **options,
+                )
+                break
+            except (TimeoutError, nats.errors.NoServersError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        return cls(nc, service, metrics)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Drain (flush pending acks and publishes) when connected, else just close."""
+        if self.nc.is_closed:
+            return
+        if self.nc.is_connected:
+            try:
+                await asyncio.wait_for(self.nc.drain(), timeout)
+                return
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("nats_drain_failed", service=self.service, error=repr(exc))
+        await self.nc.close()
+
+    # --- streams --------------------------------------------------------------------------------
+
+    async def ensure_streams(
+        self,
+        *,
+        duplicate_window_s: float = 120.0,
+        max_age_s: float = 0.0,
+        replicas: int = 1,
+        timeout: float = 10.0,
+    ) -> None:
+        """Create or update HIVE_EVENTS and HIVE_DLQ; waits for JetStream to be ready."""
+        events = StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[ALL_EVENTS],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=duplicate_window_s,
+            max_age=max_age_s,
+            num_replicas=replicas,
+            allow_direct=True,
+            description="Hive event log: every state change, append-only",
+        )
+        dlq = StreamConfig(
+            name=DLQ_STREAM,
+            subjects=[ALL_DLQ],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=7 * 24 * 3600.0,
+            num_replicas=replicas,
+            allow_direct=True,
+            description="Messages Hive services could not process, with the reason",
+        )
+        deadline = time.monotonic() + timeout
+        for config in (events, dlq):
+            while True:
+                try:
+                    await self._create_or_update_stream(config)
+                    break
+                except (
+                    nats.js.errors.ServiceUnavailableError,
+                    nats.errors.TimeoutError,
+                    nats.errors.NoRespondersError,
+                ):
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+
+    async def _create_or_update_stream(self, config: StreamConfig) -> None:
+        assert config.name is not None
+        try:
+            info = await self.js.stream_info(config.name)
+        except nats.js.errors.NotFoundError:
+            try:
+                await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                # Another instance created it in the meantime.
+                if "already in use" not in str(exc.description):
+                    raise
+            return
+        current = info.config
+        if (
+            current.duplicate_window != config.duplicate_window
+            or (current.max_age or 0) != (config.max_age or 0)
+            or current.subjects != config.subjects
+        ):
+            await self.js.update_stream(config)
+
+    async def last_sequence(self) -> int:
+        info = await self.js.stream_info(EVENTS_STREAM)
+        return int(info.state.last_seq)
+
+    # --- append ---------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        event: Event,
+        *,
+        expected: int | None,
+        msg_id: str | None = None,
+        timeout: float = 5.0,
+    ) -> AppendResult:
+        """Append `event`; `expected` is the last sequence seen of its aggregate (0: new aggregate).
+
+        `expected=None` skips the concurrency check (only for facts that cannot conflict).
+        `msg_id` overrides the de-duplication key (e.g. one assignment per task attempt).
+        """
+        check_id(event.aggregate_id, f"{event.AGGREGATE} id")
+        headers = {"Nats-Msg-Id": msg_id or event.id}
+        if expected is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = aggregate_subjects(
+                event.AGGREGATE, event.aggregate_id
+            )
+        inject_headers(headers)
+        try:
+            ack = await self.js.publish(event.subject, encode_event(event), timeout=timeout, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                if self.metrics:
+                    self.metrics.append_conflicts.labels(self.service).inc()
+                raise ConcurrencyConflict(
+                    aggregate_subjects(event.AGGREGATE, event.aggregate_id),
+                    expected or 0,
+                    str(exc.description),
+                ) from exc
+            raise
+        if self.metrics:
+            self.metrics.events_appended.labels(self.service, event.type_name()).inc()
+        return AppendResult(int(ack.seq), bool(ack.duplicate))
+
+    async def aggregate_version(self, aggregate: str, aggregate_id: str) -> int:
+        """Last stream sequence of any event of the aggregate (0 if none), asked of the server."""
+        request = msgspec.json.encode({"last_by_subj": aggregate_subjects(aggregate, aggregate_id)})
+        reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
+        headers = reply.headers or {}
+        if headers.get("Status") == "404":
+            return 0
+        if "Nats-Sequence" not in headers:
+            raise RuntimeError(f"direct get failed: {headers}")
+        return int(headers["Nats-Sequence"])
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def _ephemeral_consumer(self, subject_filter: str, start_seq: int) -> str:
+        name = f"{self.service}-read-{new_id()}"
+        await self.js.add_consumer(
+            EVENTS_STREAM,
+            ConsumerConfig(
+                name=name,
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=max(1, start_seq),
+                filter_subject=subject_filter,
+                inactive_threshold=30.0,
+                mem_storage=True,
+                num_replicas=1,
+            ),
+        )
+        return name
+
+    async def read(
+        self,
+        *,
+        subject_filter: str = ALL_EVENTS,
+        start_seq: int = 1,
+        stop_seq: int | None = None,
+        batch: int = 512,
+    ) -> AsyncIterator[Recorded | Undecodable]:
+        """Read the log in order from `start_seq` up to `stop_seq` (default: the current end).
+
+        Uses no-wait pull requests, so it returns as soon as the stored messages are read.
+        """
+        if stop_seq is None:
+            stop_seq = await self.last_sequence()
+        if stop_seq < start_seq:
+            return
+        name = await self._ephemeral_consumer(subject_filter, start_seq)
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, pending_msgs_limit=batch * 2 + 16)
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{name}"
+        request = msgspec.json.encode({"batch": batch, "no_wait": True})
+        try:
+            while True:
+                await self.nc.publish(next_subject, request, reply=inbox)
+                received = 0
+                while received < batch:
+                    msg = await sub.next_msg(timeout=10)
+                    if (msg.headers or {}).get("Status"):
+                        break  # 404/408: nothing more for this request
+                    received += 1
+                    seq = event_msg_seq(msg)
+                    if seq > stop_seq:
+                        return
+                    yield decode_recorded(seq, msg.subject, msg.data)
+                    if seq >= stop_seq or msg.metadata.num_pending == 0:
+                        return
+                if received == 0:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await self.js.delete_consumer(EVENTS_STREAM, name)
+
+    async def follow(
+        self,
+        handler: Callable[[Recorded], Awaitable[None] | None],
+        stopping: asyncio.Event,
+        *,
+        subject_filter: str = ALL_EVENTS,
+        start_seq: int | None = None,
+    ) -> None:
+        """Hand every event stored from `start_seq` (default: from now on) to `handler` until stopped."""
+        if start_seq is None:
+            start_seq = await self.last_sequence() + 1
+        name = await self._ephemeral_consumer(subject_filter, start_seq)
+
+        async def on_msg(msg: Msg) -> None:
+            item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
+            if isinstance(item, Recorded):
+                outcome = handler(item)
+                if outcome is not None:
+                    await outcome
+
+        try:
+            await consume(self.nc, EVENTS_STREAM, name, on_msg, stopping, nak_on_stop=False)
+        finally:
+            if not self.nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await self.js.delete_consumer(EVENTS_STREAM, name)
+
+    async def read_aggregate(self, aggregate: str, aggregate_id: str) -> tuple[list[Recorded], int]:
+        """Every decodable event of one aggregate in order, and the aggregate's last sequence."""
+        events: list[Recorded] = []
+        last = 0
+        async for item in self.read(subject_filter=aggregate_subjects(aggregate, aggregate_id)):
+            last = item.seq
+            if isinstance(item, Recorded):
+                events.append(item)
+        return events, last
+
+    # --- health -------------------------------------------------------------------------------
+
+    async def gather_health(self, window_s: float = 0.3) -> list[dict[str, Any]]:
+        """Ask every service instance for its health (core NATS scatter-gather on hive.svc.health)."""
+        inbox = self.nc.new_inbox()
+        replies: list[dict[str, Any]] = []
+        decoder = msgspec.json.Decoder(dict[str, Any])
+
+        async def collect(msg: Msg) -> None:
+            if msg.data:  # an empty body is the "no responders" status
+                with contextlib.suppress(msgspec.DecodeError):
+                    replies.append(decoder.decode(msg.data))
+
+        sub = await self.nc.subscribe(inbox, cb=collect)
+        try:
+            await self.nc.publish(HEALTH_PING, b"", reply=inbox)
+            await asyncio.sleep(window_s)  # a gathering window: every instance answers within it
+        finally:
+            await sub.unsubscribe()
+        return replies
+
+    # --- dead letters ---------------------------------------------------------------------------
+
+    async def dead_letter(
+        self, subject: str, data: bytes, reason: str, stream_seq: int | None = None
+    ) -> None:
+        """Keep a message we could not process on ``hive.dlq.<service>``, with the reason."""
+        letter = DeadLetter(
+            service=self.service,
+            reason=reason,
+            subject=subject,
+            stream_seq=stream_seq,
+            data=data.decode("utf-8", errors="replace"),
+            ts=time.time(),
+        )
+        msg_id = f"dlq:{self.service}:{stream_seq}" if stream_seq is not None else None
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        await self.js.publish(dlq_subject(self.service), msgspec.json.encode(letter), headers=headers)
+        if self.metrics:
+            self.metrics.events_dead_lettered.labels(self.service).inc()
+        log.warning("dead_lettered", service=self.service, subject=subject, seq=stream_seq, reason=reason)
+
+
+def decode_recorded(seq: int, subject: str, data: bytes) -> Recorded | Undecodable:
+    """Decode a stored message; a body whose subject disagrees with its content is refused too."""
+    try:
+        event = decode_event(data)
+    except EventDecodeError as exc:
+        return Undecodable(seq, subject, str(exc))
+    if event.subject != subject:
+        return Undecodable(seq, subject, f"subject {subject} does not match the event's own {event.subject}")
+    return Recorded(seq, subject, event)

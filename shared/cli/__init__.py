@@ -1,0 +1,1 @@
+"""The ``hive`` command line."""

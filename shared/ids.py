@@ -1,0 +1,29 @@
+"""Identifiers: generated ids and the one rule every id must follow to be a subject token."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""Ids become NATS subject tokens, so dots, spaces and wildcards are refused."""
+
+_ID_RE = re.compile(ID_PATTERN)
+
+
+class InvalidIdError(ValueError):
+    """An id that cannot be used as a subject token."""
+
+
+def new_id() -> str:
+    """A fresh random id (uuid4, hex)."""
+    return uuid.uuid4().hex
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Return `value` if it is a valid subject token, else raise with a clear message."""
+    if not _ID_RE.match(value):
+        raise InvalidIdError(
+            f"{what} {value!r} is invalid: use 1-64 characters among letters, digits, '_' and '-'"
+        )
+    return value

@@ -1,0 +1,301 @@
+"""Projections: a pure ``apply(state, recorded) -> state`` kept up to date from the log.
+
+The runner owns the I/O: it loads the last snapshot (state + last applied sequence + the last
+sequence of every aggregate, needed for optimistic concurrency), reads the rest of the log with an
+ordered, ack-less consumer of its own, applies each event in stream order, and snapshots now and
+then. ``apply`` is deterministic (no clock, no I/O); for speed it may mutate and return ``state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
+from shared.ids import new_id
+from shared.logging import get_logger
+from shared.metrics import ServiceMetrics
+from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.snapshots import SnapshotStore
+from shared.subjects import EVENTS_STREAM, parse_event_subject
+
+S = TypeVar("S")
+
+log = get_logger("hive.projection")
+
+
+@dataclass(frozen=True)
+class ProjectionSpec(Generic[S]):
+    """What a projection is: a name, a state type, its initial state and its apply function.
+
+    ``schema`` must change whenever the state's shape changes, so stale snapshots are ignored.
+    """
+
+    name: str
+    schema: str
+    state_type: type[S]
+    initial: Callable[[], S]
+    apply: Callable[[S, Recorded], S]
+
+
+class Snapshot(msgspec.Struct, Generic[S]):
+    seq: int
+    state: S
+    versions: dict[str, int]
+    pruned: bool = False
+
+
+def fold(spec: ProjectionSpec[S], events: list[Recorded], state: S | None = None) -> S:
+    """Apply events in order to a state: the same path as the runner, without I/O."""
+    current = spec.initial() if state is None else state
+    for recorded in events:
+        current = spec.apply(current, recorded)
+    return current
+
+
+class ProjectionRunner(Generic[S]):
+    """Keeps one projection current for one service instance."""
+
+    MAX_VERSIONS = 500_000
+
+    def __init__(
+        self,
+        bus: EventBus,
+        spec: ProjectionSpec[S],
+        store: SnapshotStore | None = None,
+        *,
+        snapshot_every: int = 2000,
+        snapshot_min_interval_s: float = 2.0,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.bus = bus
+        self.spec = spec
+        self.store = store
+        self.snapshot_every = snapshot_every
+        self.snapshot_min_interval_s = snapshot_min_interval_s
+        self.metrics = metrics
+        self.state: S = spec.initial()
+        self.seq = 0
+        self.loaded_from_snapshot = 0
+        self.versions: dict[str, int] = {}
+        self._pruned = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiter_ids = 0
+        self._listeners: list[Callable[[Recorded], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._since_snapshot = 0
+        self._last_snapshot_at = time.monotonic()
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._codec = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(Snapshot[spec.state_type])  # type: ignore[name-defined]
+        self._running = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the snapshot, then follow the log from the next sequence in the background."""
+        await self._load_snapshot()
+        self._running = True
+        self._task = asyncio.create_task(self._pump(), name=f"projection-{self.spec.name}")
+
+    async def stop(self, *, snapshot: bool = True) -> None:
+        self._running = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._snapshot_task is not None:
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
+        if snapshot:
+            await self.snapshot()
+        for _seq, _id, fut in self._waiters:
+            if not fut.done():
+                fut.cancel()
+        self._waiters.clear()
+
+    def add_listener(self, listener: Callable[[Recorded], None]) -> None:
+        """Called after each applied event (e.g. to wake an HTTP request waiting for it)."""
+        self._listeners.append(listener)
+
+    # --- concurrency helpers --------------------------------------------------------------------
+
+    def version(self, aggregate: str, aggregate_id: str) -> int | None:
+        """Last sequence seen of an aggregate; None when it may have been pruned from memory."""
+        found = self.versions.get(f"{aggregate}.{aggregate_id}")
+        if found is not None:
+            return found
+        return None if self._pruned else 0
+
+    async def expected_version(self, aggregate: str, aggregate_id: str) -> int:
+        """The version to append against: from memory, or from the server when pruned."""
+        found = self.version(aggregate, aggregate_id)
+        if found is None:
+            return await self.bus.aggregate_version(aggregate, aggregate_id)
+        return found
+
+    async def wait_for(self, seq: int, timeout: float = 10.0) -> None:
+        """Return once the event at `seq` (and everything before it) is applied."""
+        if self.seq >= seq:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter_ids += 1
+        heapq.heappush(self._waiters, (seq, self._waiter_ids, fut))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        finally:
+            if not fut.done():
+                fut.cancel()
+
+    async def catch_up(self, timeout: float = 10.0) -> int:
+        """Apply everything the stream holds right now; returns that sequence."""
+        last = await self.bus.last_sequence()
+        await self.wait_for(last, timeout)
+        return last
+
+    # --- applying -------------------------------------------------------------------------------
+
+    def _bump_version(self, subject: str, seq: int) -> None:
+        parsed = parse_event_subject(subject)
+        if parsed is None:
+            return
+        key = f"{parsed[0]}.{parsed[1]}"
+        versions = self.versions
+        versions.pop(key, None)
+        versions[key] = seq
+        if len(versions) > self.MAX_VERSIONS:
+            self._pruned = True
+            excess = len(versions) - self.MAX_VERSIONS
+            for old in list(versions)[: excess + self.MAX_VERSIONS // 10]:
+                del versions[old]
+
+    def apply_message(self, seq: int, subject: str, data: bytes) -> None:
+        """Apply one stored message; already-applied sequences change nothing (idempotence)."""
+        if seq <= self.seq:
+            return
+        item = decode_recorded(seq, subject, data)
+        self._bump_version(subject, seq)
+        if isinstance(item, Recorded):
+            try:
+                self.state = self.spec.apply(self.state, item)
+            except Exception:
+                log.exception("projection_apply_failed", projection=self.spec.name, seq=seq, subject=subject)
+            for listener in self._listeners:
+                listener(item)
+        self.seq = seq
+        self._since_snapshot += 1
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= seq:
+            _s, _i, fut = heapq.heappop(waiters)
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _pump(self) -> None:
+        """Follow the log with an ephemeral consumer of its own, recreated from seq+1 when lost."""
+        stopping = asyncio.Event()
+        while self._running:
+            name = f"{self.bus.service}-{self.spec.name}-{new_id()}"
+            try:
+                await self.bus.js.add_consumer(
+                    EVENTS_STREAM,
+                    ConsumerConfig(
+                        name=name,
+                        ack_policy=AckPolicy.NONE,
+                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                        opt_start_seq=self.seq + 1,
+                        inactive_threshold=30.0,
+                        mem_storage=True,
+                        num_replicas=1,
+                    ),
+                )
+                await consume(
+                    self.bus.nc, EVENTS_STREAM, name, self._on_msg, stopping, batch=1024, nak_on_stop=False
+                )
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                log.warning(
+                    "projection_consumer_lost", projection=self.spec.name, error=repr(exc), seq=self.seq
+                )
+                with contextlib.suppress(Exception):
+                    await self.bus.js.delete_consumer(EVENTS_STREAM, name)
+                if not await pause_before_retry(self.bus.nc):
+                    return
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self.apply_message(event_msg_seq(msg), msg.subject, msg.data)
+        if self._since_snapshot % 256 == 0:
+            if self.metrics:
+                self.metrics.projection_seq.labels(self.bus.service, self.spec.name).set(self.seq)
+            self._maybe_snapshot()
+
+    # --- snapshots ------------------------------------------------------------------------------
+
+    def _maybe_snapshot(self) -> None:
+        if self.store is None or self._since_snapshot < self.snapshot_every:
+            return
+        if time.monotonic() - self._last_snapshot_at < self.snapshot_min_interval_s:
+            return
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            return
+        self._snapshot_task = asyncio.create_task(self.snapshot())
+
+    def encode_snapshot(self) -> bytes:
+        snap = Snapshot(seq=self.seq, state=self.state, versions=self.versions, pruned=self._pruned)
+        return self._codec.encode(snap)
+
+    async def snapshot(self) -> None:
+        """Save state, sequence and aggregate versions (encoded synchronously, so consistent)."""
+        if self.store is None or self.seq == 0:
+            return
+        blob = self.encode_snapshot()
+        seq = self.seq
+        self._since_snapshot = 0
+        self._last_snapshot_at = time.monotonic()
+        try:
+            await self.store.save(self.spec.name, self.spec.schema, seq, blob)
+        except Exception:
+            log.exception("snapshot_save_failed", projection=self.spec.name, seq=seq)
+            return
+        log.debug("snapshot_saved", projection=self.spec.name, seq=seq, bytes=len(blob))
+
+    async def _load_snapshot(self) -> None:
+        if self.store is None:
+            return
+        found = await self.store.load(self.spec.name, self.spec.schema)
+        if found is None:
+            return
+        seq, blob = found
+        try:
+            snap = self._decoder.decode(blob)
+        except msgspec.DecodeError:
+            log.warning("snapshot_unreadable", projection=self.spec.name, seq=seq)
+            return
+        self.state = snap.state
+        self.seq = snap.seq
+        self.versions = snap.versions
+        self._pruned = snap.pruned
+        self.loaded_from_snapshot = snap.seq
+        log.info("snapshot_loaded", projection=self.spec.name, seq=snap.seq)
+
+
+async def rebuild(bus: EventBus, spec: ProjectionSpec[S], *, stop_seq: int | None = None) -> tuple[S, int]:
+    """A fresh projection from the whole log (up to `stop_seq`): for checks and time travel."""
+    state = spec.initial()
+    seq = 0
+    async for item in bus.read(stop_seq=stop_seq):
+        seq = item.seq
+        if isinstance(item, Recorded):
+            state = spec.apply(state, item)
+    return state, seq

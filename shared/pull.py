@@ -1,0 +1,122 @@
+"""Continuous pull from a JetStream consumer: each message handled as soon as it is stored.
+
+nats-py's ``fetch`` with a batch waits for the whole batch or its timeout, which adds up to that
+timeout to a message's latency. ``consume`` keeps pull requests outstanding instead (asking for
+more when half of what was asked has arrived, as nats.go's ``Consume`` does), hands each message
+to the handler as it arrives, and watches idle heartbeats to notice a lost consumer or server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+STATUS = "Status"
+PENDING_MESSAGES = "Nats-Pending-Messages"
+POLL_S = 0.25
+
+
+class ConsumerLost(Exception):
+    """No message and no heartbeat for too long, or the server says the consumer is gone."""
+
+
+async def pause_before_retry(nc: NatsClient, delay_s: float = 0.2) -> bool:
+    """Wait before re-creating a lost consumer; False when retrying makes no sense any more.
+
+    nats-py may turn a cancellation into a connection error, so a closed connection or a
+    cancellation already requested for this task ends the retry loop too.
+    """
+    task = asyncio.current_task()
+    if nc.is_closed or (task is not None and task.cancelling()):
+        return False
+    await asyncio.sleep(delay_s)
+    return not nc.is_closed
+
+
+async def consume(
+    nc: NatsClient,
+    stream: str,
+    consumer: str,
+    handle: Callable[[Msg], Awaitable[None]],
+    stopping: asyncio.Event,
+    *,
+    batch: int = 256,
+    expires_s: float = 30.0,
+    heartbeat_s: float = 1.0,
+    nak_on_stop: bool = True,
+) -> None:
+    """Handle messages one at a time until `stopping` is set; raise ConsumerLost if it goes away.
+
+    On stop, messages already delivered but not handled are negatively acknowledged so another
+    instance gets them at once (when the consumer acknowledges at all).
+    """
+    subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, pending_msgs_limit=batch * 4 + 1024)
+    pending = 0
+
+    async def request() -> None:
+        nonlocal pending
+        want = batch - pending
+        if want <= 0:
+            return
+        body = {"batch": want, "expires": int(expires_s * 1e9), "idle_heartbeat": int(heartbeat_s * 1e9)}
+        await nc.publish(subject, msgspec.json.encode(body), reply=inbox)
+        pending += want
+
+    try:
+        await request()
+        last_activity = time.monotonic()
+        while not stopping.is_set():
+            try:
+                msg = await sub.next_msg(timeout=POLL_S)
+            except (TimeoutError, nats.errors.TimeoutError):
+                if time.monotonic() - last_activity > heartbeat_s * 3:
+                    raise ConsumerLost("no message nor heartbeat") from None
+                continue
+            last_activity = time.monotonic()
+            headers = msg.headers or {}
+            status = headers.get(STATUS)
+            if status is None:
+                pending -= 1
+                if pending <= batch // 2:
+                    await request()
+                await handle(msg)
+                continue
+            if status == "100":
+                continue  # idle heartbeat: the consumer is alive
+            if status in ("408", "409") and PENDING_MESSAGES in headers:
+                pending -= int(headers[PENDING_MESSAGES])
+                await request()
+                continue
+            if status == "404":
+                pending = 0
+                await request()
+                continue
+            raise ConsumerLost(f"status {status}: {headers.get('Description', '')}")
+    finally:
+        if nak_on_stop and stopping.is_set() and not nc.is_closed:
+            await _nak_buffered(sub)
+        if not nc.is_closed:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+
+async def _nak_buffered(sub) -> None:  # type: ignore[no-untyped-def]
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=0.01)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return
+        if not (msg.headers or {}).get(STATUS) and msg.reply:
+            try:
+                await msg.nak()
+            except nats.errors.Error:
+                return

@@ -1,0 +1,204 @@
+"""The shell every service shares: connect, build projections, consume work, answer health.
+
+A service subclass says which projections it keeps and which work consumers it runs; this class
+does the I/O around them and the lifecycle: SIGTERM finishes the event in hand, acknowledges it,
+snapshots the projections and closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Coroutine
+from typing import Any, ClassVar
+
+import msgspec
+from nats.aio.msg import Msg
+
+from shared.bus import EventBus
+from shared.logging import configure_logging, get_logger
+from shared.metrics import ServiceMetrics
+from shared.projection import ProjectionRunner, ProjectionSpec, S
+from shared.settings import Settings, load_settings
+from shared.snapshots import SnapshotStore
+from shared.subjects import HEALTH_PING
+from shared.telemetry import configure_tracing
+from shared.work import WorkConsumer, WorkSpec
+
+
+class ServiceHealth(msgspec.Struct, kw_only=True):
+    """One instance's answer on ``hive.svc.health``."""
+
+    service: str
+    instance: str
+    status: str
+    started_ts: float
+    projection_seq: int
+    handled: int
+    metrics_port: int | None = None
+    details: dict[str, Any] = {}
+
+
+class Service:
+    """Base of the five services. Subclasses implement ``setup`` and may extend ``details``."""
+
+    name: ClassVar[str] = "service"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.instance = settings.instance_name(self.name)
+        self.metrics = ServiceMetrics(self.name)
+        self.log = get_logger(f"hive.{self.name}").bind(service=self.name, instance=self.instance)
+        self._bus: EventBus | None = None
+        self.store: SnapshotStore | None = None
+        self.runners: list[ProjectionRunner[Any]] = []
+        self.work_specs: list[WorkSpec] = []
+        self.workers: list[WorkConsumer] = []
+        self.started_ts = 0.0
+        self.metrics_port: int | None = None
+        self.ready = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._health_sub: Any = None
+
+    @property
+    def bus(self) -> EventBus:
+        if self._bus is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._bus
+
+    # --- what subclasses provide ----------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create projections (``self.projection``) and work (``self.work``)."""
+
+    async def on_started(self) -> None:
+        """Called once projections are caught up and work consumers run."""
+
+    async def on_stopping(self) -> None:
+        """Called first on shutdown, before work consumers stop."""
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+    def projection(self, spec: ProjectionSpec[S]) -> ProjectionRunner[S]:
+        runner = ProjectionRunner(
+            self.bus,
+            spec,
+            self.store,
+            snapshot_every=self.settings.snapshot_every_events,
+            metrics=self.metrics,
+        )
+        self.runners.append(runner)
+        return runner
+
+    def work(self, spec: WorkSpec) -> WorkSpec:
+        spec.ack_wait_s = self.settings.work_ack_wait_s
+        spec.max_deliver = self.settings.work_max_deliver
+        self.work_specs.append(spec)
+        return spec
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        configure_tracing(self.name)
+        self.started_ts = time.time()
+        self._bus = await EventBus.connect(
+            self.settings.nats_url, self.name, name=self.instance, metrics=self.metrics
+        )
+        await self.bus.ensure_streams(
+            duplicate_window_s=self.settings.duplicate_window_s,
+            max_age_s=self.settings.stream_max_age_s,
+            replicas=self.settings.stream_replicas,
+        )
+        self.store = await SnapshotStore(
+            os.path.join(self.settings.snapshot_dir, f"{self.name}.sqlite")
+        ).open()
+        await self.setup()
+        for runner in self.runners:
+            await runner.start()
+        for runner in self.runners:
+            await runner.catch_up(timeout=120)
+        for spec in self.work_specs:
+            worker = WorkConsumer(self.bus, spec)
+            await worker.start()
+            self.workers.append(worker)
+        self._health_sub = await self.bus.nc.subscribe(HEALTH_PING, cb=self._answer_health)
+        if self.settings.metrics_port >= 0:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+        await self.on_started()
+        self.ready.set()
+        self.log.info(
+            "service_started",
+            projection_seq=[r.seq for r in self.runners],
+            from_snapshot=[r.loaded_from_snapshot for r in self.runners],
+            metrics_port=self.metrics_port,
+        )
+
+    async def stop(self) -> None:
+        self.log.info("service_stopping")
+        await self.on_stopping()
+        for worker in self.workers:
+            await worker.stop()
+        self.workers.clear()
+        if self._health_sub is not None:
+            with contextlib.suppress(Exception):  # connection already gone: nothing to release
+                await self._health_sub.unsubscribe()
+        for runner in self.runners:
+            await runner.stop()
+        if self._bus is not None:
+            await self._bus.close()
+        if self.store is not None:
+            await self.store.close()
+        self.log.info("service_stopped")
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        await self._stop_requested.wait()
+        await self.stop()
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def health(self) -> ServiceHealth:
+        return ServiceHealth(
+            service=self.name,
+            instance=self.instance,
+            status="ok" if self.ready.is_set() else "starting",
+            started_ts=self.started_ts,
+            projection_seq=min((r.seq for r in self.runners), default=0),
+            handled=sum(spec.handled for spec in self.work_specs),
+            metrics_port=self.metrics_port,
+            details=self.details(),
+        )
+
+    async def _answer_health(self, msg: Msg) -> None:
+        if msg.reply:
+            await msg.respond(msgspec.json.encode(self.health()))
+
+
+def run_service(service_cls: type[Service]) -> None:
+    """Entry point of ``python -m services.<name>``."""
+    settings = load_settings()
+    configure_logging(
+        settings.log_level, service=service_cls.name, instance=settings.instance_name(service_cls.name)
+    )
+    run_async(service_cls(settings).run())
+
+
+def run_async(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where available (faster I/O), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (not on Windows)
+        asyncio.run(main)
+        return
+    uvloop.run(main)

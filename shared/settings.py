@@ -1,0 +1,154 @@
+"""Settings from environment variables, each with a documented default.
+
+``SETTINGS_DOC`` is the single table of variables; the README's configuration section is
+generated from it by ``hive config`` so the two never drift.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value Hive cannot use."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    hive_home: str = ".hive"
+    instance: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    orchestration_mode: OrchestrationMode = "standard"
+    default_routing_strategy: str = "adaptive"
+    max_concurrent_workflows: Annotated[int, Meta(ge=1)] = 100
+    enable_circuit_breakers: bool = True
+    gateway_host: str = "127.0.0.1"
+    gateway_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    metrics_port: Annotated[int, Meta(ge=-1, le=65535)] = -1
+    api_token: str = ""
+    assign_wait_ms: Annotated[int, Meta(ge=0)] = 1000
+    heartbeat_interval_s: Annotated[float, Meta(gt=0)] = 0.5
+    heartbeat_missed_limit: Annotated[int, Meta(ge=1)] = 3
+    snapshot_every_events: Annotated[int, Meta(ge=1)] = 2000
+    work_ack_wait_s: Annotated[float, Meta(gt=0)] = 30.0
+    work_max_deliver: Annotated[int, Meta(ge=1)] = 20
+    duplicate_window_s: Annotated[float, Meta(gt=0)] = 120.0
+    stream_max_age_s: Annotated[float, Meta(ge=0)] = 0.0
+    stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+
+    @property
+    def snapshot_dir(self) -> str:
+        return os.path.join(self.hive_home, "snapshots")
+
+    def instance_name(self, service: str) -> str:
+        """A readable id for this process: the configured one, else service-host-pid."""
+        return self.instance or f"{service}-{socket.gethostname()}-{os.getpid()}"
+
+
+SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
+    "nats_url": ("NATS_URL", "NATS server(s) to connect to, comma-separated"),
+    "hive_home": ("HIVE_HOME", "folder for the embedded nats-server store and projection snapshots"),
+    "instance": ("HIVE_INSTANCE", "name of this service instance (default: service-host-pid)"),
+    "log_level": ("LOG_LEVEL", "debug, info, warning or error"),
+    "orchestration_mode": ("ORCHESTRATION_MODE", "standard, high_performance or fault_tolerant"),
+    "default_routing_strategy": (
+        "DEFAULT_ROUTING_STRATEGY",
+        "strategy used when a task names none",
+    ),
+    "max_concurrent_workflows": (
+        "MAX_CONCURRENT_WORKFLOWS",
+        "workflows running at once; more wait their turn",
+    ),
+    "enable_circuit_breakers": (
+        "ENABLE_CIRCUIT_BREAKERS",
+        "trip per-agent circuit breakers on failure rate",
+    ),
+    "gateway_host": ("GATEWAY_HOST", "interface the HTTP gateway binds"),
+    "gateway_port": ("GATEWAY_PORT", "port of the HTTP gateway (0: any free port)"),
+    "metrics_port": (
+        "METRICS_PORT",
+        "Prometheus port of non-gateway services (-1: off, 0: any free port)",
+    ),
+    "api_token": ("HIVE_API_TOKEN", "when set, the gateway requires 'Authorization: Bearer <token>'"),
+    "assign_wait_ms": (
+        "ASSIGN_WAIT_MS",
+        "how long task/assign waits for the routing decision before answering 202",
+    ),
+    "heartbeat_interval_s": ("HEARTBEAT_INTERVAL_S", "agent heartbeat period"),
+    "heartbeat_missed_limit": (
+        "HEARTBEAT_MISSED_LIMIT",
+        "missed heartbeats before an agent is unresponsive",
+    ),
+    "snapshot_every_events": (
+        "SNAPSHOT_EVERY_EVENTS",
+        "events applied between two projection snapshots",
+    ),
+    "work_ack_wait_s": ("WORK_ACK_WAIT_S", "seconds before an unacknowledged work event is redelivered"),
+    "work_max_deliver": (
+        "WORK_MAX_DELIVER",
+        "deliveries of a work event before it goes to the dead-letter queue",
+    ),
+    "duplicate_window_s": ("DUPLICATE_WINDOW_S", "JetStream de-duplication window for Nats-Msg-Id"),
+    "stream_max_age_s": ("STREAM_MAX_AGE_S", "age after which events are discarded (0: keep forever)"),
+    "stream_replicas": ("STREAM_REPLICAS", "replicas of the event stream (3 in a cluster)"),
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(field_name: str, raw: str) -> object:
+    default = getattr(Settings(), field_name)
+    if isinstance(default, bool):
+        low = raw.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        return raw
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read settings from `env` (default: os.environ); raise SettingsError naming the variable."""
+    source = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for field_name, (var, _doc) in SETTINGS_DOC.items():
+        if var in source and source[var] != "":
+            values[field_name] = _parse(field_name, source[var])
+    values.update(overrides)
+    try:
+        return msgspec.convert(values, Settings)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        for field_name, (var, _doc) in SETTINGS_DOC.items():
+            if f"`$.{field_name}`" in message:
+                raise SettingsError(f"invalid {var}={values.get(field_name)!r}: {message}") from exc
+        raise SettingsError(message) from exc
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce `settings` in a child process."""
+    out: dict[str, str] = {}
+    for field_name, (var, _doc) in SETTINGS_DOC.items():
+        value = getattr(settings, field_name)
+        out[var] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out

@@ -1,0 +1,73 @@
+"""SQLite snapshot store for projections: the state blob and the last stream sequence applied.
+
+Knows nothing of the domain. A snapshot of a projection at sequence N is the same whichever
+instance made it, so all instances of a service share one file; a write never replaces a newer
+snapshot. ``schema`` changes when a projection's state shape changes: older snapshots are ignored
+and the projection is rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import os
+
+import aiosqlite
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    name TEXT NOT NULL,
+    schema TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    saved_at REAL NOT NULL DEFAULT (julianday('now')),
+    PRIMARY KEY (name, schema)
+)
+"""
+
+
+class SnapshotStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> SnapshotStore:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, timeout=30)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA busy_timeout=30000")
+        await self._db.execute(_DDL)
+        await self._db.commit()
+        return self
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("snapshot store is not open")
+        return self._db
+
+    async def save(self, name: str, schema: str, seq: int, state: bytes) -> None:
+        await self.db.execute(
+            """
+            INSERT INTO snapshots (name, schema, seq, state) VALUES (?, ?, ?, ?)
+            ON CONFLICT (name, schema) DO UPDATE
+              SET seq = excluded.seq, state = excluded.state, saved_at = excluded.saved_at
+              WHERE excluded.seq > snapshots.seq
+            """,
+            (name, schema, seq, state),
+        )
+        await self.db.commit()
+
+    async def load(self, name: str, schema: str) -> tuple[int, bytes] | None:
+        async with self.db.execute(
+            "SELECT seq, state FROM snapshots WHERE name = ? AND schema = ?", (name, schema)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return int(row[0]), bytes(row[1])

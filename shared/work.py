@@ -1,0 +1,163 @@
+"""Durable work consumers: the events a service must act on, split across its instances.
+
+All instances of a service bind the same durable pull consumer, so each event is handled by one
+of them. An event is acknowledged after its handler returns; a handler may ask for a delayed
+redelivery (``Retry``), and a handler that keeps failing, or a message that is not a valid event,
+goes to ``hive.dlq.<service>`` with the reason. The service goes on either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from shared.bus import EventBus, Recorded, Undecodable, decode_recorded, event_msg_seq
+from shared.logging import get_logger
+from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.subjects import EVENTS_STREAM
+from shared.telemetry import continued_span
+
+log = get_logger("hive.work")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Ask for this event again after `delay_s` (e.g. a retry backoff not yet elapsed)."""
+
+    delay_s: float
+
+
+Handler = Callable[[Recorded], Awaitable[Retry | None]]
+
+
+@dataclass
+class WorkSpec:
+    """One durable consumer: its name, the subjects it takes and the handler."""
+
+    durable: str
+    filters: list[str]
+    handler: Handler
+    batch: int = 64
+    ack_wait_s: float = 30.0
+    max_deliver: int = 20
+    max_ack_pending: int = 2000
+    handled: int = field(default=0, init=False)
+
+
+async def ensure_work_consumer(bus: EventBus, spec: WorkSpec) -> None:
+    """Create the durable consumer, or update its filters and timings if they changed."""
+    config = ConsumerConfig(
+        name=spec.durable,
+        durable_name=spec.durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=spec.ack_wait_s,
+        max_deliver=-1,
+        max_ack_pending=spec.max_ack_pending,
+        filter_subjects=spec.filters,
+        description=f"work of {bus.service}",
+    )
+    try:
+        info = await bus.js.consumer_info(EVENTS_STREAM, spec.durable)
+    except nats.js.errors.NotFoundError:
+        info = None
+    if info is not None:
+        current = info.config
+        if sorted(current.filter_subjects or [current.filter_subject or ""]) == sorted(spec.filters) and (
+            current.ack_wait == spec.ack_wait_s
+        ):
+            return
+    try:
+        await bus.js.add_consumer(EVENTS_STREAM, config)
+    except nats.js.errors.BadRequestError as exc:
+        # Created concurrently by another instance with the same config: fine.
+        if "already exists" not in str(exc.description):
+            raise
+
+
+class WorkConsumer:
+    """Runs one WorkSpec in this instance until stopped."""
+
+    def __init__(self, bus: EventBus, spec: WorkSpec) -> None:
+        self.bus = bus
+        self.spec = spec
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.log = log.bind(service=bus.service, durable=spec.durable)
+
+    async def start(self) -> None:
+        await ensure_work_consumer(self.bus, self.spec)
+        self._task = asyncio.create_task(self._run(), name=f"work-{self.spec.durable}")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the event in hand, acknowledge it, hand the fetched rest back, then stop."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except TimeoutError:
+                self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await consume(
+                    self.bus.nc,
+                    EVENTS_STREAM,
+                    self.spec.durable,
+                    self._handle,
+                    self._stopping,
+                    batch=self.spec.batch,
+                )
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                self.log.warning("work_consumer_lost", error=repr(exc))
+                if not await pause_before_retry(self.bus.nc):
+                    return
+
+    async def _handle(self, msg: Msg) -> None:
+        seq = event_msg_seq(msg)
+        item = decode_recorded(seq, msg.subject, msg.data)
+        if isinstance(item, Undecodable):
+            await self.bus.dead_letter(msg.subject, msg.data, item.reason, seq)
+            await msg.term()
+            return
+        delivered = int(msg.metadata.num_delivered)
+        started = time.perf_counter()
+        try:
+            with continued_span(f"{self.bus.service} handle {item.event.type_name()}", msg.headers, seq=seq):
+                outcome = await self.spec.handler(item)
+        except asyncio.CancelledError:
+            await msg.nak()
+            raise
+        except Exception as exc:
+            if delivered >= self.spec.max_deliver:
+                self.log.exception("work_handler_gave_up", seq=seq, subject=msg.subject, delivered=delivered)
+                await self.bus.dead_letter(
+                    msg.subject, msg.data, f"handler failed {delivered} times: {exc!r}", seq
+                )
+                await msg.term()
+            else:
+                self.log.warning(
+                    "work_handler_failed", seq=seq, subject=msg.subject, delivered=delivered, error=repr(exc)
+                )
+                await msg.nak(delay=min(0.05 * 2**delivered, 5.0))
+            return
+        if isinstance(outcome, Retry):
+            await msg.nak(delay=max(outcome.delay_s, 0.001))
+            return
+        await msg.ack()
+        self.spec.handled += 1
+        metrics = self.bus.metrics
+        if metrics is not None:
+            metrics.events_handled.labels(self.bus.service, item.event.type_name()).inc()
+            metrics.handle_seconds.labels(self.bus.service).observe(time.perf_counter() - started)

@@ -1,0 +1,122 @@
+"""Shared fixtures: a real nats-server per test (free port, file storage in a temp dir)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import pytest
+
+from shared.bus import EventBus, Recorded
+from shared.embedded import EmbeddedNats
+from shared.events import AnyEvent
+from shared.logging import configure_logging
+from shared.service import Service
+from shared.settings import Settings, load_settings
+
+configure_logging("warning")
+
+ServiceT = TypeVar("ServiceT", bound=Service)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats", port=0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
+    return load_settings(
+        {},
+        nats_url=nats_server.url,
+        hive_home=str(tmp_path / "home"),
+        gateway_port=0,
+        assign_wait_ms=2000,
+        work_ack_wait_s=5.0,
+    )
+
+
+@pytest.fixture
+async def bus(settings: Settings) -> AsyncIterator[EventBus]:
+    connection = await EventBus.connect(settings.nats_url, "test")
+    await connection.ensure_streams()
+    yield connection
+    await connection.close()
+
+
+@asynccontextmanager
+async def running(
+    service_cls: type[ServiceT], settings: Settings, **overrides: Any
+) -> AsyncIterator[ServiceT]:
+    """Run a service in this event loop (its own NATS connection), stopped gracefully after."""
+    merged = msgspec.structs.replace(settings, **overrides) if overrides else settings
+    service = service_cls(merged)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+class EventLog:
+    """Every event stored in the stream while it listens, read through JetStream.
+
+    Core NATS subscribers also see publications the stream refused (duplicates, stale appends),
+    so the log is read the way services read it: with an ordered JetStream consumer.
+    """
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.events: list[AnyEvent] = []
+        self.seqs: list[int] = []
+        self._conditions: list[tuple[Callable[[list[AnyEvent]], bool], asyncio.Event]] = []
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> EventLog:
+        def on_event(recorded: Recorded) -> None:
+            self.events.append(recorded.event)
+            self.seqs.append(recorded.seq)
+            for predicate, flag in self._conditions:
+                if not flag.is_set() and predicate(self.events):
+                    flag.set()
+
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self.bus.follow(on_event, self._stopping, start_seq=1))
+        return self
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def wait_for(self, predicate: Callable[[list[AnyEvent]], bool], timeout: float = 10.0) -> None:
+        """Wait until `predicate(events)` holds; fail with a clear message after `timeout`."""
+        flag = asyncio.Event()
+        if predicate(self.events):
+            return
+        self._conditions.append((predicate, flag))
+        try:
+            await asyncio.wait_for(flag.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"condition not met within {timeout}s; {len(self.events)} events seen"
+            ) from None
+        finally:
+            self._conditions.remove((predicate, flag))
+
+    def of_type(self, cls: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, cls)]
+
+
+@pytest.fixture
+async def event_log(bus: EventBus) -> AsyncIterator[EventLog]:
+    log = await EventLog(bus).start()
+    yield log
+    await log.stop()

@@ -1,0 +1,114 @@
+"""The bus and projections against a real nats-server: concurrency, de-duplication, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+
+from services.router.service import RouterService
+from services.router.view import ROUTER_VIEW
+from shared.bus import ConcurrencyConflict, DeadLetter, EventBus, Recorded
+from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
+from shared.projection import ProjectionRunner, rebuild
+from shared.settings import Settings
+from shared.snapshots import SnapshotStore
+from shared.subjects import DLQ_STREAM, dlq_subject
+from tests.conftest import EventLog, running
+
+
+async def test_a_stale_append_is_refused_and_a_fresh_one_accepted(bus: EventBus) -> None:
+    first = await bus.append(TaskSubmitted(task_id="t", task_type="x"), expected=0)
+    with pytest.raises(ConcurrencyConflict):
+        await bus.append(TaskSubmitted(task_id="t", task_type="x"), expected=0)
+    done = await bus.append(TaskCompleted(task_id="t", agent_id="a", attempt=1), expected=first.seq)
+    assert done.seq > first.seq
+    assert await bus.aggregate_version("task", "t") == done.seq
+    assert await bus.aggregate_version("task", "nobody") == 0
+
+
+async def test_the_same_message_id_is_stored_once(bus: EventBus) -> None:
+    event = AgentRegistered(agent_id="a")
+    one = await bus.append(event, expected=None)
+    two = await bus.append(event, expected=None)
+    assert two.duplicate and two.seq == one.seq
+    events, last = await bus.read_aggregate("agent", "a")
+    assert len(events) == 1 and last == one.seq
+
+
+async def test_reading_a_range_returns_the_events_in_order(bus: EventBus) -> None:
+    for index in range(10):
+        await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="x"), expected=0)
+    seen = [item.seq async for item in bus.read(start_seq=3, stop_seq=7)]
+    assert seen == [3, 4, 5, 6, 7]
+
+
+async def test_a_projection_waits_for_a_sequence_and_ignores_redelivery(bus: EventBus) -> None:
+    runner = ProjectionRunner(bus, ROUTER_VIEW)
+    await runner.start()
+    try:
+        result = await bus.append(TaskSubmitted(task_id="t", task_type="x"), expected=0)
+        await runner.wait_for(result.seq, timeout=5)
+        assert "t" in runner.state.fleet.tasks
+        before = msgspec.msgpack.encode(runner.state)
+        event = TaskSubmitted(task_id="t", task_type="y")
+        runner.apply_message(result.seq, event.subject, msgspec.json.encode(event))
+        assert msgspec.msgpack.encode(runner.state) == before
+        with pytest.raises(asyncio.TimeoutError):
+            await runner.wait_for(result.seq + 100, timeout=0.2)
+    finally:
+        await runner.stop(snapshot=False)
+
+
+async def test_a_restarted_service_rebuilds_from_snapshot_plus_log_equal_to_a_fresh_rebuild(
+    settings: Settings, bus: EventBus
+) -> None:
+    for index in range(30):
+        await bus.append(TaskSubmitted(task_id=f"early{index}", task_type="x"), expected=0)
+    async with running(RouterService, settings) as router:
+        await router.view.catch_up()
+    store = await SnapshotStore(f"{settings.snapshot_dir}/router.sqlite").open()
+    saved = await store.load(ROUTER_VIEW.name, ROUTER_VIEW.schema)
+    await store.close()
+    assert saved is not None and saved[0] >= 30
+    await bus.append(AgentRegistered(agent_id="late", capabilities={"x": 1.0}, capacity=3), expected=None)
+    for index in range(5):
+        await bus.append(TaskSubmitted(task_id=f"late{index}", task_type="x"), expected=0)
+    async with running(RouterService, settings) as router:
+        assert router.view.loaded_from_snapshot == saved[0]
+        await router.view.catch_up()
+    # Stopped: its view no longer moves while the log is read again from the start.
+    fresh, fresh_seq = await rebuild(bus, ROUTER_VIEW, stop_seq=router.view.seq)
+    assert fresh_seq == router.view.seq > saved[0]
+    assert msgspec.msgpack.encode(router.view.state) == msgspec.msgpack.encode(fresh)
+
+
+async def test_garbage_on_an_event_subject_goes_to_the_dead_letter_queue_and_the_service_goes_on(
+    settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    async with running(RouterService, settings) as router:
+        await bus.js.publish("hive.evt.task.bad.submitted", b"\x00not json at all")
+        await bus.js.publish(
+            "hive.evt.task.worse.submitted", b'{"type": "task.submitted", "task_id": "worse"}'
+        )
+        letters: list[DeadLetter] = []
+        sub = await bus.js.subscribe(dlq_subject("router"), stream=DLQ_STREAM)
+        while len(letters) < 2:
+            msg = await sub.next_msg(timeout=10)
+            letters.append(msgspec.json.decode(msg.data, type=DeadLetter))
+        reasons = {letter.subject: letter.reason for letter in letters}
+        assert "not a JSON object" in reasons["hive.evt.task.bad.submitted"]
+        assert "task_type" in reasons["hive.evt.task.worse.submitted"]
+        assert letters[0].data.endswith("not json at all")
+        await bus.append(AgentRegistered(agent_id="a", capabilities={"x": 1.0}), expected=None)
+        await bus.append(TaskSubmitted(task_id="good", task_type="x"), expected=0)
+        await event_log.wait_for(
+            lambda evs: any(isinstance(e, TaskAssigned) and e.task_id == "good" for e in evs)
+        )
+        assert router.view.state.fleet.tasks["good"].status == "assigned"
+
+
+def test_recorded_is_what_projections_apply() -> None:
+    event = TaskSubmitted(task_id="t", task_type="x")
+    assert Recorded(1, event.subject, event).event is event

@@ -1,0 +1,96 @@
+"""The event catalogue: round trips, upcasting, and clear refusals of bad bytes."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.bus import Undecodable, decode_recorded
+from shared.events import (
+    EVENT_TYPES,
+    AgentRegistered,
+    EventDecodeError,
+    TaskAssigned,
+    TaskSubmitted,
+    current_version,
+    decode_event,
+    encode_event,
+)
+
+ids = st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True)
+
+
+def test_every_event_type_has_a_unique_dotted_tag_naming_its_aggregate() -> None:
+    for tag, cls in EVENT_TYPES.items():
+        aggregate, _, name = tag.partition(".")
+        assert aggregate == cls.AGGREGATE
+        assert name and "." not in name
+
+
+@given(
+    task_id=ids,
+    task_type=st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+    priority=st.sampled_from(["low", "normal", "high", "critical"]),
+)
+def test_task_submitted_round_trips_and_lands_on_its_subject(
+    task_id: str, task_type: str, priority: str
+) -> None:
+    event = TaskSubmitted(task_id=task_id, task_type=task_type, priority=priority)  # type: ignore[arg-type]
+    assert decode_event(encode_event(event)) == event
+    assert event.subject == f"hive.evt.task.{task_id}.submitted"
+
+
+def test_assignment_lives_on_the_agent_aggregate() -> None:
+    event = TaskAssigned(agent_id="a1", task_id="t1", attempt=2)
+    assert event.subject == "hive.evt.agent.a1.task_assigned"
+    assert decode_event(encode_event(event)) == event
+
+
+def test_agent_registered_v1_with_a_list_of_capabilities_is_upcast_to_v2() -> None:
+    old = (
+        b'{"type":"agent.registered","v":1,"id":"e1","ts":1.0,"agent_id":"a1",'
+        b'"capabilities":["python","review"]}'
+    )
+    event = decode_event(old)
+    assert isinstance(event, AgentRegistered)
+    assert event.v == current_version("agent.registered") == 2
+    assert event.capabilities == {"python": 1.0, "review": 1.0}
+    assert event.id == "e1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\x00\xffgarbage", "not a JSON object"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"type": "task.exploded", "task_id": "t"}', "Invalid value 'task.exploded'"),
+        (b'{"type": "task.submitted", "task_type": "x"}', "missing required field `task_id`"),
+        (b'{"type": "task.submitted", "task_id": "a.b", "task_type": "x"}', "$.task_id"),
+        (b'{"type": "task.submitted", "task_id": "t", "task_type": "x", "priority": "asap"}', "$.priority"),
+        (b'{"type": "agent.registered", "v": "one", "agent_id": "a", "capabilities": ["x"]}', "$.v"),
+    ],
+)
+def test_bad_bytes_are_refused_with_the_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(EventDecodeError) as info:
+        decode_event(payload)
+    assert reason in str(info.value)
+
+
+def test_an_event_published_on_another_aggregates_subject_is_refused() -> None:
+    data = encode_event(TaskSubmitted(task_id="t1", task_type="x"))
+    item = decode_recorded(7, "hive.evt.task.t2.submitted", data)
+    assert isinstance(item, Undecodable)
+    assert "does not match" in item.reason
+
+
+def test_events_are_frozen() -> None:
+    event = TaskSubmitted(task_id="t1", task_type="x")
+    with pytest.raises(AttributeError):
+        event.task_id = "t2"  # type: ignore[misc]
+
+
+def test_encoding_keeps_the_version_explicit() -> None:
+    raw = msgspec.json.decode(encode_event(AgentRegistered(agent_id="a")))
+    assert raw["v"] == 2 and raw["type"] == "agent.registered"

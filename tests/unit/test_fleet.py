@@ -1,0 +1,129 @@
+"""The fleet projection: stale facts change nothing, capacity is accounted exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shared.bus import Recorded
+from shared.domain.fleet import FleetState, apply_fleet, waiting_tasks
+from shared.events import (
+    AgentRegistered,
+    AnyEvent,
+    TaskAssigned,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskCompleted,
+    TaskRequeued,
+    TaskStarted,
+    TaskSubmitted,
+)
+
+
+def fold(events: Iterable[AnyEvent], state: FleetState | None = None) -> FleetState:
+    state = state or FleetState()
+    for seq, event in enumerate(events, start=1):
+        apply_fleet(state, Recorded(seq, event.subject, event))
+    return state
+
+
+def test_submitted_tasks_wait_most_urgent_first_then_oldest() -> None:
+    state = fold(
+        [
+            TaskSubmitted(task_id="low", task_type="x", priority="low"),
+            TaskSubmitted(task_id="n1", task_type="x"),
+            TaskSubmitted(task_id="crit", task_type="x", priority="critical"),
+            TaskSubmitted(task_id="n2", task_type="x"),
+        ]
+    )
+    assert [t.task_id for t in waiting_tasks(state)] == ["crit", "n1", "n2", "low"]
+
+
+def test_an_assignment_takes_a_slot_and_completion_gives_it_back() -> None:
+    state = fold(
+        [
+            AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=2),
+            TaskSubmitted(task_id="t", task_type="x"),
+            TaskAssigned(agent_id="a", task_id="t", attempt=1),
+        ]
+    )
+    assert state.agents["a"].in_flight == {"t": 1}
+    assert state.queue == []
+    fold(
+        [
+            TaskStarted(task_id="t", agent_id="a", attempt=1),
+            TaskCompleted(task_id="t", agent_id="a", attempt=1),
+        ],
+        state,
+    )
+    assert state.agents["a"].in_flight == {}
+    assert state.tasks["t"].status == "completed"
+    assert state.totals == {"submitted": 1, "completed": 1}
+
+
+def test_a_second_assignment_of_the_same_attempt_is_ignored() -> None:
+    state = fold(
+        [
+            AgentRegistered(agent_id="a", capabilities={"x": 1.0}),
+            AgentRegistered(agent_id="b", capabilities={"x": 1.0}),
+            TaskSubmitted(task_id="t", task_type="x"),
+            TaskAssigned(agent_id="a", task_id="t", attempt=1),
+            TaskAssigned(agent_id="b", task_id="t", attempt=1),
+        ]
+    )
+    assert state.tasks["t"].agent_id == "a"
+    assert state.agents["b"].in_flight == {}
+
+
+def test_a_result_for_a_superseded_attempt_changes_nothing() -> None:
+    state = fold(
+        [
+            AgentRegistered(agent_id="a", capabilities={"x": 1.0}),
+            AgentRegistered(agent_id="b", capabilities={"x": 1.0}),
+            TaskSubmitted(task_id="t", task_type="x"),
+            TaskAssigned(agent_id="a", task_id="t", attempt=1),
+            TaskRequeued(task_id="t", attempt=2, reason="agent_unresponsive"),
+            TaskAssigned(agent_id="b", task_id="t", attempt=2),
+            TaskCompleted(task_id="t", agent_id="a", attempt=1),
+        ]
+    )
+    task = state.tasks["t"]
+    assert task.status == "assigned" and task.attempt == 2 and task.agent_id == "b"
+    assert state.agents["a"].in_flight == {}
+    assert state.agents["b"].in_flight == {"t": 2}
+
+
+def test_a_failed_attempt_frees_the_slot_and_waits_for_a_retry_decision() -> None:
+    state = fold(
+        [
+            AgentRegistered(agent_id="a", capabilities={"x": 1.0}),
+            TaskSubmitted(task_id="t", task_type="x"),
+            TaskAssigned(agent_id="a", task_id="t", attempt=1),
+            TaskAttemptFailed(task_id="t", agent_id="a", attempt=1, error="boom"),
+        ]
+    )
+    assert state.tasks["t"].status == "retrying"
+    assert state.tasks["t"].task_failures == 1
+    assert state.agents["a"].in_flight == {}
+    assert state.queue == []
+
+
+def test_cancelling_a_waiting_task_removes_it_from_the_queue_and_is_final() -> None:
+    state = fold(
+        [
+            TaskSubmitted(task_id="t", task_type="x"),
+            TaskCancelled(task_id="t", reason="no longer needed"),
+            TaskRequeued(task_id="t", attempt=2),
+        ]
+    )
+    assert state.tasks["t"].status == "cancelled"
+    assert state.queue == []
+
+
+def test_old_finished_tasks_are_forgotten_beyond_the_limit() -> None:
+    state = FleetState(max_finished=3)
+    events: list[AnyEvent] = []
+    for index in range(5):
+        events += [TaskSubmitted(task_id=f"t{index}", task_type="x"), TaskCancelled(task_id=f"t{index}")]
+    fold(events, state)
+    assert sorted(state.tasks) == ["t2", "t3", "t4"]
+    assert state.totals["cancelled"] == 5

@@ -1,0 +1,137 @@
+"""Routing decisions, without NATS: capability filter, least load, capacity, queue reasons."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.router.decide import Assign, Hold, next_decision, route_task
+from services.router.view import RouterState, apply_router
+from shared.bus import Recorded
+from shared.events import (
+    AgentDraining,
+    AgentRegistered,
+    AnyEvent,
+    TaskAssigned,
+    TaskCompleted,
+    TaskQueued,
+    TaskSubmitted,
+)
+
+
+def state_of(*events: AnyEvent) -> RouterState:
+    state = RouterState()
+    for seq, event in enumerate(events, start=1):
+        apply_router(state, Recorded(seq, event.subject, event))
+    return state
+
+
+def apply(state: RouterState, event: AnyEvent, seq: int) -> None:
+    apply_router(state, Recorded(seq, event.subject, event))
+
+
+def test_only_agents_with_every_required_capability_are_candidates() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="py", capabilities={"review": 1.0, "python": 1.0}),
+        AgentRegistered(agent_id="go", capabilities={"review": 1.0, "go": 1.0}),
+        TaskSubmitted(task_id="t", task_type="review", required_capabilities=["python"]),
+    )
+    decision = route_task(state, state.fleet.tasks["t"])
+    assert isinstance(decision, Assign) and decision.agent_id == "py"
+    assert any(r.agent_id == "go" and "missing capabilities: python" in r.reason for r in decision.rejected)
+
+
+def test_the_least_loaded_capable_agent_is_chosen() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=4),
+        AgentRegistered(agent_id="b", capabilities={"x": 1.0}, capacity=4),
+        TaskSubmitted(task_id="t1", task_type="x"),
+        TaskAssigned(agent_id="a", task_id="t1", attempt=1),
+        TaskSubmitted(task_id="t2", task_type="x"),
+    )
+    decision = route_task(state, state.fleet.tasks["t2"])
+    assert isinstance(decision, Assign) and decision.agent_id == "b"
+
+
+def test_no_capable_agent_and_all_busy_are_told_apart() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=1),
+        TaskSubmitted(task_id="t1", task_type="x"),
+        TaskAssigned(agent_id="a", task_id="t1", attempt=1),
+        TaskSubmitted(task_id="t2", task_type="x"),
+        TaskSubmitted(task_id="t3", task_type="y"),
+    )
+    busy = route_task(state, state.fleet.tasks["t2"])
+    nobody = route_task(state, state.fleet.tasks["t3"])
+    assert isinstance(busy, Hold) and busy.reason == "all_capable_agents_busy"
+    assert isinstance(nobody, Hold) and nobody.reason == "no_capable_agent"
+
+
+def test_draining_agents_get_no_new_work() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="a", capabilities={"x": 1.0}),
+        AgentDraining(agent_id="a"),
+        TaskSubmitted(task_id="t", task_type="x"),
+    )
+    decision = route_task(state, state.fleet.tasks["t"])
+    assert isinstance(decision, Hold)
+
+
+def test_a_task_held_back_by_its_retry_backoff_waits_until_it_is_due() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="a", capabilities={"x": 1.0}),
+        TaskSubmitted(task_id="t", task_type="x"),
+    )
+    state.fleet.tasks["t"].not_before_ts = 100.0
+    assert next_decision(state, now=99.0) is None
+    assert isinstance(next_decision(state, now=100.0), Assign)
+
+
+def test_the_same_state_and_task_always_give_the_same_choice() -> None:
+    events = [AgentRegistered(agent_id=f"a{i}", capabilities={"x": 1.0}, capacity=2) for i in range(5)]
+    events.append(TaskSubmitted(task_id="t", task_type="x"))
+    choices = [next_decision(state_of(*events), now=0.0) for _ in range(5)]
+    assert all(choice == choices[0] for choice in choices)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacities=st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=5),
+    tasks=st.integers(min_value=0, max_value=40),
+    completions=st.lists(st.integers(min_value=0, max_value=39), max_size=20),
+)
+def test_deciding_until_nothing_is_left_never_exceeds_any_capacity(
+    capacities: list[int], tasks: int, completions: list[int]
+) -> None:
+    state = state_of(
+        *[
+            AgentRegistered(agent_id=f"a{i}", capabilities={"x": 1.0}, capacity=c)
+            for i, c in enumerate(capacities)
+        ]
+    )
+    seq = 1000
+    for index in range(tasks):
+        seq += 1
+        apply(state, TaskSubmitted(task_id=f"t{index}", task_type="x"), seq)
+    pending_completions = list(completions)
+    while True:
+        decision = next_decision(state, now=0.0)
+        if decision is None:
+            if not pending_completions:
+                break
+            index = pending_completions.pop()
+            task = state.fleet.tasks.get(f"t{index}")
+            if task is not None and task.agent_id and task.status == "assigned":
+                seq += 1
+                apply(state, TaskCompleted(task_id=task.task_id, agent_id=task.agent_id, attempt=1), seq)
+            continue
+        seq += 1
+        if isinstance(decision, Assign):
+            apply(state, TaskAssigned(agent_id=decision.agent_id, task_id=decision.task_id, attempt=1), seq)
+        else:
+            apply(state, TaskQueued(task_id=decision.task_id, attempt=1, reason=decision.reason), seq)
+        for agent in state.fleet.agents.values():
+            assert agent.load <= agent.capacity
+    total_capacity = sum(capacities)
+    in_flight = sum(a.load for a in state.fleet.agents.values())
+    assert in_flight == min(total_capacity, in_flight + len(state.fleet.queue))

@@ -1,0 +1,84 @@
+"""Settings from the environment and subject building."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.cli.up import parse_scale
+from shared.ids import InvalidIdError
+from shared.settings import SETTINGS_DOC, Settings, SettingsError, env_for, load_settings
+from shared.subjects import (
+    aggregate_subjects,
+    dlq_subject,
+    event_subject,
+    events_of_type,
+    heartbeat_subject,
+    parse_event_subject,
+)
+
+
+def test_defaults_apply_when_the_environment_is_empty() -> None:
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.nats_url == "nats://127.0.0.1:4222"
+    assert settings.orchestration_mode == "standard"
+
+
+def test_environment_values_are_parsed_to_their_types() -> None:
+    settings = load_settings(
+        {
+            "GATEWAY_PORT": "9000",
+            "ENABLE_CIRCUIT_BREAKERS": "false",
+            "HEARTBEAT_INTERVAL_S": "0.25",
+            "ORCHESTRATION_MODE": "fault_tolerant",
+            "HIVE_API_TOKEN": "s3cret",
+        }
+    )
+    assert settings.gateway_port == 9000
+    assert settings.enable_circuit_breakers is False
+    assert settings.heartbeat_interval_s == 0.25
+    assert settings.orchestration_mode == "fault_tolerant"
+    assert settings.api_token == "s3cret"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
+        ({"GATEWAY_PORT": "70000"}, "GATEWAY_PORT"),
+        ({"ORCHESTRATION_MODE": "turbo"}, "ORCHESTRATION_MODE"),
+        ({"ENABLE_CIRCUIT_BREAKERS": "maybe"}, "ENABLE_CIRCUIT_BREAKERS"),
+        ({"HEARTBEAT_INTERVAL_S": "0"}, "HEARTBEAT_INTERVAL_S"),
+    ],
+)
+def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(env)
+
+
+def test_every_setting_is_documented_and_round_trips_through_the_environment() -> None:
+    assert set(SETTINGS_DOC) == set(Settings.__struct_fields__)
+    settings = load_settings({}, gateway_port=1234, enable_circuit_breakers=False)
+    assert load_settings(env_for(settings)) == settings
+
+
+def test_subjects_read_from_general_to_specific() -> None:
+    assert event_subject("task", "t1", "completed") == "hive.evt.task.t1.completed"
+    assert aggregate_subjects("agent", "a1") == "hive.evt.agent.a1.*"
+    assert events_of_type("task", "submitted") == "hive.evt.task.*.submitted"
+    assert heartbeat_subject("a1") == "hive.hb.a1"
+    assert dlq_subject("router") == "hive.dlq.router"
+    assert parse_event_subject("hive.evt.task.t1.completed") == ("task", "t1", "completed")
+    assert parse_event_subject("hive.hb.a1") is None
+
+
+def test_an_id_that_cannot_be_a_subject_token_is_refused() -> None:
+    with pytest.raises(InvalidIdError, match="invalid"):
+        heartbeat_subject("a.b")
+
+
+def test_scale_is_parsed_and_bad_values_are_refused() -> None:
+    assert parse_scale(["router=3", "recovery=2"]) == {"router": 3, "recovery": 2}
+    for bad in (["router"], ["router=0"], ["routers=2"], ["router=x"]):
+        with pytest.raises(ValueError, match="--scale"):
+            parse_scale(bad)
