@@ -233,6 +233,17 @@ class GatewayService(Service):
             task_id=task_id, status="pending", detail="submitted; no routing decision yet", seq=seq
         )
 
+    read_wait_s = 5.0
+    """How long a read with ``after_seq`` may wait for this gateway to catch up."""
+
+    async def wait_for_seq(self, seq: int) -> None:
+        """Read-your-writes: wait until this gateway has applied the log up to `seq`."""
+        timeout = self.read_wait_s
+        try:
+            await self.view.wait_for(seq, timeout)
+        except TimeoutError:
+            raise ApiError(503, "unavailable", f"not caught up to sequence {seq} within {timeout}s") from None
+
     async def _find_task(self, task_id: str) -> TaskView:
         task = self.view.state.fleet.tasks.get(task_id)
         if task is not None:

@@ -106,6 +106,7 @@ async def test_garbage_on_an_event_subject_goes_to_the_dead_letter_queue_and_the
         await event_log.wait_for(
             lambda evs: any(isinstance(e, TaskAssigned) and e.task_id == "good" for e in evs)
         )
+        await router.view.catch_up()
         assert router.view.state.fleet.tasks["good"].status == "assigned"
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 
 from services.gateway.schemas import (
     CancelRequest,
@@ -28,8 +30,17 @@ async def assign_task(data: JSONBody[TaskAssignRequest], gateway: Gateway) -> Re
     return Response(answer, status_code=200 if answer.status == "assigned" else 202)
 
 
-@get("/api/v1/tasks/{task_id:str}", summary="Task status, with each routing decision explained")
-async def get_task(task_id: FromPath[str], gateway: Gateway) -> TaskOut:
+@get(
+    "/api/v1/tasks/{task_id:str}",
+    summary="Task status, with each routing decision explained",
+    description="With after_seq, answers once the gateway has applied the log up to that sequence "
+    "(read your writes: pass the seq a previous answer returned).",
+)
+async def get_task(
+    task_id: FromPath[str], gateway: Gateway, after_seq: Annotated[int | None, Parameter(ge=0)] = None
+) -> TaskOut:
+    if after_seq is not None:
+        await gateway.wait_for_seq(after_seq)
     return await gateway.task_out(task_id)
 
 
