@@ -12,6 +12,7 @@ from collections.abc import Collection
 import msgspec
 
 from services.router.view import RouterState
+from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
 from shared.events import RejectedCandidate
 
@@ -40,10 +41,13 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True):
 Decision = Assign | Hold
 
 
-def ineligibility(agent: AgentView, task: TaskView) -> str | None:
+def ineligibility(state: RouterState, agent: AgentView, task: TaskView) -> str | None:
     """Why `agent` cannot take `task` at all (capacity aside), or None if it could."""
     if agent.status != "active":
         return f"agent is {agent.status}"
+    blocked = admits(state.breakers, agent.agent_id)
+    if blocked is not None:
+        return blocked
     if agent.agent_id in task.excluded_agent_ids:
         return "excluded for this attempt"
     needed = [task.spec.task_type, *task.spec.required_capabilities]
@@ -63,7 +67,7 @@ def route_task(state: RouterState, task: TaskView) -> Decision:
     capable: list[AgentView] = []
     rejected: list[RejectedCandidate] = []
     for agent in state.fleet.agents.values():
-        reason = ineligibility(agent, task)
+        reason = ineligibility(state, agent, task)
         if reason is not None:
             if agent.status != "deregistered":
                 rejected.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason=reason))
@@ -122,7 +126,10 @@ def next_decision(state: RouterState, now: float, skip: Collection[str] = ()) ->
     fleet = state.fleet
     if not fleet.queue:
         return None
-    any_room = any(a.status == "active" and a.free > 0 for a in fleet.agents.values())
+    any_room = any(
+        a.status == "active" and a.free > 0 and admits(state.breakers, a.agent_id) is None
+        for a in fleet.agents.values()
+    )
     unplaceable: set[tuple[object, ...]] = set()
     for _rank, _seq, task_id in fleet.queue:
         if task_id in skip:

@@ -135,3 +135,25 @@ def test_deciding_until_nothing_is_left_never_exceeds_any_capacity(
     total_capacity = sum(capacities)
     in_flight = sum(a.load for a in state.fleet.agents.values())
     assert in_flight == min(total_capacity, in_flight + len(state.fleet.queue))
+
+
+def test_an_open_breaker_keeps_work_away_and_half_open_lets_only_the_probes_through() -> None:
+    from shared.events import BreakerClosed, BreakerHalfOpened, BreakerOpened
+
+    state = state_of(
+        AgentRegistered(agent_id="flaky", capabilities={"x": 1.0}, capacity=5),
+        BreakerOpened(agent_id="flaky", failure_rate=0.6),
+        TaskSubmitted(task_id="t1", task_type="x"),
+        TaskSubmitted(task_id="t2", task_type="x"),
+    )
+    held = route_task(state, state.fleet.tasks["t1"])
+    assert isinstance(held, Hold) and held.reason == "no_capable_agent"
+    assert next_decision(state, now=0.0) == held
+    apply(state, BreakerHalfOpened(agent_id="flaky", probes_allowed=1), 10)
+    probe = next_decision(state, now=0.0)
+    assert isinstance(probe, Assign) and probe.task_id == "t1"
+    apply(state, TaskAssigned(agent_id="flaky", task_id="t1", attempt=1), 11)
+    quota = route_task(state, state.fleet.tasks["t2"])
+    assert isinstance(quota, Hold)
+    apply(state, BreakerClosed(agent_id="flaky"), 12)
+    assert isinstance(route_task(state, state.fleet.tasks["t2"]), Assign)

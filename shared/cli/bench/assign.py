@@ -1,7 +1,4 @@
-"""``hive bench``: performance figures measured on a private Hive (own nats-server, temp folder).
-
-Figures are printed, never asserted: the targets are shown next to what was measured.
-"""
+"""``hive bench assign``: time from a task's submission to its assignment, at an offered rate."""
 
 from __future__ import annotations
 
@@ -11,42 +8,15 @@ import contextlib
 import json
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus, Recorded
+from shared.cli.bench.common import percentile, quiet, run, wait_for_services
 from shared.cli.stack import Stack, local_stack
 from shared.events import TaskSubmitted
-from shared.logging import configure_logging
-from shared.service import run_async
 from shared.subjects import events_of_type
-
-T = TypeVar("T")
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-async def wait_for_services(bus: EventBus, expected: dict[str, int], timeout: float = 60.0) -> None:
-    """Ask for health until every expected service instance answers ok."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen: dict[str, int] = {}
-        for reply in await bus.gather_health(0.25):
-            if reply.get("status") == "ok":
-                name = str(reply.get("service"))
-                seen[name] = seen.get(name, 0) + 1
-        if all(seen.get(name, 0) >= count for name, count in expected.items()):
-            return
-    raise RuntimeError(f"services {expected} did not become ready within {timeout}s")
 
 
 @dataclass
@@ -142,7 +112,7 @@ def bench_assign(args: argparse.Namespace) -> int:
         stack = local_stack(Path(home), services=("router", "recovery"), scale={"router": args.routers})
         stack.start()
         try:
-            result: AssignResult = _run(
+            result: AssignResult = run(
                 measure_assignment(
                     stack,
                     agents=args.agents,
@@ -171,21 +141,8 @@ def bench_assign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop where available and return its result."""
-    box: list[T] = []
-
-    async def main() -> None:
-        box.append(await coro)
-
-    run_async(main())
-    return box[0]
-
-
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = commands.add_parser("bench", help="measure performance against the targets")
-    kinds = parser.add_subparsers(dest="bench", required=True)
-    assign = kinds.add_parser("assign", help="assignment latency and throughput")
+    assign = commands.add_parser("assign", help="assignment latency and throughput")
     assign.add_argument("--agents", type=int, default=20)
     assign.add_argument("--capacity", type=int, default=10)
     assign.add_argument("--tasks", type=int, default=5000)
@@ -193,12 +150,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     assign.add_argument("--work-ms", type=float, default=50.0, help="duration of a simulated task")
     assign.add_argument("--routers", type=int, default=1)
     assign.add_argument("--json", action="store_true", help="one JSON line instead of a table")
-    assign.set_defaults(func=_with_logging(bench_assign))
-
-
-def _with_logging(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def wrapped(args: argparse.Namespace) -> int:
-        configure_logging("warning", service="bench")
-        return func(args)
-
-    return wrapped
+    assign.set_defaults(func=quiet(bench_assign))
