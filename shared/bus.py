@@ -395,21 +395,34 @@ class EventBus:
 
     # --- health -------------------------------------------------------------------------------
 
-    async def gather_health(self, window_s: float = 0.3) -> list[dict[str, Any]]:
-        """Ask every service instance for its health (core NATS scatter-gather on hive.svc.health)."""
+    async def gather_health(
+        self, window_s: float = 1.0, expect: frozenset[str] = frozenset(), grace_s: float = 0.05
+    ) -> list[dict[str, Any]]:
+        """Ask every service instance for its health (core NATS scatter-gather on hive.svc.health).
+
+        Collects for up to `window_s`; once every service in `expect` has answered, waits only
+        `grace_s` more for their other instances.
+        """
         inbox = self.nc.new_inbox()
         replies: list[dict[str, Any]] = []
         decoder = msgspec.json.Decoder(dict[str, Any])
+        complete = asyncio.Event()
 
         async def collect(msg: Msg) -> None:
-            if msg.data:  # an empty body is the "no responders" status
-                with contextlib.suppress(msgspec.DecodeError):
-                    replies.append(decoder.decode(msg.data))
+            if not msg.data:  # an empty body is the "no responders" status
+                return
+            with contextlib.suppress(msgspec.DecodeError):
+                replies.append(decoder.decode(msg.data))
+            if expect and expect <= {str(r.get("service")) for r in replies}:
+                complete.set()
 
         sub = await self.nc.subscribe(inbox, cb=collect)
         try:
             await self.nc.publish(HEALTH_PING, b"", reply=inbox)
-            await asyncio.sleep(window_s)  # a gathering window: every instance answers within it
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(complete.wait(), window_s)
+            if complete.is_set():
+                await asyncio.sleep(grace_s)  # a short window for further instances of the same services
         finally:
             await sub.unsubscribe()
         return replies

@@ -3,7 +3,8 @@
 nats-py's ``fetch`` with a batch waits for the whole batch or its timeout, which adds up to that
 timeout to a message's latency. ``consume`` keeps pull requests outstanding instead (asking for
 more when half of what was asked has arrived, as nats.go's ``Consume`` does), hands each message
-to the handler as it arrives, and watches idle heartbeats to notice a lost consumer or server.
+to the handler as it arrives (in the subscription's own task: no timer per message), and watches
+idle heartbeats to notice a lost consumer or server.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from nats.aio.msg import Msg
 
 STATUS = "Status"
 PENDING_MESSAGES = "Nats-Pending-Messages"
-POLL_S = 0.25
+WATCH_S = 0.25
 
 
 class ConsumerLost(Exception):
@@ -54,13 +55,14 @@ async def consume(
 ) -> None:
     """Handle messages one at a time until `stopping` is set; raise ConsumerLost if it goes away.
 
-    On stop, messages already delivered but not handled are negatively acknowledged so another
-    instance gets them at once (when the consumer acknowledges at all).
+    On stop, the message in hand is finished; messages already delivered but not handled are
+    negatively acknowledged (when the consumer acknowledges) so another instance gets them at once.
     """
     subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
     inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, pending_msgs_limit=batch * 4 + 1024)
     pending = 0
+    last_activity = time.monotonic()
+    lost: list[ConsumerLost] = []
 
     async def request() -> None:
         nonlocal pending
@@ -71,52 +73,49 @@ async def consume(
         await nc.publish(subject, msgspec.json.encode(body), reply=inbox)
         pending += want
 
+    async def on_message(msg: Msg) -> None:
+        nonlocal pending, last_activity
+        last_activity = time.monotonic()
+        headers = msg.headers
+        status = headers.get(STATUS) if headers else None
+        if status is None:
+            if stopping.is_set() or lost:
+                if nak_on_stop and msg.reply:
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.nak()
+                return
+            pending -= 1
+            if pending <= batch // 2:
+                await request()
+            await handle(msg)
+            return
+        if status == "100" or lost:
+            return  # idle heartbeat: the consumer is alive
+        assert headers is not None
+        if status in ("408", "409") and PENDING_MESSAGES in headers:
+            pending -= int(headers[PENDING_MESSAGES])
+            await request()
+        elif status == "404":
+            pending = 0
+            await request()
+        else:
+            lost.append(ConsumerLost(f"status {status}: {headers.get('Description', '')}"))
+
+    sub = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=batch * 4 + 1024)
     try:
         await request()
-        last_activity = time.monotonic()
         while not stopping.is_set():
-            try:
-                msg = await sub.next_msg(timeout=POLL_S)
-            except (TimeoutError, nats.errors.TimeoutError):
-                if time.monotonic() - last_activity > heartbeat_s * 3:
-                    raise ConsumerLost("no message nor heartbeat") from None
-                continue
-            last_activity = time.monotonic()
-            headers = msg.headers or {}
-            status = headers.get(STATUS)
-            if status is None:
-                pending -= 1
-                if pending <= batch // 2:
-                    await request()
-                await handle(msg)
-                continue
-            if status == "100":
-                continue  # idle heartbeat: the consumer is alive
-            if status in ("408", "409") and PENDING_MESSAGES in headers:
-                pending -= int(headers[PENDING_MESSAGES])
-                await request()
-                continue
-            if status == "404":
-                pending = 0
-                await request()
-                continue
-            raise ConsumerLost(f"status {status}: {headers.get('Description', '')}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), WATCH_S)
+            if lost:
+                raise lost[0]
+            if time.monotonic() - last_activity > heartbeat_s * 3:
+                raise ConsumerLost("no message nor heartbeat")
     finally:
-        if nak_on_stop and stopping.is_set() and not nc.is_closed:
-            await _nak_buffered(sub)
         if not nc.is_closed:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
-
-
-async def _nak_buffered(sub) -> None:  # type: ignore[no-untyped-def]
-    while True:
-        try:
-            msg = await sub.next_msg(timeout=0.01)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return
-        if not (msg.headers or {}).get(STATUS) and msg.reply:
-            try:
-                await msg.nak()
-            except nats.errors.Error:
-                return
+            # Finishes the message in hand; the rest still queued go through on_message, which
+            # hands them back (nak) since we are stopping or lost.
+            if not stopping.is_set() and not lost:
+                lost.append(ConsumerLost("consumer abandoned"))
+            with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                await asyncio.wait_for(sub.drain(), 30)  # type: ignore[no-untyped-call]

@@ -186,8 +186,29 @@ class Service:
 
 
 def run_service(service_cls: type[Service]) -> None:
-    """Entry point of ``python -m services.<name>``."""
+    """Entry point of ``python -m services.<name>``.
+
+    With HIVE_PROFILE_DIR set, the process runs under cProfile and writes
+    ``<dir>/<instance>.prof`` when it stops (for finding hot spots under a benchmark).
+    """
     settings = load_settings()
+    profile_dir = os.environ.get("HIVE_PROFILE_DIR")
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            _run_service(service_cls, settings)
+        finally:
+            profiler.disable()
+            os.makedirs(profile_dir, exist_ok=True)
+            profiler.dump_stats(os.path.join(profile_dir, f"{settings.instance_name(service_cls.name)}.prof"))
+        return
+    _run_service(service_cls, settings)
+
+
+def _run_service(service_cls: type[Service], settings: Settings) -> None:
     configure_logging(
         settings.log_level, service=service_cls.name, instance=settings.instance_name(service_cls.name)
     )

@@ -45,7 +45,7 @@ from shared.projection import fold
 from shared.service import Service
 
 SERVICES = ("router", "balancer", "recovery", "workflow", "gateway")
-HEALTH_WINDOW_S = 0.3
+HEALTH_WINDOW_S = 1.0
 
 
 class _QuietServer(uvicorn.Server):
@@ -331,7 +331,7 @@ class GatewayService(Service):
     # --- health and metrics ---------------------------------------------------------------------
 
     async def system_health(self) -> HealthResponse:
-        replies = await self.bus.gather_health(HEALTH_WINDOW_S)
+        replies = await self.bus.gather_health(HEALTH_WINDOW_S, expect=frozenset(SERVICES))
         services: dict[str, list[dict[str, Any]]] = {name: [] for name in SERVICES}
         for reply in replies:
             services.setdefault(str(reply.get("service")), []).append(reply)

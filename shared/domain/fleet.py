@@ -143,7 +143,8 @@ class FleetState(msgspec.Struct, kw_only=True):
     finished: list[str] = []
     """Terminal task ids, oldest first; beyond ``max_finished`` the oldest are forgotten."""
     totals: dict[str, int] = {}
-    max_finished: int = 100_000
+    max_finished: int = 2_000
+    """Decisions never need finished tasks; status queries of older ones read the log instead."""
 
 
 def new_fleet() -> FleetState:
@@ -186,7 +187,7 @@ def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float) ->
     task.finished_ts = ts
     _count(state, status)
     state.finished.append(task.task_id)
-    if len(state.finished) > state.max_finished:
+    if len(state.finished) > state.max_finished + state.max_finished // 10:
         drop = len(state.finished) - state.max_finished
         for old in state.finished[:drop]:
             state.tasks.pop(old, None)

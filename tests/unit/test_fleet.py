@@ -120,10 +120,10 @@ def test_cancelling_a_waiting_task_removes_it_from_the_queue_and_is_final() -> N
 
 
 def test_old_finished_tasks_are_forgotten_beyond_the_limit() -> None:
-    state = FleetState(max_finished=3)
+    state = FleetState(max_finished=10)
     events: list[AnyEvent] = []
-    for index in range(5):
+    for index in range(12):
         events += [TaskSubmitted(task_id=f"t{index}", task_type="x"), TaskCancelled(task_id=f"t{index}")]
     fold(events, state)
-    assert sorted(state.tasks) == ["t2", "t3", "t4"]
-    assert state.totals["cancelled"] == 5
+    assert sorted(state.tasks, key=lambda t: int(t[1:])) == [f"t{i}" for i in range(2, 12)]
+    assert state.totals["cancelled"] == 12

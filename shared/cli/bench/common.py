@@ -27,7 +27,7 @@ async def wait_for_services(bus: EventBus, expected: dict[str, int], timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seen: dict[str, int] = {}
-        for reply in await bus.gather_health(0.25):
+        for reply in await bus.gather_health(0.5, expect=frozenset(expected)):
             if reply.get("status") == "ok":
                 name = str(reply.get("service"))
                 seen[name] = seen.get(name, 0) + 1
