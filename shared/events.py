@@ -254,6 +254,8 @@ class TaskAssigned(AgentEvent, frozen=True, kw_only=True, tag="agent.task_assign
     breakdown: dict[str, float] = {}
     rejected: list[RejectedCandidate] = []
     explanation: str = ""
+    view_seq: int = 0
+    """The last sequence the router had applied when it decided: replay rebuilds exactly that view."""
 
 
 class TaskCancelRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.task_cancel_requested"):

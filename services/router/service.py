@@ -86,11 +86,12 @@ class RouterService(Service):
         """Append decisions until the queue needs nothing more right now."""
         skip: set[str] = set()
         while True:
+            view_seq = self.view.seq
             decision = next_decision(self.view.state, time.time(), skip)
             if decision is None:
                 return
             try:
-                result = await self._append(decision, causation_id)
+                result = await self._append(decision, causation_id, view_seq)
             except ConcurrencyConflict:
                 self.conflicts += 1
                 await self.view.catch_up()
@@ -99,7 +100,7 @@ class RouterService(Service):
                 skip.add(decision.task_id)
             await self.view.wait_for(result.seq)
 
-    async def _append(self, decision: Decision, causation_id: str) -> AppendResult:
+    async def _append(self, decision: Decision, causation_id: str, view_seq: int) -> AppendResult:
         task = self.view.state.fleet.tasks[decision.task_id]
         correlation = task.spec.correlation_id or task.task_id
         if isinstance(decision, Assign):
@@ -117,6 +118,7 @@ class RouterService(Service):
                 breakdown=decision.breakdown,
                 rejected=decision.rejected,
                 explanation=decision.explanation,
+                view_seq=view_seq,
                 correlation_id=correlation,
                 causation_id=causation_id,
             )
