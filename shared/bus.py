@@ -137,26 +137,31 @@ class EventBus:
         if user is not None:
             options["user"] = user
             options["password"] = password
-        deadline = time.monotonic() + connect_timeout
-        while True:
-            try:
-                nc = await nats.connect(
+        # nats-py retries the first connection forever when reconnects are unlimited: bound it.
+        client = NatsClient()
+        try:
+            await asyncio.wait_for(
+                client.connect(
                     servers=servers,
                     name=name or service,
                     error_cb=on_error,
                     disconnected_cb=on_disconnected,
                     reconnected_cb=on_reconnected,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
+                    reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; floats work
                     allow_reconnect=True,
                     connect_timeout=2,
                     **options,
-                )
-                break
-            except (TimeoutError, nats.errors.NoServersError, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+                ),
+                connect_timeout,
+            )
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise ConnectionRefusedError(
+                f"no NATS server answered at {url} within {connect_timeout}s"
+            ) from None
+        nc = client
         return cls(nc, service, metrics)
 
     async def close(self, timeout: float = 5.0) -> None:
