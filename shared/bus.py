@@ -36,7 +36,7 @@ from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encod
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
-from shared.pull import consume
+from shared.pull import ConsumerLost, consume, pause_before_retry
 from shared.subjects import (
     ALL_DLQ,
     ALL_EVENTS,
@@ -361,6 +361,48 @@ class EventBus:
             with contextlib.suppress(Exception):
                 await self.js.delete_consumer(EVENTS_STREAM, name)
 
+    async def follow_raw(
+        self,
+        handler: Callable[[Msg], Awaitable[None]],
+        stopping: asyncio.Event,
+        *,
+        subject_filter: str = ALL_EVENTS,
+        start_seq: int,
+        label: str = "follow",
+    ) -> None:
+        """Hand every stored message from `start_seq` on to `handler`, in order, until stopped.
+
+        Uses an ephemeral, ack-less consumer of its own; when it is lost (server restart, network)
+        a new one starts right after the last message handed over, so nothing is skipped or repeated.
+        """
+        next_seq = start_seq
+
+        async def track(msg: Msg) -> None:
+            nonlocal next_seq
+            seq = event_msg_seq(msg)
+            if seq < next_seq:
+                return
+            await handler(msg)
+            next_seq = seq + 1
+
+        while not stopping.is_set():
+            name = ""
+            try:
+                name = await self._ephemeral_consumer(subject_filter, next_seq)
+                await consume(self.nc, EVENTS_STREAM, name, track, stopping, batch=1024, nak_on_stop=False)
+            except asyncio.CancelledError:
+                raise
+            except (ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                log.warning(
+                    "consumer_lost", service=self.service, label=label, error=repr(exc), next_seq=next_seq
+                )
+                if not await pause_before_retry(self.nc):
+                    return
+            finally:
+                if name and not self.nc.is_closed:
+                    with contextlib.suppress(Exception):
+                        await self.js.delete_consumer(EVENTS_STREAM, name)
+
     async def follow(
         self,
         handler: Callable[[Recorded], Awaitable[None] | None],
@@ -372,7 +414,6 @@ class EventBus:
         """Hand every event stored from `start_seq` (default: from now on) to `handler` until stopped."""
         if start_seq is None:
             start_seq = await self.last_sequence() + 1
-        name = await self._ephemeral_consumer(subject_filter, start_seq)
 
         async def on_msg(msg: Msg) -> None:
             item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
@@ -381,12 +422,7 @@ class EventBus:
                 if outcome is not None:
                     await outcome
 
-        try:
-            await consume(self.nc, EVENTS_STREAM, name, on_msg, stopping, nak_on_stop=False)
-        finally:
-            if not self.nc.is_closed:
-                with contextlib.suppress(Exception):
-                    await self.js.delete_consumer(EVENTS_STREAM, name)
+        await self.follow_raw(on_msg, stopping, subject_filter=subject_filter, start_seq=start_seq)
 
     async def read_aggregate(self, aggregate: str, aggregate_id: str) -> tuple[list[Recorded], int]:
         """Every decodable event of one aggregate in order, and the aggregate's last sequence."""

@@ -17,18 +17,13 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import msgspec
-import nats.errors
-import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
-from shared.ids import new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
-from shared.pull import ConsumerLost, consume, pause_before_retry
 from shared.snapshots import SnapshotStore
-from shared.subjects import EVENTS_STREAM, parse_event_subject
+from shared.subjects import parse_event_subject
 
 S = TypeVar("S")
 
@@ -99,18 +94,17 @@ class ProjectionRunner(Generic[S]):
         self._snapshot_task: asyncio.Task[None] | None = None
         self._codec = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(Snapshot[spec.state_type])  # type: ignore[name-defined]
-        self._running = False
+        self._stopping = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the snapshot, then follow the log from the next sequence in the background."""
         await self._load_snapshot()
-        self._running = True
         self._task = asyncio.create_task(self._pump(), name=f"projection-{self.spec.name}")
 
     async def stop(self, *, snapshot: bool = True) -> None:
-        self._running = False
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -202,36 +196,10 @@ class ProjectionRunner(Generic[S]):
                 fut.set_result(None)
 
     async def _pump(self) -> None:
-        """Follow the log with an ephemeral consumer of its own, recreated from seq+1 when lost."""
-        stopping = asyncio.Event()
-        while self._running:
-            name = f"{self.bus.service}-{self.spec.name}-{new_id()}"
-            try:
-                await self.bus.js.add_consumer(
-                    EVENTS_STREAM,
-                    ConsumerConfig(
-                        name=name,
-                        ack_policy=AckPolicy.NONE,
-                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                        opt_start_seq=self.seq + 1,
-                        inactive_threshold=30.0,
-                        mem_storage=True,
-                        num_replicas=1,
-                    ),
-                )
-                await consume(
-                    self.bus.nc, EVENTS_STREAM, name, self._on_msg, stopping, batch=1024, nak_on_stop=False
-                )
-            except asyncio.CancelledError:
-                raise
-            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                log.warning(
-                    "projection_consumer_lost", projection=self.spec.name, error=repr(exc), seq=self.seq
-                )
-                with contextlib.suppress(Exception):
-                    await self.bus.js.delete_consumer(EVENTS_STREAM, name)
-                if not await pause_before_retry(self.bus.nc):
-                    return
+        """Follow the log from the next sequence, with a consumer of its own (resumed when lost)."""
+        await self.bus.follow_raw(
+            self._on_msg, self._stopping, start_seq=self.seq + 1, label=f"projection {self.spec.name}"
+        )
 
     async def _on_msg(self, msg: Msg) -> None:
         self.apply_message(event_msg_seq(msg), msg.subject, msg.data)

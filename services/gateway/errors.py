@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import nats.errors
+import nats.js.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -93,6 +95,16 @@ def handle_decode(_request: Request[Any, Any, Any], exc: msgspec.DecodeError) ->
     return error_response(400, "invalid_field" if field else "malformed_json", message, field)
 
 
+def handle_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    """NATS unreachable or JetStream not answering: nothing was lost, the client may retry."""
+    log.warning("event_log_unavailable", path=request.url.path, error=repr(exc))
+    response = error_response(
+        503, "unavailable", f"event log unavailable, retry later ({type(exc).__name__})"
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
     log.exception("gateway_internal_error", path=request.url.path)
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", f"{type(exc).__name__}: {exc}")
@@ -102,6 +114,9 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: handle_validation,
     ApiError: handle_api,
     msgspec.DecodeError: handle_decode,
+    nats.errors.Error: handle_unavailable,
+    nats.js.errors.Error: handle_unavailable,
+    TimeoutError: handle_unavailable,
     HTTPException: handle_http,
     Exception: handle_internal,
 }

@@ -25,7 +25,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import ConcurrencyConflict, EventBus, decode_recorded, event_msg_seq
+from shared.bus import ConcurrencyConflict, EventBus, Recorded, decode_recorded, event_msg_seq
 from shared.domain.fencing import attempt_verdict
 from shared.events import (
     AgentDeregistered,
@@ -395,21 +395,50 @@ class Agent:
             self.log.info("result_refused", task_id=context.task_id, attempt=context.attempt, reason=str(exc))
 
     async def report(self, context: TaskContext, event: Event) -> None:
-        """Append a report on the attempt; raise AttemptSuperseded if fencing refuses it."""
+        """Append a report on the attempt; raise AttemptSuperseded if fencing refuses it.
+
+        While NATS is unreachable the report is retried (same message id, so a report that did
+        land is not stored twice) until it lands or the agent stops: a result is never dropped.
+        """
         assert self.bus is not None
         msg_id = f"{event.type_name()}:{context.task_id}:{context.attempt}"
         if isinstance(event, TaskProgress):
             msg_id = event.id
-        for _ in range(5):
+        conflicts = 0
+        delay = 0.1
+        while True:
             try:
                 result = await self.bus.append(event, expected=context.last_seq, msg_id=msg_id)
             except ConcurrencyConflict:
-                history, last_seq = await self.bus.read_aggregate("task", context.task_id)
+                conflicts += 1
+                if conflicts > 5:
+                    raise AttemptSuperseded("too many concurrent changes to the task") from None
+                history, last_seq = await self._task_history(context.task_id)
                 verdict = attempt_verdict(history, self.agent_id, context.attempt)
                 if verdict is not None:
                     raise AttemptSuperseded(verdict) from None
                 context.last_seq = last_seq
                 continue
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                if self._stopping.is_set():
+                    raise
+                self.log.warning("report_retry", task_id=context.task_id, error=repr(exc), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             context.last_seq = max(context.last_seq, result.seq)
             return
-        raise AttemptSuperseded("too many concurrent changes to the task")
+
+    async def _task_history(self, task_id: str) -> tuple[list[Recorded], int]:
+        """The task's events, read again until NATS answers (the fencing verdict needs them)."""
+        assert self.bus is not None
+        delay = 0.1
+        while True:
+            try:
+                return await self.bus.read_aggregate("task", task_id)
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                if self._stopping.is_set():
+                    raise
+                self.log.warning("history_retry", task_id=task_id, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

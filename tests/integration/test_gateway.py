@@ -12,6 +12,7 @@ from services.gateway.service import GatewayService
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus
+from shared.embedded import EmbeddedNats
 from shared.events import TaskCancelled, TaskCancelRequested, TaskSubmitted
 from shared.settings import Settings
 from tests.conftest import EventLog, running
@@ -195,3 +196,16 @@ async def test_a_token_is_required_when_configured(settings: Settings) -> None:
         allowed = await client.get("/api/v1/agents", headers={"Authorization": "Bearer s3cret"})
         assert allowed.status_code == 200
         assert (await client.get("/api/v1/orchestration/health")).status_code in (200, 503)
+
+
+async def test_when_nats_is_down_the_gateway_answers_503_and_recovers(
+    settings: Settings, nats_server: EmbeddedNats, http: httpx.AsyncClient, gateway: GatewayService
+) -> None:
+    nats_server.kill()
+    down = await http.post(ASSIGN, json={"task_id": "during-outage", "task_type": "x"})
+    assert down.status_code == 503
+    assert down.json()["error"]["code"] == "unavailable" and down.headers["retry-after"] == "1"
+    nats_server.start()
+    await gateway.view.catch_up(timeout=30)
+    back = await http.post(ASSIGN, json={"task_id": "after-outage", "task_type": "x"})
+    assert back.status_code == 202, back.text
