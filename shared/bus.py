@@ -241,6 +241,7 @@ class EventBus:
             current.duplicate_window != config.duplicate_window
             or (current.max_age or 0) != (config.max_age or 0)
             or current.subjects != config.subjects
+            or (current.num_replicas or 1) != (config.num_replicas or 1)
         ):
             await self.js.update_stream(config)
 

@@ -161,3 +161,41 @@ class EmbeddedNats:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+class EmbeddedCluster:
+    """N nats-servers routed into one JetStream cluster (for replicated streams on one machine)."""
+
+    def __init__(self, store_dir: str | os.PathLike[str], size: int = 3, host: str = "127.0.0.1") -> None:
+        cluster_ports = [free_port(host) for _ in range(size)]
+        routes = ",".join(f"nats://{host}:{port}" for port in cluster_ports)
+        self.nodes = [
+            EmbeddedNats(
+                Path(store_dir) / f"node-{index}",
+                host=host,
+                port=0,
+                server_name=f"hive-{index}",
+                extra_args=[
+                    "--cluster_name",
+                    "hive",
+                    "--cluster",
+                    f"nats://{host}:{cluster_ports[index]}",
+                    "--routes",
+                    routes,
+                ],
+            )
+            for index in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> EmbeddedCluster:
+        for node in self.nodes:
+            node.start(timeout)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from shared.embedded import EmbeddedNats, free_port
+from shared.embedded import EmbeddedCluster, EmbeddedNats, free_port
 from shared.settings import Settings, env_for, load_settings
 
 SERVICE_NAMES = ("router", "balancer", "recovery", "workflow", "gateway")
@@ -49,6 +49,8 @@ class Stack:
     log_dir: Path | None = None
     inherit_logs: bool = False
     nats: EmbeddedNats | None = None
+    cluster: EmbeddedCluster | None = None
+    cluster_size: int = 1
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
     @property
@@ -57,6 +59,8 @@ class Stack:
 
     @property
     def nats_url(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.url
         return f"nats://127.0.0.1:{self.nats_port}"
 
     @property
@@ -73,7 +77,10 @@ class Stack:
         return env
 
     def start_nats(self) -> None:
-        self.nats = EmbeddedNats(self.home / "nats", port=self.nats_port).start()
+        if self.cluster_size > 1:
+            self.cluster = EmbeddedCluster(self.home / "nats", size=self.cluster_size).start()
+        else:
+            self.nats = EmbeddedNats(self.home / "nats", port=self.nats_port).start()
 
     def spawn(self, name: str, index: int) -> ServiceProcess:
         log_dir = self.log_dir or self.home / "logs"
@@ -178,6 +185,8 @@ class Stack:
             record.log_file.close()
         if self.nats is not None:
             self.nats.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def supervise(self) -> list[str]:
         """Restart instances that died (dev mode); returns the ones restarted."""
@@ -194,6 +203,7 @@ def local_stack(
     *,
     scale: dict[str, int] | None = None,
     services: tuple[str, ...] = SERVICE_NAMES,
+    cluster_size: int = 1,
     **settings: object,
 ) -> Stack:
     """A stack on free ports under `home` (tests and benchmarks)."""
@@ -204,7 +214,12 @@ def local_stack(
         "nats_url": f"nats://127.0.0.1:{nats_port}",
     }
     merged.update(settings)
-
+    if cluster_size > 1:
+        merged["stream_replicas"] = cluster_size
     return Stack(
-        settings=load_settings({}, **merged), scale=scale or {}, services=services, nats_port=nats_port
+        settings=load_settings({}, **merged),
+        scale=scale or {},
+        services=services,
+        nats_port=nats_port,
+        cluster_size=cluster_size,
     )
