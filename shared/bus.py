@@ -184,9 +184,13 @@ class EventBus:
         duplicate_window_s: float = 120.0,
         max_age_s: float = 0.0,
         replicas: int = 1,
-        timeout: float = 10.0,
+        timeout: float = 120.0,
     ) -> None:
-        """Create or update HIVE_EVENTS and HIVE_DLQ; waits for JetStream to be ready."""
+        """Create or update HIVE_EVENTS and HIVE_DLQ; waits for JetStream to be ready.
+
+        A JetStream cluster needs a few seconds to elect its leaders after a start: services
+        started at the same time as the servers wait here instead of failing.
+        """
         events = StreamConfig(
             name=EVENTS_STREAM,
             subjects=[ALL_EVENTS],
@@ -219,10 +223,11 @@ class EventBus:
                     nats.js.errors.ServiceUnavailableError,
                     nats.errors.TimeoutError,
                     nats.errors.NoRespondersError,
-                ):
+                ) as exc:
                     if time.monotonic() > deadline:
                         raise
-                    await asyncio.sleep(0.1)
+                    log.info("waiting_for_jetstream", service=self.service, error=repr(exc))
+                    await asyncio.sleep(0.25)
 
     async def _create_or_update_stream(self, config: StreamConfig) -> None:
         assert config.name is not None
