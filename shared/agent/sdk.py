@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats.errors
@@ -25,7 +25,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import ConcurrencyConflict, EventBus, Recorded, decode_recorded, event_msg_seq
+from shared.bus import ConcurrencyConflict, EventBus, decode_recorded, event_msg_seq
 from shared.domain.fencing import attempt_verdict
 from shared.events import (
     AgentDeregistered,
@@ -46,6 +46,8 @@ from shared.pull import ConsumerLost, consume, pause_before_retry
 from shared.subjects import EVENTS_STREAM, event_subject, heartbeat_subject
 
 log = get_logger("hive.agent")
+
+T = TypeVar("T")
 
 
 class AttemptSuperseded(Exception):
@@ -401,44 +403,37 @@ class Agent:
         land is not stored twice) until it lands or the agent stops: a result is never dropped.
         """
         assert self.bus is not None
+        bus = self.bus
         msg_id = f"{event.type_name()}:{context.task_id}:{context.attempt}"
         if isinstance(event, TaskProgress):
             msg_id = event.id
-        conflicts = 0
-        delay = 0.1
-        while True:
+        for _ in range(6):
             try:
-                result = await self.bus.append(event, expected=context.last_seq, msg_id=msg_id)
+                result = await self._through_outages(
+                    lambda: bus.append(event, expected=context.last_seq, msg_id=msg_id), context.task_id
+                )
             except ConcurrencyConflict:
-                conflicts += 1
-                if conflicts > 5:
-                    raise AttemptSuperseded("too many concurrent changes to the task") from None
-                history, last_seq = await self._task_history(context.task_id)
+                history, last_seq = await self._through_outages(
+                    lambda: bus.read_aggregate("task", context.task_id), context.task_id
+                )
                 verdict = attempt_verdict(history, self.agent_id, context.attempt)
                 if verdict is not None:
                     raise AttemptSuperseded(verdict) from None
                 context.last_seq = last_seq
                 continue
-            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-                if self._stopping.is_set():
-                    raise
-                self.log.warning("report_retry", task_id=context.task_id, error=repr(exc), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
             context.last_seq = max(context.last_seq, result.seq)
             return
+        raise AttemptSuperseded("too many concurrent changes to the task")
 
-    async def _task_history(self, task_id: str) -> tuple[list[Recorded], int]:
-        """The task's events, read again until NATS answers (the fencing verdict needs them)."""
-        assert self.bus is not None
+    async def _through_outages(self, call: Callable[[], Awaitable[T]], task_id: str) -> T:
+        """Retry `call` with backoff while NATS is unreachable, until it answers or we stop."""
         delay = 0.1
         while True:
             try:
-                return await self.bus.read_aggregate("task", task_id)
+                return await call()
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
                 if self._stopping.is_set():
                     raise
-                self.log.warning("history_retry", task_id=task_id, error=repr(exc))
+                self.log.warning("nats_retry", task_id=task_id, error=repr(exc), delay_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
