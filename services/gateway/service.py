@@ -30,12 +30,11 @@ from services.gateway.schemas import (
 )
 from services.gateway.view import GATEWAY_VIEW
 from shared.bus import ConcurrencyConflict, Recorded
+from shared.domain.cancellation import cancel_msg_id, cancel_notice, cancellation, notice_msg_id
 from shared.domain.fleet import FLEET_SPEC, TaskView
 from shared.events import (
     AgentRegistered,
     TaskAssigned,
-    TaskCancelled,
-    TaskCancelRequested,
     TaskProfile,
     TaskQueued,
     TaskSubmitted,
@@ -299,32 +298,18 @@ class GatewayService(Service):
             task = await self._find_task(task_id)
             if task.terminal:
                 raise ApiError(409, "conflict", f"task {task_id!r} is already {task.status}")
-            holder = task.agent_id if task.status in ("assigned", "running") else None
             try:
                 result = await self.bus.append(
-                    TaskCancelled(
-                        task_id=task_id,
-                        reason=reason,
-                        agent_id=holder or "",
-                        attempt=task.attempt,
-                        correlation_id=task.spec.correlation_id,
-                    ),
+                    cancellation(task, reason),
                     expected=await self.view.expected_version("task", task_id),
-                    msg_id=f"cancel:{task_id}",
+                    msg_id=cancel_msg_id(task_id),
                 )
             except ConcurrencyConflict:
                 await self.view.catch_up()
                 continue
-            if holder is not None:
-                # A notification to the agent: a fact that cannot conflict, appended unconditionally.
-                notice = TaskCancelRequested(
-                    agent_id=holder, task_id=task_id, attempt=task.attempt, reason=reason
-                )
-                await self.bus.append(
-                    notice,
-                    expected=None,
-                    msg_id=f"cancel-request:{task_id}:{task.attempt}",
-                )
+            notice = cancel_notice(task, reason)
+            if notice is not None:
+                await self.bus.append(notice, expected=None, msg_id=notice_msg_id(task_id, task.attempt))
             return CancelResponse(task_id=task_id, status="cancelled", seq=result.seq)
         raise ApiError(409, "conflict", f"task {task_id!r} keeps changing; try again")
 
