@@ -74,10 +74,15 @@ async def consume(
     try:
         await request()
         last_activity = time.monotonic()
+        reconnects = nc.stats["reconnects"]
         while not stopping.is_set():
             try:
                 msg = await sub.next_msg(timeout=POLL_S)
             except (TimeoutError, nats.errors.TimeoutError):
+                if nc.stats["reconnects"] != reconnects:
+                    # A restarted server forgot our pull requests: start again now, not after
+                    # the missed heartbeats.
+                    raise ConsumerLost("reconnected") from None
                 if time.monotonic() - last_activity > heartbeat_s * 3:
                     raise ConsumerLost("no message nor heartbeat") from None
                 continue
