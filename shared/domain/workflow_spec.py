@@ -47,7 +47,7 @@ def _with_dependencies(step: WorkflowStep, extra: list[str]) -> WorkflowStep:
 
 def apply_template(template: WorkflowTemplate, steps: list[WorkflowStep]) -> list[WorkflowStep]:
     """The steps with the template's edges added (see the module docstring)."""
-    needed = MINIMUM_TASKS.get(template, 1)
+    needed = MINIMUM_TASKS.get(template, 0)
     if len(steps) < needed:
         raise WorkflowSpecError(
             f"template {template} needs at least {needed} tasks, got {len(steps)}", "tasks"
