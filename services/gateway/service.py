@@ -75,6 +75,9 @@ class GatewayService(Service):
         self.tasks_gauge = Gauge(
             "hive_tasks_total", "Tasks by outcome since the start of the log", ["status"], registry=registry
         )
+        self.workflows_gauge = Gauge(
+            "hive_workflows", "Workflows kept in memory, by status", ["status"], registry=registry
+        )
 
     async def on_started(self) -> None:
         from services.gateway.app import create_app  # the app's routes import this module
@@ -352,4 +355,9 @@ class GatewayService(Service):
         self.in_flight_gauge.set(sum(a.load for a in fleet.agents.values()))
         for status, count in fleet.totals.items():
             self.tasks_gauge.labels(status).set(count)
+        by_status = dict.fromkeys(("waiting", "running", "completed", "failed", "cancelled"), 0)
+        for workflow in self.view.state.workflows.workflows.values():
+            by_status[workflow.status] += 1
+        for status, count in by_status.items():
+            self.workflows_gauge.labels(status).set(count)
         return self.metrics.render()

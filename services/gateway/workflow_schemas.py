@@ -148,6 +148,20 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
     seq: int
 
 
+class WorkflowSummary(msgspec.Struct, kw_only=True):
+    workflow_id: str
+    name: str
+    status: str
+    reason: str
+    execution_mode: str
+    optimization_goal: str
+    tasks: int
+    percent: float
+    submitted_ts: float
+    started_ts: float | None
+    finished_ts: float | None
+
+
 class WorkflowCancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: str = "cancelled by request"
 

@@ -18,6 +18,7 @@ from services.gateway.workflow_schemas import (
     WorkflowChange,
     WorkflowExecuteRequest,
     WorkflowOut,
+    WorkflowSummary,
     WorkflowTaskIn,
 )
 from shared.bus import ConcurrencyConflict
@@ -128,6 +129,33 @@ class WorkflowCommands:
             queue_position=position,
             seq=self.gateway.view.seq,
         )
+
+    def summaries(self, status: str | None, limit: int) -> list[WorkflowSummary]:
+        """Workflows kept in memory, most recently submitted first."""
+        found = [
+            workflow
+            for workflow in self.gateway.view.state.workflows.workflows.values()
+            if status is None or workflow.status == status
+        ]
+        found.sort(key=lambda w: w.submitted_seq, reverse=True)
+        return [
+            WorkflowSummary(
+                workflow_id=w.workflow_id,
+                name=w.name,
+                status=w.status,
+                reason=w.reason,
+                execution_mode=w.execution_mode,
+                optimization_goal=w.optimization_goal,
+                tasks=len(w.steps),
+                percent=round(100.0 * sum(s.done for s in w.steps.values()) / len(w.steps), 1)
+                if w.steps
+                else 100.0,
+                submitted_ts=w.submitted_ts,
+                started_ts=w.started_ts,
+                finished_ts=w.finished_ts,
+            )
+            for w in found[:limit]
+        ]
 
     # --- dynamic changes ------------------------------------------------------------------------
 

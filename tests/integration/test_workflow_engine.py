@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import msgspec
 import pytest
 
 from services.router.service import RouterService
 from services.workflow.service import WorkflowService
 from shared.agent.sdk import Agent, NonRetryableError, TaskContext
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
-from shared.bus import EventBus
+from shared.bus import DeadLetter, EventBus
 from shared.domain.workflows import step_task_id
 from shared.embedded import EmbeddedNats
 from shared.events import (
@@ -28,6 +29,7 @@ from shared.events import (
     WorkflowSubmitted,
 )
 from shared.settings import Settings
+from shared.subjects import DLQ_STREAM, dlq_subject
 from tests.conftest import EventLog, running
 from tests.integration.workflow_helpers import (
     EXECUTE,
@@ -310,6 +312,9 @@ async def test_a_workflow_that_bypassed_the_gateway_with_a_cycle_fails_and_the_s
         )
         await event_log.wait_for(finished("bad", "good"))
         await agent.stop()
+    letters = await bus.js.subscribe(dlq_subject("workflow"), stream=DLQ_STREAM)
+    letter = msgspec.json.decode((await letters.next_msg(timeout=10)).data, type=DeadLetter)
+    assert letter.subject == "hive.evt.workflow.junk.submitted" and "not a JSON object" in letter.reason
     bad = outcome(event_log, "bad")
     assert isinstance(bad, WorkflowFailed) and "dependency cycle: a -> b -> a" in bad.reason
     assert isinstance(outcome(event_log, "good"), WorkflowCompleted)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from services.gateway.service import GatewayService
 from services.gateway.workflow_schemas import (
@@ -15,6 +15,7 @@ from services.gateway.workflow_schemas import (
     WorkflowChange,
     WorkflowExecuteRequest,
     WorkflowOut,
+    WorkflowSummary,
     WorkflowTaskIn,
 )
 from services.gateway.workflows import WorkflowCommands
@@ -45,6 +46,15 @@ async def get_workflow(
     if after_seq is not None:
         await gateway.wait_for_seq(after_seq)
     return await WorkflowCommands(gateway).status(workflow_id)
+
+
+@get("/api/v1/orchestration/workflows", summary="Workflows kept in memory, most recently submitted first")
+async def list_workflows(
+    gateway: Gateway,
+    status: FromQuery[Literal["waiting", "running", "completed", "failed", "cancelled"] | None] = None,
+    limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
+) -> list[WorkflowSummary]:
+    return WorkflowCommands(gateway).summaries(status, limit)
 
 
 @post(
@@ -85,4 +95,11 @@ async def cancel_workflow(
     return await WorkflowCommands(gateway).cancel(workflow_id, (data or WorkflowCancelRequest()).reason)
 
 
-ROUTES = [execute_workflow, get_workflow, add_workflow_task, cancel_workflow_task, cancel_workflow]
+ROUTES = [
+    execute_workflow,
+    get_workflow,
+    list_workflows,
+    add_workflow_task,
+    cancel_workflow_task,
+    cancel_workflow,
+]
