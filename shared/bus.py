@@ -263,19 +263,21 @@ class EventBus:
         expected: int | None,
         msg_id: str | None = None,
         timeout: float = 5.0,
+        expected_filter: str | None = None,
     ) -> AppendResult:
         """Append `event`; `expected` is the last sequence seen of its aggregate (0: new aggregate).
 
         `expected=None` skips the concurrency check (only for facts that cannot conflict).
         `msg_id` overrides the de-duplication key (e.g. one assignment per task attempt).
+        `expected_filter` checks `expected` against another subject filter than the aggregate's,
+        e.g. one spanning every aggregate that competes for a shared limit.
         """
         check_id(event.aggregate_id, f"{event.AGGREGATE} id")
         headers = {"Nats-Msg-Id": msg_id or event.id}
+        guarded = expected_filter or aggregate_subjects(event.AGGREGATE, event.aggregate_id)
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
-            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = aggregate_subjects(
-                event.AGGREGATE, event.aggregate_id
-            )
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = guarded
         inject_headers(headers)
         try:
             ack = await self.js.publish(event.subject, encode_event(event), timeout=timeout, headers=headers)
@@ -283,11 +285,7 @@ class EventBus:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if self.metrics:
                     self.metrics.append_conflicts.labels(self.service).inc()
-                raise ConcurrencyConflict(
-                    aggregate_subjects(event.AGGREGATE, event.aggregate_id),
-                    expected or 0,
-                    str(exc.description),
-                ) from exc
+                raise ConcurrencyConflict(guarded, expected or 0, str(exc.description)) from exc
             raise
         if self.metrics:
             self.metrics.events_appended.labels(self.service, event.type_name()).inc()
@@ -295,7 +293,11 @@ class EventBus:
 
     async def aggregate_version(self, aggregate: str, aggregate_id: str) -> int:
         """Last stream sequence of any event of the aggregate (0 if none), asked of the server."""
-        request = msgspec.json.encode({"last_by_subj": aggregate_subjects(aggregate, aggregate_id)})
+        return await self.last_sequence_of(aggregate_subjects(aggregate, aggregate_id))
+
+    async def last_sequence_of(self, subject_filter: str) -> int:
+        """Last stream sequence of any message matching `subject_filter` (0 if none)."""
+        request = msgspec.json.encode({"last_by_subj": subject_filter})
         reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
         headers = reply.headers or {}
         if headers.get("Status") == "404":

@@ -367,6 +367,17 @@ class WorkflowSubmitted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.
     steps: list[WorkflowStep] = []
 
 
+class WorkflowStarted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.started"):
+    """The workflow got one of the MAX_CONCURRENT_WORKFLOWS slots: its steps may now be dispatched.
+
+    Appended against the last ``hive.evt.workflow.*.started`` of all workflows, so racing workflow
+    service instances cannot hand out more slots than there are.
+    """
+
+    running: int = 0
+    """Workflows running once this one started (this one included), as the deciding instance saw."""
+
+
 class WorkflowStepAdded(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.step_added"):
     step: WorkflowStep
 
@@ -388,11 +399,14 @@ class WorkflowStepCancelled(WorkflowEvent, frozen=True, kw_only=True, tag="workf
 
 class WorkflowCompleted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.completed"):
     summary: dict[str, int] = {}
+    outcomes: dict[str, str] = {}
+    """step id -> how it ended, so the workflow's own events tell its whole story."""
 
 
 class WorkflowFailed(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.failed"):
     reason: str = ""
     summary: dict[str, int] = {}
+    outcomes: dict[str, str] = {}
 
 
 class WorkflowCancelled(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.cancelled"):
@@ -482,6 +496,7 @@ AnyEvent: TypeAlias = (
     | TaskFailed
     | TaskCancelled
     | WorkflowSubmitted
+    | WorkflowStarted
     | WorkflowStepAdded
     | WorkflowStepDispatched
     | WorkflowStepSkipped

@@ -104,11 +104,16 @@ async def consume(
     sub = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=batch * 4 + 1024)
     try:
         await request()
+        reconnects = nc.stats["reconnects"]
         while not stopping.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stopping.wait(), WATCH_S)
             if lost:
                 raise lost[0]
+            if nc.stats["reconnects"] != reconnects:
+                # A restarted server forgot our pull requests: start again now, not after the
+                # missed heartbeats.
+                raise ConsumerLost("reconnected")
             if time.monotonic() - last_activity > heartbeat_s * 3:
                 raise ConsumerLost("no message nor heartbeat")
     finally:

@@ -30,12 +30,11 @@ from services.gateway.schemas import (
 )
 from services.gateway.view import GATEWAY_VIEW
 from shared.bus import ConcurrencyConflict, Recorded
+from shared.domain.cancellation import cancel_msg_id, cancel_notice, cancellation, notice_msg_id
 from shared.domain.fleet import FLEET_SPEC, TaskView
 from shared.events import (
     AgentRegistered,
     TaskAssigned,
-    TaskCancelled,
-    TaskCancelRequested,
     TaskProfile,
     TaskQueued,
     TaskSubmitted,
@@ -75,6 +74,9 @@ class GatewayService(Service):
         self.in_flight_gauge = Gauge("hive_tasks_in_flight", "Tasks held by agents", registry=registry)
         self.tasks_gauge = Gauge(
             "hive_tasks_total", "Tasks by outcome since the start of the log", ["status"], registry=registry
+        )
+        self.workflows_gauge = Gauge(
+            "hive_workflows", "Workflows kept in memory, by status", ["status"], registry=registry
         )
 
     async def on_started(self) -> None:
@@ -299,32 +301,20 @@ class GatewayService(Service):
             task = await self._find_task(task_id)
             if task.terminal:
                 raise ApiError(409, "conflict", f"task {task_id!r} is already {task.status}")
-            holder = task.agent_id if task.status in ("assigned", "running") else None
+            # Both built before any await: the view (and this task in it) moves while we append.
+            terminal = cancellation(task, reason)
+            notice = cancel_notice(task, reason)
             try:
                 result = await self.bus.append(
-                    TaskCancelled(
-                        task_id=task_id,
-                        reason=reason,
-                        agent_id=holder or "",
-                        attempt=task.attempt,
-                        correlation_id=task.spec.correlation_id,
-                    ),
+                    terminal,
                     expected=await self.view.expected_version("task", task_id),
-                    msg_id=f"cancel:{task_id}",
+                    msg_id=cancel_msg_id(task_id),
                 )
             except ConcurrencyConflict:
                 await self.view.catch_up()
                 continue
-            if holder is not None:
-                # A notification to the agent: a fact that cannot conflict, appended unconditionally.
-                notice = TaskCancelRequested(
-                    agent_id=holder, task_id=task_id, attempt=task.attempt, reason=reason
-                )
-                await self.bus.append(
-                    notice,
-                    expected=None,
-                    msg_id=f"cancel-request:{task_id}:{task.attempt}",
-                )
+            if notice is not None:
+                await self.bus.append(notice, expected=None, msg_id=notice_msg_id(task_id, task.attempt))
             return CancelResponse(task_id=task_id, status="cancelled", seq=result.seq)
         raise ApiError(409, "conflict", f"task {task_id!r} keeps changing; try again")
 
@@ -367,4 +357,9 @@ class GatewayService(Service):
         self.in_flight_gauge.set(sum(a.load for a in fleet.agents.values()))
         for status, count in fleet.totals.items():
             self.tasks_gauge.labels(status).set(count)
+        by_status = dict.fromkeys(("waiting", "running", "completed", "failed", "cancelled"), 0)
+        for workflow in self.view.state.workflows.workflows.values():
+            by_status[workflow.status] += 1
+        for status, count in by_status.items():
+            self.workflows_gauge.labels(status).set(count)
         return self.metrics.render()

@@ -1,4 +1,4 @@
-"""The gateway's projection: the fleet, to answer status queries without touching the log."""
+"""The gateway's projection: the fleet and the workflows, to answer queries without the log."""
 
 from __future__ import annotations
 
@@ -6,21 +6,24 @@ import msgspec
 
 from shared.bus import Recorded
 from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.projection import ProjectionSpec
 
 
 class GatewayState(msgspec.Struct, kw_only=True):
     fleet: FleetState = msgspec.field(default_factory=FleetState)
+    workflows: WorkflowsState = msgspec.field(default_factory=WorkflowsState)
 
 
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
     apply_fleet(state.fleet, recorded)
+    apply_workflows(state.workflows, recorded)
     return state
 
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(
     name="gateway",
-    schema="gateway-1",
+    schema="gateway-2",
     state_type=GatewayState,
     initial=GatewayState,
     apply=apply_gateway,

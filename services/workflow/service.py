@@ -1,12 +1,81 @@
-"""Workflow shell: keeps the workflow view and reports it in health."""
+"""Workflow shell: wake on what can move a workflow, decide, append, decide again until settled.
+
+Every decision is appended against the workflow's last sequence, so racing instances cannot both
+act on the same state: the loser catches up and decides again. A step starts with two appends,
+``workflow.step_dispatched`` (the decision, guarded) then ``task.submitted`` (expected 0, a new
+task with an id derived from the workflow and step ids). A crash between them leaves the
+triggering event unacknowledged: it comes back, and ``decide`` finds the dispatch without its task
+and submits it, once (a second submission is refused as the task exists). Admission to one of the
+MAX_CONCURRENT_WORKFLOWS slots is appended against the last ``workflow.started`` of *all*
+workflows, so instances racing for the last slot cannot both take it.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+from services.workflow.decide import (
+    Action,
+    CancelTask,
+    Dispatch,
+    Finish,
+    Skip,
+    StepTask,
+    Submit,
+    admissions,
+    affected,
+    decide,
+)
 from services.workflow.view import WORKFLOW_VIEW
+from shared.bus import ConcurrencyConflict, Recorded
+from shared.domain.cancellation import cancel_msg_id, cancel_notice, cancellation, notice_msg_id
+from shared.domain.workflows import WorkflowView
+from shared.events import (
+    AgentRecovered,
+    AgentRegistered,
+    Event,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowStepAdded,
+    WorkflowStepCancelled,
+    WorkflowStepDispatched,
+    WorkflowStepSkipped,
+    WorkflowSubmitted,
+)
 from shared.service import Service
+from shared.subjects import events_of_type
+from shared.work import WorkSpec
+
+TRIGGERS: list[type[Event]] = [
+    WorkflowSubmitted,
+    WorkflowStarted,
+    WorkflowStepAdded,
+    WorkflowStepCancelled,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    TaskCompleted,
+    TaskFailed,
+    TaskCancelled,
+    AgentRegistered,
+    AgentRecovered,
+]
+"""Events after which a workflow may have something to do. The service's own per-step events
+(step_dispatched, step_skipped) are not among them: it decides again right after appending them."""
+
+STARTED = events_of_type("workflow", WorkflowStarted.event_type())
+MAX_CONFLICTS = 50
+
+
+class TooManyConflicts(RuntimeError):
+    """Other writers kept winning; the event is redelivered and handled later."""
 
 
 class WorkflowService(Service):
@@ -14,6 +83,191 @@ class WorkflowService(Service):
 
     async def setup(self) -> None:
         self.view = self.projection(WORKFLOW_VIEW)
+        self.work(
+            WorkSpec(
+                durable="workflow",
+                filters=[events_of_type(cls.AGGREGATE, cls.event_type()) for cls in TRIGGERS],
+                handler=self.on_event,
+            )
+        )
+        self.dispatched = 0
+        self.admitted = 0
+        self.conflicts = 0
 
     def details(self) -> dict[str, Any]:
-        return {"workflows": dict(Counter(self.view.state.status.values()))}
+        flows = self.view.state.flows
+        return {
+            "workflows": dict(Counter(w.status for w in flows.workflows.values())),
+            "waiting": len(flows.waiting),
+            "running": len(flows.running),
+            "max_running": self.settings.max_concurrent_workflows,
+            "steps_dispatched": self.dispatched,
+            "admitted": self.admitted,
+            "conflicts": self.conflicts,
+        }
+
+    async def on_event(self, recorded: Recorded) -> None:
+        await self.view.wait_for(recorded.seq)
+        cause = recorded.event.id
+        for workflow_id in affected(self.view.state, recorded.event):
+            await self.reconcile(workflow_id, cause)
+        for workflow_id in await self.admit(cause):
+            await self.reconcile(workflow_id, cause)
+
+    # --- one workflow -------------------------------------------------------------------------
+
+    async def reconcile(self, workflow_id: str, cause: str) -> None:
+        """Append what ``decide`` asks for, then ask again, until it asks for nothing."""
+        conflicts = 0
+        rounds = 0
+        while True:
+            actions = decide(self.view.state, workflow_id)
+            if not actions:
+                return
+            rounds += 1
+            if rounds > 4 * len(self.view.state.flows.workflows[workflow_id].steps) + 50:
+                self.log.error("workflow_not_settling", workflow_id=workflow_id, actions=repr(actions[:3]))
+                return
+            try:
+                last = await self._perform(workflow_id, actions, cause)
+            except ConcurrencyConflict:
+                conflicts += 1
+                self.conflicts += 1
+                if conflicts > MAX_CONFLICTS:
+                    raise TooManyConflicts(f"workflow {workflow_id}: {conflicts} conflicts") from None
+                await self.view.catch_up()
+                continue
+            await self.view.wait_for(last)
+
+    async def _perform(self, workflow_id: str, actions: list[Action], cause: str) -> int:
+        """Append the actions in order; returns the last sequence written (to wait for)."""
+        workflow = self.view.state.flows.workflows[workflow_id]
+        version = await self.view.expected_version("workflow", workflow_id)
+        last = 0
+        for action in actions:
+            if isinstance(action, CancelTask):
+                last = max(last, await self._cancel_task(action, cause))
+                continue
+            if isinstance(action, Submit):
+                last = max(last, await self._submit(workflow, action.task, cause))
+                continue
+            event = self._workflow_event(workflow, action, cause)
+            result = await self.bus.append(event, expected=version, msg_id=_msg_id(workflow_id, action))
+            version = last = max(version, result.seq)
+            if isinstance(action, Dispatch):
+                self.dispatched += 1
+                last = max(last, await self._submit(workflow, action.task, cause))
+            elif isinstance(action, Finish):
+                self.log.info("workflow_finished", workflow_id=workflow_id, status=action.status)
+        return last
+
+    def _workflow_event(self, workflow: WorkflowView, action: Action, cause: str) -> Event:
+        common: dict[str, Any] = {
+            "workflow_id": workflow.workflow_id,
+            "correlation_id": workflow.correlation_id,
+            "causation_id": cause,
+        }
+        if isinstance(action, Dispatch):
+            return WorkflowStepDispatched(step_id=action.task.step_id, task_id=action.task.task_id, **common)
+        if isinstance(action, Skip):
+            return WorkflowStepSkipped(step_id=action.step_id, reason=action.reason, **common)
+        if isinstance(action, Finish) and action.status == "completed":
+            return WorkflowCompleted(summary=action.summary, outcomes=action.outcomes, **common)
+        if isinstance(action, Finish):
+            return WorkflowFailed(
+                reason=action.reason, summary=action.summary, outcomes=action.outcomes, **common
+            )
+        raise TypeError(f"not a workflow event: {action!r}")
+
+    async def _submit(self, workflow: WorkflowView, task: StepTask, cause: str) -> int:
+        """Submit a step's task; if it is already in the log, return where, so it can be awaited."""
+        step = workflow.steps[task.step_id].spec
+        payload = dict(step.payload)
+        if task.upstream and "upstream" not in payload:
+            payload["upstream"] = task.upstream
+        event = TaskSubmitted(
+            task_id=task.task_id,
+            task_type=step.task_type,
+            name=step.name or step.step_id,
+            description=step.description,
+            priority=task.priority,
+            required_capabilities=step.required_capabilities,
+            profile=step.profile,
+            routing_strategy=task.routing_strategy,
+            payload=payload,
+            timeout_s=step.timeout_s,
+            retry=step.retry,
+            estimated_duration_s=step.estimated_duration_minutes * 60,
+            workflow_id=workflow.workflow_id,
+            step_id=step.step_id,
+            submitted_by="workflow",
+            correlation_id=workflow.correlation_id,
+            causation_id=cause,
+        )
+        try:
+            result = await self.bus.append(event, expected=0, msg_id=f"wf-task:{task.task_id}")
+        except ConcurrencyConflict:
+            return await self.bus.aggregate_version("task", task.task_id)
+        return result.seq
+
+    async def _cancel_task(self, action: CancelTask, cause: str) -> int:
+        task = self.view.state.fleet.tasks[action.task_id]
+        # Both built before any await: the view (and this task in it) moves while we append.
+        terminal = cancellation(task, action.reason, cause)
+        notice = cancel_notice(task, action.reason, cause)
+        result = await self.bus.append(
+            terminal,
+            expected=await self.view.expected_version("task", action.task_id),
+            msg_id=cancel_msg_id(action.task_id),
+        )
+        if notice is not None:
+            await self.bus.append(notice, expected=None, msg_id=notice_msg_id(task.task_id, task.attempt))
+        return result.seq
+
+    # --- admission ------------------------------------------------------------------------------
+
+    async def admit(self, cause: str) -> list[str]:
+        """Start waiting workflows while slots are free; returns those this call started."""
+        started: list[str] = []
+        conflicts = 0
+        limit = self.settings.max_concurrent_workflows
+        while admissions(self.view.state.flows, limit):
+            # Every earlier start must be applied before counting the running workflows.
+            guard_seq = await self.bus.last_sequence_of(STARTED)
+            await self.view.wait_for(guard_seq)
+            candidates = admissions(self.view.state.flows, limit)
+            if not candidates:
+                break
+            workflow = self.view.state.flows.workflows[candidates[0]]
+            event = WorkflowStarted(
+                workflow_id=workflow.workflow_id,
+                running=len(self.view.state.flows.running) + 1,
+                correlation_id=workflow.correlation_id,
+                causation_id=cause,
+            )
+            try:
+                result = await self.bus.append(
+                    event,
+                    expected=guard_seq,
+                    expected_filter=STARTED,
+                    msg_id=f"wf-start:{workflow.workflow_id}",
+                )
+            except ConcurrencyConflict:
+                conflicts += 1
+                self.conflicts += 1
+                if conflicts > MAX_CONFLICTS:
+                    raise TooManyConflicts(f"admission: {conflicts} conflicts") from None
+                continue
+            await self.view.wait_for(result.seq)
+            self.admitted += 1
+            started.append(workflow.workflow_id)
+        return started
+
+
+def _msg_id(workflow_id: str, action: Action) -> str:
+    """One message id per decision, so a decision replayed within the window is stored once."""
+    if isinstance(action, Dispatch):
+        return f"wf-dispatch:{workflow_id}:{action.task.step_id}"
+    if isinstance(action, Skip):
+        return f"wf-skip:{workflow_id}:{action.step_id}"
+    return f"wf-end:{workflow_id}"

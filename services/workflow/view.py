@@ -1,38 +1,30 @@
-"""The workflow service's projection: which workflows exist and how they ended."""
+"""The workflow service's projection: the workflows, and the fleet (task results, agent capacity)."""
 
 from __future__ import annotations
 
 import msgspec
 
 from shared.bus import Recorded
-from shared.events import WorkflowCancelled, WorkflowCompleted, WorkflowFailed, WorkflowSubmitted
+from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.projection import ProjectionSpec
 
 
-class WorkflowsState(msgspec.Struct, kw_only=True):
-    status: dict[str, str] = {}
+class WorkflowServiceState(msgspec.Struct, kw_only=True):
+    flows: WorkflowsState = msgspec.field(default_factory=WorkflowsState)
+    fleet: FleetState = msgspec.field(default_factory=FleetState)
 
 
-def apply_workflows(state: WorkflowsState, recorded: Recorded) -> WorkflowsState:
-    event = recorded.event
-    match event:
-        case WorkflowSubmitted():
-            state.status.setdefault(event.workflow_id, "running")
-        case WorkflowCompleted():
-            state.status[event.workflow_id] = "completed"
-        case WorkflowFailed():
-            state.status[event.workflow_id] = "failed"
-        case WorkflowCancelled():
-            state.status[event.workflow_id] = "cancelled"
-        case _:
-            pass
+def apply_workflow_service(state: WorkflowServiceState, recorded: Recorded) -> WorkflowServiceState:
+    apply_workflows(state.flows, recorded)
+    apply_fleet(state.fleet, recorded)
     return state
 
 
-WORKFLOW_VIEW: ProjectionSpec[WorkflowsState] = ProjectionSpec(
+WORKFLOW_VIEW: ProjectionSpec[WorkflowServiceState] = ProjectionSpec(
     name="workflow",
-    schema="workflow-1",
-    state_type=WorkflowsState,
-    initial=WorkflowsState,
-    apply=apply_workflows,
+    schema="workflow-2",
+    state_type=WorkflowServiceState,
+    initial=WorkflowServiceState,
+    apply=apply_workflow_service,
 )

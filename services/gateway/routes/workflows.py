@@ -1,0 +1,105 @@
+"""Workflows: submit a DAG, follow it, change it while it runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+
+from services.gateway.service import GatewayService
+from services.gateway.workflow_schemas import (
+    WorkflowAccepted,
+    WorkflowCancelRequest,
+    WorkflowChange,
+    WorkflowExecuteRequest,
+    WorkflowOut,
+    WorkflowSummary,
+    WorkflowTaskIn,
+)
+from services.gateway.workflows import WorkflowCommands
+
+Gateway = NamedDependency[GatewayService]
+BASE = "/api/v1/orchestration/workflow"
+
+
+@post(
+    f"{BASE}/execute",
+    status_code=202,
+    summary="Submit a workflow (a DAG of tasks)",
+    description="Checked in full before anything is stored: duplicate task ids, unknown dependencies and "
+    "cycles (named with their path) are refused with 400. A template fills in dependencies by position.",
+)
+async def execute_workflow(data: JSONBody[WorkflowExecuteRequest], gateway: Gateway) -> WorkflowAccepted:
+    return await WorkflowCommands(gateway).execute(data)
+
+
+@get(
+    f"{BASE}/{{workflow_id:str}}",
+    summary="Workflow status: per-task state, progress, critical path, estimated finish",
+    description="With after_seq, answers once the gateway has applied the log up to that sequence.",
+)
+async def get_workflow(
+    workflow_id: FromPath[str], gateway: Gateway, after_seq: Annotated[int | None, Parameter(ge=0)] = None
+) -> WorkflowOut:
+    if after_seq is not None:
+        await gateway.wait_for_seq(after_seq)
+    return await WorkflowCommands(gateway).status(workflow_id)
+
+
+@get("/api/v1/orchestration/workflows", summary="Workflows kept in memory, most recently submitted first")
+async def list_workflows(
+    gateway: Gateway,
+    status: FromQuery[Literal["waiting", "running", "completed", "failed", "cancelled"] | None] = None,
+    limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
+) -> list[WorkflowSummary]:
+    return WorkflowCommands(gateway).summaries(status, limit)
+
+
+@post(
+    f"{BASE}/{{workflow_id:str}}/tasks",
+    status_code=202,
+    summary="Add a task to a workflow that is not finished",
+)
+async def add_workflow_task(
+    workflow_id: FromPath[str], data: JSONBody[WorkflowTaskIn], gateway: Gateway
+) -> WorkflowChange:
+    return await WorkflowCommands(gateway).add_task(workflow_id, data)
+
+
+@post(
+    f"{BASE}/{{workflow_id:str}}/tasks/{{task_id:str}}/cancel",
+    status_code=202,
+    summary="Cancel one task of a workflow (its agent is told; dependents follow their condition)",
+)
+async def cancel_workflow_task(
+    workflow_id: FromPath[str],
+    task_id: FromPath[str],
+    gateway: Gateway,
+    data: JSONBody[WorkflowCancelRequest | None] = None,
+) -> WorkflowChange:
+    return await WorkflowCommands(gateway).cancel_task(
+        workflow_id, task_id, (data or WorkflowCancelRequest()).reason
+    )
+
+
+@post(
+    f"{BASE}/{{workflow_id:str}}/cancel",
+    status_code=202,
+    summary="Cancel a workflow: nothing new starts, in-flight tasks are cancelled and their agents told",
+)
+async def cancel_workflow(
+    workflow_id: FromPath[str], gateway: Gateway, data: JSONBody[WorkflowCancelRequest | None] = None
+) -> WorkflowChange:
+    return await WorkflowCommands(gateway).cancel(workflow_id, (data or WorkflowCancelRequest()).reason)
+
+
+ROUTES = [
+    execute_workflow,
+    get_workflow,
+    list_workflows,
+    add_workflow_task,
+    cancel_workflow_task,
+    cancel_workflow,
+]
