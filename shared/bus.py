@@ -99,6 +99,15 @@ def event_msg_seq(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
 
 
+def connection_key(nc: NatsClient) -> str:
+    """``<server id>/<client id>`` of a live connection: how NATS disconnect advisories name it."""
+    info = getattr(nc, "_server_info", None) or {}  # nats-py keeps the server's INFO here
+    server_id = info.get("server_id", "")
+    if nc.client_id is None or not server_id:
+        return ""
+    return f"{server_id}/{nc.client_id}"
+
+
 class EventBus:
     """One NATS connection for one service instance."""
 
@@ -252,19 +261,20 @@ class EventBus:
         expected: int | None,
         msg_id: str | None = None,
         timeout: float = 5.0,
+        expected_subject: str | None = None,
     ) -> AppendResult:
         """Append `event`; `expected` is the last sequence seen of its aggregate (0: new aggregate).
 
         `expected=None` skips the concurrency check (only for facts that cannot conflict).
         `msg_id` overrides the de-duplication key (e.g. one assignment per task attempt).
+        `expected_subject` widens what `expected` is checked against (default: the aggregate).
         """
         check_id(event.aggregate_id, f"{event.AGGREGATE} id")
         headers = {"Nats-Msg-Id": msg_id or event.id}
+        checked = expected_subject or aggregate_subjects(event.AGGREGATE, event.aggregate_id)
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
-            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = aggregate_subjects(
-                event.AGGREGATE, event.aggregate_id
-            )
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = checked
         inject_headers(headers)
         try:
             ack = await self.js.publish(event.subject, encode_event(event), timeout=timeout, headers=headers)
@@ -272,11 +282,7 @@ class EventBus:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if self.metrics:
                     self.metrics.append_conflicts.labels(self.service).inc()
-                raise ConcurrencyConflict(
-                    aggregate_subjects(event.AGGREGATE, event.aggregate_id),
-                    expected or 0,
-                    str(exc.description),
-                ) from exc
+                raise ConcurrencyConflict(checked, expected or 0, str(exc.description)) from exc
             raise
         if self.metrics:
             self.metrics.events_appended.labels(self.service, event.type_name()).inc()
@@ -284,7 +290,11 @@ class EventBus:
 
     async def aggregate_version(self, aggregate: str, aggregate_id: str) -> int:
         """Last stream sequence of any event of the aggregate (0 if none), asked of the server."""
-        request = msgspec.json.encode({"last_by_subj": aggregate_subjects(aggregate, aggregate_id)})
+        return await self.subject_version(aggregate_subjects(aggregate, aggregate_id))
+
+    async def subject_version(self, subject_filter: str) -> int:
+        """Last stream sequence of any event matching `subject_filter` (0 if none)."""
+        request = msgspec.json.encode({"last_by_subj": subject_filter})
         reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
         headers = reply.headers or {}
         if headers.get("Status") == "404":
