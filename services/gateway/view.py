@@ -1,26 +1,32 @@
-"""The gateway's projection: the fleet, to answer status queries without touching the log."""
+"""The gateway's projection: the fleet, breakers and agent outcomes, to answer queries without the log."""
 
 from __future__ import annotations
 
 import msgspec
 
 from shared.bus import Recorded
+from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.projection import ProjectionSpec
 
 
 class GatewayState(msgspec.Struct, kw_only=True):
     fleet: FleetState = msgspec.field(default_factory=FleetState)
+    breakers: BreakersState = msgspec.field(default_factory=BreakersState)
+    outcomes: OutcomesState = msgspec.field(default_factory=OutcomesState)
 
 
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
     apply_fleet(state.fleet, recorded)
+    apply_breakers(state.breakers, recorded)
+    apply_outcomes(state.outcomes, recorded)
     return state
 
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(
     name="gateway",
-    schema="gateway-1",
+    schema="gateway-2",
     state_type=GatewayState,
     initial=GatewayState,
     apply=apply_gateway,
