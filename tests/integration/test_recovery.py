@@ -13,9 +13,11 @@ from nats.aio.msg import Msg
 from services.recovery.service import RecoveryService
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, AttemptSuperseded, TaskContext
-from shared.bus import EventBus
+from shared.bus import ConcurrencyConflict, EventBus, connection_key
+from shared.domain.heartbeats import Heartbeat, HeartbeatTable
 from shared.events import (
     AgentRecovered,
+    AgentRegistered,
     AgentUnresponsive,
     BreakerClosed,
     BreakerHalfOpened,
@@ -31,8 +33,9 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.heartbeats import HeartbeatListener
 from shared.settings import Settings
-from shared.subjects import dlq_subject, heartbeat_subject
+from shared.subjects import dlq_subject, entity_subjects, heartbeat_subject
 from tests.conftest import EventLog, running
 
 FAST_BEATS = 0.2
@@ -272,3 +275,53 @@ async def test_with_circuit_breakers_disabled_a_failing_agent_is_never_cut_off(
         await agent.stop()
     assert len(event_log.of_type(TaskAttemptFailed)) == 9
     assert event_log.of_type(BreakerOpened) == []
+
+
+async def test_an_assignment_decided_before_the_breaker_opened_is_refused_by_the_server(
+    bus: EventBus,
+) -> None:
+    await bus.append(AgentRegistered(agent_id="a", capabilities={"x": 1.0}), expected=None)
+    seen = await bus.subject_version(entity_subjects("a"))
+    await bus.append(BreakerOpened(agent_id="a", reason="tripped meanwhile"), expected=0)
+    with pytest.raises(ConcurrencyConflict):
+        await bus.append(
+            TaskAssigned(agent_id="a", task_id="t", attempt=1),
+            expected=seen,
+            expected_subject=entity_subjects("a"),
+        )
+    fresh = await bus.subject_version(entity_subjects("a"))
+    await bus.append(
+        TaskAssigned(agent_id="a", task_id="t", attempt=1),
+        expected=fresh,
+        expected_subject=entity_subjects("a"),
+    )
+
+
+async def test_a_closed_connection_is_heard_through_the_server_disconnect_advisory(
+    settings: Settings,
+) -> None:
+    observer = await EventBus.connect(settings.nats_url, "observer")
+    doomed = await EventBus.connect(settings.nats_url, "doomed")
+    table = HeartbeatTable(started_at=0.0)
+    closed = asyncio.Event()
+    listener = HeartbeatListener(observer.nc, table, on_disconnect=lambda agents: closed.set())
+    await listener.start()
+    heard = asyncio.Event()
+
+    async def on_beat(_msg: Msg) -> None:
+        heard.set()
+
+    await observer.nc.subscribe(heartbeat_subject("d1"), cb=on_beat)
+    await observer.nc.flush()  # subscriptions registered before anything is published
+    beat = Heartbeat(
+        agent_id="d1", session="s", ts=0.0, in_flight=0, capacity=1, connection=connection_key(doomed.nc)
+    )
+    await doomed.nc.publish(heartbeat_subject("d1"), msgspec.json.encode(beat))
+    await asyncio.wait_for(heard.wait(), 5)
+    assert table.agents["d1"].connection.endswith(f"/{doomed.nc.client_id}")
+    await doomed.nc.close()
+    await asyncio.wait_for(closed.wait(), 5)
+    assert table.agents["d1"].disconnected_at is not None
+    assert table.agents["d1"].disconnect_reason == "Client Closed"
+    await listener.stop()
+    await observer.close()
