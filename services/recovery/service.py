@@ -114,7 +114,7 @@ class RecoveryService(Service):
             self.bus.nc,
             self.table,
             on_bad=self._bad_heartbeat,
-            on_disconnect=lambda _agents: self._wake.set(),
+            on_disconnect=self._connection_closed,
         )
         await self.listener.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="recovery-tick")
@@ -142,6 +142,11 @@ class RecoveryService(Service):
         """An outcome may trip or settle a breaker: look now rather than at the next tick."""
         if isinstance(recorded.event, TaskCompleted | TaskAttemptFailed):
             self._wake.set()
+
+    def _connection_closed(self, agents: list[str]) -> None:
+        """A disconnect advisory named the connection these agents beat over: look at once."""
+        self.log.info("agent_connection_closed", agent_ids=agents)
+        self._wake.set()
 
     async def _bad_heartbeat(self, subject: str, data: bytes, reason: str) -> None:
         await self.bus.dead_letter(subject, data, reason)

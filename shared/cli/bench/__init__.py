@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from shared.cli.bench import assign
+from shared.cli.bench import assign, recovery
 
-KINDS = [assign]
+KINDS = [assign, recovery]
 """Modules with ``add_parser(kinds)``; each adds one ``hive bench <kind>`` sub-command."""
 
 
