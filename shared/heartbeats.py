@@ -52,6 +52,7 @@ class HeartbeatListener:
     async def start(self) -> None:
         self._subs.append(await self.nc.subscribe(ALL_HEARTBEATS, cb=self._on_beat))
         self._subs.append(await self.nc.subscribe(DISCONNECT_ADVISORIES, cb=self._on_advisory))
+        await self.nc.flush()
 
     async def stop(self) -> None:
         for sub in self._subs:

@@ -126,6 +126,7 @@ class Service:
             await worker.start()
             self.workers.append(worker)
         self._health_sub = await self.bus.nc.subscribe(HEALTH_PING, cb=self._answer_health)
+        await self.bus.nc.flush()  # the server knows the subscription before anyone is told we started
         if self.settings.metrics_port >= 0:
             self.metrics_port = self.metrics.serve(self.settings.metrics_port)
         await self.on_started()
