@@ -97,7 +97,7 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "api_token": ("HIVE_API_TOKEN", "when set, the gateway requires 'Authorization: Bearer <token>'"),
     "assign_wait_ms": (
         "ASSIGN_WAIT_MS",
-        "how long task/assign waits for the routing decision before answering 202",
+        "how long task/assign and failure/handle wait for the decision before answering 202",
     ),
     "heartbeat_interval_s": ("HEARTBEAT_INTERVAL_S", "agent heartbeat period"),
     "heartbeat_missed_limit": (
