@@ -88,6 +88,8 @@ class RecoveryService(Service):
         self.table = HeartbeatTable(started_at=time.time())
         self.listener: HeartbeatListener | None = None
         self._wake = asyncio.Event()
+        self._dirty: set[str] = set()
+        """Agents with new outcomes since the last look at their breakers."""
         self._ticker: asyncio.Task[None] | None = None
         self.requeued = 0
         self.failed = 0
@@ -139,8 +141,10 @@ class RecoveryService(Service):
         }
 
     def _on_applied(self, recorded: Recorded) -> None:
-        """An outcome may trip or settle a breaker: look now rather than at the next tick."""
-        if isinstance(recorded.event, TaskCompleted | TaskAttemptFailed):
+        """An outcome may trip or settle a breaker: look at that agent's now, not at the next tick."""
+        event = recorded.event
+        if isinstance(event, TaskCompleted | TaskAttemptFailed) and event.agent_id:
+            self._dirty.add(event.agent_id)
             self._wake.set()
 
     def _connection_closed(self, agents: list[str]) -> None:
@@ -154,18 +158,24 @@ class RecoveryService(Service):
     # --- the tick -------------------------------------------------------------------------------
 
     async def _tick_loop(self) -> None:
+        """A full pass every RECOVERY_TICK_S; in between, a wake-up looks only at what changed."""
+        period = self.settings.recovery_tick_s
+        last_full = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.recovery_tick_s)
+                await asyncio.wait_for(self._wake.wait(), period)
             self._wake.clear()
+            full = time.monotonic() - last_full >= period
+            if full:
+                last_full = time.monotonic()
             try:
-                await self.tick()
+                await self.tick(full=full)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.log.exception("recovery_tick_failed")
 
-    async def tick(self) -> None:
+    async def tick(self, *, full: bool = True) -> None:
         """Decide from (projection, heartbeats, now) and append; on a conflict catch up and redo."""
         stall_s = max(self.settings.heartbeat_interval_s, 5 * self.settings.recovery_tick_s)
         for _ in range(MAX_CONFLICT_RETRIES):
@@ -173,18 +183,24 @@ class RecoveryService(Service):
             if self.table.tick(now, stall_s):
                 self.log.warning("recovery_stalled", detail="silence is counted again from now")
             try:
-                await self._tick_once(now)
+                await self._tick_once(now, full)
                 return
             except ConcurrencyConflict:
                 await self.view.catch_up()
 
-    async def _tick_once(self, now: float) -> None:
+    async def _tick_once(self, now: float, full: bool) -> None:
+        """Liveness always (one pass over the agents); timeouts, quarantines and every breaker on a
+        full pass; otherwise only the breakers of agents with new outcomes."""
         fleet = self.view.state.fleet
         for change in agent_liveness(fleet, self.table, now, self.liveness_policy):
             await self.writer.liveness(change, now)
             kind = "unresponsive" if isinstance(change, MarkUnresponsive) else "recovered"
             self.detections.labels(kind).inc()
             self.log.warning(f"agent_{kind}", agent_id=change.agent_id, reason=change.reason)
+        dirty, self._dirty = self._dirty, set()
+        if not full:
+            await self._breakers(now, sorted(dirty))
+            return
         for change in quarantines_over(fleet, now):
             await self.writer.liveness(change, now)
             self.log.info("quarantine_over", agent_id=change.agent_id)
@@ -197,11 +213,11 @@ class RecoveryService(Service):
             await self.writer.stop_work(stop)
             self.detections.labels("task_timeout").inc()
             self.log.warning("attempt_timed_out", task_id=overdue.task_id, attempt=overdue.attempt)
-        await self._breakers(now)
+        watched = [a.agent_id for a in fleet.agents.values() if a.status != "deregistered"]
+        await self._breakers(now, sorted(watched))
 
-    async def _breakers(self, now: float) -> None:
+    async def _breakers(self, now: float, agents: list[str]) -> None:
         state = self.view.state
-        agents = sorted(a.agent_id for a in state.fleet.agents.values() if a.status != "deregistered")
         for agent_id in agents:
             transition = breaker_transition(
                 state.breakers.breakers.get(agent_id),
