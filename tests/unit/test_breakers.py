@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ from shared.events import (
     TaskCompleted,
     TaskRequeued,
 )
+from shared.settings import SettingsError, load_settings
 
 POLICY = BreakerPolicy(
     failure_threshold=0.5, window_size=4, window_s=60.0, min_calls=4, open_s=30.0, half_open_probes=2
@@ -183,3 +185,12 @@ def test_a_breaker_trips_only_with_enough_calls_at_or_above_the_threshold(
     rate = window.count(False) / len(window) if window else 0.0
     tripped = isinstance(breaker_transition(None, record, 100.0, policy), Trip)
     assert tripped == (len(window) >= min_calls and rate >= threshold)
+
+
+def test_settings_that_would_keep_a_breaker_from_ever_tripping_are_refused() -> None:
+    with pytest.raises(SettingsError, match="BREAKER_MIN_CALLS"):
+        load_settings({"BREAKER_MIN_CALLS": "30", "BREAKER_WINDOW_SIZE": "20"})
+    with pytest.raises(SettingsError, match="BREAKER_FAILURE_THRESHOLD"):
+        load_settings({"BREAKER_FAILURE_THRESHOLD": "0"})
+    policy = BreakerPolicy.from_settings(load_settings({"ENABLE_CIRCUIT_BREAKERS": "false"}))
+    assert policy.enabled is False and policy.window_size == 20
