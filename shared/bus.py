@@ -99,6 +99,15 @@ def event_msg_seq(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
 
 
+def connection_key(nc: NatsClient) -> str:
+    """``<server id>/<client id>`` of a live connection: how NATS disconnect advisories name it."""
+    info = getattr(nc, "_server_info", None) or {}  # nats-py keeps the server's INFO here
+    server_id = info.get("server_id", "")
+    if nc.client_id is None or not server_id:
+        return ""
+    return f"{server_id}/{nc.client_id}"
+
+
 class EventBus:
     """One NATS connection for one service instance."""
 
@@ -270,7 +279,8 @@ class EventBus:
         `expected=None` skips the concurrency check (only for facts that cannot conflict).
         `msg_id` overrides the de-duplication key (e.g. one assignment per task attempt).
         `expected_filter` checks `expected` against another subject filter than the aggregate's,
-        e.g. one spanning every aggregate that competes for a shared limit.
+        e.g. one spanning every aggregate that competes for a shared limit, or everything about
+        one entity across aggregates (an agent and its breaker).
         """
         check_id(event.aggregate_id, f"{event.AGGREGATE} id")
         headers = {"Nats-Msg-Id": msg_id or event.id}

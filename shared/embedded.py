@@ -2,6 +2,10 @@
 
 So ``pip install`` alone gives a working broker: ``hive up``, the tests and the benchmarks start
 one with file storage under a folder of their own.
+
+Clients land (without credentials) in one application account, ``HIVE``, into which the server's
+client-disconnect advisories are imported: recovery hears at once that a dead agent's connection
+closed instead of waiting for its heartbeats to go missing.
 """
 
 from __future__ import annotations
@@ -51,6 +55,34 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+APP_ACCOUNT = "HIVE"
+
+SERVER_CONFIG = """\
+# Written by Hive. One application account with JetStream, which anonymous clients join, and the
+# server's client-disconnect advisories imported into it (recovery subscribes to them).
+accounts {
+  SYS: {
+    exports: [{stream: "$SYS.ACCOUNT.<app>.DISCONNECT"}]
+  }
+  <app>: {
+    jetstream: enabled
+    users: [{user: hive}]
+    imports: [{stream: {account: SYS, subject: "$SYS.ACCOUNT.<app>.DISCONNECT"}}]
+  }
+}
+system_account: SYS
+no_auth_user: hive
+""".replace("<app>", APP_ACCOUNT)
+
+
+def adopt_global_account_store(store_dir: Path) -> None:
+    """Move a store written before the HIVE account existed (global account ``$G``) into it."""
+    old = store_dir / "jetstream" / "$G"
+    new = store_dir / "jetstream" / APP_ACCOUNT
+    if old.is_dir() and not new.exists():
+        old.rename(new)
+
+
 class EmbeddedNats:
     """One nats-server process with JetStream and file storage in `store_dir`."""
 
@@ -63,13 +95,16 @@ class EmbeddedNats:
         server_name: str = "hive",
         config_file: str | None = None,
         extra_args: list[str] | None = None,
+        system_events: bool = True,
     ) -> None:
+        """`system_events` writes the account configuration above unless `config_file` is given."""
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
         self.server_name = server_name
         self.config_file = config_file
         self.extra_args = extra_args or []
+        self.system_events = system_events
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -94,9 +129,14 @@ class EmbeddedNats:
             "-n",
             self.server_name,
         ]
-        if self.config_file:
-            args += ["-c", self.config_file]
+        config = self.config_file or (str(self.generated_config) if self.system_events else None)
+        if config:
+            args += ["-c", config]
         return args + self.extra_args
+
+    @property
+    def generated_config(self) -> Path:
+        return self.store_dir / "hive-nats.conf"
 
     def start(self, timeout: float = 20.0) -> EmbeddedNats:
         """Start and wait until it accepts connections; raise with its log if it does not."""
@@ -105,6 +145,9 @@ class EmbeddedNats:
                 f"port {self.port} on {self.host} is already in use (another nats-server?)"
             )
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        if self.config_file is None and self.system_events:
+            self.generated_config.write_text(SERVER_CONFIG)
+            adopt_global_account_store(self.store_dir)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the server's lifetime
         # Own session: a Ctrl-C in the terminal reaches the supervisor, which stops things in order.
         self.process = subprocess.Popen(

@@ -215,22 +215,38 @@ class AgentDeregistered(AgentEvent, frozen=True, kw_only=True, tag="agent.deregi
 
 
 class AgentUnresponsive(AgentEvent, frozen=True, kw_only=True, tag="agent.unresponsive"):
+    """No heartbeat for too long, or its connection closed: the attempts it held are reassigned."""
+
     session: str = ""
     last_seen_ts: float = 0.0
     missed_heartbeats: int = 0
+    reason: str = ""
+    in_flight: dict[str, int] = {}
+    """task id -> attempt the agent held when it was declared unresponsive (what recovery requeues)."""
 
 
 class AgentRecovered(AgentEvent, frozen=True, kw_only=True, tag="agent.recovered"):
+    """Heartbeats are back, or a quarantine is over: the agent may take work again."""
+
     session: str = ""
+    reason: str = ""
 
 
 class AgentQuarantined(AgentEvent, frozen=True, kw_only=True, tag="agent.quarantined"):
+    """No new work until ``until_ts`` (recovery then appends ``agent.recovered``)."""
+
     reason: str = ""
     until_ts: float = 0.0
+    incident_id: str = ""
 
 
 class AgentRestartRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.restart_requested"):
+    """The agent should restart (the SDK re-registers under a new session); its work was reassigned."""
+
     reason: str = ""
+    session: str = ""
+    """The session to restart; a newer session of the agent ignores the request."""
+    incident_id: str = ""
 
 
 class TaskAssigned(AgentEvent, frozen=True, kw_only=True, tag="agent.task_assigned"):
@@ -457,6 +473,12 @@ class RecoveryActionTaken(SystemEvent, frozen=True, kw_only=True, tag="system.re
     agent_id: str | None = None
     task_ids: list[str] = []
     detail: str = ""
+    failure_type: str = ""
+    severity: str = ""
+    actions: list[str] = []
+    """What was done, in order (e.g. quarantine_agent, reassign, alert)."""
+    escalated: bool = False
+    """True when a human must look at the incident."""
 
 
 class ScaleRecommended(SystemEvent, frozen=True, kw_only=True, tag="system.scale_recommended"):

@@ -23,7 +23,7 @@ from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.snapshots import SnapshotStore
-from shared.subjects import parse_event_subject
+from shared.subjects import AGGREGATES, entity_subjects, parse_event_subject
 
 S = TypeVar("S")
 
@@ -138,6 +138,14 @@ class ProjectionRunner(Generic[S]):
         if found is None:
             return await self.bus.aggregate_version(aggregate, aggregate_id)
         return found
+
+    async def expected_entity_version(self, entity_id: str) -> int:
+        """The version of everything about `entity_id` (``hive.evt.*.<id>.*``): the newest of its
+        aggregates, to append against all of them at once."""
+        found = [self.version(aggregate, entity_id) for aggregate in AGGREGATES]
+        if any(version is None for version in found):
+            return await self.bus.last_sequence_of(entity_subjects(entity_id))
+        return max(version or 0 for version in found)
 
     async def wait_for(self, seq: int, timeout: float = 10.0) -> None:
         """Return once the event at `seq` (and everything before it) is applied."""

@@ -37,12 +37,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     assign_wait_ms: Annotated[int, Meta(ge=0)] = 1000
     heartbeat_interval_s: Annotated[float, Meta(gt=0)] = 0.5
     heartbeat_missed_limit: Annotated[int, Meta(ge=1)] = 3
+    disconnect_grace_s: Annotated[float, Meta(ge=0)] = 0.5
+    task_timeout_grace_s: Annotated[float, Meta(ge=0)] = 0.5
+    recovery_tick_s: Annotated[float, Meta(gt=0, le=10)] = 0.1
+    breaker_failure_threshold: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    breaker_window_size: Annotated[int, Meta(ge=1, le=100)] = 20
+    breaker_window_s: Annotated[float, Meta(gt=0)] = 60.0
+    breaker_min_calls: Annotated[int, Meta(ge=1, le=100)] = 10
+    breaker_open_s: Annotated[float, Meta(ge=0)] = 30.0
+    breaker_half_open_probes: Annotated[int, Meta(ge=1, le=100)] = 3
+    quarantine_s: Annotated[float, Meta(gt=0)] = 300.0
     snapshot_every_events: Annotated[int, Meta(ge=1)] = 2000
     work_ack_wait_s: Annotated[float, Meta(gt=0)] = 30.0
     work_max_deliver: Annotated[int, Meta(ge=1)] = 20
     duplicate_window_s: Annotated[float, Meta(gt=0)] = 120.0
     stream_max_age_s: Annotated[float, Meta(ge=0)] = 0.0
     stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+
+    def __post_init__(self) -> None:
+        if self.breaker_min_calls > self.breaker_window_size:
+            raise ValueError(
+                f"BREAKER_MIN_CALLS ({self.breaker_min_calls}) must not exceed "
+                f"BREAKER_WINDOW_SIZE ({self.breaker_window_size}): the breaker could never trip"
+            )
 
     @property
     def snapshot_dir(self) -> str:
@@ -80,13 +97,38 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "api_token": ("HIVE_API_TOKEN", "when set, the gateway requires 'Authorization: Bearer <token>'"),
     "assign_wait_ms": (
         "ASSIGN_WAIT_MS",
-        "how long task/assign waits for the routing decision before answering 202",
+        "how long task/assign and failure/handle wait for the decision before answering 202",
     ),
     "heartbeat_interval_s": ("HEARTBEAT_INTERVAL_S", "agent heartbeat period"),
     "heartbeat_missed_limit": (
         "HEARTBEAT_MISSED_LIMIT",
         "missed heartbeats before an agent is unresponsive",
     ),
+    "disconnect_grace_s": (
+        "DISCONNECT_GRACE_S",
+        "an agent whose NATS connection closed is unresponsive unless it beats again within this",
+    ),
+    "task_timeout_grace_s": (
+        "TASK_TIMEOUT_GRACE_S",
+        "recovery fails an attempt this long after its timeout_s (the agent reports its own first)",
+    ),
+    "recovery_tick_s": ("RECOVERY_TICK_S", "how often recovery checks heartbeats, timeouts and breakers"),
+    "breaker_failure_threshold": (
+        "BREAKER_FAILURE_THRESHOLD",
+        "failure rate (0..1] over the window that opens an agent's circuit breaker",
+    ),
+    "breaker_window_size": ("BREAKER_WINDOW_SIZE", "calls in the breaker's sliding window (count-based)"),
+    "breaker_window_s": (
+        "BREAKER_WINDOW_S",
+        "age beyond which a call leaves the breaker's window (time-based)",
+    ),
+    "breaker_min_calls": ("BREAKER_MIN_CALLS", "calls in the window before the failure rate is judged"),
+    "breaker_open_s": ("BREAKER_OPEN_S", "seconds an open breaker waits before going half-open"),
+    "breaker_half_open_probes": (
+        "BREAKER_HALF_OPEN_PROBES",
+        "tasks a half-open breaker lets through to decide between closing and re-opening",
+    ),
+    "quarantine_s": ("QUARANTINE_S", "how long the quarantine_agent recovery strategy keeps an agent out"),
     "snapshot_every_events": (
         "SNAPSHOT_EVERY_EVENTS",
         "events applied between two projection snapshots",

@@ -37,6 +37,11 @@ def aggregate_subjects(aggregate: str, aggregate_id: str) -> str:
     return f"{EVENTS_PREFIX}.{aggregate}.{aggregate_id}.*"
 
 
+def entity_subjects(entity_id: str) -> str:
+    """Filter matching every event about one id, whatever its aggregate (an agent and its breaker)."""
+    return f"{EVENTS_PREFIX}.*.{entity_id}.*"
+
+
 def events_of_type(aggregate: str, event_type: str) -> str:
     """Filter matching one event type across all instances of an aggregate."""
     return f"{EVENTS_PREFIX}.{aggregate}.*.{event_type}"

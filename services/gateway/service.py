@@ -17,6 +17,7 @@ import uvicorn
 from prometheus_client import Counter, Gauge
 
 from services.gateway.errors import ApiError
+from services.gateway.recovery import RecoveryDesk
 from services.gateway.schemas import (
     AgentOut,
     AssignmentOut,
@@ -61,6 +62,8 @@ class GatewayService(Service):
     async def setup(self) -> None:
         self.view = self.projection(GATEWAY_VIEW)
         self.view.add_listener(self._on_event)
+        self.recovery = RecoveryDesk(self)
+        self.view.add_listener(self.recovery.on_event)
         self._routing_waiters: dict[str, asyncio.Future[None]] = {}
         self.port = 0
         self._server: _QuietServer | None = None
@@ -82,6 +85,7 @@ class GatewayService(Service):
     async def on_started(self) -> None:
         from services.gateway.app import create_app  # the app's routes import this module
 
+        await self.recovery.start()
         app = create_app(self, api_token=self.settings.api_token)
         config = uvicorn.Config(
             app,
@@ -105,6 +109,7 @@ class GatewayService(Service):
         if self._server is not None and self._server_task is not None:
             self._server.should_exit = True
             await asyncio.gather(self._server_task, return_exceptions=True)
+        await self.recovery.stop()
 
     def details(self) -> dict[str, Any]:
         return {"port": self.port}

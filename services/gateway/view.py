@@ -1,11 +1,13 @@
-"""The gateway's projection: the fleet and the workflows, to answer queries without the log."""
+"""The gateway's projection: fleet, workflows, breakers and agent outcomes (queries without the log)."""
 
 from __future__ import annotations
 
 import msgspec
 
 from shared.bus import Recorded
+from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.projection import ProjectionSpec
 
@@ -13,17 +15,21 @@ from shared.projection import ProjectionSpec
 class GatewayState(msgspec.Struct, kw_only=True):
     fleet: FleetState = msgspec.field(default_factory=FleetState)
     workflows: WorkflowsState = msgspec.field(default_factory=WorkflowsState)
+    breakers: BreakersState = msgspec.field(default_factory=BreakersState)
+    outcomes: OutcomesState = msgspec.field(default_factory=OutcomesState)
 
 
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
     apply_fleet(state.fleet, recorded)
     apply_workflows(state.workflows, recorded)
+    apply_breakers(state.breakers, recorded)
+    apply_outcomes(state.outcomes, recorded)
     return state
 
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(
     name="gateway",
-    schema="gateway-2",
+    schema="gateway-3",
     state_type=GatewayState,
     initial=GatewayState,
     apply=apply_gateway,

@@ -1,4 +1,4 @@
-"""Recovery decisions, pure: what follows a failed attempt, which attempts a restart orphaned."""
+"""Recovery decisions, pure: what follows a failed or lost attempt, which attempts a restart orphaned."""
 
 from __future__ import annotations
 
@@ -54,6 +54,28 @@ def after_failed_attempt(task: TaskView, retryable: bool, now: float) -> Requeue
         reason=task.failure_type or "agent_error",
         previous_agent_id=task.agent_id or "",
         not_before_ts=now + backoff_s(task),
+    )
+
+
+def after_lost_attempt(task: TaskView, reason: FailureType) -> Requeue | GiveUp:
+    """An attempt lost to the infrastructure (agent dead, restarted, quarantined): run it again now.
+
+    Not charged to the task's retry budget, but bounded: a task that keeps taking agents down with
+    it fails after ``MAX_INFRASTRUCTURE_REQUEUES`` attempts beyond its budget.
+    """
+    if task.attempt >= task.spec.retry.max_attempts + MAX_INFRASTRUCTURE_REQUEUES:
+        return GiveUp(
+            task_id=task.task_id,
+            attempt=task.attempt,
+            error=f"gave up after {task.attempt} attempt(s), the last lost to {reason}",
+            failure_type=reason,
+        )
+    return Requeue(
+        task_id=task.task_id,
+        attempt=task.attempt + 1,
+        reason=reason,
+        previous_agent_id=task.agent_id or "",
+        not_before_ts=0.0,
     )
 
 

@@ -1,9 +1,10 @@
 """Router shell: wake on events that change who can take what, decide, append, repeat.
 
 Every instance keeps the full fleet view; the work consumer only says *when* to look. Appends are
-made against the agent's last sequence, so two instances racing for the same agent cannot both
-win: the loser catches up and decides again. One assignment per task attempt is enforced by the
-message id ``assign:<task>:<attempt>``.
+made against the last sequence of everything about the agent (``hive.evt.*.<agent>.*``: the agent
+and its circuit breaker), so two instances racing for the same agent cannot both win, and nothing
+is assigned on a view that missed the breaker opening: the loser catches up and decides again.
+One assignment per task attempt is enforced by the message id ``assign:<task>:<attempt>``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from shared.events import (
     TaskSubmitted,
 )
 from shared.service import Service
-from shared.subjects import events_of_type
+from shared.subjects import entity_subjects, events_of_type
 from shared.work import Retry, WorkSpec
 
 TRIGGERS: list[type[Event]] = [
@@ -122,10 +123,13 @@ class RouterService(Service):
                 correlation_id=correlation,
                 causation_id=causation_id,
             )
+            # Against everything about the agent, its breaker included: an assignment decided before
+            # the router saw the breaker open (or the agent go silent) is refused, not stored.
             result = await self.bus.append(
                 event,
-                expected=await self.view.expected_version("agent", decision.agent_id),
+                expected=await self.view.expected_entity_version(decision.agent_id),
                 msg_id=f"assign:{decision.task_id}:{decision.attempt}",
+                expected_filter=entity_subjects(decision.agent_id),
             )
             if not result.duplicate:
                 self.assignments += 1

@@ -23,7 +23,7 @@ def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
 
 ROUTER_VIEW: ProjectionSpec[RouterState] = ProjectionSpec(
     name="router",
-    schema="router-2",
+    schema="router-3",
     state_type=RouterState,
     initial=RouterState,
     apply=apply_router,

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,12 +25,14 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import ConcurrencyConflict, EventBus, decode_recorded, event_msg_seq
+from shared.bus import ConcurrencyConflict, EventBus, connection_key, decode_recorded, event_msg_seq
 from shared.domain.fencing import attempt_verdict
+from shared.domain.heartbeats import Heartbeat
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
     AgentRegistered,
+    AgentRestartRequested,
     Event,
     Persona,
     TaskAssigned,
@@ -58,14 +60,7 @@ class NonRetryableError(Exception):
     """Raise from a handler when retrying cannot help (bad input): the task fails for good."""
 
 
-class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
-    """Body of a heartbeat on ``hive.hb.<agent_id>``: a signal, never stored."""
-
-    agent_id: str
-    session: str
-    ts: float
-    in_flight: int
-    capacity: int
+__all__ = ["Agent", "AttemptSuperseded", "Heartbeat", "NonRetryableError", "TaskContext", "TaskOutcome"]
 
 
 @dataclass
@@ -109,6 +104,7 @@ class TaskOutcome:
 
 
 Handler = Callable[[TaskContext], Awaitable[Any]]
+RestartHook = Callable[[str], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -118,6 +114,7 @@ class AgentStats:
     failed: int = 0
     fenced: int = 0
     max_concurrent: int = 0
+    restarts: int = 0
 
 
 class Agent:
@@ -134,7 +131,10 @@ class Agent:
         name: str = "",
         heartbeat_interval_s: float = 0.5,
         metadata: dict[str, str] | None = None,
+        on_restart_requested: RestartHook | None = None,
     ) -> None:
+        """`on_restart_requested(reason)` replaces the default soft restart (e.g. to exit the process
+        and let a supervisor start it again)."""
         self.agent_id = check_id(agent_id, "agent_id")
         self.handler = handler
         self.capabilities = (
@@ -146,6 +146,7 @@ class Agent:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.metadata = metadata or {}
         self.session = new_id()
+        self.on_restart_requested = on_restart_requested
         self.stats = AgentStats()
         self.bus: EventBus | None = None
         self._owns_bus = False
@@ -154,6 +155,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._heartbeats_paused = False
+        self._beat_seq = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self.log = log.bind(agent_id=agent_id)
@@ -174,7 +176,14 @@ class Agent:
             bus = await EventBus.connect(nats_url, f"agent-{self.agent_id}")
             self._owns_bus = True
         self.bus = bus
-        registered = await bus.append(
+        await self._register()
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"hb-{self.agent_id}"))
+        self._tasks.append(asyncio.create_task(self._assignment_loop(), name=f"assign-{self.agent_id}"))
+
+    async def _register(self) -> None:
+        """Append ``agent.registered`` for the current session and read assignments made after it."""
+        assert self.bus is not None
+        registered = await self.bus.append(
             AgentRegistered(
                 agent_id=self.agent_id,
                 name=self.name,
@@ -187,9 +196,24 @@ class Agent:
             expected=None,
         )
         await self._fresh_consumer(registered.seq + 1)
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"hb-{self.agent_id}"))
-        self._tasks.append(asyncio.create_task(self._assignment_loop(), name=f"assign-{self.agent_id}"))
         self.log.info("agent_registered", session=self.session, capacity=self.capacity, seq=registered.seq)
+
+    async def restart(self, reason: str = "") -> None:
+        """Start over under a new session: drop the work in hand (recovery reassigned it), register.
+
+        What an ``agent.restart_requested`` does by default: the process stays, its state does not.
+        """
+        for task_id, task in list(self._running.items()):
+            context = self._contexts.get(task_id)
+            if context is not None:
+                context.cancelled.set()
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        self.session = new_id()
+        self._beat_seq = 0
+        self.stats.restarts += 1
+        self.log.warning("agent_restarting", reason=reason, session=self.session)
+        await self._register()
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Take nothing new, finish what is held, deregister, stop (what SIGTERM does)."""
@@ -247,12 +271,16 @@ class Agent:
         encoder = msgspec.json.Encoder()
         while not self._stopping.is_set() and not self.bus.nc.is_closed:
             if not self._heartbeats_paused:
+                self._beat_seq += 1
                 beat = Heartbeat(
                     agent_id=self.agent_id,
                     session=self.session,
                     ts=time.time(),
                     in_flight=self.in_flight,
                     capacity=self.capacity,
+                    seq=self._beat_seq,
+                    interval_s=self.heartbeat_interval_s,
+                    connection=connection_key(self.bus.nc),
                 )
                 try:
                     await self.bus.nc.publish(subject, encoder.encode(beat))
@@ -282,6 +310,7 @@ class Agent:
                 filter_subjects=[
                     event_subject("agent", self.agent_id, TaskAssigned.event_type()),
                     event_subject("agent", self.agent_id, TaskCancelRequested.event_type()),
+                    event_subject("agent", self.agent_id, AgentRestartRequested.event_type()),
                 ],
             ),
         )
@@ -308,6 +337,12 @@ class Agent:
     async def _on_message(self, msg: Msg) -> None:
         item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
         event = getattr(item, "event", None)
+        if isinstance(event, AgentRestartRequested):
+            await msg.ack()
+            if event.session in ("", self.session):
+                hook = self.on_restart_requested or self.restart
+                self._tasks.append(asyncio.create_task(hook(event.reason), name=f"restart-{self.agent_id}"))
+            return
         if isinstance(event, TaskCancelRequested):
             context = self._contexts.get(event.task_id)
             if context is not None and context.attempt == event.attempt:

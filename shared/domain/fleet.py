@@ -218,7 +218,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             agent.persona = event.persona
             agent.capacity = event.capacity
             agent.session = event.session
-            agent.status = "active"
+            agent.status = "quarantined" if agent.quarantined_until_ts > event.ts else "active"
             agent.last_change_ts = event.ts
         case AgentDraining():
             _set_status(state, event.agent_id, "draining", event.ts)
@@ -230,9 +230,10 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 agent.status = "unresponsive"
                 agent.last_change_ts = event.ts
         case AgentRecovered():
+            # Back from silence, or a quarantine is over; a quarantine still running goes on.
             agent = state.agents.get(event.agent_id)
-            if agent is not None and agent.status == "unresponsive":
-                agent.status = "active"
+            if agent is not None and agent.status in ("unresponsive", "quarantined"):
+                agent.status = "quarantined" if agent.quarantined_until_ts > event.ts else "active"
                 agent.last_change_ts = event.ts
         case AgentQuarantined():
             agent = state.agents.get(event.agent_id)

@@ -6,7 +6,6 @@ import asyncio
 from collections import Counter
 
 import msgspec
-import pytest
 
 from services.router.service import RouterService
 from services.workflow.service import WorkflowService
@@ -130,7 +129,6 @@ async def test_with_a_fifth_of_the_agents_killed_and_restarted_every_workflow_co
     await run_with_a_fifth_of_the_agents_killed(settings, bus, event_log, replace=True)
 
 
-@pytest.mark.skip(reason="needs heartbeat failure detection (issue 4)")
 async def test_with_a_fifth_of_the_agents_killed_for_good_every_workflow_completes(
     settings: Settings, bus: EventBus, event_log: EventLog
 ) -> None:

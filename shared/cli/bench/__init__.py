@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from shared.cli.bench import assign, workflow
+from shared.cli.bench import assign, recovery, workflow
 
-KINDS = [assign, workflow]
+KINDS = [assign, workflow, recovery]
 """Modules with ``add_parser(kinds)``; each adds one ``hive bench <kind>`` sub-command."""
 
 

@@ -1,0 +1,139 @@
+"""Incidents, pure: a failure (reported, or an agent gone silent) -> the steps its strategy takes.
+
+``plan_incident`` reads the fleet as it is now and returns what to append; the shell appends it
+with optimistic concurrency and, on a conflict, catches up and plans again. Steps already taken
+then fall out of the plan by themselves (a requeued attempt is no longer current), which is what
+makes a redelivered incident harmless.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from services.recovery.decide import GiveUp, Requeue, after_lost_attempt
+from shared.domain.fleet import IN_FLIGHT, FleetState, TaskView
+from shared.domain.strategies import Plan
+from shared.events import FailureType, Severity
+
+
+class Incident(msgspec.Struct, frozen=True, kw_only=True):
+    incident_id: str
+    failure_type: FailureType
+    severity: Severity
+    ts: float
+    agent_id: str | None = None
+    task_id: str | None = None
+    detail: str = ""
+    attempts: dict[str, int] | None = None
+    """The attempts in question when known up front (what a silent agent held), else found."""
+
+
+class FailAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """Fail the attempt with the incident's type; the retry policy then decides (backoff or give up)."""
+
+    task_id: str
+    attempt: int
+    agent_id: str
+    failure_type: FailureType
+    error: str
+
+
+class StopWork(msgspec.Struct, frozen=True, kw_only=True):
+    """Tell the holder to stop an attempt it no longer owns."""
+
+    agent_id: str
+    task_id: str
+    attempt: int
+    reason: str
+
+
+TaskStep = Requeue | GiveUp | FailAttempt
+
+
+class IncidentSteps(msgspec.Struct, frozen=True, kw_only=True):
+    plan: Plan
+    agent_id: str | None
+    quarantine_until_ts: float | None = None
+    restart_session: str | None = None
+    task_steps: list[TaskStep] = []
+    stops: list[StopWork] = []
+    notes: list[str] = []
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [step.task_id for step in self.task_steps]
+
+
+def attempts_in_question(fleet: FleetState, incident: Incident) -> tuple[list[TaskView], list[str]]:
+    """Current in-flight attempts the incident is about, and notes on what was left alone."""
+    notes: list[str] = []
+    if incident.attempts is not None:
+        wanted = incident.attempts
+    elif incident.task_id is not None:
+        task = fleet.tasks.get(incident.task_id)
+        if task is None or task.status not in IN_FLIGHT:
+            status = task.status if task is not None else "unknown"
+            notes.append(f"task {incident.task_id} is {status}, not running: nothing to move")
+            return [], notes
+        if incident.agent_id is not None and task.agent_id != incident.agent_id:
+            notes.append(f"task {incident.task_id} is held by {task.agent_id}, not {incident.agent_id}")
+            return [], notes
+        wanted = {task.task_id: task.attempt}
+    elif incident.agent_id is not None and incident.agent_id in fleet.agents:
+        wanted = fleet.agents[incident.agent_id].in_flight
+    else:
+        wanted = {}
+    found = []
+    for task_id, attempt in sorted(wanted.items()):
+        task = fleet.tasks.get(task_id)
+        if task is not None and task.attempt == attempt and task.status in IN_FLIGHT:
+            found.append(task)
+    return found, notes
+
+
+def plan_incident(fleet: FleetState, incident: Incident, plan: Plan, quarantine_s: float) -> IncidentSteps:
+    tasks, notes = attempts_in_question(fleet, incident)
+    agent_id = incident.agent_id
+    if agent_id is None and tasks:
+        agent_id = tasks[0].agent_id
+    agent = fleet.agents.get(agent_id or "")
+    usable = agent is not None and agent.status != "deregistered"
+    if agent_id is not None and not usable:
+        notes.append(f"agent {agent_id} is not registered: no action on the agent")
+    quarantine_until = incident.ts + quarantine_s if usable and "quarantine" in plan.actions else None
+    restart = agent.session if agent is not None and usable and "restart" in plan.actions else None
+    steps: list[TaskStep] = []
+    stops: list[StopWork] = []
+    for task in tasks:
+        if "reassign" in plan.actions:
+            steps.append(after_lost_attempt(task, incident.failure_type))
+        elif "retry" in plan.actions:
+            steps.append(
+                FailAttempt(
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                    agent_id=task.agent_id or "",
+                    failure_type=incident.failure_type,
+                    error=incident.detail or f"{incident.failure_type} ({incident.severity})",
+                )
+            )
+        else:
+            continue
+        if task.agent_id:
+            stops.append(
+                StopWork(
+                    agent_id=task.agent_id,
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                    reason=f"{plan.strategy} after {incident.failure_type}",
+                )
+            )
+    return IncidentSteps(
+        plan=plan,
+        agent_id=agent_id,
+        quarantine_until_ts=quarantine_until,
+        restart_session=restart,
+        task_steps=steps,
+        stops=stops,
+        notes=notes,
+    )
