@@ -20,7 +20,7 @@ def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(
     name="gateway",
-    schema="gateway-1",
+    schema="gateway-2",
     state_type=GatewayState,
     initial=GatewayState,
     apply=apply_gateway,

@@ -20,7 +20,7 @@ def apply_recovery(state: RecoveryState, recorded: Recorded) -> RecoveryState:
 
 RECOVERY_VIEW: ProjectionSpec[RecoveryState] = ProjectionSpec(
     name="recovery",
-    schema="recovery-1",
+    schema="recovery-2",
     state_type=RecoveryState,
     initial=RecoveryState,
     apply=apply_recovery,
