@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from shared.cli.bench import assign
+from shared.cli.bench import assign, routing
 
-KINDS = [assign]
+KINDS = [assign, routing]
 """Modules with ``add_parser(kinds)``; each adds one ``hive bench <kind>`` sub-command."""
 
 
