@@ -17,6 +17,7 @@ from collections.abc import Collection
 import msgspec
 
 from services.router.explain import breakdown, explanation, why_not
+from services.router.performance import reference_duration
 from services.router.policy import Weights, effective_weights
 from services.router.scoring import Scored, score_candidate
 from services.router.view import RouterState
@@ -105,6 +106,7 @@ def route_task(
     strategy = strategy_of(task, config)
     weights = effective_weights(strategy, config.mode, task.spec, state.adaptive)
     threshold = task.spec.expected_quality_threshold
+    reference = reference_duration(state.performance, task)
     ineligible: list[RejectedCandidate] = []
     below_threshold: list[RejectedCandidate] = []
     qualified: list[tuple[AgentView, Scored]] = []
@@ -115,7 +117,7 @@ def route_task(
             if agent.status != "deregistered":
                 ineligible.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason=reason))
             continue
-        scored = score_candidate(state.performance, state.breakers, agent, task, weights, now)
+        scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
         if scored.prediction.quality < threshold:
             below.append(scored)
             below_threshold.append(

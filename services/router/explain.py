@@ -76,6 +76,8 @@ def explanation(
     )
     if scored.breaker < 1.0:
         text += "; circuit breaker half-open (probe)"
+    if strategy == "round_robin":
+        text += "; next in rotation (given work longest ago)"
     text += "."
     if runner_up is not None:
         other, reason = runner_up

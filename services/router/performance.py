@@ -245,12 +245,8 @@ def _refit(record: AgentRecord) -> None:
             styles[style] = total / (counts[style] + noise / STYLE_SD**2)
 
 
-def _posterior_variance(count: float, noise: float, prior_sd: float) -> float:
-    return 1.0 / (count / noise + 1.0 / prior_sd**2)
-
-
-def _clamp(value: float) -> float:
-    return min(1.0, max(0.0, value))
+_NO_RECORD: Final = AgentRecord()
+"""What is known of an agent without outcomes (read only)."""
 
 
 def predict(
@@ -262,42 +258,45 @@ def predict(
 ) -> Prediction:
     """Posterior expectation of the agent's outcome on `task`; `declared` is the prior quality,
     `reference_s` the duration expected of an agent not timed yet (see ``reference_duration``)."""
-    record = state.agents.get(agent_id) or AgentRecord()
+    record = state.agents.get(agent_id, _NO_RECORD)
     task_type = task.spec.task_type
-    style = style_key(task)
+    style = task.spec.profile.preferred_cognitive_style or ANY_STYLE
     overall = record.overall
     by_type = record.by_type.get(task_type, EMPTY)
-    exact = record.by_type_style.get(task_type, {}).get(style, EMPTY)
+    by_style = record.by_type_style.get(task_type)
+    exact = by_style.get(style, EMPTY) if by_style else EMPTY
     noise = record.noise_variance
 
-    mean_weight = overall.rated / noise
-    agent_mean = (mean_weight * overall.quality_mean + declared / AGENT_SD**2) / (
-        mean_weight + 1 / AGENT_SD**2
-    )
+    # Posterior of each effect: precision = outcomes / noise + 1 / prior variance.
+    mean_precision = overall.rated / noise + 1.0 / AGENT_SD**2
+    agent_mean = (overall.quality_sum / noise + declared / AGENT_SD**2) / mean_precision
     additive = agent_mean + record.type_effect.get(task_type, 0.0) + record.style_effect.get(style, 0.0)
     additive_variance = (
-        _posterior_variance(overall.rated, noise, AGENT_SD)
-        + _posterior_variance(by_type.rated, noise, TYPE_SD)
-        + _posterior_variance(record.style_information.get(style, 0.0), noise, STYLE_SD)
+        1.0 / mean_precision
+        + 1.0 / (by_type.rated / noise + 1.0 / TYPE_SD**2)
+        + 1.0 / (record.style_information.get(style, 0.0) / noise + 1.0 / STYLE_SD**2)
         + INTERACTION_SD**2
     )
     # The exact type x style's own outcomes are direct evidence on it: a precision-weighted mean.
     precision = 1.0 / additive_variance + exact.rated / noise
-    quality_if_success = _clamp((additive / additive_variance + exact.quality_sum / noise) / precision)
-    quality_variance = 1.0 / precision
+    quality_if_success = min(
+        1.0, max(0.0, (additive / additive_variance + exact.quality_sum / noise) / precision)
+    )
 
     fleet = state.fleet_by_type.get(task_type, EMPTY)
     fleet_success = (fleet.successes + PRIOR_WEIGHT * PRIOR_SUCCESS) / (fleet.attempts + PRIOR_WEIGHT)
     success = (by_type.successes + PRIOR_WEIGHT * fleet_success) / (by_type.attempts + PRIOR_WEIGHT)
-    success_sd = math.sqrt(success * (1.0 - success) / (by_type.attempts + PRIOR_WEIGHT + 1.0))
-    uncertainty = math.hypot(quality_if_success * success_sd, success * math.sqrt(quality_variance))
+    success_variance = success * (1.0 - success) / (by_type.attempts + PRIOR_WEIGHT + 1.0)
+    uncertainty = math.sqrt(
+        quality_if_success * quality_if_success * success_variance + success * success / precision
+    )
 
     if reference_s is None:
         duration = by_type.duration_mean
     else:
         duration = (by_type.duration_sum + PRIOR_WEIGHT * reference_s) / (by_type.timed + PRIOR_WEIGHT)
     return Prediction(
-        quality=_clamp(success * quality_if_success),
+        quality=min(1.0, max(0.0, success * quality_if_success)),
         uncertainty=uncertainty,
         success_probability=success,
         quality_if_success=quality_if_success,

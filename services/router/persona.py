@@ -9,6 +9,7 @@ meet what this task asks. Falling short of a requirement costs four times more t
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 from shared.events import CognitiveStyle, Persona, TaskProfile
@@ -57,8 +58,12 @@ def traits_fit(persona: Persona, profile: TaskProfile) -> float:
     ) / 3.0
 
 
+@lru_cache(maxsize=4096)
 def compatibility(persona: Persona, profile: TaskProfile) -> float:
-    """0.4 x style affinity + 0.6 x trait fit; traits alone when the task prefers no style."""
+    """0.4 x style affinity + 0.6 x trait fit; traits alone when the task prefers no style.
+
+    Cached: personas and profiles are frozen values and a fleet has few of each at a time.
+    """
     traits = traits_fit(persona, profile)
     if profile.preferred_cognitive_style is None:
         return traits

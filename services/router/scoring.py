@@ -77,25 +77,32 @@ def score_candidate(
     task: TaskView,
     weights: Weights,
     now: float,
+    reference_s: float | None = None,
 ) -> Scored:
-    """Every factor of `agent` for `task`, and the score they make with `weights`."""
+    """Every factor of `agent` for `task`, and the score they make with `weights`.
+
+    `reference_s` is ``reference_duration(performance, task)``, computed by the caller once per
+    task when it scores many agents (None: computed here).
+    """
+    if reference_s is None:
+        reference_s = reference_duration(performance, task)
     capability = capability_score(agent, task)
-    persona = _clamp(compatibility(agent.persona, task.spec.profile))
+    persona = compatibility(agent.persona, task.spec.profile)
     declared = DECLARED_CAPABILITY_SHARE * capability + (1.0 - DECLARED_CAPABILITY_SHARE) * persona
-    reference = reference_duration(performance, task)
-    prediction = predict(performance, agent.agent_id, task, declared, reference)
-    performance_factor = _clamp(prediction.quality + weights.risk * prediction.uncertainty)
-    timeliness = timeliness_score(task, prediction, reference, now)
-    fit = _clamp(
+    prediction = predict(performance, agent.agent_id, task, declared, reference_s)
+    performance_factor = min(1.0, max(0.0, prediction.quality + weights.risk * prediction.uncertainty))
+    timeliness = timeliness_score(task, prediction, reference_s, now)
+    fit = min(
+        1.0,
         weights.capability * capability
         + weights.persona * persona
         + weights.performance * performance_factor
-        + weights.timeliness * timeliness
+        + weights.timeliness * timeliness,
     )
-    load = _clamp(1.0 - agent.utilisation)
+    load = min(1.0, max(0.0, 1.0 - agent.utilisation))  # beyond 1 after a restart with less capacity
     breaker_state = breakers.breakers.get(agent.agent_id)
     breaker = weights.half_open_factor if breaker_state and breaker_state.status == "half_open" else 1.0
-    availability = _clamp(1.0 - weights.load * (1.0 - load)) * breaker
+    availability = (1.0 - weights.load * (1.0 - load)) * breaker
     return Scored(
         agent_id=agent.agent_id,
         capability=capability,

@@ -119,6 +119,7 @@ def test_round_robin_gives_work_to_the_agent_idle_longest() -> None:
         chosen.append(decision.agent_id)
         log.add(TaskAssigned(agent_id=decision.agent_id, task_id=decision.task_id, attempt=1))
     assert chosen == ["a", "b", "c", "a", "b", "c"]
+    assert "next in rotation" in decision.explanation
 
 
 def test_adaptive_explores_an_unproven_agent_but_not_with_critical_work() -> None:

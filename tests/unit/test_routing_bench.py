@@ -117,5 +117,5 @@ def test_the_routing_bench_offers_every_strategy_and_mode() -> None:
         "round_robin",
         "fault_tolerant",
         True,
-        1000,
+        1500,
     )

@@ -183,8 +183,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     routing = commands.add_parser("routing", help="routing accuracy against agents' hidden true skill")
     routing.add_argument("--agents", type=int, default=10)
     routing.add_argument("--capacity", type=int, default=2)
-    routing.add_argument("--tasks", type=int, default=3000)
-    routing.add_argument("--warmup", type=int, default=1000, help="decisions not measured (learning)")
+    routing.add_argument("--tasks", type=int, default=5000)
+    routing.add_argument("--warmup", type=int, default=1500, help="decisions not measured (learning)")
     routing.add_argument("--rate", type=float, default=100.0, help="tasks offered per second")
     routing.add_argument("--work-ms", type=float, default=100.0, help="mean duration of a simulated task")
     routing.add_argument(
