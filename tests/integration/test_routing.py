@@ -90,6 +90,8 @@ async def test_a_task_below_its_quality_threshold_is_answered_202_then_goes_to_a
         body = reply.json()
         assert body["status"] == "queued" and body["reason"] == "below_quality_threshold"
         assert "(weak) is below the required 0.90" in body["detail"]
+        held = (await http.get("/api/v1/tasks/picky", params={"after_seq": body["seq"]})).json()
+        assert held["queued_reason"] == "below_quality_threshold" and held["queued_detail"] == body["detail"]
         await strong.start(bus)
         await event_log.wait_for(completed(1))
         status = (await http.get("/api/v1/tasks/picky", params={"after_seq": event_log.seqs[-1]})).json()
