@@ -44,6 +44,7 @@ FailureType = Literal[
     "network_partition",
     "rebalanced",
     "agent_restarted",
+    "deadline_exceeded",
 ]
 Severity = Literal["low", "medium", "high", "critical"]
 ExecutionMode = Literal["sequential", "parallel", "adaptive"]
@@ -270,8 +271,13 @@ class TaskAssigned(AgentEvent, frozen=True, kw_only=True, tag="agent.task_assign
     breakdown: dict[str, float] = {}
     rejected: list[RejectedCandidate] = []
     explanation: str = ""
-    view_seq: int = 0
-    """The last sequence the router had applied when it decided: replay rebuilds exactly that view."""
+    decided_at_seq: int = 0
+    """The stream sequence the router's view had applied when it decided (0: not recorded): with
+    it, the decision can be re-run on exactly the state it saw."""
+    decided_at_ts: float = 0.0
+    """The clock the decision read (deadlines weigh in the score)."""
+    mode: str = ""
+    """ORCHESTRATION_MODE of the router that decided."""
 
 
 class TaskCancelRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.task_cancel_requested"):

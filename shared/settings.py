@@ -14,6 +14,8 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from shared.events import RoutingStrategy
+
 OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
 
 
@@ -27,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     instance: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     orchestration_mode: OrchestrationMode = "standard"
-    default_routing_strategy: str = "adaptive"
+    default_routing_strategy: RoutingStrategy = "adaptive"
     max_concurrent_workflows: Annotated[int, Meta(ge=1)] = 100
     enable_circuit_breakers: bool = True
     gateway_host: str = "127.0.0.1"
@@ -78,7 +80,8 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "orchestration_mode": ("ORCHESTRATION_MODE", "standard, high_performance or fault_tolerant"),
     "default_routing_strategy": (
         "DEFAULT_ROUTING_STRATEGY",
-        "strategy used when a task names none",
+        "routing strategy of tasks that name none: persona_cognitive_match, performance_optimized, "
+        "load_balanced, capability_first, round_robin or adaptive",
     ),
     "max_concurrent_workflows": (
         "MAX_CONCURRENT_WORKFLOWS",

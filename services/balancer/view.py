@@ -20,7 +20,7 @@ def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
 
 BALANCER_VIEW: ProjectionSpec[BalancerState] = ProjectionSpec(
     name="balancer",
-    schema="balancer-1",
+    schema="balancer-2",
     state_type=BalancerState,
     initial=BalancerState,
     apply=apply_balancer,

@@ -133,6 +133,10 @@ class TaskOut(msgspec.Struct, kw_only=True):
     started_ts: float | None
     finished_ts: float | None
     queued_reason: str
+    queued_detail: str
+    routing_strategy: str | None
+    """The strategy the task asked for (None: the router's DEFAULT_ROUTING_STRATEGY)."""
+    expected_quality_threshold: float
     last_error: str
     failure_type: str
     progress: float

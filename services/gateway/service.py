@@ -234,7 +234,12 @@ class GatewayService(Service):
             )
         if task is not None and task.status == "queued":
             return TaskAssignResponse(
-                task_id=task_id, status="queued", reason=task.queued_reason, attempt=task.attempt, seq=seq
+                task_id=task_id,
+                status="queued",
+                reason=task.queued_reason,
+                detail=task.queued_detail,
+                attempt=task.attempt,
+                seq=seq,
             )
         return TaskAssignResponse(
             task_id=task_id, status="pending", detail="submitted; no routing decision yet", seq=seq
@@ -279,6 +284,9 @@ class GatewayService(Service):
             started_ts=task.started_ts,
             finished_ts=task.finished_ts,
             queued_reason=task.queued_reason,
+            queued_detail=task.queued_detail,
+            routing_strategy=task.spec.routing_strategy,
+            expected_quality_threshold=task.spec.expected_quality_threshold,
             last_error=task.last_error,
             failure_type=task.failure_type,
             progress=task.progress,

@@ -29,7 +29,7 @@ def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(
     name="gateway",
-    schema="gateway-3",
+    schema="gateway-4",
     state_type=GatewayState,
     initial=GatewayState,
     apply=apply_gateway,

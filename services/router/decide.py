@@ -1,8 +1,13 @@
-"""Routing decisions: pure functions of (router state, task, now). No NATS, no clock of their own.
+"""Routing decisions: pure functions of (router state, task, now, config). No NATS, no clock of their own.
+
+``route_task`` filters the agents that may take a task (active, breaker admitting, capable, not
+excluded), scores them with the task's strategy in the configured mode (``scoring``, ``policy``),
+drops those predicted below the task's quality threshold, and picks the best one with room.
 
 ``next_decision`` walks the queue most-urgent-first and returns the first thing to do: an
-``Assign`` for a task an agent can take now, or a ``Hold`` for a task seen for the first time that
-no agent can take (it is recorded as queued, with the reason, and assigned as soon as one frees).
+``Assign`` for a task an agent can take now; a ``Hold`` for a task seen for the first time that no
+agent can take (recorded as queued, with the reason); an ``Expire`` for a task held below its
+quality threshold whose deadline has passed (it fails: no agent was predicted good enough in time).
 """
 
 from __future__ import annotations
@@ -11,12 +16,28 @@ from collections.abc import Collection
 
 import msgspec
 
+from services.router.explain import breakdown, explanation, why_not
+from services.router.performance import reference_duration
+from services.router.policy import Weights, effective_weights
+from services.router.scoring import Scored, score_candidate
 from services.router.view import RouterState
 from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
-from shared.events import RejectedCandidate
+from shared.events import RejectedCandidate, RoutingStrategy
+from shared.settings import OrchestrationMode
 
 MAX_REJECTED_SHOWN = 5
+
+BELOW_THRESHOLD = "below_quality_threshold"
+ALL_BUSY = "all_capable_agents_busy"
+NO_CAPABLE = "no_capable_agent"
+
+
+class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What the router's settings say: the orchestration mode and the strategy of tasks naming none."""
+
+    mode: OrchestrationMode = "standard"
+    default_strategy: RoutingStrategy = "adaptive"
 
 
 class Assign(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,11 +59,19 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
 
 
-Decision = Assign | Hold
+class Expire(msgspec.Struct, frozen=True, kw_only=True):
+    """Fail a task held below its quality threshold once its deadline has passed."""
+
+    task_id: str
+    attempt: int
+    error: str
+
+
+Decision = Assign | Hold | Expire
 
 
 def ineligibility(state: RouterState, agent: AgentView, task: TaskView) -> str | None:
-    """Why `agent` cannot take `task` at all (capacity aside), or None if it could."""
+    """Why `agent` cannot take `task` at all (capacity and quality aside), or None if it could."""
     if agent.status != "active":
         return f"agent is {agent.status}"
     blocked = admits(state.breakers, agent.agent_id)
@@ -57,71 +86,165 @@ def ineligibility(state: RouterState, agent: AgentView, task: TaskView) -> str |
     return None
 
 
-def load_score(agent: AgentView) -> float:
-    """1.0 for an idle agent, 0.0 for a full one."""
-    return 1.0 - agent.utilisation
+def strategy_of(task: TaskView, config: RoutingConfig) -> RoutingStrategy:
+    return task.spec.routing_strategy or config.default_strategy
 
 
-def route_task(state: RouterState, task: TaskView) -> Decision:
-    """Least-loaded capable agent with room; the preferred agent first when it has room."""
-    capable: list[AgentView] = []
-    rejected: list[RejectedCandidate] = []
+def _rank_key(strategy: str, task: TaskView, agent: AgentView, scored: Scored) -> tuple[object, ...]:
+    """Sort key, best first: the preferred agent of a retry, then the strategy's order."""
+    preferred = agent.agent_id != task.preferred_agent_id
+    if strategy == "round_robin":
+        return (preferred, agent.last_assigned_seq, agent.agent_id)
+    return (preferred, -scored.score, agent.load, agent.last_assigned_seq, agent.agent_id)
+
+
+def route_task(
+    state: RouterState, task: TaskView, now: float = 0.0, config: RoutingConfig | None = None
+) -> Assign | Hold:
+    """The best agent with room for `task`, or why it must wait."""
+    config = config or RoutingConfig()
+    strategy = strategy_of(task, config)
+    weights = effective_weights(strategy, config.mode, task.spec, state.adaptive)
+    threshold = task.spec.expected_quality_threshold
+    reference = reference_duration(state.performance, task)
+    ineligible: list[RejectedCandidate] = []
+    below_threshold: list[RejectedCandidate] = []
+    qualified: list[tuple[AgentView, Scored]] = []
+    below: list[Scored] = []
     for agent in state.fleet.agents.values():
         reason = ineligibility(state, agent, task)
         if reason is not None:
             if agent.status != "deregistered":
-                rejected.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason=reason))
+                ineligible.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason=reason))
             continue
-        capable.append(agent)
-    free = [agent for agent in capable if agent.free > 0]
-    if not free:
-        if capable:
-            return Hold(
-                task_id=task.task_id,
-                attempt=task.attempt,
-                reason="all_capable_agents_busy",
-                detail=f"{len(capable)} capable agent(s), all at capacity",
+        scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
+        if scored.prediction.quality < threshold:
+            below.append(scored)
+            below_threshold.append(
+                RejectedCandidate(
+                    agent_id=agent.agent_id,
+                    score=round(scored.score, 4),
+                    reason=f"predicted quality {scored.prediction.quality:.2f} below the task's "
+                    f"threshold {threshold:.2f}",
+                )
             )
-        return Hold(
-            task_id=task.task_id,
-            attempt=task.attempt,
-            reason="no_capable_agent",
-            detail=f"no active agent offers {task.spec.task_type} "
-            f"with {sorted(task.spec.required_capabilities)}",
-        )
-    for agent in capable:
-        if agent.free <= 0:
-            rejected.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason="at capacity"))
-    ranked = sorted(
-        free,
-        key=lambda a: (
-            a.agent_id != task.preferred_agent_id,
-            -load_score(a),
-            a.load,
-            a.last_assigned_seq,
-            a.agent_id,
-        ),
+            continue
+        qualified.append((agent, scored))
+    free = [(agent, scored) for agent, scored in qualified if agent.free > 0]
+    if not free:
+        return _hold(task, qualified, below, threshold)
+    free.sort(key=lambda pair: _rank_key(strategy, task, pair[0], pair[1]))
+    chosen, best = free[0]
+    runner_up: tuple[Scored, str] | None = None
+    if len(free) > 1:
+        agent, scored = free[1]
+        runner_up = (scored, _why_not_chosen(strategy, task, chosen, best, agent, scored, weights))
+    # Reasons are worded only for the rivals shown: the decision itself needs none of them.
+    rivals = sorted(
+        [(agent, scored) for agent, scored in free[1:]] + [(a, s) for a, s in qualified if a.free <= 0],
+        key=lambda pair: (-pair[1].score, pair[0].agent_id),
     )
-    chosen = ranked[0]
-    for other in ranked[1:]:
-        rejected.append(
-            RejectedCandidate(agent_id=other.agent_id, score=load_score(other), reason="more loaded")
+    scored_rejections = [
+        RejectedCandidate(
+            agent_id=agent.agent_id,
+            score=round(scored.score, 4),
+            reason=_why_not_chosen(strategy, task, chosen, best, agent, scored, weights)
+            if agent.free > 0
+            else f"at capacity ({agent.load}/{agent.capacity})",
         )
-    rejected.sort(key=lambda r: -r.score)
+        for agent, scored in rivals[:MAX_REJECTED_SHOWN]
+    ]
+    shown = (
+        scored_rejections
+        + sorted(below_threshold, key=lambda r: (-r.score, r.agent_id))
+        + sorted(ineligible, key=lambda r: r.agent_id)
+    )
     return Assign(
         task_id=task.task_id,
         attempt=task.attempt,
         agent_id=chosen.agent_id,
         session=chosen.session,
-        strategy="load_balanced",
-        score=load_score(chosen),
-        breakdown={"load": load_score(chosen)},
-        rejected=rejected[:MAX_REJECTED_SHOWN],
-        explanation=f"least loaded capable agent ({chosen.load}/{chosen.capacity} in flight)",
+        strategy=strategy,
+        score=round(best.score, 4),
+        breakdown=breakdown(best, weights),
+        rejected=shown[:MAX_REJECTED_SHOWN],
+        explanation=explanation(strategy, config.mode, chosen, best, task, runner_up),
     )
 
 
-def next_decision(state: RouterState, now: float, skip: Collection[str] = ()) -> Decision | None:
+def _why_not_chosen(
+    strategy: str,
+    task: TaskView,
+    chosen: AgentView,
+    best: Scored,
+    agent: AgentView,
+    scored: Scored,
+    weights: Weights,
+) -> str:
+    if chosen.agent_id == task.preferred_agent_id:
+        return f"score {scored.score:.3f}; the retry prefers {chosen.agent_id}"
+    if strategy == "round_robin":
+        return f"given work more recently than {chosen.agent_id} (round robin)"
+    if scored.score >= best.score:
+        return f"same score {scored.score:.3f}; ties go to the less loaded, then the longest idle"
+    return why_not(best, scored, agent, weights, chosen)
+
+
+def _hold(
+    task: TaskView, qualified: list[tuple[AgentView, Scored]], below: list[Scored], threshold: float
+) -> Hold:
+    if qualified:
+        return Hold(
+            task_id=task.task_id,
+            attempt=task.attempt,
+            reason=ALL_BUSY,
+            detail=f"{len(qualified)} capable agent(s), all at capacity",
+        )
+    if below:
+        best = max(below, key=lambda s: (s.prediction.quality, s.agent_id))
+        return Hold(
+            task_id=task.task_id,
+            attempt=task.attempt,
+            reason=BELOW_THRESHOLD,
+            detail=f"best predicted quality {best.prediction.quality:.2f} ({best.agent_id}) is below the "
+            f"required {threshold:.2f}; waiting for an agent predicted to reach it"
+            + (" until the deadline" if task.spec.deadline_ts is not None else ""),
+        )
+    return Hold(
+        task_id=task.task_id,
+        attempt=task.attempt,
+        reason=NO_CAPABLE,
+        detail=f"no active agent offers {task.spec.task_type} with {sorted(task.spec.required_capabilities)}",
+    )
+
+
+def _expired(task: TaskView, now: float) -> bool:
+    """Held below its quality threshold and past its deadline."""
+    deadline = task.spec.deadline_ts
+    return (
+        task.status == "queued"
+        and task.queued_reason == BELOW_THRESHOLD
+        and deadline is not None
+        and (deadline <= now)
+    )
+
+
+def next_expiry(state: RouterState) -> float | None:
+    """The earliest deadline among tasks held below their quality threshold (when to look again)."""
+    deadlines = [
+        task.spec.deadline_ts
+        for _rank, _seq, task_id in state.fleet.queue
+        if (task := state.fleet.tasks.get(task_id)) is not None
+        and task.status == "queued"
+        and task.queued_reason == BELOW_THRESHOLD
+        and task.spec.deadline_ts is not None
+    ]
+    return min(deadlines, default=None)
+
+
+def next_decision(
+    state: RouterState, now: float, skip: Collection[str] = (), config: RoutingConfig | None = None
+) -> Decision | None:
     """The next thing the router should append, or None when the queue needs nothing now."""
     fleet = state.fleet
     if not fleet.queue:
@@ -137,14 +260,22 @@ def next_decision(state: RouterState, now: float, skip: Collection[str] = ()) ->
         task = fleet.tasks.get(task_id)
         if task is None or task.not_before_ts > now:
             continue
-        if task.status == "queued" and not any_room:
+        expired = _expired(task, now)
+        if task.status == "queued" and not any_room and not expired:
             continue
         signature = _placement_signature(task)
-        if task.status == "queued" and signature in unplaceable:
+        if task.status == "queued" and signature in unplaceable and not expired:
             continue
-        decision = route_task(state, task)
+        decision = route_task(state, task, now, config)
         if isinstance(decision, Assign):
             return decision
+        if expired and decision.reason == BELOW_THRESHOLD:
+            return Expire(
+                task_id=task.task_id,
+                attempt=task.attempt,
+                error=f"deadline passed with no agent predicted to reach quality "
+                f"{task.spec.expected_quality_threshold:.2f}: {decision.detail.split(';')[0]}",
+            )
         unplaceable.add(signature)
         if task.status == "pending":
             return decision
@@ -154,9 +285,11 @@ def next_decision(state: RouterState, now: float, skip: Collection[str] = ()) ->
 def _placement_signature(task: TaskView) -> tuple[object, ...]:
     """Tasks with the same signature fit the same agents: one miss stands for all of them."""
     spec = task.spec
+    quality = (spec.expected_quality_threshold, spec.profile) if spec.expected_quality_threshold > 0 else None
     return (
         spec.task_type,
         tuple(sorted(spec.required_capabilities)),
         tuple(sorted(task.excluded_agent_ids)),
         task.preferred_agent_id,
+        quality,
     )

@@ -1,84 +1,117 @@
-"""Re-run a recorded routing decision on the view the router had, and compare.
-
-Each assignment records the last sequence its router had applied (``view_seq``); folding the log
-up to that sequence with the router's own apply gives back the exact view, and the pure decide
-function must choose the same agent again. A mismatch means the decision was not reproducible.
-"""
+"""Why an agent was chosen and why the others were not, in numbers and in words. Pure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from services.router.decide import Assign, route_task
-from services.router.view import ROUTER_VIEW
-from shared.bus import EventBus, Recorded
-from shared.events import RejectedCandidate, TaskAssigned
-from shared.projection import rebuild
-from shared.subjects import events_of_type
+from services.router.policy import Weights
+from services.router.scoring import Scored
+from shared.domain.fleet import AgentView, TaskView
 
 
-@dataclass
-class Explanation:
-    task_id: str
-    attempt: int
-    seq: int
-    view_seq: int
-    recorded_agent: str
-    recorded_score: float
-    recorded_strategy: str
-    rerun_agent: str | None
-    rerun_score: float | None
-    breakdown: dict[str, float] = field(default_factory=dict)
-    rejected: list[RejectedCandidate] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def reproduced(self) -> bool:
-        return self.rerun_agent == self.recorded_agent
-
-
-async def assignments_of(bus: EventBus, task_id: str) -> list[Recorded]:
-    """Every recorded assignment of the task (they live on the agents' aggregates)."""
-    found = []
-    async for item in bus.read(subject_filter=events_of_type("agent", TaskAssigned.event_type())):
-        if (
-            isinstance(item, Recorded)
-            and isinstance(item.event, TaskAssigned)
-            and item.event.task_id == task_id
-        ):
-            found.append(item)
-    return found
+def breakdown(scored: Scored, weights: Weights) -> dict[str, float]:
+    """Every factor of the chosen agent, the weights that combined them, and the prediction."""
+    prediction = scored.prediction
+    values = {
+        "capability": scored.capability,
+        "persona": scored.persona,
+        "performance": scored.performance,
+        "timeliness": scored.timeliness,
+        "fit": scored.fit,
+        "load": scored.load,
+        "breaker": scored.breaker,
+        "availability": scored.availability,
+        "predicted_quality": prediction.quality,
+        "uncertainty": prediction.uncertainty,
+        "success_probability": prediction.success_probability,
+        "observations": float(prediction.observations),
+        "weight_capability": weights.capability,
+        "weight_persona": weights.persona,
+        "weight_performance": weights.performance,
+        "weight_timeliness": weights.timeliness,
+        "load_weight": weights.load,
+        "risk_tolerance": weights.risk,
+    }
+    if prediction.duration_s is not None:
+        values["predicted_duration_s"] = prediction.duration_s
+    return {key: round(value, 4) for key, value in values.items()}
 
 
-async def explain_task(bus: EventBus, task_id: str) -> list[Explanation]:
-    explanations = []
-    for recorded in await assignments_of(bus, task_id):
-        event = recorded.event
-        assert isinstance(event, TaskAssigned)
-        view_seq = event.view_seq or recorded.seq - 1
-        state, _ = await rebuild(bus, ROUTER_VIEW, stop_seq=view_seq)
-        task = state.fleet.tasks.get(task_id)
-        explanation = Explanation(
-            task_id=task_id,
-            attempt=event.attempt,
-            seq=recorded.seq,
-            view_seq=view_seq,
-            recorded_agent=event.agent_id,
-            recorded_score=event.score,
-            recorded_strategy=event.strategy,
-            rerun_agent=None,
-            rerun_score=None,
+def _persona_phrase(agent: AgentView, task: TaskView, persona: float) -> str:
+    preferred = task.spec.profile.preferred_cognitive_style
+    wanted = f"the task prefers {preferred}" if preferred else "the task prefers no style"
+    return f"persona {persona:.2f} ({agent.persona.cognitive_style}; {wanted})"
+
+
+def _prediction_phrase(scored: Scored, task: TaskView) -> str:
+    prediction = scored.prediction
+    if prediction.observations == 0:
+        basis = f"no outcomes on {task.spec.task_type} yet, so from declared capability and persona"
+    else:
+        basis = (
+            f"from {prediction.observations} outcome(s) on {task.spec.task_type}, "
+            f"success {prediction.success_probability:.0%}"
         )
-        if task is None or task.attempt != event.attempt:
-            explanation.note = f"the view at {view_seq} does not hold attempt {event.attempt} of the task"
-        else:
-            decision = route_task(state, task)
-            if isinstance(decision, Assign):
-                explanation.rerun_agent = decision.agent_id
-                explanation.rerun_score = decision.score
-                explanation.breakdown = decision.breakdown
-                explanation.rejected = decision.rejected
-            else:
-                explanation.note = f"re-run holds the task: {decision.reason} ({decision.detail})"
-        explanations.append(explanation)
-    return explanations
+    shift = scored.performance - prediction.quality
+    adjusted = ""
+    if abs(shift) >= 0.005:
+        adjusted = (
+            f"; {'+' if shift > 0 else ''}{shift:.2f} for risk ({'explore' if shift > 0 else 'caution'})"
+        )
+    return f"predicted quality {prediction.quality:.2f} ± {prediction.uncertainty:.2f} ({basis}{adjusted})"
+
+
+def explanation(
+    strategy: str,
+    mode: str,
+    chosen: AgentView,
+    scored: Scored,
+    task: TaskView,
+    runner_up: tuple[Scored, str] | None,
+) -> str:
+    """One paragraph a dispatcher would write: the choice, its numbers and the closest alternative."""
+    text = (
+        f"{strategy} ({mode} mode): {chosen.agent_id} scored {scored.score:.3f} = fit {scored.fit:.3f} "
+        f"x availability {scored.availability:.3f}. P{_prediction_phrase(scored, task)[1:]}; "
+        f"capability {scored.capability:.2f}; {_persona_phrase(chosen, task, scored.persona)}; "
+        f"load {chosen.load}/{chosen.capacity}"
+    )
+    if scored.breaker < 1.0:
+        text += "; circuit breaker half-open (probe)"
+    if strategy == "round_robin":
+        text += "; next in rotation (given work longest ago)"
+    text += "."
+    if runner_up is not None:
+        other, reason = runner_up
+        text += f" Runner-up {other.agent_id}: {reason}."
+    return text
+
+
+def why_not(
+    chosen: Scored, other: Scored, other_agent: AgentView, weights: Weights, chosen_agent: AgentView
+) -> str:
+    """The factor that cost `other` the most against `chosen`, with both values."""
+    gaps = {
+        "capability": weights.capability * (chosen.capability - other.capability) * chosen.availability,
+        "persona": weights.persona * (chosen.persona - other.persona) * chosen.availability,
+        "performance": weights.performance * (chosen.performance - other.performance) * chosen.availability,
+        "timeliness": weights.timeliness * (chosen.timeliness - other.timeliness) * chosen.availability,
+        "availability": other.fit * (chosen.availability - other.availability),
+    }
+    factor = max(gaps, key=lambda name: (gaps[name], name))
+    if factor == "performance":
+        detail = (
+            f"lower predicted quality ({other.prediction.quality:.2f} vs {chosen.prediction.quality:.2f})"
+        )
+    elif factor == "capability":
+        detail = f"lower capability ({other.capability:.2f} vs {chosen.capability:.2f})"
+    elif factor == "persona":
+        detail = f"weaker persona fit ({other.persona:.2f} vs {chosen.persona:.2f})"
+    elif factor == "timeliness":
+        detail = f"less timely ({other.timeliness:.2f} vs {chosen.timeliness:.2f})"
+    elif other.breaker < chosen.breaker:
+        detail = "circuit breaker half-open"
+    else:
+        detail = (
+            f"busier ({other_agent.load}/{other_agent.capacity} vs "
+            f"{chosen_agent.load}/{chosen_agent.capacity} in flight)"
+        )
+    return f"score {other.score:.3f} < {chosen.score:.3f}: {detail}"

@@ -4,15 +4,21 @@ Every instance keeps the full fleet view; the work consumer only says *when* to 
 made against the last sequence of everything about the agent (``hive.evt.*.<agent>.*``: the agent
 and its circuit breaker), so two instances racing for the same agent cannot both win, and nothing
 is assigned on a view that missed the breaker opening: the loser catches up and decides again.
-One assignment per task attempt is enforced by the message id ``assign:<task>:<attempt>``.
+One assignment per task attempt is enforced by the message id ``assign:<task>:<attempt>``. A timer
+wakes the router at the deadline of the earliest task held below its quality threshold, so that
+task ends even when nothing else happens.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
-from services.router.decide import Assign, Decision, next_decision
+from services.router.adaptive import adaptive_weights
+from services.router.decide import Assign, Decision, Expire, RoutingConfig, next_decision, next_expiry
+from services.router.policy import STRATEGIES
 from services.router.view import ROUTER_VIEW
 from shared.bus import AppendResult, ConcurrencyConflict, Recorded
 from shared.events import (
@@ -34,6 +40,9 @@ from shared.events import (
 from shared.service import Service
 from shared.subjects import entity_subjects, events_of_type
 from shared.work import Retry, WorkSpec
+
+EXPIRY_POLL_S = 1.0
+"""Longest sleep of the expiry timer: a held task that appears meanwhile is looked at by then."""
 
 TRIGGERS: list[type[Event]] = [
     TaskSubmitted,
@@ -63,17 +72,58 @@ class RouterService(Service):
                 handler=self.on_trigger,
             )
         )
+        self.config = RoutingConfig(
+            mode=self.settings.orchestration_mode, default_strategy=self.settings.default_routing_strategy
+        )
         self.assignments = 0
+        self.expired = 0
         self.conflicts = 0
+        self._expiry_task: asyncio.Task[None] | None = None
+
+    async def on_started(self) -> None:
+        self._expiry_task = asyncio.create_task(self._expiry_timer(), name="router-expiry")
+
+    async def on_stopping(self) -> None:
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
 
     def details(self) -> dict[str, Any]:
-        fleet = self.view.state.fleet
+        state = self.view.state
+        start = STRATEGIES["adaptive"]
+        weights = adaptive_weights(
+            state.adaptive,
+            {"capability": start.capability, "persona": start.persona, "performance": start.performance},
+        )
         return {
-            "queue_depth": len(fleet.queue),
-            "agents": len(fleet.agents),
+            "queue_depth": len(state.fleet.queue),
+            "agents": len(state.fleet.agents),
             "assignments_made": self.assignments,
+            "expired": self.expired,
             "conflicts": self.conflicts,
+            "orchestration_mode": self.config.mode,
+            "default_strategy": self.config.default_strategy,
+            "outcomes_learned": state.performance.outcomes,
+            "adaptive_weights": {name: round(value, 4) for name, value in weights.items()},
         }
+
+    async def _expiry_timer(self) -> None:
+        """Look at the queue when the earliest quality-held task reaches its deadline."""
+        while True:
+            deadline = next_expiry(self.view.state)
+            now = time.time()
+            if deadline is not None and deadline <= now:
+                try:
+                    await self.dispatch(causation_id="")
+                except Exception:
+                    self.log.exception("expiry_dispatch_failed")
+                deadline = next_expiry(self.view.state)
+                if deadline is not None and deadline <= time.time():
+                    await asyncio.sleep(EXPIRY_POLL_S)  # not ours to expire (e.g. no longer held)
+                continue
+            wait = EXPIRY_POLL_S if deadline is None else min(EXPIRY_POLL_S, deadline - now)
+            await asyncio.sleep(max(wait, 0.001))
 
     async def on_trigger(self, recorded: Recorded) -> Retry | None:
         await self.view.wait_for(recorded.seq)
@@ -87,12 +137,12 @@ class RouterService(Service):
         """Append decisions until the queue needs nothing more right now."""
         skip: set[str] = set()
         while True:
-            view_seq = self.view.seq
-            decision = next_decision(self.view.state, time.time(), skip)
+            seen, now = self.view.seq, time.time()
+            decision = next_decision(self.view.state, now, skip, self.config)
             if decision is None:
                 return
             try:
-                result = await self._append(decision, causation_id, view_seq)
+                result = await self._append(decision, causation_id, seen, now)
             except ConcurrencyConflict:
                 self.conflicts += 1
                 await self.view.catch_up()
@@ -101,7 +151,7 @@ class RouterService(Service):
                 skip.add(decision.task_id)
             await self.view.wait_for(result.seq)
 
-    async def _append(self, decision: Decision, causation_id: str, view_seq: int) -> AppendResult:
+    async def _append(self, decision: Decision, causation_id: str, seen: int, now: float) -> AppendResult:
         task = self.view.state.fleet.tasks[decision.task_id]
         correlation = task.spec.correlation_id or task.task_id
         if isinstance(decision, Assign):
@@ -119,7 +169,9 @@ class RouterService(Service):
                 breakdown=decision.breakdown,
                 rejected=decision.rejected,
                 explanation=decision.explanation,
-                view_seq=view_seq,
+                decided_at_seq=seen,
+                decided_at_ts=now,
+                mode=self.config.mode,
                 correlation_id=correlation,
                 causation_id=causation_id,
             )
@@ -134,6 +186,23 @@ class RouterService(Service):
             if not result.duplicate:
                 self.assignments += 1
                 self.log.debug("task_assigned", task_id=decision.task_id, agent_id=decision.agent_id)
+            return result
+        if isinstance(decision, Expire):
+            result = await self.bus.append(
+                TaskFailed(
+                    task_id=decision.task_id,
+                    attempt=decision.attempt,
+                    error=decision.error,
+                    failure_type="deadline_exceeded",
+                    correlation_id=correlation,
+                    causation_id=causation_id,
+                ),
+                expected=await self.view.expected_version("task", decision.task_id),
+                msg_id=f"failed:{decision.task_id}",
+            )
+            if not result.duplicate:
+                self.expired += 1
+                self.log.info("task_expired", task_id=decision.task_id, error=decision.error)
             return result
         queued = TaskQueued(
             task_id=decision.task_id,

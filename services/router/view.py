@@ -1,9 +1,16 @@
-"""The router's projection: the fleet (agents, load, queue) and the breakers, kept by a pure apply."""
+"""The router's projection, kept by a pure apply: the fleet (agents, load, queue), the breakers, the
+learned performance of every agent and the adaptive strategy's weights.
+
+Outcomes are learned before the fleet applies the event: the fleet view still says who held the
+attempt, and it drops a finished task's holder once applied.
+"""
 
 from __future__ import annotations
 
 import msgspec
 
+from services.router.adaptive import AdaptiveState, observe
+from services.router.performance import PerformanceState, learn, outcome_of
 from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
@@ -13,9 +20,15 @@ from shared.projection import ProjectionSpec
 class RouterState(msgspec.Struct, kw_only=True):
     fleet: FleetState = msgspec.field(default_factory=FleetState)
     breakers: BreakersState = msgspec.field(default_factory=BreakersState)
+    performance: PerformanceState = msgspec.field(default_factory=PerformanceState)
+    adaptive: AdaptiveState = msgspec.field(default_factory=AdaptiveState)
 
 
 def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
+    outcome = outcome_of(state.fleet, recorded)
+    if outcome is not None:
+        learn(state.performance, outcome)
+        observe(state.adaptive, outcome)
     apply_fleet(state.fleet, recorded)
     apply_breakers(state.breakers, recorded)
     return state

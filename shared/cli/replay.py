@@ -147,7 +147,7 @@ async def _at(bus: EventBus, point: str, view: str, output: str) -> int:
 
 
 async def _explain(bus: EventBus, task_id: str) -> int:
-    from services.router.explain import explain_task
+    from services.router.rerun import explain_task
 
     explanations = await explain_task(bus, task_id)
     if not explanations:

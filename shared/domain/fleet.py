@@ -114,6 +114,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     preferred_agent_id: str | None = None
     excluded_agent_ids: list[str] = []
     queued_reason: str = ""
+    queued_detail: str = ""
     last_error: str = ""
     failure_type: str = ""
     progress: float = 0.0
@@ -251,6 +252,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             task.agent_id = event.agent_id
             task.assigned_ts = event.ts
             task.queued_reason = ""
+            task.queued_detail = ""
             task.assignments.append(
                 AssignmentRecord(
                     agent_id=event.agent_id,
@@ -280,6 +282,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             if task is not None and task.status in WAITING:
                 task.status = "queued"
                 task.queued_reason = event.reason
+                task.queued_detail = event.detail
         case TaskStarted():
             task = _current(state, event.task_id, event.attempt)
             if task is not None and task.status == "assigned" and task.agent_id == event.agent_id:
@@ -365,6 +368,6 @@ def tasks_held_by(state: FleetState, agent_id: str) -> dict[str, int]:
 
 
 FLEET_SPEC: ProjectionSpec[FleetState] = ProjectionSpec(
-    name="fleet", schema="fleet-1", state_type=FleetState, initial=FleetState, apply=apply_fleet
+    name="fleet", schema="fleet-2", state_type=FleetState, initial=FleetState, apply=apply_fleet
 )
 """The fleet alone, for folding one aggregate's events (e.g. a task no longer kept in memory)."""

@@ -37,6 +37,7 @@ STRATEGIES: Final[dict[str, tuple[Strategy, Strategy, Strategy, Strategy]]] = {
     "network_partition": ("reassign", "reassign", "quarantine_agent", "escalate"),
     "rebalanced": ("reassign", "reassign", "reassign", "reassign"),
     "agent_restarted": ("reassign", "reassign", "reassign", "reassign"),
+    "deadline_exceeded": ("reassign", "reassign", "escalate", "escalate"),
 }
 """Failure type -> strategy per severity (low, medium, high, critical)."""
 

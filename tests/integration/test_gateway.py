@@ -86,6 +86,12 @@ async def test_a_duplicate_task_id_is_a_conflict(http: httpx.AsyncClient) -> Non
         ('{"priority": "high"}', "task_type", "invalid_field"),
         ('{"task_type": "x", "priority": "urgent"}', "priority", "invalid_field"),
         ('{"task_type": "x", "creativity_requirements": 3}', "creativity_requirements", "invalid_field"),
+        ('{"task_type": "x", "routing_strategy": "fastest"}', "routing_strategy", "invalid_field"),
+        (
+            '{"task_type": "x", "expected_quality_threshold": 1.5}',
+            "expected_quality_threshold",
+            "invalid_field",
+        ),
         ('{"task_type": "x", "task_id": "a b"}', "task_id", "invalid_field"),
         ('{"task_type": "x", "surprise": 1}', "surprise", "invalid_field"),
         ('{"task_type": "x", "retry": {"max_attempts": 0}}', "retry.max_attempts", "invalid_field"),

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from services.router.explain import explain_task
+from services.router.rerun import explain_task
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus

@@ -1,11 +1,21 @@
-"""Routing decisions, without NATS: capability filter, least load, capacity, queue reasons."""
+"""Routing decisions, without NATS: capability filter, load, capacity, queue reasons, quality
+threshold and its deadline, and what an assignment explains."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.decide import Assign, Hold, next_decision, route_task
+from services.router.decide import (
+    BELOW_THRESHOLD,
+    Assign,
+    Expire,
+    Hold,
+    RoutingConfig,
+    next_decision,
+    next_expiry,
+    route_task,
+)
 from services.router.view import RouterState, apply_router
 from shared.bus import Recorded
 from shared.events import (
@@ -157,3 +167,111 @@ def test_an_open_breaker_keeps_work_away_and_half_open_lets_only_the_probes_thro
     assert isinstance(quota, Hold)
     apply(state, BreakerClosed(agent_id="flaky"), 12)
     assert isinstance(route_task(state, state.fleet.tasks["t2"]), Assign)
+
+
+# --- quality threshold, expiry, explanations ----------------------------------------------------
+
+
+def test_a_task_below_its_quality_threshold_is_held_naming_the_best_prediction() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="weak", capabilities={"x": 0.4}),
+        AgentRegistered(agent_id="meh", capabilities={"x": 0.6}),
+        TaskSubmitted(task_id="t", task_type="x", expected_quality_threshold=0.9),
+    )
+    held = next_decision(state, now=0.0)
+    assert isinstance(held, Hold) and held.reason == BELOW_THRESHOLD
+    assert "(meh) is below the required 0.90" in held.detail
+    assert next_expiry(state) is None, "without a deadline the task waits"
+
+
+def test_a_held_task_goes_to_the_first_agent_predicted_to_reach_its_threshold() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="weak", capabilities={"x": 0.4}, capacity=5),
+        TaskSubmitted(task_id="t", task_type="x", expected_quality_threshold=0.8),
+        TaskQueued(task_id="t", attempt=1, reason=BELOW_THRESHOLD),
+    )
+    assert next_decision(state, now=0.0) is None
+    apply(state, AgentRegistered(agent_id="strong", capabilities={"x": 1.0}), 10)
+    decision = next_decision(state, now=0.0)
+    assert isinstance(decision, Assign) and decision.agent_id == "strong"
+    weak = next(r for r in decision.rejected if r.agent_id == "weak")
+    assert "below the task's threshold 0.80" in weak.reason
+
+
+def test_a_quality_held_task_fails_once_its_deadline_passes() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="weak", capabilities={"x": 0.4}),
+        TaskSubmitted(task_id="t", task_type="x", expected_quality_threshold=0.9, deadline_ts=50.0),
+        TaskQueued(task_id="t", attempt=1, reason=BELOW_THRESHOLD),
+    )
+    assert next_expiry(state) == 50.0
+    assert next_decision(state, now=49.0) is None
+    expired = next_decision(state, now=50.0)
+    assert isinstance(expired, Expire) and expired.task_id == "t"
+    assert "deadline passed" in expired.error and "0.90" in expired.error
+
+
+def test_a_quality_held_task_past_its_deadline_waits_while_a_good_enough_agent_is_only_busy() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="strong", capabilities={"x": 1.0}, capacity=1),
+        TaskSubmitted(task_id="busy", task_type="x"),
+        TaskAssigned(agent_id="strong", task_id="busy", attempt=1),
+        TaskSubmitted(task_id="t", task_type="x", expected_quality_threshold=0.8, deadline_ts=50.0),
+        TaskQueued(task_id="t", attempt=1, reason=BELOW_THRESHOLD),
+    )
+    assert next_decision(state, now=60.0) is None
+    apply(state, TaskCompleted(task_id="busy", agent_id="strong", attempt=1, quality=0.95), 10)
+    decision = next_decision(state, now=60.0)
+    assert isinstance(decision, Assign) and decision.agent_id == "strong"
+
+
+def test_the_breakdown_shows_every_factor_its_weight_and_the_prediction() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="a", capabilities={"x": 0.9}, capacity=2),
+        AgentRegistered(agent_id="b", capabilities={"x": 0.5}, capacity=2),
+        TaskSubmitted(task_id="t", task_type="x", routing_strategy="capability_first"),
+    )
+    decision = route_task(state, state.fleet.tasks["t"], 0.0, RoutingConfig(mode="high_performance"))
+    assert isinstance(decision, Assign) and decision.strategy == "capability_first"
+    factors = {"capability", "persona", "performance", "timeliness", "load", "availability", "fit"}
+    weights = {
+        "weight_capability",
+        "weight_persona",
+        "weight_performance",
+        "weight_timeliness",
+        "load_weight",
+    }
+    assert factors | weights | {"predicted_quality", "uncertainty", "success_probability"} <= set(
+        decision.breakdown
+    )
+    fit = sum(
+        decision.breakdown[f"weight_{f}"] * decision.breakdown[f]
+        for f in ("capability", "persona", "performance", "timeliness")
+    )
+    assert abs(fit - decision.breakdown["fit"]) < 1e-3
+    assert abs(decision.breakdown["fit"] * decision.breakdown["availability"] - decision.score) < 1e-3
+    assert decision.explanation.startswith("capability_first (high_performance mode): a scored")
+    assert "Runner-up b" in decision.explanation
+
+
+def test_rejected_candidates_are_listed_best_first_each_with_its_reason() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="best", capabilities={"x": 1.0}, capacity=1),
+        AgentRegistered(agent_id="second", capabilities={"x": 0.7}, capacity=1),
+        AgentRegistered(agent_id="full", capabilities={"x": 0.9}, capacity=1),
+        AgentRegistered(agent_id="other", capabilities={"y": 1.0}),
+        AgentRegistered(agent_id="gone", capabilities={"x": 1.0}),
+        AgentDraining(agent_id="gone"),
+        TaskSubmitted(task_id="busy", task_type="x"),
+        TaskAssigned(agent_id="full", task_id="busy", attempt=1),
+        TaskSubmitted(task_id="t", task_type="x", routing_strategy="capability_first"),
+    )
+    decision = route_task(state, state.fleet.tasks["t"])
+    assert isinstance(decision, Assign) and decision.agent_id == "best"
+    reasons = {r.agent_id: r.reason for r in decision.rejected}
+    assert reasons["second"].startswith("score ") and "lower capability (0.70 vs 1.00)" in reasons["second"]
+    assert reasons["full"] == "at capacity (1/1)"
+    assert reasons["other"] == "missing capabilities: x"
+    assert reasons["gone"] == "agent is draining"
+    scored = [r.score for r in decision.rejected if r.score > 0]
+    assert scored == sorted(scored, reverse=True)

@@ -47,6 +47,7 @@ def test_environment_values_are_parsed_to_their_types() -> None:
         ({"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
         ({"GATEWAY_PORT": "70000"}, "GATEWAY_PORT"),
         ({"ORCHESTRATION_MODE": "turbo"}, "ORCHESTRATION_MODE"),
+        ({"DEFAULT_ROUTING_STRATEGY": "fastest"}, "DEFAULT_ROUTING_STRATEGY"),
         ({"ENABLE_CIRCUIT_BREAKERS": "maybe"}, "ENABLE_CIRCUIT_BREAKERS"),
         ({"HEARTBEAT_INTERVAL_S": "0"}, "HEARTBEAT_INTERVAL_S"),
     ],

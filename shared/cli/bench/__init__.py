@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from shared.cli.bench import assign, recovery, workflow
+from shared.cli.bench import assign, recovery, routing, workflow
 
-KINDS = [assign, workflow, recovery]
+KINDS = [assign, routing, workflow, recovery]
 """Modules with ``add_parser(kinds)``; each adds one ``hive bench <kind>`` sub-command."""
 
 

@@ -1,0 +1,121 @@
+"""``hive bench routing``'s measure: accuracy judged on the agents free when the router decided."""
+
+from __future__ import annotations
+
+import argparse
+
+from services.router.decide import RoutingConfig
+from shared.bus import Recorded
+from shared.cli.bench.routing import add_parser
+from shared.cli.bench.routing_figures import routing_figures
+from shared.cli.bench.routing_sim import simulate
+from shared.cli.bench.routing_world import HiddenAgent, World, make_tasks, make_world
+from shared.events import AgentRegistered, AnyEvent, Persona, TaskAssigned, TaskCompleted, TaskSubmitted
+
+
+def hidden(agent_id: str, quality: float) -> HiddenAgent:
+    return HiddenAgent(
+        agent_id=agent_id,
+        type_skill={"x": quality},
+        style_skill={"analytical": quality},
+        capabilities={"x": 1.0},
+        persona=Persona(),
+        capacity=1,
+    )
+
+
+def recorded(events: list[AnyEvent]) -> list[Recorded]:
+    return [Recorded(seq, e.subject, e) for seq, e in enumerate(events, start=1)]
+
+
+def two_agent_world() -> World:
+    world = World(
+        agents={"good": hidden("good", 1.0), "fair": hidden("fair", 0.97), "poor": hidden("poor", 0.5)}
+    )
+    for index in range(3):
+        world.tasks[f"t{index}"] = TaskSubmitted(task_id=f"t{index}", task_type="x")
+    return world
+
+
+def test_a_decision_within_five_percent_of_the_best_free_agent_is_accurate() -> None:
+    world = two_agent_world()
+    log = recorded(
+        [
+            *[AgentRegistered(agent_id=a, capabilities={"x": 1.0}) for a in ("good", "fair", "poor")],
+            *world.tasks.values(),
+            TaskAssigned(agent_id="fair", task_id="t0", attempt=1),  # 0.97 of the best free: accurate
+            TaskAssigned(agent_id="poor", task_id="t1", attempt=1),  # good is free: a miss
+            TaskAssigned(agent_id="good", task_id="t2", attempt=1),
+            TaskCompleted(agent_id="good", task_id="t2", attempt=1, quality=0.9),
+        ]
+    )
+    figures = routing_figures(log, world, warmup=0)
+    assert (figures.measured, figures.accurate) == (3, 2)
+    assert abs(figures.router_quality - (0.97 + 0.5 + 1.0) / 3) < 1e-9
+    assert figures.reported_quality == 0.9
+    warm = routing_figures(log, world, warmup=1)
+    assert (warm.measured, warm.accurate) == (2, 1)
+
+
+def test_the_agents_free_are_those_the_router_had_seen_when_it_decided() -> None:
+    world = two_agent_world()
+    world.tasks["busy"] = TaskSubmitted(task_id="busy", task_type="x")
+    events: list[AnyEvent] = [
+        *[AgentRegistered(agent_id=a, capabilities={"x": 1.0}) for a in ("good", "poor")],
+        world.tasks["busy"],
+        world.tasks["t0"],
+        TaskAssigned(agent_id="good", task_id="busy", attempt=1),  # seq 5
+        TaskCompleted(agent_id="good", task_id="busy", attempt=1),  # seq 6: good is free again
+        TaskAssigned(agent_id="poor", task_id="t0", attempt=1, decided_at_seq=5),  # decided before seq 6
+    ]
+    del world.agents["fair"]
+    figures = routing_figures(recorded(events), world, warmup=0)
+    assert figures.accuracy == 1.0, "when the router decided, only poor was free"
+    assert figures.accuracy_at_append == 0.5, "by the time it landed, good was free (the strict figure)"
+
+
+def test_the_random_and_least_loaded_baselines_are_judged_on_the_same_free_agents() -> None:
+    world = two_agent_world()
+    log = recorded(
+        [
+            *[AgentRegistered(agent_id=a, capabilities={"x": 1.0}) for a in ("poor", "fair", "good")],
+            world.tasks["t0"],
+            TaskAssigned(agent_id="good", task_id="t0", attempt=1),
+        ]
+    )
+    figures = routing_figures(log, world, warmup=0)
+    assert abs(figures.random_quality - (1.0 + 0.97 + 0.5) / 3) < 1e-9
+    assert figures.least_loaded_quality == 0.97, "all idle: least-loaded takes the first by id"
+    assert figures.best_free_quality == 1.0
+
+
+def test_the_router_learns_to_route_near_the_best_agent_in_the_simulated_world() -> None:
+    world = make_world(agents=6, capacity=2, seed=11)
+    tasks = make_tasks(world, 1200, seed=11)
+    log = simulate(world, tasks, rate=60, work_s=0.1, config=RoutingConfig(), seed=11)
+    figures = routing_figures(log, world, warmup=400)
+    assert figures.decisions == 1200
+    assert figures.accuracy > 0.95
+    assert figures.router_quality > figures.least_loaded_quality + 0.1
+    assert figures.router_quality > figures.random_quality + 0.1
+    world_again = make_world(agents=6, capacity=2, seed=11)
+    again = simulate(world_again, make_tasks(world_again, 1200, seed=11), rate=60, work_s=0.1, seed=11)
+
+    def choices(records: list[Recorded]) -> list[tuple[str, str]]:
+        return [(r.event.task_id, r.event.agent_id) for r in records if isinstance(r.event, TaskAssigned)]
+
+    assert choices(again) == choices(log), "same world, tasks and seed: the same decisions"
+
+
+def test_the_routing_bench_offers_every_strategy_and_mode() -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        ["routing", "--strategy", "round_robin", "--mode", "fault_tolerant", "--offline"]
+    )
+    assert (args.strategy, args.mode, args.offline, args.warmup) == (
+        "round_robin",
+        "fault_tolerant",
+        True,
+        1500,
+    )
