@@ -36,6 +36,7 @@ from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encod
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
+from shared.natsclient import HiveNatsClient, pending_after, stream_seq
 from shared.pull import ConsumerLost, consume, pause_before_retry
 from shared.subjects import (
     ALL_DLQ,
@@ -96,7 +97,7 @@ class Undecodable(msgspec.Struct, frozen=True):
 
 
 def event_msg_seq(msg: Msg) -> int:
-    return int(msg.metadata.sequence.stream)
+    return stream_seq(msg)
 
 
 def connection_key(nc: NatsClient) -> str:
@@ -147,7 +148,7 @@ class EventBus:
             options["user"] = user
             options["password"] = password
         # nats-py retries the first connection forever when reconnects are unlimited: bound it.
-        client = NatsClient()
+        client = HiveNatsClient()
         try:
             await asyncio.wait_for(
                 client.connect(
@@ -369,7 +370,7 @@ class EventBus:
                     if seq > stop_seq:
                         return
                     yield decode_recorded(seq, msg.subject, msg.data)
-                    if seq >= stop_seq or msg.metadata.num_pending == 0:
+                    if seq >= stop_seq or pending_after(msg) == 0:
                         return
                 if received == 0:
                     return

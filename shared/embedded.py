@@ -22,6 +22,18 @@ from pathlib import Path
 from typing import IO
 
 
+def die_with_parent() -> None:
+    """In a child process (preexec_fn): get SIGTERM when the supervising process dies (Linux).
+
+    A supervisor killed with SIGKILL (or a test run cut short) then leaves no orphans behind.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class EmbeddedNatsError(RuntimeError):
     """The embedded server could not be found or did not start; the message says why."""
 
@@ -151,7 +163,11 @@ class EmbeddedNats:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the server's lifetime
         # Own session: a Ctrl-C in the terminal reaches the supervisor, which stops things in order.
         self.process = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

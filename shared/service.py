@@ -89,6 +89,7 @@ class Service:
             spec,
             self.store,
             snapshot_every=self.settings.snapshot_every_events,
+            snapshot_min_interval_s=self.settings.snapshot_min_interval_s,
             metrics=self.metrics,
         )
         self.runners.append(runner)

@@ -49,7 +49,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_open_s: Annotated[float, Meta(ge=0)] = 30.0
     breaker_half_open_probes: Annotated[int, Meta(ge=1, le=100)] = 3
     quarantine_s: Annotated[float, Meta(gt=0)] = 300.0
-    snapshot_every_events: Annotated[int, Meta(ge=1)] = 2000
+    snapshot_every_events: Annotated[int, Meta(ge=1)] = 20_000
+    snapshot_min_interval_s: Annotated[float, Meta(ge=0)] = 30.0
     work_ack_wait_s: Annotated[float, Meta(gt=0)] = 30.0
     work_max_deliver: Annotated[int, Meta(ge=1)] = 20
     duplicate_window_s: Annotated[float, Meta(gt=0)] = 120.0
@@ -134,7 +135,11 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "quarantine_s": ("QUARANTINE_S", "how long the quarantine_agent recovery strategy keeps an agent out"),
     "snapshot_every_events": (
         "SNAPSHOT_EVERY_EVENTS",
-        "events applied between two projection snapshots",
+        "events applied between two projection snapshots (also taken on a clean stop)",
+    ),
+    "snapshot_min_interval_s": (
+        "SNAPSHOT_MIN_INTERVAL_S",
+        "seconds at least between two snapshots (encoding one pauses the service briefly)",
     ),
     "work_ack_wait_s": ("WORK_ACK_WAIT_S", "seconds before an unacknowledged work event is redelivered"),
     "work_max_deliver": (

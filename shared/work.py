@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shared.bus import EventBus, Recorded, Undecodable, decode_recorded, event_msg_seq
 from shared.logging import get_logger
+from shared.natsclient import delivery_count
 from shared.pull import ConsumerLost, consume, pause_before_retry
 from shared.subjects import EVENTS_STREAM
 from shared.telemetry import continued_span
@@ -131,7 +132,7 @@ class WorkConsumer:
             await self.bus.dead_letter(msg.subject, msg.data, item.reason, seq)
             await msg.term()
             return
-        delivered = int(msg.metadata.num_delivered)
+        delivered = delivery_count(msg)
         started = time.perf_counter()
         try:
             with continued_span(f"{self.bus.service} handle {item.event.type_name()}", msg.headers, seq=seq):

@@ -47,17 +47,19 @@ EXPIRY_POLL_S = 1.0
 TRIGGERS: list[type[Event]] = [
     TaskSubmitted,
     TaskRequeued,
-    TaskCompleted,
-    TaskAttemptFailed,
-    TaskFailed,
-    TaskCancelled,
     AgentRegistered,
     AgentRecovered,
     BreakerClosed,
     BreakerHalfOpened,
     BreakerReset,
 ]
-"""Events after which a waiting task may fit somewhere: a new task or freed/added capacity."""
+"""Events after which a waiting task may fit somewhere: a new task or added capacity; one router
+instance (whichever the work consumer hands it to) looks at the queue."""
+
+RELEASES = (TaskCompleted, TaskAttemptFailed, TaskFailed, TaskCancelled)
+"""Events that free a slot. They are as frequent as tasks, and most of the time nothing waits: so
+they are not work events; every instance's projection notices them, and only an instance whose
+queue is not empty looks at it (racing instances are refereed by the agent's sequence)."""
 
 
 class RouterService(Service):
@@ -79,15 +81,39 @@ class RouterService(Service):
         self.expired = 0
         self.conflicts = 0
         self._expiry_task: asyncio.Task[None] | None = None
+        self._dispatching = asyncio.Lock()
+        self._release_task: asyncio.Task[None] | None = None
+        self._release_pending = False
+        self.view.add_listener(self._on_applied)
 
     async def on_started(self) -> None:
         self._expiry_task = asyncio.create_task(self._expiry_timer(), name="router-expiry")
+        # Slots may have freed while this instance was starting: look at the queue once.
+        self._release_pending = True
+        self._release_task = asyncio.create_task(self._dispatch_releases(), name="router-releases")
 
     async def on_stopping(self) -> None:
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
+        for task in (self._expiry_task, self._release_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _on_applied(self, recorded: Recorded) -> None:
+        """A slot freed while tasks wait: look at the queue (once for a burst of releases)."""
+        if not isinstance(recorded.event, RELEASES) or not self.view.state.fleet.queue:
+            return
+        self._release_pending = True
+        if self.ready.is_set() and (self._release_task is None or self._release_task.done()):
+            self._release_task = asyncio.create_task(self._dispatch_releases(), name="router-releases")
+
+    async def _dispatch_releases(self) -> None:
+        while self._release_pending:
+            self._release_pending = False
+            try:
+                await self.dispatch(causation_id="")
+            except Exception:
+                self.log.exception("release_dispatch_failed")
 
     def details(self) -> dict[str, Any]:
         state = self.view.state
@@ -134,7 +160,11 @@ class RouterService(Service):
         return None
 
     async def dispatch(self, causation_id: str = "") -> None:
-        """Append decisions until the queue needs nothing more right now."""
+        """Append decisions until the queue needs nothing more right now (one pass at a time)."""
+        async with self._dispatching:
+            await self._dispatch(causation_id)
+
+    async def _dispatch(self, causation_id: str) -> None:
         skip: set[str] = set()
         while True:
             seen, now = self.view.seq, time.time()

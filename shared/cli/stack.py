@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from shared.embedded import EmbeddedCluster, EmbeddedNats, free_port
+from shared.embedded import EmbeddedCluster, EmbeddedNats, die_with_parent, free_port
 from shared.settings import Settings, env_for, load_settings
 
 SERVICE_NAMES = ("router", "balancer", "recovery", "workflow", "gateway")
@@ -92,6 +92,7 @@ class Stack:
             stdout=None if self.inherit_logs else log_file,
             stderr=None if self.inherit_logs else subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         record = ServiceProcess(name, index, process, log_file)
         previous = self.processes.get(record.instance)
@@ -103,12 +104,16 @@ class Stack:
 
     def start(self, wait_ready_s: float = 60.0) -> None:
         """Start nats-server and every service instance, then wait until all report healthy."""
-        self.start_nats()
-        for name in self.services:
-            for index in range(self.scale.get(name, 1)):
-                self.spawn(name, index)
-        if "gateway" in self.services:
-            self.wait_ready(wait_ready_s)
+        try:
+            self.start_nats()
+            for name in self.services:
+                for index in range(self.scale.get(name, 1)):
+                    self.spawn(name, index)
+            if "gateway" in self.services:
+                self.wait_ready(wait_ready_s)
+        except BaseException:
+            self.stop()  # leave no orphan processes behind a failed start
+            raise
 
     def expected_instances(self) -> int:
         return sum(self.scale.get(name, 1) for name in self.services)

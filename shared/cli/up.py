@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from shared.cli.stack import SERVICE_NAMES, Stack
+from shared.embedded import die_with_parent
 from shared.settings import SettingsError, load_settings
 
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 [sys.executable, "-m", "shared.cli.main", "agent", "--count", str(args.agents)],
                 env=env,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         instances = ", ".join(f"{name} x{scale.get(name, 1)}" for name in SERVICE_NAMES)
         print(

@@ -16,7 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from shared.domain.breakers import BreakerView
-from shared.domain.outcomes import MAX_OUTCOMES, AgentOutcomes, counts_against_agent
+from shared.domain.outcomes import MAX_OUTCOMES, AgentOutcomes, Outcome, counts_against_agent
 from shared.settings import Settings
 
 
@@ -79,11 +79,14 @@ def window_stats(
     if record is None:
         return WindowStats(calls=0, failures=0, failure_rate=0.0)
     oldest = now - policy.window_s
-    relevant = [
-        o
-        for o in record.outcomes
-        if o.seq > since_seq and o.ts >= oldest and (o.ok or counts_against_agent(o))
-    ][-policy.window_size :]
+    relevant: list[Outcome] = []
+    # Newest first: outcomes are in log order, so the walk stops at the breaker's last transition
+    # or once the window is full, instead of reading every outcome kept for the agent.
+    for outcome in reversed(record.outcomes):
+        if outcome.seq <= since_seq or len(relevant) == policy.window_size:
+            break
+        if outcome.ts >= oldest and (outcome.ok or counts_against_agent(outcome)):
+            relevant.append(outcome)
     failures = sum(1 for o in relevant if not o.ok)
     rate = failures / len(relevant) if relevant else 0.0
     return WindowStats(calls=len(relevant), failures=failures, failure_rate=rate)

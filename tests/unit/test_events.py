@@ -94,3 +94,28 @@ def test_events_are_frozen() -> None:
 def test_encoding_keeps_the_version_explicit() -> None:
     raw = msgspec.json.decode(encode_event(AgentRegistered(agent_id="a")))
     assert raw["v"] == 2 and raw["type"] == "agent.registered"
+
+
+def test_hive_parses_nats_headers_and_delivery_metadata_as_nats_py_does() -> None:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+
+    from shared.natsclient import delivery_count, parse_header_lines, pending_after, stream_seq
+
+    for raw in (
+        b"Nats-Msg-Id: assign:t:1\r\nNats-Expected-Last-Subject-Sequence: 5\r\ntraceparent: 00-ab\r\n\r\n",
+        b"Bad Name: x\r\nok:y\r\n\x80x: z\r\nStatus:100\r\nTab\tName: q\r\nvalue: \xff\r\n",
+        b"",
+    ):
+        assert parse_header_lines(raw) == Client._parse_header_lines(raw)
+    for reply in (
+        "$JS.ACK.HIVE_EVENTS.router.3.1234.77.1700000000000000000.9",
+        "$JS.ACK.domain.ACCOUNTHASH.HIVE_EVENTS.router.3.1234.77.1700000000000000000.9.token",
+    ):
+        msg = Msg(_client=None, subject="hive.evt.task.t.submitted", reply=reply)  # type: ignore[arg-type]
+        meta = msg.metadata
+        assert (stream_seq(msg), delivery_count(msg), pending_after(msg)) == (
+            meta.sequence.stream,
+            meta.num_delivered,
+            meta.num_pending,
+        )

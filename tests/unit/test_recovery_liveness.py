@@ -144,8 +144,10 @@ def test_without_disconnects_an_agent_is_unresponsive_exactly_when_silent_for_th
     state = fleet(registered(ts=0.0))
     table = HeartbeatTable(started_at=0.0)
     table.record(beat(), now=last_beat)
-    changes = agent_liveness(state, table, last_beat + later, POLICY)
-    assert bool(changes) == (later >= POLICY.interval_s * POLICY.missed_limit)
+    now = last_beat + later
+    silent_for = now - last_beat  # what the clock difference really is, after float rounding
+    changes = agent_liveness(state, table, now, POLICY)
+    assert bool(changes) == (silent_for >= POLICY.interval_s * POLICY.missed_limit)
 
 
 def test_attempts_past_their_timeout_and_grace_are_overdue_except_a_silent_agent_s() -> None:
