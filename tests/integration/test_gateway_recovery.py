@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -33,18 +32,6 @@ from tests.conftest import EventLog, running
 HANDLE = "/api/v1/orchestration/failure/handle"
 BREAKERS = "/api/v1/orchestration/circuit-breakers"
 PREDICT = "/api/v1/orchestration/recovery/predict"
-
-
-@pytest.fixture
-async def gateway(settings: Settings) -> AsyncIterator[GatewayService]:
-    async with running(GatewayService, settings) as service:
-        yield service
-
-
-@pytest.fixture
-async def http(gateway: GatewayService) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=10) as client:
-        yield client
 
 
 async def never_finishes(context: TaskContext) -> None:

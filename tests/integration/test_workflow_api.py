@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
-from services.gateway.service import GatewayService
 from shared.agent.sdk import Agent
 from shared.bus import EventBus
 from shared.domain.workflow_spec import MAX_STEPS
@@ -26,7 +23,7 @@ from shared.events import (
     WorkflowStepDispatched,
 )
 from shared.settings import Settings
-from tests.conftest import EventLog, running
+from tests.conftest import EventLog
 from tests.integration.workflow_helpers import (
     EXECUTE,
     Gate,
@@ -37,15 +34,6 @@ from tests.integration.workflow_helpers import (
     task,
     workflow_url,
 )
-
-
-@pytest.fixture
-async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        running(GatewayService, settings) as gateway,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=10) as client,
-    ):
-        yield client
 
 
 async def test_a_cycle_is_refused_with_400_naming_the_cycle_and_nothing_is_stored(
