@@ -34,7 +34,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    configure_logging(settings.log_level, service="agent")
     agents = make_simulated_agents(
         args.count,
         prefix=args.prefix,
@@ -49,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     except CredentialsError as exc:
         print(f"hive agent: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_level, service="agent")
 
     async def main() -> None:
         stop = asyncio.Event()

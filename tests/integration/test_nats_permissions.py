@@ -7,6 +7,8 @@ permissions, credentials required).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +24,14 @@ from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus, NatsAuthError, PermissionDenied
 from shared.credentials import CredentialStore
 from shared.domain.heartbeats import Heartbeat
-from shared.embedded import EmbeddedNats, EmbeddedNatsError
+from shared.embedded import (
+    ClusterSpec,
+    EmbeddedCluster,
+    EmbeddedNats,
+    EmbeddedNatsError,
+    nats_server_binary,
+    server_config,
+)
 from shared.events import (
     AgentRegistered,
     BreakerOpened,
@@ -55,8 +64,7 @@ def secured(tmp_path: Path, store: CredentialStore) -> Iterator[EmbeddedNats]:
 
 
 async def connect(server: EmbeddedNats, store: CredentialStore, user: str) -> EventBus:
-    credentials = store.credentials(user)
-    return await EventBus.connect(server.url, user, user=credentials.user, password=credentials.password)
+    return await connect_to(server.url, store, user)
 
 
 @pytest.fixture
@@ -261,3 +269,56 @@ async def test_a_users_file_the_server_cannot_read_is_refused_and_the_old_users_
     with pytest.raises(EmbeddedNatsError, match="kept its configuration"):
         secured.reload()
     await agent_a.append(AgentRegistered(agent_id="a", capabilities={"x": 1.0}, session="s"), expected=None)
+
+
+async def test_a_three_node_cluster_requires_the_same_credentials_on_every_node(
+    tmp_path: Path, store: CredentialStore
+) -> None:
+    cluster = EmbeddedCluster(tmp_path / "cluster", users_file=store.users_conf).start()
+    buses: list[EventBus] = []
+    try:
+        for node in cluster.nodes:
+            with pytest.raises(NatsAuthError):
+                await EventBus.connect(node.url, "anonymous")
+        router = await connect_to(cluster.url, store, "router")
+        gateway = await connect_to(cluster.nodes[2].url, store, "gateway")
+        agent = await connect_to(cluster.nodes[1].url, store, agent_user("a"))
+        buses += [router, gateway, agent]
+        await router.ensure_streams(replicas=3)  # routes authenticated: the replicas find each other
+        info = await router.js.stream_info(EVENTS_STREAM)
+        assert info.config.num_replicas == 3 and info.cluster is not None
+        await gateway.append(TaskSubmitted(task_id="t", task_type="x"), expected=0)
+        requeue = TaskRequeued(task_id="t", attempt=2, reason="agent_unresponsive")
+        with pytest.raises(PermissionDenied):
+            await agent.append(requeue, expected=None)
+        assert await router.last_sequence() == 1
+    finally:
+        for bus in buses:
+            await bus.close()
+        cluster.stop()
+
+
+async def connect_to(url: str, store: CredentialStore, user: str) -> EventBus:
+    credentials = store.credentials(user)
+    return await EventBus.connect(url, user, user=credentials.user, password=credentials.password)
+
+
+@pytest.mark.parametrize("with_users", [False, True])
+def test_the_generated_server_configuration_is_valid_and_requires_credentials_only_with_users(
+    tmp_path: Path, store: CredentialStore, with_users: bool
+) -> None:
+    include = os.path.relpath(store.users_conf, tmp_path) if with_users else None
+    password = "r" if with_users else ""
+    cluster = ClusterSpec(name="hive", port=6222, route_ports=(6222, 6223), route_password=password)
+    text = server_config(
+        name="n", host="127.0.0.1", port=4222, store_dir=str(tmp_path), users_include=include, cluster=cluster
+    )
+    config = tmp_path / "test.conf"
+    config.write_text(text)
+    checked = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(config)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert ("no_auth_user" in text) is not with_users
+    assert ("authorization: {user: route" in text) is with_users
+    assert ("nats://route:r@127.0.0.1:6223" in text) is with_users
