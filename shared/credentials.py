@@ -8,7 +8,9 @@ adding users at once lose nothing:
 * ``credentials.json``: every user and its password (``{"user": "password"}``);
 * ``agents.json``: the same for agent users only, what ``hive agent`` needs
   (``HIVE_AGENT_CREDENTIALS``), so the agents' process never holds a service's or the admin's;
-* ``nats-users.conf``: the users and their permissions, included by nats-server's configuration.
+* ``nats-users.conf``: the users and their permissions, included by nats-server's configuration;
+* ``env/<user>.env``: ``NATS_USER`` and ``NATS_PASSWORD`` of one user (a container's env_file);
+* ``route-password``: what the nodes of a cluster authenticate their routes with.
 """
 
 from __future__ import annotations
@@ -91,6 +93,13 @@ class CredentialStore:
     def users_conf(self) -> Path:
         return self.dir / "nats-users.conf"
 
+    @property
+    def env_dir(self) -> Path:
+        return self.dir / "env"
+
+    def env_file(self, user: str) -> Path:
+        return self.env_dir / f"{user}.env"
+
     def exists(self) -> bool:
         return self.path.is_file()
 
@@ -124,7 +133,19 @@ class CredentialStore:
             agents = {u: p for u, p in passwords.items() if u.startswith(AGENT_PREFIX)}
             write_private(self.agents_path, json.dumps(agents, indent=2, sort_keys=True) + "\n")
             write_private(self.users_conf, render_users(passwords))
+            self.env_dir.mkdir(exist_ok=True, mode=0o700)
+            for user, password in passwords.items():
+                if not self.env_file(user).is_file():
+                    write_private(self.env_file(user), f"NATS_USER={user}\nNATS_PASSWORD={password}\n")
         return passwords
+
+    def route_password(self) -> str:
+        """The cluster routes' password, generated once."""
+        path = self.dir / "route-password"
+        with self._locked():
+            if not path.is_file():
+                write_private(path, new_password() + "\n")
+            return path.read_text().strip()
 
     def ensure_agents(self, agent_ids: Iterable[str]) -> dict[str, str]:
         return self.ensure(agent_user(agent_id) for agent_id in agent_ids)

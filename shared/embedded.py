@@ -79,16 +79,16 @@ RELOAD_FAILED = "Failed to reload server configuration"
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """One node's place in a JetStream cluster: its route port and every node's (itself included).
+    """One node's place in a JetStream cluster: where it listens for routes and every node's route
+    address (``host:port``, itself included).
 
     With `route_password`, routes between the nodes authenticate: nobody else can join the cluster
     as a route and so get round the client permissions.
     """
 
     name: str
-    port: int
-    route_ports: tuple[int, ...]
-    host: str = "127.0.0.1"
+    listen: str
+    routes: tuple[str, ...]
     route_password: str = ""
 
 
@@ -99,10 +99,10 @@ def _quoted(value: str) -> str:
 
 def server_config(
     *,
-    name: str,
-    host: str,
-    port: int,
-    store_dir: str,
+    name: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    store_dir: str | None = None,
     users_include: str | None = None,
     cluster: ClusterSpec | None = None,
 ) -> str:
@@ -111,8 +111,8 @@ def server_config(
     Without `users_include`, clients need no credentials (they land in HIVE as user ``hive``); with
     it (the users file's path relative to the configuration's folder, as nats-server resolves
     includes), the users and permissions it holds (``shared/credentials.py``) are the only way in.
-    Everything is in the file, none on the command line, so a reload (SIGHUP) sees no change but
-    the users.
+    The embedded server gets everything in the file, none on the command line, so a reload
+    (SIGHUP) sees no change but the users; options left None are for the command line to give.
     """
     advisories = _quoted(f"$SYS.ACCOUNT.{APP_ACCOUNT}.DISCONNECT")
     users = (
@@ -121,10 +121,10 @@ def server_config(
     lines = [
         "# Written by Hive. One application account with JetStream and the server's client-disconnect",
         "# advisories imported into it (recovery subscribes to them).",
-        f"server_name: {_quoted(name)}",
-        f"host: {_quoted(host)}",
-        f"port: {port}",
-        f"jetstream: {{store_dir: {_quoted(store_dir)}}}",
+        *([f"server_name: {_quoted(name)}"] if name is not None else []),
+        *([f"host: {_quoted(host)}"] if host is not None else []),
+        *([f"port: {port}"] if port is not None else []),
+        f"jetstream: {{store_dir: {_quoted(store_dir)}}}" if store_dir is not None else "jetstream: enabled",
         "accounts {",
         "  SYS: {",
         f"    exports: [{{stream: {advisories}}}]",
@@ -141,11 +141,11 @@ def server_config(
         lines.append("no_auth_user: hive")
     if cluster is not None:
         credentials = f"route:{cluster.route_password}@" if cluster.route_password else ""
-        routes = [f"nats://{credentials}{cluster.host}:{port}" for port in cluster.route_ports]
+        routes = [f"nats://{credentials}{route}" for route in cluster.routes]
         lines += [
             "cluster {",
             f"  name: {_quoted(cluster.name)}",
-            f"  listen: {_quoted(f'{cluster.host}:{cluster.port}')}",
+            f"  listen: {_quoted(cluster.listen)}",
             f"  routes: [{', '.join(_quoted(route) for route in routes)}]",
         ]
         if cluster.route_password:
@@ -359,9 +359,8 @@ class EmbeddedCluster:
                 users_file=users_file,
                 cluster=ClusterSpec(
                     name="hive",
-                    port=route_ports[index],
-                    route_ports=route_ports,
-                    host=host,
+                    listen=f"{host}:{route_ports[index]}",
+                    routes=tuple(f"{host}:{port}" for port in route_ports),
                     route_password=route_password,
                 ),
             )

@@ -218,11 +218,12 @@ def service_permissions(service: str) -> Permissions:
             _consumer_api("INFO", service),
             _acks(service),
         ]
+    # Health: every instance answers; any may ask (the gateway's endpoint, a container's
+    # healthcheck running `hive health` as the service's own user).
+    publish.append(HEALTH_PING)
     subscribe = [f"{inbox_prefix(service)}.>", HEALTH_PING]
     if service in HEARTBEAT_LISTENERS:
         subscribe += [ALL_HEARTBEATS, DISCONNECT_ADVISORIES]
-    if service == "gateway":
-        publish.append(HEALTH_PING)  # asks every instance for its health
     return Permissions(publish=tuple(publish), subscribe=tuple(subscribe), responses=True)
 
 

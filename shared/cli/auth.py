@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
-from shared.credentials import CredentialsError, CredentialStore
+from shared.credentials import CredentialsError, CredentialStore, write_private
+from shared.embedded import ClusterSpec, server_config
 from shared.ids import InvalidIdError
 from shared.permissions import ADMIN, SERVICES, UnknownUser, agent_user
 from shared.settings import SettingsError, load_settings
@@ -34,15 +36,35 @@ def _store() -> CredentialStore:
     return CredentialStore(load_settings().hive_home)
 
 
+COMPOSE_ROUTES = ("nats-1:6222", "nats-2:6222", "nats-3:6222")
+"""The route addresses of compose.yaml's three NATS nodes."""
+
+
+def compose_nats_config(store: CredentialStore) -> Path:
+    """The configuration of compose.auth.yaml's NATS nodes: accounts, users, authenticated routes.
+
+    Node name, store and monitoring port stay on each node's command line.
+    """
+    path = store.dir / "nats-compose.conf"
+    cluster = ClusterSpec(
+        name="hive", listen="0.0.0.0:6222", routes=COMPOSE_ROUTES, route_password=store.route_password()
+    )
+    write_private(path, server_config(users_include=store.users_conf.name, cluster=cluster))
+    return path
+
+
 def init_users(_args: argparse.Namespace) -> int:
     try:
         store = _store()
         store.ensure([ADMIN, *SERVICES])
+        compose = compose_nats_config(store)
     except (SettingsError, CredentialsError, OSError) as exc:
         print(f"hive auth: {exc}", file=sys.stderr)
         return 2
     print(f"Users admin, {', '.join(SERVICES)}: credentials in {store.path}")
+    print(f"One env file per user (NATS_USER, NATS_PASSWORD): {store.env_dir}")
     print(f"nats-server users (include in the HIVE account): {store.users_conf}")
+    print(f"NATS nodes of compose.auth.yaml: {compose}")
     return 0
 
 

@@ -309,7 +309,8 @@ def test_the_generated_server_configuration_is_valid_and_requires_credentials_on
 ) -> None:
     include = os.path.relpath(store.users_conf, tmp_path) if with_users else None
     password = "r" if with_users else ""
-    cluster = ClusterSpec(name="hive", port=6222, route_ports=(6222, 6223), route_password=password)
+    routes = ("127.0.0.1:6222", "127.0.0.1:6223")
+    cluster = ClusterSpec(name="hive", listen=routes[0], routes=routes, route_password=password)
     text = server_config(
         name="n", host="127.0.0.1", port=4222, store_dir=str(tmp_path), users_include=include, cluster=cluster
     )

@@ -115,8 +115,8 @@ def test_services_read_the_log_but_append_only_their_own_decisions() -> None:
     assert "hive.hb.*" in service_permissions("recovery").subscribe
     assert "$SYS.ACCOUNT.*.DISCONNECT" in service_permissions("gateway").subscribe
     assert not [s for s in service_permissions("balancer").publish if s.startswith("hive.evt.")]
-    assert "hive.svc.health" in service_permissions("gateway").publish
-    assert "hive.svc.health" not in router.publish
+    assert all("hive.svc.health" in service_permissions(s).publish for s in SERVICES)
+    assert "hive.svc.health" not in agent_permissions("a").publish
     assert all(service_permissions(s).responses for s in SERVICES)
 
 
