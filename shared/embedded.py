@@ -3,9 +3,10 @@
 So ``pip install`` alone gives a working broker: ``hive up``, the tests and the benchmarks start
 one with file storage under a folder of their own.
 
-Clients land (without credentials) in one application account, ``HIVE``, into which the server's
-client-disconnect advisories are imported: recovery hears at once that a dead agent's connection
-closed instead of waiting for its heartbeats to go missing.
+Clients land in one application account, ``HIVE``, into which the server's client-disconnect
+advisories are imported: recovery hears at once that a dead agent's connection closed instead of
+waiting for its heartbeats to go missing. Without a users file they need no credentials (tests,
+benchmarks); with one (``hive up``) only its users get in, each with its role's permissions.
 """
 
 from __future__ import annotations

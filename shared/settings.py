@@ -89,7 +89,10 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "HIVE_AGENT_CREDENTIALS",
         "file of agent passwords for 'hive agent' (each agent connects as agent-<id>)",
     ),
-    "hive_home": ("HIVE_HOME", "folder for the embedded nats-server store and projection snapshots"),
+    "hive_home": (
+        "HIVE_HOME",
+        "folder for the embedded nats-server store, projection snapshots and NATS credentials (auth/)",
+    ),
     "instance": ("HIVE_INSTANCE", "name of this service instance (default: service-host-pid)"),
     "log_level": ("LOG_LEVEL", "debug, info, warning or error"),
     "orchestration_mode": ("ORCHESTRATION_MODE", "standard, high_performance or fault_tolerant"),
