@@ -10,11 +10,10 @@ server (err_code 10071) and surfaces as ``ConcurrencyConflict``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import msgspec
 import nats
@@ -33,6 +32,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from shared.denials import Denials
 from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
@@ -56,8 +56,6 @@ STREAM_NOT_FOUND = 10059
 
 log = get_logger("hive.bus")
 
-T = TypeVar("T")
-
 
 class ConcurrencyConflict(Exception):
     """Somebody appended to the aggregate since we last looked: catch up and decide again."""
@@ -70,94 +68,6 @@ class ConcurrencyConflict(Exception):
 
 class NatsAuthError(PermissionError):
     """The server refused this connection's credentials (or their absence); the message says whose."""
-
-
-class PermissionDenied(Exception):
-    """The server refused this connection's user a publish: its permissions do not allow the subject."""
-
-    def __init__(self, user: str, subject: str) -> None:
-        super().__init__(
-            f"NATS user {user!r} may not publish to {subject!r}: nothing was stored "
-            "(each Hive user may publish only what its role decides; see the README, Security)"
-        )
-        self.user = user
-        self.subject = subject
-
-
-class _Waiter:
-    """An append waiting for its acknowledgement, or a caller waiting to hear of a refusal."""
-
-    __slots__ = ("future", "refused", "task")
-
-    def __init__(self, task: asyncio.Task[Any] | None = None) -> None:
-        self.task = task
-        self.future: asyncio.Future[None] | None = None
-        self.refused = False
-
-
-class Denials:
-    """Publishes the server refused on one connection, told to the appends waiting for their ack.
-
-    A refused publish gets no acknowledgement, only an asynchronous error naming the subject: without
-    this an append would wait for its timeout and report a timeout instead of the reason.
-    """
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, list[_Waiter]] = {}
-        self.refused: collections.deque[str] = collections.deque(maxlen=100)
-        """The last subjects refused (as the server spells them: lower case)."""
-
-    def report(self, subject: str) -> None:
-        key = subject.lower()
-        self.refused.append(key)
-        for waiter in self._waiting.pop(key, []):
-            waiter.refused = True
-            if waiter.task is not None:
-                waiter.task.cancel()
-            elif waiter.future is not None and not waiter.future.done():
-                waiter.future.set_result(None)
-
-    def _add(self, key: str, waiter: _Waiter) -> None:
-        self._waiting.setdefault(key, []).append(waiter)
-
-    def _remove(self, key: str, waiter: _Waiter) -> None:
-        waiters = self._waiting.get(key)
-        if waiters is not None and waiter in waiters:
-            waiters.remove(waiter)
-            if not waiters:
-                del self._waiting[key]
-
-    async def refusal(self, subject: str, timeout: float) -> None:
-        """Return once the server has refused `subject` on this connection; TimeoutError if not."""
-        key = subject.lower()
-        if key in self.refused:
-            return
-        waiter = _Waiter()
-        waiter.future = asyncio.get_running_loop().create_future()
-        self._add(key, waiter)
-        try:
-            await asyncio.wait_for(waiter.future, timeout)
-        finally:
-            self._remove(key, waiter)
-
-    async def guard(self, user: str, subject: str, publish: Awaitable[T]) -> T:
-        """Await `publish`; raise PermissionDenied as soon as the server refuses `subject`.
-
-        The refusal cancels the waiting task (cheaper than a task per append); the cancellation is
-        taken back and turned into PermissionDenied.
-        """
-        key = subject.lower()
-        task = asyncio.current_task()
-        waiter = _Waiter(task)
-        self._add(key, waiter)
-        try:
-            return await publish
-        except asyncio.CancelledError:
-            if waiter.refused and task is not None and task.uncancel() == 0:
-                raise PermissionDenied(user, subject) from None
-            raise
-        finally:
-            self._remove(key, waiter)
 
 
 class AppendResult(NamedTuple):

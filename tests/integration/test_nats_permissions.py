@@ -21,8 +21,9 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext
-from shared.bus import EventBus, NatsAuthError, PermissionDenied
+from shared.bus import EventBus, NatsAuthError
 from shared.credentials import CredentialStore
+from shared.denials import PermissionDenied
 from shared.domain.heartbeats import Heartbeat
 from shared.embedded import (
     ClusterSpec,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shared.bus import Denials, PermissionDenied
+from shared.denials import Denials, PermissionDenied
 
 
 class Publish:
