@@ -20,11 +20,19 @@ import fcntl
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.permissions import AGENT_PREFIX, agent_user, permissions_for, render_users
+
+CREDENTIAL_VARIABLES = ("NATS_USER", "NATS_PASSWORD", "HIVE_AGENT_CREDENTIALS")
+
+
+def without_credentials(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` less the NATS credentials: for a child that connects to a server of its own (benchmarks)
+    or gets its credentials otherwise, not the ones its parent happened to have exported."""
+    return {name: value for name, value in env.items() if name not in CREDENTIAL_VARIABLES}
 
 
 class CredentialsError(Exception):

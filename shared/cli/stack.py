@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from shared.credentials import CredentialStore, NatsCredentials
+from shared.credentials import CredentialStore, NatsCredentials, without_credentials
 from shared.embedded import EmbeddedCluster, EmbeddedNats, die_with_parent, free_port
 from shared.permissions import ADMIN, agent_user
 from shared.settings import Settings, env_for, load_settings
@@ -100,9 +100,7 @@ class Stack:
 
     def agents_env(self) -> dict[str, str]:
         """Environment of a ``hive agent`` process on this stack (its agents' credentials file)."""
-        env = dict(os.environ, NATS_URL=self.nats_url, HIVE_HOME=str(self.home))
-        env.pop("NATS_USER", None)
-        env.pop("NATS_PASSWORD", None)
+        env = dict(without_credentials(os.environ), NATS_URL=self.nats_url, HIVE_HOME=str(self.home))
         if self.auth:
             env["HIVE_AGENT_CREDENTIALS"] = str(self.credentials.agents_path)
         return env

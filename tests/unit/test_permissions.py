@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.credentials import CredentialsError, CredentialStore, load_passwords
+from shared.credentials import CredentialsError, CredentialStore, load_passwords, without_credentials
 from shared.events import AnyEvent
 from shared.ids import InvalidIdError
 from shared.permissions import (
@@ -189,3 +189,8 @@ def test_a_broken_credentials_file_is_reported_not_overwritten(tmp_path: Path) -
         store.load()
     with pytest.raises(CredentialsError, match="does not exist"):
         load_passwords(tmp_path / "missing.json")
+
+
+def test_children_of_a_private_server_do_not_inherit_exported_credentials() -> None:
+    exported = {"NATS_USER": "admin", "NATS_PASSWORD": "x", "HIVE_AGENT_CREDENTIALS": "f", "PATH": "/bin"}
+    assert without_credentials(exported) == {"PATH": "/bin"}
