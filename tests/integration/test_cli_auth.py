@@ -201,3 +201,20 @@ async def test_hive_up_generates_credentials_uses_them_and_loads_agents_added_wh
                 await up.wait()
     users = json.loads(store.path.read_text())
     assert {"admin", "router", "gateway", "agent-sim-0", "agent-sim-1", "agent-mine"} <= set(users)
+
+
+async def test_hive_agent_with_a_refused_password_says_so_and_exits(
+    secured: tuple[EmbeddedNats, CredentialStore, EventBus], tmp_path: Path
+) -> None:
+    server, _store, _bus = secured
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"agent-p-0": "not-the-password"}))
+    env = dict(os.environ, NATS_URL=server.url, HIVE_AGENT_CREDENTIALS=str(wrong))
+    agents = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "shared.cli.main", "agent", "--count", "1", "--prefix", "p"],
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(agents.communicate(), 60)
+    assert agents.returncode == 1
+    assert "hive agent: NATS at" in err.decode() and "refused user 'agent-p-0'" in err.decode()
