@@ -203,12 +203,12 @@ class EventBus:
             )
         finally:
             refusal.cancel()
-        if connecting.done():
-            connecting.result()
+        if connecting.done() and connecting.exception() is None:
             return cls(client, service, metrics, user=user, denials=denials)
+        if connecting.done() and not refused.is_set():
+            connecting.result()  # raises what went wrong
         connecting.cancel()
-        with contextlib.suppress(BaseException):
-            await connecting
+        await asyncio.gather(connecting, return_exceptions=True)
         with contextlib.suppress(Exception):
             await client.close()
         if refused.is_set():
