@@ -194,3 +194,9 @@ def test_a_broken_credentials_file_is_reported_not_overwritten(tmp_path: Path) -
 def test_children_of_a_private_server_do_not_inherit_exported_credentials() -> None:
     exported = {"NATS_USER": "admin", "NATS_PASSWORD": "x", "HIVE_AGENT_CREDENTIALS": "f", "PATH": "/bin"}
     assert without_credentials(exported) == {"PATH": "/bin"}
+
+
+def test_every_service_that_runs_has_a_user() -> None:
+    from shared.cli.stack import SERVICE_NAMES
+
+    assert set(SERVICES) == set(SERVICE_NAMES)
