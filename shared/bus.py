@@ -32,11 +32,13 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from shared.denials import Denials
 from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
+from shared.permissions import inbox_prefix, parse_violation
 from shared.pull import ConsumerLost, consume, pause_before_retry
 from shared.subjects import (
     ALL_DLQ,
@@ -62,6 +64,10 @@ class ConcurrencyConflict(Exception):
         super().__init__(f"{subject_filter}: expected last sequence {expected} ({detail})")
         self.subject_filter = subject_filter
         self.expected = expected
+
+
+class NatsAuthError(PermissionError):
+    """The server refused this connection's credentials (or their absence); the message says whose."""
 
 
 class AppendResult(NamedTuple):
@@ -112,11 +118,21 @@ def connection_key(nc: NatsClient) -> str:
 class EventBus:
     """One NATS connection for one service instance."""
 
-    def __init__(self, nc: NatsClient, service: str, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        service: str,
+        metrics: ServiceMetrics | None = None,
+        *,
+        user: str | None = None,
+        denials: Denials | None = None,
+    ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.service = service
         self.metrics = metrics
+        self.user = user
+        self.denials = denials
 
     @classmethod
     async def connect(
@@ -130,10 +146,26 @@ class EventBus:
         user: str | None = None,
         password: str | None = None,
     ) -> EventBus:
-        """Connect with unlimited reconnects; connection trouble is logged, never printed."""
+        """Connect with unlimited reconnects; connection trouble is logged, never printed.
+
+        With `user`, replies arrive under ``_INBOX.<user>`` (the only inbox its permissions let it
+        read), a refused publish raises PermissionDenied at once, and refused credentials raise
+        NatsAuthError instead of being retried until `connect_timeout`.
+        """
         event_log = log.bind(service=service)
+        refused = asyncio.Event()
+        denials = Denials() if user is not None else None
 
         async def on_error(exc: Exception) -> None:
+            violation = parse_violation(str(exc))
+            if violation is not None:
+                kind, subject = violation
+                event_log.warning("nats_permission_denied", user=user, kind=kind, subject=subject)
+                if denials is not None and kind == "publish":
+                    denials.report(subject)
+                return
+            if "authorization violation" in str(exc).lower():
+                refused.set()
             event_log.warning("nats_error", error=repr(exc))
 
         async def on_disconnected() -> None:
@@ -147,32 +179,44 @@ class EventBus:
         if user is not None:
             options["user"] = user
             options["password"] = password
+            options["inbox_prefix"] = inbox_prefix(user)
         # nats-py retries the first connection forever when reconnects are unlimited: bound it.
         client = HiveNatsClient()
-        try:
-            await asyncio.wait_for(
-                client.connect(
-                    servers=servers,
-                    name=name or service,
-                    error_cb=on_error,
-                    disconnected_cb=on_disconnected,
-                    reconnected_cb=on_reconnected,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; floats work
-                    allow_reconnect=True,
-                    connect_timeout=2,
-                    **options,
-                ),
-                connect_timeout,
+        connecting = asyncio.ensure_future(
+            client.connect(
+                servers=servers,
+                name=name or service,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; floats work
+                allow_reconnect=True,
+                connect_timeout=2,
+                **options,
             )
-        except TimeoutError:
-            with contextlib.suppress(Exception):
-                await client.close()
-            raise ConnectionRefusedError(
-                f"no NATS server answered at {url} within {connect_timeout}s"
-            ) from None
-        nc = client
-        return cls(nc, service, metrics)
+        )
+        refusal = asyncio.ensure_future(refused.wait())
+        try:
+            await asyncio.wait(
+                {connecting, refusal}, timeout=connect_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            refusal.cancel()
+        if connecting.done() and connecting.exception() is None:
+            return cls(client, service, metrics, user=user, denials=denials)
+        if connecting.done() and not refused.is_set():
+            connecting.result()  # raises what went wrong
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await client.close()
+        if refused.is_set():
+            who = f"user {user!r}" if user is not None else "connections without credentials"
+            raise NatsAuthError(
+                f"NATS at {url} refused {who}: authorization violation (check NATS_USER and NATS_PASSWORD)"
+            )
+        raise ConnectionRefusedError(f"no NATS server answered at {url} within {connect_timeout}s")
 
     async def close(self, timeout: float = 5.0) -> None:
         """Drain (flush pending acks and publishes) when connected, else just close."""
@@ -290,8 +334,12 @@ class EventBus:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = guarded
         inject_headers(headers)
+        publish = self.js.publish(event.subject, encode_event(event), timeout=timeout, headers=headers)
         try:
-            ack = await self.js.publish(event.subject, encode_event(event), timeout=timeout, headers=headers)
+            if self.denials is not None and self.user is not None:
+                ack = await self.denials.guard(self.user, event.subject, publish)
+            else:
+                ack = await publish
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if self.metrics:
@@ -319,8 +367,13 @@ class EventBus:
 
     # --- reading --------------------------------------------------------------------------------
 
-    async def _ephemeral_consumer(self, subject_filter: str, start_seq: int) -> str:
-        name = f"{self.service}-read-{new_id()}"
+    async def _ephemeral_consumer(self, subject_filter: str, start_seq: int, name: str | None = None) -> str:
+        """An ack-less, in-memory consumer from `start_seq`; a fixed `name` replaces its leftover."""
+        if name is None:
+            name = f"{self.service}-read-{new_id()}"
+        else:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.delete_consumer(EVENTS_STREAM, name)
         await self.js.add_consumer(
             EVENTS_STREAM,
             ConsumerConfig(
@@ -343,16 +396,19 @@ class EventBus:
         start_seq: int = 1,
         stop_seq: int | None = None,
         batch: int = 512,
+        consumer: str | None = None,
     ) -> AsyncIterator[Recorded | Undecodable]:
         """Read the log in order from `start_seq` up to `stop_seq` (default: the current end).
 
-        Uses no-wait pull requests, so it returns as soon as the stored messages are read.
+        Uses no-wait pull requests, so it returns as soon as the stored messages are read. The
+        reading consumer gets a random name unless `consumer` names it (a user whose permissions
+        allow only that name; one read at a time per name).
         """
         if stop_seq is None:
             stop_seq = await self.last_sequence()
         if stop_seq < start_seq:
             return
-        name = await self._ephemeral_consumer(subject_filter, start_seq)
+        name = await self._ephemeral_consumer(subject_filter, start_seq, consumer)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, pending_msgs_limit=batch * 2 + 16)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{name}"
@@ -443,11 +499,14 @@ class EventBus:
 
         await self.follow_raw(on_msg, stopping, subject_filter=subject_filter, start_seq=start_seq)
 
-    async def read_aggregate(self, aggregate: str, aggregate_id: str) -> tuple[list[Recorded], int]:
+    async def read_aggregate(
+        self, aggregate: str, aggregate_id: str, *, consumer: str | None = None
+    ) -> tuple[list[Recorded], int]:
         """Every decodable event of one aggregate in order, and the aggregate's last sequence."""
         events: list[Recorded] = []
         last = 0
-        async for item in self.read(subject_filter=aggregate_subjects(aggregate, aggregate_id)):
+        subject_filter = aggregate_subjects(aggregate, aggregate_id)
+        async for item in self.read(subject_filter=subject_filter, consumer=consumer):
             last = item.seq
             if isinstance(item, Recorded):
                 events.append(item)

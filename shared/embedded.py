@@ -3,14 +3,17 @@
 So ``pip install`` alone gives a working broker: ``hive up``, the tests and the benchmarks start
 one with file storage under a folder of their own.
 
-Clients land (without credentials) in one application account, ``HIVE``, into which the server's
-client-disconnect advisories are imported: recovery hears at once that a dead agent's connection
-closed instead of waiting for its heartbeats to go missing.
+Clients land in one application account, ``HIVE``, into which the server's client-disconnect
+advisories are imported: recovery hears at once that a dead agent's connection closed instead of
+waiting for its heartbeats to go missing. Without a users file they need no credentials (tests,
+benchmarks); with one (``hive up``) only its users get in, each with its role's permissions.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -18,8 +21,11 @@ import subprocess
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from shared.credentials import write_private
 
 
 def die_with_parent() -> None:
@@ -68,23 +74,85 @@ def port_open(host: str, port: int) -> bool:
 
 
 APP_ACCOUNT = "HIVE"
+RELOADED = "Reloaded server configuration"
+RELOAD_FAILED = "Failed to reload server configuration"
 
-SERVER_CONFIG = """\
-# Written by Hive. One application account with JetStream, which anonymous clients join, and the
-# server's client-disconnect advisories imported into it (recovery subscribes to them).
-accounts {
-  SYS: {
-    exports: [{stream: "$SYS.ACCOUNT.<app>.DISCONNECT"}]
-  }
-  <app>: {
-    jetstream: enabled
-    users: [{user: hive}]
-    imports: [{stream: {account: SYS, subject: "$SYS.ACCOUNT.<app>.DISCONNECT"}}]
-  }
-}
-system_account: SYS
-no_auth_user: hive
-""".replace("<app>", APP_ACCOUNT)
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One node's place in a JetStream cluster: where it listens for routes and every node's route
+    address (``host:port``, itself included).
+
+    With `route_password`, routes between the nodes authenticate: nobody else can join the cluster
+    as a route and so get round the client permissions.
+    """
+
+    name: str
+    listen: str
+    routes: tuple[str, ...]
+    route_password: str = ""
+
+
+def _quoted(value: str) -> str:
+    """A string for nats-server's configuration (JSON syntax: a leading $ stays literal)."""
+    return json.dumps(value)
+
+
+def server_config(
+    *,
+    name: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    store_dir: str | None = None,
+    users_include: str | None = None,
+    cluster: ClusterSpec | None = None,
+) -> str:
+    """nats-server configuration: the HIVE account (with JetStream and the disconnect advisories).
+
+    Without `users_include`, clients need no credentials (they land in HIVE as user ``hive``); with
+    it (the users file's path relative to the configuration's folder, as nats-server resolves
+    includes), the users and permissions it holds (``shared/credentials.py``) are the only way in.
+    The embedded server gets everything in the file, none on the command line, so a reload
+    (SIGHUP) sees no change but the users; options left None are for the command line to give.
+    """
+    advisories = _quoted(f"$SYS.ACCOUNT.{APP_ACCOUNT}.DISCONNECT")
+    users = (
+        f"    include {_quoted(users_include)}" if users_include is not None else "    users: [{user: hive}]"
+    )
+    lines = [
+        "# Written by Hive. One application account with JetStream and the server's client-disconnect",
+        "# advisories imported into it (recovery subscribes to them).",
+        *([f"server_name: {_quoted(name)}"] if name is not None else []),
+        *([f"host: {_quoted(host)}"] if host is not None else []),
+        *([f"port: {port}"] if port is not None else []),
+        f"jetstream: {{store_dir: {_quoted(store_dir)}}}" if store_dir is not None else "jetstream: enabled",
+        "accounts {",
+        "  SYS: {",
+        f"    exports: [{{stream: {advisories}}}]",
+        "  }",
+        f"  {APP_ACCOUNT}: {{",
+        "    jetstream: enabled",
+        users,
+        f"    imports: [{{stream: {{account: SYS, subject: {advisories}}}}}]",
+        "  }",
+        "}",
+        "system_account: SYS",
+    ]
+    if users_include is None:
+        lines.append("no_auth_user: hive")
+    if cluster is not None:
+        credentials = f"route:{cluster.route_password}@" if cluster.route_password else ""
+        routes = [f"nats://{credentials}{route}" for route in cluster.routes]
+        lines += [
+            "cluster {",
+            f"  name: {_quoted(cluster.name)}",
+            f"  listen: {_quoted(cluster.listen)}",
+            f"  routes: [{', '.join(_quoted(route) for route in routes)}]",
+        ]
+        if cluster.route_password:
+            lines.append(f"  authorization: {{user: route, password: {_quoted(cluster.route_password)}}}")
+        lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def adopt_global_account_store(store_dir: Path) -> None:
@@ -108,8 +176,11 @@ class EmbeddedNats:
         config_file: str | None = None,
         extra_args: list[str] | None = None,
         system_events: bool = True,
+        users_file: str | os.PathLike[str] | None = None,
+        cluster: ClusterSpec | None = None,
     ) -> None:
-        """`system_events` writes the account configuration above unless `config_file` is given."""
+        """`system_events` writes the configuration above unless `config_file` is given;
+        `users_file` (``CredentialStore.users_conf``) makes credentials required."""
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
@@ -117,6 +188,8 @@ class EmbeddedNats:
         self.config_file = config_file
         self.extra_args = extra_args or []
         self.system_events = system_events
+        self.users_file = Path(users_file) if users_file is not None else None
+        self.cluster = cluster
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -129,6 +202,8 @@ class EmbeddedNats:
         return self.store_dir / "nats-server.log"
 
     def command(self) -> list[str]:
+        if self.config_file is None and self.system_events:
+            return [nats_server_binary(), "-c", str(self.generated_config), *self.extra_args]
         args = [
             nats_server_binary(),
             "-js",
@@ -141,9 +216,8 @@ class EmbeddedNats:
             "-n",
             self.server_name,
         ]
-        config = self.config_file or (str(self.generated_config) if self.system_events else None)
-        if config:
-            args += ["-c", config]
+        if self.config_file:
+            args += ["-c", self.config_file]
         return args + self.extra_args
 
     @property
@@ -158,7 +232,19 @@ class EmbeddedNats:
             )
         self.store_dir.mkdir(parents=True, exist_ok=True)
         if self.config_file is None and self.system_events:
-            self.generated_config.write_text(SERVER_CONFIG)
+            # Private: with a cluster it holds the routes' password.
+            include = None
+            if self.users_file is not None:
+                include = os.path.relpath(self.users_file.resolve(), self.store_dir.resolve())
+            config = server_config(
+                name=self.server_name,
+                host=self.host,
+                port=self.port,
+                store_dir=str(self.store_dir.resolve()),
+                users_include=include,
+                cluster=self.cluster,
+            )
+            write_private(self.generated_config, config)
             adopt_global_account_store(self.store_dir)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the server's lifetime
         # Own session: a Ctrl-C in the terminal reaches the supervisor, which stops things in order.
@@ -182,6 +268,34 @@ class EmbeddedNats:
         raise EmbeddedNatsError(
             f"nats-server did not listen on {self.url} within {timeout}s:\n{self.log_tail()}"
         )
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """Have nats-server read its configuration again (SIGHUP), e.g. after users were added.
+
+        Returns once the server says it did (its log); raises EmbeddedNatsError with the reason if
+        it refused the new configuration (it then keeps the old one). Existing connections stay.
+        """
+        if self.process is None or self.process.poll() is not None:
+            raise EmbeddedNatsError("nats-server is not running")
+        before = self._reload_outcomes()
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            outcomes = self._reload_outcomes()
+            if len(outcomes) > len(before):
+                failure = next((line for line in outcomes[len(before) :] if RELOAD_FAILED in line), None)
+                if failure is not None:
+                    raise EmbeddedNatsError(f"nats-server kept its configuration: {failure}")
+                return
+            time.sleep(0.02)
+        raise EmbeddedNatsError(f"nats-server did not confirm a reload within {timeout}s:\n{self.log_tail()}")
+
+    def _reload_outcomes(self) -> list[str]:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if RELOADED in line or RELOAD_FAILED in line]
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -223,25 +337,33 @@ class EmbeddedNats:
 
 
 class EmbeddedCluster:
-    """N nats-servers routed into one JetStream cluster (for replicated streams on one machine)."""
+    """N nats-servers routed into one JetStream cluster (for replicated streams on one machine).
 
-    def __init__(self, store_dir: str | os.PathLike[str], size: int = 3, host: str = "127.0.0.1") -> None:
-        cluster_ports = [free_port(host) for _ in range(size)]
-        routes = ",".join(f"nats://{host}:{port}" for port in cluster_ports)
+    With `users_file`, every node requires the same credentials and the routes authenticate too.
+    """
+
+    def __init__(
+        self,
+        store_dir: str | os.PathLike[str],
+        size: int = 3,
+        host: str = "127.0.0.1",
+        users_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        route_ports = tuple(free_port(host) for _ in range(size))
+        route_password = secrets.token_urlsafe(24) if users_file is not None else ""
         self.nodes = [
             EmbeddedNats(
                 Path(store_dir) / f"node-{index}",
                 host=host,
                 port=0,
                 server_name=f"hive-{index}",
-                extra_args=[
-                    "--cluster_name",
-                    "hive",
-                    "--cluster",
-                    f"nats://{host}:{cluster_ports[index]}",
-                    "--routes",
-                    routes,
-                ],
+                users_file=users_file,
+                cluster=ClusterSpec(
+                    name="hive",
+                    listen=f"{host}:{route_ports[index]}",
+                    routes=tuple(f"{host}:{port}" for port in route_ports),
+                    route_password=route_password,
+                ),
             )
             for index in range(size)
         ]
@@ -254,6 +376,10 @@ class EmbeddedCluster:
         for node in self.nodes:
             node.start(timeout)
         return self
+
+    def reload(self) -> None:
+        for node in self.nodes:
+            node.reload()
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -106,8 +106,14 @@ class Service:
     async def start(self) -> None:
         configure_tracing(self.name)
         self.started_ts = time.time()
+        user, password = self.settings.nats_credentials
         self._bus = await EventBus.connect(
-            self.settings.nats_url, self.name, name=self.instance, metrics=self.metrics
+            self.settings.nats_url,
+            self.name,
+            name=self.instance,
+            metrics=self.metrics,
+            user=user,
+            password=password,
         )
         await self.bus.ensure_streams(
             duplicate_window_s=self.settings.duplicate_window_s,

@@ -25,6 +25,9 @@ class SettingsError(ValueError):
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str = ""
+    nats_password: str = ""
+    agent_credentials: str = ""
     hive_home: str = ".hive"
     instance: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -65,6 +68,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
 
     @property
+    def nats_credentials(self) -> tuple[str | None, str | None]:
+        """(user, password) for EventBus.connect; (None, None) without NATS_USER."""
+        return (self.nats_user, self.nats_password) if self.nats_user else (None, None)
+
+    @property
     def snapshot_dir(self) -> str:
         return os.path.join(self.hive_home, "snapshots")
 
@@ -75,7 +83,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "nats_url": ("NATS_URL", "NATS server(s) to connect to, comma-separated"),
-    "hive_home": ("HIVE_HOME", "folder for the embedded nats-server store and projection snapshots"),
+    "nats_user": ("NATS_USER", "NATS user of this process (empty: connect without credentials)"),
+    "nats_password": ("NATS_PASSWORD", "password of NATS_USER"),
+    "agent_credentials": (
+        "HIVE_AGENT_CREDENTIALS",
+        "file of agent passwords for 'hive agent' (each agent connects as agent-<id>)",
+    ),
+    "hive_home": (
+        "HIVE_HOME",
+        "folder for the embedded nats-server store, projection snapshots and NATS credentials (auth/)",
+    ),
     "instance": ("HIVE_INSTANCE", "name of this service instance (default: service-host-pid)"),
     "log_level": ("LOG_LEVEL", "debug, info, warning or error"),
     "orchestration_mode": ("ORCHESTRATION_MODE", "standard, high_performance or fault_tolerant"),

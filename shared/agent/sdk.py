@@ -2,11 +2,12 @@
 
 An agent is a process with a handler. It registers (capabilities, persona, capacity) under a new
 session, heartbeats on ``hive.hb.<agent_id>``, and reads its assignments from a durable consumer
-on ``hive.evt.agent.<agent_id>.task_assigned`` that starts right after its registration: work is
-never lost in a socket, it waits in the log. Every report (started, progress, completed, failed)
-is appended against the last sequence of the task the agent knows, so a report on an attempt that
-was superseded (timed out, requeued, cancelled) is refused by the server; the agent then reads the
-task's history and gives up the attempt (``AttemptSuperseded``) unless the conflict was harmless.
+``agent-<agent_id>`` on its own aggregate ``hive.evt.agent.<agent_id>.*`` that starts right after
+its registration: work is never lost in a socket, it waits in the log. Every report (started,
+progress, completed, failed) is appended against the last sequence of the task the agent knows, so
+a report on an attempt that was superseded (timed out, requeued, cancelled) is refused by the
+server; the agent then reads the task's history and gives up the attempt (``AttemptSuperseded``)
+unless the conflict was harmless.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import ConcurrencyConflict, EventBus, connection_key, decode_recorded, event_msg_seq
+from shared.bus import (
+    ConcurrencyConflict,
+    EventBus,
+    Recorded,
+    connection_key,
+    decode_recorded,
+    event_msg_seq,
+)
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
 from shared.events import (
@@ -45,7 +53,7 @@ from shared.events import (
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.pull import ConsumerLost, consume, pause_before_retry
-from shared.subjects import EVENTS_STREAM, event_subject, heartbeat_subject
+from shared.subjects import EVENTS_STREAM, aggregate_subjects, heartbeat_subject
 
 log = get_logger("hive.agent")
 
@@ -158,6 +166,7 @@ class Agent:
         self._beat_seq = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._reading = asyncio.Lock()
         self.log = log.bind(agent_id=agent_id)
 
     @property
@@ -165,15 +174,31 @@ class Agent:
         return f"agent-{self.agent_id}"
 
     @property
+    def reader(self) -> str:
+        """The consumer that reads a task's history (one name, so permissions can allow it)."""
+        return f"{self.durable}-read"
+
+    @property
     def in_flight(self) -> int:
         return len(self._running)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, bus: EventBus | None = None, *, nats_url: str = "nats://127.0.0.1:4222") -> None:
-        """Register under a new session and start heartbeats and the assignment reader."""
+    async def start(
+        self,
+        bus: EventBus | None = None,
+        *,
+        nats_url: str = "nats://127.0.0.1:4222",
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        """Register under a new session and start heartbeats and the assignment reader.
+
+        Without `bus`, the agent opens its own connection, as `user` (``agent-<agent_id>`` when the
+        server requires credentials: see ``hive auth agent``).
+        """
         if bus is None:
-            bus = await EventBus.connect(nats_url, f"agent-{self.agent_id}")
+            bus = await EventBus.connect(nats_url, self.durable, user=user, password=password)
             self._owns_bus = True
         self.bus = bus
         await self._register()
@@ -307,11 +332,9 @@ class Agent:
                 ack_wait=30.0,
                 max_ack_pending=self.capacity + 64,
                 inactive_threshold=600.0,
-                filter_subjects=[
-                    event_subject("agent", self.agent_id, TaskAssigned.event_type()),
-                    event_subject("agent", self.agent_id, TaskCancelRequested.event_type()),
-                    event_subject("agent", self.agent_id, AgentRestartRequested.event_type()),
-                ],
+                # Its own aggregate (assignments, cancellations, restart requests; the rest is
+                # acked and skipped): one filter, part of the API subject that permissions check.
+                filter_subject=aggregate_subjects("agent", self.agent_id),
             ),
         )
 
@@ -449,7 +472,7 @@ class Agent:
                 )
             except ConcurrencyConflict:
                 history, last_seq = await self._through_outages(
-                    lambda: bus.read_aggregate("task", context.task_id), context.task_id
+                    lambda: self._task_history(context.task_id), context.task_id
                 )
                 verdict = attempt_verdict(history, self.agent_id, context.attempt)
                 if verdict is not None:
@@ -459,6 +482,12 @@ class Agent:
             context.last_seq = max(context.last_seq, result.seq)
             return
         raise AttemptSuperseded("too many concurrent changes to the task")
+
+    async def _task_history(self, task_id: str) -> tuple[list[Recorded], int]:
+        """The task's events, read by this agent's one reader consumer (one read at a time)."""
+        assert self.bus is not None
+        async with self._reading:
+            return await self.bus.read_aggregate("task", task_id, consumer=self.reader)
 
     async def _through_outages(self, call: Callable[[], Awaitable[T]], task_id: str) -> T:
         """Retry `call` with backoff while NATS is unreachable, until it answers or we stop."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
 from shared.bus import EventBus
 from shared.events import Persona
+from shared.permissions import agent_user
 
 STYLES = ("analytical", "creative", "pragmatic", "collaborative", "meticulous")
 
@@ -71,9 +73,31 @@ def make_simulated_agents(
     return agents
 
 
-async def run_simulated_agents(agents: list[Agent], bus: EventBus, stop: asyncio.Event) -> None:
-    """Start every agent on one connection, wait for `stop`, then drain them all."""
-    for agent in agents:
-        await agent.start(bus)
+async def run_simulated_agents(
+    agents: list[Agent],
+    stop: asyncio.Event,
+    *,
+    bus: EventBus | None = None,
+    nats_url: str = "",
+    passwords: Mapping[str, str] | None = None,
+) -> None:
+    """Start every agent, wait for `stop`, then drain them all.
+
+    On `bus` they share one connection; otherwise each opens its own as ``agent-<id>`` with its
+    password from `passwords` (a server requiring credentials lets each publish only as itself).
+    """
+    started: list[Agent] = []
+    try:
+        for agent in agents:
+            if bus is not None:
+                await agent.start(bus)
+            else:
+                user = agent_user(agent.agent_id)
+                password = (passwords or {}).get(user)
+                await agent.start(nats_url=nats_url, user=user if password else None, password=password)
+            started.append(agent)
+    except BaseException:
+        await asyncio.gather(*(agent.stop() for agent in started), return_exceptions=True)
+        raise
     await stop.wait()
     await asyncio.gather(*(agent.drain() for agent in agents))

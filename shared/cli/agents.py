@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 
 from shared.agent.simulated import SimulationProfile, make_simulated_agents, run_simulated_agents
 from shared.bus import EventBus
+from shared.credentials import CredentialsError, load_passwords
 from shared.logging import configure_logging
+from shared.permissions import agent_user
 from shared.service import run_async
 from shared.settings import load_settings
 
@@ -31,7 +34,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    configure_logging(settings.log_level, service="agent")
     agents = make_simulated_agents(
         args.count,
         prefix=args.prefix,
@@ -41,17 +43,45 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         heartbeat_interval_s=settings.heartbeat_interval_s,
     )
+    try:
+        passwords = agent_passwords(settings.agent_credentials, [a.agent_id for a in agents])
+    except CredentialsError as exc:
+        print(f"hive agent: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, service="agent")
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        bus = await EventBus.connect(settings.nats_url, "agents")
+        if passwords is not None:
+            await run_simulated_agents(agents, stop, nats_url=settings.nats_url, passwords=passwords)
+            return
+        user, password = settings.nats_credentials
+        bus = await EventBus.connect(settings.nats_url, "agents", user=user, password=password)
         try:
-            await run_simulated_agents(agents, bus, stop)
+            await run_simulated_agents(agents, stop, bus=bus)
         finally:
             await bus.close()
 
-    run_async(main())
+    try:
+        run_async(main())
+    except OSError as exc:  # NATS unreachable or credentials refused
+        print(f"hive agent: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def agent_passwords(path: str, agent_ids: list[str]) -> dict[str, str] | None:
+    """The passwords of these agents from HIVE_AGENT_CREDENTIALS, or None when it is not set."""
+    if not path:
+        return None
+    passwords = load_passwords(path)
+    missing = [agent_id for agent_id in agent_ids if agent_user(agent_id) not in passwords]
+    if missing:
+        raise CredentialsError(
+            f"no credentials for agent(s) {', '.join(missing)} in {path}: "
+            f"add them with 'hive auth agent {' '.join(missing)}'"
+        )
+    return passwords

@@ -38,7 +38,10 @@ async def _check(args: argparse.Namespace) -> int:
     settings = load_settings()
     wanted = (args.service,) if args.service else SERVICE_NAMES
     host = socket.gethostname()
-    bus = await EventBus.connect(settings.nats_url, "health", connect_timeout=args.timeout)
+    user, password = settings.nats_credentials
+    bus = await EventBus.connect(
+        settings.nats_url, "health", connect_timeout=args.timeout, user=user, password=password
+    )
     try:
         replies = await bus.gather_health(args.timeout, expect=frozenset(wanted))
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.cli import agents, bench, health, replay, up
+from shared.cli import agents, auth, bench, health, replay, up
 from shared.settings import SETTINGS_DOC, Settings
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(commands)
     replay.add_parser(commands)
     health.add_parser(commands)
+    auth.add_parser(commands)
     config = commands.add_parser("config", help="list the environment variables and their defaults")
     config.set_defaults(func=_config)
     return parser

@@ -67,11 +67,15 @@ def main(args: argparse.Namespace) -> int:
     except ReplayError as exc:
         print(f"hive replay: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # NATS unreachable or credentials refused
+        print(f"hive replay: cannot reach NATS: {exc}", file=sys.stderr)
+        return 1
 
 
 async def _main(args: argparse.Namespace) -> int:
     settings = load_settings()
-    bus = await EventBus.connect(settings.nats_url, "replay", connect_timeout=5)
+    user, password = settings.nats_credentials
+    bus = await EventBus.connect(settings.nats_url, "replay", connect_timeout=5, user=user, password=password)
     try:
         if getattr(args, "replay_command", None) == "explain":
             return await _explain(bus, args.task_id)

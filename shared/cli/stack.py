@@ -2,7 +2,8 @@
 
 ``hive up`` runs one; the end-to-end tests and benchmarks run one on free ports in a temp folder.
 Each service instance is ``python -m services.<name>`` with its settings in the environment, so it
-is exactly what runs in production, only supervised from here.
+is exactly what runs in production, only supervised from here. With `auth`, nats-server requires
+credentials: each service connects as its own user (``shared/permissions.py``), agents as theirs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from shared.credentials import CredentialStore, NatsCredentials, without_credentials
 from shared.embedded import EmbeddedCluster, EmbeddedNats, die_with_parent, free_port
+from shared.permissions import ADMIN, agent_user
 from shared.settings import Settings, env_for, load_settings
 
 SERVICE_NAMES = ("router", "balancer", "recovery", "workflow", "gateway")
@@ -51,7 +54,11 @@ class Stack:
     nats: EmbeddedNats | None = None
     cluster: EmbeddedCluster | None = None
     cluster_size: int = 1
+    auth: bool = False
+    agent_ids: tuple[str, ...] = ()
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    _passwords: dict[str, str] = field(default_factory=dict)
+    _users_version: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def home(self) -> Path:
@@ -67,6 +74,18 @@ class Stack:
     def gateway_url(self) -> str:
         return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
 
+    @property
+    def credentials(self) -> CredentialStore:
+        return CredentialStore(self.home)
+
+    def credentials_of(self, user: str) -> NatsCredentials:
+        """A user's credentials (``admin``, a service, ``agent-<id>``), once the stack has started."""
+        return NatsCredentials(user, self._passwords[user])
+
+    @property
+    def admin(self) -> NatsCredentials:
+        return self.credentials_of(ADMIN)
+
     def child_env(self, name: str, index: int) -> dict[str, str]:
         env = dict(os.environ)
         env.update(env_for(self.settings))
@@ -74,13 +93,61 @@ class Stack:
         env["HIVE_INSTANCE"] = f"{name}-{index}"
         if name == "gateway":
             env["GATEWAY_PORT"] = str(self.settings.gateway_port + index)
+        if self.auth:
+            env["NATS_USER"] = name
+            env["NATS_PASSWORD"] = self._passwords[name]
         return env
 
+    def agents_env(self) -> dict[str, str]:
+        """Environment of a ``hive agent`` process on this stack (its agents' credentials file)."""
+        env = dict(without_credentials(os.environ), NATS_URL=self.nats_url, HIVE_HOME=str(self.home))
+        if self.auth:
+            env["HIVE_AGENT_CREDENTIALS"] = str(self.credentials.agents_path)
+        return env
+
+    def prepare_credentials(self) -> None:
+        """Give the admin, every service and the known agents a password (reusing earlier ones)."""
+        users = [ADMIN, *SERVICE_NAMES, *(agent_user(agent_id) for agent_id in self.agent_ids)]
+        self._passwords = self.credentials.ensure(users)
+        self._users_version = self._users_file_version()
+
+    def _users_file_version(self) -> tuple[int, int, int]:
+        """Changes with every rewrite (each one replaces the file) and with every user added."""
+        stat = self.credentials.users_conf.stat()
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
     def start_nats(self) -> None:
+        users_file = None
+        if self.auth:
+            self.prepare_credentials()
+            users_file = self.credentials.users_conf
         if self.cluster_size > 1:
-            self.cluster = EmbeddedCluster(self.home / "nats", size=self.cluster_size).start()
+            self.cluster = EmbeddedCluster(
+                self.home / "nats", size=self.cluster_size, users_file=users_file
+            ).start()
         else:
-            self.nats = EmbeddedNats(self.home / "nats", port=self.nats_port).start()
+            self.nats = EmbeddedNats(self.home / "nats", port=self.nats_port, users_file=users_file).start()
+
+    def reload_credentials(self) -> bool:
+        """Make nats-server load the users again if ``hive auth`` changed them; True if it did.
+
+        Raises EmbeddedNatsError if nats-server refused the new users (it keeps the old ones).
+        """
+        if not self.auth:
+            return False
+        try:
+            version = self._users_file_version()
+        except OSError:
+            return False
+        if version == self._users_version:
+            return False
+        self._users_version = version
+        self._passwords = self.credentials.load()
+        if self.nats is not None:
+            self.nats.reload()
+        if self.cluster is not None:
+            self.cluster.reload()
+        return True
 
     def spawn(self, name: str, index: int) -> ServiceProcess:
         log_dir = self.log_dir or self.home / "logs"
@@ -209,9 +276,11 @@ def local_stack(
     scale: dict[str, int] | None = None,
     services: tuple[str, ...] = SERVICE_NAMES,
     cluster_size: int = 1,
+    auth: bool = False,
+    agent_ids: tuple[str, ...] = (),
     **settings: object,
 ) -> Stack:
-    """A stack on free ports under `home` (tests and benchmarks)."""
+    """A stack on free ports under `home` (tests and benchmarks); `auth` as ``hive up`` runs it."""
     nats_port = free_port()
     merged: dict[str, object] = {
         "hive_home": str(home),
@@ -227,4 +296,6 @@ def local_stack(
         services=services,
         nats_port=nats_port,
         cluster_size=cluster_size,
+        auth=auth,
+        agent_ids=agent_ids,
     )

@@ -1,9 +1,12 @@
-"""``hive up``: the embedded nats-server and every service, supervised, until Ctrl-C."""
+"""``hive up``: the embedded nats-server and every service, supervised, until Ctrl-C.
+
+nats-server requires credentials: ``hive up`` creates (or reuses) a user per service, per simulated
+agent and an admin under ``<HIVE_HOME>/auth`` and gives each child process its own.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from shared.cli.stack import SERVICE_NAMES, Stack
-from shared.embedded import die_with_parent
+from shared.embedded import EmbeddedNatsError, die_with_parent
 from shared.settings import SettingsError, load_settings
 
 
@@ -53,7 +56,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"hive up: {exc}", file=sys.stderr)
         return 2
     nats_port = urlparse(settings.nats_url).port or 4222
-    stack = Stack(settings=settings, scale=scale, nats_port=nats_port, inherit_logs=args.logs)
+    stack = Stack(
+        settings=settings,
+        scale=scale,
+        nats_port=nats_port,
+        inherit_logs=args.logs,
+        auth=True,
+        agent_ids=tuple(f"sim-{index}" for index in range(max(args.agents, 0))),
+    )
     stopping = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -62,23 +72,30 @@ def run(args: argparse.Namespace) -> int:
     try:
         stack.start()
         if args.agents > 0:
-            env = dict(os.environ, NATS_URL=stack.nats_url)
+            command = [sys.executable, "-m", "shared.cli.main", "agent", "--count", str(args.agents)]
             agent_process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli.main", "agent", "--count", str(args.agents)],
-                env=env,
+                [*command, "--prefix", "sim"],
+                env=stack.agents_env(),
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
         instances = ", ".join(f"{name} x{scale.get(name, 1)}" for name in SERVICE_NAMES)
         print(
             f"Hive is up.\n  gateway  {stack.gateway_url}  (OpenAPI: {stack.gateway_url}/api/v1/schema)\n"
-            f"  NATS     {stack.nats_url}\n  services {instances}\n"
+            f"  NATS     {stack.nats_url}  (users and passwords: {stack.credentials.path};\n"
+            f'           as admin: eval "$(hive auth env admin)"; your own agents: hive auth agent ID)\n'
+            f"  services {instances}\n"
             f"  logs     {Path(settings.hive_home) / 'logs'}\nPress Ctrl-C to stop.",
             flush=True,
         )
         while not stopping.wait(0.5):
             for instance in stack.supervise():
                 print(f"{instance} exited; restarted it", flush=True)
+            try:
+                if stack.reload_credentials():
+                    print("NATS users changed (hive auth): nats-server loaded them", flush=True)
+            except EmbeddedNatsError as exc:
+                print(f"hive up: {exc}", file=sys.stderr, flush=True)
     except RuntimeError as exc:
         print(f"hive up: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus, Recorded
 from shared.cli.bench.common import percentile, quiet, run, wait_for_services
 from shared.cli.stack import Stack, local_stack
+from shared.credentials import without_credentials
 from shared.events import (
     AgentRegistered,
     AgentUnresponsive,
@@ -171,7 +172,11 @@ def spawn_agents(
                 "--work-ms",
                 "600000",
             ],
-            env=dict(os.environ, NATS_URL=nats_url, HEARTBEAT_INTERVAL_S=str(settings.heartbeat_interval_s)),
+            env=dict(
+                without_credentials(os.environ),  # a private server, without credentials
+                NATS_URL=nats_url,
+                HEARTBEAT_INTERVAL_S=str(settings.heartbeat_interval_s),
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

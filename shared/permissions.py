@@ -1,0 +1,281 @@
+"""Who may publish and subscribe to what on NATS: one user per service, per agent, and an admin.
+
+Pure: the roles, their subject permissions and the nats-server ``users`` block they render to.
+The credential store (``shared/credentials.py``) supplies the passwords and the embedded server
+(``shared/embedded.py``) includes the rendered block in its ``HIVE`` account.
+
+Least privilege, as far as subjects can say it:
+
+* an **agent** may publish its own heartbeats, its own ``registered``/``draining``/``deregistered``
+  and reports on tasks (``started``, ``progress``, ``completed``, ``attempt_failed``), read its own
+  assignments (durable ``agent-<id>``, filtered to its own aggregate) and task histories (one
+  reader consumer ``agent-<id>-read``, filtered to task events), ack only its own deliveries;
+* a **service** may append only the event types it decides, dead-letter on its own subject, run
+  its own durable work consumer and read the log;
+* the **admin** (CLI: replay, health, operations) may do anything in the account.
+
+What subjects cannot express: whose task a report is about (an agent may report on any task id;
+fencing refuses a report on an attempt that is not current, but not one that names another agent
+in its body), and which consumers a service's read consumers are (their names are random single
+tokens, so services may create, pull from and delete any consumer of the stream).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from shared.events import (
+    AgentDeregistered,
+    AgentDraining,
+    AgentQuarantined,
+    AgentRecovered,
+    AgentRegistered,
+    AgentRestartRequested,
+    AgentUnresponsive,
+    BreakerClosed,
+    BreakerHalfOpened,
+    BreakerOpened,
+    BreakerReset,
+    Event,
+    FailureReported,
+    RecoveryActionTaken,
+    TaskAssigned,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskCompleted,
+    TaskFailed,
+    TaskProgress,
+    TaskQueued,
+    TaskRequeued,
+    TaskStarted,
+    TaskSubmitted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowStepAdded,
+    WorkflowStepCancelled,
+    WorkflowStepDispatched,
+    WorkflowStepSkipped,
+    WorkflowSubmitted,
+)
+from shared.ids import check_id
+from shared.subjects import (
+    ALL_EVENTS,
+    ALL_HEARTBEATS,
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    HEALTH_PING,
+    aggregate_subjects,
+    dlq_subject,
+    event_subject,
+    heartbeat_subject,
+)
+
+ADMIN: Final = "admin"
+SERVICES: Final[tuple[str, ...]] = ("router", "balancer", "recovery", "workflow", "gateway")
+AGENT_PREFIX: Final = "agent-"
+
+SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
+    "router": (TaskAssigned, TaskQueued, TaskFailed),
+    "balancer": (),
+    "recovery": (
+        AgentUnresponsive,
+        AgentRecovered,
+        AgentQuarantined,
+        AgentRestartRequested,
+        TaskCancelRequested,
+        TaskAttemptFailed,
+        TaskRequeued,
+        TaskFailed,
+        BreakerOpened,
+        BreakerHalfOpened,
+        BreakerClosed,
+        RecoveryActionTaken,
+    ),
+    "workflow": (
+        TaskSubmitted,
+        TaskCancelled,
+        TaskCancelRequested,
+        WorkflowStarted,
+        WorkflowStepDispatched,
+        WorkflowStepSkipped,
+        WorkflowCompleted,
+        WorkflowFailed,
+    ),
+    "gateway": (
+        AgentRegistered,
+        TaskSubmitted,
+        TaskCancelled,
+        TaskCancelRequested,
+        WorkflowSubmitted,
+        WorkflowStepAdded,
+        WorkflowStepCancelled,
+        WorkflowCancelled,
+        BreakerReset,
+        FailureReported,
+    ),
+}
+"""The event types each service appends: a test keeps this equal to what the code constructs."""
+
+SERVICE_DURABLES: Final[frozenset[str]] = frozenset({"router", "recovery", "workflow"})
+"""Services with a durable work consumer (named after the service)."""
+
+HEARTBEAT_LISTENERS: Final[frozenset[str]] = frozenset({"recovery", "gateway"})
+"""Services that listen to heartbeats and client-disconnect advisories."""
+
+AGENT_OWN_EVENTS: Final[tuple[type[Event], ...]] = (AgentRegistered, AgentDraining, AgentDeregistered)
+AGENT_REPORTS: Final[tuple[type[Event], ...]] = (TaskStarted, TaskProgress, TaskCompleted, TaskAttemptFailed)
+
+DISCONNECT_ADVISORIES: Final = "$SYS.ACCOUNT.*.DISCONNECT"
+JS_API: Final = "$JS.API"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """Subjects a user may publish to and subscribe to; `responses`: may answer requests it gets."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    responses: bool = False
+
+
+class UnknownUser(ValueError):
+    """A user name that is none of Hive's roles."""
+
+
+def agent_user(agent_id: str) -> str:
+    """The NATS user of an agent: ``agent-<agent_id>``."""
+    return AGENT_PREFIX + check_id(agent_id, "agent_id")
+
+
+def inbox_prefix(user: str) -> str:
+    """Where a user's replies arrive, ``_INBOX.<user>``: nobody else may subscribe there.
+
+    A user name that cannot be a subject token keeps NATS's default ``_INBOX``.
+    """
+    return f"_INBOX.{user}" if _TOKEN.match(user) else "_INBOX"
+
+
+def _append_subject(event: type[Event], aggregate_id: str = "*") -> str:
+    return event_subject(event.AGGREGATE, aggregate_id, event.event_type())
+
+
+def _consumer_api(action: str, consumer: str, filter_subject: str = "") -> str:
+    subject = f"{JS_API}.CONSUMER.{action}.{EVENTS_STREAM}.{consumer}"
+    return f"{subject}.{filter_subject}" if filter_subject else subject
+
+
+def _acks(consumer: str) -> str:
+    return f"$JS.ACK.{EVENTS_STREAM}.{consumer}.>"
+
+
+def agent_permissions(agent_id: str) -> Permissions:
+    """Its own heartbeats, registration and reports; its own assignments and task histories."""
+    durable = f"agent-{check_id(agent_id, 'agent_id')}"
+    reader = f"{durable}-read"
+    publish = (
+        heartbeat_subject(agent_id),
+        *(_append_subject(event, agent_id) for event in AGENT_OWN_EVENTS),
+        *(_append_subject(event) for event in AGENT_REPORTS),
+        f"{JS_API}.STREAM.INFO.{EVENTS_STREAM}",
+        _consumer_api("CREATE", durable, aggregate_subjects("agent", agent_id)),
+        _consumer_api("DELETE", durable),
+        _consumer_api("MSG.NEXT", durable),
+        _acks(durable),
+        _consumer_api("CREATE", reader, aggregate_subjects("task", "*")),
+        _consumer_api("DELETE", reader),
+        _consumer_api("MSG.NEXT", reader),
+    )
+    return Permissions(publish=publish, subscribe=(f"{inbox_prefix(agent_user(agent_id))}.>",))
+
+
+def service_permissions(service: str) -> Permissions:
+    """The events it decides, its dead letters, its streams and durable, reading the log, health."""
+    if service not in SERVICE_EVENTS:
+        raise UnknownUser(f"{service!r} is not a Hive service ({', '.join(SERVICES)})")
+    publish = [_append_subject(event) for event in SERVICE_EVENTS[service]]
+    publish.append(dlq_subject(service))
+    for stream in (EVENTS_STREAM, DLQ_STREAM):
+        publish += [f"{JS_API}.STREAM.{action}.{stream}" for action in ("INFO", "CREATE", "UPDATE")]
+    publish += [
+        f"{JS_API}.DIRECT.GET.{EVENTS_STREAM}",
+        # Reads: ordered consumers with random names, filtered to events (projections, histories).
+        _consumer_api("CREATE", "*", ALL_EVENTS),
+        _consumer_api("MSG.NEXT", "*"),
+        _consumer_api("DELETE", "*"),
+    ]
+    if service in SERVICE_DURABLES:
+        publish += [
+            _consumer_api("CREATE", service),
+            _consumer_api("CREATE", service, ">"),
+            _consumer_api("INFO", service),
+            _acks(service),
+        ]
+    # Health: every instance answers; any may ask (the gateway's endpoint, a container's
+    # healthcheck running `hive health` as the service's own user).
+    publish.append(HEALTH_PING)
+    subscribe = [f"{inbox_prefix(service)}.>", HEALTH_PING]
+    if service in HEARTBEAT_LISTENERS:
+        subscribe += [ALL_HEARTBEATS, DISCONNECT_ADVISORIES]
+    return Permissions(publish=tuple(publish), subscribe=tuple(subscribe), responses=True)
+
+
+ADMIN_PERMISSIONS: Final = Permissions(publish=(">",), subscribe=(">",), responses=True)
+
+
+def permissions_for(user: str) -> Permissions:
+    """The permissions of a Hive user, from its name: a service, ``admin`` or ``agent-<id>``."""
+    if user == ADMIN:
+        return ADMIN_PERMISSIONS
+    if user in SERVICE_EVENTS:
+        return service_permissions(user)
+    if user.startswith(AGENT_PREFIX):
+        return agent_permissions(user[len(AGENT_PREFIX) :])
+    raise UnknownUser(f"{user!r} is not a Hive user: use admin, a service name or agent-<agent id>")
+
+
+def render_users(passwords: Mapping[str, str]) -> str:
+    """The ``users`` entry of the HIVE account for nats-server, one user per line.
+
+    nats-server's configuration format reads JSON, so every value is written as a JSON string:
+    subjects starting with ``$`` stay literal instead of naming variables.
+    """
+    lines = ["# Written by Hive (hive up / hive auth): the users of the HIVE account.", "users: ["]
+    for user in sorted(passwords):
+        rights = permissions_for(user)
+        entry: dict[str, object] = {
+            "user": user,
+            "password": passwords[user],
+            "permissions": {
+                "publish": {"allow": list(rights.publish)},
+                "subscribe": {"allow": list(rights.subscribe)},
+                **({"allow_responses": True} if rights.responses else {}),
+            },
+        }
+        lines.append("  " + json.dumps(entry))
+    lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
+def parse_violation(message: str) -> tuple[str, str] | None:
+    """``("publish", subject)`` or ``("subscription", subject)`` from a server permissions error.
+
+    nats-py reports them as ``nats: permissions violation for publish to "<subject>"`` (lower case).
+    """
+    low = message.lower()
+    marker = "permissions violation for "
+    start = low.find(marker)
+    if start < 0:
+        return None
+    kind, _, rest = low[start + len(marker) :].partition(" to ")
+    subject = rest.strip().strip("'\"").split('"')[0]
+    if kind not in ("publish", "subscription") or not subject:
+        return None
+    return kind, subject
