@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import msgspec
+
 from shared.cli.stack import SERVICE_NAMES, Stack
 from shared.embedded import die_with_parent
 from shared.settings import SettingsError, load_settings
@@ -48,6 +50,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
+        if not os.environ.get("METRICS_PORT"):
+            settings = msgspec.structs.replace(settings, metrics_port=0)  # every instance: a free port
         scale = parse_scale(args.scale)
     except (SettingsError, ValueError) as exc:
         print(f"hive up: {exc}", file=sys.stderr)
@@ -73,9 +77,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"Hive is up.\n  gateway  {stack.gateway_url}  (OpenAPI: {stack.gateway_url}/api/v1/schema)\n"
             f"  NATS     {stack.nats_url}\n  services {instances}\n"
-            f"  logs     {Path(settings.hive_home) / 'logs'}\nPress Ctrl-C to stop.",
+            f"  logs     {Path(settings.hive_home) / 'logs'}",
             flush=True,
         )
+        for instance, url in stack.metrics_endpoints():
+            print(f"  metrics  {instance:<12} {url}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
         while not stopping.wait(0.5):
             for instance in stack.supervise():
                 print(f"{instance} exited; restarted it", flush=True)
