@@ -17,9 +17,12 @@ A move is decided when all of these hold:
 * the task was moved fewer than ``max_moves_per_task`` times;
 * a target exists: an agent the router could give the task to (active, capable, not excluded)
   whose breaker is closed, with a free slot once the moves planned before it are counted, holding
-  no long-unstarted work itself, and predicted by the router's own model (the very prediction its
-  routing uses) to reach the task's quality threshold and at least ``(1 - quality_tolerance)`` x
-  the holder's predicted quality. A move never trades quality for speed beyond that tolerance.
+  no long-unstarted work itself, whose predicted quality (the router's own model, the very
+  prediction its routing uses) reaches the task's threshold, and whose *vouched* quality is at
+  least ``(1 - quality_tolerance)`` x the holder's. Vouched quality is the prediction minus one
+  standard deviation: what the agent has shown, not what it says of itself, so a proven holder is
+  not traded for an unknown agent, while an unproven holder's self-description does not pin work
+  on it. A move never trades quality for speed beyond that tolerance.
 
 Among the targets the least utilised after the move wins (ties: higher predicted quality, then the
 agent id). A move becomes ``task.requeued`` (attempt + 1, reason ``rebalanced``, the target as
@@ -128,12 +131,14 @@ def waiting_attempts(state: RouterState, now: float, policy: RebalancePolicy) ->
 
 def _predicted(
     state: RouterState, agent: AgentView, task: TaskView, now: float, config: RoutingConfig
-) -> float:
-    """The router's predicted quality of `agent` on `task` (what its score is built on)."""
+) -> tuple[float, float]:
+    """The router's predicted quality of `agent` on `task` (what its score is built on), and the
+    quality it vouches for: the prediction minus one standard deviation."""
     weights = effective_weights(strategy_of(task, config), config.mode, task.spec, state.adaptive)
     reference = reference_duration(state.performance, task)
     scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
-    return scored.prediction.quality
+    prediction = scored.prediction
+    return prediction.quality, max(0.0, prediction.quality - prediction.uncertainty)
 
 
 def _breaker_closed(state: RouterState, agent_id: str) -> bool:
@@ -172,8 +177,9 @@ def plan_moves(
         if state.moved.get(task.task_id, 0) >= policy.max_moves_per_task:
             note(item, f"already moved {policy.max_moves_per_task} time(s)")
             continue
-        holder_quality = _predicted(router, holder, task, now, config)
-        floor = max(task.spec.expected_quality_threshold, holder_quality * (1.0 - policy.quality_tolerance))
+        holder_quality, holder_vouched = _predicted(router, holder, task, now, config)
+        floor = holder_vouched * (1.0 - policy.quality_tolerance)
+        threshold = task.spec.expected_quality_threshold
         best: tuple[tuple[float, float, str], AgentView, float] | None = None
         best_below: tuple[float, str] | None = None
         for agent in router.fleet.agents.values():
@@ -184,10 +190,10 @@ def plan_moves(
             load = agent.load + planned_in.get(agent.agent_id, 0)
             if load >= agent.capacity:
                 continue
-            quality = _predicted(router, agent, task, now, config)
-            if quality < floor:
-                if best_below is None or quality > best_below[0]:
-                    best_below = (quality, agent.agent_id)
+            quality, vouched = _predicted(router, agent, task, now, config)
+            if vouched < floor or quality < threshold:
+                if best_below is None or vouched > best_below[0]:
+                    best_below = (vouched, agent.agent_id)
                 continue
             key = ((load + 1) / agent.capacity, -quality, agent.agent_id)
             if best is None or key < best[0]:
@@ -196,9 +202,10 @@ def plan_moves(
             if best_below is not None:
                 note(
                     item,
-                    f"the best free capable agent, {best_below[1]}, is predicted {best_below[0]:.2f}, below "
-                    f"{floor:.2f} ({holder.agent_id}: {holder_quality:.2f}, tolerance "
-                    f"{policy.quality_tolerance:.0%}, threshold {task.spec.expected_quality_threshold:.2f})",
+                    f"the best free capable agent, {best_below[1]}, is vouched for at {best_below[0]:.2f}, "
+                    f"below {floor:.2f} ({holder.agent_id}'s {holder_vouched:.2f} less the "
+                    f"{policy.quality_tolerance:.0%} tolerance), or predicted below the task's threshold "
+                    f"{threshold:.2f}",
                 )
             else:
                 note(item, "no other capable agent with a closed breaker has a free slot")

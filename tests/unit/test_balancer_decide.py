@@ -95,6 +95,32 @@ def test_work_never_moves_to_an_agent_predicted_worse_beyond_the_tolerance() -> 
     assert only_move(tolerant)[2] == "weak"
 
 
+def track_record(agent_id: str, quality: float, count: int = 30) -> list[AnyEvent]:
+    """`count` review tasks `agent_id` completed at `quality`."""
+    events: list[AnyEvent] = []
+    for index in range(count):
+        task_id = f"{agent_id}-done-{index}"
+        events += [
+            TaskSubmitted(task_id=task_id, task_type="review", ts=50.0),
+            TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=1, ts=50.0),
+            TaskStarted(task_id=task_id, agent_id=agent_id, attempt=1, ts=50.0),
+            TaskCompleted(task_id=task_id, agent_id=agent_id, attempt=1, quality=quality, ts=51.0),
+        ]
+    return events
+
+
+def test_a_proven_holder_is_not_traded_for_an_unknown_agent_but_an_unproven_one_is() -> None:
+    proven_holder = state_of(
+        agent("proven"), agent("newcomer"), *track_record("proven", 0.9), *stuck_on("proven")
+    )
+    plan = plan_moves(proven_holder, now=103.0, policy=POLICY)
+    assert plan.moves == [] and "newcomer" in plan.notes[0]
+    unproven_holder = state_of(
+        agent("newcomer"), agent("proven"), *track_record("proven", 0.8), *stuck_on("newcomer")
+    )
+    assert only_move(plan_moves(unproven_holder, now=103.0, policy=POLICY)) == ("t", "newcomer", "proven")
+
+
 def test_the_target_must_reach_the_tasks_quality_threshold() -> None:
     state = state_of(
         agent("slow", proficiency=0.9),
