@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.projection import Snapshot
 
 POLICY = RebalancePolicy(unstarted_after_s=2.0, quality_tolerance=0.05)
 
@@ -257,3 +259,18 @@ def test_a_plan_moves_only_unstarted_work_to_agents_with_room(
         target = fleet.agents[agent_id]
         assert target.load + count <= target.capacity
         assert all(m.from_agent_id != agent_id for m in plan.moves)
+
+
+def test_the_balancer_state_survives_a_snapshot_round_trip() -> None:
+    state = state_of(
+        agent("slow"),
+        agent("idle"),
+        *track_record("idle", 0.8, count=3),
+        *stuck_on("slow"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", preferred_agent_id="idle", ts=103.0),
+        TaskAssigned(agent_id="slow", task_id="t", attempt=2, ts=103.5),
+    )
+    blob = msgspec.msgpack.encode(Snapshot(seq=1, state=state, versions={}))
+    restored = msgspec.msgpack.decode(blob, type=Snapshot[BalancerState]).state
+    assert restored == state and restored.moved == {"t": 1}
+    assert plan_moves(restored, now=110.0, policy=POLICY) == plan_moves(state, now=110.0, policy=POLICY)

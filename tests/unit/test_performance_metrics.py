@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from shared.bus import Recorded
@@ -24,7 +25,7 @@ from shared.events import (
     WorkflowCompleted,
     WorkflowFailed,
 )
-from shared.projection import fold
+from shared.projection import Snapshot, fold
 from shared.settings import load_settings
 
 
@@ -174,3 +175,18 @@ def test_targets_come_from_the_settings_and_unmeasured_figures_are_neither_met_n
     assert recovery.measured is None and recovery.met is None and recovery.attainment is None
     score = performance_score(strict)
     assert score is not None and score < (performance_score(lenient) or 0.0) <= 100.0
+
+
+def test_the_metrics_survive_a_snapshot_round_trip() -> None:
+    view = view_of(
+        *agents("a", "b"),
+        TaskSubmitted(task_id="t", task_type="x", ts=100.0),
+        TaskAssigned(agent_id="a", task_id="t", attempt=1, ts=100.01),
+        AgentUnresponsive(agent_id="a", last_seen_ts=100.5, in_flight={"t": 1}, ts=101.0),
+        TaskSubmitted(task_id="waiting", task_type="x", ts=101.0),
+        WorkflowCompleted(workflow_id="w", ts=101.0),
+    )
+    blob = msgspec.msgpack.encode(Snapshot(seq=9, state=view, versions={}))
+    restored = msgspec.msgpack.decode(blob, type=Snapshot[MetricsView]).state
+    assert restored == view
+    assert figures(restored.metrics, 110.0, 60.0) == figures(view.metrics, 110.0, 60.0)
