@@ -81,13 +81,13 @@ def _queue_depths(state: BalancerState, now: float) -> dict[str, int]:
     return depths
 
 
-def _duration(demand: TypeDemand | None, since: float) -> float:
+def _duration(demand: TypeDemand | None, since: float, now: float) -> float:
     if demand is None:
         return DEFAULT_DURATION_S
-    done = demand.durations.sums(since)
+    done = demand.durations.sums(since, now)
     if done.b > 0 and done.a > 0:
         return done.a / done.b
-    estimated = demand.estimates.sums(since)
+    estimated = demand.estimates.sums(since, now)
     if estimated.b > 0 and estimated.a > 0:
         return estimated.a / estimated.b
     return DEFAULT_DURATION_S
@@ -107,9 +107,9 @@ def advise(
         active = [a for a in state.router.fleet.agents.values() if takes_work(a, breakers)]
     since = now - policy.window_s
     demand = state.demand.get(capability)
-    arrivals = demand.arrivals.sums(since).a if demand is not None else 0.0
+    arrivals = demand.arrivals.sums(since, now).a if demand is not None else 0.0
     rate = arrivals / policy.window_s
-    duration = _duration(demand, since)
+    duration = _duration(demand, since, now)
     offering = [a for a in active if capability in a.capabilities]
     slots = sum(a.capacity for a in offering)
     needed = rate * duration / policy.target_utilisation + queue_depth * duration / policy.window_s
@@ -142,7 +142,7 @@ def all_advice(state: BalancerState, now: float, policy: ScalePolicy) -> list[Ad
     since = now - policy.window_s
     depths = _queue_depths(state, now)
     kinds = set(depths) | {cap for cap, standing in state.scale.items() if standing.additional_agents > 0}
-    kinds |= {kind for kind, demand in state.demand.items() if demand.arrivals.sums(since).a > 0}
+    kinds |= {kind for kind, demand in state.demand.items() if demand.arrivals.sums(since, now).a > 0}
     breakers = state.router.breakers
     active = [a for a in state.router.fleet.agents.values() if takes_work(a, breakers)]
     return [advise(state, kind, now, policy, depths.get(kind, 0), active) for kind in sorted(kinds)]

@@ -20,6 +20,7 @@ moves) just produced, judged among the agents that were real alternatives.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -102,9 +103,9 @@ class LoadWindow(msgspec.Struct, kw_only=True):
     sums: WindowSums = msgspec.field(default_factory=WindowSums)
     last_sample_ts: float = 0.0
 
-    def efficiency(self, since_ts: float) -> tuple[float | None, int]:
-        """Efficiency over the samples from `since_ts` on, and the tasks in flight they summed."""
-        sums = self.sums.sums(since_ts)
+    def efficiency(self, since_ts: float, until_ts: float = math.inf) -> tuple[float | None, int]:
+        """Efficiency over the samples from `since_ts` to `until_ts`, and the tasks in flight they summed."""
+        sums = self.sums.sums(since_ts, until_ts)
         if sums.b <= 0:
             return None, 0
         return 1.0 - sums.a / sums.b, int(sums.b)

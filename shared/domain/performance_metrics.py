@@ -274,16 +274,16 @@ def _ratio(sums_a: float, sums_b: float, scale: float = 1.0) -> float | None:
 def figures(state: MetricsState, now: float, window_s: float) -> OrchestrationFigures:
     """Every figure over the window ``[now - window_s, now]``."""
     since = now - window_s
-    latencies = state.assignment_ms.merged(since)
-    recoveries = state.recovery.durations.merged(since)
-    efficiency, in_flight = state.load.efficiency(since)
-    first = state.first_choice.sums(since)
-    done = state.completions.sums(since)
+    latencies = state.assignment_ms.merged(since, now)
+    recoveries = state.recovery.durations.merged(since, now)
+    efficiency, in_flight = state.load.efficiency(since, now)
+    first = state.first_choice.sums(since, now)
+    done = state.completions.sums(since, now)
     throughput: float | None = None
     if done.first_ts is not None:
         span = max(1.0, now - max(since, done.first_ts))
         throughput = done.b / span
-    flows = state.workflows.sums(since)
+    flows = state.workflows.sums(since, now)
     return OrchestrationFigures(
         window_s=window_s,
         task_assignment_latency_ms=Figure(

@@ -52,13 +52,13 @@ class WindowSums(msgspec.Struct, kw_only=True):
         if ts < bucket[2]:
             bucket[2] = ts
 
-    def sums(self, since_ts: float) -> Sums:
-        """Sums over the seconds from `since_ts` on (whole seconds: the first one counts entirely)."""
-        start = math.floor(since_ts)
+    def sums(self, since_ts: float, until_ts: float = math.inf) -> Sums:
+        """Sums over the seconds from `since_ts` to `until_ts` (whole seconds, both ends included)."""
+        start, end = math.floor(since_ts), until_ts
         a = b = 0.0
         first: float | None = None
         for second, (sa, sb, ts) in self.buckets.items():
-            if second < start:
+            if second < start or second > end:
                 continue
             a += sa
             b += sb
@@ -86,11 +86,12 @@ class LatencyWindow(msgspec.Struct, kw_only=True):
         index = bin_of(ms)
         bucket[index] = bucket.get(index, 0) + 1
 
-    def merged(self, since_ts: float) -> dict[int, int]:
-        start = math.floor(since_ts)
+    def merged(self, since_ts: float, until_ts: float = math.inf) -> dict[int, int]:
+        """The histogram of the seconds from `since_ts` to `until_ts` (whole seconds, both included)."""
+        start, end = math.floor(since_ts), until_ts
         total: dict[int, int] = {}
         for second, bins in self.buckets.items():
-            if second < start:
+            if second < start or second > end:
                 continue
             for index, count in bins.items():
                 total[index] = total.get(index, 0) + count

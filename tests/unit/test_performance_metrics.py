@@ -153,6 +153,9 @@ def test_throughput_and_workflow_completion_cover_only_the_window() -> None:
     assert found.system_throughput_tasks_per_second.samples == 10
     assert found.system_throughput_tasks_per_second.value == pytest.approx(10 / 10.0)
     assert found.workflow_completion_rate.value == pytest.approx(0.75)
+    earlier = figures(view.metrics, now=104.9, window_s=10.0)  # a window ending in the past
+    assert earlier.system_throughput_tasks_per_second.samples == 5  # t0..t4, completed in seconds 100-104
+    assert earlier.workflow_completion_rate.value is None  # the workflows ended after it
     later = figures(view.metrics, now=1000.0, window_s=60.0)
     assert later.system_throughput_tasks_per_second.value is None
     assert later.workflow_completion_rate.value is None
