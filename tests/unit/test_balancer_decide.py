@@ -274,3 +274,16 @@ def test_the_balancer_state_survives_a_snapshot_round_trip() -> None:
     restored = msgspec.msgpack.decode(blob, type=Snapshot[BalancerState]).state
     assert restored == state and restored.moved == {"t": 1}
     assert plan_moves(restored, now=110.0, policy=POLICY) == plan_moves(state, now=110.0, policy=POLICY)
+
+
+def test_a_move_costs_the_task_no_retry_budget_and_teaches_the_router_nothing_about_the_holder() -> None:
+    state = state_of(
+        agent("slow"),
+        agent("idle"),
+        *stuck_on("slow"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", previous_agent_id="slow", ts=103.0),
+    )
+    task = state.router.fleet.tasks["t"]
+    assert task.attempt == 2 and task.task_failures == 0 and task.status == "pending"
+    assert state.router.fleet.agents["slow"].in_flight == {}
+    assert "slow" not in state.router.performance.agents

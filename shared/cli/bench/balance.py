@@ -43,9 +43,9 @@ from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
 from shared.cli.bench.common import percentile, quiet, run, wait_for_services
 from shared.cli.bench.http import JsonClient
 from shared.cli.stack import Stack, local_stack
-from shared.domain.performance_metrics import METRICS_VIEW, figures
+from shared.domain.load_balance import accepted_assignment, group_loads
+from shared.domain.performance_metrics import MetricsView, apply_metrics_view, figures
 from shared.events import Persona, TaskAssigned, TaskCompleted, TaskRequeued, TaskStarted
-from shared.projection import fold
 
 ASSIGN = "/api/v1/orchestration/task/assign"
 CAPABILITY = "balance"
@@ -61,6 +61,9 @@ class Phase:
     tasks: int
     strategy: str
     agents: int
+    paced_by: str
+    """``completion``: each client waits for its task to complete (that many tasks in flight at a
+    time); ``answer``: for the gateway's answer (as fast as routing goes)."""
     started_ts: float = 0.0
     ended_ts: float = 0.0
     round_trips_ms: list[float] = field(default_factory=list)
@@ -73,6 +76,12 @@ class Phase:
     stalled_assignments: int = 0
     rescue_s: list[float] = field(default_factory=list)
     """Stalled phase: from a task's assignment to a stalled agent to its start elsewhere."""
+    utilisation: list[float] = field(default_factory=list)
+    """In flight / capacity of the agents able to take the task, at each assignment."""
+
+    @property
+    def mean_utilisation(self) -> float:
+        return sum(self.utilisation) / len(self.utilisation) if self.utilisation else float("nan")
 
     @property
     def span_s(self) -> float:
@@ -110,16 +119,23 @@ class StalledAgent(Agent):
 
 
 class Watch:
-    """Counts completions per phase prefix as they reach the log."""
+    """Completions as they reach the log: per phase prefix, and per task for clients waiting on one."""
 
     def __init__(self) -> None:
         self.completed: dict[str, set[str]] = {}
         self.targets: dict[str, tuple[int, asyncio.Event]] = {}
+        self.waiting: dict[str, asyncio.Event] = {}
 
     def expect(self, prefix: str, count: int) -> asyncio.Event:
         flag = asyncio.Event()
         self.targets[prefix] = (count, flag)
         self.completed.setdefault(prefix, set())
+        return flag
+
+    def completion(self, task_id: str) -> asyncio.Event:
+        flag = self.waiting.setdefault(task_id, asyncio.Event())
+        if task_id in self.completed.get(task_id.rsplit("-", 1)[0], ()):
+            flag.set()
         return flag
 
     def on_event(self, recorded: Recorded) -> None:
@@ -129,22 +145,33 @@ class Watch:
         prefix = event.task_id.rsplit("-", 1)[0]
         done = self.completed.setdefault(prefix, set())
         done.add(event.task_id)
+        waiter = self.waiting.pop(event.task_id, None)
+        if waiter is not None:
+            waiter.set()
         target = self.targets.get(prefix)
         if target is not None and len(done) >= target[0]:
             target[1].set()
 
 
 async def _drive(
-    base_url: str, prefix: str, tasks: int, strategy: str | None, capability: str, clients: int
+    base_url: str,
+    prefix: str,
+    tasks: int,
+    strategy: str | None,
+    capability: str,
+    clients: int,
+    watch: Watch | None,
 ) -> list[float]:
-    """`clients` connections, each posting its next task once the previous one was answered."""
+    """`clients` connections, each posting its next task once the previous one was answered or,
+    with a `watch`, once it completed (then exactly `clients` tasks are in flight at a time)."""
     numbers = iter(range(tasks))
     round_trips: list[float] = []
 
     async def client() -> None:
         async with JsonClient(base_url) as http:
             for index in numbers:
-                body: dict[str, object] = {"task_id": f"{prefix}-{index}", "task_type": capability}
+                task_id = f"{prefix}-{index}"
+                body: dict[str, object] = {"task_id": task_id, "task_type": capability}
                 if strategy is not None:
                     body["routing_strategy"] = strategy
                 began = time.perf_counter()
@@ -152,6 +179,8 @@ async def _drive(
                 round_trips.append((time.perf_counter() - began) * 1000)
                 if status not in (200, 202):
                     raise RuntimeError(f"task/assign answered {status}: {answer}")
+                if watch is not None:
+                    await watch.completion(task_id).wait()
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return round_trips
@@ -169,7 +198,13 @@ async def _run_phase(
     flag = watch.expect(phase.name, phase.tasks)
     phase.started_ts = time.time()
     phase.round_trips_ms = await _drive(
-        stack.gateway_url, phase.name, phase.tasks, strategy, capability, clients
+        stack.gateway_url,
+        phase.name,
+        phase.tasks,
+        strategy,
+        capability,
+        clients,
+        watch if phase.paced_by == "completion" else None,
     )
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(flag.wait(), timeout)
@@ -184,28 +219,35 @@ def _phase_of(task_id: str) -> str:
 
 def _judge(log: list[Recorded], phases: list[Phase], stalled: set[str]) -> None:
     """Every figure of every phase, from the log."""
-    state = fold(METRICS_VIEW, log).metrics
     by_name = {phase.name: phase for phase in phases}
+    view = MetricsView()
+    stuck_at: dict[str, float] = {}
+    for recorded in log:
+        event = recorded.event
+        phase = by_name.get(_phase_of(getattr(event, "task_id", "")))
+        if phase is not None and isinstance(event, TaskAssigned) and accepted_assignment(view.fleet, event):
+            spec = view.fleet.tasks[event.task_id].spec
+            needed = [spec.task_type, *spec.required_capabilities]
+            loads = group_loads(view.fleet, view.breakers, needed, {event.agent_id: 1})
+            capacity = sum(slots for _load, slots in loads)
+            if capacity:
+                phase.utilisation.append(sum(load for load, _slots in loads) / capacity)
+            if event.agent_id in stalled and event.task_id not in stuck_at:
+                stuck_at[event.task_id] = event.ts
+                phase.stalled_assignments += 1
+        elif phase is not None and isinstance(event, TaskRequeued) and event.reason == "rebalanced":
+            phase.moves += 1
+        elif phase is not None and isinstance(event, TaskStarted) and event.agent_id not in stalled:
+            since = stuck_at.pop(event.task_id, None)
+            if since is not None:
+                phase.rescue_s.append(event.ts - since)
+        apply_metrics_view(view, recorded)
     for phase in phases:
-        found = figures(state, now=phase.ended_ts, window_s=phase.span_s)
+        found = figures(view.metrics, now=phase.ended_ts, window_s=phase.span_s)
         phase.efficiency = found.load_balancing_efficiency.value
         phase.efficiency_samples = found.load_balancing_efficiency.samples
         phase.assign_p50_ms = found.assignment_latency_ms["p50"]
         phase.assign_p99_ms = found.assignment_latency_ms["p99"]
-    stuck_at: dict[str, float] = {}
-    for recorded in log:
-        event = recorded.event
-        if isinstance(event, TaskAssigned) and event.agent_id in stalled and event.task_id not in stuck_at:
-            stuck_at[event.task_id] = event.ts
-            if (stuck := by_name.get(_phase_of(event.task_id))) is not None:
-                stuck.stalled_assignments += 1
-        elif isinstance(event, TaskRequeued) and event.reason == "rebalanced":
-            if (moved := by_name.get(_phase_of(event.task_id))) is not None:
-                moved.moves += 1
-        elif isinstance(event, TaskStarted) and event.task_id in stuck_at and event.agent_id not in stalled:
-            since = stuck_at.pop(event.task_id)
-            if (rescued := by_name.get(_phase_of(event.task_id))) is not None:
-                rescued.rescue_s.append(event.ts - since)
 
 
 def _equal_agents(count: int, capacity: int, work_ms: float, capability: str) -> list[Agent]:
@@ -244,25 +286,34 @@ async def measure_balance(stack: Stack, args: argparse.Namespace) -> BalanceResu
     follower: asyncio.Task[None] | None = None
     phases: list[Phase] = []
     timeout = 60 + args.heavy_tasks * args.work_ms / 1000
-    plan: list[tuple[str, int, str | None, str, list[Agent]]] = [
-        ("light", args.tasks, args.strategy, CAPABILITY, equal),
-        ("light-adaptive", args.tasks, "adaptive", CAPABILITY, equal),
-        ("heavy", args.heavy_tasks, args.strategy, CAPABILITY, equal),
-        ("varied", args.tasks, args.strategy, VARIED, varied),
-        ("stalled", args.stalled_tasks if stalled else 0, args.strategy, CAPABILITY, [*equal, *stalled]),
+    plan: list[tuple[str, int, str | None, str, list[Agent], str]] = [
+        ("light", args.tasks, args.strategy, CAPABILITY, equal, "completion"),
+        ("light-adaptive", args.tasks, "adaptive", CAPABILITY, equal, "completion"),
+        ("heavy", args.heavy_tasks, args.strategy, CAPABILITY, equal, "answer"),
+        ("varied", args.tasks, args.strategy, VARIED, varied, "completion"),
+        (
+            "stalled",
+            args.stalled_tasks if stalled else 0,
+            args.strategy,
+            CAPABILITY,
+            [*equal, *stalled],
+            "answer",
+        ),
     ]
     try:
         await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
         follower = asyncio.create_task(bus.follow(watch.on_event, stop, start_seq=1))
         started: set[str] = set()
-        for name, count, strategy, capability, agents in plan:
+        for name, count, strategy, capability, agents, paced_by in plan:
             if count <= 0:
                 continue
             for agent in agents:
                 if agent.agent_id not in started:
                     await agent.start(agent_bus)
                     started.add(agent.agent_id)
-            phase = Phase(name=name, tasks=count, strategy=strategy or "default", agents=len(agents))
+            phase = Phase(
+                name=name, tasks=count, strategy=strategy or "default", agents=len(agents), paced_by=paced_by
+            )
             phases.append(phase)
             await _run_phase(stack, watch, phase, strategy, capability, args.concurrency, timeout)
         log = [item async for item in bus.read() if isinstance(item, Recorded)]
@@ -310,8 +361,8 @@ def print_balance(result: BalanceResult) -> None:
         efficiency = "n/a" if phase.efficiency is None else f"{phase.efficiency:.4f}"
         print(
             f"  {phase.name:<14} {phase.completed}/{phase.tasks} tasks, {phase.strategy}, "
-            f"{phase.agents} agents: efficiency {efficiency} (target >= {result.target_efficiency}; "
-            f"{phase.efficiency_samples} tasks in flight summed over samples)"
+            f"{phase.agents} agents, paced by {phase.paced_by}: efficiency {efficiency} (target >= "
+            f"{result.target_efficiency}) at {phase.mean_utilisation:.0%} mean utilisation"
         )
         print(
             f"  {'':<14} assignment p50 {_ms(phase.assign_p50_ms)}  p99 {_ms(phase.assign_p99_ms)}   "
