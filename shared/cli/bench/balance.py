@@ -1,26 +1,29 @@
 """``hive bench balance``: load-balancing efficiency, and the rescue of work an agent leaves unstarted.
 
-A private Hive (every service) and simulated agents. Tasks go through the HTTP API,
-``--concurrency`` clients at a time, each submitting its next task once the gateway has answered
-the previous one (routed, or queued when every agent is full). The router spreads work among
-*equals* and keeps it on agents it predicts better (README, Routing), so evenness is measured
-first where it is the goal, then where it is traded for fit. Phases, one after the other:
+A private Hive (every service) and simulated agents; tasks go through the HTTP API from
+``--concurrency`` clients. The router spreads work among *equals* and keeps it on agents it
+predicts better (README, Routing), so evenness is measured first where it is the goal, then where
+it is traded for fit. Phases, one after the other:
 
 * **light**: ``--tasks`` tasks routed with ``--strategy`` (``load_balanced``, the strategy whose job
-  is an even load) to ``--agents`` *equal* agents (same capability, capacity and persona);
+  is an even load) to ``--agents`` *equal* agents (same capability, capacity and persona), exactly
+  ``--concurrency`` of them in flight at a time (each client waits for its task to complete);
 * **light-adaptive**: the same with the router's default strategy (``adaptive``: it learns which
   agents do better and keeps work on them while they have room);
-* **heavy**: ``--heavy-tasks`` tasks with ``--strategy`` to the equal agents;
-* **varied**: ``--tasks`` tasks with ``--strategy`` to ``--agents`` other agents whose personas
-  differ (as ``hive agent`` spreads them): the router weighs fit against load;
-* **stalled**: ``--stalled`` more agents join the equal ones whose assignment reader is stuck (they
-  heartbeat, they never start what they are given); what the router gives them waits until the
-  balancer moves it (``REBALANCE_AFTER_S``), timed from that assignment to the start elsewhere.
+* **heavy**: ``--heavy-tasks`` tasks with ``--strategy`` to the equal agents, each client sending
+  its next task as soon as the gateway answered the previous one (routed, or queued when all are
+  full): as much load as routing lets through;
+* **varied**: as light, to ``--agents`` other agents whose personas differ (as ``hive agent``
+  spreads them): the router weighs fit against load;
+* **stalled**: as heavy, with ``--stalled`` more agents among the equal ones whose assignment
+  reader is stuck (they heartbeat, they never start what they are given); what the router gives
+  them waits until the balancer moves it (``REBALANCE_AFTER_S``), timed from that assignment to
+  the task starting elsewhere.
 
 Every figure comes from the event log, by the code behind ``GET /orchestration/metrics``
 (``shared/domain/performance_metrics.py``), over each phase's span: efficiency is
 ``1 - misplaced / in flight`` summed over samples taken at assignments among the agents able to take
-the task (README, Balancer).
+the task (README, Balancer); the mean utilisation of those agents at the same moments is shown.
 """
 
 from __future__ import annotations
