@@ -100,11 +100,14 @@ def run_balance(quick: bool) -> list[Row]:
     result = balance.run_balance(args)
     rows = []
     labels = {
-        "light": f"{result.agents} equal agents, {args.tasks} tasks, {args.concurrency} concurrent, "
+        "light": f"{result.agents} equal agents, {args.tasks} tasks, {args.concurrency} in flight, "
         "load_balanced",
-        "heavy": f"{result.agents} equal agents, {args.heavy_tasks:,} tasks, load_balanced",
-        "light-adaptive": f"{result.agents} equal agents, {args.tasks} tasks, adaptive (default strategy)",
-        "varied": f"{result.agents} agents of varied personas, {args.tasks} tasks, load_balanced",
+        "heavy": f"{result.agents} equal agents, {args.heavy_tasks:,} tasks, {args.concurrency} clients, "
+        "load_balanced",
+        "light-adaptive": f"{result.agents} equal agents, {args.tasks} tasks, {args.concurrency} in flight, "
+        "adaptive (default)",
+        "varied": f"{result.agents} agents of varied personas, {args.tasks} tasks, {args.concurrency} in "
+        "flight, load_balanced",
     }
     for phase in result.phases:
         if phase.name in labels:
@@ -113,7 +116,8 @@ def run_balance(quick: bool) -> list[Row]:
                 Row(
                     f"load-balancing efficiency, {labels[phase.name]}",
                     f">= {result.target_efficiency}",
-                    f"{measured} ({phase.completed}/{phase.tasks} completed)",
+                    f"{measured} at {phase.mean_utilisation:.0%} utilisation "
+                    f"({phase.completed}/{phase.tasks} completed)",
                     phase.efficiency is not None and phase.efficiency >= result.target_efficiency,
                 )
             )
