@@ -15,6 +15,7 @@ from shared.bus import ConcurrencyConflict, EventBus
 from shared.events import (
     AgentRegistered,
     LoadRebalanced,
+    RebalanceRequested,
     ScaleRecommended,
     TaskAssigned,
     TaskCancelRequested,
@@ -141,3 +142,29 @@ async def test_scale_advice_is_appended_once_per_change_and_shown_in_health(
         details = next(r for r in replies if r["service"] == "balancer")["details"]
         assert details["scale_recommendations"]["golang"]["additional_agents"] == 1
         assert "3 queued" in details["scale_recommendations"]["golang"]["reason"]
+
+
+async def test_two_balancer_instances_advise_once_and_a_redelivered_request_is_answered_once(
+    settings: Settings, bus: EventBus
+) -> None:
+    await bus.append(TaskSubmitted(task_id="g", task_type="golang"), expected=0)
+    request = await bus.append(RebalanceRequested(scope="req-1", max_moves=-1), expected=0)
+    async with (
+        running(BalancerService, settings, **QUIET) as first,
+        running(BalancerService, settings, **QUIET) as second,
+    ):
+        now = time.time()
+        await first.tick(now)
+        await second.tick(now)
+        await first.view.catch_up()
+        stored, _ = await bus.read_aggregate("system", "req-1")
+        recorded = stored[0]
+        await first.on_request(recorded)  # a redelivery, after either instance answered it
+        await second.on_request(recorded)
+    advice, _ = await bus.read_aggregate("system", "scale-golang")
+    assert [type(r.event) for r in advice] == [ScaleRecommended]
+    answers, _ = await bus.read_aggregate("system", "req-1")
+    assert [type(r.event) for r in answers] == [RebalanceRequested, LoadRebalanced]
+    answer = answers[1].event
+    assert isinstance(answer, LoadRebalanced) and answer.moves == [] and answer.trigger == "request"
+    assert answers[1].seq > request.seq
