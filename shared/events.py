@@ -488,7 +488,10 @@ class RecoveryActionTaken(SystemEvent, frozen=True, kw_only=True, tag="system.re
 
 
 class ScaleRecommended(SystemEvent, frozen=True, kw_only=True, tag="system.scale_recommended"):
-    """``scope`` is the capability that needs more agents."""
+    """The balancer's advice for one task type (``capability``); appended only when it changes.
+
+    ``scope`` is derived from the capability (``scale-<capability>``, made a valid id).
+    """
 
     capability: str
     current_agents: int = 0
@@ -496,12 +499,42 @@ class ScaleRecommended(SystemEvent, frozen=True, kw_only=True, tag="system.scale
     arrival_rate_per_s: float = 0.0
     queue_depth: int = 0
     reason: str = ""
+    current_slots: int = 0
+    """Capacity of the active agents offering the capability (breaker not open)."""
+    needed_slots: float = 0.0
+    """Slots that would keep up with the arrivals at the target utilisation and drain the queue."""
+    mean_duration_s: float = 0.0
+    """Duration of one task of this type the advice assumed."""
+
+
+class RebalanceRequested(SystemEvent, frozen=True, kw_only=True, tag="system.rebalance_requested"):
+    """An operator asks the balancer to look now (``POST .../load-balancing/optimize``).
+
+    ``scope`` is the request id; the balancer answers with ``system.load_rebalanced`` on the same scope.
+    """
+
+    dry_run: bool = False
+    max_moves: int = 100
+    unstarted_after_s: float | None = None
+    """Move attempts not started after this long (None: the balancer's REBALANCE_AFTER_S)."""
+    requested_by: str = ""
 
 
 class LoadRebalanced(SystemEvent, frozen=True, kw_only=True, tag="system.load_rebalanced"):
+    """What the balancer moved (or, for a dry run, would move), and the load's evenness around it.
+
+    Each move: ``task_id``, ``from_agent_id``, ``to_agent_id``, ``attempt`` (the new one), ``waited_s``
+    (how long the attempt had waited unstarted), ``quality_from`` / ``quality_to`` (predicted).
+    """
+
     moves: list[dict[str, str]] = []
     efficiency_before: float = 0.0
     efficiency_after: float = 0.0
+    dry_run: bool = False
+    trigger: str = ""
+    """``auto`` (the balancer's own tick) or ``request`` (an optimize request)."""
+    notes: list[str] = []
+    """Why work that waits was left where it is (no capable idle agent, quality, ...)."""
 
 
 AnyEvent: TypeAlias = (
@@ -539,6 +572,7 @@ AnyEvent: TypeAlias = (
     | FailureReported
     | RecoveryActionTaken
     | ScaleRecommended
+    | RebalanceRequested
     | LoadRebalanced
 )
 

@@ -38,12 +38,14 @@ class HeartbeatListener:
         clock: Callable[[], float] = time.time,
         on_bad: BadBeat | None = None,
         on_disconnect: Callable[[list[str]], None] | None = None,
+        on_recorded: Callable[[str], None] | None = None,
     ) -> None:
         self.nc = nc
         self.table = table
         self.clock = clock
         self.on_bad = on_bad
         self.on_disconnect = on_disconnect
+        self.on_recorded = on_recorded
         self.beats = 0
         self.bad = 0
         self.disconnects = 0
@@ -70,6 +72,8 @@ class HeartbeatListener:
             return
         self.beats += 1
         self.table.record(beat, self.clock())
+        if self.on_recorded is not None:
+            self.on_recorded(beat.agent_id)
 
     async def _on_advisory(self, msg: Msg) -> None:
         parsed = parse_disconnect(msg.data)

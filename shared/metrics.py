@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 
@@ -10,6 +12,7 @@ class ServiceMetrics:
 
     def __init__(self, service: str) -> None:
         self.service = service
+        self._server: WSGIServer | None = None
         self.registry = CollectorRegistry()
         self.events_handled = Counter(
             "hive_events_handled_total", "Work events handled", ["service", "type"], registry=self.registry
@@ -49,4 +52,13 @@ class ServiceMetrics:
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose /metrics on a port of its own; returns the bound port (0 picks a free one)."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
         return int(server.server_port)
+
+    def close(self) -> None:
+        """Stop serving (the port is released)."""
+        server = self._server
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            self._server = None

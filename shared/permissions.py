@@ -42,7 +42,10 @@ from shared.events import (
     BreakerReset,
     Event,
     FailureReported,
+    LoadRebalanced,
+    RebalanceRequested,
     RecoveryActionTaken,
+    ScaleRecommended,
     TaskAssigned,
     TaskAttemptFailed,
     TaskCancelled,
@@ -83,7 +86,7 @@ AGENT_PREFIX: Final = "agent-"
 
 SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
     "router": (TaskAssigned, TaskQueued, TaskFailed),
-    "balancer": (),
+    "balancer": (TaskRequeued, TaskCancelRequested, ScaleRecommended, LoadRebalanced),
     "recovery": (
         AgentUnresponsive,
         AgentRecovered,
@@ -119,11 +122,12 @@ SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         WorkflowCancelled,
         BreakerReset,
         FailureReported,
+        RebalanceRequested,
     ),
 }
 """The event types each service appends: a test keeps this equal to what the code constructs."""
 
-SERVICE_DURABLES: Final[frozenset[str]] = frozenset({"router", "recovery", "workflow"})
+SERVICE_DURABLES: Final[frozenset[str]] = frozenset({"router", "balancer", "recovery", "workflow"})
 """Services with a durable work consumer (named after the service)."""
 
 HEARTBEAT_LISTENERS: Final[frozenset[str]] = frozenset({"recovery", "gateway"})

@@ -46,6 +46,8 @@ class Service:
     """Base of the five services. Subclasses implement ``setup`` and may extend ``details``."""
 
     name: ClassVar[str] = "service"
+    serves_metrics_port: ClassVar[bool] = True
+    """Expose Prometheus metrics on METRICS_PORT (the gateway serves /metrics on its HTTP port)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -134,7 +136,7 @@ class Service:
             self.workers.append(worker)
         self._health_sub = await self.bus.nc.subscribe(HEALTH_PING, cb=self._answer_health)
         await self.bus.nc.flush()  # the server knows the subscription before we say we are ready
-        if self.settings.metrics_port >= 0:
+        if self.settings.metrics_port >= 0 and self.serves_metrics_port:
             self.metrics_port = self.metrics.serve(self.settings.metrics_port)
         await self.on_started()
         self.ready.set()
@@ -160,6 +162,7 @@ class Service:
             await self._bus.close()
         if self.store is not None:
             await self.store.close()
+        self.metrics.close()
         self.log.info("service_stopped")
 
     def request_stop(self) -> None:

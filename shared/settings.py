@@ -59,6 +59,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     duplicate_window_s: Annotated[float, Meta(gt=0)] = 120.0
     stream_max_age_s: Annotated[float, Meta(ge=0)] = 0.0
     stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    enable_rebalancing: bool = True
+    rebalance_after_s: Annotated[float, Meta(ge=0)] = 2.0
+    rebalance_quality_tolerance: Annotated[float, Meta(ge=0, le=1)] = 0.05
+    rebalance_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    scale_window_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    scale_target_utilisation: Annotated[float, Meta(gt=0, le=1)] = 0.8
+    metrics_window_s: Annotated[float, Meta(gt=0, le=3600)] = 300.0
+    task_assignment_latency_target_ms: Annotated[float, Meta(gt=0)] = 20.0
+    load_balancing_efficiency_target: Annotated[float, Meta(ge=0, le=1)] = 0.97
+    routing_accuracy_target: Annotated[float, Meta(ge=0, le=100)] = 95.0
+    recovery_time_target_ms: Annotated[float, Meta(gt=0)] = 1500.0
+    throughput_target_tps: Annotated[float, Meta(ge=0)] = 2000.0
+    workflow_completion_target: Annotated[float, Meta(ge=0, le=1)] = 1.0
 
     def __post_init__(self) -> None:
         if self.breaker_min_calls > self.breaker_window_size:
@@ -166,6 +179,55 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "duplicate_window_s": ("DUPLICATE_WINDOW_S", "JetStream de-duplication window for Nats-Msg-Id"),
     "stream_max_age_s": ("STREAM_MAX_AGE_S", "age after which events are discarded (0: keep forever)"),
     "stream_replicas": ("STREAM_REPLICAS", "replicas of the event stream (3 in a cluster)"),
+    "enable_rebalancing": (
+        "ENABLE_REBALANCING",
+        "the balancer moves assigned work an agent has not started to an idle capable agent",
+    ),
+    "rebalance_after_s": (
+        "REBALANCE_AFTER_S",
+        "how long an assigned attempt may wait unstarted before the balancer moves it",
+    ),
+    "rebalance_quality_tolerance": (
+        "REBALANCE_QUALITY_TOLERANCE",
+        "a move's target may be predicted at most this share below the holder's quality",
+    ),
+    "rebalance_interval_s": (
+        "REBALANCE_INTERVAL_S",
+        "how often the balancer looks for unstarted work and re-evaluates scaling",
+    ),
+    "scale_window_s": (
+        "SCALE_WINDOW_S",
+        "window of the arrival rates behind scale recommendations; also how long before one is lowered",
+    ),
+    "scale_target_utilisation": (
+        "SCALE_TARGET_UTILISATION",
+        "utilisation (0..1] scale recommendations aim for at the measured arrival rate",
+    ),
+    "metrics_window_s": (
+        "METRICS_WINDOW_S",
+        "window (seconds) of /orchestration/metrics, performance/validate and the windowed gauges",
+    ),
+    "task_assignment_latency_target_ms": (
+        "TASK_ASSIGNMENT_LATENCY_TARGET_MS",
+        "target of the p99 time from a task becoming routable to its assignment",
+    ),
+    "load_balancing_efficiency_target": (
+        "LOAD_BALANCING_EFFICIENCY_TARGET",
+        "target load-balancing efficiency (0..1, see Balancer)",
+    ),
+    "routing_accuracy_target": (
+        "ROUTING_ACCURACY_TARGET",
+        "target share (percent) of tasks the router's first choice completed at the required quality",
+    ),
+    "recovery_time_target_ms": (
+        "RECOVERY_TIME_TARGET_MS",
+        "target p95 time from a failure to its work running elsewhere",
+    ),
+    "throughput_target_tps": ("THROUGHPUT_TARGET_TPS", "target tasks completed per second"),
+    "workflow_completion_target": (
+        "WORKFLOW_COMPLETION_TARGET",
+        "target share (0..1) of ended workflows that completed",
+    ),
 }
 
 _TRUE = {"1", "true", "yes", "on"}

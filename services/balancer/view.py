@@ -1,26 +1,95 @@
-"""The balancer's projection: the fleet's load view."""
+"""The balancer's projection, kept by a pure apply.
+
+* ``router``: the router's own view (fleet, breakers, learned performance, adaptive weights),
+  folded by the router's apply, so a move is judged by exactly the predictions the router makes;
+* ``load``: load-balancing efficiency samples (``shared/domain/load_balance.py``);
+* ``demand``: per task type, arrivals and completed durations per second (scale advice);
+* ``moved``: how often each live task was moved already (bounded: finished tasks leave);
+* ``scale``: the standing scale advice per capability, as last appended.
+"""
 
 from __future__ import annotations
 
 import msgspec
 
+from services.router.view import RouterState, apply_router
 from shared.bus import Recorded
-from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.load_balance import LoadWindow, sample_assignment
+from shared.domain.windows import WindowSums
+from shared.events import (
+    ScaleRecommended,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskRequeued,
+    TaskSubmitted,
+)
 from shared.projection import ProjectionSpec
+
+REBALANCED = "rebalanced"
+"""The reason of a ``task.requeued`` the balancer appends (an infrastructure failure: no budget used)."""
+
+
+class TypeDemand(msgspec.Struct, kw_only=True):
+    arrivals: WindowSums = msgspec.field(default_factory=WindowSums)
+    """Tasks submitted (a = b = 1 each)."""
+    estimates: WindowSums = msgspec.field(default_factory=WindowSums)
+    """a: estimated durations summed; b: tasks that gave one."""
+    durations: WindowSums = msgspec.field(default_factory=WindowSums)
+    """a: durations of completed tasks summed; b: completed tasks."""
 
 
 class BalancerState(msgspec.Struct, kw_only=True):
-    fleet: FleetState = msgspec.field(default_factory=FleetState)
+    router: RouterState = msgspec.field(default_factory=RouterState)
+    load: LoadWindow = msgspec.field(default_factory=LoadWindow)
+    demand: dict[str, TypeDemand] = {}
+    moved: dict[str, int] = {}
+    """task id -> times the balancer moved it."""
+    scale: dict[str, ScaleRecommended] = {}
+
+
+def _demand(state: BalancerState, task_type: str) -> TypeDemand:
+    found = state.demand.get(task_type)
+    if found is None:
+        found = state.demand[task_type] = TypeDemand()
+    return found
 
 
 def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
-    apply_fleet(state.fleet, recorded)
+    """Balancer figures first (they read the fleet before the event), then the router's view."""
+    fleet = state.router.fleet
+    sample_assignment(state.load, fleet, state.router.breakers, recorded)
+    event = recorded.event
+    match event:
+        case TaskSubmitted():
+            if event.task_id not in fleet.tasks:
+                demand = _demand(state, event.task_type)
+                demand.arrivals.add(event.ts, 1.0)
+                if event.estimated_duration_s is not None:
+                    demand.estimates.add(event.ts, event.estimated_duration_s)
+        case TaskCompleted():
+            task = fleet.tasks.get(event.task_id)
+            if task is not None and not task.terminal and task.attempt == event.attempt:
+                _demand(state, task.spec.task_type).durations.add(event.ts, max(0.0, event.duration_s))
+            state.moved.pop(event.task_id, None)
+        case TaskRequeued():
+            task = fleet.tasks.get(event.task_id)
+            accepted = task is not None and not task.terminal and event.attempt == task.attempt + 1
+            if accepted and event.reason == REBALANCED:
+                state.moved[event.task_id] = state.moved.get(event.task_id, 0) + 1
+        case TaskFailed() | TaskCancelled():
+            state.moved.pop(event.task_id, None)
+        case ScaleRecommended():
+            state.scale[event.capability] = event
+        case _:
+            pass
+    apply_router(state.router, recorded)
     return state
 
 
 BALANCER_VIEW: ProjectionSpec[BalancerState] = ProjectionSpec(
     name="balancer",
-    schema="balancer-2",
+    schema="balancer-3",
     state_type=BalancerState,
     initial=BalancerState,
     apply=apply_balancer,

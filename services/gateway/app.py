@@ -10,11 +10,18 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from services.gateway.errors import EXCEPTION_HANDLERS, error_response
-from services.gateway.routes import agents, health, recovery, tasks, workflows
+from services.gateway.routes import agents, health, performance, recovery, tasks, workflows
 from services.gateway.service import GatewayService
 
 PUBLIC_PATHS = frozenset({"/api/v1/orchestration/health"})
-ALL_ROUTES = [*agents.ROUTES, *tasks.ROUTES, *workflows.ROUTES, *health.ROUTES, *recovery.ROUTES]
+ALL_ROUTES = [
+    *agents.ROUTES,
+    *tasks.ROUTES,
+    *workflows.ROUTES,
+    *health.ROUTES,
+    *recovery.ROUTES,
+    *performance.ROUTES,
+]
 
 
 def create_app(gateway: GatewayService, api_token: str = "") -> Litestar:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ import uvicorn
 from prometheus_client import Counter, Gauge
 
 from services.gateway.errors import ApiError
+from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.schemas import (
     AgentOut,
@@ -33,6 +35,7 @@ from services.gateway.view import GATEWAY_VIEW
 from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.cancellation import cancel_msg_id, cancel_notice, cancellation, notice_msg_id
 from shared.domain.fleet import FLEET_SPEC, TaskView
+from shared.domain.performance_targets import performance_score
 from shared.events import (
     AgentRegistered,
     TaskAssigned,
@@ -58,12 +61,15 @@ class _QuietServer(uvicorn.Server):
 
 class GatewayService(Service):
     name = "gateway"
+    serves_metrics_port = False
 
     async def setup(self) -> None:
         self.view = self.projection(GATEWAY_VIEW)
         self.view.add_listener(self._on_event)
         self.recovery = RecoveryDesk(self)
         self.view.add_listener(self.recovery.on_event)
+        self.performance = PerformanceDesk(self)
+        self.view.add_listener(self.performance.on_event)
         self._routing_waiters: dict[str, asyncio.Future[None]] = {}
         self.port = 0
         self._server: _QuietServer | None = None
@@ -80,6 +86,25 @@ class GatewayService(Service):
         )
         self.workflows_gauge = Gauge(
             "hive_workflows", "Workflows kept in memory, by status", ["status"], registry=registry
+        )
+        self.routing_accuracy_gauge = Gauge(
+            "orchestration_routing_accuracy_ratio",
+            "Share of first attempts the first chosen agent completed at the required quality, over "
+            "METRICS_WINDOW_S",
+            registry=registry,
+        )
+        self.throughput_gauge = Gauge(
+            "orchestration_system_throughput_tasks_per_second",
+            "Tasks completed per second over METRICS_WINDOW_S",
+            registry=registry,
+        )
+        self.score_gauge = Gauge(
+            "orchestration_performance_score",
+            "100 x mean attainment of the measured figures against their targets",
+            registry=registry,
+        )
+        self.targets_met_gauge = Gauge(
+            "orchestration_targets_met", "Targets met over METRICS_WINDOW_S", registry=registry
         )
 
     async def on_started(self) -> None:
@@ -103,6 +128,7 @@ class GatewayService(Service):
                 raise RuntimeError(f"gateway could not listen on port {self.settings.gateway_port}")
             await asyncio.sleep(0.01)
         self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        self.metrics_port = self.port  # /metrics is one of its routes
         self.log.info("gateway_listening", url=f"http://{self.settings.gateway_host}:{self.port}")
 
     async def on_stopping(self) -> None:
@@ -375,4 +401,13 @@ class GatewayService(Service):
             by_status[workflow.status] += 1
         for status, count in by_status.items():
             self.workflows_gauge.labels(status).set(count)
+        found = self.performance.figures(None, time.time())
+        checks = self.performance.checks(found)
+        accuracy = found.routing_accuracy_percent.value
+        throughput = found.system_throughput_tasks_per_second.value
+        score = performance_score(checks)
+        self.routing_accuracy_gauge.set(math.nan if accuracy is None else accuracy / 100)
+        self.throughput_gauge.set(math.nan if throughput is None else throughput)
+        self.score_gauge.set(math.nan if score is None else score)
+        self.targets_met_gauge.set(sum(1 for check in checks if check.met))
         return self.metrics.render()

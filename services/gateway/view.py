@@ -1,4 +1,5 @@
-"""The gateway's projection: fleet, workflows, breakers and agent outcomes (queries without the log)."""
+"""The gateway's projection: fleet, workflows, breakers, agent outcomes (queries without the log) and the
+orchestration metrics (read against the fleet and breakers before they apply each event)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
+from shared.domain.performance_metrics import MetricsState, apply_metrics
 from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.projection import ProjectionSpec
 
@@ -17,9 +19,11 @@ class GatewayState(msgspec.Struct, kw_only=True):
     workflows: WorkflowsState = msgspec.field(default_factory=WorkflowsState)
     breakers: BreakersState = msgspec.field(default_factory=BreakersState)
     outcomes: OutcomesState = msgspec.field(default_factory=OutcomesState)
+    metrics: MetricsState = msgspec.field(default_factory=MetricsState)
 
 
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
+    apply_metrics(state.metrics, state.fleet, state.breakers, recorded)
     apply_fleet(state.fleet, recorded)
     apply_workflows(state.workflows, recorded)
     apply_breakers(state.breakers, recorded)
@@ -29,7 +33,7 @@ def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(
     name="gateway",
-    schema="gateway-4",
+    schema="gateway-5",
     state_type=GatewayState,
     initial=GatewayState,
     apply=apply_gateway,

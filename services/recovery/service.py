@@ -18,7 +18,7 @@ import contextlib
 import time
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.recovery.decide import (
     GiveUp,
@@ -40,10 +40,15 @@ from services.recovery.writer import RecoveryWriter
 from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.breaker_policy import BreakerPolicy, Close, Probe, Trip, breaker_transition
 from shared.domain.heartbeats import HeartbeatTable
+from shared.domain.performance_metrics import RecoveryTracker, track_recovery
 from shared.domain.strategies import choose_strategy, unresponsive_severity
 from shared.events import (
     AgentRegistered,
     AgentUnresponsive,
+    BreakerClosed,
+    BreakerHalfOpened,
+    BreakerOpened,
+    BreakerReset,
     FailureReported,
     RecoveryActionTaken,
     TaskAttemptFailed,
@@ -56,6 +61,8 @@ from shared.work import WorkSpec
 
 MAX_CONFLICT_RETRIES = 20
 TRANSITION_TARGETS: dict[type, str] = {Trip: "open", Probe: "half_open", Close: "closed"}
+BREAKER_STATE_VALUES: dict[str, float] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+"""orchestration_circuit_breaker_state: 0 closed, 1 half-open, 2 open."""
 
 
 class RecoveryService(Service):
@@ -109,6 +116,21 @@ class RecoveryService(Service):
         self.incidents = Counter(
             "hive_recovery_incidents_total", "Incidents handled, by strategy", ["strategy"], registry=registry
         )
+        self.recovery_duration = Histogram(
+            "orchestration_failure_recovery_duration_seconds",
+            "From a failure (an unresponsive agent's last heartbeat, a reported failure) until all the work "
+            "it took away runs again elsewhere or has ended",
+            registry=registry,
+            buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0),
+        )
+        self.breaker_state = Gauge(
+            "orchestration_circuit_breaker_state",
+            "Circuit breaker per agent: 0 closed, 1 half-open, 2 open",
+            ["agent_id"],
+            registry=registry,
+        )
+        self.tracker = RecoveryTracker()
+        """Incidents followed in memory for the duration histogram (not part of the snapshot)."""
 
     async def on_started(self) -> None:
         self.table = HeartbeatTable(started_at=time.time())
@@ -119,6 +141,8 @@ class RecoveryService(Service):
             on_disconnect=self._connection_closed,
         )
         await self.listener.start()
+        for agent_id, breaker in self.view.state.breakers.breakers.items():
+            self.breaker_state.labels(agent_id).set(BREAKER_STATE_VALUES[breaker.status])
         self._ticker = asyncio.create_task(self._tick_loop(), name="recovery-tick")
 
     async def on_stopping(self) -> None:
@@ -143,6 +167,13 @@ class RecoveryService(Service):
     def _on_applied(self, recorded: Recorded) -> None:
         """An outcome may trip or settle a breaker: look at that agent's now, not at the next tick."""
         event = recorded.event
+        settled = track_recovery(self.tracker, recorded)
+        if settled is not None and self.ready.is_set():  # not the history replayed at start
+            self.recovery_duration.observe(settled)
+        if isinstance(event, BreakerOpened | BreakerHalfOpened | BreakerClosed | BreakerReset):
+            breaker = self.view.state.breakers.breakers.get(event.agent_id)
+            if breaker is not None:
+                self.breaker_state.labels(event.agent_id).set(BREAKER_STATE_VALUES[breaker.status])
         if isinstance(event, TaskCompleted | TaskAttemptFailed) and event.agent_id:
             self._dirty.add(event.agent_id)
             self._wake.set()

@@ -16,6 +16,8 @@ import contextlib
 import time
 from typing import Any
 
+from prometheus_client import Histogram
+
 from services.router.adaptive import adaptive_weights
 from services.router.decide import Assign, Decision, Expire, RoutingConfig, next_decision, next_expiry
 from services.router.policy import STRATEGIES
@@ -85,6 +87,12 @@ class RouterService(Service):
         self._release_task: asyncio.Task[None] | None = None
         self._release_pending = False
         self.view.add_listener(self._on_applied)
+        self.assignment_duration = Histogram(
+            "orchestration_task_assignment_duration_seconds",
+            "Time from a task's submission to its first assignment (tasks never held for lack of an agent)",
+            registry=self.metrics.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
 
     async def on_started(self) -> None:
         self._expiry_task = asyncio.create_task(self._expiry_timer(), name="router-expiry")
@@ -185,6 +193,7 @@ class RouterService(Service):
         task = self.view.state.fleet.tasks[decision.task_id]
         correlation = task.spec.correlation_id or task.task_id
         if isinstance(decision, Assign):
+            never_held = decision.attempt == 1 and task.status == "pending"  # read before any await
             event = TaskAssigned(
                 agent_id=decision.agent_id,
                 task_id=decision.task_id,
@@ -215,6 +224,8 @@ class RouterService(Service):
             )
             if not result.duplicate:
                 self.assignments += 1
+                if never_held:
+                    self.assignment_duration.observe(max(0.0, event.ts - task.submitted_ts))
                 self.log.debug("task_assigned", task_id=decision.task_id, agent_id=decision.agent_id)
             return result
         if isinstance(decision, Expire):

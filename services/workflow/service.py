@@ -12,8 +12,11 @@ workflows, so instances racing for the last slot cannot both take it.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
+
+from prometheus_client import Gauge
 
 from services.workflow.decide import (
     Action,
@@ -30,6 +33,7 @@ from services.workflow.decide import (
 from services.workflow.view import WORKFLOW_VIEW
 from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.cancellation import cancel_msg_id, cancel_notice, cancellation, notice_msg_id
+from shared.domain.windows import WindowSums
 from shared.domain.workflows import WorkflowView
 from shared.events import (
     AgentRecovered,
@@ -93,6 +97,15 @@ class WorkflowService(Service):
         self.dispatched = 0
         self.admitted = 0
         self.conflicts = 0
+        self.outcomes = WindowSums()
+        """Workflows ended per second of event time (a: completed, b: completed or failed)."""
+        self.completion_rate = Gauge(
+            "orchestration_workflow_completion_rate",
+            "Completed / (completed + failed) workflows over METRICS_WINDOW_S, as of the last one that ended",
+            registry=self.metrics.registry,
+        )
+        self.completion_rate.set(math.nan)
+        self.view.add_listener(self._on_applied)
 
     def details(self) -> dict[str, Any]:
         flows = self.view.state.flows
@@ -105,6 +118,14 @@ class WorkflowService(Service):
             "admitted": self.admitted,
             "conflicts": self.conflicts,
         }
+
+    def _on_applied(self, recorded: Recorded) -> None:
+        event = recorded.event
+        if not isinstance(event, WorkflowCompleted | WorkflowFailed):
+            return
+        self.outcomes.add(event.ts, 1.0 if isinstance(event, WorkflowCompleted) else 0.0)
+        ended = self.outcomes.sums(event.ts - self.settings.metrics_window_s)
+        self.completion_rate.set(ended.a / ended.b if ended.b else math.nan)
 
     async def on_event(self, recorded: Recorded) -> None:
         await self.view.wait_for(recorded.seq)

@@ -93,6 +93,9 @@ class Stack:
         env["HIVE_INSTANCE"] = f"{name}-{index}"
         if name == "gateway":
             env["GATEWAY_PORT"] = str(self.settings.gateway_port + index)
+            env["METRICS_PORT"] = "-1"  # it serves /metrics on its HTTP port
+        elif self.settings.metrics_port > 0:
+            env["METRICS_PORT"] = str(self.settings.metrics_port + self.metrics_offset(name, index))
         if self.auth:
             env["NATS_USER"] = name
             env["NATS_PASSWORD"] = self._passwords[name]
@@ -115,6 +118,33 @@ class Stack:
         """Changes with every rewrite (each one replaces the file) and with every user added."""
         stat = self.credentials.users_conf.stat()
         return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def metrics_offset(self, name: str, index: int) -> int:
+        """Position of an instance among those with a metrics port of their own (all but gateways):
+        with METRICS_PORT=P, instances get P, P+1, ... in service order."""
+        offset = 0
+        for service in self.services:
+            if service == "gateway":
+                continue
+            if service == name:
+                return offset + index
+            offset += self.scale.get(service, 1)
+        return offset + index
+
+    def metrics_endpoints(self) -> list[tuple[str, str]]:
+        """(instance, URL of its Prometheus metrics) as the instances report them in their health."""
+        body = self.health() or {}
+        services = body.get("services", {})
+        found: list[tuple[str, str]] = []
+        if not isinstance(services, dict):
+            return found
+        for replies in services.values():
+            for reply in replies if isinstance(replies, list) else []:
+                port = reply.get("metrics_port") if isinstance(reply, dict) else None
+                if isinstance(port, int) and port > 0:
+                    host = self.settings.gateway_host if reply.get("service") == "gateway" else "127.0.0.1"
+                    found.append((str(reply.get("instance")), f"http://{host}:{port}/metrics"))
+        return sorted(found)
 
     def start_nats(self) -> None:
         users_file = None

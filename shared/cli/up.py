@@ -7,12 +7,15 @@ agent and an admin under ``<HIVE_HOME>/auth`` and gives each child process its o
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
+
+import msgspec
 
 from shared.cli.stack import SERVICE_NAMES, Stack
 from shared.embedded import EmbeddedNatsError, die_with_parent
@@ -51,6 +54,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
+        if not os.environ.get("METRICS_PORT"):
+            settings = msgspec.structs.replace(settings, metrics_port=0)  # every instance: a free port
         scale = parse_scale(args.scale)
     except (SettingsError, ValueError) as exc:
         print(f"hive up: {exc}", file=sys.stderr)
@@ -85,9 +90,12 @@ def run(args: argparse.Namespace) -> int:
             f"  NATS     {stack.nats_url}  (users and passwords: {stack.credentials.path};\n"
             f'           as admin: eval "$(hive auth env admin)"; your own agents: hive auth agent ID)\n'
             f"  services {instances}\n"
-            f"  logs     {Path(settings.hive_home) / 'logs'}\nPress Ctrl-C to stop.",
+            f"  logs     {Path(settings.hive_home) / 'logs'}",
             flush=True,
         )
+        for instance, url in stack.metrics_endpoints():
+            print(f"  metrics  {instance:<12} {url}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
         while not stopping.wait(0.5):
             for instance in stack.supervise():
                 print(f"{instance} exited; restarted it", flush=True)

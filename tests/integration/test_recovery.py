@@ -304,15 +304,11 @@ async def test_a_closed_connection_is_heard_through_the_server_disconnect_adviso
     doomed = await EventBus.connect(settings.nats_url, "doomed")
     table = HeartbeatTable(started_at=0.0)
     closed = asyncio.Event()
-    listener = HeartbeatListener(observer.nc, table, on_disconnect=lambda agents: closed.set())
-    await listener.start()
     heard = asyncio.Event()
-
-    async def on_beat(_msg: Msg) -> None:
-        heard.set()
-
-    await observer.nc.subscribe(heartbeat_subject("d1"), cb=on_beat)
-    await observer.nc.flush()  # subscriptions registered before anything is published
+    listener = HeartbeatListener(
+        observer.nc, table, on_disconnect=lambda agents: closed.set(), on_recorded=lambda agent: heard.set()
+    )
+    await listener.start()
     beat = Heartbeat(
         agent_id="d1", session="s", ts=0.0, in_flight=0, capacity=1, connection=connection_key(doomed.nc)
     )

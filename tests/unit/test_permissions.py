@@ -114,7 +114,13 @@ def test_services_read_the_log_but_append_only_their_own_decisions() -> None:
     assert "hive.hb.*" not in router.subscribe
     assert "hive.hb.*" in service_permissions("recovery").subscribe
     assert "$SYS.ACCOUNT.*.DISCONNECT" in service_permissions("gateway").subscribe
-    assert not [s for s in service_permissions("balancer").publish if s.startswith("hive.evt.")]
+    balancer_appends = {s for s in service_permissions("balancer").publish if s.startswith("hive.evt.")}
+    assert balancer_appends == {
+        "hive.evt.task.*.requeued",
+        "hive.evt.agent.*.task_cancel_requested",
+        "hive.evt.system.*.scale_recommended",
+        "hive.evt.system.*.load_rebalanced",
+    }
     assert all("hive.svc.health" in service_permissions(s).publish for s in SERVICES)
     assert "hive.svc.health" not in agent_permissions("a").publish
     assert all(service_permissions(s).responses for s in SERVICES)

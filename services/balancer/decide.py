@@ -1,0 +1,246 @@
+"""Rebalancing decisions, pure: which assigned-but-unstarted attempts to move, and to whom.
+
+Where work waits in Hive. The router never gives an agent more than its capacity and the SDK
+starts an assignment as soon as it reads it, so "assigned" normally lasts milliseconds. Work waits
+*at an agent* when that agent does not start it: its assignment reader is stalled or lagging (a
+blocked event loop, a lost consumer, an agent that only starts work when its own workers free up)
+while its heartbeats still say it is alive, or its circuit breaker opened after the assignment was
+made (the agent is failing; the router would not give it that work now). Work that waits in the
+*queue* because no capable agent has room needs more agents, not moves (``scaling``).
+
+A move is decided when all of these hold:
+
+* the attempt is ``assigned`` (not started) and has waited ``unstarted_after_s``, or its holder's
+  breaker is open; the holder is active or draining (silent agents are recovery's work);
+* it is not a probe of a half-open breaker (the breaker needs that probe's own outcome; recovery's
+  timeout is the backstop);
+* the task was moved fewer than ``max_moves_per_task`` times;
+* a target exists: an agent the router could give the task to (active, capable, not excluded)
+  whose breaker is closed, with a free slot once the moves planned before it are counted, holding
+  no long-unstarted work itself, whose predicted quality (the router's own model, the very
+  prediction its routing uses) reaches the task's threshold, and whose *vouched* quality is at
+  least ``(1 - quality_tolerance)`` x the holder's. Vouched quality is the prediction minus one
+  standard deviation: what the agent has shown, not what it says of itself, so a proven holder is
+  not traded for an unknown agent, while an unproven holder's self-description does not pin work
+  on it. A move never trades quality for speed beyond that tolerance.
+
+Among the targets the least utilised after the move wins (ties: higher predicted quality, then the
+agent id). A move becomes ``task.requeued`` (attempt + 1, reason ``rebalanced``, the target as
+preferred agent), appended against the task's last sequence as this view saw it: if the agent
+started the attempt meanwhile, its ``task.started`` moved that sequence and the server refuses it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from services.balancer.view import BalancerState
+from services.router.decide import RoutingConfig, ineligibility, strategy_of
+from services.router.performance import reference_duration
+from services.router.policy import effective_weights
+from services.router.scoring import score_candidate
+from services.router.view import RouterState
+from shared.domain.fleet import WAITING, AgentView, TaskView
+from shared.domain.load_balance import fleet_efficiency
+from shared.events import PRIORITY_RANK
+
+MAX_NOTES: Final = 20
+
+
+class RebalancePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    unstarted_after_s: float = 2.0
+    quality_tolerance: float = 0.05
+    max_moves: int = 100
+    max_moves_per_task: int = 2
+
+
+class Waiting(msgspec.Struct, frozen=True, kw_only=True):
+    """An attempt its holder has not started."""
+
+    task: TaskView
+    holder: AgentView
+    waited_s: float
+    breaker_open: bool
+
+
+class Move(msgspec.Struct, frozen=True, kw_only=True):
+    task_id: str
+    attempt: int
+    """The new attempt."""
+    from_agent_id: str
+    to_agent_id: str
+    waited_s: float
+    quality_from: float
+    quality_to: float
+
+    def as_record(self) -> dict[str, str]:
+        """The move as ``system.load_rebalanced`` records it."""
+        return {
+            "task_id": self.task_id,
+            "attempt": str(self.attempt),
+            "from_agent_id": self.from_agent_id,
+            "to_agent_id": self.to_agent_id,
+            "waited_s": f"{self.waited_s:.3f}",
+            "quality_from": f"{self.quality_from:.4f}",
+            "quality_to": f"{self.quality_to:.4f}",
+        }
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    moves: list[Move]
+    notes: list[str]
+    """Why waiting work stays where it is (at most ``MAX_NOTES``)."""
+    waiting: int
+    """Attempts waiting unstarted past the limit (or at an agent whose breaker is open)."""
+    efficiency_before: float | None
+    efficiency_after: float | None
+    """Fleet-wide efficiency now, and once every move lands on its target."""
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What a rebalance did: the plan it started from, the moves made (planned, on a dry run),
+    notes on what stayed, and the fleet-wide efficiency once the moves land."""
+
+    plan: Plan
+    moves: list[Move]
+    notes: list[str]
+    efficiency_after: float | None
+
+
+def waiting_attempts(state: RouterState, now: float, policy: RebalancePolicy) -> list[Waiting]:
+    """Unstarted attempts past the limit (or at an open breaker), longest waiting first."""
+    found: list[Waiting] = []
+    fleet = state.fleet
+    for holder in fleet.agents.values():
+        if holder.status not in ("active", "draining") or not holder.in_flight:
+            continue
+        breaker = state.breakers.breakers.get(holder.agent_id)
+        breaker_open = breaker is not None and breaker.status == "open"
+        for task_id, attempt in holder.in_flight.items():
+            task = fleet.tasks.get(task_id)
+            if task is None or task.status != "assigned" or task.attempt != attempt:
+                continue
+            waited = max(0.0, now - (task.assigned_ts if task.assigned_ts is not None else now))
+            if waited >= policy.unstarted_after_s or breaker_open:
+                found.append(Waiting(task=task, holder=holder, waited_s=waited, breaker_open=breaker_open))
+    found.sort(key=lambda w: (-w.waited_s, -PRIORITY_RANK[w.task.spec.priority], w.task.task_id))
+    return found
+
+
+def _predicted(
+    state: RouterState, agent: AgentView, task: TaskView, now: float, config: RoutingConfig
+) -> tuple[float, float]:
+    """The router's predicted quality of `agent` on `task` (what its score is built on), and the
+    quality it vouches for: the prediction minus one standard deviation."""
+    weights = effective_weights(strategy_of(task, config), config.mode, task.spec, state.adaptive)
+    reference = reference_duration(state.performance, task)
+    scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
+    prediction = scored.prediction
+    return prediction.quality, max(0.0, prediction.quality - prediction.uncertainty)
+
+
+def _breaker_closed(state: RouterState, agent_id: str) -> bool:
+    breaker = state.breakers.breakers.get(agent_id)
+    return breaker is None or breaker.status == "closed"
+
+
+def plan_moves(
+    state: BalancerState, now: float, policy: RebalancePolicy, config: RoutingConfig | None = None
+) -> Plan:
+    """The moves to make now, most-waiting first, and notes on the waiting work left in place."""
+    config = config or RoutingConfig()
+    router = state.router
+    waiting = waiting_attempts(router, now, policy)
+    stuck_holders = {w.holder.agent_id for w in waiting}
+    planned_in: dict[str, int] = {}
+    shifts: dict[str, int] = {}
+    moves: list[Move] = []
+    notes: list[str] = []
+
+    def note(item: Waiting, why: str) -> None:
+        if len(notes) < MAX_NOTES:
+            notes.append(
+                f"task {item.task.task_id} on {item.holder.agent_id} (unstarted {item.waited_s:.1f} s): {why}"
+            )
+
+    for item in waiting:
+        task, holder = item.task, item.holder
+        if len(moves) >= policy.max_moves:
+            note(item, f"move limit ({policy.max_moves}) reached")
+            continue
+        probed = router.breakers.probes.get(task.task_id) == holder.agent_id
+        if probed:
+            note(item, "a probe of the agent's half-open breaker: its outcome decides the breaker")
+            continue
+        if state.moved.get(task.task_id, 0) >= policy.max_moves_per_task:
+            note(item, f"already moved {policy.max_moves_per_task} time(s)")
+            continue
+        holder_quality, holder_vouched = _predicted(router, holder, task, now, config)
+        floor = holder_vouched * (1.0 - policy.quality_tolerance)
+        threshold = task.spec.expected_quality_threshold
+        best: tuple[tuple[float, float, str], AgentView, float] | None = None
+        best_below: tuple[float, str] | None = None
+        for agent in router.fleet.agents.values():
+            if agent.agent_id == holder.agent_id or agent.agent_id in stuck_holders:
+                continue
+            if ineligibility(router, agent, task) is not None or not _breaker_closed(router, agent.agent_id):
+                continue
+            load = agent.load + planned_in.get(agent.agent_id, 0)
+            if load >= agent.capacity:
+                continue
+            quality, vouched = _predicted(router, agent, task, now, config)
+            if vouched < floor or quality < threshold:
+                if best_below is None or vouched > best_below[0]:
+                    best_below = (vouched, agent.agent_id)
+                continue
+            key = ((load + 1) / agent.capacity, -quality, agent.agent_id)
+            if best is None or key < best[0]:
+                best = (key, agent, quality)
+        if best is None:
+            if best_below is not None:
+                note(
+                    item,
+                    f"the best free capable agent, {best_below[1]}, is vouched for at {best_below[0]:.2f}, "
+                    f"below {floor:.2f} ({holder.agent_id}'s {holder_vouched:.2f} less the "
+                    f"{policy.quality_tolerance:.0%} tolerance), or predicted below the task's threshold "
+                    f"{threshold:.2f}",
+                )
+            else:
+                note(item, "no other capable agent with a closed breaker has a free slot")
+            continue
+        _key, target, quality = best
+        planned_in[target.agent_id] = planned_in.get(target.agent_id, 0) + 1
+        shifts[target.agent_id] = shifts.get(target.agent_id, 0) + 1
+        shifts[holder.agent_id] = shifts.get(holder.agent_id, 0) - 1
+        moves.append(
+            Move(
+                task_id=task.task_id,
+                attempt=task.attempt + 1,
+                from_agent_id=holder.agent_id,
+                to_agent_id=target.agent_id,
+                waited_s=item.waited_s,
+                quality_from=holder_quality,
+                quality_to=quality,
+            )
+        )
+    before = fleet_efficiency(router.fleet, router.breakers)
+    after = fleet_efficiency(router.fleet, router.breakers, shifts) if moves else before
+    return Plan(
+        moves=moves,
+        notes=notes,
+        waiting=len(waiting),
+        efficiency_before=before,
+        efficiency_after=after,
+    )
+
+
+def efficiency_once_landed(state: RouterState, moves: list[Move]) -> float | None:
+    """Fleet-wide efficiency once the moved attempts still waiting land on their targets."""
+    shifts: dict[str, int] = {}
+    for move in moves:
+        task = state.fleet.tasks.get(move.task_id)
+        if task is not None and task.status in WAITING and task.attempt == move.attempt:
+            shifts[move.to_agent_id] = shifts.get(move.to_agent_id, 0) + 1
+    return fleet_efficiency(state.fleet, state.breakers, shifts)

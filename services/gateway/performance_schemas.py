@@ -1,0 +1,103 @@
+"""HTTP bodies of the performance endpoints: metrics, target validation, load-balancing optimize."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from shared.domain.performance_targets import TargetCheck
+from shared.events import Id
+
+
+class OrchestrationMetricsOut(msgspec.Struct, kw_only=True):
+    """Each figure over the window; null when the window holds nothing to measure it on."""
+
+    task_assignment_latency_ms: float | None
+    load_balancing_efficiency: float | None
+    routing_accuracy_percent: float | None
+    failure_recovery_time_ms: float | None
+    system_throughput_tasks_per_second: float | None
+    workflow_completion_rate: float | None
+
+
+class ScaleAdviceOut(msgspec.Struct, kw_only=True):
+    capability: str
+    additional_agents: int
+    current_agents: int
+    current_slots: int
+    needed_slots: float
+    arrival_rate_per_s: float
+    queue_depth: int
+    mean_duration_s: float
+    reason: str
+    ts: float
+
+
+class MetricsResponse(msgspec.Struct, kw_only=True):
+    timestamp: float
+    window_s: float
+    performance_score: float | None
+    """100 x the mean attainment of the measured figures against their targets (null: none measured)."""
+    targets_met: int
+    total_targets: int
+    orchestration_metrics: OrchestrationMetricsOut
+    samples: dict[str, int]
+    """What each figure was measured on (assignments, tasks in flight summed over samples, ...)."""
+    percentiles: dict[str, dict[str, float | None]]
+    scale_recommendations: list[ScaleAdviceOut]
+    seq: int
+    """The last event the figures include."""
+
+
+class ValidateResponse(msgspec.Struct, kw_only=True):
+    timestamp: float
+    window_s: float
+    status: Literal["met", "not_met", "no_data"]
+    """met: every measured target is met; not_met: at least one is not; no_data: none measured."""
+    performance_score: float | None
+    targets_met: int
+    targets_measured: int
+    total_targets: int
+    targets: list[TargetCheck]
+    seq: int
+
+
+class OptimizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Ask the balancer to move assigned work that waits unstarted, now."""
+
+    request_id: Id | None = None
+    """Your id for the request (default: a new one); the same id twice is a 409."""
+    dry_run: bool = False
+    """Only say what would move."""
+    max_moves: Annotated[int, Meta(ge=0, le=10_000)] = 100
+    unstarted_after_s: Annotated[float, Meta(ge=0, le=86_400)] | None = None
+    """Move attempts unstarted for at least this long (default: REBALANCE_AFTER_S)."""
+    requested_by: Annotated[str, Meta(max_length=200)] = ""
+
+
+class MoveOut(msgspec.Struct, kw_only=True):
+    task_id: str
+    attempt: int
+    """The new attempt (the old one is superseded: a late start or result from it is refused)."""
+    from_agent_id: str
+    to_agent_id: str
+    """Preferred for the new attempt; the router takes another if it filled up meanwhile."""
+    waited_s: float
+    quality_from: float
+    quality_to: float
+
+
+class OptimizeResponse(msgspec.Struct, kw_only=True):
+    request_id: str
+    status: Literal["done", "requested"]
+    """done: the balancer answered within ASSIGN_WAIT_MS; requested: not yet (is a balancer running?)."""
+    dry_run: bool
+    moves: list[MoveOut] = []
+    efficiency_before: float | None = None
+    efficiency_after: float | None = None
+    """Fleet-wide, once the moved attempts land on their targets."""
+    notes: list[str] = []
+    detail: str = ""
+    seq: int = 0

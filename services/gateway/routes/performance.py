@@ -1,0 +1,57 @@
+"""Performance: orchestration metrics, validation against the targets, load-balancing optimize."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
+
+from services.gateway.performance_schemas import (
+    MetricsResponse,
+    OptimizeRequest,
+    OptimizeResponse,
+    ValidateResponse,
+)
+from services.gateway.service import GatewayService
+
+Gateway = NamedDependency[GatewayService]
+Window = Annotated[
+    float | None,
+    Parameter(gt=0, le=3600, description="seconds the figures cover, ending now (default: METRICS_WINDOW_S)"),
+]
+
+
+@get(
+    "/api/v1/orchestration/metrics",
+    summary="Orchestration figures computed from the event log over a window",
+    description="Each figure is null when the window holds nothing to measure it on; README "
+    "'Metrics and targets' says exactly how each is computed.",
+)
+async def orchestration_metrics(gateway: Gateway, window_s: Window = None) -> MetricsResponse:
+    return gateway.performance.metrics(window_s)
+
+
+@get(
+    "/api/v1/orchestration/performance/validate",
+    summary="Each target with its measured value and whether it is met",
+)
+async def validate_performance(gateway: Gateway, window_s: Window = None) -> ValidateResponse:
+    return gateway.performance.validate(window_s)
+
+
+@post(
+    "/api/v1/orchestration/load-balancing/optimize",
+    summary="Move assigned work that waits unstarted to idle capable agents, now",
+    description="200 with the moves and the efficiency before and after when the balancer answered "
+    "within ASSIGN_WAIT_MS, else 202. dry_run only says what would move. 409 on a reused request_id.",
+)
+async def optimize_load(
+    gateway: Gateway, data: JSONBody[OptimizeRequest | None] = None
+) -> Response[OptimizeResponse]:
+    answer = await gateway.performance.optimize(data or OptimizeRequest())
+    return Response(answer, status_code=200 if answer.status == "done" else 202)
+
+
+ROUTES = [orchestration_metrics, validate_performance, optimize_load]

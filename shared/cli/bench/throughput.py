@@ -1,0 +1,243 @@
+"""``hive bench throughput``: tasks carried through their whole lifecycle per second, sustained.
+
+A private Hive (its own nats-server and the services asked for, every one by default, as
+``hive up`` runs them) takes a stream of tasks kept ``--outstanding`` deep: a task is submitted as
+soon as one completes. Each goes submitted -> assigned -> started -> completed by simulated agents
+that answer at once (``hive agent --work-ms 0`` in a process of its own, niced so that the services
+come first: in production agents run elsewhere). The sustained rate is measured between the 10th
+and the 90th percentile of completions, as the observer saw them arrive in the log, so neither the
+ramp-up nor the drain counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from shared.bus import EventBus, Recorded
+from shared.cli.bench.common import quiet, run, wait_for_services
+from shared.cli.stack import SERVICE_NAMES, Stack, local_stack
+from shared.events import AgentRegistered, TaskCompleted, TaskSubmitted
+from shared.subjects import events_of_type
+
+TARGET_TPS = 2000.0
+CAPABILITY = "lifecycle"
+
+
+@dataclass
+class ThroughputResult:
+    services: list[str]
+    agents: int
+    capacity: int
+    tasks: int
+    outstanding: int
+    completed: int
+    elapsed_s: float
+    sustained_per_s: float
+    """Completions per second between the 10th and the 90th percentile of completions."""
+    overall_per_s: float
+    cpus: int
+    target_per_s: float = TARGET_TPS
+
+    @property
+    def met(self) -> bool:
+        return self.completed == self.tasks and self.sustained_per_s >= self.target_per_s
+
+
+def spawn_agents(stack: Stack, count: int, capacity: int, log: Path) -> subprocess.Popen[bytes]:
+    """`hive agent` with instant work, niced, in a process group of its own."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shared.cli.main",
+                "agent",
+                "--count",
+                str(count),
+                "--prefix",
+                "lifecycle",
+                "--capacity",
+                str(capacity),
+                "--capabilities",
+                CAPABILITY,
+                "--work-ms",
+                "0",
+            ],
+            env=dict(os.environ, NATS_URL=stack.nats_url, LOG_LEVEL="warning"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: os.nice(10),
+        )
+
+
+async def measure_throughput(
+    stack: Stack, *, agents: int, capacity: int, tasks: int, outstanding: int, submitters: int = 8
+) -> ThroughputResult:
+    bus = await EventBus.connect(stack.nats_url, "bench")
+    process = spawn_agents(stack, agents, capacity, Path(stack.settings.hive_home) / "logs" / "agents.log")
+    completions: list[float] = []
+    seen: set[str] = set()
+    done = asyncio.Event()
+    room = asyncio.Semaphore(outstanding)
+    stop_following = asyncio.Event()
+    follower: asyncio.Task[None] | None = None
+    try:
+        await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
+        await _wait_for_agents(bus, agents)
+
+        def on_completed(recorded: Recorded) -> None:
+            task_id = getattr(recorded.event, "task_id", "")
+            if task_id.startswith("tp-") and task_id not in seen:
+                seen.add(task_id)
+                completions.append(time.perf_counter())
+                room.release()
+                if len(seen) == tasks:
+                    done.set()
+
+        follower = asyncio.create_task(
+            bus.follow(
+                on_completed,
+                stop_following,
+                subject_filter=events_of_type("task", TaskCompleted.event_type()),
+                start_seq=await bus.last_sequence() + 1,
+            )
+        )
+        numbers = iter(range(tasks))
+        begin = time.perf_counter()
+
+        async def submit() -> None:
+            for index in numbers:
+                await room.acquire()
+                await bus.append(TaskSubmitted(task_id=f"tp-{index}", task_type=CAPABILITY), expected=0)
+
+        await asyncio.gather(*(submit() for _ in range(submitters)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout=120 + tasks / 100)
+        elapsed = time.perf_counter() - begin
+    finally:
+        stop_following.set()
+        if follower is not None:
+            await asyncio.gather(follower, return_exceptions=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        await bus.close()
+    return ThroughputResult(
+        services=list(stack.services),
+        agents=agents,
+        capacity=capacity,
+        tasks=tasks,
+        outstanding=outstanding,
+        completed=len(completions),
+        elapsed_s=elapsed,
+        sustained_per_s=sustained_rate(completions),
+        overall_per_s=len(completions) / elapsed if elapsed > 0 else 0.0,
+        cpus=os.cpu_count() or 0,
+    )
+
+
+def sustained_rate(times: list[float], low: float = 0.1, high: float = 0.9) -> float:
+    """Completions per second between the `low` and `high` fractions of them (0 when too few)."""
+    if len(times) < 10:
+        return 0.0
+    ordered = sorted(times)
+    first, last = round(low * (len(ordered) - 1)), round(high * (len(ordered) - 1))
+    span = ordered[last] - ordered[first]
+    return (last - first) / span if span > 0 else 0.0
+
+
+async def _wait_for_agents(bus: EventBus, count: int, timeout: float = 60.0) -> None:
+    """Until `count` agents registered (their process is starting beside us)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        agents: set[str] = set()
+        async for item in bus.read(subject_filter=events_of_type("agent", AgentRegistered.event_type())):
+            if isinstance(item, Recorded) and isinstance(item.event, AgentRegistered):
+                agents.add(item.event.agent_id)
+        if len(agents) >= count:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{count} simulated agents did not register within {timeout}s")
+
+
+def parse_services(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SERVICE_NAMES]
+    if unknown or "router" not in names:
+        raise argparse.ArgumentTypeError(
+            f"services among {', '.join(SERVICE_NAMES)}, router included (got {text!r})"
+        )
+    if "gateway" in names and set(names) != set(SERVICE_NAMES):
+        raise argparse.ArgumentTypeError("the gateway reports healthy only beside all four other services")
+    return names
+
+
+def run_throughput(args: argparse.Namespace) -> ThroughputResult:
+    with tempfile.TemporaryDirectory(prefix="hive-bench-") as home:
+        stack = local_stack(Path(home), services=args.services)
+        stack.start()
+        try:
+            return run(
+                measure_throughput(
+                    stack,
+                    agents=args.agents,
+                    capacity=args.capacity,
+                    tasks=args.tasks,
+                    outstanding=args.outstanding,
+                )
+            )
+        finally:
+            stack.stop()
+
+
+def bench_throughput(args: argparse.Namespace) -> int:
+    result = run_throughput(args)
+    if args.json:
+        print(json.dumps({**asdict(result), "met": result.met}))
+        return 0
+    print(
+        f"throughput (full lifecycle): {result.tasks} tasks kept {result.outstanding} deep, "
+        f"{result.agents} agents x capacity {result.capacity} answering at once, services "
+        f"{', '.join(result.services)}, {result.cpus} CPU(s)"
+    )
+    print(f"  completed    {result.completed}/{result.tasks} in {result.elapsed_s:.1f} s")
+    print(
+        f"  sustained    {result.sustained_per_s:.0f} tasks/s   (target >= {result.target_per_s:.0f}; "
+        "between the 10th and 90th percentile of completions)"
+    )
+    print(f"  overall      {result.overall_per_s:.0f} tasks/s   (first submission to last completion)")
+    print(f"  verdict      {'target met' if result.met else 'target NOT met'}")
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bench = commands.add_parser("throughput", help="tasks per second through their whole lifecycle")
+    bench.add_argument("--tasks", type=int, default=10_000)
+    bench.add_argument("--outstanding", type=int, default=400, help="tasks submitted and not completed")
+    bench.add_argument("--agents", type=int, default=20)
+    bench.add_argument("--capacity", type=int, default=50)
+    bench.add_argument(
+        "--services",
+        type=parse_services,
+        default=SERVICE_NAMES,
+        help="comma-separated services to run (default: all five, as hive up)",
+    )
+    bench.add_argument("--json", action="store_true", help="one JSON line instead of a table")
+    bench.set_defaults(func=quiet(bench_throughput))

@@ -1,0 +1,289 @@
+"""Rebalancing decisions without NATS: what waits unstarted moves, where to, and what stays and why."""
+
+from __future__ import annotations
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.balancer.decide import Plan, RebalancePolicy, plan_moves
+from services.balancer.view import BalancerState, apply_balancer
+from services.router.decide import Assign, route_task
+from shared.bus import Recorded
+from shared.events import (
+    AgentDraining,
+    AgentRegistered,
+    AnyEvent,
+    BreakerHalfOpened,
+    BreakerOpened,
+    Persona,
+    TaskAssigned,
+    TaskCompleted,
+    TaskRequeued,
+    TaskStarted,
+    TaskSubmitted,
+)
+from shared.projection import Snapshot
+
+POLICY = RebalancePolicy(unstarted_after_s=2.0, quality_tolerance=0.05)
+
+
+def state_of(*events: AnyEvent) -> BalancerState:
+    state = BalancerState()
+    for seq, event in enumerate(events, start=1):
+        apply_balancer(state, Recorded(seq, event.subject, event))
+    return state
+
+
+def agent(agent_id: str, capacity: int = 2, proficiency: float = 0.9, **caps: float) -> AgentRegistered:
+    return AgentRegistered(
+        agent_id=agent_id,
+        capabilities={"review": proficiency, **caps},
+        capacity=capacity,
+        persona=Persona(cognitive_style="analytical"),
+        ts=1.0,
+    )
+
+
+def stuck_on(holder: str, task_id: str = "t", at: float = 100.0, **spec: object) -> list[AnyEvent]:
+    return [
+        TaskSubmitted(task_id=task_id, task_type="review", ts=at, **spec),  # type: ignore[arg-type]
+        TaskAssigned(agent_id=holder, task_id=task_id, attempt=1, ts=at),
+    ]
+
+
+def only_move(plan: Plan) -> tuple[str, str, str]:
+    assert len(plan.moves) == 1, plan
+    move = plan.moves[0]
+    return move.task_id, move.from_agent_id, move.to_agent_id
+
+
+def test_an_attempt_unstarted_past_the_limit_moves_to_an_idle_capable_agent() -> None:
+    state = state_of(agent("slow"), agent("idle"), *stuck_on("slow"))
+    plan = plan_moves(state, now=102.5, policy=POLICY)
+    assert only_move(plan) == ("t", "slow", "idle")
+    assert plan.moves[0].attempt == 2 and plan.moves[0].waited_s == 2.5
+    assert plan.waiting == 1
+
+
+def test_nothing_moves_before_the_limit_nor_once_started() -> None:
+    waiting = state_of(agent("slow"), agent("idle"), *stuck_on("slow"))
+    assert plan_moves(waiting, now=101.0, policy=POLICY).moves == []
+    started = state_of(
+        agent("slow"), agent("idle"), *stuck_on("slow"), TaskStarted(task_id="t", agent_id="slow", attempt=1)
+    )
+    assert plan_moves(started, now=200.0, policy=POLICY).moves == []
+
+
+def test_the_least_utilised_target_wins() -> None:
+    state = state_of(
+        agent("slow"),
+        agent("half", capacity=2),
+        agent("empty", capacity=4),
+        TaskSubmitted(task_id="other", task_type="review", ts=100.0),
+        TaskAssigned(agent_id="half", task_id="other", attempt=1, ts=100.0),
+        TaskStarted(task_id="other", agent_id="half", attempt=1),
+        *stuck_on("slow"),
+    )
+    assert only_move(plan_moves(state, now=103.0, policy=POLICY))[2] == "empty"
+
+
+def test_work_never_moves_to_an_agent_predicted_worse_beyond_the_tolerance() -> None:
+    state = state_of(agent("slow", proficiency=0.95), agent("weak", proficiency=0.3), *stuck_on("slow"))
+    plan = plan_moves(state, now=103.0, policy=POLICY)
+    assert plan.moves == []
+    assert "weak" in plan.notes[0] and "below" in plan.notes[0]
+    tolerant = plan_moves(state, now=103.0, policy=RebalancePolicy(quality_tolerance=0.9))
+    assert only_move(tolerant)[2] == "weak"
+
+
+def track_record(agent_id: str, quality: float, count: int = 30) -> list[AnyEvent]:
+    """`count` review tasks `agent_id` completed at `quality`."""
+    events: list[AnyEvent] = []
+    for index in range(count):
+        task_id = f"{agent_id}-done-{index}"
+        events += [
+            TaskSubmitted(task_id=task_id, task_type="review", ts=50.0),
+            TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=1, ts=50.0),
+            TaskStarted(task_id=task_id, agent_id=agent_id, attempt=1, ts=50.0),
+            TaskCompleted(task_id=task_id, agent_id=agent_id, attempt=1, quality=quality, ts=51.0),
+        ]
+    return events
+
+
+def test_a_proven_holder_is_not_traded_for_an_unknown_agent_but_an_unproven_one_is() -> None:
+    proven_holder = state_of(
+        agent("proven"), agent("newcomer"), *track_record("proven", 0.9), *stuck_on("proven")
+    )
+    plan = plan_moves(proven_holder, now=103.0, policy=POLICY)
+    assert plan.moves == [] and "newcomer" in plan.notes[0]
+    unproven_holder = state_of(
+        agent("newcomer"), agent("proven"), *track_record("proven", 0.8), *stuck_on("newcomer")
+    )
+    assert only_move(plan_moves(unproven_holder, now=103.0, policy=POLICY)) == ("t", "newcomer", "proven")
+
+
+def test_the_target_must_reach_the_tasks_quality_threshold() -> None:
+    state = state_of(
+        agent("slow", proficiency=0.9),
+        agent("ok", proficiency=0.85),
+        *stuck_on("slow", expected_quality_threshold=0.95),
+    )
+    assert plan_moves(state, now=103.0, policy=RebalancePolicy(quality_tolerance=1.0)).moves == []
+
+
+def test_targets_must_be_capable_free_closed_and_not_stuck_themselves() -> None:
+    state = state_of(
+        agent("slow"),
+        agent("other-skill", capacity=2, proficiency=0.9),
+        AgentRegistered(agent_id="no-review", capabilities={"python": 1.0}, capacity=2, ts=1.0),
+        agent("full", capacity=1),
+        agent("probing"),
+        BreakerHalfOpened(agent_id="probing", probes_allowed=3),
+        agent("draining"),
+        AgentDraining(agent_id="draining"),
+        agent("also-slow"),
+        TaskSubmitted(task_id="busy", task_type="review", ts=100.0),
+        TaskAssigned(agent_id="full", task_id="busy", attempt=1, ts=100.0),
+        TaskStarted(task_id="busy", agent_id="full", attempt=1),
+        *stuck_on("also-slow", task_id="t0", at=99.0),
+        *stuck_on("slow", required_capabilities=["python"]),
+    )
+    plan = plan_moves(state, now=103.0, policy=POLICY)
+    # t needs python: only "no-review" offers it, but not review. t0 may go to other-skill only.
+    assert [(m.task_id, m.to_agent_id) for m in plan.moves] == [("t0", "other-skill")]
+    assert any(note.startswith("task t on slow") and "no other capable agent" in note for note in plan.notes)
+
+
+def test_moves_in_one_plan_never_fill_a_target_beyond_its_capacity() -> None:
+    events: list[AnyEvent] = [agent("slow", capacity=5), agent("small", capacity=2)]
+    for index in range(5):
+        events += stuck_on("slow", task_id=f"t{index}", at=100.0 + index / 10)
+    plan = plan_moves(state_of(*events), now=110.0, policy=POLICY)
+    assert [m.task_id for m in plan.moves] == ["t0", "t1"]  # longest waiting first, two slots
+    assert len(plan.notes) == 3 and all("free slot" in note for note in plan.notes)
+
+
+def test_a_probe_of_a_half_open_breaker_stays_but_work_at_an_open_breaker_moves_at_once() -> None:
+    probing = state_of(
+        agent("flaky"),
+        agent("idle"),
+        BreakerHalfOpened(agent_id="flaky", probes_allowed=1),
+        *stuck_on("flaky"),
+    )
+    plan = plan_moves(probing, now=110.0, policy=POLICY)
+    assert plan.moves == [] and "probe" in plan.notes[0]
+    tripped = state_of(agent("flaky"), agent("idle"), *stuck_on("flaky"), BreakerOpened(agent_id="flaky"))
+    assert only_move(plan_moves(tripped, now=100.1, policy=POLICY)) == ("t", "flaky", "idle")
+
+
+def test_a_task_is_moved_at_most_max_moves_per_task_times() -> None:
+    state = state_of(
+        agent("a"),
+        agent("b"),
+        agent("c"),
+        *stuck_on("a"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", preferred_agent_id="b", ts=103.0),
+        TaskAssigned(agent_id="b", task_id="t", attempt=2, ts=103.0),
+        TaskRequeued(task_id="t", attempt=3, reason="rebalanced", preferred_agent_id="c", ts=106.0),
+        TaskAssigned(agent_id="c", task_id="t", attempt=3, ts=106.0),
+    )
+    plan = plan_moves(state, now=120.0, policy=POLICY)
+    assert plan.moves == [] and "already moved 2" in plan.notes[0]
+    finished = state_of(
+        agent("a"),
+        *stuck_on("a"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", ts=103.0),
+        TaskAssigned(agent_id="a", task_id="t", attempt=2, ts=103.0),
+        TaskCompleted(task_id="t", agent_id="a", attempt=2),
+    )
+    assert finished.moved == {}, "a finished task is forgotten"
+
+
+def test_moves_spread_over_idle_agents_and_efficiency_before_and_after_follows_them() -> None:
+    state = state_of(
+        agent("slow"), agent("idle-1"), agent("idle-2"), *stuck_on("slow", "t1"), *stuck_on("slow", "t2")
+    )
+    plan = plan_moves(state, now=103.0, policy=POLICY)
+    assert sorted(m.to_agent_id for m in plan.moves) == ["idle-1", "idle-2"]
+    assert plan.efficiency_before == 0.5 and plan.efficiency_after == 1.0
+
+
+def test_the_router_honours_the_preferred_agent_when_eligible_and_free() -> None:
+    state = state_of(
+        agent("best", proficiency=1.0),
+        agent("preferred", proficiency=0.6),
+        *stuck_on("best"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", preferred_agent_id="preferred", ts=103.0),
+    )
+    decision = route_task(state.router, state.router.fleet.tasks["t"], now=103.0)
+    assert isinstance(decision, Assign) and decision.agent_id == "preferred"
+    busy = state_of(
+        agent("best", proficiency=1.0),
+        agent("preferred", capacity=1, proficiency=0.6),
+        TaskSubmitted(task_id="other", task_type="review", ts=100.0),
+        TaskAssigned(agent_id="preferred", task_id="other", attempt=1, ts=100.0),
+        *stuck_on("best"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", preferred_agent_id="preferred", ts=103.0),
+    )
+    decision = route_task(busy.router, busy.router.fleet.tasks["t"], now=103.0)
+    assert isinstance(decision, Assign) and decision.agent_id == "best"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=3), min_size=2, max_size=6),
+    st.lists(st.tuples(st.integers(min_value=0, max_value=5), st.floats(0.0, 10.0)), max_size=12),
+)
+def test_a_plan_moves_only_unstarted_work_to_agents_with_room(
+    capacities: list[int], stuck: list[tuple[int, float]]
+) -> None:
+    events: list[AnyEvent] = [agent(f"a{i}", capacity=c) for i, c in enumerate(capacities)]
+    loads = dict.fromkeys(range(len(capacities)), 0)
+    for index, (holder, age) in enumerate(stuck):
+        holder %= len(capacities)
+        if loads[holder] >= capacities[holder]:
+            continue
+        loads[holder] += 1
+        events += stuck_on(f"a{holder}", task_id=f"t{index}", at=100.0 - age)
+    state = state_of(*events)
+    plan = plan_moves(state, now=100.0, policy=POLICY)
+    fleet = state.router.fleet
+    incoming: dict[str, int] = {}
+    for move in plan.moves:
+        task = fleet.tasks[move.task_id]
+        assert task.status == "assigned" and task.agent_id == move.from_agent_id
+        assert 100.0 - (task.assigned_ts or 0.0) >= POLICY.unstarted_after_s
+        incoming[move.to_agent_id] = incoming.get(move.to_agent_id, 0) + 1
+    for agent_id, count in incoming.items():
+        target = fleet.agents[agent_id]
+        assert target.load + count <= target.capacity
+        assert all(m.from_agent_id != agent_id for m in plan.moves)
+
+
+def test_the_balancer_state_survives_a_snapshot_round_trip() -> None:
+    state = state_of(
+        agent("slow"),
+        agent("idle"),
+        *track_record("idle", 0.8, count=3),
+        *stuck_on("slow"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", preferred_agent_id="idle", ts=103.0),
+        TaskAssigned(agent_id="slow", task_id="t", attempt=2, ts=103.5),
+    )
+    blob = msgspec.msgpack.encode(Snapshot(seq=1, state=state, versions={}))
+    restored = msgspec.msgpack.decode(blob, type=Snapshot[BalancerState]).state
+    assert restored == state and restored.moved == {"t": 1}
+    assert plan_moves(restored, now=110.0, policy=POLICY) == plan_moves(state, now=110.0, policy=POLICY)
+
+
+def test_a_move_costs_the_task_no_retry_budget_and_teaches_the_router_nothing_about_the_holder() -> None:
+    state = state_of(
+        agent("slow"),
+        agent("idle"),
+        *stuck_on("slow"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", previous_agent_id="slow", ts=103.0),
+    )
+    task = state.router.fleet.tasks["t"]
+    assert task.attempt == 2 and task.task_failures == 0 and task.status == "pending"
+    assert state.router.fleet.agents["slow"].in_flight == {}
+    assert "slow" not in state.router.performance.agents
