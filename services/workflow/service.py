@@ -8,10 +8,18 @@ triggering event unacknowledged: it comes back, and ``decide`` finds the dispatc
 and submits it, once (a second submission is refused as the task exists). Admission to one of the
 MAX_CONCURRENT_WORKFLOWS slots is appended against the last ``workflow.started`` of *all*
 workflows, so instances racing for the last slot cannot both take it.
+
+The end of a step's task is not a work event: task endings are as frequent as tasks and most
+tasks belong to no workflow, so taking each one off a durable consumer (deliver, ack) would cost
+every task a round trip for nothing. The projection, which reads every event anyway, notices the
+ending of a step's task and queues that workflow for a decision; on start every running workflow
+is queued once, which covers endings that happened while no instance was looking.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from collections import Counter
 from typing import Any
@@ -65,14 +73,17 @@ TRIGGERS: list[type[Event]] = [
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
-    TaskCompleted,
-    TaskFailed,
-    TaskCancelled,
     AgentRegistered,
     AgentRecovered,
 ]
-"""Events after which a workflow may have something to do. The service's own per-step events
-(step_dispatched, step_skipped) are not among them: it decides again right after appending them."""
+"""Work events: after them a workflow may have something to do. The service's own per-step events
+(step_dispatched, step_skipped) are not among them: it decides again right after appending them.
+Nor are the endings of tasks (``STEP_ENDINGS``): the projection notices those."""
+
+STEP_ENDINGS = (TaskCompleted, TaskFailed, TaskCancelled)
+"""Endings of a task that move its workflow (an attempt's failure does not: recovery retries it)."""
+RETRY_AFTER_S = 1.0
+"""Pause before deciding again for a workflow whose decision could not be appended."""
 
 STARTED = events_of_type("workflow", WorkflowStarted.event_type())
 MAX_CONFLICTS = 50
@@ -105,7 +116,33 @@ class WorkflowService(Service):
             registry=self.metrics.registry,
         )
         self.completion_rate.set(math.nan)
+        self._due: dict[str, str] = {}
+        """Workflows a step ended in and not yet decided for, with the ending event's id (FIFO)."""
+        self._due_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.view.add_listener(self._on_applied)
+
+    async def on_started(self) -> None:
+        # A step may have ended while no instance was looking: decide once for every running one
+        # (endings seen while catching up count only for workflows still running).
+        running = self.view.state.flows.running
+        self._due = {wid: cause for wid, cause in self._due.items() if wid in running}
+        for workflow_id in running:
+            self._due.setdefault(workflow_id, "")
+        self._due_task = asyncio.create_task(self._decide_due(), name="workflow-due")
+
+    async def on_stopping(self) -> None:
+        """Finish the decision in hand (a few appends), then stop; what is left is redone on start."""
+        self._stopping = True
+        task = self._due_task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def details(self) -> dict[str, Any]:
         flows = self.view.state.flows
@@ -121,6 +158,13 @@ class WorkflowService(Service):
 
     def _on_applied(self, recorded: Recorded) -> None:
         event = recorded.event
+        if isinstance(event, STEP_ENDINGS):
+            step = self.view.state.flows.task_steps.get(event.task_id)
+            if step is not None:
+                self._due.setdefault(step[0], event.id)
+                if self._due_task is not None and self._due_task.done() and not self._stopping:
+                    self._due_task = asyncio.create_task(self._decide_due(), name="workflow-due")
+            return
         if not isinstance(event, WorkflowCompleted | WorkflowFailed):
             return
         self.outcomes.add(event.ts, 1.0 if isinstance(event, WorkflowCompleted) else 0.0)
@@ -134,6 +178,20 @@ class WorkflowService(Service):
             await self.reconcile(workflow_id, cause)
         for workflow_id in await self.admit(cause):
             await self.reconcile(workflow_id, cause)
+
+    async def _decide_due(self) -> None:
+        """Decide for each workflow a step ended in, oldest first, until none is left."""
+        while self._due and not self._stopping:
+            workflow_id = next(iter(self._due))
+            cause = self._due.pop(workflow_id)
+            try:
+                await self.reconcile(workflow_id, cause)
+            except Exception:
+                self.log.exception(
+                    "workflow_decision_failed", workflow_id=workflow_id, retry_in_s=RETRY_AFTER_S
+                )
+                self._due.setdefault(workflow_id, cause)
+                await asyncio.sleep(RETRY_AFTER_S)
 
     # --- one workflow -------------------------------------------------------------------------
 

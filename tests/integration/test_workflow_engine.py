@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import msgspec
+import nats.errors
 
 from services.router.service import RouterService
 from services.workflow.service import WorkflowService
 from shared.agent.sdk import Agent, NonRetryableError, TaskContext
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
-from shared.bus import DeadLetter, EventBus
+from shared.bus import AppendResult, DeadLetter, EventBus
 from shared.domain.workflows import step_task_id
 from shared.embedded import EmbeddedNats
 from shared.events import (
+    Event,
     RetryPolicy,
     TaskCompleted,
     TaskRequeued,
@@ -234,6 +237,35 @@ async def test_a_restarted_workflow_service_picks_up_where_it_stopped(
     dispatched = Counter(e.step_id for e in event_log.of_type(WorkflowStepDispatched))
     submitted = Counter(e.step_id for e in event_log.of_type(TaskSubmitted))
     assert dispatched == submitted == Counter({f"s{i}": 1 for i in range(5)})
+
+
+async def test_a_decision_that_could_not_be_appended_after_a_step_ended_is_made_again(
+    settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    steps = [
+        WorkflowStep(step_id="first", task_type="x"),
+        WorkflowStep(step_id="second", task_type="x", dependencies=["first"]),
+    ]
+    agent = Agent("worker", quick, capabilities=["x"], capacity=1)
+    async with hive(settings) as h:
+        append = h.workflow.bus.append
+        refused: list[str] = []
+
+        async def append_failing_once(event: Event, **kwargs: Any) -> AppendResult:
+            # NATS did not answer in time when the workflow service dispatched "second".
+            if isinstance(event, WorkflowStepDispatched) and event.step_id == "second" and not refused:
+                refused.append(event.step_id)
+                raise nats.errors.TimeoutError
+            return await append(event, **kwargs)
+
+        h.workflow.bus.append = append_failing_once  # type: ignore[method-assign]
+        await agent.start(bus)
+        await bus.append(WorkflowSubmitted(workflow_id="w", steps=steps), expected=0)
+        await event_log.wait_for(finished("w"), timeout=20)
+        await agent.stop()
+    assert refused == ["second"], "the fault was injected when the first step ended"
+    assert isinstance(outcome(event_log, "w"), WorkflowCompleted)
+    assert Counter(e.step_id for e in event_log.of_type(TaskSubmitted)) == {"first": 1, "second": 1}
 
 
 async def test_a_crash_between_the_dispatch_and_the_task_submission_loses_and_duplicates_nothing(
