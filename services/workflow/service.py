@@ -151,6 +151,7 @@ class WorkflowService(Service):
             "waiting": len(flows.waiting),
             "running": len(flows.running),
             "max_running": self.settings.max_concurrent_workflows,
+            "decisions_due": len(self._due),
             "steps_dispatched": self.dispatched,
             "admitted": self.admitted,
             "conflicts": self.conflicts,
