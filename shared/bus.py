@@ -169,6 +169,9 @@ class EventBus:
             event_log.warning("nats_error", error=repr(exc))
 
         async def on_disconnected() -> None:
+            if client.is_closed:  # our own close (drain, shutdown): nothing went wrong
+                event_log.debug("nats_closed")
+                return
             event_log.warning("nats_disconnected")
 
         async def on_reconnected() -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
+import structlog
 
 from services.router.service import RouterService
 from services.router.view import ROUTER_VIEW
 from shared.bus import ConcurrencyConflict, DeadLetter, EventBus, Recorded
+from shared.embedded import EmbeddedNats
 from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
 from shared.projection import ProjectionRunner, rebuild
 from shared.settings import Settings
@@ -113,3 +116,35 @@ async def test_garbage_on_an_event_subject_goes_to_the_dead_letter_queue_and_the
 def test_recorded_is_what_projections_apply() -> None:
     event = TaskSubmitted(task_id="t", task_type="x")
     assert Recorded(1, event.subject, event).event is event
+
+
+class DisconnectWatch(structlog.testing.LogCapture):
+    """Keeps every log entry and says when a disconnection warning arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warned = asyncio.Event()
+
+    def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
+        if event_dict.get("event") == "nats_disconnected":
+            self.warned.set()
+        return super().__call__(logger, method_name, event_dict)
+
+
+async def test_losing_the_server_is_a_warning_and_closing_on_purpose_is_not(
+    settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    watch = DisconnectWatch()
+    processors = structlog.get_config()["processors"]
+    structlog.configure(processors=[watch])
+    try:
+        closed = await EventBus.connect(settings.nats_url, "closed-on-purpose")
+        await closed.close()
+        lost = await EventBus.connect(settings.nats_url, "lost-its-server")
+        await asyncio.to_thread(nats_server.stop)
+        await asyncio.wait_for(watch.warned.wait(), timeout=5)
+        await lost.close()
+    finally:
+        structlog.configure(processors=processors)
+    warned = [entry.get("service") for entry in watch.entries if entry["event"] == "nats_disconnected"]
+    assert warned == ["lost-its-server"]
