@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 import pytest
+import structlog
 
 from shared.bus import EventBus, Recorded
 from shared.embedded import EmbeddedNats
@@ -120,3 +121,32 @@ async def event_log(bus: EventBus) -> AsyncIterator[EventLog]:
     log = await EventLog(bus).start()
     yield log
     await log.stop()
+
+
+class LogWatch(structlog.testing.LogCapture):
+    """Keeps every log entry of this process and says when one named `awaited` arrived."""
+
+    def __init__(self, awaited: str) -> None:
+        super().__init__()
+        self.awaited = awaited
+        self.arrived = asyncio.Event()
+
+    def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
+        if event_dict.get("event") == self.awaited:
+            self.arrived.set()
+        return super().__call__(logger, method_name, event_dict)
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.entries if entry.get("event") == event]
+
+
+@contextmanager
+def watching_logs(awaited: str) -> Iterator[LogWatch]:
+    """Route every log entry to a LogWatch for the duration (the usual output is restored after)."""
+    watch = LogWatch(awaited)
+    processors = structlog.get_config()["processors"]
+    structlog.configure(processors=[watch])
+    try:
+        yield watch
+    finally:
+        structlog.configure(processors=processors)

@@ -59,6 +59,10 @@ log = get_logger("hive.agent")
 
 T = TypeVar("T")
 
+REGISTER_RETRY_FIRST_S = 0.1
+REGISTER_RETRY_MAX_S = 2.0
+"""Registering before Hive created its stream: retry after 0.1 s, doubling up to 2 s."""
+
 
 class AttemptSuperseded(Exception):
     """This agent may no longer report on the attempt (fencing); the reason says why."""
@@ -208,18 +212,27 @@ class Agent:
     async def _register(self) -> None:
         """Append ``agent.registered`` for the current session and read assignments made after it."""
         assert self.bus is not None
-        registered = await self.bus.append(
-            AgentRegistered(
-                agent_id=self.agent_id,
-                name=self.name,
-                capabilities=self.capabilities,
-                persona=self.persona,
-                capacity=self.capacity,
-                session=self.session,
-                metadata=self.metadata,
-            ),
-            expected=None,
+        registration = AgentRegistered(
+            agent_id=self.agent_id,
+            name=self.name,
+            capabilities=self.capabilities,
+            persona=self.persona,
+            capacity=self.capacity,
+            session=self.session,
+            metadata=self.metadata,
         )
+        pause = REGISTER_RETRY_FIRST_S
+        while True:
+            try:
+                registered = await self.bus.append(registration, expected=None)
+                break
+            except nats.js.errors.NoStreamResponseError:
+                # The server is up but Hive's stream is not yet (Hive is starting): wait for it,
+                # as a worker waits for its broker, instead of dying.
+                if pause == REGISTER_RETRY_FIRST_S:
+                    self.log.warning("waiting_for_hive", reason=f"no {EVENTS_STREAM} stream yet")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, REGISTER_RETRY_MAX_S)
         await self._fresh_consumer(registered.seq + 1)
         self.log.info("agent_registered", session=self.session, capacity=self.capacity, seq=registered.seq)
 

@@ -13,6 +13,7 @@ from shared.bus import EventBus
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
+    AgentRegistered,
     RetryPolicy,
     TaskAssigned,
     TaskAttemptFailed,
@@ -24,7 +25,7 @@ from shared.events import (
     TaskSubmitted,
 )
 from shared.settings import Settings
-from tests.conftest import EventLog, running
+from tests.conftest import EventLog, running, watching_logs
 
 
 async def test_a_failing_attempt_is_retried_and_then_completes(
@@ -146,3 +147,20 @@ async def test_drain_finishes_the_work_in_hand_then_deregisters(
     kinds = [type(e) for e in event_log.events]
     assert kinds.index(AgentDraining) < kinds.index(TaskCompleted) < kinds.index(AgentDeregistered)
     assert event_log.of_type(TaskAttemptFailed) == []
+
+
+async def test_an_agent_started_before_hive_waits_for_its_stream_then_registers(settings: Settings) -> None:
+    early = await EventBus.connect(settings.nats_url, "early")  # the server is up, Hive is not
+    try:
+        with watching_logs("waiting_for_hive") as watch:
+            agent = Agent("early", lambda context: asyncio.sleep(0), capabilities=["x"], capacity=1)
+            starting = asyncio.create_task(agent.start(early))
+            await asyncio.wait_for(watch.arrived.wait(), timeout=5)
+            assert not starting.done(), "the agent waits instead of failing"
+            await early.ensure_streams()  # Hive starts
+            await asyncio.wait_for(starting, timeout=10)
+        registered = [r.event async for r in early.read() if isinstance(r.event, AgentRegistered)]
+        assert [e.agent_id for e in registered] == ["early"]
+        await agent.stop()
+    finally:
+        await early.close()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import msgspec
 import pytest
-import structlog
 
 from services.router.service import RouterService
 from services.router.view import ROUTER_VIEW
@@ -18,7 +16,7 @@ from shared.projection import ProjectionRunner, rebuild
 from shared.settings import Settings
 from shared.snapshots import SnapshotStore
 from shared.subjects import DLQ_STREAM, dlq_subject
-from tests.conftest import EventLog, running
+from tests.conftest import EventLog, running, watching_logs
 
 
 async def test_a_stale_append_is_refused_and_a_fresh_one_accepted(bus: EventBus) -> None:
@@ -118,33 +116,14 @@ def test_recorded_is_what_projections_apply() -> None:
     assert Recorded(1, event.subject, event).event is event
 
 
-class DisconnectWatch(structlog.testing.LogCapture):
-    """Keeps every log entry and says when a disconnection warning arrived."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.warned = asyncio.Event()
-
-    def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
-        if event_dict.get("event") == "nats_disconnected":
-            self.warned.set()
-        return super().__call__(logger, method_name, event_dict)
-
-
 async def test_losing_the_server_is_a_warning_and_closing_on_purpose_is_not(
     settings: Settings, nats_server: EmbeddedNats
 ) -> None:
-    watch = DisconnectWatch()
-    processors = structlog.get_config()["processors"]
-    structlog.configure(processors=[watch])
-    try:
+    with watching_logs("nats_disconnected") as watch:
         closed = await EventBus.connect(settings.nats_url, "closed-on-purpose")
         await closed.close()
         lost = await EventBus.connect(settings.nats_url, "lost-its-server")
         await asyncio.to_thread(nats_server.stop)
-        await asyncio.wait_for(watch.warned.wait(), timeout=5)
+        await asyncio.wait_for(watch.arrived.wait(), timeout=5)
         await lost.close()
-    finally:
-        structlog.configure(processors=processors)
-    warned = [entry.get("service") for entry in watch.entries if entry["event"] == "nats_disconnected"]
-    assert warned == ["lost-its-server"]
+    assert [entry.get("service") for entry in watch.named("nats_disconnected")] == ["lost-its-server"]

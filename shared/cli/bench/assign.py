@@ -11,12 +11,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from shared.agent.simulated import SimulationProfile, make_simulated_agents
-from shared.bus import EventBus, Recorded
+from nats.aio.msg import Msg
+
+from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
+from shared.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from shared.cli.bench.common import percentile, quiet, run, wait_for_services
 from shared.cli.stack import Stack, local_stack
-from shared.events import TaskSubmitted
-from shared.subjects import events_of_type
+from shared.events import TaskAssigned, TaskSubmitted
+from shared.natsclient import stored_at_ns
+from shared.subjects import events_of_type, parse_event_subject
+
+CAPABILITY = "bench"
+TASK_PREFIX = "bench-"
 
 
 @dataclass
@@ -37,63 +43,104 @@ class AssignResult:
         return self.assigned == self.tasks and self.p99_ms < self.target_p99_ms
 
 
+class StoredTimes:
+    """Server-side times (ns) at which each task's submission and first assignment were stored."""
+
+    def __init__(self, expected: int) -> None:
+        self.submitted: dict[str, int] = {}
+        self.assigned: dict[str, int] = {}
+        self.expected = expected
+        self.complete = asyncio.Event()
+
+    def on_submitted(self, task_id: str, stored_ns: int) -> None:
+        self.submitted.setdefault(task_id, stored_ns)
+        self._check()
+
+    def on_assigned(self, task_id: str, stored_ns: int) -> None:
+        self.assigned.setdefault(task_id, stored_ns)
+        self._check()
+
+    def _check(self) -> None:
+        if len(self.assigned) >= self.expected and len(self.submitted) >= self.expected:
+            self.complete.set()
+
+    def latencies_ms(self) -> list[float]:
+        return [
+            (stored - self.submitted[task_id]) / 1e6
+            for task_id, stored in self.assigned.items()
+            if task_id in self.submitted
+        ]
+
+    def span_s(self) -> float:
+        """From the first stored submission to the last stored assignment."""
+        if not self.submitted or not self.assigned:
+            return 0.0
+        return (max(self.assigned.values()) - min(self.submitted.values())) / 1e9
+
+
 async def measure_assignment(
     stack: Stack, *, agents: int, tasks: int, rate: float, capacity: int, work_ms: float
 ) -> AssignResult:
-    """Offer `tasks` at `rate`/s (open loop) and time submission -> assignment of each."""
+    """Offer `tasks` at `rate`/s (open loop) and time submission -> assignment of each.
+
+    Both ends are the server's store times, read back from the log: what is measured is the
+    router's reaction, not this process's scheduling. The agents run in a niced process of their
+    own so that they take CPU from the services as little as they can on a shared machine.
+    """
     bus = await EventBus.connect(stack.nats_url, "bench")
-    agent_bus = await EventBus.connect(stack.nats_url, "bench-agents")
-    fleet = make_simulated_agents(
-        agents,
+    process = spawn_agent_process(
+        stack.nats_url,
         prefix="bench",
-        capabilities=["bench"],
+        count=agents,
         capacity=capacity,
-        profile=SimulationProfile(work_s=work_ms / 1000, jitter=0.1),
+        capabilities=CAPABILITY,
+        work_ms=work_ms,
+        log=Path(stack.settings.hive_home) / "logs" / "agents.log",
+        nice=10,
     )
+    times = StoredTimes(tasks)
+    stop_following = asyncio.Event()
+    followers: list[asyncio.Task[None]] = []
     try:
         await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
-        for agent in fleet:
-            await agent.start(agent_bus)
-        submitted_at: dict[str, float] = {}
-        latencies: list[float] = []
-        done = asyncio.Event()
+        await wait_for_agents(bus, agents)
 
-        def on_assigned(recorded: Recorded) -> None:
-            event = recorded.event
-            started = submitted_at.pop(getattr(event, "task_id", ""), None)
-            if started is not None:
-                latencies.append((time.perf_counter() - started) * 1000)
-                if len(latencies) == tasks:
-                    done.set()
+        async def on_submitted(msg: Msg) -> None:
+            parsed = parse_event_subject(msg.subject)
+            if parsed is not None and parsed[1].startswith(TASK_PREFIX):
+                times.on_submitted(parsed[1], stored_at_ns(msg))
 
-        stop_following = asyncio.Event()
-        follower = asyncio.create_task(
-            bus.follow(
-                on_assigned,
-                stop_following,
-                subject_filter=events_of_type("agent", "task_assigned"),
-                start_seq=await bus.last_sequence() + 1,
+        async def on_assigned(msg: Msg) -> None:
+            item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
+            event = item.event if isinstance(item, Recorded) else None
+            if isinstance(event, TaskAssigned) and event.task_id.startswith(TASK_PREFIX):
+                times.on_assigned(event.task_id, stored_at_ns(msg))
+
+        start_seq = await bus.last_sequence() + 1
+        for handler, subject in (
+            (on_submitted, events_of_type("task", TaskSubmitted.event_type())),
+            (on_assigned, events_of_type("agent", TaskAssigned.event_type())),
+        ):
+            followers.append(
+                asyncio.create_task(
+                    bus.follow_raw(handler, stop_following, subject_filter=subject, start_seq=start_seq)
+                )
             )
-        )
         begin = time.perf_counter()
         for index in range(tasks):
-            slot = begin + index / rate
-            delay = slot - time.perf_counter()
+            delay = begin + index / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task_id = f"bench-{index}"
-            submitted_at[task_id] = time.perf_counter()
-            await bus.append(TaskSubmitted(task_id=task_id, task_type="bench"), expected=0)
+            await bus.append(TaskSubmitted(task_id=f"{TASK_PREFIX}{index}", task_type=CAPABILITY), expected=0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), timeout=60 + tasks / rate)
-        elapsed = time.perf_counter() - begin
-        stop_following.set()
-        await follower
+            await asyncio.wait_for(times.complete.wait(), timeout=60 + tasks / rate)
     finally:
-        for agent in fleet:
-            await agent.stop()
-        await agent_bus.close()
+        stop_following.set()
+        await asyncio.gather(*followers, return_exceptions=True)
+        stop_agent_process(process)
         await bus.close()
+    latencies = times.latencies_ms()
+    span = times.span_s()
     return AssignResult(
         agents=agents,
         tasks=tasks,
@@ -103,7 +150,7 @@ async def measure_assignment(
         p95_ms=percentile(latencies, 95),
         p99_ms=percentile(latencies, 99),
         max_ms=max(latencies, default=float("nan")),
-        throughput_per_s=len(latencies) / elapsed if elapsed > 0 else 0.0,
+        throughput_per_s=len(latencies) / span if span > 0 else 0.0,
     )
 
 

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,9 +27,9 @@ from pathlib import Path
 from shared.agent.sdk import Agent, TaskContext
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus, Recorded
+from shared.cli.bench.agent_process import spawn_agent_process
 from shared.cli.bench.common import percentile, quiet, run, wait_for_services
 from shared.cli.stack import Stack, local_stack
-from shared.credentials import without_credentials
 from shared.events import (
     AgentRegistered,
     AgentUnresponsive,
@@ -153,34 +152,16 @@ def spawn_agents(
 
     Its agents offer one capability, `prefix`, so the tasks of that name go to them first.
     """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shared.cli.main",
-                "agent",
-                "--count",
-                str(count),
-                "--prefix",
-                prefix,
-                "--capacity",
-                str(capacity),
-                "--capabilities",
-                prefix,
-                "--work-ms",
-                "600000",
-            ],
-            env=dict(
-                without_credentials(os.environ),  # a private server, without credentials
-                NATS_URL=nats_url,
-                HEARTBEAT_INTERVAL_S=str(settings.heartbeat_interval_s),
-            ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return spawn_agent_process(
+        nats_url,
+        prefix=prefix,
+        count=count,
+        capacity=capacity,
+        capabilities=prefix,
+        work_ms=600000,
+        log=log,
+        env={"HEARTBEAT_INTERVAL_S": str(settings.heartbeat_interval_s)},
+    )
 
 
 async def kill_round(

@@ -16,18 +16,16 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shared.bus import EventBus, Recorded
+from shared.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from shared.cli.bench.common import quiet, run, wait_for_services
 from shared.cli.stack import SERVICE_NAMES, Stack, local_stack
-from shared.events import AgentRegistered, TaskCompleted, TaskSubmitted
+from shared.events import TaskCompleted, TaskSubmitted
 from shared.subjects import events_of_type
 
 TARGET_TPS = 2000.0
@@ -54,40 +52,20 @@ class ThroughputResult:
         return self.completed == self.tasks and self.sustained_per_s >= self.target_per_s
 
 
-def spawn_agents(stack: Stack, count: int, capacity: int, log: Path) -> subprocess.Popen[bytes]:
-    """`hive agent` with instant work, niced, in a process group of its own."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shared.cli.main",
-                "agent",
-                "--count",
-                str(count),
-                "--prefix",
-                "lifecycle",
-                "--capacity",
-                str(capacity),
-                "--capabilities",
-                CAPABILITY,
-                "--work-ms",
-                "0",
-            ],
-            env=dict(os.environ, NATS_URL=stack.nats_url, LOG_LEVEL="warning"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=lambda: os.nice(10),
-        )
-
-
 async def measure_throughput(
     stack: Stack, *, agents: int, capacity: int, tasks: int, outstanding: int, submitters: int = 8
 ) -> ThroughputResult:
     bus = await EventBus.connect(stack.nats_url, "bench")
-    process = spawn_agents(stack, agents, capacity, Path(stack.settings.hive_home) / "logs" / "agents.log")
+    process = spawn_agent_process(
+        stack.nats_url,
+        prefix="lifecycle",
+        count=agents,
+        capacity=capacity,
+        capabilities=CAPABILITY,
+        work_ms=0,
+        log=Path(stack.settings.hive_home) / "logs" / "agents.log",
+        nice=10,
+    )
     completions: list[float] = []
     seen: set[str] = set()
     done = asyncio.Event()
@@ -96,7 +74,7 @@ async def measure_throughput(
     follower: asyncio.Task[None] | None = None
     try:
         await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
-        await _wait_for_agents(bus, agents)
+        await wait_for_agents(bus, agents)
 
         def on_completed(recorded: Recorded) -> None:
             task_id = getattr(recorded.event, "task_id", "")
@@ -131,13 +109,7 @@ async def measure_throughput(
         stop_following.set()
         if follower is not None:
             await asyncio.gather(follower, return_exceptions=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_agent_process(process)
         await bus.close()
     return ThroughputResult(
         services=list(stack.services),
@@ -161,20 +133,6 @@ def sustained_rate(times: list[float], low: float = 0.1, high: float = 0.9) -> f
     first, last = round(low * (len(ordered) - 1)), round(high * (len(ordered) - 1))
     span = ordered[last] - ordered[first]
     return (last - first) / span if span > 0 else 0.0
-
-
-async def _wait_for_agents(bus: EventBus, count: int, timeout: float = 60.0) -> None:
-    """Until `count` agents registered (their process is starting beside us)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        agents: set[str] = set()
-        async for item in bus.read(subject_filter=events_of_type("agent", AgentRegistered.event_type())):
-            if isinstance(item, Recorded) and isinstance(item.event, AgentRegistered):
-                agents.add(item.event.agent_id)
-        if len(agents) >= count:
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{count} simulated agents did not register within {timeout}s")
 
 
 def parse_services(text: str) -> tuple[str, ...]:
