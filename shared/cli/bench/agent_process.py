@@ -55,8 +55,13 @@ def spawn_agent_process(
                 "--work-ms",
                 f"{work_ms:g}",
             ],
-            # A private server, without credentials.
-            env=dict(without_credentials(os.environ), NATS_URL=nats_url, LOG_LEVEL="warning", **(env or {})),
+            # A private server, without credentials; `env` may override the rest.
+            env={
+                **without_credentials(os.environ),
+                "NATS_URL": nats_url,
+                "LOG_LEVEL": "warning",
+                **(env or {}),
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
