@@ -28,6 +28,7 @@ import msgspec
 
 from services.workflow import policy
 from services.workflow.view import WorkflowServiceState
+from shared.domain.cancellation import holder_of
 from shared.domain.dag import bottom_levels, zero_slack
 from shared.domain.workflows import StepView, WorkflowsState, WorkflowView, step_task_id
 from shared.events import (
@@ -176,13 +177,12 @@ def _cancellations(state: WorkflowServiceState, workflow: WorkflowView) -> list[
         task = state.fleet.tasks.get(step.task_id)
         if task is None or task.terminal:
             continue
-        holder = task.agent_id if task.status in ("assigned", "running") else None
         found.append(
             CancelTask(
                 step_id=step.step_id,
                 task_id=step.task_id,
                 attempt=task.attempt,
-                agent_id=holder or "",
+                agent_id=holder_of(task) or "",
                 reason=f"workflow {workflow.workflow_id}: {step.reason}",
             )
         )
@@ -204,15 +204,23 @@ class _Plan:
     def __init__(self, state: WorkflowServiceState, workflow: WorkflowView) -> None:
         self.state = state
         self.workflow = workflow
-        self.deps = {name: list(step.spec.dependencies) for name, step in workflow.steps.items()}
+        self.deps = {name: step.spec.dependencies for name, step in workflow.steps.items()}
         self.weight = {name: step.spec.estimated_duration_minutes for name, step in workflow.steps.items()}
         self.widths: dict[policy.Kind, int] = {}
+        self._bottom: dict[str, float] | None = None
         self._critical: set[str] | None = None
+
+    @property
+    def bottom(self) -> dict[str, float]:
+        """Per step: the longest chain of estimates from it (itself included) to the end."""
+        if self._bottom is None:
+            self._bottom = bottom_levels(self.deps, self.weight)
+        return self._bottom
 
     @property
     def critical(self) -> set[str]:
         if self._critical is None:
-            self._critical = zero_slack(self.deps, self.weight)
+            self._critical = zero_slack(self.deps, self.weight, bottom=self.bottom)
         return self._critical
 
     def width_of(self, kind: policy.Kind) -> int:
@@ -222,7 +230,7 @@ class _Plan:
 
     def choose(self, ready: list[StepView]) -> list[StepView]:
         goal = self.workflow.optimization_goal
-        bottom = bottom_levels(self.deps, self.weight)
+        bottom = self.bottom
         ordered = sorted(ready, key=lambda step: policy.order_key(goal, step, bottom.get(step.step_id, 0.0)))
         in_flight = [step for step in self.workflow.steps.values() if step.status == "dispatched"]
         return policy.select(self.workflow.execution_mode, ordered, in_flight, self.width_of)

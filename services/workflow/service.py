@@ -160,9 +160,8 @@ class WorkflowService(Service):
     def _on_applied(self, recorded: Recorded) -> None:
         event = recorded.event
         if isinstance(event, STEP_ENDINGS):
-            step = self.view.state.flows.task_steps.get(event.task_id)
-            if step is not None:
-                self._due.setdefault(step[0], event.id)
+            for workflow_id in affected(self.view.state, event):
+                self._due.setdefault(workflow_id, event.id)
                 if self._due_task is not None and self._due_task.done() and not self._stopping:
                     self._due_task = asyncio.create_task(self._decide_due(), name="workflow-due")
             return

@@ -109,8 +109,16 @@ def critical_path(deps: Deps, weight: Mapping[str, float]) -> tuple[list[str], f
     return path[::-1], length
 
 
-def zero_slack(deps: Deps, weight: Mapping[str, float], tolerance: float = 1e-9) -> set[str]:
-    """Nodes on some critical path: delaying any of them delays the whole graph."""
+def zero_slack(
+    deps: Deps,
+    weight: Mapping[str, float],
+    tolerance: float = 1e-9,
+    bottom: Mapping[str, float] | None = None,
+) -> set[str]:
+    """Nodes on some critical path: delaying any of them delays the whole graph.
+
+    `bottom` is ``bottom_levels(deps, weight)`` when the caller has it already.
+    """
     finish: dict[str, float] = {}
     for node in topological_order(deps):
         start = max((finish[p] for p in deps[node] if p in finish), default=0.0)
@@ -118,7 +126,8 @@ def zero_slack(deps: Deps, weight: Mapping[str, float], tolerance: float = 1e-9)
     if not finish:
         return set()
     total = max(finish.values())
-    bottom = bottom_levels(deps, weight)
+    if bottom is None:
+        bottom = bottom_levels(deps, weight)
     return {
         node for node in finish if finish[node] - weight.get(node, 0.0) + bottom[node] >= total - tolerance
     }
