@@ -43,9 +43,6 @@ from shared.events import (
     WorkflowEvent,
 )
 
-UPSTREAM_RESULT_MAX_BYTES = 16_384
-"""Results of dependencies up to this size are handed to the dependent task in its payload."""
-
 
 class StepTask(msgspec.Struct, frozen=True, kw_only=True):
     """The task a step runs as: everything about it that the decision chooses."""
@@ -243,11 +240,11 @@ class _Plan:
             task_id=step.task_id or step_task_id(self.workflow.workflow_id, step.step_id),
             priority=policy.task_priority(goal, step, critical),
             routing_strategy=policy.routing_strategy(goal),
-            upstream=_upstream(self.state, self.workflow, step),
+            upstream=_upstream(self.workflow, step),
         )
 
 
-def _upstream(state: WorkflowServiceState, workflow: WorkflowView, step: StepView) -> dict[str, Any]:
+def _upstream(workflow: WorkflowView, step: StepView) -> dict[str, Any]:
     """How each dependency ended, with its result when small enough to pass along."""
     out: dict[str, Any] = {}
     for name in step.spec.dependencies:
@@ -255,12 +252,11 @@ def _upstream(state: WorkflowServiceState, workflow: WorkflowView, step: StepVie
         if dependency is None:
             continue
         entry: dict[str, Any] = {"status": dependency.status, "task_id": dependency.task_id}
-        task = state.fleet.tasks.get(dependency.task_id) if dependency.task_id else None
-        if task is not None and dependency.status == "completed":
-            if len(msgspec.json.encode(task.result)) <= UPSTREAM_RESULT_MAX_BYTES:
-                entry["result"] = task.result
+        if dependency.status == "completed":
+            if dependency.result_omitted:
+                entry["result_omitted"] = dependency.result_omitted
             else:
-                entry["result_omitted"] = f"larger than {UPSTREAM_RESULT_MAX_BYTES} bytes"
+                entry["result"] = dependency.result
         out[name] = entry
     return out
 

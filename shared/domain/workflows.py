@@ -10,7 +10,7 @@ and the gateway (status, validation of dynamic changes).
 from __future__ import annotations
 
 import hashlib
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -41,6 +41,8 @@ WorkflowStatus = Literal["waiting", "running", "completed", "failed", "cancelled
 StepStatus = Literal["pending", "dispatched", "completed", "failed", "skipped", "cancelled"]
 STEP_DONE: Final[frozenset[str]] = frozenset({"completed", "failed", "skipped", "cancelled"})
 WORKFLOW_DONE: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
+UPSTREAM_RESULT_MAX_BYTES: Final = 16_384
+"""Results of dependencies up to this size are handed to the dependent task in its payload."""
 
 
 def step_task_id(workflow_id: str, step_id: str) -> str:
@@ -65,6 +67,11 @@ class StepView(msgspec.Struct, kw_only=True):
     """Why a step added later can never run (unknown dependency...): it is skipped with it."""
     dispatched_ts: float | None = None
     finished_ts: float | None = None
+    result: Any = None
+    """The completed task's result when at most ``UPSTREAM_RESULT_MAX_BYTES`` encoded: kept here,
+    since the fleet view forgets finished tasks long before a workflow may need their results."""
+    result_omitted: str = ""
+    """Why the result is not kept (too large)."""
 
     @property
     def step_id(self) -> str:
@@ -138,12 +145,21 @@ def _finish(state: WorkflowsState, workflow: WorkflowView, status: WorkflowStatu
         del state.finished[:drop]
 
 
-def _end_step(step: StepView, status: StepStatus, reason: str, ts: float) -> None:
+def _end_step(step: StepView, status: StepStatus, reason: str, ts: float) -> bool:
+    """End the step unless it has ended already; says whether it did."""
     if step.done:
-        return
+        return False
     step.status = status
     step.reason = reason
     step.finished_ts = ts
+    return True
+
+
+def _keep_result(step: StepView, result: Any) -> None:
+    if len(msgspec.json.encode(result)) <= UPSTREAM_RESULT_MAX_BYTES:
+        step.result = result
+    else:
+        step.result_omitted = f"larger than {UPSTREAM_RESULT_MAX_BYTES} bytes"
 
 
 def _step_of_task(state: WorkflowsState, task_id: str) -> StepView | None:
@@ -229,8 +245,8 @@ def apply_workflows(state: WorkflowsState, recorded: Recorded) -> WorkflowsState
                 of_task.submitted = True
         case TaskCompleted():
             of_task = _step_of_task(state, event.task_id)
-            if of_task is not None:
-                _end_step(of_task, "completed", "", event.ts)
+            if of_task is not None and _end_step(of_task, "completed", "", event.ts):
+                _keep_result(of_task, event.result)
         case TaskFailed():
             of_task = _step_of_task(state, event.task_id)
             if of_task is not None:

@@ -21,7 +21,7 @@ from services.workflow.decide import (
 )
 from services.workflow.view import WorkflowServiceState, apply_workflow_service
 from shared.bus import Recorded
-from shared.domain.workflows import step_task_id
+from shared.domain.workflows import UPSTREAM_RESULT_MAX_BYTES, step_task_id
 from shared.events import (
     AgentRegistered,
     Event,
@@ -170,6 +170,24 @@ def test_steps_are_dispatched_as_their_dependencies_complete_and_the_workflow_co
     ]
     sim.perform(ending)
     assert sim.workflow.status == "completed" and sim.decide() == []
+
+
+def test_a_dependency_s_result_reaches_its_dependent_after_the_fleet_forgot_the_task() -> None:
+    sim = Sim(agents=1)
+    sim.state.fleet.max_finished = 0  # the fleet view forgets every finished task at once
+    sim.submit(step("a"), step("big"), step("b", "a", "big"), execution_mode="sequential")
+    sim.run(sim.dispatched(sim.settle())[0], result={"n": 1})
+    sim.run(sim.dispatched(sim.settle())[0], result="x" * (UPSTREAM_RESULT_MAX_BYTES + 1))
+    assert sim.task_of("a") not in sim.state.fleet.tasks
+    (dispatch,) = sim.settle()
+    assert isinstance(dispatch, Dispatch) and dispatch.task.upstream == {
+        "a": {"status": "completed", "task_id": sim.task_of("a"), "result": {"n": 1}},
+        "big": {
+            "status": "completed",
+            "task_id": sim.task_of("big"),
+            "result_omitted": f"larger than {UPSTREAM_RESULT_MAX_BYTES} bytes",
+        },
+    }
 
 
 def test_task_ids_are_derived_valid_and_distinct_across_workflows() -> None:
