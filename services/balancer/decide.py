@@ -39,7 +39,7 @@ import msgspec
 from services.balancer.view import BalancerState
 from services.router.decide import RoutingConfig, ineligibility, strategy_of
 from services.router.performance import reference_duration
-from services.router.policy import effective_weights
+from services.router.policy import Weights, effective_weights
 from services.router.scoring import score_candidate
 from services.router.view import RouterState
 from shared.domain.fleet import WAITING, AgentView, TaskView
@@ -62,7 +62,6 @@ class Waiting(msgspec.Struct, frozen=True, kw_only=True):
     task: TaskView
     holder: AgentView
     waited_s: float
-    breaker_open: bool
 
 
 class Move(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,18 +123,22 @@ def waiting_attempts(state: RouterState, now: float, policy: RebalancePolicy) ->
                 continue
             waited = max(0.0, now - (task.assigned_ts if task.assigned_ts is not None else now))
             if waited >= policy.unstarted_after_s or breaker_open:
-                found.append(Waiting(task=task, holder=holder, waited_s=waited, breaker_open=breaker_open))
+                found.append(Waiting(task=task, holder=holder, waited_s=waited))
     found.sort(key=lambda w: (-w.waited_s, -PRIORITY_RANK[w.task.spec.priority], w.task.task_id))
     return found
 
 
 def _predicted(
-    state: RouterState, agent: AgentView, task: TaskView, now: float, config: RoutingConfig
+    state: RouterState,
+    agent: AgentView,
+    task: TaskView,
+    now: float,
+    weights: Weights,
+    reference: float | None,
 ) -> tuple[float, float]:
     """The router's predicted quality of `agent` on `task` (what its score is built on), and the
-    quality it vouches for: the prediction minus one standard deviation."""
-    weights = effective_weights(strategy_of(task, config), config.mode, task.spec, state.adaptive)
-    reference = reference_duration(state.performance, task)
+    quality it vouches for: the prediction minus one standard deviation. `weights` and `reference`
+    depend on the task alone: the caller computes them once for all candidates."""
     scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
     prediction = scored.prediction
     return prediction.quality, max(0.0, prediction.quality - prediction.uncertainty)
@@ -177,7 +180,9 @@ def plan_moves(
         if state.moved.get(task.task_id, 0) >= policy.max_moves_per_task:
             note(item, f"already moved {policy.max_moves_per_task} time(s)")
             continue
-        holder_quality, holder_vouched = _predicted(router, holder, task, now, config)
+        weights = effective_weights(strategy_of(task, config), config.mode, task.spec, router.adaptive)
+        reference = reference_duration(router.performance, task)
+        holder_quality, holder_vouched = _predicted(router, holder, task, now, weights, reference)
         floor = holder_vouched * (1.0 - policy.quality_tolerance)
         threshold = task.spec.expected_quality_threshold
         best: tuple[tuple[float, float, str], AgentView, float] | None = None
@@ -190,7 +195,7 @@ def plan_moves(
             load = agent.load + planned_in.get(agent.agent_id, 0)
             if load >= agent.capacity:
                 continue
-            quality, vouched = _predicted(router, agent, task, now, config)
+            quality, vouched = _predicted(router, agent, task, now, weights, reference)
             if vouched < floor or quality < threshold:
                 if best_below is None or vouched > best_below[0]:
                     best_below = (vouched, agent.agent_id)

@@ -31,12 +31,12 @@ from typing import Final
 import msgspec
 
 from services.balancer.view import BalancerState, TypeDemand
+from services.router.decide import held_below_threshold
 from shared.domain.fleet import WAITING, AgentView
 from shared.domain.load_balance import takes_work
 from shared.ids import ID_PATTERN
 
 DEFAULT_DURATION_S: Final = 1.0
-BELOW_THRESHOLD: Final = "below_quality_threshold"
 _ID = re.compile(ID_PATTERN)
 
 
@@ -75,7 +75,7 @@ def _queue_depths(state: BalancerState, now: float) -> dict[str, int]:
         task = fleet.tasks.get(task_id)
         if task is None or task.status not in WAITING or task.not_before_ts > now:
             continue
-        if task.status == "queued" and task.queued_reason == BELOW_THRESHOLD:
+        if held_below_threshold(task):
             continue
         depths[task.spec.task_type] = depths.get(task.spec.task_type, 0) + 1
     return depths

@@ -20,7 +20,15 @@ from typing import Any, Final
 
 from prometheus_client import Counter, Gauge
 
-from services.balancer.decide import Move, Outcome, Plan, RebalancePolicy, efficiency_once_landed, plan_moves
+from services.balancer.decide import (
+    Move,
+    Outcome,
+    Plan,
+    RebalancePolicy,
+    efficiency_once_landed,
+    plan_moves,
+    waiting_attempts,
+)
 from services.balancer.scaling import ScalePolicy, all_advice, changed_advice
 from services.balancer.view import BALANCER_VIEW
 from services.balancer.writer import BalancerWriter
@@ -155,7 +163,7 @@ class BalancerService(Service):
         if self.settings.enable_rebalancing:
             await self.rebalance(now, self.policy, trigger=AUTO)
         else:
-            self.waiting = plan_moves(self.view.state, now, self.policy, self.config).waiting
+            self.waiting = len(waiting_attempts(self.view.state.router, now, self.policy))
         if now - self._last_scale_at >= SCALE_EVERY_S:
             self._last_scale_at = now
             await self.recommend_scaling(now)

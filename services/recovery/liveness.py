@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.domain.fleet import AgentView, FleetState
+from shared.domain.fleet import AgentView, FleetState, current_attempt
 from shared.domain.heartbeats import HeartbeatTable, Liveness
 
 WATCHED = frozenset({"active", "draining", "quarantined"})
@@ -126,8 +126,8 @@ def overdue_attempts(fleet: FleetState, now: float, grace_s: float) -> list[Time
         if agent.status == "unresponsive":
             continue
         for task_id, attempt in sorted(agent.in_flight.items()):
-            task = fleet.tasks.get(task_id)
-            if task is None or task.attempt != attempt or task.terminal:
+            task = current_attempt(fleet, task_id, attempt)
+            if task is None:
                 continue
             started = task.started_ts or task.assigned_ts
             if started is None:

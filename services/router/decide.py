@@ -218,15 +218,15 @@ def _hold(
     )
 
 
+def held_below_threshold(task: TaskView) -> bool:
+    """Queued because no agent was predicted good enough (it waits for one, or its deadline)."""
+    return task.status == "queued" and task.queued_reason == BELOW_THRESHOLD
+
+
 def _expired(task: TaskView, now: float) -> bool:
     """Held below its quality threshold and past its deadline."""
     deadline = task.spec.deadline_ts
-    return (
-        task.status == "queued"
-        and task.queued_reason == BELOW_THRESHOLD
-        and deadline is not None
-        and (deadline <= now)
-    )
+    return held_below_threshold(task) and deadline is not None and deadline <= now
 
 
 def next_expiry(state: RouterState) -> float | None:
@@ -235,8 +235,7 @@ def next_expiry(state: RouterState) -> float | None:
         task.spec.deadline_ts
         for _rank, _seq, task_id in state.fleet.queue
         if (task := state.fleet.tasks.get(task_id)) is not None
-        and task.status == "queued"
-        and task.queued_reason == BELOW_THRESHOLD
+        and held_below_threshold(task)
         and task.spec.deadline_ts is not None
     ]
     return min(deadlines, default=None)

@@ -27,7 +27,7 @@ from typing import Final
 import msgspec
 
 from shared.bus import Recorded
-from shared.domain.fleet import IN_FLIGHT, FleetState, TaskView
+from shared.domain.fleet import FleetState, TaskView, in_flight_attempt
 from shared.events import TaskAttemptFailed, TaskCompleted
 
 AGENT_SD: Final = 0.15
@@ -141,14 +141,6 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     duration_s: float
 
 
-def _holder(fleet: FleetState, task_id: str, attempt: int) -> TaskView | None:
-    """The task if `attempt` is its current, in-flight attempt (what the fleet view also accepts)."""
-    task = fleet.tasks.get(task_id)
-    if task is None or task.terminal or task.attempt != attempt or task.status not in IN_FLIGHT:
-        return None
-    return task
-
-
 def outcome_of(fleet: FleetState, recorded: Recorded) -> Outcome | None:
     """The outcome `recorded` reports, read against a fleet view that has not applied it yet.
 
@@ -158,7 +150,7 @@ def outcome_of(fleet: FleetState, recorded: Recorded) -> Outcome | None:
     """
     event = recorded.event
     if isinstance(event, TaskCompleted):
-        task = _holder(fleet, event.task_id, event.attempt)
+        task = in_flight_attempt(fleet, event.task_id, event.attempt)
         if task is None or task.agent_id != event.agent_id:
             return None
         return Outcome(
@@ -169,7 +161,7 @@ def outcome_of(fleet: FleetState, recorded: Recorded) -> Outcome | None:
             duration_s=event.duration_s,
         )
     if isinstance(event, TaskAttemptFailed):
-        task = _holder(fleet, event.task_id, event.attempt)
+        task = in_flight_attempt(fleet, event.task_id, event.attempt)
         if task is None or not task.agent_id:
             return None
         if not event.retryable or event.failure_type in NOT_THE_AGENTS_FAULT:
@@ -260,7 +252,7 @@ def predict(
     `reference_s` the duration expected of an agent not timed yet (see ``reference_duration``)."""
     record = state.agents.get(agent_id, _NO_RECORD)
     task_type = task.spec.task_type
-    style = task.spec.profile.preferred_cognitive_style or ANY_STYLE
+    style = style_key(task)
     overall = record.overall
     by_type = record.by_type.get(task_type, EMPTY)
     by_style = record.by_type_style.get(task_type)

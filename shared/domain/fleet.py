@@ -195,12 +195,18 @@ def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float) ->
         del state.finished[:drop]
 
 
-def _current(state: FleetState, task_id: str, attempt: int) -> TaskView | None:
+def current_attempt(state: FleetState, task_id: str, attempt: int) -> TaskView | None:
     """The task if `attempt` is its current attempt and it is not finished, else None."""
     task = state.tasks.get(task_id)
     if task is None or task.terminal or task.attempt != attempt:
         return None
     return task
+
+
+def in_flight_attempt(state: FleetState, task_id: str, attempt: int) -> TaskView | None:
+    """The task if `attempt` is its current attempt and an agent holds it (assigned or running)."""
+    task = current_attempt(state, task_id, attempt)
+    return task if task is not None and task.status in IN_FLIGHT else None
 
 
 # --- apply ----------------------------------------------------------------------------------------
@@ -243,7 +249,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 agent.quarantined_until_ts = event.until_ts
                 agent.last_change_ts = event.ts
         case TaskAssigned():
-            task = _current(state, event.task_id, event.attempt)
+            task = current_attempt(state, event.task_id, event.attempt)
             agent = state.agents.get(event.agent_id)
             if task is None or agent is None or task.status not in WAITING:
                 return state
@@ -278,22 +284,22 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             _enqueue(state, task)
             _count(state, "submitted")
         case TaskQueued():
-            task = _current(state, event.task_id, event.attempt)
+            task = current_attempt(state, event.task_id, event.attempt)
             if task is not None and task.status in WAITING:
                 task.status = "queued"
                 task.queued_reason = event.reason
                 task.queued_detail = event.detail
         case TaskStarted():
-            task = _current(state, event.task_id, event.attempt)
+            task = current_attempt(state, event.task_id, event.attempt)
             if task is not None and task.status == "assigned" and task.agent_id == event.agent_id:
                 task.status = "running"
                 task.started_ts = event.ts
         case TaskProgress():
-            task = _current(state, event.task_id, event.attempt)
+            task = current_attempt(state, event.task_id, event.attempt)
             if task is not None and task.agent_id == event.agent_id:
                 task.progress = event.percent
         case TaskCompleted():
-            task = _current(state, event.task_id, event.attempt)
+            task = current_attempt(state, event.task_id, event.attempt)
             if task is not None and task.status in IN_FLIGHT and task.agent_id == event.agent_id:
                 agent = state.agents.get(event.agent_id)
                 if agent is not None:
@@ -303,7 +309,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 task.progress = 100.0
                 _finish(state, task, "completed", event.ts)
         case TaskAttemptFailed():
-            task = _current(state, event.task_id, event.attempt)
+            task = current_attempt(state, event.task_id, event.attempt)
             if task is not None and task.status in IN_FLIGHT:
                 agent = state.agents.get(task.agent_id or "")
                 if agent is not None:

@@ -33,7 +33,12 @@ import msgspec
 
 from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
-from shared.domain.fleet import IN_FLIGHT, INFRASTRUCTURE_FAILURES, FleetState, TaskView, apply_fleet
+from shared.domain.fleet import (
+    INFRASTRUCTURE_FAILURES,
+    FleetState,
+    apply_fleet,
+    in_flight_attempt,
+)
 from shared.domain.load_balance import LoadWindow, accepted_assignment, sample_assignment
 from shared.domain.windows import (
     LatencyWindow,
@@ -166,13 +171,6 @@ class MetricsState(msgspec.Struct, kw_only=True):
     """The balancer's standing advice per capability."""
 
 
-def _in_flight_attempt(fleet: FleetState, task_id: str, attempt: int) -> TaskView | None:
-    task = fleet.tasks.get(task_id)
-    if task is None or task.terminal or task.attempt != attempt or task.status not in IN_FLIGHT:
-        return None
-    return task
-
-
 def _routable(state: MetricsState, task_id: str, attempt: int, since: float) -> None:
     state.routable.pop(task_id, None)
     state.routable[task_id] = (attempt, since)
@@ -185,7 +183,7 @@ def _judge_first_choice(
 ) -> None:
     if event.attempt != 1:
         return
-    task = _in_flight_attempt(fleet, event.task_id, event.attempt)
+    task = in_flight_attempt(fleet, event.task_id, event.attempt)
     if task is None:
         return
     if isinstance(event, TaskCompleted):
@@ -225,7 +223,7 @@ def apply_metrics(
                     state.assignment_ms.add(event.ts, max(0.0, event.ts - waiting[1]) * 1000)
         case TaskCompleted():
             _judge_first_choice(state, fleet, event)
-            task = _in_flight_attempt(fleet, event.task_id, event.attempt)
+            task = in_flight_attempt(fleet, event.task_id, event.attempt)
             if task is not None and task.agent_id == event.agent_id:
                 state.completions.add(event.ts, 1.0)
             state.routable.pop(event.task_id, None)
