@@ -12,6 +12,7 @@ from services.balancer.decide import Move, Outcome
 from services.balancer.scaling import Advice
 from services.balancer.view import REBALANCED, BalancerState
 from shared.bus import AppendResult, EventBus
+from shared.domain.cancellation import notice_msg_id
 from shared.events import LoadRebalanced, ScaleRecommended, TaskCancelRequested, TaskRequeued
 from shared.projection import ProjectionRunner
 
@@ -49,7 +50,7 @@ class BalancerWriter:
                     causation_id=causation_id,
                 ),
                 expected=None,
-                msg_id=f"cancel-request:{move.task_id}:{move.attempt - 1}",
+                msg_id=notice_msg_id(move.task_id, move.attempt - 1),
             )
         await self.view.wait_for(result.seq)
         return result

@@ -236,7 +236,7 @@ class RecoveryService(Service):
             await self.writer.liveness(change, now)
             self.log.info("quarantine_over", agent_id=change.agent_id)
         for overdue in overdue_attempts(fleet, now, self.liveness_policy.timeout_grace_s):
-            await self.writer.time_out(overdue, now)
+            await self.writer.time_out(overdue)
             reason = f"timed out after {overdue.timeout_s:g}s"
             stop = StopWork(
                 agent_id=overdue.agent_id, task_id=overdue.task_id, attempt=overdue.attempt, reason=reason

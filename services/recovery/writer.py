@@ -13,6 +13,8 @@ from services.recovery.liveness import MarkRecovered, MarkUnresponsive, TimeOut
 from services.recovery.view import RecoveryState
 from shared.bus import AppendResult, EventBus
 from shared.domain.breaker_policy import Close, Probe, Transition, Trip
+from shared.domain.cancellation import notice_msg_id
+from shared.domain.fencing import report_msg_id
 from shared.events import (
     AgentQuarantined,
     AgentRecovered,
@@ -91,9 +93,9 @@ class RecoveryWriter:
             causation_id=causation_id,
         )
         # The key the agent's own failure report uses: one failure per attempt, whoever saw it first.
-        return await self._append(failed, f"{failed.type_name()}:{step.task_id}:{step.attempt}")
+        return await self._append(failed, report_msg_id(failed.type_name(), step.task_id, step.attempt))
 
-    async def time_out(self, overdue: TimeOut, now: float) -> AppendResult:
+    async def time_out(self, overdue: TimeOut) -> AppendResult:
         return await self.task_step(
             FailAttempt(
                 task_id=overdue.task_id,
@@ -116,7 +118,7 @@ class RecoveryWriter:
                 causation_id=causation_id,
             ),
             expected=None,
-            msg_id=f"cancel-request:{stop.task_id}:{stop.attempt}",
+            msg_id=notice_msg_id(stop.task_id, stop.attempt),
         )
 
     # --- agents ---------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from shared.bus import (
     decode_recorded,
     event_msg_seq,
 )
-from shared.domain.fencing import attempt_verdict
+from shared.domain.fencing import attempt_verdict, report_msg_id
 from shared.domain.heartbeats import Heartbeat
 from shared.events import (
     AgentDeregistered,
@@ -475,7 +475,7 @@ class Agent:
         """
         assert self.bus is not None
         bus = self.bus
-        msg_id = f"{event.type_name()}:{context.task_id}:{context.attempt}"
+        msg_id = report_msg_id(event.type_name(), context.task_id, context.attempt)
         if isinstance(event, TaskProgress):
             msg_id = event.id
         for _ in range(6):

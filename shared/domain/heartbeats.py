@@ -92,8 +92,6 @@ class Liveness:
     """Observer time of the last beat."""
     last_ts: float
     """The agent's own timestamp in that beat."""
-    seq: int
-    beats: int = 1
     interval_s: float = 0.0
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=JITTER_SAMPLES))
     disconnected_at: float | None = None
@@ -113,7 +111,6 @@ class HeartbeatTable:
     """Last beat per agent, and the observer's own blind spots (it cannot hear while stalled)."""
 
     def __init__(self, started_at: float) -> None:
-        self.started_at = started_at
         self.resumed_at = started_at
         """Silence is only counted from here: before it the observer itself was not listening."""
         self.agents: dict[str, Liveness] = {}
@@ -127,15 +124,12 @@ class HeartbeatTable:
                 connection=beat.connection,
                 last_seen=now,
                 last_ts=beat.ts,
-                seq=beat.seq,
                 interval_s=beat.interval_s,
             )
             return
         found.intervals.append(max(0.0, now - found.last_seen))
         found.last_seen = now
         found.last_ts = beat.ts
-        found.seq = beat.seq
-        found.beats += 1
         found.interval_s = beat.interval_s
         if beat.connection != found.connection:
             found.connection = beat.connection
@@ -163,9 +157,6 @@ class HeartbeatTable:
         if stalled:
             self.resumed_at = now
         return stalled
-
-    def forget(self, agent_id: str) -> None:
-        self.agents.pop(agent_id, None)
 
     def jitter(self, agent_id: str, now: float) -> JitterStats | None:
         found = self.agents.get(agent_id)
