@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Coroutine
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -226,11 +226,13 @@ def _run_service(service_cls: type[Service], settings: Settings) -> None:
     run_async(service_cls(settings).run())
 
 
-def run_async(main: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop where available (faster I/O), else on asyncio's own loop."""
+T = TypeVar("T")
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop where available (faster I/O), else on asyncio's own loop; returns the result."""
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows)
-        asyncio.run(main)
-        return
-    uvloop.run(main)
+        return asyncio.run(main)
+    return uvloop.run(main)

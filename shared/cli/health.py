@@ -11,9 +11,9 @@ import socket
 import sys
 
 from shared.bus import EventBus
-from shared.cli.bench.common import run
 from shared.cli.stack import SERVICE_NAMES
 from shared.logging import configure_logging
+from shared.service import run_async
 from shared.settings import load_settings
 
 
@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def main(args: argparse.Namespace) -> int:
     configure_logging("warning", service="health")
     try:
-        return run(_check(args))
+        return run_async(_check(args))
     except OSError as exc:
         print(f"hive health: cannot reach NATS: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 from shared.bus import EventBus
-from shared.cli.bench.common import run
 from shared.logging import configure_logging
 from shared.projection import ProjectionSpec, rebuild
 from shared.replay import (
@@ -22,6 +21,7 @@ from shared.replay import (
     timeline,
     to_builtins,
 )
+from shared.service import run_async
 from shared.settings import load_settings
 from shared.subjects import AGGREGATES
 
@@ -63,7 +63,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def main(args: argparse.Namespace) -> int:
     configure_logging("warning", service="replay")
     try:
-        return run(_main(args))
+        return run_async(_main(args))
     except ReplayError as exc:
         print(f"hive replay: {exc}", file=sys.stderr)
         return 2

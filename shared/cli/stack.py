@@ -212,8 +212,12 @@ class Stack:
             self.stop()  # leave no orphan processes behind a failed start
             raise
 
+    def instance_counts(self) -> dict[str, int]:
+        """How many instances of each service this stack runs."""
+        return {name: self.scale.get(name, 1) for name in self.services}
+
     def expected_instances(self) -> int:
-        return sum(self.scale.get(name, 1) for name in self.services)
+        return sum(self.instance_counts().values())
 
     def health(self) -> dict[str, object] | None:
         try:

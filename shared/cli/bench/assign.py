@@ -15,10 +15,11 @@ from nats.aio.msg import Msg
 
 from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
 from shared.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
-from shared.cli.bench.common import percentile, quiet, run, wait_for_services
+from shared.cli.bench.common import percentile, quiet, wait_for_services
 from shared.cli.stack import Stack, local_stack
 from shared.events import TaskAssigned, TaskSubmitted
 from shared.natsclient import stored_at_ns
+from shared.service import run_async
 from shared.subjects import events_of_type, parse_event_subject
 
 CAPABILITY = "bench"
@@ -102,7 +103,7 @@ async def measure_assignment(
     stop_following = asyncio.Event()
     followers: list[asyncio.Task[None]] = []
     try:
-        await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
+        await wait_for_services(bus, stack.instance_counts())
         await wait_for_agents(bus, agents)
 
         async def on_submitted(msg: Msg) -> None:
@@ -159,7 +160,7 @@ def bench_assign(args: argparse.Namespace) -> int:
         stack = local_stack(Path(home), services=("router", "recovery"), scale={"router": args.routers})
         stack.start()
         try:
-            result: AssignResult = run(
+            result: AssignResult = run_async(
                 measure_assignment(
                     stack,
                     agents=args.agents,

@@ -43,12 +43,13 @@ from nats.aio.msg import Msg
 from shared.agent.sdk import Agent
 from shared.agent.simulated import SimulationProfile, make_simulated_agents, simulated_handler
 from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
-from shared.cli.bench.common import percentile, quiet, run, wait_for_services
+from shared.cli.bench.common import percentile, quiet, wait_for_services
 from shared.cli.bench.http import JsonClient
 from shared.cli.stack import Stack, local_stack
 from shared.domain.load_balance import accepted_assignment, group_loads
 from shared.domain.performance_metrics import MetricsView, apply_metrics_view, figures
 from shared.events import Persona, TaskAssigned, TaskCompleted, TaskRequeued, TaskStarted
+from shared.service import run_async
 
 ASSIGN = "/api/v1/orchestration/task/assign"
 CAPABILITY = "balance"
@@ -304,7 +305,7 @@ async def measure_balance(stack: Stack, args: argparse.Namespace) -> BalanceResu
         ),
     ]
     try:
-        await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
+        await wait_for_services(bus, stack.instance_counts())
         follower = asyncio.create_task(bus.follow(watch.on_event, stop, start_seq=1))
         started: set[str] = set()
         for name, count, strategy, capability, agents, paced_by in plan:
@@ -345,7 +346,7 @@ def run_balance(args: argparse.Namespace) -> BalanceResult:
         stack = local_stack(Path(home), rebalance_after_s=args.rebalance_after_s)
         stack.start()
         try:
-            return run(measure_balance(stack, args))
+            return run_async(measure_balance(stack, args))
         finally:
             stack.stop()
 

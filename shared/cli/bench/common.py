@@ -1,17 +1,13 @@
-"""What every benchmark needs: percentiles, waiting for services, running a coroutine."""
+"""What every benchmark needs: percentiles, waiting for services, quiet logs."""
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 from shared.bus import EventBus
 from shared.logging import configure_logging
-from shared.service import run_async
-
-T = TypeVar("T")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -34,17 +30,6 @@ async def wait_for_services(bus: EventBus, expected: dict[str, int], timeout: fl
         if all(seen.get(name, 0) >= count for name, count in expected.items()):
             return
     raise RuntimeError(f"services {expected} did not become ready within {timeout}s")
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop where available and return its result."""
-    box: list[T] = []
-
-    async def main() -> None:
-        box.append(await coro)
-
-    run_async(main())
-    return box[0]
 
 
 def quiet(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -28,7 +28,7 @@ from shared.agent.sdk import Agent, TaskContext
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus, Recorded
 from shared.cli.bench.agent_process import spawn_agent_process
-from shared.cli.bench.common import percentile, quiet, run, wait_for_services
+from shared.cli.bench.common import percentile, quiet, wait_for_services
 from shared.cli.stack import Stack, local_stack
 from shared.events import (
     AgentRegistered,
@@ -39,6 +39,7 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.service import run_async
 from shared.settings import Settings
 
 TARGET_S = 1.5
@@ -238,7 +239,7 @@ async def measure_recovery(stack: Stack, *, rounds: int, victims: int, capacity:
     bus = await EventBus.connect(stack.nats_url, "bench")
     watch = Watch()
     stop = asyncio.Event()
-    await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
+    await wait_for_services(bus, stack.instance_counts())
     follower = asyncio.create_task(bus.follow(watch.on_event, stop, start_seq=1))
     results: list[Round] = []
     try:
@@ -268,7 +269,7 @@ def bench_recovery(args: argparse.Namespace) -> int:
         stack = local_stack(Path(home), services=("router", "recovery"))
         stack.start()
         try:
-            result: RecoveryResult = run(
+            result: RecoveryResult = run_async(
                 measure_recovery(stack, rounds=args.rounds, victims=args.victims, capacity=args.capacity)
             )
         finally:

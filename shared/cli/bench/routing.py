@@ -25,12 +25,13 @@ from typing import get_args
 from services.router.decide import RoutingConfig
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
 from shared.bus import EventBus, Recorded
-from shared.cli.bench.common import quiet, run, wait_for_services
+from shared.cli.bench.common import quiet, wait_for_services
 from shared.cli.bench.routing_figures import RoutingFigures, routing_figures
 from shared.cli.bench.routing_sim import simulate
 from shared.cli.bench.routing_world import World, make_tasks, make_world
 from shared.cli.stack import Stack, local_stack
 from shared.events import RoutingStrategy, TaskCompleted, TaskSubmitted
+from shared.service import run_async
 from shared.settings import OrchestrationMode
 from shared.subjects import events_of_type
 
@@ -70,7 +71,7 @@ async def measure_routing(
         for index, hidden in enumerate(world.agents.values())
     ]
     try:
-        await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
+        await wait_for_services(bus, stack.instance_counts())
         for agent in agents:
             await agent.start(agent_bus)
         completed: set[str] = set()
@@ -130,7 +131,7 @@ def bench_routing(args: argparse.Namespace) -> int:
             )
             stack.start()
             try:
-                figures = run(
+                figures = run_async(
                     measure_routing(
                         stack,
                         world,

@@ -21,13 +21,14 @@ from types import ModuleType
 
 from services.router.decide import RoutingConfig
 from shared.cli.bench import assign, balance, recovery, routing, throughput, workflow
-from shared.cli.bench.common import percentile, run
+from shared.cli.bench.common import percentile
 from shared.cli.bench.report import Progress, Row, render_table
 from shared.cli.bench.routing_figures import routing_figures
 from shared.cli.bench.routing_sim import simulate
 from shared.cli.bench.routing_world import make_tasks, make_world
 from shared.cli.stack import local_stack
 from shared.logging import configure_logging
+from shared.service import run_async
 
 ASSIGN_RATE = 1000.0
 ASSIGN_TARGET_MS = 20.0
@@ -46,7 +47,7 @@ def run_assign(quick: bool) -> list[Row]:
         stack = local_stack(Path(home), services=("router", "recovery"))
         stack.start()
         try:
-            result = run(
+            result = run_async(
                 assign.measure_assignment(
                     stack, agents=20, tasks=tasks, rate=ASSIGN_RATE, capacity=10, work_ms=50.0
                 )
@@ -141,7 +142,7 @@ def run_recovery(quick: bool) -> list[Row]:
         stack = local_stack(Path(home), services=("router", "recovery"))
         stack.start()
         try:
-            result = run(recovery.measure_recovery(stack, rounds=rounds, victims=2, capacity=2))
+            result = run_async(recovery.measure_recovery(stack, rounds=rounds, victims=2, capacity=2))
         finally:
             stack.stop()
     killed, hung = result.running("kill"), result.running("hang")
@@ -167,7 +168,7 @@ def run_workflow(quick: bool) -> list[Row]:
         stack = local_stack(Path(home), services=("router", "recovery", "workflow"), work_ack_wait_s=5.0)
         stack.start()
         try:
-            result = run(workflow.measure_workflows(stack, args))
+            result = run_async(workflow.measure_workflows(stack, args))
         finally:
             stack.stop()
     return [

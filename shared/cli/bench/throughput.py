@@ -23,9 +23,10 @@ from pathlib import Path
 
 from shared.bus import EventBus, Recorded
 from shared.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
-from shared.cli.bench.common import quiet, run, wait_for_services
+from shared.cli.bench.common import quiet, wait_for_services
 from shared.cli.stack import SERVICE_NAMES, Stack, local_stack
 from shared.events import TaskCompleted, TaskSubmitted
+from shared.service import run_async
 from shared.subjects import events_of_type
 
 TARGET_TPS = 2000.0
@@ -73,7 +74,7 @@ async def measure_throughput(
     stop_following = asyncio.Event()
     follower: asyncio.Task[None] | None = None
     try:
-        await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
+        await wait_for_services(bus, stack.instance_counts())
         await wait_for_agents(bus, agents)
 
         def on_completed(recorded: Recorded) -> None:
@@ -152,7 +153,7 @@ def run_throughput(args: argparse.Namespace) -> ThroughputResult:
         stack = local_stack(Path(home), services=args.services)
         stack.start()
         try:
-            return run(
+            return run_async(
                 measure_throughput(
                     stack,
                     agents=args.agents,

@@ -20,7 +20,7 @@ from pathlib import Path
 from shared.agent.sdk import Agent
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus, Recorded
-from shared.cli.bench.common import percentile, quiet, run, wait_for_services
+from shared.cli.bench.common import percentile, quiet, wait_for_services
 from shared.cli.stack import Stack, local_stack
 from shared.domain.workflow_spec import apply_template, check_steps
 from shared.events import (
@@ -36,6 +36,7 @@ from shared.events import (
     WorkflowSubmitted,
     WorkflowTemplate,
 )
+from shared.service import run_async
 
 
 @dataclass
@@ -156,7 +157,7 @@ async def measure_workflows(stack: Stack, args: argparse.Namespace) -> WorkflowB
     stop_following = asyncio.Event()
     follower: asyncio.Task[None] | None = None
     try:
-        await wait_for_services(bus, {name: stack.scale.get(name, 1) for name in stack.services})
+        await wait_for_services(bus, stack.instance_counts())
         for agent in fleet:
             await agent.start(agent_bus)
         follower = asyncio.create_task(
@@ -214,7 +215,7 @@ def bench_workflow(args: argparse.Namespace) -> int:
         )
         stack.start()
         try:
-            result = run(measure_workflows(stack, args))
+            result = run_async(measure_workflows(stack, args))
         finally:
             stack.stop()
     if args.json:
