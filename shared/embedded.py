@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from shared.credentials import write_private
+from shared.credentials import new_password, write_private
 
 
 def die_with_parent() -> None:
@@ -350,7 +349,7 @@ class EmbeddedCluster:
         users_file: str | os.PathLike[str] | None = None,
     ) -> None:
         route_ports = tuple(free_port(host) for _ in range(size))
-        route_password = secrets.token_urlsafe(24) if users_file is not None else ""
+        route_password = new_password() if users_file is not None else ""
         self.nodes = [
             EmbeddedNats(
                 Path(store_dir) / f"node-{index}",

@@ -159,6 +159,16 @@ def agent_user(agent_id: str) -> str:
     return AGENT_PREFIX + check_id(agent_id, "agent_id")
 
 
+def agent_durable(agent_id: str) -> str:
+    """The durable consumer an agent reads its assignments from (named as its user)."""
+    return agent_user(agent_id)
+
+
+def agent_reader(agent_id: str) -> str:
+    """The consumer an agent reads a task's history through (one name, so permissions can allow it)."""
+    return f"{agent_durable(agent_id)}-read"
+
+
 def inbox_prefix(user: str) -> str:
     """Where a user's replies arrive, ``_INBOX.<user>``: nobody else may subscribe there.
 
@@ -182,8 +192,8 @@ def _acks(consumer: str) -> str:
 
 def agent_permissions(agent_id: str) -> Permissions:
     """Its own heartbeats, registration and reports; its own assignments and task histories."""
-    durable = f"agent-{check_id(agent_id, 'agent_id')}"
-    reader = f"{durable}-read"
+    durable = agent_durable(agent_id)
+    reader = agent_reader(agent_id)
     publish = (
         heartbeat_subject(agent_id),
         *(_append_subject(event, agent_id) for event in AGENT_OWN_EVENTS),

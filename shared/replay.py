@@ -11,12 +11,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
 from shared.bus import EventBus, Recorded
-from shared.subjects import ALL_EVENTS, EVENTS_PREFIX
+from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, events_of_type
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -57,10 +56,10 @@ class TimelineFilter:
         if self.aggregate is None:
             return ALL_EVENTS
         if self.aggregate_id is not None:
-            return f"{EVENTS_PREFIX}.{self.aggregate}.{self.aggregate_id}.*"
+            return aggregate_subjects(self.aggregate, self.aggregate_id)
         if len(self.types) == 1:
             (only,) = self.types
-            return f"{EVENTS_PREFIX}.{self.aggregate}.*.{only.split('.')[-1]}"
+            return events_of_type(self.aggregate, only.split(".")[-1])
         return f"{EVENTS_PREFIX}.{self.aggregate}.>"
 
     def matches(self, recorded: Recorded) -> bool:
@@ -119,7 +118,3 @@ async def seq_at(bus: EventBus, point: str, now: float | None = None) -> int:
             break
         last = item.seq
     return last
-
-
-def to_builtins(state: Any) -> Any:
-    return msgspec.to_builtins(state)

@@ -12,7 +12,7 @@ from services.balancer.decide import Move, Outcome
 from services.balancer.scaling import Advice
 from services.balancer.view import REBALANCED, BalancerState
 from shared.bus import AppendResult, EventBus
-from shared.domain.cancellation import notice_msg_id
+from shared.domain.message_ids import notice_msg_id
 from shared.events import LoadRebalanced, ScaleRecommended, TaskCancelRequested, TaskRequeued
 from shared.projection import ProjectionRunner
 

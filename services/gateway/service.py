@@ -33,8 +33,9 @@ from services.gateway.schemas import (
 )
 from services.gateway.view import GATEWAY_VIEW
 from shared.bus import ConcurrencyConflict, Recorded
-from shared.domain.cancellation import cancel_msg_id, cancel_notice, cancellation, notice_msg_id
+from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import FLEET_SPEC, TaskView
+from shared.domain.message_ids import cancel_msg_id, notice_msg_id
 from shared.domain.performance_targets import performance_score
 from shared.events import (
     AgentRegistered,

@@ -13,8 +13,7 @@ from services.recovery.liveness import MarkRecovered, MarkUnresponsive, TimeOut
 from services.recovery.view import RecoveryState
 from shared.bus import AppendResult, EventBus
 from shared.domain.breaker_policy import Close, Probe, Transition, Trip
-from shared.domain.cancellation import notice_msg_id
-from shared.domain.fencing import report_msg_id
+from shared.domain.message_ids import notice_msg_id, report_msg_id
 from shared.events import (
     AgentQuarantined,
     AgentRecovered,

@@ -40,7 +40,8 @@ from services.workflow.decide import (
 )
 from services.workflow.view import WORKFLOW_VIEW
 from shared.bus import ConcurrencyConflict, Recorded
-from shared.domain.cancellation import cancel_msg_id, cancel_notice, cancellation, notice_msg_id
+from shared.domain.cancellation import cancel_notice, cancellation
+from shared.domain.message_ids import cancel_msg_id, notice_msg_id
 from shared.domain.windows import WindowSums
 from shared.domain.workflows import WorkflowView
 from shared.events import (

@@ -34,8 +34,9 @@ from shared.bus import (
     decode_recorded,
     event_msg_seq,
 )
-from shared.domain.fencing import attempt_verdict, report_msg_id
+from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
+from shared.domain.message_ids import report_msg_id
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -52,6 +53,7 @@ from shared.events import (
 )
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
+from shared.permissions import agent_durable, agent_reader
 from shared.pull import ConsumerLost, consume, pause_before_retry
 from shared.subjects import EVENTS_STREAM, aggregate_subjects, heartbeat_subject
 
@@ -175,12 +177,12 @@ class Agent:
 
     @property
     def durable(self) -> str:
-        return f"agent-{self.agent_id}"
+        return agent_durable(self.agent_id)
 
     @property
     def reader(self) -> str:
         """The consumer that reads a task's history (one name, so permissions can allow it)."""
-        return f"{self.durable}-read"
+        return agent_reader(self.agent_id)
 
     @property
     def in_flight(self) -> int:

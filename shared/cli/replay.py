@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+import msgspec
+
 from shared.bus import EventBus
 from shared.logging import configure_logging
 from shared.projection import ProjectionSpec, rebuild
@@ -19,7 +21,6 @@ from shared.replay import (
     parse_time,
     seq_at,
     timeline,
-    to_builtins,
 )
 from shared.service import run_async
 from shared.settings import load_settings
@@ -123,7 +124,7 @@ async def _at(bus: EventBus, point: str, view: str, output: str) -> int:
     state, applied = await rebuild(bus, _spec(view), stop_seq=seq)
     if output == "json":
         part = state if view == "workflows" else getattr(state, "fleet" if view == "fleet" else "breakers")
-        print(json.dumps({"seq": applied, "view": view, "state": to_builtins(part)}))
+        print(json.dumps({"seq": applied, "view": view, "state": msgspec.to_builtins(part)}))
         return 0
     print(f"{view} as of sequence {applied}")
     if view == "fleet":
@@ -146,7 +147,7 @@ async def _at(bus: EventBus, point: str, view: str, output: str) -> int:
                 f"opened {breaker.times_opened}x {breaker.reason}"
             )
     else:
-        print(json.dumps(to_builtins(state), indent=2)[:20_000])
+        print(json.dumps(msgspec.to_builtins(state), indent=2)[:20_000])
     return 0
 
 

@@ -22,10 +22,10 @@ from typing import IO
 
 from shared.credentials import CredentialStore, NatsCredentials, without_credentials
 from shared.embedded import EmbeddedCluster, EmbeddedNats, die_with_parent, free_port
-from shared.permissions import ADMIN, agent_user
+from shared.permissions import ADMIN, SERVICES, agent_user
 from shared.settings import Settings, env_for, load_settings
 
-SERVICE_NAMES = ("router", "balancer", "recovery", "workflow", "gateway")
+SERVICE_NAMES = SERVICES
 
 
 @dataclass

@@ -43,11 +43,3 @@ def cancel_notice(task: TaskView, reason: str, causation_id: str = "") -> TaskCa
         correlation_id=task.spec.correlation_id,
         causation_id=causation_id,
     )
-
-
-def cancel_msg_id(task_id: str) -> str:
-    return f"cancel:{task_id}"
-
-
-def notice_msg_id(task_id: str, attempt: int) -> str:
-    return f"cancel-request:{task_id}:{attempt}"

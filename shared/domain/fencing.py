@@ -53,9 +53,3 @@ def attempt_verdict(events: Iterable[Recorded], agent_id: str, attempt: int) -> 
     if owner is not None and owner != agent_id:
         return f"attempt {attempt} is held by agent {owner}"
     return None
-
-
-def report_msg_id(event_type: str, task_id: str, attempt: int) -> str:
-    """The de-duplication key of a report on an attempt: one of each kind per attempt, whoever
-    (the agent, or recovery on its behalf) appends it first."""
-    return f"{event_type}:{task_id}:{attempt}"

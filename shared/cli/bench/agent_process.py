@@ -2,7 +2,8 @@
 
 In production agents run elsewhere; on a benchmark machine they share its cores with the services.
 In a process of their own they do not stall the benchmark's clock or its observer, can be niced so
-the services come first, and can be killed whole (their own process group).
+the services come first, can be killed whole (their own process group), and die with the
+benchmark.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from shared.bus import EventBus, Recorded
 from shared.credentials import without_credentials
+from shared.embedded import die_with_parent
 from shared.events import AgentRegistered
 from shared.subjects import events_of_type
 
@@ -65,8 +67,15 @@ def spawn_agent_process(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=(lambda: os.nice(nice)) if nice else None,
+            preexec_fn=lambda: _prepare_child(nice),
         )
+
+
+def _prepare_child(nice: int) -> None:
+    """In the child: die with the benchmark (no orphaned agents), then step back if asked."""
+    die_with_parent()
+    if nice:
+        os.nice(nice)
 
 
 def stop_agent_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -106,9 +106,6 @@ class BalanceResult:
     phases: list[Phase]
     target_efficiency: float = TARGET_EFFICIENCY
 
-    def phase(self, name: str) -> Phase | None:
-        return next((p for p in self.phases if p.name == name), None)
-
 
 class StalledAgent(Agent):
     """Alive by its heartbeats, it takes its assignments and never starts them (an agent queueing work
@@ -138,7 +135,7 @@ class Watch:
 
     def completion(self, task_id: str) -> asyncio.Event:
         flag = self.waiting.setdefault(task_id, asyncio.Event())
-        if task_id in self.completed.get(task_id.rsplit("-", 1)[0], ()):
+        if task_id in self.completed.get(_phase_of(task_id), ()):
             flag.set()
         return flag
 
@@ -146,7 +143,7 @@ class Watch:
         event = recorded.event
         if not isinstance(event, TaskCompleted):
             return
-        prefix = event.task_id.rsplit("-", 1)[0]
+        prefix = _phase_of(event.task_id)
         done = self.completed.setdefault(prefix, set())
         done.add(event.task_id)
         waiter = self.waiting.pop(event.task_id, None)
