@@ -8,8 +8,6 @@ is appended as ``system.rebalance_requested`` and answered with what the balance
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING, Literal
 
@@ -23,6 +21,7 @@ from services.gateway.performance_schemas import (
     ScaleAdviceOut,
     ValidateResponse,
 )
+from services.gateway.replies import Replies
 from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.performance_metrics import OrchestrationFigures, figures
 from shared.domain.performance_targets import TargetCheck, check_targets, performance_score, targets_from
@@ -50,14 +49,10 @@ class PerformanceDesk:
     def __init__(self, gateway: GatewayService) -> None:
         self.gateway = gateway
         self.targets = targets_from(gateway.settings)
-        self._waiters: dict[str, asyncio.Future[LoadRebalanced]] = {}
+        self.replies = Replies(LoadRebalanced)
 
     def on_event(self, recorded: Recorded) -> None:
-        event = recorded.event
-        if isinstance(event, LoadRebalanced):
-            waiter = self._waiters.get(event.scope)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(event)
+        self.replies.on_event(recorded)
 
     # --- metrics --------------------------------------------------------------------------------
 
@@ -132,30 +127,22 @@ class PerformanceDesk:
 
     async def optimize(self, data: OptimizeRequest) -> OptimizeResponse:
         request_id = data.request_id or new_id()
-        waiter: asyncio.Future[LoadRebalanced] = asyncio.get_running_loop().create_future()
-        self._waiters[request_id] = waiter
+        request = RebalanceRequested(
+            scope=request_id,
+            dry_run=data.dry_run,
+            max_moves=data.max_moves,
+            unstarted_after_s=data.unstarted_after_s,
+            requested_by=data.requested_by,
+            correlation_id=request_id,
+        )
         try:
-            try:
-                result = await self.gateway.bus.append(
-                    RebalanceRequested(
-                        scope=request_id,
-                        dry_run=data.dry_run,
-                        max_moves=data.max_moves,
-                        unstarted_after_s=data.unstarted_after_s,
-                        requested_by=data.requested_by,
-                        correlation_id=request_id,
-                    ),
-                    expected=0,
-                )
-            except ConcurrencyConflict:
-                raise ApiError(
-                    409, "conflict", f"request {request_id!r} was already made", "request_id"
-                ) from None
-            answer: LoadRebalanced | None = None
-            with contextlib.suppress(TimeoutError):
-                answer = await asyncio.wait_for(waiter, self.gateway.settings.assign_wait_ms / 1000)
-        finally:
-            self._waiters.pop(request_id, None)
+            result, answer = await self.replies.ask(
+                self.gateway.bus, request, request_id, self.gateway.settings.assign_wait_ms / 1000
+            )
+        except ConcurrencyConflict:
+            raise ApiError(
+                409, "conflict", f"request {request_id!r} was already made", "request_id"
+            ) from None
         if answer is None:
             return OptimizeResponse(
                 request_id=request_id,

@@ -8,8 +8,6 @@ from the gateway's projection and its own heartbeat table: heartbeats are signal
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -24,6 +22,7 @@ from services.gateway.recovery_schemas import (
     FailureHandleResponse,
     PredictResponse,
 )
+from services.gateway.replies import Replies
 from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.breaker_policy import BreakerPolicy, window_stats
 from shared.domain.breakers import BreakerView
@@ -49,7 +48,7 @@ class RecoveryDesk:
         self.policy = BreakerPolicy.from_settings(gateway.settings)
         self.table = HeartbeatTable(started_at=time.time())
         self.listener: HeartbeatListener | None = None
-        self._waiters: dict[str, asyncio.Future[RecoveryActionTaken]] = {}
+        self.replies = Replies(RecoveryActionTaken)
 
     async def start(self) -> None:
         self.table = HeartbeatTable(started_at=time.time())
@@ -61,11 +60,7 @@ class RecoveryDesk:
             await self.listener.stop()
 
     def on_event(self, recorded: Recorded) -> None:
-        event = recorded.event
-        if isinstance(event, RecoveryActionTaken):
-            waiter = self._waiters.get(event.scope)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(event)
+        self.replies.on_event(recorded)
 
     # --- failures -------------------------------------------------------------------------------
 
@@ -82,31 +77,23 @@ class RecoveryDesk:
                 raise ApiError(exc.status, exc.code, exc.message, "task_id") from None
         incident_id = data.incident_id or new_id()
         plan = choose_strategy(data.failure_type, data.severity)
-        waiter: asyncio.Future[RecoveryActionTaken] = asyncio.get_running_loop().create_future()
-        self._waiters[incident_id] = waiter
+        report = FailureReported(
+            scope=incident_id,
+            failure_type=data.failure_type,
+            severity=data.severity,
+            agent_id=data.agent_id,
+            task_id=data.task_id,
+            detail=data.detail,
+            correlation_id=incident_id,
+        )
         try:
-            try:
-                result = await self.gateway.bus.append(
-                    FailureReported(
-                        scope=incident_id,
-                        failure_type=data.failure_type,
-                        severity=data.severity,
-                        agent_id=data.agent_id,
-                        task_id=data.task_id,
-                        detail=data.detail,
-                        correlation_id=incident_id,
-                    ),
-                    expected=0,
-                )
-            except ConcurrencyConflict:
-                raise ApiError(
-                    409, "conflict", f"incident {incident_id!r} was already reported", "incident_id"
-                ) from None
-            action: RecoveryActionTaken | None = None
-            with contextlib.suppress(TimeoutError):
-                action = await asyncio.wait_for(waiter, self.gateway.settings.assign_wait_ms / 1000)
-        finally:
-            self._waiters.pop(incident_id, None)
+            result, action = await self.replies.ask(
+                self.gateway.bus, report, incident_id, self.gateway.settings.assign_wait_ms / 1000
+            )
+        except ConcurrencyConflict:
+            raise ApiError(
+                409, "conflict", f"incident {incident_id!r} was already reported", "incident_id"
+            ) from None
         if action is None:
             return FailureHandleResponse(
                 incident_id=incident_id,
