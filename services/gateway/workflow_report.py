@@ -42,6 +42,12 @@ def _remaining_s(step: StepView, task: TaskView | None, now: float) -> float:
     return planned
 
 
+def percent_done(workflow: WorkflowView) -> float:
+    """Share of the workflow's tasks that have ended, in percent (an empty one is done)."""
+    steps = workflow.steps
+    return round(100.0 * sum(step.done for step in steps.values()) / len(steps), 1) if steps else 100.0
+
+
 def workflow_out(
     workflow: WorkflowView, fleet: FleetState, now: float, *, queue_position: int | None, seq: int
 ) -> WorkflowOut:
@@ -54,7 +60,6 @@ def workflow_out(
     remaining = {name: _remaining_s(step, tasks[name], now) for name, step in steps.items()}
     _rest, remaining_s = critical_path(deps, remaining)
     statuses = [step.status for step in steps.values()]
-    ended = sum(step.done for step in steps.values())
     progress = WorkflowProgress(
         total=len(steps),
         completed=statuses.count("completed"),
@@ -63,7 +68,7 @@ def workflow_out(
         cancelled=statuses.count("cancelled"),
         in_flight=statuses.count("dispatched"),
         pending=statuses.count("pending"),
-        percent=round(100.0 * ended / len(steps), 1) if steps else 100.0,
+        percent=percent_done(workflow),
     )
     return WorkflowOut(
         workflow_id=workflow.workflow_id,

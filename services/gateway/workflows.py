@@ -9,10 +9,11 @@ The workflow service does the rest (dispatching, cancelling in-flight tasks and 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from services.gateway.errors import ApiError
 from services.gateway.service import GatewayService
-from services.gateway.workflow_report import workflow_out
+from services.gateway.workflow_report import percent_done, workflow_out
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
     WorkflowChange,
@@ -147,9 +148,7 @@ class WorkflowCommands:
                 execution_mode=w.execution_mode,
                 optimization_goal=w.optimization_goal,
                 tasks=len(w.steps),
-                percent=round(100.0 * sum(s.done for s in w.steps.values()) / len(w.steps), 1)
-                if w.steps
-                else 100.0,
+                percent=percent_done(w),
                 submitted_ts=w.submitted_ts,
                 started_ts=w.started_ts,
                 finished_ts=w.finished_ts,
@@ -165,18 +164,26 @@ class WorkflowCommands:
             raise ApiError(409, "conflict", f"workflow {workflow_id!r} is already {workflow.status}")
         return workflow
 
-    async def _append(self, event: Event) -> int:
-        """Against the workflow's last sequence; ConcurrencyConflict means: look again."""
+    async def _change(self, workflow_id: str, build: Callable[[WorkflowView], Event]) -> int:
+        """Append what `build` makes of the open workflow, against its last sequence; when another
+        writer got there first, look again (build checks anew) a few times, then give up with 409."""
         view = self.gateway.view
-        result = await self.gateway.bus.append(
-            event, expected=await view.expected_version("workflow", event.aggregate_id)
-        )
-        return result.seq
+        for _ in range(ATTEMPTS):
+            event = build(await self._open(workflow_id))
+            try:
+                result = await self.gateway.bus.append(
+                    event, expected=await view.expected_version("workflow", workflow_id)
+                )
+            except ConcurrencyConflict:
+                await view.catch_up()
+                continue
+            return result.seq
+        raise ApiError(409, "conflict", f"workflow {workflow_id!r} keeps changing; try again")
 
     async def add_task(self, workflow_id: str, data: WorkflowTaskIn) -> WorkflowChange:
         step = data.to_step()
-        for _ in range(ATTEMPTS):
-            workflow = await self._open(workflow_id)
+
+        def added(workflow: WorkflowView) -> Event:
             if step.step_id in workflow.steps:
                 raise ApiError(
                     409,
@@ -188,20 +195,15 @@ class WorkflowCommands:
                 check_dependencies(step, set(workflow.steps), field="")
             except WorkflowSpecError as exc:
                 raise ApiError(400, "invalid_workflow", exc.message, (exc.field or "").lstrip(".")) from None
-            added = WorkflowStepAdded(
+            return WorkflowStepAdded(
                 workflow_id=workflow_id, step=step, correlation_id=workflow.correlation_id
             )
-            try:
-                seq = await self._append(added)
-            except ConcurrencyConflict:
-                await self.gateway.view.catch_up()
-                continue
-            return WorkflowChange(workflow_id=workflow_id, task_id=step.step_id, status="added", seq=seq)
-        raise ApiError(409, "conflict", f"workflow {workflow_id!r} keeps changing; try again")
+
+        seq = await self._change(workflow_id, added)
+        return WorkflowChange(workflow_id=workflow_id, task_id=step.step_id, status="added", seq=seq)
 
     async def cancel_task(self, workflow_id: str, task_id: str, reason: str) -> WorkflowChange:
-        for _ in range(ATTEMPTS):
-            workflow = await self._open(workflow_id)
+        def cancelled(workflow: WorkflowView) -> Event:
             step = workflow.steps.get(task_id)
             if step is None:
                 raise ApiError(404, "not_found", f"workflow {workflow_id!r} has no task {task_id!r}")
@@ -209,30 +211,21 @@ class WorkflowCommands:
                 raise ApiError(
                     409, "conflict", f"task {task_id!r} of workflow {workflow_id!r} is already {step.status}"
                 )
-            cancelled = WorkflowStepCancelled(
+            return WorkflowStepCancelled(
                 workflow_id=workflow_id,
                 step_id=task_id,
                 reason=reason,
                 correlation_id=workflow.correlation_id,
             )
-            try:
-                seq = await self._append(cancelled)
-            except ConcurrencyConflict:
-                await self.gateway.view.catch_up()
-                continue
-            return WorkflowChange(workflow_id=workflow_id, task_id=task_id, status="cancelled", seq=seq)
-        raise ApiError(409, "conflict", f"workflow {workflow_id!r} keeps changing; try again")
+
+        seq = await self._change(workflow_id, cancelled)
+        return WorkflowChange(workflow_id=workflow_id, task_id=task_id, status="cancelled", seq=seq)
 
     async def cancel(self, workflow_id: str, reason: str) -> WorkflowChange:
-        for _ in range(ATTEMPTS):
-            workflow = await self._open(workflow_id)
-            cancelled = WorkflowCancelled(
+        def cancelled(workflow: WorkflowView) -> Event:
+            return WorkflowCancelled(
                 workflow_id=workflow_id, reason=reason, correlation_id=workflow.correlation_id
             )
-            try:
-                seq = await self._append(cancelled)
-            except ConcurrencyConflict:
-                await self.gateway.view.catch_up()
-                continue
-            return WorkflowChange(workflow_id=workflow_id, status="cancelled", seq=seq)
-        raise ApiError(409, "conflict", f"workflow {workflow_id!r} keeps changing; try again")
+
+        seq = await self._change(workflow_id, cancelled)
+        return WorkflowChange(workflow_id=workflow_id, status="cancelled", seq=seq)
