@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,11 +14,10 @@ from nats.aio.msg import Msg
 
 from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
 from shared.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
-from shared.cli.bench.common import percentile, quiet, wait_for_services
-from shared.cli.stack import Stack, local_stack
+from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from shared.cli.stack import Stack
 from shared.events import TaskAssigned, TaskSubmitted
 from shared.natsclient import stored_at_ns
-from shared.service import run_async
 from shared.subjects import events_of_type, parse_event_subject
 
 CAPABILITY = "bench"
@@ -156,22 +154,18 @@ async def measure_assignment(
 
 
 def bench_assign(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="hive-bench-") as home:
-        stack = local_stack(Path(home), services=("router", "recovery"), scale={"router": args.routers})
-        stack.start()
-        try:
-            result: AssignResult = run_async(
-                measure_assignment(
-                    stack,
-                    agents=args.agents,
-                    tasks=args.tasks,
-                    rate=args.rate,
-                    capacity=args.capacity,
-                    work_ms=args.work_ms,
-                )
-            )
-        finally:
-            stack.stop()
+    result = on_private_stack(
+        lambda stack: measure_assignment(
+            stack,
+            agents=args.agents,
+            tasks=args.tasks,
+            rate=args.rate,
+            capacity=args.capacity,
+            work_ms=args.work_ms,
+        ),
+        services=("router", "recovery"),
+        scale={"router": args.routers},
+    )
     if args.json:
         print(json.dumps(asdict(result)))
     else:

@@ -33,23 +33,20 @@ import asyncio
 import contextlib
 import json
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from nats.aio.msg import Msg
 
 from shared.agent.sdk import Agent
 from shared.agent.simulated import SimulationProfile, make_simulated_agents, simulated_handler
 from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
-from shared.cli.bench.common import percentile, quiet, wait_for_services
+from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
 from shared.cli.bench.http import JsonClient
-from shared.cli.stack import Stack, local_stack
+from shared.cli.stack import Stack
 from shared.domain.load_balance import accepted_assignment, group_loads
 from shared.domain.performance_metrics import MetricsView, apply_metrics_view, figures
 from shared.events import Persona, TaskAssigned, TaskCompleted, TaskRequeued, TaskStarted
-from shared.service import run_async
 
 ASSIGN = "/api/v1/orchestration/task/assign"
 CAPABILITY = "balance"
@@ -339,13 +336,9 @@ async def measure_balance(stack: Stack, args: argparse.Namespace) -> BalanceResu
 
 
 def run_balance(args: argparse.Namespace) -> BalanceResult:
-    with tempfile.TemporaryDirectory(prefix="hive-bench-") as home:
-        stack = local_stack(Path(home), rebalance_after_s=args.rebalance_after_s)
-        stack.start()
-        try:
-            return run_async(measure_balance(stack, args))
-        finally:
-            stack.stop()
+    return on_private_stack(
+        lambda stack: measure_balance(stack, args), rebalance_after_s=args.rebalance_after_s
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -1,13 +1,32 @@
-"""What every benchmark needs: percentiles, waiting for services, quiet logs."""
+"""What every benchmark needs: a private Hive, percentiles, waiting for services, quiet logs."""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
 
 from shared.bus import EventBus
+from shared.cli.stack import Stack, local_stack
 from shared.logging import configure_logging
+from shared.service import run_async
+
+T = TypeVar("T")
+
+
+def on_private_stack(measure: Callable[[Stack], Coroutine[Any, Any, T]], **stack_options: Any) -> T:
+    """Run `measure` against a Hive of its own (nats-server and services on free ports, under a
+    temporary folder), stopped and removed afterwards; `stack_options` go to ``local_stack``."""
+    with tempfile.TemporaryDirectory(prefix="hive-bench-") as home:
+        stack = local_stack(Path(home), **stack_options)
+        stack.start()
+        try:
+            return run_async(measure(stack))
+        finally:
+            stack.stop()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,8 +27,8 @@ from shared.agent.sdk import Agent, TaskContext
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus, Recorded
 from shared.cli.bench.agent_process import spawn_agent_process
-from shared.cli.bench.common import percentile, quiet, wait_for_services
-from shared.cli.stack import Stack, local_stack
+from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from shared.cli.stack import Stack
 from shared.events import (
     AgentRegistered,
     AgentUnresponsive,
@@ -39,7 +38,6 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
-from shared.service import run_async
 from shared.settings import Settings
 
 TARGET_S = 1.5
@@ -64,6 +62,12 @@ class RecoveryResult:
 
     def running(self, mode: str) -> list[float]:
         return [r.running_s for r in self.rounds if r.mode == mode]
+
+    @property
+    def met(self) -> bool:
+        """Every killed agent's tasks ran elsewhere within the target."""
+        killed = self.running("kill")
+        return bool(killed) and max(killed) < TARGET_S
 
 
 class Watch:
@@ -265,15 +269,12 @@ def _summary(values: list[float]) -> str:
 
 
 def bench_recovery(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="hive-bench-") as home:
-        stack = local_stack(Path(home), services=("router", "recovery"))
-        stack.start()
-        try:
-            result: RecoveryResult = run_async(
-                measure_recovery(stack, rounds=args.rounds, victims=args.victims, capacity=args.capacity)
-            )
-        finally:
-            stack.stop()
+    result = on_private_stack(
+        lambda stack: measure_recovery(
+            stack, rounds=args.rounds, victims=args.victims, capacity=args.capacity
+        ),
+        services=("router", "recovery"),
+    )
     if args.json:
         print(json.dumps(asdict(result)))
         return 0
@@ -291,8 +292,7 @@ def bench_recovery(args: argparse.Namespace) -> int:
     kill, hang = result.running("kill"), result.running("hang")
     print(f"  kill -9 -> all its tasks running elsewhere: {_summary(kill)}   (target < {TARGET_S:g} s)")
     print(f"  hung    -> all its tasks running elsewhere: {_summary(hang)}   (heartbeats only)")
-    met = bool(kill) and max(kill) < TARGET_S
-    print(f"  verdict      {'target met' if met else 'target NOT met'} for killed agents")
+    print(f"  verdict      {'target met' if result.met else 'target NOT met'} for killed agents")
     return 0
 
 

@@ -17,21 +17,18 @@ import asyncio
 import contextlib
 import json
 import random
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import get_args
 
 from services.router.decide import RoutingConfig
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
 from shared.bus import EventBus, Recorded
-from shared.cli.bench.common import quiet, wait_for_services
+from shared.cli.bench.common import on_private_stack, quiet, wait_for_services
 from shared.cli.bench.routing_figures import RoutingFigures, routing_figures
 from shared.cli.bench.routing_sim import simulate
 from shared.cli.bench.routing_world import World, make_tasks, make_world
-from shared.cli.stack import Stack, local_stack
+from shared.cli.stack import Stack
 from shared.events import RoutingStrategy, TaskCompleted, TaskSubmitted
-from shared.service import run_async
 from shared.settings import OrchestrationMode
 from shared.subjects import events_of_type
 
@@ -111,10 +108,16 @@ async def measure_routing(
     return routing_figures(log, world, warmup)
 
 
-def bench_routing(args: argparse.Namespace) -> int:
+def _warmup(args: argparse.Namespace) -> int:
+    """Decisions not measured (learning), at most all but the last."""
+    return min(int(args.warmup), max(0, int(args.tasks) - 1))
+
+
+def run_routing(args: argparse.Namespace) -> RoutingFigures:
+    """The figures of `hive bench routing <args>`: offline (pure router, virtual time) or live."""
     world = make_world(args.agents, args.capacity, args.seed)
     tasks = make_tasks(world, args.tasks, args.seed)
-    warmup = min(args.warmup, max(0, args.tasks - 1))
+    warmup = _warmup(args)
     if args.offline:
         config = RoutingConfig(mode=args.mode, default_strategy=args.strategy)
         log = simulate(
@@ -122,29 +125,26 @@ def bench_routing(args: argparse.Namespace) -> int:
         )
         figures = routing_figures(log, world, warmup)
     else:
-        with tempfile.TemporaryDirectory(prefix="hive-bench-") as home:
-            stack = local_stack(
-                Path(home),
-                services=("router", "recovery"),
-                orchestration_mode=args.mode,
-                default_routing_strategy=args.strategy,
-            )
-            stack.start()
-            try:
-                figures = run_async(
-                    measure_routing(
-                        stack,
-                        world,
-                        tasks,
-                        rate=args.rate,
-                        work_s=args.work_ms / 1000,
-                        jitter=0.3,
-                        warmup=warmup,
-                        seed=args.seed,
-                    )
-                )
-            finally:
-                stack.stop()
+        figures = on_private_stack(
+            lambda stack: measure_routing(
+                stack,
+                world,
+                tasks,
+                rate=args.rate,
+                work_s=args.work_ms / 1000,
+                jitter=0.3,
+                warmup=warmup,
+                seed=args.seed,
+            ),
+            services=("router", "recovery"),
+            orchestration_mode=args.mode,
+            default_routing_strategy=args.strategy,
+        )
+    return figures
+
+
+def bench_routing(args: argparse.Namespace) -> int:
+    figures = run_routing(args)
     if args.json:
         print(
             json.dumps(
@@ -161,7 +161,7 @@ def bench_routing(args: argparse.Namespace) -> int:
         f"routing accuracy ({where}): {args.agents} agents x capacity {args.capacity}, {args.tasks} tasks "
         f"at {args.rate:.0f}/s, strategy {args.strategy}, mode {args.mode}, seed {args.seed}"
     )
-    print(f"  decisions          {figures.decisions} (the first {warmup} are warm-up)")
+    print(f"  decisions          {figures.decisions} (the first {_warmup(args)} are warm-up)")
     print(
         f"  accurate           {figures.accurate}/{figures.measured} = {figures.accuracy:.2%}   "
         f"(target >= {figures.target:.0%}: within 5% of the best agent free in the router's view)"

@@ -16,17 +16,15 @@ import asyncio
 import contextlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shared.bus import EventBus, Recorded
 from shared.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
-from shared.cli.bench.common import quiet, wait_for_services
-from shared.cli.stack import SERVICE_NAMES, Stack, local_stack
+from shared.cli.bench.common import on_private_stack, quiet, wait_for_services
+from shared.cli.stack import SERVICE_NAMES, Stack
 from shared.events import TaskCompleted, TaskSubmitted
-from shared.service import run_async
 from shared.subjects import events_of_type
 
 TARGET_TPS = 2000.0
@@ -149,21 +147,16 @@ def parse_services(text: str) -> tuple[str, ...]:
 
 
 def run_throughput(args: argparse.Namespace) -> ThroughputResult:
-    with tempfile.TemporaryDirectory(prefix="hive-bench-") as home:
-        stack = local_stack(Path(home), services=args.services)
-        stack.start()
-        try:
-            return run_async(
-                measure_throughput(
-                    stack,
-                    agents=args.agents,
-                    capacity=args.capacity,
-                    tasks=args.tasks,
-                    outstanding=args.outstanding,
-                )
-            )
-        finally:
-            stack.stop()
+    return on_private_stack(
+        lambda stack: measure_throughput(
+            stack,
+            agents=args.agents,
+            capacity=args.capacity,
+            tasks=args.tasks,
+            outstanding=args.outstanding,
+        ),
+        services=args.services,
+    )
 
 
 def bench_throughput(args: argparse.Namespace) -> int:

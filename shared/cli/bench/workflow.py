@@ -12,16 +12,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from shared.agent.sdk import Agent
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus, Recorded
-from shared.cli.bench.common import percentile, quiet, wait_for_services
-from shared.cli.stack import Stack, local_stack
+from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from shared.cli.stack import Stack
 from shared.domain.workflow_spec import apply_template, check_steps
 from shared.events import (
     ExecutionMode,
@@ -36,7 +34,6 @@ from shared.events import (
     WorkflowSubmitted,
     WorkflowTemplate,
 )
-from shared.service import run_async
 
 
 @dataclass
@@ -205,19 +202,13 @@ async def measure_workflows(stack: Stack, args: argparse.Namespace) -> WorkflowB
 
 
 def bench_workflow(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="hive-bench-") as home:
-        stack = local_stack(
-            Path(home),
-            services=("router", "recovery", "workflow"),
-            scale={"workflow": args.workflow_instances},
-            max_concurrent_workflows=args.max_concurrent,
-            work_ack_wait_s=5.0,
-        )
-        stack.start()
-        try:
-            result = run_async(measure_workflows(stack, args))
-        finally:
-            stack.stop()
+    result = on_private_stack(
+        lambda stack: measure_workflows(stack, args),
+        services=("router", "recovery", "workflow"),
+        scale={"workflow": args.workflow_instances},
+        max_concurrent_workflows=args.max_concurrent,
+        work_ack_wait_s=5.0,
+    )
     if args.json:
         print(json.dumps({**asdict(result), "completion_rate": result.completion_rate, "met": result.met}))
         return 0
