@@ -24,21 +24,21 @@ from services.gateway.performance_schemas import (
 from services.gateway.replies import Replies
 from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.performance_metrics import OrchestrationFigures, figures
-from shared.domain.performance_targets import TargetCheck, check_targets, performance_score, targets_from
+from shared.domain.performance_targets import (
+    DEFINITIONS,
+    TargetCheck,
+    check_targets,
+    performance_score,
+    targets_from,
+)
 from shared.events import LoadRebalanced, RebalanceRequested
 from shared.ids import new_id
 
 if TYPE_CHECKING:
     from services.gateway.service import GatewayService
 
-METRICS = (
-    "task_assignment_latency_ms",
-    "load_balancing_efficiency",
-    "routing_accuracy_percent",
-    "failure_recovery_time_ms",
-    "system_throughput_tasks_per_second",
-    "workflow_completion_rate",
-)
+METRICS = tuple(DEFINITIONS)
+"""The orchestration metrics, in the order their definitions are documented."""
 
 
 def _rounded(value: float | None) -> float | None:

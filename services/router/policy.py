@@ -94,15 +94,20 @@ PRIORITY_EXPLORATION: Final[dict[str, float]] = {"low": 1.5, "normal": 1.0, "hig
 """Multiplies a positive risk tolerance: critical work is never used to explore."""
 
 
+def signal_weights(strategy: RoutingStrategy, adaptive: AdaptiveState) -> dict[str, float]:
+    """The strategy's capability / persona / performance weights; adaptive's as learned so far."""
+    base = STRATEGIES[strategy]
+    signals = {"capability": base.capability, "persona": base.persona, "performance": base.performance}
+    return adaptive_weights(adaptive, signals) if strategy == "adaptive" else signals
+
+
 def effective_weights(
     strategy: RoutingStrategy, mode: OrchestrationMode, task: TaskSubmitted, adaptive: AdaptiveState
 ) -> Weights:
     """The weights for routing `task` with `strategy` in `mode`."""
     base = STRATEGIES[strategy]
     profile = MODES[mode]
-    signals = {"capability": base.capability, "persona": base.persona, "performance": base.performance}
-    if strategy == "adaptive":
-        signals = adaptive_weights(adaptive, signals)
+    signals = signal_weights(strategy, adaptive)
     signals["performance"] *= profile.performance_boost
     timeliness = profile.speed_weight + (DEADLINE_WEIGHT if task.deadline_ts is not None else 0.0)
     timeliness *= PRIORITY_TIMELINESS[task.priority]

@@ -18,9 +18,8 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from services.router.adaptive import adaptive_weights
 from services.router.decide import Assign, Decision, Expire, RoutingConfig, next_decision, next_expiry
-from services.router.policy import STRATEGIES
+from services.router.policy import signal_weights
 from services.router.view import ROUTER_VIEW
 from shared.bus import AppendResult, ConcurrencyConflict, Recorded
 from shared.events import (
@@ -125,11 +124,7 @@ class RouterService(Service):
 
     def details(self) -> dict[str, Any]:
         state = self.view.state
-        start = STRATEGIES["adaptive"]
-        weights = adaptive_weights(
-            state.adaptive,
-            {"capability": start.capability, "persona": start.persona, "performance": start.performance},
-        )
+        weights = signal_weights("adaptive", state.adaptive)
         return {
             "queue_depth": len(state.fleet.queue),
             "agents": len(state.fleet.agents),
