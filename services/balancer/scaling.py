@@ -103,8 +103,7 @@ def advise(
 ) -> Advice:
     """The advice for one task type now."""
     if active is None:
-        breakers = state.router.breakers
-        active = [a for a in state.router.fleet.agents.values() if takes_work(a, breakers)]
+        active = _taking_work(state)
     since = now - policy.window_s
     demand = state.demand.get(capability)
     arrivals = demand.arrivals.sums(since, now).a if demand is not None else 0.0
@@ -143,9 +142,14 @@ def all_advice(state: BalancerState, now: float, policy: ScalePolicy) -> list[Ad
     depths = _queue_depths(state, now)
     kinds = set(depths) | {cap for cap, standing in state.scale.items() if standing.additional_agents > 0}
     kinds |= {kind for kind, demand in state.demand.items() if demand.arrivals.sums(since, now).a > 0}
-    breakers = state.router.breakers
-    active = [a for a in state.router.fleet.agents.values() if takes_work(a, breakers)]
+    active = _taking_work(state)
     return [advise(state, kind, now, policy, depths.get(kind, 0), active) for kind in sorted(kinds)]
+
+
+def _taking_work(state: BalancerState) -> list[AgentView]:
+    """The agents that can be given work now (active, breaker not open)."""
+    breakers = state.router.breakers
+    return [agent for agent in state.router.fleet.agents.values() if takes_work(agent, breakers)]
 
 
 def changed_advice(
