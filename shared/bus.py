@@ -33,7 +33,7 @@ from nats.js.api import (
 )
 
 from shared.denials import Denials
-from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event
+from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event, stored_on
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
@@ -331,6 +331,8 @@ class EventBus:
         one entity across aggregates (an agent and its breaker).
         """
         check_id(event.aggregate_id, f"{event.AGGREGATE} id")
+        for token in event.subject.split(".")[4:]:
+            check_id(token, f"subject token of {event.type_name()}")
         headers = {"Nats-Msg-Id": msg_id or event.id}
         guarded = expected_filter or aggregate_subjects(event.AGGREGATE, event.aggregate_id)
         if expected is not None:
@@ -367,6 +369,18 @@ class EventBus:
         if "Nats-Sequence" not in headers:
             raise RuntimeError(f"direct get failed: {headers}")
         return int(headers["Nats-Sequence"])
+
+    async def last_on(self, subject_filter: str) -> Recorded | Undecodable | None:
+        """The last stored message matching `subject_filter` (None if none), by a direct get whose
+        subject names the filter (``$JS.API.DIRECT.GET.<stream>.<filter>``): permissions can limit
+        what a user reads this way, as the server refuses a body that would name another filter."""
+        reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}.{subject_filter}", b"", timeout=5)
+        headers = reply.headers or {}
+        if headers.get("Status") == "404":
+            return None
+        if "Nats-Sequence" not in headers or "Nats-Subject" not in headers:
+            raise RuntimeError(f"direct get of {subject_filter} failed: {headers}")
+        return decode_recorded(int(headers["Nats-Sequence"]), headers["Nats-Subject"], reply.data)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -577,6 +591,6 @@ def decode_recorded(seq: int, subject: str, data: bytes) -> Recorded | Undecodab
         event = decode_event(data)
     except EventDecodeError as exc:
         return Undecodable(seq, subject, str(exc))
-    if event.subject != subject:
+    if not stored_on(event, subject, data):
         return Undecodable(seq, subject, f"subject {subject} does not match the event's own {event.subject}")
     return Recorded(seq, subject, event)

@@ -140,7 +140,7 @@ class ProjectionRunner(Generic[S]):
         return found
 
     async def expected_entity_version(self, entity_id: str) -> int:
-        """The version of everything about `entity_id` (``hive.evt.*.<id>.*``): the newest of its
+        """The version of everything about `entity_id` (``hive.evt.*.<id>.>``): the newest of its
         aggregates, to append against all of them at once."""
         found = [self.version(aggregate, entity_id) for aggregate in AGGREGATES]
         if any(version is None for version in found):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from shared.bus import EventBus, Recorded
-from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, events_of_type
+from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, type_filters
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -59,7 +59,9 @@ class TimelineFilter:
             return aggregate_subjects(self.aggregate, self.aggregate_id)
         if len(self.types) == 1:
             (only,) = self.types
-            return events_of_type(self.aggregate, only.split(".")[-1])
+            filters = type_filters(self.aggregate, only.split(".")[-1])
+            if len(filters) == 1:  # a report type has two forms (old logs): read the aggregate
+                return filters[0]
         return f"{EVENTS_PREFIX}.{self.aggregate}.>"
 
     def matches(self, recorded: Recorded) -> bool:

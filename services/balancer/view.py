@@ -14,6 +14,7 @@ import msgspec
 
 from services.router.view import RouterState, apply_router
 from shared.bus import Recorded
+from shared.domain.fleet import admits
 from shared.domain.load_balance import LoadWindow, sample_assignment
 from shared.domain.windows import WindowSums
 from shared.events import (
@@ -58,6 +59,8 @@ def _demand(state: BalancerState, task_type: str) -> TypeDemand:
 def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
     """Balancer figures first (they read the fleet before the event), then the router's view."""
     fleet = state.router.fleet
+    if not admits(fleet, recorded):
+        return state
     sample_assignment(state.load, fleet, state.router.breakers, recorded)
     event = recorded.event
     match event:

@@ -56,7 +56,7 @@ from shared.events import (
 )
 from shared.heartbeats import HeartbeatListener
 from shared.service import Service
-from shared.subjects import events_of_type
+from shared.subjects import events_of_type, type_filters
 from shared.work import WorkSpec
 
 MAX_CONFLICT_RETRIES = 20
@@ -76,7 +76,7 @@ class RecoveryService(Service):
             WorkSpec(
                 durable="recovery",
                 filters=[
-                    events_of_type("task", TaskAttemptFailed.event_type()),
+                    *type_filters("task", TaskAttemptFailed.event_type()),
                     events_of_type("agent", AgentRegistered.event_type()),
                     events_of_type("agent", AgentUnresponsive.event_type()),
                     events_of_type("system", FailureReported.event_type()),

@@ -13,7 +13,7 @@ from services.router.adaptive import AdaptiveState, observe
 from services.router.performance import PerformanceState, learn, outcome_of
 from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
-from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.projection import ProjectionSpec
 
 
@@ -25,6 +25,8 @@ class RouterState(msgspec.Struct, kw_only=True):
 
 
 def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
+    if not admits(state.fleet, recorded):
+        return state
     outcome = outcome_of(state.fleet, recorded)
     if outcome is not None:
         learn(state.performance, outcome)
