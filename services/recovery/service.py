@@ -193,8 +193,11 @@ class RecoveryService(Service):
         period = self.settings.recovery_tick_s
         last_full = 0.0
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 a wake-up arriving with the stop's
+            # cancellation made wait_for swallow the cancellation, and stopping waited forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), period)
+                async with asyncio.timeout(period):
+                    await self._wake.wait()
             self._wake.clear()
             full = time.monotonic() - last_full >= period
             if full:
