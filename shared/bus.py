@@ -33,6 +33,7 @@ from nats.js.api import (
 )
 
 from shared.denials import Denials
+from shared.domain.message_ids import dead_letter_msg_id
 from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
@@ -563,7 +564,7 @@ class EventBus:
             data=data.decode("utf-8", errors="replace"),
             ts=time.time(),
         )
-        msg_id = f"dlq:{self.service}:{stream_seq}" if stream_seq is not None else None
+        msg_id = dead_letter_msg_id(self.service, stream_seq) if stream_seq is not None else None
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         await self.js.publish(dlq_subject(self.service), msgspec.json.encode(letter), headers=headers)
         if self.metrics:

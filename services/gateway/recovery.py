@@ -27,6 +27,7 @@ from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.breaker_policy import BreakerPolicy, window_stats
 from shared.domain.breakers import BreakerView
 from shared.domain.heartbeats import HeartbeatTable
+from shared.domain.message_ids import breaker_reset_msg_id
 from shared.domain.prediction import predict
 from shared.domain.strategies import choose_strategy
 from shared.events import BreakerReset, FailureReported, RecoveryActionTaken
@@ -187,7 +188,7 @@ class RecoveryDesk:
                 result = await self.gateway.bus.append(
                     BreakerReset(agent_id=agent_id, requested_by=data.requested_by),
                     expected=expected,
-                    msg_id=f"breaker-reset:{agent_id}:{expected}",
+                    msg_id=breaker_reset_msg_id(agent_id, expected),
                 )
             except ConcurrencyConflict:
                 await view.catch_up()

@@ -22,6 +22,7 @@ from services.router.decide import Assign, Decision, Expire, RoutingConfig, next
 from services.router.policy import signal_weights
 from services.router.view import ROUTER_VIEW
 from shared.bus import AppendResult, ConcurrencyConflict, Recorded
+from shared.domain.message_ids import assign_msg_id, failed_msg_id, queued_msg_id
 from shared.events import (
     AgentRecovered,
     AgentRegistered,
@@ -214,7 +215,7 @@ class RouterService(Service):
             result = await self.bus.append(
                 event,
                 expected=await self.view.expected_entity_version(decision.agent_id),
-                msg_id=f"assign:{decision.task_id}:{decision.attempt}",
+                msg_id=assign_msg_id(decision.task_id, decision.attempt),
                 expected_filter=entity_subjects(decision.agent_id),
             )
             if not result.duplicate:
@@ -234,7 +235,7 @@ class RouterService(Service):
                     causation_id=causation_id,
                 ),
                 expected=await self.view.expected_version("task", decision.task_id),
-                msg_id=f"failed:{decision.task_id}",
+                msg_id=failed_msg_id(decision.task_id),
             )
             if not result.duplicate:
                 self.expired += 1
@@ -251,5 +252,5 @@ class RouterService(Service):
         return await self.bus.append(
             queued,
             expected=await self.view.expected_version("task", decision.task_id),
-            msg_id=f"queued:{decision.task_id}:{decision.attempt}",
+            msg_id=queued_msg_id(decision.task_id, decision.attempt),
         )

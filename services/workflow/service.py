@@ -41,7 +41,15 @@ from services.workflow.decide import (
 from services.workflow.view import WORKFLOW_VIEW
 from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.cancellation import cancel_notice, cancellation
-from shared.domain.message_ids import cancel_msg_id, notice_msg_id
+from shared.domain.message_ids import (
+    cancel_msg_id,
+    notice_msg_id,
+    step_dispatch_msg_id,
+    step_skip_msg_id,
+    workflow_end_msg_id,
+    workflow_start_msg_id,
+    workflow_task_msg_id,
+)
 from shared.domain.windows import WindowSums
 from shared.domain.workflows import WorkflowView
 from shared.events import (
@@ -285,7 +293,7 @@ class WorkflowService(Service):
             causation_id=cause,
         )
         try:
-            result = await self.bus.append(event, expected=0, msg_id=f"wf-task:{task.task_id}")
+            result = await self.bus.append(event, expected=0, msg_id=workflow_task_msg_id(task.task_id))
         except ConcurrencyConflict:
             return await self.bus.aggregate_version("task", task.task_id)
         return result.seq
@@ -330,7 +338,7 @@ class WorkflowService(Service):
                     event,
                     expected=guard_seq,
                     expected_filter=STARTED,
-                    msg_id=f"wf-start:{workflow.workflow_id}",
+                    msg_id=workflow_start_msg_id(workflow.workflow_id),
                 )
             except ConcurrencyConflict:
                 conflicts += 1
@@ -347,7 +355,7 @@ class WorkflowService(Service):
 def _msg_id(workflow_id: str, action: Action) -> str:
     """One message id per decision, so a decision replayed within the window is stored once."""
     if isinstance(action, Dispatch):
-        return f"wf-dispatch:{workflow_id}:{action.task.step_id}"
+        return step_dispatch_msg_id(workflow_id, action.task.step_id)
     if isinstance(action, Skip):
-        return f"wf-skip:{workflow_id}:{action.step_id}"
-    return f"wf-end:{workflow_id}"
+        return step_skip_msg_id(workflow_id, action.step_id)
+    return workflow_end_msg_id(workflow_id)
