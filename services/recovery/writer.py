@@ -13,6 +13,7 @@ from services.recovery.liveness import MarkRecovered, MarkUnresponsive, TimeOut
 from services.recovery.view import RecoveryState
 from shared.bus import AppendResult, EventBus
 from shared.domain.breaker_policy import Close, Probe, Transition, Trip
+from shared.domain.fleet import correlation_of
 from shared.domain.message_ids import (
     breaker_msg_id,
     failed_msg_id,
@@ -58,14 +59,10 @@ class RecoveryWriter:
         await self.view.wait_for(result.seq)
         return result
 
-    def _correlation(self, task_id: str) -> str:
-        task = self.view.state.fleet.tasks.get(task_id)
-        return (task.spec.correlation_id if task is not None else "") or task_id
-
     # --- tasks ----------------------------------------------------------------------------------
 
     async def task_step(self, step: Requeue | GiveUp | FailAttempt, causation_id: str) -> AppendResult:
-        correlation = self._correlation(step.task_id)
+        correlation = correlation_of(self.view.state.fleet, step.task_id)
         if isinstance(step, Requeue):
             return await self._append(
                 TaskRequeued(

@@ -22,6 +22,7 @@ from services.router.decide import Assign, Decision, Expire, RoutingConfig, next
 from services.router.policy import signal_weights
 from services.router.view import ROUTER_VIEW
 from shared.bus import AppendResult, ConcurrencyConflict, Recorded
+from shared.domain.fleet import correlation_of
 from shared.domain.message_ids import assign_msg_id, failed_msg_id, queued_msg_id
 from shared.events import (
     AgentRecovered,
@@ -187,7 +188,7 @@ class RouterService(Service):
 
     async def _append(self, decision: Decision, causation_id: str, seen: int, now: float) -> AppendResult:
         task = self.view.state.fleet.tasks[decision.task_id]
-        correlation = task.spec.correlation_id or task.task_id
+        correlation = correlation_of(self.view.state.fleet, decision.task_id)
         if isinstance(decision, Assign):
             never_held = decision.attempt == 1 and task.status == "pending"  # read before any await
             event = TaskAssigned(
