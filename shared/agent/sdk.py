@@ -54,7 +54,7 @@ from shared.events import (
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.permissions import agent_durable, agent_reader
-from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.pull import consume_forever
 from shared.subjects import EVENTS_STREAM, aggregate_subjects, heartbeat_subject
 
 log = get_logger("hive.agent")
@@ -355,22 +355,19 @@ class Agent:
 
     async def _assignment_loop(self) -> None:
         assert self.bus is not None
-        while not self._stopping.is_set():
-            try:
-                await consume(
-                    self.bus.nc,
-                    EVENTS_STREAM,
-                    self.durable,
-                    self._on_message,
-                    self._stopping,
-                    batch=self.capacity + 16,
-                )
-            except asyncio.CancelledError:
-                raise
-            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                self.log.warning("assignment_consumer_lost", error=repr(exc))
-                if not await pause_before_retry(self.bus.nc):
-                    return
+
+        def on_lost(exc: Exception) -> None:
+            self.log.warning("assignment_consumer_lost", error=repr(exc))
+
+        await consume_forever(
+            self.bus.nc,
+            EVENTS_STREAM,
+            self.durable,
+            self._on_message,
+            self._stopping,
+            on_lost=on_lost,
+            batch=self.capacity + 16,
+        )
 
     async def _on_message(self, msg: Msg) -> None:
         item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
