@@ -170,6 +170,11 @@ class RouterService(Service):
             await self._dispatch(causation_id)
 
     async def _dispatch(self, causation_id: str) -> None:
+        # Not ``shared.command``: this loop drains the queue, and each round decides afresh which
+        # task goes to which agent, so a refusal is no failure to retry a bounded number of times.
+        # It means another router instance placed work on that agent first (progress for the
+        # fleet); the next round decides on the state that includes it. A bound would turn a busy
+        # fleet with several routers into failed triggers and redeliveries.
         skip: set[str] = set()
         while True:
             seen, now = self.view.seq, time.time()

@@ -27,13 +27,13 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shared.bus import (
-    ConcurrencyConflict,
     EventBus,
     Recorded,
     connection_key,
     decode_recorded,
     event_msg_seq,
 )
+from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
 from shared.domain.message_ids import report_msg_id
@@ -477,23 +477,27 @@ class Agent:
         msg_id = report_msg_id(event.type_name(), context.task_id, context.attempt)
         if isinstance(event, TaskProgress):
             msg_id = event.id
-        for _ in range(6):
-            try:
-                result = await self._through_outages(
-                    lambda: bus.append(event, expected=context.last_seq, msg_id=msg_id), context.task_id
-                )
-            except ConcurrencyConflict:
-                history, last_seq = await self._through_outages(
-                    lambda: self._task_history(context.task_id), context.task_id
-                )
-                verdict = attempt_verdict(history, self.agent_id, context.attempt)
-                if verdict is not None:
-                    raise AttemptSuperseded(verdict) from None
-                context.last_seq = last_seq
-                continue
+
+        async def once() -> None:
+            result = await self._through_outages(
+                lambda: bus.append(event, expected=context.last_seq, msg_id=msg_id), context.task_id
+            )
             context.last_seq = max(context.last_seq, result.seq)
-            return
-        raise AttemptSuperseded("too many concurrent changes to the task")
+
+        async def catch_up() -> None:
+            """Read what changed the task: a superseded attempt ends here, anything else is harmless."""
+            history, last_seq = await self._through_outages(
+                lambda: self._task_history(context.task_id), context.task_id
+            )
+            verdict = attempt_verdict(history, self.agent_id, context.attempt)
+            if verdict is not None:
+                raise AttemptSuperseded(verdict)
+            context.last_seq = last_seq
+
+        try:
+            await retry_on_conflict(once, catch_up, what=f"task {context.task_id!r}")
+        except KeepsChanging as exc:
+            raise AttemptSuperseded(str(exc)) from None
 
     async def _task_history(self, task_id: str) -> tuple[list[Recorded], int]:
         """The task's events, read by this agent's one reader consumer (one read at a time)."""
