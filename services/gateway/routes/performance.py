@@ -8,15 +8,15 @@ from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
+from services.gateway.performance import PerformanceDesk
 from services.gateway.performance_schemas import (
     MetricsResponse,
     OptimizeRequest,
     OptimizeResponse,
     ValidateResponse,
 )
-from services.gateway.service import GatewayService
 
-Gateway = NamedDependency[GatewayService]
+Performance = NamedDependency[PerformanceDesk]
 Window = Annotated[
     float | None,
     Parameter(gt=0, le=3600, description="seconds the figures cover, ending now (default: METRICS_WINDOW_S)"),
@@ -29,16 +29,16 @@ Window = Annotated[
     description="Each figure is null when the window holds nothing to measure it on; README "
     "'Metrics and targets' says exactly how each is computed.",
 )
-async def orchestration_metrics(gateway: Gateway, window_s: Window = None) -> MetricsResponse:
-    return gateway.performance.metrics(window_s)
+async def orchestration_metrics(performance_desk: Performance, window_s: Window = None) -> MetricsResponse:
+    return performance_desk.metrics(window_s)
 
 
 @get(
     "/api/v1/orchestration/performance/validate",
     summary="Each target with its measured value and whether it is met",
 )
-async def validate_performance(gateway: Gateway, window_s: Window = None) -> ValidateResponse:
-    return gateway.performance.validate(window_s)
+async def validate_performance(performance_desk: Performance, window_s: Window = None) -> ValidateResponse:
+    return performance_desk.validate(window_s)
 
 
 @post(
@@ -48,9 +48,9 @@ async def validate_performance(gateway: Gateway, window_s: Window = None) -> Val
     "within ASSIGN_WAIT_MS, else 202. dry_run only says what would move. 409 on a reused request_id.",
 )
 async def optimize_load(
-    gateway: Gateway, data: JSONBody[OptimizeRequest | None] = None
+    performance_desk: Performance, data: JSONBody[OptimizeRequest | None] = None
 ) -> Response[OptimizeResponse]:
-    answer = await gateway.performance.optimize(data or OptimizeRequest())
+    answer = await performance_desk.optimize(data or OptimizeRequest())
     return Response(answer, status_code=200 if answer.status == "done" else 202)
 
 
