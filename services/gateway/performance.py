@@ -133,7 +133,7 @@ class PerformanceDesk:
             requested_by=data.requested_by,
             correlation_id=request_id,
         )
-        try:
+        try:  # asked once (expected 0): a conflict is a reused request id, never retried
             result, answer = await self.replies.ask(
                 self.core.bus, request, request_id, self.core.settings.assign_wait_ms / 1000
             )

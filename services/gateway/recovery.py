@@ -85,7 +85,7 @@ class RecoveryDesk:
             detail=data.detail,
             correlation_id=incident_id,
         )
-        try:
+        try:  # asked once (expected 0): a conflict is a reused incident id, never retried
             result, action = await self.replies.ask(
                 self.core.bus, report, incident_id, self.core.settings.assign_wait_ms / 1000
             )

@@ -294,7 +294,7 @@ class WorkflowService(Service):
         )
         try:
             result = await self.bus.append(event, expected=0, msg_id=workflow_task_msg_id(task.task_id))
-        except ConcurrencyConflict:
+        except ConcurrencyConflict:  # not retried: the task exists, which is all this step needs
             return await self.bus.aggregate_version("task", task.task_id)
         return result.seq
 
