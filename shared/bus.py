@@ -33,6 +33,7 @@ from nats.js.api import (
 )
 
 from shared.denials import Denials
+from shared.errors import HiveError
 from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
@@ -57,7 +58,7 @@ STREAM_NOT_FOUND = 10059
 log = get_logger("hive.bus")
 
 
-class ConcurrencyConflict(Exception):
+class ConcurrencyConflict(HiveError):
     """Somebody appended to the aggregate since we last looked: catch up and decide again."""
 
     def __init__(self, subject_filter: str, expected: int, detail: str = "") -> None:
@@ -66,7 +67,7 @@ class ConcurrencyConflict(Exception):
         self.expected = expected
 
 
-class NatsAuthError(PermissionError):
+class NatsAuthError(HiveError, PermissionError):
     """The server refused this connection's credentials (or their absence); the message says whose."""
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 import msgspec
 from msgspec import Meta, field
 
+from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
 from shared.subjects import event_subject
 
@@ -583,7 +584,7 @@ TERMINAL_TASK_EVENTS: Final = (TaskCompleted, TaskFailed, TaskCancelled)
 # --- encoding, decoding, upcasting --------------------------------------------------------------
 
 
-class EventDecodeError(ValueError):
+class EventDecodeError(HiveError, ValueError):
     """Bytes that are not a valid Hive event; the reason says why."""
 
 

@@ -37,6 +37,7 @@ from shared.bus import (
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
 from shared.domain.message_ids import report_msg_id
+from shared.errors import HiveError
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -66,11 +67,11 @@ REGISTER_RETRY_MAX_S = 2.0
 """Registering before Hive created its stream: retry after 0.1 s, doubling up to 2 s."""
 
 
-class AttemptSuperseded(Exception):
+class AttemptSuperseded(HiveError):
     """This agent may no longer report on the attempt (fencing); the reason says why."""
 
 
-class NonRetryableError(Exception):
+class NonRetryableError(HiveError):
     """Raise from a handler when retrying cannot help (bad input): the task fails for good."""
 
 
