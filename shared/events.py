@@ -35,6 +35,7 @@ RoutingStrategy = Literal[
     "round_robin",
     "adaptive",
 ]
+OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
 Priority = Literal["low", "normal", "high", "critical"]
 PRIORITY_RANK: Final[dict[str, int]] = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 FailureType = Literal[

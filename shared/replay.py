@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from shared.bus import EventBus, Recorded
+from shared.bus import EventBus
 from shared.errors import HiveError
+from shared.recorded import Recorded
 from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, events_of_type
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

@@ -15,9 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from shared.errors import HiveError
-from shared.events import RoutingStrategy
-
-OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
+from shared.events import OrchestrationMode, RoutingStrategy
 
 
 class SettingsError(HiveError, ValueError):

@@ -23,8 +23,7 @@ from services.router.scoring import Scored, score_candidate
 from services.router.view import RouterState
 from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
-from shared.events import RejectedCandidate, RoutingStrategy
-from shared.settings import OrchestrationMode
+from shared.events import OrchestrationMode, RejectedCandidate, RoutingStrategy
 
 MAX_REJECTED_SHOWN = 5
 

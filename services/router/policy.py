@@ -16,8 +16,7 @@ from typing import Final
 import msgspec
 
 from services.router.adaptive import AdaptiveState, adaptive_weights
-from shared.events import RoutingStrategy, TaskSubmitted
-from shared.settings import OrchestrationMode
+from shared.events import OrchestrationMode, RoutingStrategy, TaskSubmitted
 
 
 class StrategyWeights(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from services.router.decide import Assign, RoutingConfig, route_task
 from services.router.view import ROUTER_VIEW
-from shared.bus import EventBus, Recorded
+from shared.bus import EventBus
 from shared.events import RejectedCandidate, TaskAssigned
 from shared.projection import rebuild
+from shared.recorded import Recorded
 from shared.subjects import events_of_type
 
 

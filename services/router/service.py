@@ -21,7 +21,7 @@ from prometheus_client import Histogram
 from services.router.decide import Assign, Decision, Expire, RoutingConfig, next_decision, next_expiry
 from services.router.policy import signal_weights
 from services.router.view import ROUTER_VIEW
-from shared.bus import AppendResult, ConcurrencyConflict, Recorded
+from shared.bus import AppendResult, ConcurrencyConflict
 from shared.events import (
     AgentRecovered,
     AgentRegistered,
@@ -38,6 +38,7 @@ from shared.events import (
     TaskRequeued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 from shared.service import Service
 from shared.subjects import entity_subjects, events_of_type
 from shared.work import Retry, WorkSpec

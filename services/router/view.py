@@ -11,10 +11,10 @@ import msgspec
 
 from services.router.adaptive import AdaptiveState, observe
 from services.router.performance import PerformanceState, learn, outcome_of
-from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 
 class RouterState(msgspec.Struct, kw_only=True):
@@ -36,7 +36,6 @@ def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
 
 ROUTER_VIEW: ProjectionSpec[RouterState] = ProjectionSpec(
     name="router",
-    schema="router-3",
     state_type=RouterState,
     initial=RouterState,
     apply=apply_router,

@@ -26,14 +26,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import (
-    ConcurrencyConflict,
-    EventBus,
-    Recorded,
-    connection_key,
-    decode_recorded,
-    event_msg_seq,
-)
+from shared.bus import ConcurrencyConflict, EventBus, connection_key, event_msg_seq
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
 from shared.domain.message_ids import report_msg_id
@@ -56,6 +49,7 @@ from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.permissions import agent_durable, agent_reader
 from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.recorded import Recorded, decode_recorded
 from shared.subjects import EVENTS_STREAM, aggregate_subjects, heartbeat_subject
 
 log = get_logger("hive.agent")

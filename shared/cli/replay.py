@@ -12,7 +12,8 @@ import msgspec
 
 from shared.bus import EventBus
 from shared.logging import configure_logging
-from shared.projection import ProjectionSpec, rebuild
+from shared.projection import rebuild
+from shared.projection_spec import ProjectionSpec
 from shared.replay import (
     ReplayError,
     TimelineFilter,

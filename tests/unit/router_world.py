@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.router.view import RouterState, apply_router
-from shared.bus import Recorded
 from shared.events import (
     AgentRegistered,
     AnyEvent,
@@ -16,6 +15,7 @@ from shared.events import (
     TaskProfile,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 class Log:

@@ -17,7 +17,6 @@ from services.router.decide import (
     route_task,
 )
 from services.router.view import RouterState, apply_router
-from shared.bus import Recorded
 from shared.events import (
     AgentDraining,
     AgentRegistered,
@@ -27,6 +26,7 @@ from shared.events import (
     TaskQueued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 def state_of(*events: AnyEvent) -> RouterState:

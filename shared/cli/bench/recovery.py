@@ -25,7 +25,7 @@ from pathlib import Path
 
 from shared.agent.sdk import Agent, TaskContext
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
-from shared.bus import EventBus, Recorded
+from shared.bus import EventBus
 from shared.cli.bench.agent_process import spawn_agent_process
 from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
 from shared.cli.stack import Stack
@@ -38,6 +38,7 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 from shared.settings import Settings
 
 TARGET_S = 1.5

@@ -16,7 +16,6 @@ import msgspec
 
 from services.router.decide import Assign, Expire, Hold, RoutingConfig, next_decision
 from services.router.view import RouterState, apply_router
-from shared.bus import Recorded
 from shared.cli.bench.routing_world import World
 from shared.events import (
     AgentRegistered,
@@ -27,6 +26,7 @@ from shared.events import (
     TaskQueued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 class _Log:
