@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
-from services.router.view import RouterState, apply_router
 from shared.domain.load_balance import LoadWindow, sample_assignment
+from shared.domain.routing.view import RouterState, apply_router
 from shared.domain.windows import WindowSums
 from shared.events import (
     ScaleRecommended,

@@ -18,10 +18,10 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from services.router.decide import Assign, Decision, Expire, RoutingConfig, next_decision, next_expiry
-from services.router.policy import signal_weights
-from services.router.view import ROUTER_VIEW
+from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
 from shared.bus import AppendResult, ConcurrencyConflict
+from shared.domain.routing.policy import RoutingConfig, signal_weights
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import (
     AgentRecovered,
     AgentRegistered,

@@ -115,7 +115,7 @@ def _spec(view: str) -> ProjectionSpec[Any]:
         from services.workflow.view import WORKFLOW_VIEW
 
         return WORKFLOW_VIEW
-    from services.router.view import ROUTER_VIEW
+    from shared.domain.routing.view import ROUTER_VIEW
 
     return ROUTER_VIEW
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.router.view import RouterState, apply_router
+from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
     AgentRegistered,
     AnyEvent,

@@ -11,10 +11,10 @@ import msgspec
 from services.balancer.view import BALANCER_VIEW
 from services.gateway.view import GATEWAY_VIEW
 from services.recovery.view import RECOVERY_VIEW
-from services.router.view import ROUTER_VIEW
 from services.workflow.view import WORKFLOW_VIEW
 from shared.domain.fleet import FLEET_SPEC
 from shared.domain.performance_metrics import METRICS_VIEW
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.domain.workflows import WORKFLOWS_SPEC
 from shared.projection_spec import ProjectionSpec, schema_id
 from shared.recorded import Recorded
@@ -116,7 +116,7 @@ def test_every_projection_has_its_own_id_and_another_process_derives_the_same() 
     ids = [spec.schema for spec in SPECS]
     assert len(set(ids)) == len(ids)
     assert all(spec.schema.startswith(f"{spec.name}-r{spec.revision}-") for spec in SPECS)
-    script = "from services.router.view import ROUTER_VIEW; print(ROUTER_VIEW.schema)"
+    script = "from shared.domain.routing.view import ROUTER_VIEW; print(ROUTER_VIEW.schema)"
     other = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,

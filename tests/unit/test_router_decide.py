@@ -6,17 +6,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.decide import (
-    BELOW_THRESHOLD,
-    Assign,
-    Expire,
-    Hold,
-    RoutingConfig,
-    next_decision,
-    next_expiry,
-    route_task,
-)
-from services.router.view import RouterState, apply_router
+from services.router.decide import Assign, Expire, Hold, next_decision, next_expiry, route_task
+from shared.domain.routing.eligibility import BELOW_THRESHOLD
+from shared.domain.routing.policy import RoutingConfig
+from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
     AgentDraining,
     AgentRegistered,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from services.router.adaptive import FLOOR, AdaptiveState, adaptive_weights
-from services.router.performance import predict
-from services.router.view import ROUTER_VIEW, RouterState
 from shared.domain.fleet import TaskView
+from shared.domain.routing.adaptive import FLOOR, AdaptiveState, adaptive_weights
+from shared.domain.routing.performance import predict
+from shared.domain.routing.view import ROUTER_VIEW, RouterState
 from shared.events import (
     AgentRegistered,
     TaskAssigned,

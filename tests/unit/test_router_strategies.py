@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.router.decide import Assign, RoutingConfig, route_task
-from services.router.policy import describe_policies
+from services.router.decide import Assign, route_task
+from shared.domain.routing.policy import RoutingConfig, describe_policies
 from shared.events import (
     AgentRegistered,
     BreakerHalfOpened,
