@@ -14,8 +14,8 @@ import random
 
 import msgspec
 
+from services.cli.bench.routing_world import World
 from services.router.decide import Assign, Expire, Hold, next_decision
-from shared.cli.bench.routing_world import World
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (

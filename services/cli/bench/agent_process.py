@@ -45,7 +45,7 @@ def spawn_agent_process(
             [
                 sys.executable,
                 "-m",
-                "shared.cli.main",
+                "services.cli.main",
                 "agent",
                 "--count",
                 str(count),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.cli.bench.routing_world import World
+from services.cli.bench.routing_world import World
 from shared.domain.fleet import AgentView, FleetState, apply_fleet
 from shared.events import TaskAssigned, TaskCompleted
 from shared.recorded import Recorded
