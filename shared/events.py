@@ -1,9 +1,10 @@
 """The event catalogue: every state change in Hive, as one msgspec tagged union.
 
-Rules (see STYLE.md): events are frozen, keyword-only Structs tagged ``<aggregate>.<event_type>``;
-a field is added with a default, never repurposed; a breaking change bumps ``v`` and registers an
-upcaster in ``UPCASTERS`` so old payloads stay decodable. The subject of an event is
-``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag and id field.
+Rules (the README's Development section, "Conventions"): events are frozen, keyword-only Structs
+tagged ``<aggregate>.<event_type>``; a field is added with a default, never repurposed; a breaking
+change bumps ``v`` and registers an upcaster in ``UPCASTERS`` so old payloads stay decodable. The
+subject of an event is ``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag
+and id field.
 """
 
 from __future__ import annotations
