@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
 from shared.bus import AppendResult, ConcurrencyConflict, EventBus
+from shared.errors import HiveError
 from shared.events import Event
 
 COMMAND_ATTEMPTS: Final = 20
@@ -26,7 +27,7 @@ appended to the same aggregate meanwhile; twenty in a row means it is too busy t
 T = TypeVar("T")
 
 
-class KeepsChanging(RuntimeError):
+class KeepsChanging(HiveError, RuntimeError):
     """Every attempt of a command was refused: another writer kept appending to what it guards."""
 
     def __init__(self, what: str, attempts: int) -> None:

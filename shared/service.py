@@ -21,7 +21,8 @@ from nats.aio.msg import Msg
 from shared.bus import EventBus
 from shared.logging import configure_logging, get_logger
 from shared.metrics import ServiceMetrics
-from shared.projection import ProjectionRunner, ProjectionSpec, S
+from shared.projection import ProjectionRunner, S
+from shared.projection_spec import ProjectionSpec
 from shared.settings import Settings, load_settings
 from shared.snapshots import SnapshotStore
 from shared.subjects import HEALTH_PING

@@ -14,12 +14,11 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from shared.events import RoutingStrategy
+from shared.errors import HiveError
+from shared.events import OrchestrationMode, RoutingStrategy
 
-OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
 
-
-class SettingsError(ValueError):
+class SettingsError(HiveError, ValueError):
     """An environment variable holds a value Hive cannot use."""
 
 

@@ -14,7 +14,8 @@ from services.gateway.errors import ApiError
 from services.gateway.view import GatewayState
 from shared.bus import EventBus
 from shared.domain.fleet import FLEET_SPEC, TaskView
-from shared.projection import ProjectionRunner, fold
+from shared.projection import ProjectionRunner
+from shared.projection_spec import fold
 from shared.settings import Settings
 
 READ_WAIT_S = 5.0

@@ -23,17 +23,18 @@ from services.gateway.performance_schemas import (
     ValidateResponse,
 )
 from services.gateway.replies import Replies
-from shared.bus import ConcurrencyConflict, Recorded
+from shared.bus import ConcurrencyConflict
+from shared.configured import performance_targets
 from shared.domain.performance_metrics import OrchestrationFigures, figures
 from shared.domain.performance_targets import (
     DEFINITIONS,
     TargetCheck,
     check_targets,
     performance_score,
-    targets_from,
 )
 from shared.events import LoadRebalanced, RebalanceRequested
 from shared.ids import new_id
+from shared.recorded import Recorded
 
 METRICS = tuple(DEFINITIONS)
 """The orchestration metrics, in the order their definitions are documented."""
@@ -46,7 +47,7 @@ def _rounded(value: float | None) -> float | None:
 class PerformanceDesk:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
-        self.targets = targets_from(core.settings)
+        self.targets = performance_targets(core.settings)
         self.replies = Replies(LoadRebalanced)
 
     def on_event(self, recorded: Recorded) -> None:

@@ -23,9 +23,10 @@ from services.gateway.recovery_schemas import (
     PredictResponse,
 )
 from services.gateway.replies import Replies
-from shared.bus import ConcurrencyConflict, Recorded
+from shared.bus import ConcurrencyConflict
 from shared.command import Change, command
-from shared.domain.breaker_policy import BreakerPolicy, window_stats
+from shared.configured import breaker_policy
+from shared.domain.breaker_policy import window_stats
 from shared.domain.breakers import BreakerView
 from shared.domain.heartbeats import HeartbeatTable
 from shared.domain.message_ids import breaker_reset_msg_id
@@ -34,6 +35,7 @@ from shared.domain.strategies import choose_strategy
 from shared.events import BreakerReset, FailureReported, RecoveryActionTaken
 from shared.heartbeats import HeartbeatListener
 from shared.ids import InvalidIdError, check_id, new_id
+from shared.recorded import Recorded
 
 PREDICTION_METHOD = (
     "logistic score over error_rate, latency_trend, heartbeat_jitter, heartbeat_gap and "
@@ -44,7 +46,7 @@ PREDICTION_METHOD = (
 class RecoveryDesk:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
-        self.policy = BreakerPolicy.from_settings(core.settings)
+        self.policy = breaker_policy(core.settings)
         self.table = HeartbeatTable(started_at=time.time())
         self.listener: HeartbeatListener | None = None
         self.replies = Replies(RecoveryActionTaken)

@@ -24,13 +24,14 @@ from services.gateway.schemas import (
     TaskAssignResponse,
     TaskOut,
 )
-from shared.bus import ConcurrencyConflict, Recorded
+from shared.bus import ConcurrencyConflict
 from shared.command import Change, command
 from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import TaskView
 from shared.domain.message_ids import cancel_msg_id, notice_msg_id
 from shared.events import TaskAssigned, TaskCancelRequested, TaskProfile, TaskQueued, TaskSubmitted
 from shared.ids import new_id
+from shared.recorded import Recorded
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from shared.events import (
     encode_event,
 )
 from shared.ids import new_id
-from shared.projection import fold
+from shared.projection_spec import fold
 
 
 def invalid(exc: WorkflowSpecError) -> ApiError:

@@ -18,12 +18,12 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from services.router.decide import Assign, Decision, Expire, RoutingConfig, next_decision, next_expiry
-from services.router.policy import signal_weights
-from services.router.view import ROUTER_VIEW
-from shared.bus import AppendResult, ConcurrencyConflict, Recorded
+from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
+from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.fleet import correlation_of
 from shared.domain.message_ids import assign_msg_id, failed_msg_id, queued_msg_id
+from shared.domain.routing.policy import RoutingConfig, signal_weights
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import (
     AgentRecovered,
     AgentRegistered,
@@ -40,6 +40,7 @@ from shared.events import (
     TaskRequeued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 from shared.service import Service
 from shared.subjects import entity_subjects, events_of_type
 from shared.work import Retry, WorkSpec

@@ -10,13 +10,14 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.router.service import RouterService
-from services.router.view import ROUTER_VIEW
-from shared.bus import ConcurrencyConflict, DeadLetter, EventBus, Recorded
+from shared.bus import ConcurrencyConflict, DeadLetter, EventBus
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.embedded import EmbeddedNats
 from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
 from shared.natsclient import stream_seq
 from shared.projection import ProjectionRunner, rebuild
 from shared.pull import consume_forever
+from shared.recorded import Recorded
 from shared.settings import Settings
 from shared.snapshots import SnapshotStore
 from shared.subjects import ALL_EVENTS, DLQ_STREAM, EVENTS_STREAM, dlq_subject
