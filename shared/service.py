@@ -40,6 +40,8 @@ class ServiceHealth(msgspec.Struct, kw_only=True):
     projection_seq: int
     handled: int
     metrics_port: int | None = None
+    delivered: dict[str, int] = {}
+    """Messages received per consumer (``projection:<name>``, ``work:<durable>``) since the start."""
     details: dict[str, Any] = {}
 
 
@@ -189,6 +191,10 @@ class Service:
             projection_seq=min((r.seq for r in self.runners), default=0),
             handled=sum(spec.handled for spec in self.work_specs),
             metrics_port=self.metrics_port,
+            delivered={
+                **{f"projection:{runner.spec.name}": runner.delivered for runner in self.runners},
+                **{f"work:{spec.durable}": spec.delivered for spec in self.work_specs},
+            },
             details=self.details(),
         )
 
@@ -201,14 +207,16 @@ def run_service(service_cls: type[Service]) -> None:
     """Entry point of ``python -m services.<name>``.
 
     With HIVE_PROFILE_DIR set, the process runs under cProfile and writes
-    ``<dir>/<instance>.prof`` when it stops (for finding hot spots under a benchmark).
+    ``<dir>/<instance>.prof`` when it stops (for finding hot spots under a benchmark). It counts
+    CPU time, not wall time: waiting for messages, and other processes using the cores, are not
+    hot spots.
     """
     settings = load_settings()
     profile_dir = os.environ.get("HIVE_PROFILE_DIR")
     if profile_dir:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         try:
             _run_service(service_cls, settings)
