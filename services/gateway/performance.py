@@ -98,6 +98,7 @@ class PerformanceDesk:
                     ts=advice.ts,
                 )
                 for _capability, advice in sorted(state.scale.items())
+                if self.gateway.settings.enable_predictive_scaling
             ],
             seq=self.gateway.view.seq,
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ import uvicorn
 from prometheus_client import Counter, Gauge
 
 from services.gateway.errors import ApiError
+from services.gateway.monitoring import MonitorDesk
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.schemas import (
@@ -36,7 +36,6 @@ from shared.bus import ConcurrencyConflict, Recorded
 from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import FLEET_SPEC, TaskView
 from shared.domain.message_ids import cancel_msg_id, notice_msg_id
-from shared.domain.performance_targets import performance_score
 from shared.events import (
     AgentRegistered,
     TaskAssigned,
@@ -47,6 +46,7 @@ from shared.events import (
 from shared.ids import new_id
 from shared.projection import fold
 from shared.service import Service
+from shared.settings import Settings, SettingsError
 
 SERVICES = ("router", "balancer", "recovery", "workflow", "gateway")
 HEALTH_WINDOW_S = 1.0
@@ -88,30 +88,13 @@ class GatewayService(Service):
         self.workflows_gauge = Gauge(
             "hive_workflows", "Workflows kept in memory, by status", ["status"], registry=registry
         )
-        self.routing_accuracy_gauge = Gauge(
-            "orchestration_routing_accuracy_ratio",
-            "Share of first attempts the first chosen agent completed at the required quality, over "
-            "METRICS_WINDOW_S",
-            registry=registry,
-        )
-        self.throughput_gauge = Gauge(
-            "orchestration_system_throughput_tasks_per_second",
-            "Tasks completed per second over METRICS_WINDOW_S",
-            registry=registry,
-        )
-        self.score_gauge = Gauge(
-            "orchestration_performance_score",
-            "100 x mean attainment of the measured figures against their targets",
-            registry=registry,
-        )
-        self.targets_met_gauge = Gauge(
-            "orchestration_targets_met", "Targets met over METRICS_WINDOW_S", registry=registry
-        )
+        self.monitor = MonitorDesk(self)
 
     async def on_started(self) -> None:
         from services.gateway.app import create_app  # the app's routes import this module
 
         await self.recovery.start()
+        await self.monitor.start()
         app = create_app(self, api_token=self.settings.api_token)
         config = uvicorn.Config(
             app,
@@ -136,10 +119,26 @@ class GatewayService(Service):
         if self._server is not None and self._server_task is not None:
             self._server.should_exit = True
             await asyncio.gather(self._server_task, return_exceptions=True)
+        await self.monitor.stop()
         await self.recovery.stop()
 
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        if settings.requires_api_token and not settings.api_token:
+            raise SettingsError(
+                f"INTEGRATION_MODE={settings.integration_mode} requires HIVE_API_TOKEN: the gateway serves "
+                "no one without it ('hive up' generates one under <HIVE_HOME>/auth/api-token)"
+            )
+
     def details(self) -> dict[str, Any]:
-        return {"port": self.port}
+        return {
+            "port": self.port,
+            "integration_mode": self.settings.integration_mode,
+            "performance_alerts": self.settings.enable_performance_alerts,
+            "alerts_appended": self.monitor.alerts_appended,
+            "monitoring_interval_s": self.settings.monitoring_interval_seconds,
+            "history_samples": len(self.monitor.history.samples),
+        }
 
     # --- events -> waiting requests -------------------------------------------------------------
 
@@ -402,13 +401,4 @@ class GatewayService(Service):
             by_status[workflow.status] += 1
         for status, count in by_status.items():
             self.workflows_gauge.labels(status).set(count)
-        found = self.performance.figures(None, time.time())
-        checks = self.performance.checks(found)
-        accuracy = found.routing_accuracy_percent.value
-        throughput = found.system_throughput_tasks_per_second.value
-        score = performance_score(checks)
-        self.routing_accuracy_gauge.set(math.nan if accuracy is None else accuracy / 100)
-        self.throughput_gauge.set(math.nan if throughput is None else throughput)
-        self.score_gauge.set(math.nan if score is None else score)
-        self.targets_met_gauge.set(sum(1 for check in checks if check.met))
         return self.metrics.render()

@@ -22,6 +22,7 @@ from services.router.decide import Assign, Decision, Expire, RoutingConfig, next
 from services.router.policy import signal_weights
 from services.router.view import ROUTER_VIEW
 from shared.bus import AppendResult, ConcurrencyConflict, Recorded
+from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
 from shared.events import (
     AgentRecovered,
     AgentRegistered,
@@ -90,7 +91,7 @@ class RouterService(Service):
             "orchestration_task_assignment_duration_seconds",
             "Time from a task's submission to its first assignment (tasks never held for lack of an agent)",
             registry=self.metrics.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=ASSIGNMENT_BUCKETS_S,
         )
 
     async def on_started(self) -> None:

@@ -18,3 +18,8 @@ def report_msg_id(event_type: str, task_id: str, attempt: int) -> str:
     """A report on an attempt: one of each kind per attempt, whoever (the agent, or recovery on its
     behalf) appends it first."""
     return f"{event_type}:{task_id}:{attempt}"
+
+
+def alert_msg_id(scope: str, version: int) -> str:
+    """A performance alert decided at a version of its target's alerts: one, whichever gateway decides."""
+    return f"alert:{scope}:{version}"

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
 from services.gateway.performance_schemas import (
+    MetricsHistoryResponse,
     MetricsResponse,
     OptimizeRequest,
     OptimizeResponse,
@@ -34,6 +35,20 @@ async def orchestration_metrics(gateway: Gateway, window_s: Window = None) -> Me
 
 
 @get(
+    "/api/v1/orchestration/metrics/history",
+    summary="The figures as sampled every MONITORING_INTERVAL_SECONDS, kept METRICS_RETENTION_HOURS",
+)
+async def metrics_history(
+    gateway: Gateway,
+    since_s: Annotated[
+        float | None,
+        Parameter(gt=0, description="only the samples of the last since_s seconds (default: all kept)"),
+    ] = None,
+) -> MetricsHistoryResponse:
+    return gateway.monitor.history_out(since_s)
+
+
+@get(
     "/api/v1/orchestration/performance/validate",
     summary="Each target with its measured value and whether it is met",
 )
@@ -54,4 +69,4 @@ async def optimize_load(
     return Response(answer, status_code=200 if answer.status == "done" else 202)
 
 
-ROUTES = [orchestration_metrics, validate_performance, optimize_load]
+ROUTES = [orchestration_metrics, metrics_history, validate_performance, optimize_load]
