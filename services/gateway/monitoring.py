@@ -71,6 +71,7 @@ class MonitorDesk:
         self._task: asyncio.Task[None] | None = None
         self._webhooks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        self._ticked = asyncio.Condition()
         registry = gateway.metrics.registry
         self.figure_gauges = {
             figure: (Gauge(name, doc, registry=registry), factor)
@@ -124,7 +125,6 @@ class MonitorDesk:
         desk = self.gateway.performance
         found = desk.figures(None, now)
         checks = desk.checks(found)
-        self.ticks += 1
         self._refresh_gauges(found, checks)
         self.history.add(
             HistorySample(
@@ -136,9 +136,18 @@ class MonitorDesk:
                 orchestration_metrics={check.metric: check.measured for check in checks},
             )
         )
-        if not self.gateway.settings.enable_performance_alerts:
-            return []
-        return await self.raise_alerts(checks, found.window_s)
+        appended = []
+        if self.gateway.settings.enable_performance_alerts:
+            appended = await self.raise_alerts(checks, found.window_s)
+        async with self._ticked:
+            self.ticks += 1
+            self._ticked.notify_all()
+        return appended
+
+    async def wait_for_ticks(self, count: int, timeout: float) -> None:
+        """Until this desk has looked `count` times since it started (tools and tests)."""
+        async with self._ticked:
+            await asyncio.wait_for(self._ticked.wait_for(lambda: self.ticks >= count), timeout)
 
     def _refresh_gauges(self, found: OrchestrationFigures, checks: list[TargetCheck]) -> None:
         for figure, (gauge, factor) in self.figure_gauges.items():
@@ -167,8 +176,7 @@ class MonitorDesk:
                 continue
             self.alerts_appended += 1
             appended.append(alert)
-            log = self.gateway.log.warning if alert.status == "firing" else self.gateway.log.info
-            log(
+            self.gateway.log.warning(
                 "performance_target_missed" if alert.status == "firing" else "performance_target_met_again",
                 metric=alert.metric,
                 measured=alert.measured,
