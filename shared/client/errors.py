@@ -1,0 +1,45 @@
+"""What the Python client raises: one base, the gateway's error shape, transport failures, time-outs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HiveError(Exception):
+    """Anything the Hive client raises; catch this one to catch them all."""
+
+
+class HiveApiError(HiveError):
+    """The gateway refused or failed a request: its ``{"error": {...}}`` body, as attributes.
+
+    ``status`` is the HTTP status, ``code`` the gateway's code (``invalid_field``, ``not_found``,
+    ``conflict``, ``unauthorized``, ``unavailable``...), ``field`` the offending field if any.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.details = details or []
+
+    @property
+    def retryable(self) -> bool:
+        """503: the event log was unreachable and nothing was stored; the same request may be sent again."""
+        return self.status == 503
+
+
+class HiveConnectionError(HiveError):
+    """The gateway could not be reached (refused, reset, timed out on the wire)."""
+
+
+class HiveTimeoutError(HiveError, TimeoutError):
+    """A wait (``wait_for_task``, ``wait_for_workflow``) ended before what it waited for."""
