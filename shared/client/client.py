@@ -82,6 +82,10 @@ class HiveClient:
         self._http = http or httpx.AsyncClient(base_url=base_url, timeout=timeout)
         self._http.headers.update(headers)
 
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url).rstrip("/")
+
     async def __aenter__(self) -> HiveClient:
         return self
 
@@ -281,7 +285,8 @@ class HiveClient:
 
 
 class _Status(Protocol):
-    status: str
+    @property
+    def status(self) -> str: ...
 
 
 S = TypeVar("S", bound=_Status)

@@ -132,7 +132,7 @@ class Response(msgspec.Struct, kw_only=True, frozen=True):
     """A response body (fields the client does not know are ignored)."""
 
 
-class TaskAssignment(Response):
+class TaskAssignment(Response, frozen=True):
     task_id: str
     status: str
     """assigned, queued (``reason`` and ``detail`` say why) or pending (no decision yet)."""
@@ -149,7 +149,7 @@ class TaskAssignment(Response):
     """Pass it as ``after_seq`` to read your own write."""
 
 
-class Assignment(Response):
+class Assignment(Response, frozen=True):
     agent_id: str
     attempt: int
     seq: int
@@ -164,7 +164,7 @@ class Assignment(Response):
 TASK_ENDED = frozenset({"completed", "failed", "cancelled"})
 
 
-class Task(Response):
+class Task(Response, frozen=True):
     task_id: str
     task_type: str
     status: str
@@ -193,19 +193,19 @@ class Task(Response):
         return self.status in TASK_ENDED
 
 
-class Cancelled(Response):
+class Cancelled(Response, frozen=True):
     task_id: str
     status: str
     seq: int = 0
 
 
-class RegisteredAgent(Response):
+class RegisteredAgent(Response, frozen=True):
     agent_id: str
     session: str
     seq: int = 0
 
 
-class Agent(Response):
+class Agent(Response, frozen=True):
     agent_id: str
     name: str = ""
     status: str = ""
@@ -219,7 +219,7 @@ class Agent(Response):
     failed: int = 0
 
 
-class WorkflowAccepted(Response):
+class WorkflowAccepted(Response, frozen=True):
     workflow_id: str
     status: str
     tasks: int = 0
@@ -229,7 +229,7 @@ class WorkflowAccepted(Response):
     seq: int = 0
 
 
-class WorkflowTaskStatus(Response):
+class WorkflowTaskStatus(Response, frozen=True):
     task_id: str
     name: str = ""
     task_type: str = ""
@@ -249,7 +249,7 @@ class WorkflowTaskStatus(Response):
     finished_ts: float | None = None
 
 
-class WorkflowProgress(Response):
+class WorkflowProgress(Response, frozen=True):
     total: int = 0
     completed: int = 0
     failed: int = 0
@@ -263,7 +263,7 @@ class WorkflowProgress(Response):
 WORKFLOW_ENDED = frozenset({"completed", "failed", "cancelled"})
 
 
-class WorkflowStatus(Response):
+class WorkflowStatus(Response, frozen=True):
     workflow_id: str
     status: str
     name: str = ""
@@ -289,7 +289,7 @@ class WorkflowStatus(Response):
         return self.status in WORKFLOW_ENDED
 
 
-class WorkflowSummary(Response):
+class WorkflowSummary(Response, frozen=True):
     workflow_id: str
     status: str
     name: str = ""
@@ -303,14 +303,14 @@ class WorkflowSummary(Response):
     finished_ts: float | None = None
 
 
-class WorkflowChange(Response):
+class WorkflowChange(Response, frozen=True):
     workflow_id: str
     status: str
     task_id: str | None = None
     seq: int = 0
 
 
-class FailureHandled(Response):
+class FailureHandled(Response, frozen=True):
     incident_id: str
     status: str
     """handled (recovery acted; what it did is below) or reported (not yet)."""
@@ -325,7 +325,7 @@ class FailureHandled(Response):
     seq: int = 0
 
 
-class OrchestrationMetrics(Response):
+class OrchestrationMetrics(Response, frozen=True):
     task_assignment_latency_ms: float | None = None
     load_balancing_efficiency: float | None = None
     routing_accuracy_percent: float | None = None
@@ -334,7 +334,7 @@ class OrchestrationMetrics(Response):
     workflow_completion_rate: float | None = None
 
 
-class ScaleAdvice(Response):
+class ScaleAdvice(Response, frozen=True):
     capability: str
     additional_agents: int = 0
     current_agents: int = 0
@@ -347,7 +347,7 @@ class ScaleAdvice(Response):
     ts: float = 0.0
 
 
-class Metrics(Response):
+class Metrics(Response, frozen=True):
     timestamp: float
     window_s: float
     performance_score: float | None = None
@@ -360,7 +360,7 @@ class Metrics(Response):
     seq: int = 0
 
 
-class HistorySample(Response):
+class HistorySample(Response, frozen=True):
     ts: float
     performance_score: float | None = None
     targets_met: int = 0
@@ -369,14 +369,14 @@ class HistorySample(Response):
     orchestration_metrics: dict[str, float | None] = {}
 
 
-class MetricsHistory(Response):
+class MetricsHistory(Response, frozen=True):
     interval_s: float
     retention_hours: float
     window_s: float
     samples: list[HistorySample] = []
 
 
-class TargetCheck(Response):
+class TargetCheck(Response, frozen=True):
     metric: str
     measured: float | None = None
     target: float = 0.0
@@ -389,7 +389,7 @@ class TargetCheck(Response):
     definition: str = ""
 
 
-class Validation(Response):
+class Validation(Response, frozen=True):
     timestamp: float
     window_s: float
     status: str
@@ -402,7 +402,7 @@ class Validation(Response):
     seq: int = 0
 
 
-class Move(Response):
+class Move(Response, frozen=True):
     task_id: str
     attempt: int
     from_agent_id: str
@@ -412,7 +412,7 @@ class Move(Response):
     quality_to: float = 0.0
 
 
-class LoadOptimization(Response):
+class LoadOptimization(Response, frozen=True):
     request_id: str
     status: str
     """done (the balancer answered) or requested (not yet)."""
@@ -428,7 +428,7 @@ class LoadOptimization(Response):
 BreakerStatus = Literal["closed", "open", "half_open"]
 
 
-class CircuitBreaker(Response):
+class CircuitBreaker(Response, frozen=True):
     agent_id: str
     status: str
     agent_status: str = ""
@@ -446,7 +446,7 @@ class CircuitBreaker(Response):
     last_change_ts: float = 0.0
 
 
-class BreakerPolicy(Response):
+class BreakerPolicy(Response, frozen=True):
     enabled: bool = True
     failure_threshold: float = 0.0
     window_size: int = 0
@@ -456,19 +456,19 @@ class BreakerPolicy(Response):
     half_open_probes: int = 0
 
 
-class CircuitBreakers(Response):
+class CircuitBreakers(Response, frozen=True):
     policy: BreakerPolicy = BreakerPolicy()
     counts: dict[str, int] = {}
     breakers: list[CircuitBreaker] = []
 
 
-class BreakerResetDone(Response):
+class BreakerResetDone(Response, frozen=True):
     agent_id: str
     status: str
     seq: int = 0
 
 
-class PredictionFactor(Response):
+class PredictionFactor(Response, frozen=True):
     name: str
     value: float = 0.0
     weight: float = 0.0
@@ -476,7 +476,7 @@ class PredictionFactor(Response):
     detail: str = ""
 
 
-class Prediction(Response):
+class Prediction(Response, frozen=True):
     agent_id: str
     probability: float
     status: str = ""
@@ -485,14 +485,14 @@ class Prediction(Response):
     note: str = ""
 
 
-class Predictions(Response):
+class Predictions(Response, frozen=True):
     generated_ts: float
     heartbeat_interval_s: float = 0.0
     method: str = ""
     predictions: list[Prediction] = []
 
 
-class Health(Response):
+class Health(Response, frozen=True):
     status: str
     """ok, or degraded (a service missing, NATS unreachable): the gateway answers 503 then."""
     nats: dict[str, Any] = {}
@@ -503,7 +503,7 @@ class Health(Response):
     tasks: dict[str, int] = {}
 
 
-class ErrorBody(Response):
+class ErrorBody(Response, frozen=True):
     status: int
     code: str
     message: str
@@ -511,5 +511,5 @@ class ErrorBody(Response):
     details: list[dict[str, Any]] = []
 
 
-class ErrorResponse(Response):
+class ErrorResponse(Response, frozen=True):
     error: ErrorBody

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -178,6 +180,28 @@ async def test_every_endpoint_answers_through_its_typed_method(settings: Setting
 
         assert "orchestration_circuit_breaker_state" in await hive.prometheus_metrics()
         assert "/api/v1/orchestration/task/assign" in (await hive.openapi())["paths"]
+
+
+def readme_example() -> str:
+    """The README's client example, without its last line (``asyncio.run(main())``)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- client-example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert block.rstrip().endswith("asyncio.run(main())")
+    return block.rstrip().removesuffix("asyncio.run(main())")
+
+
+async def test_the_readme_example_runs_against_a_real_hive(
+    settings: Settings, bus: EventBus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    async with whole_hive(settings, bus) as hive:
+        await namespace["main"](hive.base_url)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith("completed"), printed
+    assert printed[2].startswith("completed 100"), printed
+    assert printed[3].startswith("404 not_found"), "failed-agent-123 is unknown to this Hive"
+    assert printed[4].startswith("done"), printed
 
 
 async def test_the_gateways_errors_arrive_as_hive_api_errors_with_their_shape(
