@@ -23,6 +23,9 @@ the window ending at ``now``:
   the first of them (or the window's start, if later) to ``now``.
 * **workflow_completion_rate**: completed / (completed + failed) among workflows that ended in the
   window (cancelled ones are a decision, not an outcome).
+
+The assignment latencies and recovery durations are also counted since the start of the log in
+cumulative histograms (``histogram.py``), which the gateway exports to Prometheus.
 """
 
 from __future__ import annotations
