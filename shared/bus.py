@@ -33,13 +33,15 @@ from nats.js.api import (
 )
 
 from shared.denials import Denials
-from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event
+from shared.errors import HiveError
+from shared.events import Event, encode_event
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
 from shared.permissions import inbox_prefix, parse_violation
 from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import (
     ALL_DLQ,
     ALL_EVENTS,
@@ -57,7 +59,7 @@ STREAM_NOT_FOUND = 10059
 log = get_logger("hive.bus")
 
 
-class ConcurrencyConflict(Exception):
+class ConcurrencyConflict(HiveError):
     """Somebody appended to the aggregate since we last looked: catch up and decide again."""
 
     def __init__(self, subject_filter: str, expected: int, detail: str = "") -> None:
@@ -66,21 +68,13 @@ class ConcurrencyConflict(Exception):
         self.expected = expected
 
 
-class NatsAuthError(PermissionError):
+class NatsAuthError(HiveError, PermissionError):
     """The server refused this connection's credentials (or their absence); the message says whose."""
 
 
 class AppendResult(NamedTuple):
     seq: int
     duplicate: bool
-
-
-class Recorded(msgspec.Struct, frozen=True):
-    """An event as the log holds it: its stream sequence, subject and decoded body."""
-
-    seq: int
-    subject: str
-    event: AnyEvent
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,14 +86,6 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     stream_seq: int | None = None
     data: str
     ts: float
-
-
-class Undecodable(msgspec.Struct, frozen=True):
-    """A message in the event stream that is not a valid event (kept in the log, skipped)."""
-
-    seq: int
-    subject: str
-    reason: str
 
 
 def event_msg_seq(msg: Msg) -> int:
@@ -569,14 +555,3 @@ class EventBus:
         if self.metrics:
             self.metrics.events_dead_lettered.labels(self.service).inc()
         log.warning("dead_lettered", service=self.service, subject=subject, seq=stream_seq, reason=reason)
-
-
-def decode_recorded(seq: int, subject: str, data: bytes) -> Recorded | Undecodable:
-    """Decode a stored message; a body whose subject disagrees with its content is refused too."""
-    try:
-        event = decode_event(data)
-    except EventDecodeError as exc:
-        return Undecodable(seq, subject, str(exc))
-    if event.subject != subject:
-        return Undecodable(seq, subject, f"subject {subject} does not match the event's own {event.subject}")
-    return Recorded(seq, subject, event)

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.errors import HiveError
 from shared.permissions import AGENT_PREFIX, agent_user, permissions_for, render_users
 
 CREDENTIAL_VARIABLES = ("NATS_USER", "NATS_PASSWORD", "HIVE_AGENT_CREDENTIALS")
@@ -37,7 +38,7 @@ def without_credentials(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name not in CREDENTIAL_VARIABLES}
 
 
-class CredentialsError(Exception):
+class CredentialsError(HiveError):
     """Credentials that are missing or unreadable; the message says what to do."""
 
 

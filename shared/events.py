@@ -1,9 +1,10 @@
 """The event catalogue: every state change in Hive, as one msgspec tagged union.
 
-Rules (see STYLE.md): events are frozen, keyword-only Structs tagged ``<aggregate>.<event_type>``;
-a field is added with a default, never repurposed; a breaking change bumps ``v`` and registers an
-upcaster in ``UPCASTERS`` so old payloads stay decodable. The subject of an event is
-``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag and id field.
+Rules (the README's Development section, "Conventions"): events are frozen, keyword-only Structs
+tagged ``<aggregate>.<event_type>``; a field is added with a default, never repurposed; a breaking
+change bumps ``v`` and registers an upcaster in ``UPCASTERS`` so old payloads stay decodable. The
+subject of an event is ``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag
+and id field.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 import msgspec
 from msgspec import Meta, field
 
+from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
 from shared.subjects import event_subject
 
@@ -34,6 +36,7 @@ RoutingStrategy = Literal[
     "round_robin",
     "adaptive",
 ]
+OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
 Priority = Literal["low", "normal", "high", "critical"]
 PRIORITY_RANK: Final[dict[str, int]] = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 FailureType = Literal[
@@ -606,7 +609,7 @@ TERMINAL_TASK_EVENTS: Final = (TaskCompleted, TaskFailed, TaskCancelled)
 # --- encoding, decoding, upcasting --------------------------------------------------------------
 
 
-class EventDecodeError(ValueError):
+class EventDecodeError(HiveError, ValueError):
     """Bytes that are not a valid Hive event; the reason says why."""
 
 

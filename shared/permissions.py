@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from shared.errors import HiveError
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -152,7 +153,7 @@ class Permissions:
     responses: bool = False
 
 
-class UnknownUser(ValueError):
+class UnknownUser(HiveError, ValueError):
     """A user name that is none of Hive's roles."""
 
 

@@ -22,7 +22,8 @@ from shared.bus import EventBus
 from shared.environment import environment_notices
 from shared.logging import configure_logging, get_logger
 from shared.metrics import ServiceMetrics
-from shared.projection import ProjectionRunner, ProjectionSpec, S
+from shared.projection import ProjectionRunner, S
+from shared.projection_spec import ProjectionSpec
 from shared.settings import Settings, SettingsError, load_settings
 from shared.snapshots import SnapshotStore
 from shared.subjects import HEALTH_PING

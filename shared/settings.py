@@ -14,9 +14,9 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from shared.events import RoutingStrategy
+from shared.errors import HiveError
+from shared.events import OrchestrationMode, RoutingStrategy
 
-OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
 IntegrationMode = Literal["development", "production"]
 INTEGRATION_MODES: Final[tuple[str, ...]] = ("development", "production")
 
@@ -36,7 +36,7 @@ SHARE_TARGETS: Final[dict[str, float]] = {
 written either way: a value <= 1 is a ratio (0.95 is 95%), a value above 1 a percent (95 is 95%)."""
 
 
-class SettingsError(ValueError):
+class SettingsError(HiveError, ValueError):
     """An environment variable holds a value Hive cannot use."""
 
 

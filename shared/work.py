@@ -18,10 +18,11 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import EventBus, Recorded, Undecodable, decode_recorded, event_msg_seq
+from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.natsclient import delivery_count
 from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import EVENTS_STREAM
 from shared.telemetry import continued_span
 

@@ -32,10 +32,11 @@ from services.balancer.decide import (
 from services.balancer.scaling import ScalePolicy, all_advice, changed_advice
 from services.balancer.view import BALANCER_VIEW
 from services.balancer.writer import BalancerWriter
-from services.router.decide import RoutingConfig
-from shared.bus import ConcurrencyConflict, Recorded
+from shared.bus import ConcurrencyConflict
 from shared.domain.load_balance import fleet_efficiency
+from shared.domain.routing.policy import RoutingConfig
 from shared.events import RebalanceRequested
+from shared.recorded import Recorded
 from shared.service import Service
 from shared.subjects import events_of_type
 from shared.work import WorkSpec

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.performance_targets import TargetCheck
 from shared.events import AlertStatus, PerformanceAlert
+from shared.recorded import Recorded
 
 
 class AlertsState(msgspec.Struct, kw_only=True):

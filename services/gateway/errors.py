@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from services.gateway.schemas import ErrorBody, ErrorResponse
+from shared.errors import HiveError
 from shared.logging import get_logger
 
 log = get_logger("hive.gateway")
@@ -31,7 +32,7 @@ _CODES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(HiveError):
     """Raised by handlers: becomes ``{"error": {...}}`` with this status."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:

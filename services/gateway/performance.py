@@ -22,17 +22,18 @@ from services.gateway.performance_schemas import (
     ValidateResponse,
 )
 from services.gateway.replies import Replies
-from shared.bus import ConcurrencyConflict, Recorded
+from shared.bus import ConcurrencyConflict
+from shared.configured import performance_targets
 from shared.domain.performance_metrics import OrchestrationFigures, figures
 from shared.domain.performance_targets import (
     DEFINITIONS,
     TargetCheck,
     check_targets,
     performance_score,
-    targets_from,
 )
 from shared.events import LoadRebalanced, RebalanceRequested
 from shared.ids import new_id
+from shared.recorded import Recorded
 
 if TYPE_CHECKING:
     from services.gateway.service import GatewayService
@@ -48,7 +49,7 @@ def _rounded(value: float | None) -> float | None:
 class PerformanceDesk:
     def __init__(self, gateway: GatewayService) -> None:
         self.gateway = gateway
-        self.targets = targets_from(gateway.settings)
+        self.targets = performance_targets(gateway.settings)
         self.replies = Replies(LoadRebalanced)
 
     def on_event(self, recorded: Recorded) -> None:

@@ -23,8 +23,9 @@ from services.gateway.recovery_schemas import (
     PredictResponse,
 )
 from services.gateway.replies import Replies
-from shared.bus import ConcurrencyConflict, Recorded
-from shared.domain.breaker_policy import BreakerPolicy, window_stats
+from shared.bus import ConcurrencyConflict
+from shared.configured import breaker_policy
+from shared.domain.breaker_policy import window_stats
 from shared.domain.breakers import BreakerView
 from shared.domain.heartbeats import HeartbeatTable
 from shared.domain.prediction import predict
@@ -32,6 +33,7 @@ from shared.domain.strategies import choose_strategy
 from shared.events import BreakerReset, FailureReported, RecoveryActionTaken
 from shared.heartbeats import HeartbeatListener
 from shared.ids import InvalidIdError, check_id, new_id
+from shared.recorded import Recorded
 
 if TYPE_CHECKING:
     from services.gateway.service import GatewayService
@@ -45,7 +47,7 @@ PREDICTION_METHOD = (
 class RecoveryDesk:
     def __init__(self, gateway: GatewayService) -> None:
         self.gateway = gateway
-        self.policy = BreakerPolicy.from_settings(gateway.settings)
+        self.policy = breaker_policy(gateway.settings)
         self.table = HeartbeatTable(started_at=time.time())
         self.listener: HeartbeatListener | None = None
         self.replies = Replies(RecoveryActionTaken)

@@ -32,7 +32,7 @@ from services.gateway.schemas import (
     TaskOut,
 )
 from services.gateway.view import GATEWAY_VIEW
-from shared.bus import ConcurrencyConflict, Recorded
+from shared.bus import ConcurrencyConflict
 from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import FLEET_SPEC, TaskView
 from shared.domain.message_ids import cancel_msg_id, notice_msg_id
@@ -44,7 +44,8 @@ from shared.events import (
     TaskSubmitted,
 )
 from shared.ids import new_id
-from shared.projection import fold
+from shared.projection_spec import fold
+from shared.recorded import Recorded
 from shared.service import Service
 from shared.settings import Settings, SettingsError
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import msgspec
 
 from services.gateway.alerts import AlertsState, apply_alerts
-from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.performance_metrics import MetricsState, apply_metrics
 from shared.domain.workflows import WorkflowsState, apply_workflows
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 
 class GatewayState(msgspec.Struct, kw_only=True):
@@ -37,7 +37,6 @@ def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(
     name="gateway",
-    schema="gateway-6",
     state_type=GatewayState,
     initial=GatewayState,
     apply=apply_gateway,

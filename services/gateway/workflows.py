@@ -35,7 +35,7 @@ from shared.events import (
     encode_event,
 )
 from shared.ids import new_id
-from shared.projection import fold
+from shared.projection_spec import fold
 
 ATTEMPTS = 10
 

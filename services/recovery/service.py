@@ -37,8 +37,9 @@ from services.recovery.liveness import (
 )
 from services.recovery.view import RECOVERY_VIEW
 from services.recovery.writer import RecoveryWriter
-from shared.bus import ConcurrencyConflict, Recorded
-from shared.domain.breaker_policy import BreakerPolicy, Close, Probe, Trip, breaker_transition
+from shared.bus import ConcurrencyConflict
+from shared.configured import breaker_policy
+from shared.domain.breaker_policy import Close, Probe, Trip, breaker_transition
 from shared.domain.breakers import BREAKER_STATE_VALUES
 from shared.domain.heartbeats import HeartbeatTable
 from shared.domain.histogram import RECOVERY_BUCKETS_S
@@ -57,6 +58,7 @@ from shared.events import (
     TaskCompleted,
 )
 from shared.heartbeats import HeartbeatListener
+from shared.recorded import Recorded
 from shared.service import Service
 from shared.subjects import events_of_type
 from shared.work import WorkSpec
@@ -91,7 +93,7 @@ class RecoveryService(Service):
             disconnect_grace_s=settings.disconnect_grace_s,
             timeout_grace_s=settings.task_timeout_grace_s,
         )
-        self.breaker_policy = BreakerPolicy.from_settings(settings)
+        self.breaker_policy = breaker_policy(settings)
         self.table = HeartbeatTable(started_at=time.time())
         self.listener: HeartbeatListener | None = None
         self._wake = asyncio.Event()

@@ -18,11 +18,11 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from services.router.decide import Assign, Decision, Expire, RoutingConfig, next_decision, next_expiry
-from services.router.policy import signal_weights
-from services.router.view import ROUTER_VIEW
-from shared.bus import AppendResult, ConcurrencyConflict, Recorded
+from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
+from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
+from shared.domain.routing.policy import RoutingConfig, signal_weights
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import (
     AgentRecovered,
     AgentRegistered,
@@ -39,6 +39,7 @@ from shared.events import (
     TaskRequeued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 from shared.service import Service
 from shared.subjects import entity_subjects, events_of_type
 from shared.work import Retry, WorkSpec

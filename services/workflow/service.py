@@ -39,7 +39,7 @@ from services.workflow.decide import (
     decide,
 )
 from services.workflow.view import WORKFLOW_VIEW
-from shared.bus import ConcurrencyConflict, Recorded
+from shared.bus import ConcurrencyConflict
 from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.message_ids import cancel_msg_id, notice_msg_id
 from shared.domain.windows import WindowSums
@@ -62,6 +62,7 @@ from shared.events import (
     WorkflowStepSkipped,
     WorkflowSubmitted,
 )
+from shared.recorded import Recorded
 from shared.service import Service
 from shared.subjects import events_of_type
 from shared.work import WorkSpec

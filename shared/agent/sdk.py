@@ -26,17 +26,11 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import (
-    ConcurrencyConflict,
-    EventBus,
-    Recorded,
-    connection_key,
-    decode_recorded,
-    event_msg_seq,
-)
+from shared.bus import ConcurrencyConflict, EventBus, connection_key, event_msg_seq
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
 from shared.domain.message_ids import report_msg_id
+from shared.errors import HiveError
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -55,6 +49,7 @@ from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.permissions import agent_durable, agent_reader
 from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.recorded import Recorded, decode_recorded
 from shared.subjects import EVENTS_STREAM, aggregate_subjects, heartbeat_subject
 
 log = get_logger("hive.agent")
@@ -66,11 +61,11 @@ REGISTER_RETRY_MAX_S = 2.0
 """Registering before Hive created its stream: retry after 0.1 s, doubling up to 2 s."""
 
 
-class AttemptSuperseded(Exception):
+class AttemptSuperseded(HiveError):
     """This agent may no longer report on the attempt (fencing); the reason says why."""
 
 
-class NonRetryableError(Exception):
+class NonRetryableError(HiveError):
     """Raise from a handler when retrying cannot help (bad input): the task fails for good."""
 
 

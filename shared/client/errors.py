@@ -1,12 +1,14 @@
-"""What the Python client raises: one base, the gateway's error shape, transport failures, time-outs."""
+"""What the Python client raises, all ``HiveError``s (``shared/errors.py``, Hive's one base for the
+errors its users see): the gateway's error shape, an unreachable gateway, a wait that ran out, an
+answer the client cannot read."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from shared.errors import HiveError
 
-class HiveError(Exception):
-    """Anything the Hive client raises; catch this one to catch them all."""
+__all__ = ["HiveApiError", "HiveConnectionError", "HiveError", "HiveTimeoutError"]
 
 
 class HiveApiError(HiveError):

@@ -13,7 +13,6 @@ from typing import Final, Literal
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.outcomes import AGENT_FAULTS
 from shared.events import (
     BreakerClosed,
@@ -26,6 +25,7 @@ from shared.events import (
     TaskCompleted,
     TaskRequeued,
 )
+from shared.recorded import Recorded
 
 BreakerStatus = Literal["closed", "open", "half_open"]
 BREAKER_STATE_VALUES: Final[dict[str, float]] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}

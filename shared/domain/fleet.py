@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.events import (
     PRIORITY_RANK,
     AgentDeregistered,
@@ -35,7 +34,8 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 AgentStatus = Literal["active", "draining", "unresponsive", "quarantined", "deregistered"]
 TaskStatus = Literal[
@@ -374,6 +374,6 @@ def tasks_held_by(state: FleetState, agent_id: str) -> dict[str, int]:
 
 
 FLEET_SPEC: ProjectionSpec[FleetState] = ProjectionSpec(
-    name="fleet", schema="fleet-2", state_type=FleetState, initial=FleetState, apply=apply_fleet
+    name="fleet", state_type=FleetState, initial=FleetState, apply=apply_fleet
 )
 """The fleet alone, for folding one aggregate's events (e.g. a task no longer kept in memory)."""

@@ -34,7 +34,6 @@ from typing import Final
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import (
     INFRASTRUCTURE_FAILURES,
@@ -67,7 +66,8 @@ from shared.events import (
     WorkflowCompleted,
     WorkflowFailed,
 )
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 MAX_TRACKED: Final = 100_000
 """Attempts waiting for their assignment, and open incidents, kept at most (the oldest go first)."""
@@ -331,7 +331,6 @@ def apply_metrics_view(view: MetricsView, recorded: Recorded) -> MetricsView:
 
 METRICS_VIEW: ProjectionSpec[MetricsView] = ProjectionSpec(
     name="metrics",
-    schema="metrics-1",
     state_type=MetricsView,
     initial=MetricsView,
     apply=apply_metrics_view,

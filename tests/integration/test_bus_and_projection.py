@@ -8,11 +8,12 @@ import msgspec
 import pytest
 
 from services.router.service import RouterService
-from services.router.view import ROUTER_VIEW
-from shared.bus import ConcurrencyConflict, DeadLetter, EventBus, Recorded
+from shared.bus import ConcurrencyConflict, DeadLetter, EventBus
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.embedded import EmbeddedNats
 from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
 from shared.projection import ProjectionRunner, rebuild
+from shared.recorded import Recorded
 from shared.settings import Settings
 from shared.snapshots import SnapshotStore
 from shared.subjects import DLQ_STREAM, dlq_subject

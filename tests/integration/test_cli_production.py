@@ -34,7 +34,7 @@ async def test_hive_up_in_production_guards_the_api_with_a_generated_token(tmp_p
     up = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli.main",
+        "services.cli.main",
         "up",
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -7,12 +7,12 @@ import time
 import httpx
 
 from services.balancer.service import BalancerService
+from services.cli.stack import Stack
 from services.gateway.service import GatewayService
 from services.recovery.service import RecoveryService
 from services.router.service import RouterService
 from services.workflow.service import WorkflowService
 from shared.bus import EventBus
-from shared.cli.stack import Stack
 from shared.events import AgentRegistered, BreakerReset, WorkflowCompleted, WorkflowFailed
 from shared.service import Service
 from shared.settings import Settings, load_settings

@@ -24,12 +24,13 @@ from services.balancer.service import BalancerService
 from services.gateway.history import MetricsHistory
 from services.gateway.service import GatewayService
 from services.router.service import RouterService
-from shared.bus import EventBus, Recorded
-from shared.domain.breaker_policy import BreakerPolicy, Trip, breaker_transition
+from shared.bus import EventBus
+from shared.configured import breaker_policy, performance_targets
+from shared.domain.breaker_policy import Trip, breaker_transition
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.performance_metrics import Figure, OrchestrationFigures
-from shared.domain.performance_targets import check_targets, targets_from
+from shared.domain.performance_targets import check_targets
 from shared.events import (
     AnyEvent,
     PerformanceAlert,
@@ -40,6 +41,7 @@ from shared.events import (
     WorkflowFailed,
     WorkflowStarted,
 )
+from shared.recorded import Recorded
 from shared.settings import Settings, load_settings
 from tests.conftest import EventLog, running, watching_logs
 from tests.integration.workflow_helpers import EXECUTE, hive, task, workflow_url
@@ -121,7 +123,7 @@ def failing_agent_log() -> tuple[BreakersState, OutcomesState]:
 def test_enable_circuit_breakers_decides_whether_a_failing_agent_is_cut_off() -> None:
     breakers, outcomes = failing_agent_log()
     for written, trips in (("true", True), ("false", False)):
-        policy = BreakerPolicy.from_settings(load_settings({"ENABLE_CIRCUIT_BREAKERS": written}))
+        policy = breaker_policy(load_settings({"ENABLE_CIRCUIT_BREAKERS": written}))
         decision = breaker_transition(breakers.breakers.get("a"), outcomes.agents.get("a"), 101.0, policy)
         assert isinstance(decision, Trip) is trips, written
 
@@ -171,7 +173,7 @@ def measured(**values: float) -> OrchestrationFigures:
 
 
 def met(env: Mapping[str, str], metric: str, value: float) -> bool | None:
-    checks = check_targets(measured(**{metric: value}), targets_from(load_settings(env)))
+    checks = check_targets(measured(**{metric: value}), performance_targets(load_settings(env)))
     return next(c.met for c in checks if c.metric == metric)
 
 

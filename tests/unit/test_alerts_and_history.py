@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from services.gateway.alerts import AlertsState, alert_scope, alerts_due, apply_alerts
 from services.gateway.history import HistorySample, MetricsHistory
-from shared.bus import Recorded
 from shared.domain.performance_targets import TargetCheck
 from shared.events import PerformanceAlert
+from shared.recorded import Recorded
 
 
 def check(metric: str, met: bool | None, measured: float | None = 1.0) -> TargetCheck:

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from shared.cli.main import build_parser
-from shared.cli.stack import SERVICE_NAMES
+from services.cli.main import build_parser
+from services.cli.stack import SERVICE_NAMES
 from shared.settings import SETTINGS_DOC
 
 ROOT = Path(__file__).resolve().parents[2]

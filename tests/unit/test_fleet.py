@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.bus import Recorded
 from shared.domain.fleet import FleetState, apply_fleet, waiting_tasks
 from shared.events import (
     AgentRegistered,
@@ -17,6 +16,7 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 def fold(events: Iterable[AnyEvent], state: FleetState | None = None) -> FleetState:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from shared.bus import Recorded
+from shared.configured import performance_targets
 from shared.domain.performance_metrics import METRICS_VIEW, MetricsView, figures
-from shared.domain.performance_targets import check_targets, performance_score, targets_from
+from shared.domain.performance_targets import check_targets, performance_score
 from shared.domain.windows import BIN_RATIO
 from shared.events import (
     AgentRegistered,
@@ -25,8 +25,12 @@ from shared.events import (
     WorkflowCompleted,
     WorkflowFailed,
 )
-from shared.projection import Snapshot, fold
+from shared.projection import Snapshot
+from shared.projection_spec import fold
+from shared.recorded import Recorded
 from shared.settings import load_settings
+
+LATENCY_TARGET = "TASK_ASSIGNMENT_LATENCY_TARGET_MS"
 
 
 def view_of(*events: AnyEvent) -> MetricsView:
@@ -197,8 +201,12 @@ def test_targets_come_from_the_settings_and_unmeasured_figures_are_neither_met_n
         TaskCompleted(task_id="t", agent_id="a", attempt=1, quality=0.9, ts=101.0),
     )
     found = figures(view.metrics, now=101.0, window_s=60.0)
-    strict = check_targets(found, targets_from(load_settings({"TASK_ASSIGNMENT_LATENCY_TARGET_MS": "20"})))
-    lenient = check_targets(found, targets_from(load_settings({"TASK_ASSIGNMENT_LATENCY_TARGET_MS": "50"})))
+    strict = check_targets(
+        found, performance_targets(load_settings({"TASK_ASSIGNMENT_LATENCY_TARGET_MS": "20"}))
+    )
+    lenient = check_targets(
+        found, performance_targets(load_settings({"TASK_ASSIGNMENT_LATENCY_TARGET_MS": "50"}))
+    )
     latency = {c.metric: c for c in strict}["task_assignment_latency_ms"]
     assert latency.met is False and latency.variable == "TASK_ASSIGNMENT_LATENCY_TARGET_MS"
     assert {c.metric: c for c in lenient}["task_assignment_latency_ms"].met is True

@@ -10,9 +10,13 @@ from typing import Any
 
 import msgspec
 
+from services.router.rerun import explain_task
+from services.workflow.view import WORKFLOW_VIEW
 from shared.bus import EventBus
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.logging import configure_logging
-from shared.projection import ProjectionSpec, rebuild
+from shared.projection import rebuild
+from shared.projection_spec import ProjectionSpec
 from shared.replay import (
     ReplayError,
     TimelineFilter,
@@ -110,13 +114,7 @@ async def _timeline(bus: EventBus, args: argparse.Namespace) -> int:
 
 
 def _spec(view: str) -> ProjectionSpec[Any]:
-    if view == "workflows":
-        from services.workflow.view import WORKFLOW_VIEW
-
-        return WORKFLOW_VIEW
-    from services.router.view import ROUTER_VIEW
-
-    return ROUTER_VIEW
+    return WORKFLOW_VIEW if view == "workflows" else ROUTER_VIEW
 
 
 async def _at(bus: EventBus, point: str, view: str, output: str) -> int:
@@ -152,8 +150,6 @@ async def _at(bus: EventBus, point: str, view: str, output: str) -> int:
 
 
 async def _explain(bus: EventBus, task_id: str) -> int:
-    from services.router.rerun import explain_task
-
     explanations = await explain_task(bus, task_id)
     if not explanations:
         print(f"task {task_id!r} was never assigned")

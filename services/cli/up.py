@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import msgspec
 
-from shared.cli.stack import SERVICE_NAMES, Stack
+from services.cli.stack import SERVICE_NAMES, Stack
 from shared.credentials import CredentialStore
 from shared.embedded import EmbeddedNatsError, die_with_parent
 from shared.environment import environment_notices
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         stack.start()
         if args.agents > 0:
-            command = [sys.executable, "-m", "shared.cli.main", "agent", "--count", str(args.agents)]
+            command = [sys.executable, "-m", "services.cli.main", "agent", "--count", str(args.agents)]
             agent_process = subprocess.Popen(
                 [*command, "--prefix", "sim"],
                 env=stack.agents_env(),

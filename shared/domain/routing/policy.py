@@ -15,9 +15,16 @@ from typing import Final
 
 import msgspec
 
-from services.router.adaptive import AdaptiveState, adaptive_weights
-from shared.events import RoutingStrategy, TaskSubmitted
-from shared.settings import OrchestrationMode
+from shared.domain.fleet import TaskView
+from shared.domain.routing.adaptive import AdaptiveState, adaptive_weights
+from shared.events import OrchestrationMode, RoutingStrategy, TaskSubmitted
+
+
+class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What the router's settings say: the orchestration mode and the strategy of tasks naming none."""
+
+    mode: OrchestrationMode = "standard"
+    default_strategy: RoutingStrategy = "adaptive"
 
 
 class StrategyWeights(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +99,11 @@ PRIORITY_TIMELINESS: Final[dict[str, float]] = {"low": 0.5, "normal": 1.0, "high
 
 PRIORITY_EXPLORATION: Final[dict[str, float]] = {"low": 1.5, "normal": 1.0, "high": 0.5, "critical": 0.0}
 """Multiplies a positive risk tolerance: critical work is never used to explore."""
+
+
+def strategy_of(task: TaskView, config: RoutingConfig) -> RoutingStrategy:
+    """The task's own strategy, else the configured default."""
+    return task.spec.routing_strategy or config.default_strategy
 
 
 def signal_weights(strategy: RoutingStrategy, adaptive: AdaptiveState) -> dict[str, float]:

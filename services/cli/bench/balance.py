@@ -38,15 +38,16 @@ from dataclasses import asdict, dataclass, field
 
 from nats.aio.msg import Msg
 
+from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from services.cli.bench.http import JsonClient
+from services.cli.stack import Stack
 from shared.agent.sdk import Agent
 from shared.agent.simulated import SimulationProfile, make_simulated_agents, simulated_handler
-from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
-from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
-from shared.cli.bench.http import JsonClient
-from shared.cli.stack import Stack
+from shared.bus import EventBus, event_msg_seq
 from shared.domain.load_balance import accepted_assignment, group_loads
 from shared.domain.performance_metrics import MetricsView, apply_metrics_view, figures
 from shared.events import Persona, TaskAssigned, TaskCompleted, TaskRequeued, TaskStarted
+from shared.recorded import Recorded, decode_recorded
 
 ASSIGN = "/api/v1/orchestration/task/assign"
 CAPABILITY = "balance"

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 
-from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
-from shared.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
-from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
-from shared.cli.stack import Stack
+from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
+from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from services.cli.stack import Stack
+from shared.bus import EventBus, event_msg_seq
 from shared.events import TaskAssigned, TaskSubmitted
 from shared.natsclient import stored_at_ns
+from shared.recorded import Recorded, decode_recorded
 from shared.subjects import events_of_type, parse_event_subject
 
 CAPABILITY = "bench"

@@ -9,8 +9,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from services.cli.stack import Stack, local_stack
 from shared.bus import EventBus
-from shared.cli.stack import Stack, local_stack
 from shared.logging import configure_logging
 from shared.service import run_async
 

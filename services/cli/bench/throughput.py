@@ -20,11 +20,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from shared.bus import EventBus, Recorded
-from shared.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
-from shared.cli.bench.common import on_private_stack, quiet, wait_for_services
-from shared.cli.stack import SERVICE_NAMES, Stack
+from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
+from services.cli.bench.common import on_private_stack, quiet, wait_for_services
+from services.cli.stack import SERVICE_NAMES, Stack
+from shared.bus import EventBus
 from shared.events import TaskCompleted, TaskSubmitted
+from shared.recorded import Recorded
 from shared.subjects import events_of_type
 
 TARGET_TPS = 2000.0

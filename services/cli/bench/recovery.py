@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from services.cli.bench.agent_process import spawn_agent_process
+from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from services.cli.stack import Stack
 from shared.agent.sdk import Agent, TaskContext
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
-from shared.bus import EventBus, Recorded
-from shared.cli.bench.agent_process import spawn_agent_process
-from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
-from shared.cli.stack import Stack
+from shared.bus import EventBus
 from shared.events import (
     AgentRegistered,
     AgentUnresponsive,
@@ -38,6 +38,7 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 from shared.settings import Settings
 
 TARGET_S = 1.5

@@ -26,9 +26,9 @@ from typing import Final
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.fleet import FleetState, TaskView, in_flight_attempt
 from shared.events import TaskAttemptFailed, TaskCompleted
+from shared.recorded import Recorded
 
 AGENT_SD: Final = 0.15
 """Prior spread of an agent's mean quality around its declared fit."""

@@ -14,10 +14,10 @@ import random
 
 import msgspec
 
-from services.router.decide import Assign, Expire, Hold, RoutingConfig, next_decision
-from services.router.view import RouterState, apply_router
-from shared.bus import Recorded
-from shared.cli.bench.routing_world import World
+from services.cli.bench.routing_world import World
+from services.router.decide import Assign, Expire, Hold, next_decision
+from shared.domain.routing.policy import RoutingConfig
+from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
     AgentRegistered,
     AnyEvent,
@@ -27,6 +27,7 @@ from shared.events import (
     TaskQueued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 class _Log:

@@ -18,7 +18,7 @@ from typing import Final
 
 import msgspec
 
-from services.router.performance import Outcome
+from shared.domain.routing.performance import Outcome
 
 SIGNALS: Final = ("capability", "persona", "performance")
 RECORDED_AS: Final = {"capability": "capability", "persona": "persona", "performance": "predicted_quality"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from shared.cli.bench import assign, balance, recovery, routing, suite, throughput, workflow
+from services.cli.bench import assign, balance, recovery, routing, suite, throughput, workflow
 
 KINDS = [assign, routing, workflow, recovery, throughput, balance, suite]
 """Modules with ``add_parser(kinds)``; each adds one ``hive bench <kind>`` sub-command."""

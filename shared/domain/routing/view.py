@@ -1,5 +1,6 @@
 """The router's projection, kept by a pure apply: the fleet (agents, load, queue), the breakers, the
-learned performance of every agent and the adaptive strategy's weights.
+learned performance of every agent and the adaptive strategy's weights. The balancer keeps the
+same state inside its own, to judge moves as the router would.
 
 Outcomes are learned before the fleet applies the event: the fleet view still says who held the
 attempt, and it drops a finished task's holder once applied.
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 import msgspec
 
-from services.router.adaptive import AdaptiveState, observe
-from services.router.performance import PerformanceState, learn, outcome_of
-from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
-from shared.projection import ProjectionSpec
+from shared.domain.routing.adaptive import AdaptiveState, observe
+from shared.domain.routing.performance import PerformanceState, learn, outcome_of
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 
 class RouterState(msgspec.Struct, kw_only=True):
@@ -36,7 +37,6 @@ def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
 
 ROUTER_VIEW: ProjectionSpec[RouterState] = ProjectionSpec(
     name="router",
-    schema="router-3",
     state_type=RouterState,
     initial=RouterState,
     apply=apply_router,

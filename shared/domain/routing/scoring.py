@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import msgspec
 
-from services.router.performance import PerformanceState, Prediction, predict, reference_duration
-from services.router.persona import compatibility
-from services.router.policy import Weights
 from shared.domain.breakers import BreakersState
 from shared.domain.fleet import AgentView, TaskView
+from shared.domain.routing.performance import PerformanceState, Prediction, predict, reference_duration
+from shared.domain.routing.persona import compatibility
+from shared.domain.routing.policy import Weights
 
 DECLARED_CAPABILITY_SHARE = 0.5
 """The prior quality of an agent without outcomes: this share of capability, the rest persona."""

@@ -15,11 +15,11 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
+from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from services.cli.stack import Stack
 from shared.agent.sdk import Agent
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
-from shared.bus import EventBus, Recorded
-from shared.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
-from shared.cli.stack import Stack
+from shared.bus import EventBus
 from shared.domain.workflow_spec import apply_template, check_steps
 from shared.events import (
     ExecutionMode,
@@ -34,6 +34,7 @@ from shared.events import (
     WorkflowSubmitted,
     WorkflowTemplate,
 )
+from shared.recorded import Recorded
 
 
 @dataclass

@@ -18,10 +18,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from shared.bus import EventBus, Recorded
+from shared.bus import EventBus
 from shared.credentials import without_credentials
 from shared.embedded import die_with_parent
 from shared.events import AgentRegistered
+from shared.recorded import Recorded
 from shared.subjects import events_of_type
 
 
@@ -44,7 +45,7 @@ def spawn_agent_process(
             [
                 sys.executable,
                 "-m",
-                "shared.cli.main",
+                "services.cli.main",
                 "agent",
                 "--count",
                 str(count),

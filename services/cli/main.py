@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.cli import agents, auth, bench, health, replay, up
+from services.cli import agents, auth, bench, health, replay, up
 from shared.settings import SETTINGS_DOC, Settings
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.bus import Recorded
-from shared.cli.bench.routing_world import World
+from services.cli.bench.routing_world import World
 from shared.domain.fleet import AgentView, FleetState, apply_fleet
 from shared.events import TaskAssigned, TaskCompleted
+from shared.recorded import Recorded
 
 TOLERANCE = 0.05
 """Accurate: within 5% of the best free agent's true expected quality."""

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from types import ModuleType
 
-from shared.cli.bench import assign, balance, recovery, routing, throughput, workflow
-from shared.cli.bench.common import on_private_stack, percentile
-from shared.cli.bench.report import Progress, Row, render_table
+from services.cli.bench import assign, balance, recovery, routing, throughput, workflow
+from services.cli.bench.common import on_private_stack, percentile
+from services.cli.bench.report import Progress, Row, render_table
 from shared.logging import configure_logging
 
 ASSIGN_RATE = 1000.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from services.router.persona import style_affinity
+from shared.domain.routing.persona import style_affinity
 from shared.events import CognitiveStyle, Persona, TaskProfile, TaskSubmitted
 
 TASK_TYPES: tuple[str, ...] = ("code_analysis", "code_review", "refactoring", "code_generation", "testing")

@@ -10,8 +10,8 @@ import argparse
 import socket
 import sys
 
+from services.cli.stack import SERVICE_NAMES
 from shared.bus import EventBus
-from shared.cli.stack import SERVICE_NAMES
 from shared.logging import configure_logging
 from shared.service import run_async
 from shared.settings import load_settings

@@ -20,16 +20,16 @@ import random
 from dataclasses import asdict
 from typing import get_args
 
-from services.router.decide import RoutingConfig
+from services.cli.bench.common import on_private_stack, quiet, wait_for_services
+from services.cli.bench.routing_figures import RoutingFigures, routing_figures
+from services.cli.bench.routing_sim import simulate
+from services.cli.bench.routing_world import World, make_tasks, make_world
+from services.cli.stack import Stack
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
-from shared.bus import EventBus, Recorded
-from shared.cli.bench.common import on_private_stack, quiet, wait_for_services
-from shared.cli.bench.routing_figures import RoutingFigures, routing_figures
-from shared.cli.bench.routing_sim import simulate
-from shared.cli.bench.routing_world import World, make_tasks, make_world
-from shared.cli.stack import Stack
-from shared.events import RoutingStrategy, TaskCompleted, TaskSubmitted
-from shared.settings import OrchestrationMode
+from shared.bus import EventBus
+from shared.domain.routing.policy import RoutingConfig
+from shared.events import OrchestrationMode, RoutingStrategy, TaskCompleted, TaskSubmitted
+from shared.recorded import Recorded
 from shared.subjects import events_of_type
 
 
