@@ -145,6 +145,7 @@ class BalancerService(Service):
                     "reason": advice.reason,
                 }
                 for capability, advice in sorted(state.scale.items())
+                if self.settings.enable_predictive_scaling
             },
         }
 

@@ -87,6 +87,15 @@ def test_a_production_gateway_without_a_token_exits_2_saying_why(settings: Setti
     assert "orchestration_mode_is_an_integration_mode" in done.stderr
 
 
+def test_a_service_given_a_value_it_cannot_use_exits_2_naming_the_variable(settings: Settings) -> None:
+    env = dict(os.environ, NATS_URL=settings.nats_url, ROUTING_ACCURACY_TARGET="150")
+    done = subprocess.run(
+        [sys.executable, "-m", "services.router"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "invalid_settings" in done.stderr and "ROUTING_ACCURACY_TARGET=150.0" in done.stderr
+
+
 # --- MAX_CONCURRENT_WORKFLOWS -------------------------------------------------------------------
 
 
@@ -142,6 +151,7 @@ async def test_enable_predictive_scaling_turns_the_balancers_scale_advice_on_and
         await balancer.view.catch_up()
         await balancer.tick(time.time())
         assert balancer.details()["predictive_scaling"] is False
+        assert balancer.details()["scale_recommendations"] == {}
     advice, _ = await bus.read_aggregate("system", "scale-golang")
     assert advice == [], "no advice while predictive scaling is off"
     on = from_env(settings, {**quiet, "ENABLE_PREDICTIVE_SCALING": "true"})
