@@ -33,6 +33,7 @@ from nats.js.api import (
 )
 
 from shared.denials import Denials
+from shared.domain.message_ids import dead_letter_msg_id
 from shared.errors import HiveError
 from shared.events import Event, encode_event
 from shared.ids import check_id, new_id
@@ -40,7 +41,7 @@ from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
 from shared.permissions import inbox_prefix, parse_violation
-from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.pull import consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import (
     ALL_DLQ,
@@ -449,23 +450,28 @@ class EventBus:
             await handler(msg)
             next_seq = seq + 1
 
-        while not stopping.is_set():
-            name = ""
-            try:
-                name = await self._ephemeral_consumer(subject_filter, next_seq)
-                await consume(self.nc, EVENTS_STREAM, name, track, stopping, batch=1024, nak_on_stop=False)
-            except asyncio.CancelledError:
-                raise
-            except (ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
-                log.warning(
-                    "consumer_lost", service=self.service, label=label, error=repr(exc), next_seq=next_seq
-                )
-                if not await pause_before_retry(self.nc):
-                    return
-            finally:
-                if name and not self.nc.is_closed:
-                    with contextlib.suppress(Exception):
-                        await self.js.delete_consumer(EVENTS_STREAM, name)
+        async def open_consumer() -> str:
+            return await self._ephemeral_consumer(subject_filter, next_seq)
+
+        async def close_consumer(name: str) -> None:
+            await self.js.delete_consumer(EVENTS_STREAM, name)
+
+        def on_lost(exc: Exception) -> None:
+            log.warning(
+                "consumer_lost", service=self.service, label=label, error=repr(exc), next_seq=next_seq
+            )
+
+        await consume_forever(
+            self.nc,
+            EVENTS_STREAM,
+            open_consumer,
+            track,
+            stopping,
+            on_lost=on_lost,
+            batch=1024,
+            nak_on_stop=False,
+            close_consumer=close_consumer,
+        )
 
     async def follow(
         self,
@@ -549,7 +555,7 @@ class EventBus:
             data=data.decode("utf-8", errors="replace"),
             ts=time.time(),
         )
-        msg_id = f"dlq:{self.service}:{stream_seq}" if stream_seq is not None else None
+        msg_id = dead_letter_msg_id(self.service, stream_seq) if stream_seq is not None else None
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         await self.js.publish(dlq_subject(self.service), msgspec.json.encode(letter), headers=headers)
         if self.metrics:

@@ -21,7 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.natsclient import delivery_count
-from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.pull import consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import EVENTS_STREAM
 from shared.telemetry import continued_span
@@ -109,22 +109,18 @@ class WorkConsumer:
             self._task = None
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await consume(
-                    self.bus.nc,
-                    EVENTS_STREAM,
-                    self.spec.durable,
-                    self._handle,
-                    self._stopping,
-                    batch=self.spec.batch,
-                )
-            except asyncio.CancelledError:
-                raise
-            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                self.log.warning("work_consumer_lost", error=repr(exc))
-                if not await pause_before_retry(self.bus.nc):
-                    return
+        def on_lost(exc: Exception) -> None:
+            self.log.warning("work_consumer_lost", error=repr(exc))
+
+        await consume_forever(
+            self.bus.nc,
+            EVENTS_STREAM,
+            self.spec.durable,
+            self._handle,
+            self._stopping,
+            on_lost=on_lost,
+            batch=self.spec.batch,
+        )
 
     async def _handle(self, msg: Msg) -> None:
         seq = event_msg_seq(msg)

@@ -183,7 +183,11 @@ class BalancerService(Service):
         causation_id: str = "",
     ) -> Outcome:
         """Plan and carry out moves (a dry run only plans). A refused move makes the view catch up
-        and the plan be made again, at most ``MAX_ROUNDS`` times."""
+        and the plan be made again, at most ``MAX_ROUNDS`` times.
+
+        Not ``shared.command``: a refused move is an answer, not a failure (the agent started the
+        attempt meanwhile); it is reported in the outcome's notes, and running out of rounds is
+        no error, only the end of this rebalance."""
         first: Plan | None = None
         made: list[Move] = []
         refusals: list[str] = []
@@ -303,7 +307,9 @@ class BalancerService(Service):
             try:
                 await self.writer.advice(advice, expected, now)
             except ConcurrencyConflict:
-                await self.view.catch_up()  # another instance advised meanwhile: decide next time
+                # Not retried (so not ``shared.command``): advice is evaluated again every
+                # SCALE_EVERY_S, and another instance has just advised on this scope.
+                await self.view.catch_up()
                 continue
             self.log.info(
                 "scale_recommended",

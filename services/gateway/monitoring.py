@@ -14,23 +14,22 @@ import asyncio
 import contextlib
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 import httpx
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from services.gateway.alerts import alerts_due
+from services.gateway.core import GatewayCore
 from services.gateway.fleet_collector import FleetCollector
 from services.gateway.history import HistorySample, MetricsHistory
+from services.gateway.performance import PerformanceDesk
 from services.gateway.performance_schemas import MetricsHistoryResponse
 from shared.bus import ConcurrencyConflict
 from shared.domain.message_ids import alert_msg_id
 from shared.domain.performance_metrics import OrchestrationFigures
 from shared.domain.performance_targets import TargetCheck, performance_score
 from shared.events import PerformanceAlert, encode_event
-
-if TYPE_CHECKING:
-    from services.gateway.service import GatewayService
 
 FIGURE_GAUGES: dict[str, tuple[str, str, float]] = {
     "load_balancing_efficiency": (
@@ -61,9 +60,16 @@ WEBHOOK_TIMEOUT_S = 5.0
 
 
 class MonitorDesk:
-    def __init__(self, gateway: GatewayService) -> None:
-        self.gateway = gateway
-        settings = gateway.settings
+    """Takes the core, the performance desk (whose figures and checks it samples), the registry of
+    ``/metrics`` and the service's logger."""
+
+    def __init__(
+        self, core: GatewayCore, performance: PerformanceDesk, registry: CollectorRegistry, log: Any
+    ) -> None:
+        self.core = core
+        self.performance = performance
+        self.log = log
+        settings = core.settings
         self.interval_s = settings.monitoring_interval_seconds
         self.history = MetricsHistory(settings.metrics_retention_hours * 3600, self.interval_s)
         self.alerts_appended = 0
@@ -72,7 +78,6 @@ class MonitorDesk:
         self._webhooks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
         self._ticked = asyncio.Condition()
-        registry = gateway.metrics.registry
         self.figure_gauges = {
             figure: (Gauge(name, doc, registry=registry), factor)
             for figure, (name, doc, factor) in FIGURE_GAUGES.items()
@@ -94,7 +99,7 @@ class MonitorDesk:
         for gauge, _factor in self.figure_gauges.values():
             gauge.set(math.nan)
         self.score_gauge.set(math.nan)
-        registry.register(FleetCollector(lambda: gateway.view.state))
+        registry.register(FleetCollector(lambda: core.view.state))
 
     async def start(self) -> None:
         await self.tick(time.time())
@@ -118,13 +123,12 @@ class MonitorDesk:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.gateway.log.exception("monitor_tick_failed")
+                self.log.exception("monitor_tick_failed")
 
     async def tick(self, now: float) -> list[PerformanceAlert]:
         """One look: gauges, a history sample, and the alerts this instance appended."""
-        desk = self.gateway.performance
-        found = desk.figures(None, now)
-        checks = desk.checks(found)
+        found = self.performance.figures(None, now)
+        checks = self.performance.checks(found)
         self._refresh_gauges(found, checks)
         self.history.add(
             HistorySample(
@@ -137,7 +141,7 @@ class MonitorDesk:
             )
         )
         appended = []
-        if self.gateway.settings.enable_performance_alerts:
+        if self.core.settings.enable_performance_alerts:
             appended = await self.raise_alerts(checks, found.window_s)
         async with self._ticked:
             self.ticks += 1
@@ -162,12 +166,12 @@ class MonitorDesk:
             )
 
     async def raise_alerts(self, checks: list[TargetCheck], window_s: float) -> list[PerformanceAlert]:
-        view = self.gateway.view
+        view = self.core.view
         appended = []
         for alert in alerts_due(checks, view.state.alerts.standing, window_s):
             version = await view.expected_version("system", alert.scope)
             try:
-                result = await self.gateway.bus.append(
+                result = await self.core.bus.append(
                     alert, expected=version, msg_id=alert_msg_id(alert.scope, version)
                 )
             except ConcurrencyConflict:
@@ -176,7 +180,7 @@ class MonitorDesk:
                 continue
             self.alerts_appended += 1
             appended.append(alert)
-            self.gateway.log.warning(
+            self.log.warning(
                 "performance_target_missed" if alert.status == "firing" else "performance_target_met_again",
                 metric=alert.metric,
                 measured=alert.measured,
@@ -190,7 +194,7 @@ class MonitorDesk:
         return appended
 
     def history_out(self, since_s: float | None) -> MetricsHistoryResponse:
-        settings = self.gateway.settings
+        settings = self.core.settings
         since = time.time() - since_s if since_s is not None else -math.inf
         return MetricsHistoryResponse(
             interval_s=self.interval_s,
@@ -202,7 +206,7 @@ class MonitorDesk:
     # --- webhook --------------------------------------------------------------------------------
 
     def _post_webhook(self, alert: PerformanceAlert) -> None:
-        url = self.gateway.settings.performance_alert_webhook_url
+        url = self.core.settings.performance_alert_webhook_url
         if not url:
             return
         task = asyncio.create_task(self._send(url, alert), name="alert-webhook")
@@ -219,6 +223,6 @@ class MonitorDesk:
             )
             reply.raise_for_status()
         except httpx.HTTPError as exc:
-            self.gateway.log.warning(
+            self.log.warning(
                 "performance_alert_webhook_failed", url=url, metric=alert.metric, error=repr(exc)
             )

@@ -38,6 +38,7 @@ from services.recovery.liveness import (
 from services.recovery.view import RECOVERY_VIEW
 from services.recovery.writer import RecoveryWriter
 from shared.bus import ConcurrencyConflict
+from shared.command import retry_on_conflict
 from shared.configured import breaker_policy
 from shared.domain.breaker_policy import Close, Probe, Trip, breaker_transition
 from shared.domain.breakers import BREAKER_STATE_VALUES
@@ -63,7 +64,6 @@ from shared.service import Service
 from shared.subjects import events_of_type
 from shared.work import WorkSpec
 
-MAX_CONFLICT_RETRIES = 20
 TRANSITION_TARGETS: dict[type, str] = {Trip: "open", Probe: "half_open", Close: "closed"}
 
 
@@ -217,15 +217,14 @@ class RecoveryService(Service):
     async def tick(self, *, full: bool = True) -> None:
         """Decide from (projection, heartbeats, now) and append; on a conflict catch up and redo."""
         stall_s = max(self.settings.heartbeat_interval_s, 5 * self.settings.recovery_tick_s)
-        for _ in range(MAX_CONFLICT_RETRIES):
+
+        async def once() -> None:
             now = time.time()
             if self.table.tick(now, stall_s):
                 self.log.warning("recovery_stalled", detail="silence is counted again from now")
-            try:
-                await self._tick_once(now, full)
-                return
-            except ConcurrencyConflict:
-                await self.view.catch_up()
+            await self._tick_once(now, full)
+
+        await retry_on_conflict(once, self.view.catch_up, what="the fleet (recovery tick)")
 
     async def _tick_once(self, now: float, full: bool) -> None:
         """Liveness always (one pass over the agents); timeouts, quarantines and every breaker on a
@@ -305,34 +304,27 @@ class RecoveryService(Service):
             await self._handle_incident(incident, expected=recorded.seq, causation_id=event.id)
 
     async def _settle_failed_attempt(self, event: TaskAttemptFailed) -> None:
-        for _ in range(MAX_CONFLICT_RETRIES):
+        async def once() -> None:
             task = self.view.state.fleet.tasks.get(event.task_id)
             if task is None or task.status != "retrying" or task.attempt != event.attempt:
                 return
             decision = after_failed_attempt(task, event.retryable, time.time())
-            try:
-                await self.writer.task_step(decision, causation_id=event.id)
-                self._count(decision)
-                return
-            except ConcurrencyConflict:
-                await self.view.catch_up()
+            await self.writer.task_step(decision, causation_id=event.id)
+            self._count(decision)
+
+        await retry_on_conflict(once, self.view.catch_up, what=f"task {event.task_id!r}")
 
     async def _requeue_orphans(self, event: AgentRegistered) -> None:
-        for _ in range(MAX_CONFLICT_RETRIES):
+        async def once() -> None:
             agent = self.view.state.fleet.agents.get(event.agent_id)
             if agent is None:
                 return
-            orphans = orphaned_by_restart(self.view.state.fleet, agent, agent.session)
-            if not orphans:
-                return
-            try:
-                for task_id in orphans:
-                    decision = after_lost_attempt(self.view.state.fleet.tasks[task_id], "agent_restarted")
-                    await self.writer.task_step(decision, causation_id=event.id)
-                    self._count(decision)
-                return
-            except ConcurrencyConflict:
-                await self.view.catch_up()
+            for task_id in orphaned_by_restart(self.view.state.fleet, agent, agent.session):
+                decision = after_lost_attempt(self.view.state.fleet.tasks[task_id], "agent_restarted")
+                await self.writer.task_step(decision, causation_id=event.id)
+                self._count(decision)
+
+        await retry_on_conflict(once, self.view.catch_up, what=f"the work of agent {event.agent_id!r}")
 
     def _count(self, decision: object) -> None:
         if isinstance(decision, Requeue):
@@ -346,15 +338,15 @@ class RecoveryService(Service):
             return  # already recorded: a redelivery
         plan = choose_strategy(incident.failure_type, incident.severity)
         moved: list[str] = []
-        steps: IncidentSteps | None = None
-        for _ in range(MAX_CONFLICT_RETRIES):
+
+        async def once() -> IncidentSteps:
             steps = plan_incident(self.view.state.fleet, incident, plan, self.settings.quarantine_s)
-            try:
-                await self._carry_out(incident, steps, moved, causation_id)
-                break
-            except ConcurrencyConflict:
-                await self.view.catch_up()
-        assert steps is not None
+            await self._carry_out(incident, steps, moved, causation_id)
+            return steps
+
+        steps = await retry_on_conflict(
+            once, self.view.catch_up, what=f"the work of incident {incident.incident_id!r}"
+        )
         self.incidents.labels(plan.strategy).inc()
         detail = "; ".join([incident.detail, *steps.notes]) if steps.notes else incident.detail
         if plan.escalated:

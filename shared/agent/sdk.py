@@ -26,7 +26,8 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import ConcurrencyConflict, EventBus, connection_key, event_msg_seq
+from shared.bus import EventBus, connection_key, event_msg_seq
+from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
 from shared.domain.message_ids import report_msg_id
@@ -48,7 +49,7 @@ from shared.events import (
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.permissions import agent_durable, agent_reader
-from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.pull import consume_forever
 from shared.recorded import Recorded, decode_recorded
 from shared.subjects import EVENTS_STREAM, aggregate_subjects, heartbeat_subject
 
@@ -350,22 +351,19 @@ class Agent:
 
     async def _assignment_loop(self) -> None:
         assert self.bus is not None
-        while not self._stopping.is_set():
-            try:
-                await consume(
-                    self.bus.nc,
-                    EVENTS_STREAM,
-                    self.durable,
-                    self._on_message,
-                    self._stopping,
-                    batch=self.capacity + 16,
-                )
-            except asyncio.CancelledError:
-                raise
-            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                self.log.warning("assignment_consumer_lost", error=repr(exc))
-                if not await pause_before_retry(self.bus.nc):
-                    return
+
+        def on_lost(exc: Exception) -> None:
+            self.log.warning("assignment_consumer_lost", error=repr(exc))
+
+        await consume_forever(
+            self.bus.nc,
+            EVENTS_STREAM,
+            self.durable,
+            self._on_message,
+            self._stopping,
+            on_lost=on_lost,
+            batch=self.capacity + 16,
+        )
 
     async def _on_message(self, msg: Msg) -> None:
         item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
@@ -475,23 +473,27 @@ class Agent:
         msg_id = report_msg_id(event.type_name(), context.task_id, context.attempt)
         if isinstance(event, TaskProgress):
             msg_id = event.id
-        for _ in range(6):
-            try:
-                result = await self._through_outages(
-                    lambda: bus.append(event, expected=context.last_seq, msg_id=msg_id), context.task_id
-                )
-            except ConcurrencyConflict:
-                history, last_seq = await self._through_outages(
-                    lambda: self._task_history(context.task_id), context.task_id
-                )
-                verdict = attempt_verdict(history, self.agent_id, context.attempt)
-                if verdict is not None:
-                    raise AttemptSuperseded(verdict) from None
-                context.last_seq = last_seq
-                continue
+
+        async def once() -> None:
+            result = await self._through_outages(
+                lambda: bus.append(event, expected=context.last_seq, msg_id=msg_id), context.task_id
+            )
             context.last_seq = max(context.last_seq, result.seq)
-            return
-        raise AttemptSuperseded("too many concurrent changes to the task")
+
+        async def catch_up() -> None:
+            """Read what changed the task: a superseded attempt ends here, anything else is harmless."""
+            history, last_seq = await self._through_outages(
+                lambda: self._task_history(context.task_id), context.task_id
+            )
+            verdict = attempt_verdict(history, self.agent_id, context.attempt)
+            if verdict is not None:
+                raise AttemptSuperseded(verdict)
+            context.last_seq = last_seq
+
+        try:
+            await retry_on_conflict(once, catch_up, what=f"task {context.task_id!r}")
+        except KeepsChanging as exc:
+            raise AttemptSuperseded(str(exc)) from None
 
     async def _task_history(self, task_id: str) -> tuple[list[Recorded], int]:
         """The task's events, read by this agent's one reader consumer (one read at a time)."""

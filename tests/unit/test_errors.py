@@ -8,6 +8,7 @@ from services.gateway.errors import ApiError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
 from shared.bus import ConcurrencyConflict, NatsAuthError
 from shared.client import HiveApiError, HiveConnectionError, HiveTimeoutError
+from shared.command import KeepsChanging
 from shared.credentials import CredentialsError
 from shared.denials import PermissionDenied
 from shared.domain.workflow_spec import WorkflowSpecError
@@ -24,6 +25,7 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (AttemptSuperseded, Exception),
     (NonRetryableError, Exception),
     (ConcurrencyConflict, Exception),
+    (KeepsChanging, RuntimeError),
     (NatsAuthError, PermissionError),
     (CredentialsError, Exception),
     (PermissionDenied, Exception),
