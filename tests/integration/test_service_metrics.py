@@ -95,3 +95,18 @@ async def test_health_counts_the_messages_each_consumer_received(settings: Setti
     # Both events reach the projection (the work consumer gets them too, in its own time).
     assert after["projection:router"] - before["projection:router"] == 2
     assert set(after) == {"projection:router", "work:router"}
+
+
+async def test_recovery_shows_a_breaker_that_never_moved_as_closed(settings: Settings, bus: EventBus) -> None:
+    await bus.append(
+        AgentRegistered(agent_id="fresh", capabilities={"review": 1.0}, session="s"), expected=None
+    )
+    async with running(RecoveryService, settings, metrics_port=0) as recovery:
+        assert 'orchestration_circuit_breaker_state{agent_id="fresh"} 0.0' in await scrape(recovery)
+        seq = (
+            await bus.append(
+                AgentRegistered(agent_id="later", capabilities={"review": 1.0}, session="s"), expected=None
+            )
+        ).seq
+        await recovery.view.wait_for(seq)
+        assert 'orchestration_circuit_breaker_state{agent_id="later"} 0.0' in await scrape(recovery)
