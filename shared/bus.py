@@ -33,13 +33,16 @@ from nats.js.api import (
 )
 
 from shared.denials import Denials
-from shared.events import AnyEvent, Event, EventDecodeError, decode_event, encode_event, stored_on
+from shared.domain.message_ids import dead_letter_msg_id
+from shared.errors import HiveError
+from shared.events import Event, encode_event
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
 from shared.permissions import inbox_prefix, parse_violation
-from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.pull import consume_forever
+from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import (
     ALL_DLQ,
     ALL_EVENTS,
@@ -57,7 +60,7 @@ STREAM_NOT_FOUND = 10059
 log = get_logger("hive.bus")
 
 
-class ConcurrencyConflict(Exception):
+class ConcurrencyConflict(HiveError):
     """Somebody appended to the aggregate since we last looked: catch up and decide again."""
 
     def __init__(self, subject_filter: str, expected: int, detail: str = "") -> None:
@@ -66,21 +69,13 @@ class ConcurrencyConflict(Exception):
         self.expected = expected
 
 
-class NatsAuthError(PermissionError):
+class NatsAuthError(HiveError, PermissionError):
     """The server refused this connection's credentials (or their absence); the message says whose."""
 
 
 class AppendResult(NamedTuple):
     seq: int
     duplicate: bool
-
-
-class Recorded(msgspec.Struct, frozen=True):
-    """An event as the log holds it: its stream sequence, subject and decoded body."""
-
-    seq: int
-    subject: str
-    event: AnyEvent
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,14 +87,6 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     stream_seq: int | None = None
     data: str
     ts: float
-
-
-class Undecodable(msgspec.Struct, frozen=True):
-    """A message in the event stream that is not a valid event (kept in the log, skipped)."""
-
-    seq: int
-    subject: str
-    reason: str
 
 
 def event_msg_seq(msg: Msg) -> int:
@@ -477,23 +464,28 @@ class EventBus:
             await handler(msg)
             next_seq = seq + 1
 
-        while not stopping.is_set():
-            name = ""
-            try:
-                name = await self._ephemeral_consumer(subject_filter, next_seq)
-                await consume(self.nc, EVENTS_STREAM, name, track, stopping, batch=1024, nak_on_stop=False)
-            except asyncio.CancelledError:
-                raise
-            except (ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
-                log.warning(
-                    "consumer_lost", service=self.service, label=label, error=repr(exc), next_seq=next_seq
-                )
-                if not await pause_before_retry(self.nc):
-                    return
-            finally:
-                if name and not self.nc.is_closed:
-                    with contextlib.suppress(Exception):
-                        await self.js.delete_consumer(EVENTS_STREAM, name)
+        async def open_consumer() -> str:
+            return await self._ephemeral_consumer(subject_filter, next_seq)
+
+        async def close_consumer(name: str) -> None:
+            await self.js.delete_consumer(EVENTS_STREAM, name)
+
+        def on_lost(exc: Exception) -> None:
+            log.warning(
+                "consumer_lost", service=self.service, label=label, error=repr(exc), next_seq=next_seq
+            )
+
+        await consume_forever(
+            self.nc,
+            EVENTS_STREAM,
+            open_consumer,
+            track,
+            stopping,
+            on_lost=on_lost,
+            batch=1024,
+            nak_on_stop=False,
+            close_consumer=close_consumer,
+        )
 
     async def follow(
         self,
@@ -577,20 +569,9 @@ class EventBus:
             data=data.decode("utf-8", errors="replace"),
             ts=time.time(),
         )
-        msg_id = f"dlq:{self.service}:{stream_seq}" if stream_seq is not None else None
+        msg_id = dead_letter_msg_id(self.service, stream_seq) if stream_seq is not None else None
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         await self.js.publish(dlq_subject(self.service), msgspec.json.encode(letter), headers=headers)
         if self.metrics:
             self.metrics.events_dead_lettered.labels(self.service).inc()
         log.warning("dead_lettered", service=self.service, subject=subject, seq=stream_seq, reason=reason)
-
-
-def decode_recorded(seq: int, subject: str, data: bytes) -> Recorded | Undecodable:
-    """Decode a stored message; a body whose subject disagrees with its content is refused too."""
-    try:
-        event = decode_event(data)
-    except EventDecodeError as exc:
-        return Undecodable(seq, subject, str(exc))
-    if not stored_on(event, subject, data):
-        return Undecodable(seq, subject, f"subject {subject} does not match the event's own {event.subject}")
-    return Recorded(seq, subject, event)

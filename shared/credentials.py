@@ -10,7 +10,9 @@ adding users at once lose nothing:
   (``HIVE_AGENT_CREDENTIALS``), so the agents' process never holds a service's or the admin's;
 * ``nats-users.conf``: the users and their permissions, included by nats-server's configuration;
 * ``env/<user>.env``: ``NATS_USER`` and ``NATS_PASSWORD`` of one user (a container's env_file);
-* ``route-password``: what the nodes of a cluster authenticate their routes with.
+* ``route-password``: what the nodes of a cluster authenticate their routes with;
+* ``api-token``: the gateway's bearer token when ``hive up`` runs in production without
+  HIVE_API_TOKEN.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.errors import HiveError
 from shared.permissions import AGENT_PREFIX, agent_user, permissions_for, render_users
 
 CREDENTIAL_VARIABLES = ("NATS_USER", "NATS_PASSWORD", "HIVE_AGENT_CREDENTIALS")
@@ -35,7 +38,7 @@ def without_credentials(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name not in CREDENTIAL_VARIABLES}
 
 
-class CredentialsError(Exception):
+class CredentialsError(HiveError):
     """Credentials that are missing or unreadable; the message says what to do."""
 
 
@@ -154,6 +157,17 @@ class CredentialStore:
             if not path.is_file():
                 write_private(path, new_password() + "\n")
             return path.read_text().strip()
+
+    @property
+    def api_token_path(self) -> Path:
+        return self.dir / "api-token"
+
+    def api_token(self) -> str:
+        """The gateway's generated bearer token (production without HIVE_API_TOKEN), made once."""
+        with self._locked():
+            if not self.api_token_path.is_file():
+                write_private(self.api_token_path, new_password() + "\n")
+            return self.api_token_path.read_text().strip()
 
     def ensure_agents(self, agent_ids: Iterable[str]) -> dict[str, str]:
         return self.ensure(agent_user(agent_id) for agent_id in agent_ids)

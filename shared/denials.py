@@ -12,10 +12,12 @@ import collections
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from shared.errors import HiveError
+
 T = TypeVar("T")
 
 
-class PermissionDenied(Exception):
+class PermissionDenied(HiveError):
     """The server refused this connection's user a publish: its permissions do not allow the subject."""
 
     def __init__(self, user: str, subject: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from shared.credentials import new_password, write_private
+from shared.errors import HiveError
 
 
 def die_with_parent() -> None:
@@ -39,7 +40,7 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-class EmbeddedNatsError(RuntimeError):
+class EmbeddedNatsError(HiveError, RuntimeError):
     """The embedded server could not be found or did not start; the message says why."""
 
 

@@ -1,10 +1,11 @@
 """The event catalogue: every state change in Hive, as one msgspec tagged union.
 
-Rules (see STYLE.md): events are frozen, keyword-only Structs tagged ``<aggregate>.<event_type>``;
-a field is added with a default, never repurposed; a breaking change bumps ``v`` and registers an
-upcaster in ``UPCASTERS`` so old payloads stay decodable. The subject of an event is
-``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag and id field; a report on a
-task (``TaskReport``) adds the agent it speaks for: ``hive.evt.task.<task_id>.<event_type>.<agent_id>``.
+Rules (the README's Development section, "Conventions"): events are frozen, keyword-only Structs
+tagged ``<aggregate>.<event_type>``; a field is added with a default, never repurposed; a breaking
+change bumps ``v`` and registers an upcaster in ``UPCASTERS`` so old payloads stay decodable. The
+subject of an event is ``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag
+and id field; a report on a task (``TaskReport``) adds the agent it speaks for:
+``hive.evt.task.<task_id>.<event_type>.<agent_id>``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 import msgspec
 from msgspec import Meta, field
 
+from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
 from shared.subjects import event_subject, report_subject
 
@@ -35,6 +37,7 @@ RoutingStrategy = Literal[
     "round_robin",
     "adaptive",
 ]
+OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
 Priority = Literal["low", "normal", "high", "critical"]
 PRIORITY_RANK: Final[dict[str, int]] = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 FailureType = Literal[
@@ -52,6 +55,7 @@ ExecutionMode = Literal["sequential", "parallel", "adaptive"]
 OptimizationGoal = Literal["minimize_time", "maximize_quality", "balance_all"]
 WorkflowTemplate = Literal["linear_pipeline", "parallel_fanout", "fan_in", "map_reduce", "custom"]
 StepCondition = Literal["on_success", "on_failure", "always"]
+AlertStatus = Literal["firing", "resolved"]
 
 
 class Persona(msgspec.Struct, frozen=True, kw_only=True):
@@ -559,6 +563,27 @@ class LoadRebalanced(SystemEvent, frozen=True, kw_only=True, tag="system.load_re
     """Why work that waits was left where it is (no capable idle agent, quality, ...)."""
 
 
+class PerformanceAlert(SystemEvent, frozen=True, kw_only=True, tag="system.performance_alert"):
+    """A performance target stopped being met (``firing``) or is met again (``resolved``).
+
+    ``scope`` is ``target-<metric>``; appended by the gateway's monitor only when the state changes
+    (ENABLE_PERFORMANCE_ALERTS), so the log holds one firing and one resolved per episode.
+    """
+
+    metric: str
+    status: AlertStatus
+    measured: float | None = None
+    target: float = 0.0
+    comparison: str = ""
+    """``<`` (an upper bound) or ``>=`` (a lower bound)."""
+    unit: str = ""
+    variable: str = ""
+    """The environment variable that sets the target."""
+    window_s: float = 0.0
+    samples: int = 0
+    detail: str = ""
+
+
 AnyEvent: TypeAlias = (
     AgentRegistered
     | AgentDraining
@@ -596,6 +621,7 @@ AnyEvent: TypeAlias = (
     | ScaleRecommended
     | RebalanceRequested
     | LoadRebalanced
+    | PerformanceAlert
 )
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.type_name(): cls for cls in AnyEvent.__args__}
@@ -606,7 +632,7 @@ TASK_REPORTS: Final = (TaskStarted, TaskProgress, TaskCompleted, TaskAttemptFail
 # --- encoding, decoding, upcasting --------------------------------------------------------------
 
 
-class EventDecodeError(ValueError):
+class EventDecodeError(HiveError, ValueError):
     """Bytes that are not a valid Hive event; the reason says why."""
 
 

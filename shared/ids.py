@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 import uuid
 
+from shared.errors import HiveError
+
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 """Ids become NATS subject tokens, so dots, spaces and wildcards are refused."""
 
 _ID_RE = re.compile(ID_PATTERN)
 
 
-class InvalidIdError(ValueError):
+class InvalidIdError(HiveError, ValueError):
     """An id that cannot be used as a subject token."""
 
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from shared.errors import HiveError
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -46,6 +47,7 @@ from shared.events import (
     Event,
     FailureReported,
     LoadRebalanced,
+    PerformanceAlert,
     RebalanceRequested,
     RecoveryActionTaken,
     ScaleRecommended,
@@ -127,6 +129,7 @@ SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         BreakerReset,
         FailureReported,
         RebalanceRequested,
+        PerformanceAlert,
     ),
 }
 """The event types each service appends: a test keeps this equal to what the code constructs."""
@@ -157,7 +160,7 @@ class Permissions:
     responses: bool = False
 
 
-class UnknownUser(ValueError):
+class UnknownUser(HiveError, ValueError):
     """A user name that is none of Hive's roles."""
 
 

@@ -4,6 +4,8 @@ The runner owns the I/O: it loads the last snapshot (state + last applied sequen
 sequence of every aggregate, needed for optimistic concurrency), reads the rest of the log with an
 ordered, ack-less consumer of its own, applies each event in stream order, and snapshots now and
 then. ``apply`` is deterministic (no clock, no I/O); for speed it may mutate and return ``state``.
+What a projection is (``ProjectionSpec``, its derived snapshot schema, ``fold``) lives in the pure
+``shared/projection_spec.py``, so views and decisions import no NATS.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ import contextlib
 import heapq
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
 
-from shared.bus import EventBus, Recorded, decode_recorded, event_msg_seq
+from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded, decode_recorded
 from shared.snapshots import SnapshotStore
 from shared.subjects import AGGREGATES, entity_subjects, parse_event_subject
 
@@ -30,33 +33,11 @@ S = TypeVar("S")
 log = get_logger("hive.projection")
 
 
-@dataclass(frozen=True)
-class ProjectionSpec(Generic[S]):
-    """What a projection is: a name, a state type, its initial state and its apply function.
-
-    ``schema`` must change whenever the state's shape changes, so stale snapshots are ignored.
-    """
-
-    name: str
-    schema: str
-    state_type: type[S]
-    initial: Callable[[], S]
-    apply: Callable[[S, Recorded], S]
-
-
 class Snapshot(msgspec.Struct, Generic[S]):
     seq: int
     state: S
     versions: dict[str, int]
     pruned: bool = False
-
-
-def fold(spec: ProjectionSpec[S], events: list[Recorded], state: S | None = None) -> S:
-    """Apply events in order to a state: the same path as the runner, without I/O."""
-    current = spec.initial() if state is None else state
-    for recorded in events:
-        current = spec.apply(current, recorded)
-    return current
 
 
 class ProjectionRunner(Generic[S]):
@@ -83,6 +64,8 @@ class ProjectionRunner(Generic[S]):
         self.state: S = spec.initial()
         self.seq = 0
         self.loaded_from_snapshot = 0
+        self.delivered = 0
+        """Messages handed to this runner, re-deliveries included: the cost of its reading."""
         self.versions: dict[str, int] = {}
         self._pruned = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -184,6 +167,7 @@ class ProjectionRunner(Generic[S]):
 
     def apply_message(self, seq: int, subject: str, data: bytes) -> None:
         """Apply one stored message; already-applied sequences change nothing (idempotence)."""
+        self.delivered += 1
         if seq <= self.seq:
             return
         item = decode_recorded(seq, subject, data)

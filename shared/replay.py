@@ -14,14 +14,16 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from shared.bus import EventBus, Recorded
+from shared.bus import EventBus
+from shared.errors import HiveError
+from shared.recorded import Recorded
 from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, type_filters
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-class ReplayError(ValueError):
+class ReplayError(HiveError, ValueError):
     """A filter or a point in time that cannot be understood; the message says why."""
 
 

@@ -2,8 +2,9 @@
 
 Knows nothing of the domain. A snapshot of a projection at sequence N is the same whichever
 instance made it, so all instances of a service share one file; a write never replaces a newer
-snapshot. ``schema`` changes when a projection's state shape changes: older snapshots are ignored
-and the projection is rebuilt from the log.
+snapshot. ``schema`` changes when a projection's state shape changes (it is derived from the state
+type, see ``shared/projection_spec.py``): older snapshots are ignored and the projection is rebuilt
+from the log.
 """
 
 from __future__ import annotations

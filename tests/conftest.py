@@ -12,10 +12,11 @@ import msgspec
 import pytest
 import structlog
 
-from shared.bus import EventBus, Recorded
+from shared.bus import EventBus
 from shared.embedded import EmbeddedNats
 from shared.events import AnyEvent
 from shared.logging import configure_logging
+from shared.recorded import Recorded
 from shared.service import Service
 from shared.settings import Settings, load_settings
 

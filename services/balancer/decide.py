@@ -37,13 +37,13 @@ from typing import Final
 import msgspec
 
 from services.balancer.view import BalancerState
-from services.router.decide import RoutingConfig, ineligibility, strategy_of
-from services.router.performance import reference_duration
-from services.router.policy import Weights, effective_weights
-from services.router.scoring import score_candidate
-from services.router.view import RouterState
 from shared.domain.fleet import WAITING, AgentView, TaskView
 from shared.domain.load_balance import fleet_efficiency
+from shared.domain.routing.eligibility import ineligibility
+from shared.domain.routing.performance import reference_duration
+from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
+from shared.domain.routing.scoring import score_candidate
+from shared.domain.routing.view import RouterState
 from shared.events import PRIORITY_RANK
 
 MAX_NOTES: Final = 20

@@ -31,9 +31,9 @@ from typing import Final
 import msgspec
 
 from services.balancer.view import BalancerState, TypeDemand
-from services.router.decide import held_below_threshold
 from shared.domain.fleet import WAITING, AgentView
 from shared.domain.load_balance import takes_work
+from shared.domain.routing.eligibility import held_below_threshold
 from shared.ids import ID_PATTERN
 
 DEFAULT_DURATION_S: Final = 1.0

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import msgspec
 
-from services.router.view import RouterState, apply_router
-from shared.bus import Recorded
 from shared.domain.fleet import admits
 from shared.domain.load_balance import LoadWindow, sample_assignment
+from shared.domain.routing.view import RouterState, apply_router
 from shared.domain.windows import WindowSums
 from shared.events import (
     ScaleRecommended,
@@ -25,7 +24,8 @@ from shared.events import (
     TaskRequeued,
     TaskSubmitted,
 )
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 REBALANCED = "rebalanced"
 """The reason of a ``task.requeued`` the balancer appends (an infrastructure failure: no budget used)."""
@@ -92,7 +92,6 @@ def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
 
 BALANCER_VIEW: ProjectionSpec[BalancerState] = ProjectionSpec(
     name="balancer",
-    schema="balancer-3",
     state_type=BalancerState,
     initial=BalancerState,
     apply=apply_balancer,

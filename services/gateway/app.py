@@ -1,17 +1,24 @@
-"""The Litestar application: routes, the error shape, OpenAPI, bearer-token auth."""
+"""The Litestar application: routes, the desks they are given, the error shape, OpenAPI, bearer-token auth."""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from services.gateway.agents import AgentDesk
 from services.gateway.errors import EXCEPTION_HANDLERS, error_response
+from services.gateway.health import HealthDesk
+from services.gateway.monitoring import MonitorDesk
+from services.gateway.performance import PerformanceDesk
+from services.gateway.recovery import RecoveryDesk
 from services.gateway.routes import agents, health, performance, recovery, tasks, workflows
-from services.gateway.service import GatewayService
+from services.gateway.tasks import TaskDesk
+from services.gateway.workflows import WorkflowDesk
 
 PUBLIC_PATHS = frozenset({"/api/v1/orchestration/health"})
 ALL_ROUTES = [
@@ -24,10 +31,38 @@ ALL_ROUTES = [
 ]
 
 
-def create_app(gateway: GatewayService, api_token: str = "") -> Litestar:
-    def provide_gateway() -> GatewayService:
-        return gateway
+@dataclass(frozen=True)
+class Desks:
+    """One desk per resource; a route names the one it needs (``task_desk: NamedDependency[TaskDesk]``)."""
 
+    tasks: TaskDesk
+    agents: AgentDesk
+    workflows: WorkflowDesk
+    recovery: RecoveryDesk
+    performance: PerformanceDesk
+    health: HealthDesk
+    monitor: MonitorDesk
+
+    def dependencies(self) -> dict[str, Provide]:
+        return {
+            "task_desk": _provide(self.tasks),
+            "agent_desk": _provide(self.agents),
+            "workflow_desk": _provide(self.workflows),
+            "recovery_desk": _provide(self.recovery),
+            "performance_desk": _provide(self.performance),
+            "health_desk": _provide(self.health),
+            "monitor_desk": _provide(self.monitor),
+        }
+
+
+def _provide(desk: object) -> Provide:
+    def provider() -> Any:
+        return desk
+
+    return Provide(provider, sync_to_thread=False)
+
+
+def create_app(desks: Desks, api_token: str = "") -> Litestar:
     async def require_token(request: Request[Any, Any, Any]) -> Response[Any] | None:
         if not api_token or request.url.path in PUBLIC_PATHS:
             return None
@@ -39,10 +74,9 @@ def create_app(gateway: GatewayService, api_token: str = "") -> Litestar:
 
     return Litestar(
         route_handlers=ALL_ROUTES,
-        dependencies={"gateway": Provide(provide_gateway, sync_to_thread=False)},
+        dependencies=desks.dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=require_token,
-        signature_namespace={"GatewayService": GatewayService},
         openapi_config=OpenAPIConfig(
             title="Hive orchestration API",
             version="1.0.0",

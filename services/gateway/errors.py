@@ -12,6 +12,8 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from services.gateway.schemas import ErrorBody, ErrorResponse
+from shared.command import KeepsChanging
+from shared.errors import HiveError
 from shared.logging import get_logger
 
 log = get_logger("hive.gateway")
@@ -31,7 +33,7 @@ _CODES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(HiveError):
     """Raised by handlers: becomes ``{"error": {...}}`` with this status."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
@@ -89,6 +91,11 @@ def handle_api(_request: Request[Any, Any, Any], exc: ApiError) -> Response[Erro
     return error_response(exc.status, exc.code, exc.message, exc.field)
 
 
+def handle_keeps_changing(_request: Request[Any, Any, Any], exc: KeepsChanging) -> Response[ErrorResponse]:
+    """A command that other writers kept beating: nothing was appended, the client may try again."""
+    return error_response(409, "conflict", f"{exc.what} keeps changing; try again")
+
+
 def handle_decode(_request: Request[Any, Any, Any], exc: msgspec.DecodeError) -> Response[ErrorResponse]:
     message = str(exc)
     field = _field_of(message, None)
@@ -113,6 +120,7 @@ def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: handle_validation,
     ApiError: handle_api,
+    KeepsChanging: handle_keeps_changing,
     msgspec.DecodeError: handle_decode,
     nats.errors.Error: handle_unavailable,
     nats.js.errors.Error: handle_unavailable,

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 from typing import Generic, Protocol, TypeVar
 
-from shared.bus import AppendResult, EventBus, Recorded
+from shared.bus import AppendResult, EventBus
 from shared.events import Event
+from shared.recorded import Recorded
 
 
 class Scoped(Protocol):

@@ -1,17 +1,19 @@
-"""The gateway's projection: fleet, workflows, breakers, agent outcomes (queries without the log) and the
-orchestration metrics (read against the fleet and breakers before they apply each event)."""
+"""The gateway's projection: fleet, workflows, breakers, agent outcomes (queries without the log), the
+orchestration metrics (read against the fleet and breakers before they apply each event) and the
+standing performance alerts."""
 
 from __future__ import annotations
 
 import msgspec
 
-from shared.bus import Recorded
+from services.gateway.alerts import AlertsState, apply_alerts
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.performance_metrics import MetricsState, apply_metrics
 from shared.domain.workflows import WorkflowsState, apply_workflows
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 
 class GatewayState(msgspec.Struct, kw_only=True):
@@ -20,6 +22,7 @@ class GatewayState(msgspec.Struct, kw_only=True):
     breakers: BreakersState = msgspec.field(default_factory=BreakersState)
     outcomes: OutcomesState = msgspec.field(default_factory=OutcomesState)
     metrics: MetricsState = msgspec.field(default_factory=MetricsState)
+    alerts: AlertsState = msgspec.field(default_factory=AlertsState)
 
 
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
@@ -30,12 +33,12 @@ def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
     apply_workflows(state.workflows, recorded)
     apply_breakers(state.breakers, recorded)
     apply_outcomes(state.outcomes, recorded)
+    apply_alerts(state.alerts, recorded)
     return state
 
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(
     name="gateway",
-    schema="gateway-5",
     state_type=GatewayState,
     initial=GatewayState,
     apply=apply_gateway,

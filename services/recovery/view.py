@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 
 class RecoveryState(msgspec.Struct, kw_only=True):
@@ -28,7 +28,6 @@ def apply_recovery(state: RecoveryState, recorded: Recorded) -> RecoveryState:
 
 RECOVERY_VIEW: ProjectionSpec[RecoveryState] = ProjectionSpec(
     name="recovery",
-    schema="recovery-2",
     state_type=RecoveryState,
     initial=RecoveryState,
     apply=apply_recovery,

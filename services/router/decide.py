@@ -1,8 +1,9 @@
 """Routing decisions: pure functions of (router state, task, now, config). No NATS, no clock of their own.
 
 ``route_task`` filters the agents that may take a task (active, breaker admitting, capable, not
-excluded), scores them with the task's strategy in the configured mode (``scoring``, ``policy``),
-drops those predicted below the task's quality threshold, and picks the best one with room.
+excluded), scores them with the task's strategy in the configured mode (the routing model in
+``shared/domain/routing``), drops those predicted below the task's quality threshold, and picks the
+best one with room; ``explain`` words why.
 
 ``next_decision`` walks the queue most-urgent-first and returns the first thing to do: an
 ``Assign`` for a task an agent can take now; a ``Hold`` for a task seen for the first time that no
@@ -17,27 +18,19 @@ from collections.abc import Collection
 import msgspec
 
 from services.router.explain import breakdown, explanation, why_not
-from services.router.performance import reference_duration
-from services.router.policy import Weights, effective_weights
-from services.router.scoring import Scored, score_candidate
-from services.router.view import RouterState
 from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
-from shared.events import RejectedCandidate, RoutingStrategy
-from shared.settings import OrchestrationMode
+from shared.domain.routing.eligibility import BELOW_THRESHOLD, held_below_threshold, ineligibility
+from shared.domain.routing.performance import reference_duration
+from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
+from shared.domain.routing.scoring import Scored, score_candidate
+from shared.domain.routing.view import RouterState
+from shared.events import RejectedCandidate
 
 MAX_REJECTED_SHOWN = 5
 
-BELOW_THRESHOLD = "below_quality_threshold"
 ALL_BUSY = "all_capable_agents_busy"
 NO_CAPABLE = "no_capable_agent"
-
-
-class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """What the router's settings say: the orchestration mode and the strategy of tasks naming none."""
-
-    mode: OrchestrationMode = "standard"
-    default_strategy: RoutingStrategy = "adaptive"
 
 
 class Assign(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,26 +61,6 @@ class Expire(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Decision = Assign | Hold | Expire
-
-
-def ineligibility(state: RouterState, agent: AgentView, task: TaskView) -> str | None:
-    """Why `agent` cannot take `task` at all (capacity and quality aside), or None if it could."""
-    if agent.status != "active":
-        return f"agent is {agent.status}"
-    blocked = admits(state.breakers, agent.agent_id)
-    if blocked is not None:
-        return blocked
-    if agent.agent_id in task.excluded_agent_ids:
-        return "excluded for this attempt"
-    needed = [task.spec.task_type, *task.spec.required_capabilities]
-    missing = [cap for cap in needed if cap not in agent.capabilities]
-    if missing:
-        return f"missing capabilities: {', '.join(sorted(set(missing)))}"
-    return None
-
-
-def strategy_of(task: TaskView, config: RoutingConfig) -> RoutingStrategy:
-    return task.spec.routing_strategy or config.default_strategy
 
 
 def _rank_key(strategy: str, task: TaskView, agent: AgentView, scored: Scored) -> tuple[object, ...]:
@@ -216,11 +189,6 @@ def _hold(
         reason=NO_CAPABLE,
         detail=f"no active agent offers {task.spec.task_type} with {sorted(task.spec.required_capabilities)}",
     )
-
-
-def held_below_threshold(task: TaskView) -> bool:
-    """Queued because no agent was predicted good enough (it waits for one, or its deadline)."""
-    return task.status == "queued" and task.queued_reason == BELOW_THRESHOLD
 
 
 def _expired(task: TaskView, now: float) -> bool:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.router.policy import Weights
-from services.router.scoring import Scored
 from shared.domain.fleet import AgentView, TaskView
+from shared.domain.routing.policy import Weights
+from shared.domain.routing.scoring import Scored
 
 
 def breakdown(scored: Scored, weights: Weights) -> dict[str, float]:

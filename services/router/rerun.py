@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.router.decide import Assign, RoutingConfig, route_task
-from services.router.view import ROUTER_VIEW
-from shared.bus import EventBus, Recorded
+from services.router.decide import Assign, route_task
+from shared.bus import EventBus
+from shared.domain.routing.policy import RoutingConfig
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import RejectedCandidate, TaskAssigned
 from shared.projection import rebuild
+from shared.recorded import Recorded
 from shared.subjects import events_of_type
 
 

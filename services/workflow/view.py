@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.workflows import WorkflowsState, apply_workflows
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 
 class WorkflowServiceState(msgspec.Struct, kw_only=True):
@@ -25,7 +25,6 @@ def apply_workflow_service(state: WorkflowServiceState, recorded: Recorded) -> W
 
 WORKFLOW_VIEW: ProjectionSpec[WorkflowServiceState] = ProjectionSpec(
     name="workflow",
-    schema="workflow-2",
     state_type=WorkflowServiceState,
     initial=WorkflowServiceState,
     apply=apply_workflow_service,

@@ -27,17 +27,12 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from shared.agent.inbox import inbox_ready, open_inbox, wait_for_inbox
-from shared.bus import (
-    ConcurrencyConflict,
-    EventBus,
-    Recorded,
-    connection_key,
-    decode_recorded,
-    event_msg_seq,
-)
+from shared.bus import EventBus, connection_key, event_msg_seq
+from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
 from shared.domain.message_ids import report_msg_id
+from shared.errors import HiveError
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -55,7 +50,8 @@ from shared.events import (
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.permissions import agent_durable
-from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.pull import consume_forever
+from shared.recorded import Recorded, decode_recorded
 from shared.subjects import (
     EVENTS_STREAM,
     aggregate_subjects,
@@ -74,11 +70,11 @@ REGISTER_RETRY_MAX_S = 2.0
 """Registering before Hive created its stream: retry after 0.1 s, doubling up to 2 s."""
 
 
-class AttemptSuperseded(Exception):
+class AttemptSuperseded(HiveError):
     """This agent may no longer report on the attempt (fencing); the reason says why."""
 
 
-class NonRetryableError(Exception):
+class NonRetryableError(HiveError):
     """Raise from a handler when retrying cannot help (bad input): the task fails for good."""
 
 
@@ -351,24 +347,24 @@ class Agent:
 
     async def _assignment_loop(self) -> None:
         assert self.bus is not None
-        while not self._stopping.is_set():
-            try:
-                if self.inbox_provided:
-                    await self._await_inbox()
-                await consume(
-                    self.bus.nc,
-                    EVENTS_STREAM,
-                    self.durable,
-                    self._on_message,
-                    self._stopping,
-                    batch=self.capacity + 16,
-                )
-            except asyncio.CancelledError:
-                raise
-            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                self.log.warning("assignment_consumer_lost", error=repr(exc))
-                if not await pause_before_retry(self.bus.nc):
-                    return
+
+        def on_lost(exc: Exception) -> None:
+            self.log.warning("assignment_consumer_lost", error=repr(exc))
+
+        async def inbox() -> str:
+            if self.inbox_provided:
+                await self._await_inbox()
+            return self.durable
+
+        await consume_forever(
+            self.bus.nc,
+            EVENTS_STREAM,
+            inbox,
+            self._on_message,
+            self._stopping,
+            on_lost=on_lost,
+            batch=self.capacity + 16,
+        )
 
     async def _on_message(self, msg: Msg) -> None:
         item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
@@ -478,23 +474,27 @@ class Agent:
         msg_id = report_msg_id(event.type_name(), context.task_id, context.attempt)
         if isinstance(event, TaskProgress):
             msg_id = event.id
-        for _ in range(6):
-            try:
-                result = await self._through_outages(
-                    lambda: bus.append(event, expected=context.last_seq, msg_id=msg_id), context.task_id
-                )
-            except ConcurrencyConflict:
-                known, last_seq = await self._through_outages(
-                    lambda: self._task_state(context.task_id), context.task_id
-                )
-                verdict = attempt_verdict(known, self.agent_id, context.attempt)
-                if verdict is not None:
-                    raise AttemptSuperseded(verdict) from None
-                context.last_seq = last_seq
-                continue
+
+        async def once() -> None:
+            result = await self._through_outages(
+                lambda: bus.append(event, expected=context.last_seq, msg_id=msg_id), context.task_id
+            )
             context.last_seq = max(context.last_seq, result.seq)
-            return
-        raise AttemptSuperseded("too many concurrent changes to the task")
+
+        async def catch_up() -> None:
+            """Read what changed the task: a superseded attempt ends here, anything else is harmless."""
+            known, last_seq = await self._through_outages(
+                lambda: self._task_state(context.task_id), context.task_id
+            )
+            verdict = attempt_verdict(known, self.agent_id, context.attempt)
+            if verdict is not None:
+                raise AttemptSuperseded(verdict)
+            context.last_seq = last_seq
+
+        try:
+            await retry_on_conflict(once, catch_up, what=f"task {context.task_id!r}")
+        except KeepsChanging as exc:
+            raise AttemptSuperseded(str(exc)) from None
 
     async def _task_state(self, task_id: str) -> tuple[list[Recorded], int]:
         """What decides a report's fate, by direct gets: the last event services appended to the

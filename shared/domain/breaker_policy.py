@@ -17,7 +17,6 @@ from msgspec import Meta
 
 from shared.domain.breakers import BreakerView
 from shared.domain.outcomes import MAX_OUTCOMES, AgentOutcomes, Outcome, counts_against_agent
-from shared.settings import Settings
 
 
 class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,18 +27,6 @@ class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     min_calls: Annotated[int, Meta(ge=1)] = 10
     open_s: Annotated[float, Meta(ge=0.0)] = 30.0
     half_open_probes: Annotated[int, Meta(ge=1)] = 3
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BreakerPolicy:
-        return cls(
-            enabled=settings.enable_circuit_breakers,
-            failure_threshold=settings.breaker_failure_threshold,
-            window_size=settings.breaker_window_size,
-            window_s=settings.breaker_window_s,
-            min_calls=settings.breaker_min_calls,
-            open_s=settings.breaker_open_s,
-            half_open_probes=settings.breaker_half_open_probes,
-        )
 
 
 class WindowStats(msgspec.Struct, frozen=True, kw_only=True):

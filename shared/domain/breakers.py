@@ -10,11 +10,10 @@ that admits them (``shared/domain/fleet.py``: ``admits``), so a probe is settled
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.outcomes import AGENT_FAULTS
 from shared.events import (
     BreakerClosed,
@@ -27,8 +26,11 @@ from shared.events import (
     TaskCompleted,
     TaskRequeued,
 )
+from shared.recorded import Recorded
 
 BreakerStatus = Literal["closed", "open", "half_open"]
+BREAKER_STATE_VALUES: Final[dict[str, float]] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+"""orchestration_circuit_breaker_state: 0 closed, 1 half-open, 2 open (an agent never tripped: 0)."""
 
 
 class BreakerView(msgspec.Struct, kw_only=True):

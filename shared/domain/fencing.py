@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.bus import Recorded
 from shared.events import (
     TaskAttemptFailed,
     TaskCancelled,
@@ -15,6 +14,7 @@ from shared.events import (
     TaskRequeued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 def attempt_verdict(events: Iterable[Recorded], agent_id: str, attempt: int) -> str | None:

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.events import (
     PRIORITY_RANK,
     AgentDeregistered,
@@ -42,7 +41,8 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 AgentStatus = Literal["active", "draining", "unresponsive", "quarantined", "deregistered"]
 TaskStatus = Literal[
@@ -235,6 +235,13 @@ def admits(state: FleetState, recorded: Recorded) -> bool:
     return not isinstance(event, TaskReport) or report_from_holder(state, event) is not None
 
 
+def correlation_of(state: FleetState, task_id: str) -> str:
+    """The correlation id a decision about the task carries: its submission's, else the task id
+    (also for a task this view no longer keeps)."""
+    task = state.tasks.get(task_id)
+    return (task.spec.correlation_id if task is not None else "") or task_id
+
+
 # --- apply ----------------------------------------------------------------------------------------
 
 
@@ -400,6 +407,6 @@ def tasks_held_by(state: FleetState, agent_id: str) -> dict[str, int]:
 
 
 FLEET_SPEC: ProjectionSpec[FleetState] = ProjectionSpec(
-    name="fleet", schema="fleet-2", state_type=FleetState, initial=FleetState, apply=apply_fleet
+    name="fleet", state_type=FleetState, initial=FleetState, apply=apply_fleet
 )
 """The fleet alone, for folding one aggregate's events (e.g. a task no longer kept in memory)."""

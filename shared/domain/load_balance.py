@@ -26,11 +26,11 @@ from typing import Final
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.breakers import BreakersState
 from shared.domain.fleet import WAITING, AgentView, FleetState
 from shared.domain.windows import WindowSums
 from shared.events import TaskAssigned
+from shared.recorded import Recorded
 
 MIN_SAMPLE_GAP_S: Final = 0.01
 """At most 100 samples per second of event time: sampling costs one pass over the agents."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.events import AgentUnresponsive, TaskAttemptFailed, TaskCompleted
+from shared.recorded import Recorded
 
 MAX_OUTCOMES = 100
 """Outcomes kept per agent: also the largest count-based breaker window."""

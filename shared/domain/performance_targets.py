@@ -17,7 +17,6 @@ from typing import Final, Literal
 import msgspec
 
 from shared.domain.performance_metrics import Figure, OrchestrationFigures
-from shared.settings import Settings
 
 Comparison = Literal["<", ">="]
 
@@ -62,47 +61,56 @@ DEFINITIONS: Final[dict[str, str]] = {
 }
 
 
-def targets_from(settings: Settings) -> list[Target]:
+def targets(
+    *,
+    assignment_latency_ms: float,
+    load_balancing_efficiency: float,
+    routing_accuracy_percent: float,
+    recovery_time_ms: float,
+    throughput_tps: float,
+    workflow_completion_rate: float,
+) -> list[Target]:
+    """The six targets at these values (``shared.configured`` reads them from the settings)."""
     return [
         Target(
             metric="task_assignment_latency_ms",
             comparison="<",
-            value=settings.task_assignment_latency_target_ms,
+            value=assignment_latency_ms,
             unit="ms",
             variable="TASK_ASSIGNMENT_LATENCY_TARGET_MS",
         ),
         Target(
             metric="load_balancing_efficiency",
             comparison=">=",
-            value=settings.load_balancing_efficiency_target,
+            value=load_balancing_efficiency,
             unit="ratio",
             variable="LOAD_BALANCING_EFFICIENCY_TARGET",
         ),
         Target(
             metric="routing_accuracy_percent",
             comparison=">=",
-            value=settings.routing_accuracy_target,
+            value=routing_accuracy_percent,
             unit="%",
             variable="ROUTING_ACCURACY_TARGET",
         ),
         Target(
             metric="failure_recovery_time_ms",
             comparison="<",
-            value=settings.recovery_time_target_ms,
+            value=recovery_time_ms,
             unit="ms",
             variable="RECOVERY_TIME_TARGET_MS",
         ),
         Target(
             metric="system_throughput_tasks_per_second",
             comparison=">=",
-            value=settings.throughput_target_tps,
+            value=throughput_tps,
             unit="tasks/s",
             variable="THROUGHPUT_TARGET_TPS",
         ),
         Target(
             metric="workflow_completion_rate",
             comparison=">=",
-            value=settings.workflow_completion_target,
+            value=workflow_completion_rate,
             unit="ratio",
             variable="WORKFLOW_COMPLETION_TARGET",
         ),

@@ -21,6 +21,7 @@ from typing import Final
 import msgspec
 
 from shared.domain.dag import find_cycle
+from shared.errors import HiveError
 from shared.events import WorkflowStep, WorkflowTemplate
 
 MAX_STEPS: Final = 1000
@@ -29,7 +30,7 @@ MAX_STEPS: Final = 1000
 MINIMUM_TASKS: Final[dict[str, int]] = {"parallel_fanout": 2, "fan_in": 2, "map_reduce": 3}
 
 
-class WorkflowSpecError(ValueError):
+class WorkflowSpecError(HiveError, ValueError):
     """A workflow that cannot run; ``field`` names the offending part of the request."""
 
     def __init__(self, message: str, field: str | None = None) -> None:

@@ -15,7 +15,6 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from shared.bus import Recorded
 from shared.domain.workflow_spec import WorkflowSpecError, check_dependencies, problem_of
 from shared.events import (
     ExecutionMode,
@@ -36,7 +35,8 @@ from shared.events import (
     WorkflowSubmitted,
     WorkflowTemplate,
 )
-from shared.projection import ProjectionSpec
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
 
 WorkflowStatus = Literal["waiting", "running", "completed", "failed", "cancelled"]
 StepStatus = Literal["pending", "dispatched", "completed", "failed", "skipped", "cancelled"]
@@ -284,7 +284,6 @@ def apply_workflows(state: WorkflowsState, recorded: Recorded) -> WorkflowsState
 
 WORKFLOWS_SPEC: ProjectionSpec[WorkflowsState] = ProjectionSpec(
     name="workflows",
-    schema="workflows-1",
     state_type=WorkflowsState,
     initial=WorkflowsState,
     apply=apply_workflows,

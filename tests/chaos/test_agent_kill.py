@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.bench.common import wait_for_services
+from services.cli.bench.recovery import spawn_agents
+from services.cli.stack import local_stack
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus
-from shared.cli.bench.common import wait_for_services
-from shared.cli.bench.recovery import spawn_agents
-from shared.cli.stack import local_stack
 from shared.events import (
     AgentRegistered,
     AgentUnresponsive,

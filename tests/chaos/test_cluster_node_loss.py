@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.stack import local_stack
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus
-from shared.cli.stack import local_stack
 from shared.events import TaskCompleted
 from shared.subjects import EVENTS_STREAM
 from tests.chaos.test_kill_everything import report, submit

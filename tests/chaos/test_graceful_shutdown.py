@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.stack import SERVICE_NAMES, local_stack
 from shared.bus import EventBus
-from shared.cli.stack import SERVICE_NAMES, local_stack
 from shared.events import AgentRegistered, TaskSubmitted
 
 pytestmark = pytest.mark.chaos

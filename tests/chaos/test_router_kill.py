@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.stack import local_stack
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus
-from shared.cli.stack import local_stack
 from shared.events import TaskAssigned, TaskCompleted, TaskSubmitted
 from tests.conftest import EventLog
 from tests.integration.test_router import max_in_flight_per_agent

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.bench.common import wait_for_services
+from services.cli.stack import local_stack
 from shared.agent.simulated import SimulationProfile, make_simulated_agents
 from shared.bus import EventBus
-from shared.cli.bench.common import wait_for_services
-from shared.cli.stack import local_stack
 from shared.domain.workflow_spec import apply_template
 from shared.events import (
     TaskCompleted,

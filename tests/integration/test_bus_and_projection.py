@@ -6,16 +6,21 @@ import asyncio
 
 import msgspec
 import pytest
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.router.service import RouterService
-from services.router.view import ROUTER_VIEW
-from shared.bus import ConcurrencyConflict, DeadLetter, EventBus, Recorded
+from shared.bus import ConcurrencyConflict, DeadLetter, EventBus
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.embedded import EmbeddedNats
 from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
+from shared.natsclient import stream_seq
 from shared.projection import ProjectionRunner, rebuild
+from shared.pull import consume_forever
+from shared.recorded import Recorded
 from shared.settings import Settings
 from shared.snapshots import SnapshotStore
-from shared.subjects import DLQ_STREAM, dlq_subject
+from shared.subjects import ALL_EVENTS, DLQ_STREAM, EVENTS_STREAM, dlq_subject
 from tests.conftest import EventLog, running, watching_logs
 
 
@@ -127,3 +132,49 @@ async def test_losing_the_server_is_a_warning_and_closing_on_purpose_is_not(
         await asyncio.wait_for(watch.arrived.wait(), timeout=5)
         await lost.close()
     assert [entry.get("service") for entry in watch.named("nats_disconnected")] == ["lost-its-server"]
+
+
+async def test_consuming_goes_on_with_a_new_consumer_when_the_one_in_use_is_deleted(bus: EventBus) -> None:
+    opened: list[str] = []
+    lost: list[Exception] = []
+    seen: list[int] = []
+    arrived = asyncio.Event()
+    stopping = asyncio.Event()
+
+    async def open_consumer() -> str:
+        name = f"test-reader-{len(opened)}"
+        await bus.js.add_consumer(
+            EVENTS_STREAM,
+            ConsumerConfig(
+                name=name,
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=(seen[-1] + 1) if seen else 1,
+                filter_subject=ALL_EVENTS,
+                mem_storage=True,
+            ),
+        )
+        opened.append(name)
+        return name
+
+    async def handle(msg: Msg) -> None:
+        seen.append(stream_seq(msg))
+        arrived.set()
+
+    consuming = asyncio.create_task(
+        consume_forever(bus.nc, EVENTS_STREAM, open_consumer, handle, stopping, on_lost=lost.append)
+    )
+    try:
+        first = await bus.append(TaskSubmitted(task_id="t1", task_type="x"), expected=0)
+        await asyncio.wait_for(arrived.wait(), 5)
+        await bus.js.delete_consumer(EVENTS_STREAM, opened[0])
+        arrived.clear()
+        second = await bus.append(TaskSubmitted(task_id="t2", task_type="x"), expected=0)
+        while second.seq not in seen:
+            await asyncio.wait_for(arrived.wait(), 10)
+            arrived.clear()
+    finally:
+        stopping.set()
+        await asyncio.wait_for(consuming, 10)
+    assert seen == [first.seq, second.seq]  # nothing skipped, nothing twice
+    assert len(opened) >= 2 and lost

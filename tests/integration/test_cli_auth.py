@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.cli.main import main
 from shared.bus import EventBus, NatsAuthError
-from shared.cli.main import main
 from shared.credentials import CredentialStore
 from shared.embedded import EmbeddedNats, free_port
 from shared.events import AgentDeregistered, AgentRegistered, AnyEvent, TaskCompleted
@@ -99,7 +99,7 @@ async def test_hive_agent_connects_each_agent_as_itself(
     log = await EventLog(bus).start()
     env = dict(os.environ, NATS_URL=server.url, HIVE_AGENT_CREDENTIALS=str(store.agents_path))
     agents = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli.main", "agent", "--count", "2", "--prefix", "p", env=env
+        sys.executable, "-m", "services.cli.main", "agent", "--count", "2", "--prefix", "p", env=env
     )
     try:
         await log.wait_for(lambda evs: count(evs, AgentRegistered) == 2, timeout=30)
@@ -146,7 +146,7 @@ async def test_hive_up_generates_credentials_uses_them_and_loads_agents_added_wh
     up = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli.main",
+        "services.cli.main",
         "up",
         "--agents",
         "2",
@@ -179,7 +179,7 @@ async def test_hive_up_generates_credentials_uses_them_and_loads_agents_added_wh
         auth = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "shared.cli.main",
+            "services.cli.main",
             "auth",
             "agent",
             "mine",
@@ -211,7 +211,7 @@ async def test_hive_agent_with_a_refused_password_says_so_and_exits(
     wrong.write_text(json.dumps({"agent-p-0": "not-the-password"}))
     env = dict(os.environ, NATS_URL=server.url, HIVE_AGENT_CREDENTIALS=str(wrong))
     agents = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "shared.cli.main", "agent", "--count", "1", "--prefix", "p"],
+        *[sys.executable, "-m", "services.cli.main", "agent", "--count", "1", "--prefix", "p"],
         env=env,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -15,7 +15,7 @@ from tests.conftest import running
 def health(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, NATS_URL=settings.nats_url)
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "health", "--timeout", "1", *args],
+        [sys.executable, "-m", "services.cli.main", "health", "--timeout", "1", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -38,7 +38,7 @@ async def test_health_fails_clearly_when_nats_is_unreachable(settings: Settings)
     env = dict(os.environ, NATS_URL="nats://127.0.0.1:1")
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "shared.cli.main", "health", "--timeout", "0.5"],
+        [sys.executable, "-m", "services.cli.main", "health", "--timeout", "0.5"],
         env=env,
         capture_output=True,
         text=True,

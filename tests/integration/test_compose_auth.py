@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.cli.auth import COMPOSE_ROUTES
-from shared.cli.main import main
-from shared.cli.stack import SERVICE_NAMES
+from services.cli.auth import COMPOSE_ROUTES
+from services.cli.main import main
+from services.cli.stack import SERVICE_NAMES
 from shared.credentials import CredentialStore, load_passwords
 from shared.embedded import nats_server_binary
 

@@ -135,7 +135,7 @@ async def test_a_read_after_a_sequence_waits_for_it_or_says_it_is_behind(
     submitted = (await http.post(ASSIGN, json={"task_id": "mine", "task_type": "x"})).json()
     mine = await http.get("/api/v1/tasks/mine", params={"after_seq": submitted["seq"]})
     assert mine.status_code == 200 and mine.json()["task_id"] == "mine"
-    gateway.read_wait_s = 0.2
+    gateway.core.read_wait_s = 0.2
     behind = await http.get("/api/v1/tasks/mine", params={"after_seq": submitted["seq"] + 1000})
     assert behind.status_code == 503 and behind.json()["error"]["code"] == "unavailable"
     negative = await http.get("/api/v1/tasks/mine", params={"after_seq": -1})

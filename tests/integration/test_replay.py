@@ -37,7 +37,7 @@ async def busy_log(settings: Settings, bus: EventBus, event_log: EventLog) -> No
 def hive(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, NATS_URL=settings.nats_url)
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "replay", *args],
+        [sys.executable, "-m", "services.cli.main", "replay", *args],
         env=env,
         capture_output=True,
         text=True,

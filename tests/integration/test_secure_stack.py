@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.cli.stack import SERVICE_NAMES, Stack, local_stack
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus, NatsAuthError
-from shared.cli.stack import SERVICE_NAMES, Stack, local_stack
 from shared.events import AnyEvent, TaskCompleted, TaskRequeued, TaskStarted, WorkflowCompleted
 from shared.permissions import agent_user
 from tests.conftest import EventLog

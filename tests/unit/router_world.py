@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.router.view import RouterState, apply_router
-from shared.bus import Recorded
+from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
     AgentRegistered,
     AnyEvent,
@@ -16,6 +15,7 @@ from shared.events import (
     TaskProfile,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 class Log:

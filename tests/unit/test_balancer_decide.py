@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from services.balancer.decide import Plan, RebalancePolicy, plan_moves
 from services.balancer.view import BalancerState, apply_balancer
 from services.router.decide import Assign, route_task
-from shared.bus import Recorded
 from shared.events import (
     AgentDraining,
     AgentRegistered,
@@ -24,6 +23,7 @@ from shared.events import (
     TaskSubmitted,
 )
 from shared.projection import Snapshot
+from shared.recorded import Recorded
 
 POLICY = RebalancePolicy(unstarted_after_s=2.0, quality_tolerance=0.05)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from services.balancer.scaling import ScalePolicy, advise, all_advice, capability_scope, changed_advice
 from services.balancer.view import BalancerState, apply_balancer
-from shared.bus import Recorded
 from shared.events import (
     AgentRegistered,
     AnyEvent,
@@ -16,6 +15,7 @@ from shared.events import (
     TaskSubmitted,
 )
 from shared.ids import check_id
+from shared.recorded import Recorded
 
 POLICY = ScalePolicy(window_s=60.0, target_utilisation=0.8)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.cli.bench.assign import StoredTimes
+from services.cli.bench.assign import StoredTimes
 
 
 def test_latency_is_between_the_stored_submission_and_the_first_stored_assignment() -> None:

@@ -7,10 +7,10 @@ import io
 
 import pytest
 
-from shared.cli.bench import balance, throughput
-from shared.cli.bench.report import Progress, Row, bar, render_table
-from shared.cli.bench.suite import STEPS, defaults
-from shared.cli.bench.throughput import sustained_rate
+from services.cli.bench import balance, throughput
+from services.cli.bench.report import Progress, Row, bar, render_table
+from services.cli.bench.suite import STEPS, defaults
+from services.cli.bench.throughput import sustained_rate
 
 
 def test_the_table_lines_up_metric_target_measured_and_met() -> None:

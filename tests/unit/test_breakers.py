@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.bus import Recorded
+from shared.configured import breaker_policy
 from shared.domain.breaker_policy import BreakerPolicy, Close, Probe, Trip, breaker_transition, window_stats
 from shared.domain.breakers import BreakersState, admits, apply_breakers
 from shared.domain.outcomes import AgentOutcomes, Outcome, OutcomesState, apply_outcomes
@@ -22,6 +22,7 @@ from shared.events import (
     TaskCompleted,
     TaskRequeued,
 )
+from shared.recorded import Recorded
 from shared.settings import SettingsError, load_settings
 
 POLICY = BreakerPolicy(
@@ -192,5 +193,5 @@ def test_settings_that_would_keep_a_breaker_from_ever_tripping_are_refused() -> 
         load_settings({"BREAKER_MIN_CALLS": "30", "BREAKER_WINDOW_SIZE": "20"})
     with pytest.raises(SettingsError, match="BREAKER_FAILURE_THRESHOLD"):
         load_settings({"BREAKER_FAILURE_THRESHOLD": "0"})
-    policy = BreakerPolicy.from_settings(load_settings({"ENABLE_CIRCUIT_BREAKERS": "false"}))
+    policy = breaker_policy(load_settings({"ENABLE_CIRCUIT_BREAKERS": "false"}))
     assert policy.enabled is False and policy.window_size == 20

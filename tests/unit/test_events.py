@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.bus import Undecodable, decode_recorded
 from shared.events import (
     EVENT_TYPES,
     AgentRegistered,
@@ -18,6 +17,7 @@ from shared.events import (
     decode_event,
     encode_event,
 )
+from shared.recorded import Undecodable, decode_recorded
 
 ids = st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.bus import Recorded
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
 from shared.domain.load_balance import (
@@ -16,6 +15,7 @@ from shared.domain.load_balance import (
     sample_assignment,
 )
 from shared.events import AgentRegistered, AnyEvent, BreakerOpened, TaskAssigned, TaskSubmitted
+from shared.recorded import Recorded
 
 
 def test_ten_tasks_on_twenty_single_slot_agents_are_as_even_as_whole_tasks_allow() -> None:

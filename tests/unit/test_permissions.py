@@ -208,6 +208,6 @@ def test_children_of_a_private_server_do_not_inherit_exported_credentials() -> N
 
 
 def test_every_service_that_runs_has_a_user() -> None:
-    from shared.cli.stack import SERVICE_NAMES
+    from services.cli.stack import SERVICE_NAMES
 
     assert set(SERVICES) == set(SERVICE_NAMES)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from services.recovery.decide import GiveUp, Requeue, after_failed_attempt, backoff_s, orphaned_by_restart
-from shared.bus import Recorded
 from shared.domain.fencing import attempt_verdict
 from shared.domain.fleet import FleetState, apply_fleet
 from shared.events import (
@@ -17,6 +16,7 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 def fold(*events: AnyEvent) -> FleetState:

@@ -13,7 +13,6 @@ from services.recovery.liveness import (
     overdue_attempts,
     quarantines_over,
 )
-from shared.bus import Recorded
 from shared.domain.fleet import FleetState, apply_fleet
 from shared.domain.heartbeats import Heartbeat, HeartbeatTable, decode_heartbeat, parse_disconnect
 from shared.events import (
@@ -27,6 +26,7 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 POLICY = LivenessPolicy(interval_s=0.5, missed_limit=3, disconnect_grace_s=0.5, timeout_grace_s=0.5)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.bus import Recorded
 from shared.events import TaskCompleted, TaskSubmitted
+from shared.recorded import Recorded
 from shared.replay import ReplayError, TimelineFilter, describe, parse_time
 
 

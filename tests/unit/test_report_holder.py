@@ -14,10 +14,9 @@ import pytest
 from services.balancer.view import BALANCER_VIEW
 from services.gateway.view import GATEWAY_VIEW
 from services.recovery.view import RECOVERY_VIEW
-from services.router.view import ROUTER_VIEW
 from services.workflow.view import WORKFLOW_VIEW
-from shared.bus import Recorded, Undecodable, decode_recorded
 from shared.domain.performance_metrics import METRICS_VIEW
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import (
     AgentRegistered,
     AnyEvent,
@@ -33,7 +32,8 @@ from shared.events import (
     WorkflowSubmitted,
     encode_event,
 )
-from shared.projection import ProjectionSpec, fold
+from shared.projection_spec import ProjectionSpec, fold
+from shared.recorded import Recorded, Undecodable, decode_recorded
 
 VIEWS = [ROUTER_VIEW, RECOVERY_VIEW, BALANCER_VIEW, WORKFLOW_VIEW, GATEWAY_VIEW, METRICS_VIEW]
 

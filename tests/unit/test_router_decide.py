@@ -6,18 +6,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.decide import (
-    BELOW_THRESHOLD,
-    Assign,
-    Expire,
-    Hold,
-    RoutingConfig,
-    next_decision,
-    next_expiry,
-    route_task,
-)
-from services.router.view import RouterState, apply_router
-from shared.bus import Recorded
+from services.router.decide import Assign, Expire, Hold, next_decision, next_expiry, route_task
+from shared.domain.routing.eligibility import BELOW_THRESHOLD
+from shared.domain.routing.policy import RoutingConfig
+from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
     AgentDraining,
     AgentRegistered,
@@ -27,6 +19,7 @@ from shared.events import (
     TaskQueued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 def state_of(*events: AnyEvent) -> RouterState:

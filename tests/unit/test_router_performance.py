@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from services.router.adaptive import FLOOR, AdaptiveState, adaptive_weights
-from services.router.performance import predict
-from services.router.view import ROUTER_VIEW, RouterState
 from shared.domain.fleet import TaskView
+from shared.domain.routing.adaptive import FLOOR, AdaptiveState, adaptive_weights
+from shared.domain.routing.performance import predict
+from shared.domain.routing.view import ROUTER_VIEW, RouterState
 from shared.events import (
     AgentRegistered,
     TaskAssigned,
@@ -18,6 +18,7 @@ from shared.events import (
     TaskSubmitted,
 )
 from shared.projection import Snapshot
+from shared.projection_spec import schema_id
 from tests.unit.router_world import Log
 
 
@@ -136,7 +137,7 @@ def test_the_router_state_survives_a_snapshot_round_trip() -> None:
     restored = msgspec.msgpack.decode(blob, type=Snapshot[RouterState]).state
     assert restored == log.state
     assert predict(restored.performance, "a", task(), 0.5) == predict(log.state.performance, "a", task(), 0.5)
-    assert ROUTER_VIEW.schema == "router-3"
+    assert ROUTER_VIEW.schema == schema_id("router", RouterState)
 
 
 def test_adaptive_weights_move_to_the_signal_that_predicts_outcomes() -> None:

@@ -8,11 +8,11 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.decide import Assign, RoutingConfig, route_task
-from services.router.persona import compatibility, style_affinity, trait_fit
-from services.router.policy import MODES, STRATEGIES, effective_weights
-from services.router.scoring import capability_score, score_candidate
+from services.router.decide import Assign, route_task
 from shared.domain.fleet import AgentView, TaskView
+from shared.domain.routing.persona import compatibility, style_affinity, trait_fit
+from shared.domain.routing.policy import MODES, STRATEGIES, RoutingConfig, effective_weights
+from shared.domain.routing.scoring import capability_score, score_candidate
 from shared.events import (
     AgentRegistered,
     AnyEvent,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.router.decide import Assign, RoutingConfig, route_task
-from services.router.policy import describe_policies
+from services.router.decide import Assign, route_task
+from shared.domain.routing.policy import RoutingConfig, describe_policies
 from shared.events import (
     AgentRegistered,
     BreakerHalfOpened,
+    OrchestrationMode,
     Persona,
     Priority,
     RoutingStrategy,
@@ -16,7 +17,6 @@ from shared.events import (
     TaskProfile,
     TaskSubmitted,
 )
-from shared.settings import OrchestrationMode
 from tests.unit.router_world import Log
 
 README = Path(__file__).resolve().parents[2] / "README.md"

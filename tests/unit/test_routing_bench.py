@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from services.router.decide import RoutingConfig
-from shared.bus import Recorded
-from shared.cli.bench.routing import add_parser
-from shared.cli.bench.routing_figures import routing_figures
-from shared.cli.bench.routing_sim import simulate
-from shared.cli.bench.routing_world import HiddenAgent, World, make_tasks, make_world
+from services.cli.bench.routing import add_parser
+from services.cli.bench.routing_figures import routing_figures
+from services.cli.bench.routing_sim import simulate
+from services.cli.bench.routing_world import HiddenAgent, World, make_tasks, make_world
+from shared.domain.routing.policy import RoutingConfig
 from shared.events import AgentRegistered, AnyEvent, Persona, TaskAssigned, TaskCompleted, TaskSubmitted
+from shared.recorded import Recorded
 
 
 def hidden(agent_id: str, quality: float) -> HiddenAgent:

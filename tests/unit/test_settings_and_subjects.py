@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.cli.up import parse_scale
+from services.cli.up import parse_scale
 from shared.ids import InvalidIdError
 from shared.settings import SETTINGS_DOC, Settings, SettingsError, env_for, load_settings
 from shared.subjects import (

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from services.recovery.decide import MAX_INFRASTRUCTURE_REQUEUES, GiveUp, Requeue, after_lost_attempt
 from services.recovery.incidents import FailAttempt, Incident, plan_incident
-from shared.bus import Recorded
 from shared.domain.breakers import BreakerView
 from shared.domain.fleet import AgentView, FleetState, apply_fleet
 from shared.domain.heartbeats import JitterStats
@@ -26,6 +25,7 @@ from shared.events import (
     TaskRequeued,
     TaskSubmitted,
 )
+from shared.recorded import Recorded
 
 
 def fleet(*events: AnyEvent) -> FleetState:

@@ -20,7 +20,6 @@ from services.workflow.decide import (
     decide,
 )
 from services.workflow.view import WorkflowServiceState, apply_workflow_service
-from shared.bus import Recorded
 from shared.domain.workflows import UPSTREAM_RESULT_MAX_BYTES, step_task_id
 from shared.events import (
     AgentRegistered,
@@ -43,6 +42,7 @@ from shared.events import (
     WorkflowSubmitted,
 )
 from shared.ids import ID_PATTERN
+from shared.recorded import Recorded
 
 WF = "wf"
 

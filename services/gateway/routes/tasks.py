@@ -15,9 +15,9 @@ from services.gateway.schemas import (
     TaskAssignResponse,
     TaskOut,
 )
-from services.gateway.service import GatewayService
+from services.gateway.tasks import TaskDesk
 
-Gateway = NamedDependency[GatewayService]
+Tasks = NamedDependency[TaskDesk]
 
 
 @post(
@@ -25,8 +25,8 @@ Gateway = NamedDependency[GatewayService]
     summary="Submit a task and get the routing decision",
     description="200 with the chosen agent when routed within ASSIGN_WAIT_MS, else 202 (queued or pending).",
 )
-async def assign_task(data: JSONBody[TaskAssignRequest], gateway: Gateway) -> Response[TaskAssignResponse]:
-    answer = await gateway.submit_task(data)
+async def assign_task(data: JSONBody[TaskAssignRequest], task_desk: Tasks) -> Response[TaskAssignResponse]:
+    answer = await task_desk.submit(data)
     return Response(answer, status_code=200 if answer.status == "assigned" else 202)
 
 
@@ -37,18 +37,16 @@ async def assign_task(data: JSONBody[TaskAssignRequest], gateway: Gateway) -> Re
     "(read your writes: pass the seq a previous answer returned).",
 )
 async def get_task(
-    task_id: FromPath[str], gateway: Gateway, after_seq: Annotated[int | None, Parameter(ge=0)] = None
+    task_id: FromPath[str], task_desk: Tasks, after_seq: Annotated[int | None, Parameter(ge=0)] = None
 ) -> TaskOut:
-    if after_seq is not None:
-        await gateway.wait_for_seq(after_seq)
-    return await gateway.task_out(task_id)
+    return await task_desk.task(task_id, after_seq)
 
 
 @post("/api/v1/tasks/{task_id:str}/cancel", status_code=200, summary="Cancel a task")
 async def cancel_task(
-    task_id: FromPath[str], gateway: Gateway, data: JSONBody[CancelRequest | None] = None
+    task_id: FromPath[str], task_desk: Tasks, data: JSONBody[CancelRequest | None] = None
 ) -> CancelResponse:
-    return await gateway.cancel_task(task_id, (data or CancelRequest()).reason)
+    return await task_desk.cancel(task_id, (data or CancelRequest()).reason)
 
 
 ROUTES = [assign_task, get_task, cancel_task]

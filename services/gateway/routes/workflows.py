@@ -8,7 +8,6 @@ from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
-from services.gateway.service import GatewayService
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
     WorkflowCancelRequest,
@@ -18,9 +17,9 @@ from services.gateway.workflow_schemas import (
     WorkflowSummary,
     WorkflowTaskIn,
 )
-from services.gateway.workflows import WorkflowCommands
+from services.gateway.workflows import WorkflowDesk
 
-Gateway = NamedDependency[GatewayService]
+Workflows = NamedDependency[WorkflowDesk]
 BASE = "/api/v1/orchestration/workflow"
 
 
@@ -31,8 +30,10 @@ BASE = "/api/v1/orchestration/workflow"
     description="Checked in full before anything is stored: duplicate task ids, unknown dependencies and "
     "cycles (named with their path) are refused with 400. A template fills in dependencies by position.",
 )
-async def execute_workflow(data: JSONBody[WorkflowExecuteRequest], gateway: Gateway) -> WorkflowAccepted:
-    return await WorkflowCommands(gateway).execute(data)
+async def execute_workflow(
+    data: JSONBody[WorkflowExecuteRequest], workflow_desk: Workflows
+) -> WorkflowAccepted:
+    return await workflow_desk.execute(data)
 
 
 @get(
@@ -41,20 +42,20 @@ async def execute_workflow(data: JSONBody[WorkflowExecuteRequest], gateway: Gate
     description="With after_seq, answers once the gateway has applied the log up to that sequence.",
 )
 async def get_workflow(
-    workflow_id: FromPath[str], gateway: Gateway, after_seq: Annotated[int | None, Parameter(ge=0)] = None
+    workflow_id: FromPath[str],
+    workflow_desk: Workflows,
+    after_seq: Annotated[int | None, Parameter(ge=0)] = None,
 ) -> WorkflowOut:
-    if after_seq is not None:
-        await gateway.wait_for_seq(after_seq)
-    return await WorkflowCommands(gateway).status(workflow_id)
+    return await workflow_desk.status(workflow_id, after_seq)
 
 
 @get("/api/v1/orchestration/workflows", summary="Workflows kept in memory, most recently submitted first")
 async def list_workflows(
-    gateway: Gateway,
+    workflow_desk: Workflows,
     status: FromQuery[Literal["waiting", "running", "completed", "failed", "cancelled"] | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
 ) -> list[WorkflowSummary]:
-    return WorkflowCommands(gateway).summaries(status, limit)
+    return workflow_desk.summaries(status, limit)
 
 
 @post(
@@ -63,9 +64,9 @@ async def list_workflows(
     summary="Add a task to a workflow that is not finished",
 )
 async def add_workflow_task(
-    workflow_id: FromPath[str], data: JSONBody[WorkflowTaskIn], gateway: Gateway
+    workflow_id: FromPath[str], data: JSONBody[WorkflowTaskIn], workflow_desk: Workflows
 ) -> WorkflowChange:
-    return await WorkflowCommands(gateway).add_task(workflow_id, data)
+    return await workflow_desk.add_task(workflow_id, data)
 
 
 @post(
@@ -76,12 +77,10 @@ async def add_workflow_task(
 async def cancel_workflow_task(
     workflow_id: FromPath[str],
     task_id: FromPath[str],
-    gateway: Gateway,
+    workflow_desk: Workflows,
     data: JSONBody[WorkflowCancelRequest | None] = None,
 ) -> WorkflowChange:
-    return await WorkflowCommands(gateway).cancel_task(
-        workflow_id, task_id, (data or WorkflowCancelRequest()).reason
-    )
+    return await workflow_desk.cancel_task(workflow_id, task_id, (data or WorkflowCancelRequest()).reason)
 
 
 @post(
@@ -90,9 +89,9 @@ async def cancel_workflow_task(
     summary="Cancel a workflow: nothing new starts, in-flight tasks are cancelled and their agents told",
 )
 async def cancel_workflow(
-    workflow_id: FromPath[str], gateway: Gateway, data: JSONBody[WorkflowCancelRequest | None] = None
+    workflow_id: FromPath[str], workflow_desk: Workflows, data: JSONBody[WorkflowCancelRequest | None] = None
 ) -> WorkflowChange:
-    return await WorkflowCommands(gateway).cancel(workflow_id, (data or WorkflowCancelRequest()).reason)
+    return await workflow_desk.cancel(workflow_id, (data or WorkflowCancelRequest()).reason)
 
 
 ROUTES = [

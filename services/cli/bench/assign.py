@@ -1,0 +1,196 @@
+"""``hive bench assign``: time from a task's submission to its assignment, at an offered rate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nats.aio.msg import Msg
+
+from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
+from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from services.cli.stack import Stack
+from shared.bus import EventBus, event_msg_seq
+from shared.events import TaskAssigned, TaskSubmitted
+from shared.natsclient import stored_at_ns
+from shared.recorded import Recorded, decode_recorded
+from shared.subjects import events_of_type, parse_event_subject
+
+CAPABILITY = "bench"
+TASK_PREFIX = "bench-"
+
+
+@dataclass
+class AssignResult:
+    agents: int
+    tasks: int
+    offered_rate: float
+    assigned: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    throughput_per_s: float
+    target_p99_ms: float = 20.0
+
+    @property
+    def met(self) -> bool:
+        return self.assigned == self.tasks and self.p99_ms < self.target_p99_ms
+
+
+class StoredTimes:
+    """Server-side times (ns) at which each task's submission and first assignment were stored."""
+
+    def __init__(self, expected: int) -> None:
+        self.submitted: dict[str, int] = {}
+        self.assigned: dict[str, int] = {}
+        self.expected = expected
+        self.complete = asyncio.Event()
+
+    def on_submitted(self, task_id: str, stored_ns: int) -> None:
+        self.submitted.setdefault(task_id, stored_ns)
+        self._check()
+
+    def on_assigned(self, task_id: str, stored_ns: int) -> None:
+        self.assigned.setdefault(task_id, stored_ns)
+        self._check()
+
+    def _check(self) -> None:
+        if len(self.assigned) >= self.expected and len(self.submitted) >= self.expected:
+            self.complete.set()
+
+    def latencies_ms(self) -> list[float]:
+        return [
+            (stored - self.submitted[task_id]) / 1e6
+            for task_id, stored in self.assigned.items()
+            if task_id in self.submitted
+        ]
+
+    def span_s(self) -> float:
+        """From the first stored submission to the last stored assignment."""
+        if not self.submitted or not self.assigned:
+            return 0.0
+        return (max(self.assigned.values()) - min(self.submitted.values())) / 1e9
+
+
+async def measure_assignment(
+    stack: Stack, *, agents: int, tasks: int, rate: float, capacity: int, work_ms: float
+) -> AssignResult:
+    """Offer `tasks` at `rate`/s (open loop) and time submission -> assignment of each.
+
+    Both ends are the server's store times, read back from the log: what is measured is the
+    router's reaction, not this process's scheduling. The agents run in a niced process of their
+    own so that they take CPU from the services as little as they can on a shared machine.
+    """
+    bus = await EventBus.connect(stack.nats_url, "bench")
+    process = spawn_agent_process(
+        stack.nats_url,
+        prefix="bench",
+        count=agents,
+        capacity=capacity,
+        capabilities=CAPABILITY,
+        work_ms=work_ms,
+        log=Path(stack.settings.hive_home) / "logs" / "agents.log",
+        nice=10,
+    )
+    times = StoredTimes(tasks)
+    stop_following = asyncio.Event()
+    followers: list[asyncio.Task[None]] = []
+    try:
+        await wait_for_services(bus, stack.instance_counts())
+        await wait_for_agents(bus, agents)
+
+        async def on_submitted(msg: Msg) -> None:
+            parsed = parse_event_subject(msg.subject)
+            if parsed is not None and parsed[1].startswith(TASK_PREFIX):
+                times.on_submitted(parsed[1], stored_at_ns(msg))
+
+        async def on_assigned(msg: Msg) -> None:
+            item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
+            event = item.event if isinstance(item, Recorded) else None
+            if isinstance(event, TaskAssigned) and event.task_id.startswith(TASK_PREFIX):
+                times.on_assigned(event.task_id, stored_at_ns(msg))
+
+        start_seq = await bus.last_sequence() + 1
+        for handler, subject in (
+            (on_submitted, events_of_type("task", TaskSubmitted.event_type())),
+            (on_assigned, events_of_type("agent", TaskAssigned.event_type())),
+        ):
+            followers.append(
+                asyncio.create_task(
+                    bus.follow_raw(handler, stop_following, subject_filter=subject, start_seq=start_seq)
+                )
+            )
+        begin = time.perf_counter()
+        for index in range(tasks):
+            delay = begin + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await bus.append(TaskSubmitted(task_id=f"{TASK_PREFIX}{index}", task_type=CAPABILITY), expected=0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(times.complete.wait(), timeout=60 + tasks / rate)
+    finally:
+        stop_following.set()
+        await asyncio.gather(*followers, return_exceptions=True)
+        stop_agent_process(process)
+        await bus.close()
+    latencies = times.latencies_ms()
+    span = times.span_s()
+    return AssignResult(
+        agents=agents,
+        tasks=tasks,
+        offered_rate=rate,
+        assigned=len(latencies),
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+        max_ms=max(latencies, default=float("nan")),
+        throughput_per_s=len(latencies) / span if span > 0 else 0.0,
+    )
+
+
+def bench_assign(args: argparse.Namespace) -> int:
+    result = on_private_stack(
+        lambda stack: measure_assignment(
+            stack,
+            agents=args.agents,
+            tasks=args.tasks,
+            rate=args.rate,
+            capacity=args.capacity,
+            work_ms=args.work_ms,
+        ),
+        services=("router", "recovery"),
+        scale={"router": args.routers},
+    )
+    if args.json:
+        print(json.dumps(asdict(result)))
+    else:
+        print(
+            f"assignment latency: {args.agents} agents x capacity {args.capacity}, {args.tasks} tasks "
+            f"offered at {args.rate:.0f}/s, {args.routers} router(s)"
+        )
+        print(f"  assigned     {result.assigned}/{result.tasks}")
+        print(f"  p50          {result.p50_ms:.2f} ms")
+        print(f"  p95          {result.p95_ms:.2f} ms")
+        print(f"  p99          {result.p99_ms:.2f} ms   (target < {result.target_p99_ms:.0f} ms)")
+        print(f"  max          {result.max_ms:.2f} ms")
+        print(f"  throughput   {result.throughput_per_s:.0f} tasks/s")
+        print(f"  verdict      {'target met' if result.met else 'target NOT met'}")
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    assign = commands.add_parser("assign", help="assignment latency and throughput")
+    assign.add_argument("--agents", type=int, default=20)
+    assign.add_argument("--capacity", type=int, default=10)
+    assign.add_argument("--tasks", type=int, default=5000)
+    assign.add_argument("--rate", type=float, default=500.0, help="tasks offered per second")
+    assign.add_argument("--work-ms", type=float, default=50.0, help="duration of a simulated task")
+    assign.add_argument("--routers", type=int, default=1)
+    assign.add_argument("--json", action="store_true", help="one JSON line instead of a table")
+    assign.set_defaults(func=quiet(bench_assign))

@@ -1,0 +1,304 @@
+"""Learned performance: how well each agent does each kind of task, from the outcomes in the log. Pure.
+
+Every accepted result (``task.completed``) and every attempt the agent failed
+(``task.attempt_failed``) is counted per agent x task type and per agent x type x the cognitive
+style the task preferred. Quality on success is modelled per agent as a sum of Gaussian effects::
+
+    quality(type, style) = agent mean + type effect + style effect + interaction + noise
+    agent mean ~ N(declared fit, 0.15^2)   type, style effects ~ N(0, 0.1^2)   interaction ~ N(0, 0.02^2)
+
+(the declared fit is capability + persona: all that is known of a new agent). After each outcome
+the type and style effects are refitted (ridge regression, a few warm-started Gauss-Seidel sweeps
+over the agent's type x style means), so what an agent shows on one type informs the others and a
+style effect is measured net of the types it came with (the router's own choices would bias plain
+averages). A prediction is the posterior mean, times the success probability (a Beta posterior
+per agent x type, starting from the fleet's rate for the type); its standard deviation is the sum
+of the effects' posterior variances: large for a new agent, a new type or a new style, shrinking
+as outcomes accumulate. That is what lets the router explore unproven agents (an optimistic bonus)
+or avoid them (a pessimistic one). The state holds sums and effects per agent, type and style,
+never per task, and is a pure function of the log: replay gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import msgspec
+
+from shared.domain.fleet import FleetState, TaskView, in_flight_attempt
+from shared.events import TaskAttemptFailed, TaskCompleted
+from shared.recorded import Recorded
+
+AGENT_SD: Final = 0.15
+"""Prior spread of an agent's mean quality around its declared fit."""
+TYPE_SD: Final = 0.1
+"""Prior spread of an agent's type effects (how much better or worse it does one type)."""
+STYLE_SD: Final = 0.1
+"""Prior spread of an agent's style effects."""
+INTERACTION_SD: Final = 0.02
+"""Prior spread of what one type x style adds beyond the sum of its type and style effects."""
+NOISE_SD: Final = 0.1
+"""Prior spread of one reported quality around the agent's mean for its type x style."""
+
+PRIOR_WEIGHT: Final = 2.0
+"""Pseudo-outcomes the prior success rate and the prior noise are worth."""
+
+PRIOR_SUCCESS: Final = 0.9
+"""Success probability assumed before anyone has run the task type (then: the fleet's rate)."""
+
+FIT_SWEEPS: Final = 3
+"""Gauss-Seidel sweeps of the effects after each outcome (warm-started: near converged)."""
+
+NOT_THE_AGENTS_FAULT: Final = frozenset({"rebalanced"})
+"""Failed attempts that say nothing about the agent: work moved away by the balancer."""
+
+ANY_STYLE: Final = "any"
+"""Style key of tasks that prefer no cognitive style."""
+
+
+class Cell(msgspec.Struct, kw_only=True, array_like=True):
+    """Sufficient statistics of one (agent, context): outcomes, reported qualities, durations."""
+
+    attempts: int = 0
+    successes: int = 0
+    rated: int = 0
+    quality_sum: float = 0.0
+    quality_sq: float = 0.0
+    timed: int = 0
+    duration_sum: float = 0.0
+
+    @property
+    def quality_mean(self) -> float:
+        return self.quality_sum / self.rated if self.rated else 0.0
+
+    @property
+    def duration_mean(self) -> float | None:
+        return self.duration_sum / self.timed if self.timed else None
+
+
+EMPTY: Final = Cell()
+
+
+class AgentRecord(msgspec.Struct, kw_only=True):
+    overall: Cell = msgspec.field(default_factory=Cell)
+    by_type: dict[str, Cell] = {}
+    by_type_style: dict[str, dict[str, Cell]] = {}
+    """type -> style -> outcomes."""
+    style_information: dict[str, float] = {}
+    """Outcomes that tell a style's effect apart from the type effects (see ``_refit``)."""
+    type_effect: dict[str, float] = {}
+    style_effect: dict[str, float] = {}
+    noise_variance: float = NOISE_SD**2
+    """Variance of one reported quality around its type x style mean (pooled, shrunk to the prior)."""
+
+
+class PerformanceState(msgspec.Struct, kw_only=True):
+    agents: dict[str, AgentRecord] = {}
+    fleet_by_type: dict[str, Cell] = {}
+    """Fleet-wide per task type: the prior success rate and duration of agents not tried yet."""
+    outcomes: int = 0
+
+
+class Prediction(msgspec.Struct, frozen=True, kw_only=True):
+    """What the router expects if it gives this task to this agent."""
+
+    quality: float
+    """Expected quality of the outcome: success probability x quality when it succeeds."""
+    uncertainty: float
+    """Posterior standard deviation of ``quality``."""
+    success_probability: float
+    quality_if_success: float
+    duration_s: float | None
+    observations: int
+    """Attempts of this agent on this task type so far."""
+
+
+def style_key(task: TaskView) -> str:
+    return task.spec.profile.preferred_cognitive_style or ANY_STYLE
+
+
+def _record_outcome(cell: Cell, success: bool, quality: float | None, duration_s: float | None) -> None:
+    cell.attempts += 1
+    if success:
+        cell.successes += 1
+    if success and quality is not None:
+        cell.rated += 1
+        cell.quality_sum += quality
+        cell.quality_sq += quality * quality
+    if success and duration_s is not None and duration_s > 0:
+        cell.timed += 1
+        cell.duration_sum += duration_s
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt's result that says something about the agent that ran it."""
+
+    agent_id: str
+    task: TaskView
+    success: bool
+    quality: float | None
+    duration_s: float
+
+
+def outcome_of(fleet: FleetState, recorded: Recorded) -> Outcome | None:
+    """The outcome `recorded` reports, read against a fleet view that has not applied it yet.
+
+    Stale reports (a superseded attempt, a redelivered result) find no current holder and are
+    None, exactly as the fleet view ignores them; so are failures that are not the agent's doing
+    (work moved by the balancer, input no retry can fix).
+    """
+    event = recorded.event
+    if isinstance(event, TaskCompleted):
+        task = in_flight_attempt(fleet, event.task_id, event.attempt)
+        if task is None or task.agent_id != event.agent_id:
+            return None
+        return Outcome(
+            agent_id=event.agent_id,
+            task=task,
+            success=True,
+            quality=event.quality,
+            duration_s=event.duration_s,
+        )
+    if isinstance(event, TaskAttemptFailed):
+        task = in_flight_attempt(fleet, event.task_id, event.attempt)
+        if task is None or not task.agent_id:
+            return None
+        if not event.retryable or event.failure_type in NOT_THE_AGENTS_FAULT:
+            return None
+        return Outcome(
+            agent_id=task.agent_id, task=task, success=False, quality=None, duration_s=event.duration_s
+        )
+    return None
+
+
+def learn(state: PerformanceState, outcome: Outcome) -> PerformanceState:
+    """Count one outcome, then refit the agent's additive quality model."""
+    record = state.agents.get(outcome.agent_id)
+    if record is None:
+        record = state.agents[outcome.agent_id] = AgentRecord()
+    task_type = outcome.task.spec.task_type
+    style = style_key(outcome.task)
+    cells = (
+        record.overall,
+        record.by_type.setdefault(task_type, Cell()),
+        record.by_type_style.setdefault(task_type, {}).setdefault(style, Cell()),
+        state.fleet_by_type.setdefault(task_type, Cell()),
+    )
+    for cell in cells:
+        _record_outcome(cell, outcome.success, outcome.quality, outcome.duration_s)
+    if outcome.success and outcome.quality is not None:
+        _refit(record)
+    state.outcomes += 1
+    return state
+
+
+def _refit(record: AgentRecord) -> None:
+    """Posterior means of the type and style effects around the agent's mean (ridge, Gauss-Seidel).
+
+    Also how much is known of each style effect: outcomes of a style on a type count only as far
+    as the type was also seen with other styles (``n_ts x (1 - n_ts / n_t)``, the effective size
+    of a contrast); a style only ever seen on one type cannot be told from that type's effect.
+    """
+    cells = [
+        (task_type, style, cell)
+        for task_type, by_style in record.by_type_style.items()
+        for style, cell in by_style.items()
+        if cell.rated
+    ]
+    squares = sum(max(0.0, cell.quality_sq - cell.rated * cell.quality_mean**2) for _t, _s, cell in cells)
+    freedom = sum(cell.rated - 1 for _t, _s, cell in cells)
+    noise = (squares + PRIOR_WEIGHT * NOISE_SD**2) / (freedom + PRIOR_WEIGHT)
+    record.noise_variance = noise
+    information: dict[str, float] = {}
+    for task_type, style, cell in cells:
+        share = cell.rated / record.by_type[task_type].rated
+        information[style] = information.get(style, 0.0) + cell.rated * (1.0 - share)
+    record.style_information = information
+    mean = record.overall.quality_mean
+    types = record.type_effect
+    styles = record.style_effect
+    for _sweep in range(FIT_SWEEPS):
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for task_type, style, cell in cells:
+            residual = cell.quality_mean - mean - styles.get(style, 0.0)
+            sums[task_type] = sums.get(task_type, 0.0) + cell.rated * residual
+            counts[task_type] = counts.get(task_type, 0) + cell.rated
+        for task_type, total in sums.items():
+            types[task_type] = total / (counts[task_type] + noise / TYPE_SD**2)
+        sums.clear()
+        counts.clear()
+        for task_type, style, cell in cells:
+            residual = cell.quality_mean - mean - types.get(task_type, 0.0)
+            sums[style] = sums.get(style, 0.0) + cell.rated * residual
+            counts[style] = counts.get(style, 0) + cell.rated
+        for style, total in sums.items():
+            styles[style] = total / (counts[style] + noise / STYLE_SD**2)
+
+
+_NO_RECORD: Final = AgentRecord()
+"""What is known of an agent without outcomes (read only)."""
+
+
+def predict(
+    state: PerformanceState,
+    agent_id: str,
+    task: TaskView,
+    declared: float,
+    reference_s: float | None = None,
+) -> Prediction:
+    """Posterior expectation of the agent's outcome on `task`; `declared` is the prior quality,
+    `reference_s` the duration expected of an agent not timed yet (see ``reference_duration``)."""
+    record = state.agents.get(agent_id, _NO_RECORD)
+    task_type = task.spec.task_type
+    style = style_key(task)
+    overall = record.overall
+    by_type = record.by_type.get(task_type, EMPTY)
+    by_style = record.by_type_style.get(task_type)
+    exact = by_style.get(style, EMPTY) if by_style else EMPTY
+    noise = record.noise_variance
+
+    # Posterior of each effect: precision = outcomes / noise + 1 / prior variance.
+    mean_precision = overall.rated / noise + 1.0 / AGENT_SD**2
+    agent_mean = (overall.quality_sum / noise + declared / AGENT_SD**2) / mean_precision
+    additive = agent_mean + record.type_effect.get(task_type, 0.0) + record.style_effect.get(style, 0.0)
+    additive_variance = (
+        1.0 / mean_precision
+        + 1.0 / (by_type.rated / noise + 1.0 / TYPE_SD**2)
+        + 1.0 / (record.style_information.get(style, 0.0) / noise + 1.0 / STYLE_SD**2)
+        + INTERACTION_SD**2
+    )
+    # The exact type x style's own outcomes are direct evidence on it: a precision-weighted mean.
+    precision = 1.0 / additive_variance + exact.rated / noise
+    quality_if_success = min(
+        1.0, max(0.0, (additive / additive_variance + exact.quality_sum / noise) / precision)
+    )
+
+    fleet = state.fleet_by_type.get(task_type, EMPTY)
+    fleet_success = (fleet.successes + PRIOR_WEIGHT * PRIOR_SUCCESS) / (fleet.attempts + PRIOR_WEIGHT)
+    success = (by_type.successes + PRIOR_WEIGHT * fleet_success) / (by_type.attempts + PRIOR_WEIGHT)
+    success_variance = success * (1.0 - success) / (by_type.attempts + PRIOR_WEIGHT + 1.0)
+    uncertainty = math.sqrt(
+        quality_if_success * quality_if_success * success_variance + success * success / precision
+    )
+
+    if reference_s is None:
+        duration = by_type.duration_mean
+    else:
+        duration = (by_type.duration_sum + PRIOR_WEIGHT * reference_s) / (by_type.timed + PRIOR_WEIGHT)
+    return Prediction(
+        quality=min(1.0, max(0.0, success * quality_if_success)),
+        uncertainty=uncertainty,
+        success_probability=success,
+        quality_if_success=quality_if_success,
+        duration_s=duration,
+        observations=by_type.attempts,
+    )
+
+
+def reference_duration(state: PerformanceState, task: TaskView) -> float | None:
+    """The duration an average agent takes on this task (what the task says, else the fleet mean)."""
+    if task.spec.estimated_duration_s is not None:
+        return task.spec.estimated_duration_s
+    return state.fleet_by_type.get(task.spec.task_type, EMPTY).duration_mean

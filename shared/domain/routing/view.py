@@ -1,0 +1,45 @@
+"""The router's projection, kept by a pure apply: the fleet (agents, load, queue), the breakers, the
+learned performance of every agent and the adaptive strategy's weights. The balancer keeps the
+same state inside its own, to judge moves as the router would.
+
+Outcomes are learned before the fleet applies the event: the fleet view still says who held the
+attempt, and it drops a finished task's holder once applied.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared.domain.breakers import BreakersState, apply_breakers
+from shared.domain.fleet import FleetState, admits, apply_fleet
+from shared.domain.routing.adaptive import AdaptiveState, observe
+from shared.domain.routing.performance import PerformanceState, learn, outcome_of
+from shared.projection_spec import ProjectionSpec
+from shared.recorded import Recorded
+
+
+class RouterState(msgspec.Struct, kw_only=True):
+    fleet: FleetState = msgspec.field(default_factory=FleetState)
+    breakers: BreakersState = msgspec.field(default_factory=BreakersState)
+    performance: PerformanceState = msgspec.field(default_factory=PerformanceState)
+    adaptive: AdaptiveState = msgspec.field(default_factory=AdaptiveState)
+
+
+def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
+    if not admits(state.fleet, recorded):
+        return state
+    outcome = outcome_of(state.fleet, recorded)
+    if outcome is not None:
+        learn(state.performance, outcome)
+        observe(state.adaptive, outcome)
+    apply_fleet(state.fleet, recorded)
+    apply_breakers(state.breakers, recorded)
+    return state
+
+
+ROUTER_VIEW: ProjectionSpec[RouterState] = ProjectionSpec(
+    name="router",
+    state_type=RouterState,
+    initial=RouterState,
+    apply=apply_router,
+)
