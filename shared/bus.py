@@ -371,13 +371,9 @@ class EventBus:
 
     # --- reading --------------------------------------------------------------------------------
 
-    async def _ephemeral_consumer(self, subject_filter: str, start_seq: int, name: str | None = None) -> str:
-        """An ack-less, in-memory consumer from `start_seq`; a fixed `name` replaces its leftover."""
-        if name is None:
-            name = f"{self.service}-read-{new_id()}"
-        else:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await self.js.delete_consumer(EVENTS_STREAM, name)
+    async def _ephemeral_consumer(self, subject_filter: str, start_seq: int) -> str:
+        """An ack-less, in-memory consumer from `start_seq`, under a random name."""
+        name = f"{self.service}-read-{new_id()}"
         await self.js.add_consumer(
             EVENTS_STREAM,
             ConsumerConfig(
@@ -400,19 +396,16 @@ class EventBus:
         start_seq: int = 1,
         stop_seq: int | None = None,
         batch: int = 512,
-        consumer: str | None = None,
     ) -> AsyncIterator[Recorded | Undecodable]:
         """Read the log in order from `start_seq` up to `stop_seq` (default: the current end).
 
-        Uses no-wait pull requests, so it returns as soon as the stored messages are read. The
-        reading consumer gets a random name unless `consumer` names it (a user whose permissions
-        allow only that name; one read at a time per name).
+        Uses no-wait pull requests, so it returns as soon as the stored messages are read.
         """
         if stop_seq is None:
             stop_seq = await self.last_sequence()
         if stop_seq < start_seq:
             return
-        name = await self._ephemeral_consumer(subject_filter, start_seq, consumer)
+        name = await self._ephemeral_consumer(subject_filter, start_seq)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, pending_msgs_limit=batch * 2 + 16)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{name}"
@@ -508,14 +501,12 @@ class EventBus:
 
         await self.follow_raw(on_msg, stopping, subject_filter=subject_filter, start_seq=start_seq)
 
-    async def read_aggregate(
-        self, aggregate: str, aggregate_id: str, *, consumer: str | None = None
-    ) -> tuple[list[Recorded], int]:
+    async def read_aggregate(self, aggregate: str, aggregate_id: str) -> tuple[list[Recorded], int]:
         """Every decodable event of one aggregate in order, and the aggregate's last sequence."""
         events: list[Recorded] = []
         last = 0
         subject_filter = aggregate_subjects(aggregate, aggregate_id)
-        async for item in self.read(subject_filter=subject_filter, consumer=consumer):
+        async for item in self.read(subject_filter=subject_filter):
             last = item.seq
             if isinstance(item, Recorded):
                 events.append(item)
