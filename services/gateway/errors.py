@@ -36,12 +36,22 @@ _CODES = {
 class ApiError(HiveError):
     """Raised by handlers: becomes ``{"error": {...}}`` with this status."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.retry_after_s = retry_after_s
+        """Sent as ``Retry-After`` (a 503 the client should retry)."""
 
 
 def error_response(
@@ -88,7 +98,10 @@ def handle_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 
 def handle_api(_request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
-    return error_response(exc.status, exc.code, exc.message, exc.field)
+    response = error_response(exc.status, exc.code, exc.message, exc.field)
+    if exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 def handle_keeps_changing(_request: Request[Any, Any, Any], exc: KeepsChanging) -> Response[ErrorResponse]:
