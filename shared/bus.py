@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import msgspec
@@ -396,7 +396,7 @@ class EventBus:
         start_seq: int = 1,
         stop_seq: int | None = None,
         batch: int = 512,
-    ) -> AsyncIterator[Recorded | Undecodable]:
+    ) -> AsyncGenerator[Recorded | Undecodable, None]:
         """Read the log in order from `start_seq` up to `stop_seq` (default: the current end).
 
         Uses no-wait pull requests, so it returns as soon as the stored messages are read.

@@ -6,6 +6,7 @@ use, so what it shows is what the services saw.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -112,13 +113,35 @@ def as_json(recorded: Recorded) -> str:
 
 
 async def seq_at(bus: EventBus, point: str, now: float | None = None) -> int:
-    """A stream sequence from ``SEQ`` or a time: the last event at or before that time."""
+    """A stream sequence from ``SEQ`` or a time: the last event at or before that time.
+
+    A time before the first event (or an empty log) is a ReplayError saying so: nothing had
+    happened yet, there is no state to show.
+    """
     if point.isdigit():
+        if int(point) < 1:
+            raise ReplayError(f"--at {point}: stream sequences start at 1")
         return int(point)
     cutoff = parse_time(point, time.time() if now is None else now)
     last = 0
-    async for item in bus.read():
-        if isinstance(item, Recorded) and item.event.ts > cutoff:
-            break
-        last = item.seq
+    first: Recorded | None = None
+    # Closed when left early, so its consumer goes before the connection does.
+    async with contextlib.aclosing(bus.read()) as items:
+        async for item in items:
+            if isinstance(item, Recorded):
+                first = first or item
+                if item.event.ts > cutoff:
+                    break
+            last = item.seq
+    if first is None:
+        raise ReplayError(f"--at {point}: the event log is empty, nothing happened yet")
+    if last == 0:
+        raise ReplayError(
+            f"--at {point} ({_iso(cutoff)}) is before the first event ({_iso(first.event.ts)}, "
+            f"sequence {first.seq}): nothing had happened yet"
+        )
     return last
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
