@@ -10,7 +10,7 @@ and id field.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 
 import msgspec
@@ -18,6 +18,7 @@ from msgspec import Meta, field
 
 from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
+from shared.nesting import MAX_NESTING, value_nests_deeper
 from shared.subjects import event_subject
 
 # --- shared value types -------------------------------------------------------------------------
@@ -640,7 +641,23 @@ def upcast(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_event(data: bytes) -> AnyEvent:
-    """Decode any version of any event, or raise EventDecodeError with the reason."""
+    """Decode any version of any event, or raise EventDecodeError with the reason.
+
+    Refuses free-form fields nested deeper than ``MAX_NESTING`` (``free_form_fields``), and turns
+    the ``RecursionError`` of a document nested deeper than the decoder can go into the same error:
+    what one reader cannot decode, no reader decodes.
+    """
+    try:
+        event = _decode(data)
+    except RecursionError:
+        raise EventDecodeError("nested too deeply to decode") from None
+    for name, value in free_form_fields(event):
+        if value_nests_deeper(value, MAX_NESTING):
+            raise EventDecodeError(f"field `{name}` nests deeper than {MAX_NESTING} levels")
+    return event
+
+
+def _decode(data: bytes) -> AnyEvent:
     try:
         event = _decoder.decode(data)
     except msgspec.DecodeError as typed_error:
@@ -655,6 +672,23 @@ def decode_event(data: bytes) -> AnyEvent:
     if event.v < current_version(event.type_name()):
         return _convert(upcast(_raw_decoder.decode(data)))
     return event
+
+
+def free_form_fields(event: Event) -> Iterator[tuple[str, Any]]:
+    """The fields of `event` whose shape the schema leaves open (payloads, results), by name.
+
+    Every other field has a fixed shape, so only these can nest without bound; a test keeps this
+    list equal to the catalogue's open fields.
+    """
+    if isinstance(event, TaskSubmitted | TaskAssigned):
+        yield "payload", event.payload
+    elif isinstance(event, TaskCompleted):
+        yield "result", event.result
+    elif isinstance(event, WorkflowSubmitted):
+        for index, step in enumerate(event.steps):
+            yield f"steps[{index}].payload", step.payload
+    elif isinstance(event, WorkflowStepAdded):
+        yield "step.payload", event.step.payload
 
 
 def _version_or_zero(type_name: object) -> int:
