@@ -38,6 +38,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     metrics_port: Annotated[int, Meta(ge=-1, le=65535)] = -1
     api_token: str = ""
+    gateway_max_body_bytes: Annotated[int, Meta(ge=1)] = 1_048_576
+    gateway_header_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+    gateway_body_timeout_s: Annotated[float, Meta(gt=0)] = 30.0
+    gateway_keepalive_s: Annotated[float, Meta(gt=0)] = 5.0
+    gateway_max_connections: Annotated[int, Meta(ge=1)] = 1000
     assign_wait_ms: Annotated[int, Meta(ge=0)] = 1000
     heartbeat_interval_s: Annotated[float, Meta(gt=0)] = 0.5
     heartbeat_missed_limit: Annotated[int, Meta(ge=1)] = 3
@@ -128,6 +133,28 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "Prometheus port of non-gateway services (-1: off, 0: any free port)",
     ),
     "api_token": ("HIVE_API_TOKEN", "when set, the gateway requires 'Authorization: Bearer <token>'"),
+    "gateway_max_body_bytes": (
+        "GATEWAY_MAX_BODY_BYTES",
+        "largest request body the gateway reads, on every route (413 beyond; 1 MiB is NATS's "
+        "default max_payload)",
+    ),
+    "gateway_header_timeout_s": (
+        "GATEWAY_HEADER_TIMEOUT_S",
+        "a connection that has not sent a whole request head this long after opening (or after the "
+        "first byte of its next request) is closed",
+    ),
+    "gateway_body_timeout_s": (
+        "GATEWAY_BODY_TIMEOUT_S",
+        "a request whose body has not arrived in full this long after its head is closed",
+    ),
+    "gateway_keepalive_s": (
+        "GATEWAY_KEEPALIVE_S",
+        "an idle connection between two requests is closed after this",
+    ),
+    "gateway_max_connections": (
+        "GATEWAY_MAX_CONNECTIONS",
+        "connections the gateway holds at once; requests beyond are answered 503",
+    ),
     "assign_wait_ms": (
         "ASSIGN_WAIT_MS",
         "how long task/assign and failure/handle wait for the decision before answering 202",

@@ -61,7 +61,11 @@ class GatewayService(Service):
 
     async def on_started(self) -> None:
         await self.recovery.start()
-        app = create_app(self.desks, api_token=self.settings.api_token)
+        app = create_app(
+            self.desks,
+            api_token=self.settings.api_token,
+            max_body_bytes=self.settings.gateway_max_body_bytes,
+        )
         config = uvicorn.Config(
             app,
             host=self.settings.gateway_host,

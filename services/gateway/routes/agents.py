@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from services.gateway.agents import AgentDesk
+from services.gateway.params import PathId
 from services.gateway.schemas import AgentOut, RegisterAgentRequest, RegisterAgentResponse
 
 Agents = NamedDependency[AgentDesk]
@@ -23,7 +24,7 @@ async def list_agents(agent_desk: Agents) -> list[AgentOut]:
 
 
 @get("/api/v1/agents/{agent_id:str}", summary="One agent")
-async def get_agent(agent_id: FromPath[str], agent_desk: Agents) -> AgentOut:
+async def get_agent(agent_id: PathId, agent_desk: Agents) -> AgentOut:
     return agent_desk.one(agent_id)
 
 

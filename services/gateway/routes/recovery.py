@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from litestar import Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 
+from services.gateway.params import IdFilter, PathId
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.recovery_schemas import (
     BreakerResetRequest,
@@ -17,10 +18,8 @@ from services.gateway.recovery_schemas import (
     FailureHandleResponse,
     PredictResponse,
 )
-from shared.ids import ID_PATTERN
 
 Recovery = NamedDependency[RecoveryDesk]
-AgentFilter = Annotated[str | None, Parameter(pattern=ID_PATTERN, description="only this agent")]
 
 
 @post(
@@ -40,7 +39,7 @@ async def handle_failure(
 async def circuit_breakers(
     recovery_desk: Recovery,
     status: Annotated[Literal["closed", "open", "half_open"] | None, Parameter(description="filter")] = None,
-    agent_id: AgentFilter = None,
+    agent_id: IdFilter = None,
 ) -> CircuitBreakersResponse:
     return recovery_desk.circuit_breakers(status, agent_id)
 
@@ -51,7 +50,7 @@ async def circuit_breakers(
     summary="Close an agent's circuit breaker by hand, with an empty window",
 )
 async def reset_breaker(
-    agent_id: FromPath[str], recovery_desk: Recovery, data: JSONBody[BreakerResetRequest | None] = None
+    agent_id: PathId, recovery_desk: Recovery, data: JSONBody[BreakerResetRequest | None] = None
 ) -> BreakerResetResponse:
     return await recovery_desk.reset_breaker(agent_id, data or BreakerResetRequest())
 
@@ -60,7 +59,7 @@ async def reset_breaker(
     "/api/v1/orchestration/recovery/predict",
     summary="Failure probability per agent, with the factors behind it",
 )
-async def predict_failures(recovery_desk: Recovery, agent_id: AgentFilter = None) -> PredictResponse:
+async def predict_failures(recovery_desk: Recovery, agent_id: IdFilter = None) -> PredictResponse:
     return recovery_desk.predictions(agent_id)
 
 

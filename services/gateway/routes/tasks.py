@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody
 
+from services.gateway.params import AfterSeq, PathId
 from services.gateway.schemas import (
     CancelRequest,
     CancelResponse,
@@ -36,15 +35,13 @@ async def assign_task(data: JSONBody[TaskAssignRequest], task_desk: Tasks) -> Re
     description="With after_seq, answers once the gateway has applied the log up to that sequence "
     "(read your writes: pass the seq a previous answer returned).",
 )
-async def get_task(
-    task_id: FromPath[str], task_desk: Tasks, after_seq: Annotated[int | None, Parameter(ge=0)] = None
-) -> TaskOut:
+async def get_task(task_id: PathId, task_desk: Tasks, after_seq: AfterSeq = None) -> TaskOut:
     return await task_desk.task(task_id, after_seq)
 
 
 @post("/api/v1/tasks/{task_id:str}/cancel", status_code=200, summary="Cancel a task")
 async def cancel_task(
-    task_id: FromPath[str], task_desk: Tasks, data: JSONBody[CancelRequest | None] = None
+    task_id: PathId, task_desk: Tasks, data: JSONBody[CancelRequest | None] = None
 ) -> CancelResponse:
     return await task_desk.cancel(task_id, (data or CancelRequest()).reason)
 

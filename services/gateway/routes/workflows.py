@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 
+from services.gateway.params import AfterSeq, PathId
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
     WorkflowCancelRequest,
@@ -42,9 +43,9 @@ async def execute_workflow(
     description="With after_seq, answers once the gateway has applied the log up to that sequence.",
 )
 async def get_workflow(
-    workflow_id: FromPath[str],
+    workflow_id: PathId,
     workflow_desk: Workflows,
-    after_seq: Annotated[int | None, Parameter(ge=0)] = None,
+    after_seq: AfterSeq = None,
 ) -> WorkflowOut:
     return await workflow_desk.status(workflow_id, after_seq)
 
@@ -64,7 +65,7 @@ async def list_workflows(
     summary="Add a task to a workflow that is not finished",
 )
 async def add_workflow_task(
-    workflow_id: FromPath[str], data: JSONBody[WorkflowTaskIn], workflow_desk: Workflows
+    workflow_id: PathId, data: JSONBody[WorkflowTaskIn], workflow_desk: Workflows
 ) -> WorkflowChange:
     return await workflow_desk.add_task(workflow_id, data)
 
@@ -75,8 +76,8 @@ async def add_workflow_task(
     summary="Cancel one task of a workflow (its agent is told; dependents follow their condition)",
 )
 async def cancel_workflow_task(
-    workflow_id: FromPath[str],
-    task_id: FromPath[str],
+    workflow_id: PathId,
+    task_id: PathId,
     workflow_desk: Workflows,
     data: JSONBody[WorkflowCancelRequest | None] = None,
 ) -> WorkflowChange:
@@ -89,7 +90,7 @@ async def cancel_workflow_task(
     summary="Cancel a workflow: nothing new starts, in-flight tasks are cancelled and their agents told",
 )
 async def cancel_workflow(
-    workflow_id: FromPath[str], workflow_desk: Workflows, data: JSONBody[WorkflowCancelRequest | None] = None
+    workflow_id: PathId, workflow_desk: Workflows, data: JSONBody[WorkflowCancelRequest | None] = None
 ) -> WorkflowChange:
     return await workflow_desk.cancel(workflow_id, (data or WorkflowCancelRequest()).reason)
 
