@@ -7,12 +7,12 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from services.gateway.agents import AgentDesk
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.guards import guard
 from services.gateway.health import HealthDesk
+from services.gateway.openapi import StrictStructs, openapi_config
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.routes import agents, health, performance, recovery, tasks, workflows
@@ -66,12 +66,7 @@ def create_app(desks: Desks, api_token: str = "", max_body_bytes: int = DEFAULT_
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=guard(api_token, max_body_bytes),
         request_max_body_size=max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Hive orchestration API",
-            version="1.0.0",
-            path="/api/v1/schema",
-            description="Route tasks to AI agents, run workflows, watch the fleet. Errors share one shape: "
-            '{"error": {"status", "code", "message", "field"}}.',
-        ),
+        openapi_config=openapi_config(),
+        plugins=[StrictStructs()],
         debug=False,
     )

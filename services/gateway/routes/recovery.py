@@ -8,6 +8,7 @@ from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
+from services.gateway.openapi import READ, WRITE, also, refusals
 from services.gateway.params import IdFilter, PathId
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.recovery_schemas import (
@@ -27,6 +28,11 @@ Recovery = NamedDependency[RecoveryDesk]
     summary="Report a failure; recovery applies the strategy for its type and severity",
     description="200 with what recovery did when it acted within ASSIGN_WAIT_MS, else 202 with the "
     "strategy it will follow. 404 when the agent or task is unknown, 409 on a reused incident_id.",
+    status_code=200,
+    responses={
+        **also(202, FailureHandleResponse, "Reported: recovery has not acted; the strategy it will follow"),
+        **refusals(*WRITE, 404, 409),
+    },
 )
 async def handle_failure(
     data: JSONBody[FailureHandleRequest], recovery_desk: Recovery
@@ -35,7 +41,11 @@ async def handle_failure(
     return Response(answer, status_code=200 if answer.status == "handled" else 202)
 
 
-@get("/api/v1/orchestration/circuit-breakers", summary="Circuit breaker of every agent, with its window")
+@get(
+    "/api/v1/orchestration/circuit-breakers",
+    summary="Circuit breaker of every agent, with its window",
+    responses=refusals(*READ, 404),
+)
 async def circuit_breakers(
     recovery_desk: Recovery,
     status: Annotated[Literal["closed", "open", "half_open"] | None, Parameter(description="filter")] = None,
@@ -48,6 +58,7 @@ async def circuit_breakers(
     "/api/v1/orchestration/circuit-breakers/{agent_id:str}/reset",
     status_code=200,
     summary="Close an agent's circuit breaker by hand, with an empty window",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def reset_breaker(
     agent_id: PathId, recovery_desk: Recovery, data: JSONBody[BreakerResetRequest | None] = None
@@ -58,6 +69,7 @@ async def reset_breaker(
 @get(
     "/api/v1/orchestration/recovery/predict",
     summary="Failure probability per agent, with the factors behind it",
+    responses=refusals(*READ, 404),
 )
 async def predict_failures(recovery_desk: Recovery, agent_id: IdFilter = None) -> PredictResponse:
     return recovery_desk.predictions(agent_id)

@@ -8,6 +8,7 @@ from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, Parameter
 
+from services.gateway.openapi import READ, WRITE, refusals
 from services.gateway.params import AfterSeq, PathId
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
@@ -30,6 +31,7 @@ BASE = "/api/v1/orchestration/workflow"
     summary="Submit a workflow (a DAG of tasks)",
     description="Checked in full before anything is stored: duplicate task ids, unknown dependencies and "
     "cycles (named with their path) are refused with 400. A template fills in dependencies by position.",
+    responses=refusals(*WRITE, 409),
 )
 async def execute_workflow(
     data: JSONBody[WorkflowExecuteRequest], workflow_desk: Workflows
@@ -41,6 +43,7 @@ async def execute_workflow(
     f"{BASE}/{{workflow_id:str}}",
     summary="Workflow status: per-task state, progress, critical path, estimated finish",
     description="With after_seq, answers once the gateway has applied the log up to that sequence.",
+    responses=refusals(*READ, 404, 503),
 )
 async def get_workflow(
     workflow_id: PathId,
@@ -50,7 +53,11 @@ async def get_workflow(
     return await workflow_desk.status(workflow_id, after_seq)
 
 
-@get("/api/v1/orchestration/workflows", summary="Workflows kept in memory, most recently submitted first")
+@get(
+    "/api/v1/orchestration/workflows",
+    summary="Workflows kept in memory, most recently submitted first",
+    responses=refusals(*READ),
+)
 async def list_workflows(
     workflow_desk: Workflows,
     status: FromQuery[Literal["waiting", "running", "completed", "failed", "cancelled"] | None] = None,
@@ -63,6 +70,7 @@ async def list_workflows(
     f"{BASE}/{{workflow_id:str}}/tasks",
     status_code=202,
     summary="Add a task to a workflow that is not finished",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def add_workflow_task(
     workflow_id: PathId, data: JSONBody[WorkflowTaskIn], workflow_desk: Workflows
@@ -74,6 +82,7 @@ async def add_workflow_task(
     f"{BASE}/{{workflow_id:str}}/tasks/{{task_id:str}}/cancel",
     status_code=202,
     summary="Cancel one task of a workflow (its agent is told; dependents follow their condition)",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def cancel_workflow_task(
     workflow_id: PathId,
@@ -88,6 +97,7 @@ async def cancel_workflow_task(
     f"{BASE}/{{workflow_id:str}}/cancel",
     status_code=202,
     summary="Cancel a workflow: nothing new starts, in-flight tasks are cancelled and their agents told",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def cancel_workflow(
     workflow_id: PathId, workflow_desk: Workflows, data: JSONBody[WorkflowCancelRequest | None] = None
