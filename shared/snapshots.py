@@ -4,7 +4,8 @@ Knows nothing of the domain. A snapshot of a projection at sequence N is the sam
 instance made it, so all instances of a service share one file; a write never replaces a newer
 snapshot. ``schema`` changes when a projection's state shape changes (it is derived from the state
 type, see ``shared/projection_spec.py``): older snapshots are ignored and the projection is rebuilt
-from the log.
+from the log. Snapshots hold task payloads and results: files are 0600 in a 0700 folder, as the
+credentials are.
 """
 
 from __future__ import annotations
@@ -31,9 +32,16 @@ class SnapshotStore:
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> SnapshotStore:
+        """Open (or create) the file, private to its owner: snapshots hold task payloads and results."""
         directory = os.path.dirname(self.path)
         if directory:
-            os.makedirs(directory, exist_ok=True)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        # SQLite creates its -wal and -shm files with the database's own mode; older ones are tightened.
+        for path in (self.path, f"{self.path}-wal", f"{self.path}-shm"):
+            if os.path.exists(path):
+                os.chmod(path, 0o600)
         self._db = await aiosqlite.connect(self.path, timeout=30)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA busy_timeout=30000")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -178,3 +181,25 @@ async def test_consuming_goes_on_with_a_new_consumer_when_the_one_in_use_is_dele
         await asyncio.wait_for(consuming, 10)
     assert seen == [first.seq, second.seq]  # nothing skipped, nothing twice
     assert len(opened) >= 2 and lost
+
+
+async def test_snapshots_are_private_to_their_owner_and_older_ones_are_tightened(tmp_path: Path) -> None:
+    folder = tmp_path / "snapshots"
+    folder.mkdir(mode=0o755)
+    older = folder / "old.sqlite"
+    older.write_bytes(b"")
+    older.chmod(0o644)
+    previous = os.umask(0o022)
+    try:
+        stores = [await SnapshotStore(str(folder / name)).open() for name in ("old.sqlite", "new.sqlite")]
+        for store in stores:
+            await store.save("view", "schema", 1, b"payloads and results")
+        files = sorted(folder.iterdir())  # while open: the -wal and -shm files too
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in files}
+        for store in stores:
+            await store.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {"old.sqlite", "new.sqlite", "new.sqlite-wal", "new.sqlite-shm"} <= set(modes)
+    assert modes == {name: 0o600 for name in modes}
