@@ -64,6 +64,8 @@ class ProjectionRunner(Generic[S]):
         self.state: S = spec.initial()
         self.seq = 0
         self.loaded_from_snapshot = 0
+        self.delivered = 0
+        """Messages handed to this runner, re-deliveries included: the cost of its reading."""
         self.versions: dict[str, int] = {}
         self._pruned = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -169,6 +171,7 @@ class ProjectionRunner(Generic[S]):
         Returns why the message could not be applied (it does not decode, or ``apply`` raised), for
         the caller to dead-letter; the projection goes on with the next one either way.
         """
+        self.delivered += 1
         if seq <= self.seq:
             return None
         item = decode_recorded(seq, subject, data)

@@ -26,6 +26,21 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
+def make_private(path: str) -> None:
+    """Create `path` (0600) in its folder (0700) unless they exist, and tighten them if they do.
+
+    SQLite creates its -wal and -shm files with the database's own mode; older ones are tightened.
+    """
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for each in (path, f"{path}-wal", f"{path}-shm"):
+        if os.path.exists(each):
+            os.chmod(each, 0o600)
+
+
 class SnapshotStore:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -33,15 +48,7 @@ class SnapshotStore:
 
     async def open(self) -> SnapshotStore:
         """Open (or create) the file, private to its owner: snapshots hold task payloads and results."""
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            os.chmod(directory, 0o700)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        # SQLite creates its -wal and -shm files with the database's own mode; older ones are tightened.
-        for path in (self.path, f"{self.path}-wal", f"{self.path}-shm"):
-            if os.path.exists(path):
-                os.chmod(path, 0o600)
+        make_private(self.path)
         self._db = await aiosqlite.connect(self.path, timeout=30)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA busy_timeout=30000")

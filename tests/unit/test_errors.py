@@ -7,6 +7,7 @@ import pytest
 from services.gateway.errors import ApiError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
 from shared.bus import ConcurrencyConflict, NatsAuthError
+from shared.client import HiveApiError, HiveConnectionError, HiveTimeoutError
 from shared.command import KeepsChanging
 from shared.credentials import CredentialsError
 from shared.denials import PermissionDenied
@@ -35,6 +36,9 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (UnknownUser, ValueError),
     (ReplayError, ValueError),
     (SettingsError, ValueError),
+    (HiveApiError, Exception),
+    (HiveConnectionError, Exception),
+    (HiveTimeoutError, TimeoutError),
 ]
 
 
