@@ -6,7 +6,7 @@ import pytest
 
 from services.gateway.errors import ApiError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
-from shared.bus import ConcurrencyConflict, NatsAuthError
+from shared.bus import ConcurrencyConflict, EventTooDeep, EventTooLarge, NatsAuthError
 from shared.client import HiveApiError, HiveConnectionError, HiveTimeoutError
 from shared.command import KeepsChanging
 from shared.credentials import CredentialsError
@@ -32,6 +32,8 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (WorkflowSpecError, ValueError),
     (EmbeddedNatsError, RuntimeError),
     (EventDecodeError, ValueError),
+    (EventTooLarge, ValueError),
+    (EventTooDeep, ValueError),
     (InvalidIdError, ValueError),
     (UnknownUser, ValueError),
     (ReplayError, ValueError),
