@@ -35,12 +35,12 @@ from nats.js.api import (
 from shared.denials import Denials
 from shared.domain.message_ids import dead_letter_msg_id
 from shared.errors import HiveError
-from shared.events import Event, encode_event, free_form_fields
+from shared.events import Event, encode_event, too_deep_field
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
-from shared.nesting import MAX_NESTING, value_nests_deeper
+from shared.nesting import MAX_NESTING
 from shared.permissions import inbox_prefix, parse_violation
 from shared.pull import consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
@@ -354,16 +354,16 @@ class EventBus:
         one entity across aggregates (an agent and its breaker).
         """
         check_id(event.aggregate_id, f"{event.AGGREGATE} id")
-        for field, value in free_form_fields(event):
-            if value_nests_deeper(value, MAX_NESTING):
-                raise EventTooDeep(event, field)
+        data = encode_event(event)
+        field = too_deep_field(event, data)
+        if field is not None:
+            raise EventTooDeep(event, field)
         headers = {"Nats-Msg-Id": msg_id or event.id}
         guarded = expected_filter or aggregate_subjects(event.AGGREGATE, event.aggregate_id)
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = guarded
         inject_headers(headers)
-        data = encode_event(event)
         size = len(data) + sum(len(key) + len(value) + 4 for key, value in headers.items()) + 12
         if size > self.nc.max_payload:  # the server counts headers too, and drops the connection
             raise EventTooLarge(event, size, int(self.nc.max_payload))

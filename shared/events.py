@@ -18,7 +18,7 @@ from msgspec import Meta, field
 
 from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
-from shared.nesting import MAX_NESTING, value_nests_deeper
+from shared.nesting import MAX_NESTING, openers, value_nests_deeper
 from shared.subjects import event_subject
 
 # --- shared value types -------------------------------------------------------------------------
@@ -674,9 +674,9 @@ def decode_event(data: bytes) -> AnyEvent:
         event = _decode(data)
     except RecursionError:
         raise EventDecodeError("nested too deeply to decode") from None
-    for name, value in free_form_fields(event):
-        if value_nests_deeper(value, MAX_NESTING):
-            raise EventDecodeError(f"field `{name}` nests deeper than {MAX_NESTING} levels")
+    field = too_deep_field(event, data)
+    if field is not None:
+        raise EventDecodeError(f"field `{field}` nests deeper than {MAX_NESTING} levels")
     return event
 
 
@@ -695,6 +695,22 @@ def _decode(data: bytes) -> AnyEvent:
     if event.v < current_version(event.type_name()):
         return _convert(upcast(_raw_decoder.decode(data)))
     return event
+
+
+_WITH_FREE_FORM = (TaskSubmitted, TaskAssigned, TaskCompleted, WorkflowSubmitted, WorkflowStepAdded)
+
+
+def too_deep_field(event: Event, data: bytes) -> str | None:
+    """The first free-form field of `event` (encoded as `data`) nested deeper than ``MAX_NESTING``.
+
+    Quick for almost every event: no field nests deeper than its whole message has brackets.
+    """
+    if not isinstance(event, _WITH_FREE_FORM) or openers(data) <= MAX_NESTING:
+        return None
+    for name, value in free_form_fields(event):
+        if value_nests_deeper(value, MAX_NESTING):
+            return name
+    return None
 
 
 def free_form_fields(event: Event) -> Iterator[tuple[str, Any]]:
