@@ -9,6 +9,10 @@ of the next request on a kept-alive connection), its body ``body_timeout_s`` aft
 deadline the connection is closed. While the handler works there is no deadline (that is the
 application's time). A connection opened while ``max_connections`` are held gets a 503 in the
 API's error shape for its request and is closed.
+
+It extends uvicorn's h11 protocol at the points uvicorn itself uses (``connection_made``,
+``data_received``, ``on_response_complete``, ``connection_lost``, ``self.conn``, ``self.app``):
+``tests/integration/test_gateway_connections.py`` notices if a uvicorn release moves them.
 """
 
 from __future__ import annotations
@@ -86,11 +90,11 @@ class DeadlineProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
+        held = len(self.connections)
+        if held > self.max_connections:
             self.app = over_capacity(self.max_connections)
-            log.warning(
-                "gateway_connections_over_limit", held=len(self.connections), limit=self.max_connections
-            )
+        if held == self.max_connections + 1:  # once per crossing, not once per refused connection
+            log.warning("gateway_connections_over_limit", held=held, limit=self.max_connections)
         self._arm("head")
 
     def data_received(self, data: bytes) -> None:
