@@ -90,7 +90,10 @@ async def post_task(client: httpx.AsyncClient, spec: EndpointSpec, task: TaskCon
         "Hive-Attempt": str(task.attempt),
         "Idempotency-Key": f"{task.task_id}:{task.attempt}",
     }
-    timeout = httpx.Timeout(max(0.001, task.remaining_s()), connect=spec.connect_timeout_s)
+    # The SDK ends the attempt at its deadline; this bound only keeps a request from outliving it.
+    timeout = httpx.Timeout(
+        task.remaining_s() + 1.0, connect=min(spec.connect_timeout_s, task.remaining_s() + 1.0)
+    )
     try:
         response = await client.post(spec.url, content=encode_task(task), headers=headers, timeout=timeout)
     except httpx.TimeoutException as exc:
