@@ -162,7 +162,11 @@ class Agent:
         self._idle = asyncio.Event()
         self._idle.set()
         self._reading = asyncio.Lock()
-        self.log = log.bind(agent_id=agent_id)
+
+    @property
+    def log(self) -> Any:
+        """The agent's logger, bound at each use (logging may be configured after the agent is built)."""
+        return log.bind(agent_id=self.agent_id)
 
     # --- handlers -------------------------------------------------------------------------------
 

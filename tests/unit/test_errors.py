@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.errors import ApiError
+from shared.agent import AgentSetupError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
 from shared.bus import ConcurrencyConflict, NatsAuthError
 from shared.command import KeepsChanging
@@ -23,6 +24,7 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (ApiError, Exception),
     (AttemptSuperseded, Exception),
     (NonRetryableError, Exception),
+    (AgentSetupError, ValueError),
     (ConcurrencyConflict, Exception),
     (KeepsChanging, RuntimeError),
     (NatsAuthError, PermissionError),
