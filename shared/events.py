@@ -54,6 +54,7 @@ ExecutionMode = Literal["sequential", "parallel", "adaptive"]
 OptimizationGoal = Literal["minimize_time", "maximize_quality", "balance_all"]
 WorkflowTemplate = Literal["linear_pipeline", "parallel_fanout", "fan_in", "map_reduce", "custom"]
 StepCondition = Literal["on_success", "on_failure", "always"]
+AlertStatus = Literal["firing", "resolved"]
 
 
 class Persona(msgspec.Struct, frozen=True, kw_only=True):
@@ -540,6 +541,27 @@ class LoadRebalanced(SystemEvent, frozen=True, kw_only=True, tag="system.load_re
     """Why work that waits was left where it is (no capable idle agent, quality, ...)."""
 
 
+class PerformanceAlert(SystemEvent, frozen=True, kw_only=True, tag="system.performance_alert"):
+    """A performance target stopped being met (``firing``) or is met again (``resolved``).
+
+    ``scope`` is ``target-<metric>``; appended by the gateway's monitor only when the state changes
+    (ENABLE_PERFORMANCE_ALERTS), so the log holds one firing and one resolved per episode.
+    """
+
+    metric: str
+    status: AlertStatus
+    measured: float | None = None
+    target: float = 0.0
+    comparison: str = ""
+    """``<`` (an upper bound) or ``>=`` (a lower bound)."""
+    unit: str = ""
+    variable: str = ""
+    """The environment variable that sets the target."""
+    window_s: float = 0.0
+    samples: int = 0
+    detail: str = ""
+
+
 AnyEvent: TypeAlias = (
     AgentRegistered
     | AgentDraining
@@ -577,6 +599,7 @@ AnyEvent: TypeAlias = (
     | ScaleRecommended
     | RebalanceRequested
     | LoadRebalanced
+    | PerformanceAlert
 )
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.type_name(): cls for cls in AnyEvent.__args__}

@@ -64,6 +64,8 @@ class ProjectionRunner(Generic[S]):
         self.state: S = spec.initial()
         self.seq = 0
         self.loaded_from_snapshot = 0
+        self.delivered = 0
+        """Messages handed to this runner, re-deliveries included: the cost of its reading."""
         self.versions: dict[str, int] = {}
         self._pruned = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -165,6 +167,7 @@ class ProjectionRunner(Generic[S]):
 
     def apply_message(self, seq: int, subject: str, data: bytes) -> None:
         """Apply one stored message; already-applied sequences change nothing (idempotence)."""
+        self.delivered += 1
         if seq <= self.seq:
             return
         item = decode_recorded(seq, subject, data)

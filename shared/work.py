@@ -51,6 +51,8 @@ class WorkSpec:
     max_deliver: int = 20
     max_ack_pending: int = 2000
     handled: int = field(default=0, init=False)
+    delivered: int = field(default=0, init=False)
+    """Messages this instance received, undecodable and redelivered ones included."""
 
 
 async def ensure_work_consumer(bus: EventBus, spec: WorkSpec) -> None:
@@ -123,6 +125,7 @@ class WorkConsumer:
         )
 
     async def _handle(self, msg: Msg) -> None:
+        self.spec.delivered += 1
         seq = event_msg_seq(msg)
         item = decode_recorded(seq, msg.subject, msg.data)
         if isinstance(item, Undecodable):

@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from services.gateway.agents import AgentDesk
 from services.gateway.errors import EXCEPTION_HANDLERS, error_response
 from services.gateway.health import HealthDesk
+from services.gateway.monitoring import MonitorDesk
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.routes import agents, health, performance, recovery, tasks, workflows
@@ -40,6 +41,7 @@ class Desks:
     recovery: RecoveryDesk
     performance: PerformanceDesk
     health: HealthDesk
+    monitor: MonitorDesk
 
     def dependencies(self) -> dict[str, Provide]:
         return {
@@ -49,6 +51,7 @@ class Desks:
             "recovery_desk": _provide(self.recovery),
             "performance_desk": _provide(self.performance),
             "health_desk": _provide(self.health),
+            "monitor_desk": _provide(self.monitor),
         }
 
 

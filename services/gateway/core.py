@@ -3,8 +3,8 @@
 The bus (appends, and reads of the log), the gateway's projection (answers without the log), the
 settings, and the reads more than one desk needs: a task from the projection or, once the
 projection no longer keeps it, from the task's own events (``find_task``); and read-your-writes
-(``wait_for_seq``). The desks (tasks, agents, workflows, recovery, performance, health) each take
-the core (health also the performance desk, for the figures its gauges show); none knows the
+(``wait_for_seq``). The desks (tasks, agents, workflows, recovery, performance, health, monitor) each
+take the core (the monitor also the performance desk, whose figures it samples); none knows the
 service that assembles them.
 """
 

@@ -8,6 +8,7 @@ from services.gateway.errors import ApiError
 from shared.agent import AgentSetupError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
 from shared.bus import ConcurrencyConflict, NatsAuthError
+from shared.client import HiveApiError, HiveConnectionError, HiveTimeoutError
 from shared.command import KeepsChanging
 from shared.credentials import CredentialsError
 from shared.denials import PermissionDenied
@@ -37,6 +38,9 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (UnknownUser, ValueError),
     (ReplayError, ValueError),
     (SettingsError, ValueError),
+    (HiveApiError, Exception),
+    (HiveConnectionError, Exception),
+    (HiveTimeoutError, TimeoutError),
 ]
 
 

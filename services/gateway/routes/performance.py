@@ -1,4 +1,5 @@
-"""Performance: orchestration metrics, validation against the targets, load-balancing optimize."""
+"""Performance: orchestration metrics and their history, validation against the targets,
+load-balancing optimize."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
+from services.gateway.monitoring import MonitorDesk
 from services.gateway.performance import PerformanceDesk
 from services.gateway.performance_schemas import (
+    MetricsHistoryResponse,
     MetricsResponse,
     OptimizeRequest,
     OptimizeResponse,
@@ -17,6 +20,7 @@ from services.gateway.performance_schemas import (
 )
 
 Performance = NamedDependency[PerformanceDesk]
+Monitor = NamedDependency[MonitorDesk]
 Window = Annotated[
     float | None,
     Parameter(gt=0, le=3600, description="seconds the figures cover, ending now (default: METRICS_WINDOW_S)"),
@@ -31,6 +35,20 @@ Window = Annotated[
 )
 async def orchestration_metrics(performance_desk: Performance, window_s: Window = None) -> MetricsResponse:
     return performance_desk.metrics(window_s)
+
+
+@get(
+    "/api/v1/orchestration/metrics/history",
+    summary="The figures as sampled every MONITORING_INTERVAL_SECONDS, kept METRICS_RETENTION_HOURS",
+)
+async def metrics_history(
+    monitor_desk: Monitor,
+    since_s: Annotated[
+        float | None,
+        Parameter(gt=0, description="only the samples of the last since_s seconds (default: all kept)"),
+    ] = None,
+) -> MetricsHistoryResponse:
+    return monitor_desk.history_out(since_s)
 
 
 @get(
@@ -54,4 +72,4 @@ async def optimize_load(
     return Response(answer, status_code=200 if answer.status == "done" else 202)
 
 
-ROUTES = [orchestration_metrics, validate_performance, optimize_load]
+ROUTES = [orchestration_metrics, metrics_history, validate_performance, optimize_load]
