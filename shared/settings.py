@@ -136,7 +136,7 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "nats_password": ("NATS_PASSWORD", "password of NATS_USER"),
     "agent_credentials": (
         "HIVE_AGENT_CREDENTIALS",
-        "file of agent passwords for 'hive agent' (each agent connects as agent-<id>)",
+        "file of agent passwords: every agent (SDK, hive agent) connects as agent-<id> with its own",
     ),
     "hive_home": (
         "HIVE_HOME",
