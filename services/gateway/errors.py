@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from services.gateway.schemas import ErrorBody, ErrorResponse
+from services.gateway.vocabulary import with_allowed_values
 from shared.command import KeepsChanging
 from shared.errors import HiveError
 from shared.logging import get_logger
@@ -75,6 +76,7 @@ def handle_validation(_request: Request[Any, Any, Any], exc: ValidationException
     first = details[0] if details else {}
     message = str(first.get("message") or exc.detail)
     field = _field_of(message, first.get("key"))
+    message = with_allowed_values(message, field)
     if field:
         message = f"invalid field '{field}': {message}"
     return error_response(400, "invalid_field", message, field, details)
