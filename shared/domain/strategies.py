@@ -137,3 +137,14 @@ def unresponsive_severity(episodes_ts: list[float], now: float) -> Severity:
     """An agent that keeps going silent is worse than one that did once: high when it flaps."""
     recent = [ts for ts in episodes_ts if now - ts <= FLAPPING_WINDOW_S]
     return "high" if len(recent) >= FLAPPING_EPISODES else "medium"
+
+
+def describe_strategies() -> str:
+    """The (failure type, severity) table as Markdown (the README carries this text verbatim)."""
+    lines = [
+        "| failure type | " + " | ".join(SEVERITIES) + " |",
+        "| --- |" + " --- |" * len(SEVERITIES),
+    ]
+    for failure_type, row in STRATEGIES.items():
+        lines.append(f"| `{failure_type}` | " + " | ".join(row) + " |")
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ failure type, severity and recovery strategy it names, and what each new strateg
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,7 +17,7 @@ from services.recovery.incidents import FailAttempt, Incident, plan_incident
 from shared.domain.breaker_policy import BreakerPolicy, Probe, Trip
 from shared.domain.breakers import BreakersState, BreakerView
 from shared.domain.fleet import FleetState, apply_fleet
-from shared.domain.strategies import ACTIONS, SEVERITIES, STRATEGIES, choose_strategy
+from shared.domain.strategies import ACTIONS, SEVERITIES, STRATEGIES, choose_strategy, describe_strategies
 from shared.events import (
     AgentRegistered,
     AnyEvent,
@@ -246,3 +247,8 @@ def test_a_failure_seen_in_a_session_the_agent_has_left_leaves_its_current_sessi
     assert "restarted since" in steps.notes[0]
     current = plan_incident(one_started_one_waiting(), incident(session="s"), plan, 300.0)
     assert current.restart_session == "s"
+
+
+def test_the_readme_shows_the_strategy_table_exactly() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert describe_strategies() in readme
