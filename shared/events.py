@@ -104,6 +104,14 @@ WorkflowTemplate = Literal[
     "parallel_execution",
     "conditional_workflow",
 ]
+LoadBalancingStrategy = Literal[
+    "adaptive_hybrid",
+    "least_connections",
+    "round_robin",
+    "weighted_round_robin",
+    "capability_aware",
+    "performance_based",
+]
 ResourceAllocation = Literal[
     "optimized", "greedy", "balanced", "priority_based", "performance_weighted", "adaptive_learning"
 ]
@@ -657,6 +665,8 @@ class RebalanceRequested(SystemEvent, frozen=True, kw_only=True, tag="system.reb
     unstarted_after_s: float | None = None
     """Move attempts not started after this long (None: the balancer's REBALANCE_AFTER_S)."""
     requested_by: str = ""
+    strategy: LoadBalancingStrategy = "adaptive_hybrid"
+    """How a move's target is chosen among the agents that could take it."""
 
 
 class LoadRebalanced(SystemEvent, frozen=True, kw_only=True, tag="system.load_rebalanced"):

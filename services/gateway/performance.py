@@ -157,6 +157,7 @@ class PerformanceDesk:
             max_moves=data.max_moves,
             unstarted_after_s=data.unstarted_after_s,
             requested_by=data.requested_by,
+            strategy=data.strategy,
             correlation_id=request_id,
         )
         try:  # asked once (expected 0): a conflict is a reused request id, never retried

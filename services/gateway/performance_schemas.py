@@ -9,7 +9,7 @@ from msgspec import Meta
 
 from services.gateway.history import HistorySample
 from shared.domain.performance_targets import TargetCheck
-from shared.events import Id
+from shared.events import Id, LoadBalancingStrategy
 
 
 class OrchestrationMetricsOut(msgspec.Struct, kw_only=True):
@@ -120,6 +120,8 @@ class OptimizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     unstarted_after_s: Annotated[float, Meta(ge=0, le=86_400)] | None = None
     """Move attempts unstarted for at least this long (default: REBALANCE_AFTER_S)."""
     requested_by: Annotated[str, Meta(max_length=200)] = ""
+    strategy: LoadBalancingStrategy = "adaptive_hybrid"
+    """How a move's target is chosen (README, Balancer)."""
 
 
 class MoveOut(msgspec.Struct, kw_only=True):

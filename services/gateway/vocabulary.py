@@ -13,6 +13,7 @@ from shared.events import (
     CognitiveStyle,
     ExecutionMode,
     FailureTypeIn,
+    LoadBalancingStrategy,
     OptimizationGoal,
     PriorityIn,
     RecoveryStrategyIn,
@@ -47,6 +48,7 @@ ALLOWED: Final[dict[str, tuple[str, ...]]] = {
     "template": values_of(WorkflowTemplate),
     "resource_allocation_strategy": values_of(ResourceAllocation),
     "condition": values_of(StepCondition),
+    "strategy": values_of(LoadBalancingStrategy),
 }
 
 

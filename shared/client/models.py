@@ -19,6 +19,7 @@ from shared.events import (
     CognitiveStyle,
     ExecutionMode,
     FailureTypeIn,
+    LoadBalancingStrategy,
     OptimizationGoal,
     Persona,
     PriorityIn,
@@ -143,6 +144,7 @@ class OptimizeRequest(Request):
     max_moves: int | UnsetType = UNSET
     unstarted_after_s: float | UnsetType = UNSET
     requested_by: str | UnsetType = UNSET
+    strategy: LoadBalancingStrategy | UnsetType = UNSET
 
 
 # --- responses ----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import typing
 
+from services.balancer.decide import RebalancePolicy, plan_moves
+from services.balancer.view import BalancerState, apply_balancer
 from services.router.decide import Assign, Hold, next_decision, next_expiry, route_task
 from shared.domain.routing.eligibility import BELOW_THRESHOLD
 from shared.domain.routing.policy import (
@@ -22,15 +24,19 @@ from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
     AgentRegistered,
     AnyEvent,
+    LoadBalancingStrategy,
     OrchestrationMode,
     Persona,
     RoutingStrategy,
+    TaskAssigned,
     TaskProfile,
     TaskQueued,
+    TaskStarted,
     TaskSubmitted,
 )
 from shared.recorded import Recorded
 from shared.settings import Settings
+from tests.unit.test_balancer_decide import agent, only_move, stuck_on
 
 WAIT = RoutingConfig(quality_wait_s=10.0)
 
@@ -165,3 +171,47 @@ def test_resource_constraints_are_matched_against_the_agents_metadata() -> None:
     assert any(r.agent_id == "cpu" and "gpu=a100" in r.reason for r in decision.rejected)
     nowhere = route_task(state, state.fleet.tasks["u"])
     assert isinstance(nowhere, Hold) and "metadata {'region': 'eu'}" in nowhere.detail
+
+
+# --- load-balancing strategies ------------------------------------------------------------------------
+
+
+def test_each_load_balancing_strategy_picks_its_own_target_for_a_move() -> None:
+    events = [
+        agent("slow"),
+        agent("busy_big", capacity=4, proficiency=1.0),  # 2 of 4 held, given work last, strongest
+        agent("idle_small", capacity=1, proficiency=0.9),  # nothing held, never given work
+        *held_by("busy_big", "b1", "b2"),
+        *stuck_on("slow"),
+    ]
+    state = state_of_balancer(*events)
+    chosen = {
+        strategy: only_move(plan_moves(state, now=103.0, policy=RebalancePolicy(strategy=strategy)))[2]
+        for strategy in typing.get_args(LoadBalancingStrategy)
+    }
+    assert chosen == {
+        "adaptive_hybrid": "busy_big",  # 3/4 after the move against 1/1
+        "weighted_round_robin": "busy_big",
+        "least_connections": "idle_small",  # 1 task against 3
+        "round_robin": "idle_small",  # given work longest ago (never)
+        "capability_aware": "busy_big",
+        "performance_based": "busy_big",
+    }
+
+
+def state_of_balancer(*events: AnyEvent) -> BalancerState:
+    state = BalancerState()
+    for seq, event in enumerate(events, start=1):
+        apply_balancer(state, Recorded(seq, event.subject, event))
+    return state
+
+
+def held_by(agent_id: str, *task_ids: str) -> list[AnyEvent]:
+    events: list[AnyEvent] = []
+    for task_id in task_ids:
+        events += [
+            TaskSubmitted(task_id=task_id, task_type="review", ts=100.0),
+            TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=1, ts=100.0),
+            TaskStarted(task_id=task_id, agent_id=agent_id, attempt=1),
+        ]
+    return events
