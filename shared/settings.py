@@ -57,7 +57,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     metrics_port: Annotated[int, Meta(ge=-1, le=65535)] = -1
     api_token: str = ""
+    gateway_max_body_bytes: Annotated[int, Meta(ge=1)] = 1_048_576
+    gateway_header_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+    gateway_body_timeout_s: Annotated[float, Meta(gt=0)] = 30.0
+    gateway_keepalive_s: Annotated[float, Meta(gt=0)] = 5.0
+    gateway_max_connections: Annotated[int, Meta(ge=1)] = 1000
     assign_wait_ms: Annotated[int, Meta(ge=0)] = 1000
+    quality_wait_s: Annotated[float, Meta(ge=0)] = 10.0
     heartbeat_interval_s: Annotated[float, Meta(gt=0)] = 0.5
     heartbeat_missed_limit: Annotated[int, Meta(ge=1)] = 3
     disconnect_grace_s: Annotated[float, Meta(ge=0)] = 0.5
@@ -131,7 +137,7 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "nats_password": ("NATS_PASSWORD", "password of NATS_USER"),
     "agent_credentials": (
         "HIVE_AGENT_CREDENTIALS",
-        "file of agent passwords for 'hive agent' (each agent connects as agent-<id>)",
+        "file of agent passwords: every agent (SDK, hive agent) connects as agent-<id> with its own",
     ),
     "hive_home": (
         "HIVE_HOME",
@@ -146,13 +152,14 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     ),
     "orchestration_mode": (
         "ORCHESTRATION_MODE",
-        "routing mode: standard, high_performance or fault_tolerant (production or development: "
-        "standard, and sets INTEGRATION_MODE)",
+        "routing mode: standard, high_performance, fault_tolerant, energy_efficient or emergency "
+        "(production or development: standard, and sets INTEGRATION_MODE)",
     ),
     "default_routing_strategy": (
         "DEFAULT_ROUTING_STRATEGY",
         "routing strategy of tasks that name none: persona_cognitive_match, performance_optimized, "
-        "load_balanced, capability_first, round_robin or adaptive",
+        "load_balanced, capability_first, round_robin, adaptive, performance_weighted_persona, or "
+        "one of the specification's names (see Routing)",
     ),
     "max_concurrent_workflows": (
         "MAX_CONCURRENT_WORKFLOWS",
@@ -169,9 +176,36 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "Prometheus port of non-gateway services (-1: off, 0: any free port)",
     ),
     "api_token": ("HIVE_API_TOKEN", "when set, the gateway requires 'Authorization: Bearer <token>'"),
+    "gateway_max_body_bytes": (
+        "GATEWAY_MAX_BODY_BYTES",
+        "largest request body the gateway reads, on every route (413 beyond; 1 MiB is NATS's "
+        "default max_payload)",
+    ),
+    "gateway_header_timeout_s": (
+        "GATEWAY_HEADER_TIMEOUT_S",
+        "a connection that has not sent a whole request head this long after opening (or after the "
+        "first byte of its next request) is closed",
+    ),
+    "gateway_body_timeout_s": (
+        "GATEWAY_BODY_TIMEOUT_S",
+        "a request whose body has not arrived in full this long after its head is closed",
+    ),
+    "gateway_keepalive_s": (
+        "GATEWAY_KEEPALIVE_S",
+        "an idle connection between two requests is closed after this",
+    ),
+    "gateway_max_connections": (
+        "GATEWAY_MAX_CONNECTIONS",
+        "connections the gateway holds at once; one opened beyond gets a 503 and is closed",
+    ),
     "assign_wait_ms": (
         "ASSIGN_WAIT_MS",
         "how long task/assign and failure/handle wait for the decision before answering 202",
+    ),
+    "quality_wait_s": (
+        "QUALITY_WAIT_S",
+        "how long a task without a deadline waits for an agent predicted to reach its "
+        "expected_quality_threshold before it goes to the best available one (inf: wait for ever)",
     ),
     "heartbeat_interval_s": ("HEARTBEAT_INTERVAL_S", "agent heartbeat period"),
     "heartbeat_missed_limit": (

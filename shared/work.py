@@ -127,7 +127,10 @@ class WorkConsumer:
     async def _handle(self, msg: Msg) -> None:
         self.spec.delivered += 1
         seq = event_msg_seq(msg)
-        item = decode_recorded(seq, msg.subject, msg.data)
+        try:
+            item = decode_recorded(seq, msg.subject, msg.data)
+        except Exception as exc:  # decoding refuses with a reason; anything else must not stall the consumer
+            item = Undecodable(seq, msg.subject, f"could not decode: {exc!r}")
         if isinstance(item, Undecodable):
             await self.bus.dead_letter(msg.subject, msg.data, item.reason, seq)
             await msg.term()

@@ -45,7 +45,17 @@ class GatewayCore:
 
     async def wait_for_seq(self, seq: int) -> None:
         """Read-your-writes: wait until this gateway has applied the log up to `seq` (503 if it does
-        not within ``read_wait_s``)."""
+        not within ``read_wait_s``; 400 at once when the log does not reach `seq`)."""
+        if seq <= self.view.seq:
+            return
+        last = await self.bus.last_sequence()
+        if seq > last:
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"after_seq {seq} is beyond the end of the log (its last sequence is {last})",
+                "after_seq",
+            )
         timeout = self.read_wait_s
         try:
             await self.view.wait_for(seq, timeout)

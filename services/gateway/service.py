@@ -17,6 +17,7 @@ import uvicorn
 
 from services.gateway.agents import AgentDesk
 from services.gateway.app import Desks, create_app
+from services.gateway.connections import deadline_protocol
 from services.gateway.core import GatewayCore
 from services.gateway.health import HealthDesk
 from services.gateway.monitoring import MonitorDesk
@@ -66,14 +67,25 @@ class GatewayService(Service):
     async def on_started(self) -> None:
         await self.recovery.start()
         await self.monitor.start()
-        app = create_app(self.desks, api_token=self.settings.api_token)
+        app = create_app(
+            self.desks,
+            api_token=self.settings.api_token,
+            max_body_bytes=self.settings.gateway_max_body_bytes,
+        )
+        settings = self.settings
         config = uvicorn.Config(
             app,
-            host=self.settings.gateway_host,
-            port=self.settings.gateway_port,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
             log_config=None,
             access_log=False,
             lifespan="on",
+            http=deadline_protocol(
+                settings.gateway_header_timeout_s,
+                settings.gateway_body_timeout_s,
+                settings.gateway_max_connections,
+            ),
+            timeout_keep_alive=settings.gateway_keepalive_s,  # type: ignore[arg-type]  # seconds; floats work
         )
         self._server = _QuietServer(config)
         self._server_task = asyncio.create_task(self._server.serve(), name="uvicorn")

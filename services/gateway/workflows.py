@@ -22,10 +22,16 @@ from services.gateway.workflow_schemas import (
     WorkflowSummary,
     WorkflowTaskIn,
 )
-from shared.bus import ConcurrencyConflict
+from shared.bus import ConcurrencyConflict, EventTooLarge
 from shared.command import Change, command
 from shared.domain.dag import critical_path
-from shared.domain.workflow_spec import WorkflowSpecError, apply_template, check_dependencies, check_steps
+from shared.domain.workflow_spec import (
+    WorkflowSpecError,
+    apply_template,
+    check_dependencies,
+    check_steps,
+    with_execution_mode,
+)
 from shared.domain.workflows import WORKFLOWS_SPEC, WorkflowView
 from shared.events import (
     Event,
@@ -33,7 +39,6 @@ from shared.events import (
     WorkflowStepAdded,
     WorkflowStepCancelled,
     WorkflowSubmitted,
-    encode_event,
 )
 from shared.ids import new_id
 from shared.projection_spec import fold
@@ -59,6 +64,7 @@ class WorkflowDesk:
             check_steps(steps)
         except WorkflowSpecError as exc:
             raise invalid(exc) from None
+        caps = [cap for cap in (data.max_concurrent_tasks, data.max_agents) if cap is not None]
         event = WorkflowSubmitted(
             workflow_id=workflow_id,
             name=data.name,
@@ -66,12 +72,25 @@ class WorkflowDesk:
             execution_mode=data.execution_mode,
             optimization_goal=data.optimization_goal,
             template=data.template,
-            steps=steps,
+            steps=with_execution_mode(data.execution_mode, steps),
+            resource_allocation=data.resource_allocation_strategy,
+            max_concurrent_tasks=min(caps) if caps else None,
+            quality_threshold=data.quality_threshold,
+            failure_tolerance=data.failure_tolerance,
+            max_duration_s=data.max_duration_minutes * 60 if data.max_duration_minutes else None,
+            context=data.context,
             correlation_id=data.correlation_id or workflow_id,
         )
-        self._check_size(event)
         try:
             result = await self.core.bus.append(event, expected=0)
+        except EventTooLarge as exc:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"the workflow takes {exc.size} bytes as an event; the NATS server accepts {exc.limit} "
+                "(make payloads smaller or split the workflow)",
+                "tasks",
+            ) from None
         except ConcurrencyConflict:
             raise ApiError(
                 409, "conflict", f"workflow {workflow_id!r} already exists", "workflow_id"
@@ -89,18 +108,6 @@ class WorkflowDesk:
             estimated_duration_minutes=round(minutes, 3),
             seq=result.seq,
         )
-
-    def _check_size(self, event: Event) -> None:
-        limit = int(self.core.bus.nc.max_payload)
-        size = len(encode_event(event))
-        if size > limit:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"the workflow takes {size} bytes as an event; the NATS server accepts {limit} "
-                "(make payloads smaller or split the workflow)",
-                "tasks",
-            )
 
     # --- query ----------------------------------------------------------------------------------
 
@@ -193,7 +200,9 @@ class WorkflowDesk:
             except WorkflowSpecError as exc:
                 raise ApiError(400, "invalid_workflow", exc.message, (exc.field or "").lstrip(".")) from None
             return WorkflowStepAdded(
-                workflow_id=workflow_id, step=step, correlation_id=workflow.correlation_id
+                workflow_id=workflow_id,
+                step=with_execution_mode(workflow.execution_mode, [step])[0],
+                correlation_id=workflow.correlation_id,
             )
 
         seq = await self._change(workflow_id, added)

@@ -19,6 +19,7 @@ from shared.domain.workflow_spec import WorkflowSpecError, check_dependencies, p
 from shared.events import (
     ExecutionMode,
     OptimizationGoal,
+    ResourceAllocation,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -35,6 +36,7 @@ from shared.events import (
     WorkflowSubmitted,
     WorkflowTemplate,
 )
+from shared.nesting import MAX_NESTING
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
 
@@ -44,6 +46,9 @@ STEP_DONE: Final[frozenset[str]] = frozenset({"completed", "failed", "skipped", 
 WORKFLOW_DONE: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
 UPSTREAM_RESULT_MAX_BYTES: Final = 16_384
 """Results of dependencies up to this size are handed to the dependent task in its payload."""
+UPSTREAM_RESULT_MAX_NESTING: Final = MAX_NESTING - 3
+"""Results nested deeper are not handed on: ``payload.upstream.<step>.result`` puts a result three
+levels down in the dependent's payload, which readers refuse past ``MAX_NESTING``."""
 
 
 def step_task_id(workflow_id: str, step_id: str) -> str:
@@ -90,6 +95,12 @@ class WorkflowView(msgspec.Struct, kw_only=True):
     execution_mode: ExecutionMode = "adaptive"
     optimization_goal: OptimizationGoal = "balance_all"
     template: WorkflowTemplate = "custom"
+    resource_allocation: ResourceAllocation = "optimized"
+    max_concurrent_tasks: int | None = None
+    quality_threshold: float = 0.0
+    failure_tolerance: float = 0.0
+    max_duration_s: float | None = None
+    context: dict[str, Any] = {}
     correlation_id: str = ""
     status: WorkflowStatus = "waiting"
     reason: str = ""
@@ -199,6 +210,12 @@ def apply_workflows(state: WorkflowsState, recorded: Recorded) -> WorkflowsState
                 execution_mode=event.execution_mode,
                 optimization_goal=event.optimization_goal,
                 template=event.template,
+                resource_allocation=event.resource_allocation,
+                max_concurrent_tasks=event.max_concurrent_tasks,
+                quality_threshold=event.quality_threshold,
+                failure_tolerance=event.failure_tolerance,
+                max_duration_s=event.max_duration_s,
+                context=event.context,
                 correlation_id=event.correlation_id or event.workflow_id,
                 problem=problem_of(event.steps),
                 submitted_seq=recorded.seq,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.errors import ApiError
+from shared.agent import AgentSetupError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
-from shared.bus import ConcurrencyConflict, NatsAuthError
+from shared.bus import ConcurrencyConflict, EventTooDeep, EventTooLarge, NatsAuthError
 from shared.client import HiveApiError, HiveConnectionError, HiveTimeoutError
 from shared.command import KeepsChanging
 from shared.credentials import CredentialsError
@@ -24,6 +25,7 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (ApiError, Exception),
     (AttemptSuperseded, Exception),
     (NonRetryableError, Exception),
+    (AgentSetupError, ValueError),
     (ConcurrencyConflict, Exception),
     (KeepsChanging, RuntimeError),
     (NatsAuthError, PermissionError),
@@ -32,6 +34,8 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (WorkflowSpecError, ValueError),
     (EmbeddedNatsError, RuntimeError),
     (EventDecodeError, ValueError),
+    (EventTooLarge, ValueError),
+    (EventTooDeep, ValueError),
     (InvalidIdError, ValueError),
     (UnknownUser, ValueError),
     (ReplayError, ValueError),

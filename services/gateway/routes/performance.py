@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
 from services.gateway.monitoring import MonitorDesk
+from services.gateway.openapi import READ, WRITE, also, refusals
 from services.gateway.performance import PerformanceDesk
 from services.gateway.performance_schemas import (
     MetricsHistoryResponse,
@@ -32,6 +33,7 @@ Window = Annotated[
     summary="Orchestration figures computed from the event log over a window",
     description="Each figure is null when the window holds nothing to measure it on; README "
     "'Metrics and targets' says exactly how each is computed.",
+    responses=refusals(*READ),
 )
 async def orchestration_metrics(performance_desk: Performance, window_s: Window = None) -> MetricsResponse:
     return performance_desk.metrics(window_s)
@@ -40,6 +42,7 @@ async def orchestration_metrics(performance_desk: Performance, window_s: Window 
 @get(
     "/api/v1/orchestration/metrics/history",
     summary="The figures as sampled every MONITORING_INTERVAL_SECONDS, kept METRICS_RETENTION_HOURS",
+    responses=refusals(*READ),
 )
 async def metrics_history(
     monitor_desk: Monitor,
@@ -54,6 +57,7 @@ async def metrics_history(
 @get(
     "/api/v1/orchestration/performance/validate",
     summary="Each target with its measured value and whether it is met",
+    responses=refusals(*READ),
 )
 async def validate_performance(performance_desk: Performance, window_s: Window = None) -> ValidateResponse:
     return performance_desk.validate(window_s)
@@ -64,6 +68,11 @@ async def validate_performance(performance_desk: Performance, window_s: Window =
     summary="Move assigned work that waits unstarted to idle capable agents, now",
     description="200 with the moves and the efficiency before and after when the balancer answered "
     "within ASSIGN_WAIT_MS, else 202. dry_run only says what would move. 409 on a reused request_id.",
+    status_code=200,
+    responses={
+        **also(202, OptimizeResponse, "Requested: the balancer has not answered yet"),
+        **refusals(*WRITE, 409),
+    },
 )
 async def optimize_load(
     performance_desk: Performance, data: JSONBody[OptimizeRequest | None] = None

@@ -6,8 +6,10 @@ from typing import Annotated, Literal
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 
+from services.gateway.openapi import READ, WRITE, refusals
+from services.gateway.params import AfterSeq, PathId
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
     WorkflowCancelRequest,
@@ -29,6 +31,7 @@ BASE = "/api/v1/orchestration/workflow"
     summary="Submit a workflow (a DAG of tasks)",
     description="Checked in full before anything is stored: duplicate task ids, unknown dependencies and "
     "cycles (named with their path) are refused with 400. A template fills in dependencies by position.",
+    responses=refusals(*WRITE, 409),
 )
 async def execute_workflow(
     data: JSONBody[WorkflowExecuteRequest], workflow_desk: Workflows
@@ -40,16 +43,21 @@ async def execute_workflow(
     f"{BASE}/{{workflow_id:str}}",
     summary="Workflow status: per-task state, progress, critical path, estimated finish",
     description="With after_seq, answers once the gateway has applied the log up to that sequence.",
+    responses=refusals(*READ, 404, 503),
 )
 async def get_workflow(
-    workflow_id: FromPath[str],
+    workflow_id: PathId,
     workflow_desk: Workflows,
-    after_seq: Annotated[int | None, Parameter(ge=0)] = None,
+    after_seq: AfterSeq = None,
 ) -> WorkflowOut:
     return await workflow_desk.status(workflow_id, after_seq)
 
 
-@get("/api/v1/orchestration/workflows", summary="Workflows kept in memory, most recently submitted first")
+@get(
+    "/api/v1/orchestration/workflows",
+    summary="Workflows kept in memory, most recently submitted first",
+    responses=refusals(*READ),
+)
 async def list_workflows(
     workflow_desk: Workflows,
     status: FromQuery[Literal["waiting", "running", "completed", "failed", "cancelled"] | None] = None,
@@ -62,9 +70,10 @@ async def list_workflows(
     f"{BASE}/{{workflow_id:str}}/tasks",
     status_code=202,
     summary="Add a task to a workflow that is not finished",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def add_workflow_task(
-    workflow_id: FromPath[str], data: JSONBody[WorkflowTaskIn], workflow_desk: Workflows
+    workflow_id: PathId, data: JSONBody[WorkflowTaskIn], workflow_desk: Workflows
 ) -> WorkflowChange:
     return await workflow_desk.add_task(workflow_id, data)
 
@@ -73,10 +82,11 @@ async def add_workflow_task(
     f"{BASE}/{{workflow_id:str}}/tasks/{{task_id:str}}/cancel",
     status_code=202,
     summary="Cancel one task of a workflow (its agent is told; dependents follow their condition)",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def cancel_workflow_task(
-    workflow_id: FromPath[str],
-    task_id: FromPath[str],
+    workflow_id: PathId,
+    task_id: PathId,
     workflow_desk: Workflows,
     data: JSONBody[WorkflowCancelRequest | None] = None,
 ) -> WorkflowChange:
@@ -87,9 +97,10 @@ async def cancel_workflow_task(
     f"{BASE}/{{workflow_id:str}}/cancel",
     status_code=202,
     summary="Cancel a workflow: nothing new starts, in-flight tasks are cancelled and their agents told",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def cancel_workflow(
-    workflow_id: FromPath[str], workflow_desk: Workflows, data: JSONBody[WorkflowCancelRequest | None] = None
+    workflow_id: PathId, workflow_desk: Workflows, data: JSONBody[WorkflowCancelRequest | None] = None
 ) -> WorkflowChange:
     return await workflow_desk.cancel(workflow_id, (data or WorkflowCancelRequest()).reason)
 
