@@ -1,7 +1,8 @@
 """Re-run a recorded routing decision on the view the router had, and compare.
 
 Each assignment records the last sequence its router had applied (``decided_at_seq``), the clock
-it read and its mode; folding the log up to that sequence with the router's own apply gives back
+it read, its mode and, when the tie rule weighed in, its confidence (``tie_confidence`` in the
+breakdown); folding the log up to that sequence with the router's own apply gives back
 the exact view, and the pure decide function must choose the same agent again. A mismatch means
 the decision was not reproducible.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from services.router.decide import Assign, route_task
 from shared.bus import EventBus
 from shared.domain.routing.policy import RoutingConfig
+from shared.domain.routing.separation import DEFAULT_CONFIDENCE
 from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import RejectedCandidate, TaskAssigned
 from shared.projection import rebuild
@@ -78,6 +80,7 @@ async def explain_task(bus: EventBus, task_id: str) -> list[Explanation]:
             config = RoutingConfig(
                 mode=event.mode or "standard",  # type: ignore[arg-type]
                 default_strategy=event.strategy or "adaptive",  # type: ignore[arg-type]
+                confidence=event.breakdown.get("tie_confidence", DEFAULT_CONFIDENCE),
             )
             decision = route_task(state, task, event.decided_at_ts or event.ts, config)
             if isinstance(decision, Assign):

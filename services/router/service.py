@@ -77,7 +77,9 @@ class RouterService(Service):
             )
         )
         self.config = RoutingConfig(
-            mode=self.settings.orchestration_mode, default_strategy=self.settings.default_routing_strategy
+            mode=self.settings.orchestration_mode,
+            default_strategy=self.settings.default_routing_strategy,
+            confidence=self.settings.routing_confidence,
         )
         self.assignments = 0
         self.expired = 0
