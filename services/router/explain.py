@@ -112,13 +112,16 @@ def _tie_phrase(tie: Tie, chosen: AgentView) -> str:
             f"{tie.separation.family_confidence:.3f} (taken together)"
         )
     else:
-        basis = f"{tied} candidates no other is better than with probability >= {tie.confidence:.2f}"
+        basis = (
+            f"{tied} contenders (none has a candidate better than it with probability "
+            f">= {tie.confidence:.2f})"
+        )
     if tie.by_load:
         return (
             f"Tie broken by load: {basis}; {tie.leader.agent_id} scored higher (better with probability "
             f"{tie.leader_better:.2f}) but {chosen.agent_id} is less loaded."
         )
-    return f"Tie among equals: {basis}; {chosen.agent_id} is the least loaded of them and ranked first."
+    return f"Tie among equals: {basis}; {chosen.agent_id} is the least loaded of them and ranks first."
 
 
 def tie_rival_reason(

@@ -42,6 +42,15 @@ class Explanation:
         return self.rerun_agent == self.recorded_agent
 
 
+def recorded_config(event: TaskAssigned) -> RoutingConfig:
+    """The routing configuration an assignment was decided with, as far as it recorded it."""
+    return RoutingConfig(
+        mode=event.mode or "standard",  # type: ignore[arg-type]
+        default_strategy=event.strategy or "adaptive",  # type: ignore[arg-type]
+        confidence=event.breakdown.get("tie_confidence", DEFAULT_CONFIDENCE),
+    )
+
+
 async def assignments_of(bus: EventBus, task_id: str) -> list[Recorded]:
     """Every recorded assignment of the task (they live on the agents' aggregates)."""
     found = []
@@ -77,12 +86,7 @@ async def explain_task(bus: EventBus, task_id: str) -> list[Explanation]:
         if task is None or task.attempt != event.attempt:
             explanation.note = f"the view at {view_seq} does not hold attempt {event.attempt} of the task"
         else:
-            config = RoutingConfig(
-                mode=event.mode or "standard",  # type: ignore[arg-type]
-                default_strategy=event.strategy or "adaptive",  # type: ignore[arg-type]
-                confidence=event.breakdown.get("tie_confidence", DEFAULT_CONFIDENCE),
-            )
-            decision = route_task(state, task, event.decided_at_ts or event.ts, config)
+            decision = route_task(state, task, event.decided_at_ts or event.ts, recorded_config(event))
             if isinstance(decision, Assign):
                 explanation.rerun_agent = decision.agent_id
                 explanation.rerun_score = decision.score

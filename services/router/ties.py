@@ -27,7 +27,7 @@ class Tie(msgspec.Struct, frozen=True, kw_only=True):
     leader: Scored
     """The best-ranked free candidate: the choice had load not counted."""
     by_load: bool
-    """The chosen agent is not the leader: less loaded, and the evidence cannot rank the two."""
+    """The leader is a contender and the chosen agent is another, less loaded one: load decided."""
     leader_better: float
     """P(the leader's merit > the chosen agent's)."""
 
@@ -68,7 +68,7 @@ def spread_ties(
     )
     chosen_agent, chosen = free.pop(position)
     free.insert(0, (chosen_agent, chosen))
-    by_load = position != 0
+    by_load = position != 0 and leader.agent_id in tied
     return Tie(
         confidence=config.confidence,
         separation=separation,

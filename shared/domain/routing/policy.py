@@ -148,13 +148,16 @@ def effective_weights(
 def describe_policies() -> str:
     """The strategy and mode tables as Markdown (the README carries this text verbatim)."""
     lines = [
-        "| strategy | capability | persona | performance | load weight |",
-        "| --- | --- | --- | --- | --- |",
+        "| strategy | capability | persona | performance | load weight | agents not told apart |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, weights in STRATEGIES.items():
+        ties = "least loaded first" if weights.spread_ties else "best score first"
+        if name == "round_robin":
+            ties = "rotation"
         lines.append(
             f"| `{name}` | {weights.capability:.2f} | {weights.persona:.2f} | {weights.performance:.2f} "
-            f"| {weights.load:.2f} |"
+            f"| {weights.load:.2f} | {ties} |"
         )
     lines += [
         "",

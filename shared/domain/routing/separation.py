@@ -96,7 +96,9 @@ def family_confidence(confidence: float, candidates: int) -> float:
 
 
 def alike(merits: Sequence[Merit], confidence: float) -> bool:
-    """Cochran's Q does not reject "one common merit" at `confidence`."""
+    """Cochran's Q does not reject "one common merit" at `confidence` (one candidate: trivially)."""
+    if len(merits) < 2:
+        return True
     weights = [1.0 / max(m.sd, _TINY_SD) ** 2 for m in merits]
     total = sum(weights)
     centre = sum(w * m.mean for w, m in zip(weights, merits, strict=True)) / total
@@ -113,7 +115,7 @@ def separate(merits: Sequence[Merit], confidence: float) -> Separation:
     check_confidence(confidence)
     ranked = sorted(merits, key=lambda m: (-m.mean, m.agent_id))
     family = family_confidence(confidence, len(ranked))
-    if len(ranked) < 2 or alike(ranked, family):
+    if alike(ranked, family):
         return Separation(
             contenders=[m.agent_id for m in ranked], alike=True, family_confidence=family, beaten_by={}
         )
