@@ -50,9 +50,9 @@ PRIOR_SUCCESS: Final = 0.9
 FIT_SWEEPS: Final = 3
 """Gauss-Seidel sweeps of the effects after each outcome (warm-started: near converged)."""
 
-DRIFT_VARIANCE: Final = 4e-6
+DRIFT_VARIANCE: Final = 2e-6
 """How much an agent's quality may drift per outcome other agents report on the type while it has
-none (standard deviation 0.02 after 100, 0.063 after 1,000). Only comparisons between agents use
+none (standard deviation 0.014 after 100, 0.045 after 1,000). Only comparisons between agents use
 it (``Prediction.aged_uncertainty``): an agent set aside on a few unlucky outcomes is tried again
 once the others have moved on, soon if it was close, late if it was far behind."""
 
