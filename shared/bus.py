@@ -5,6 +5,10 @@ stores. Every append carries ``Nats-Msg-Id`` (retries de-duplicate) and, when th
 what it last saw of the aggregate, ``Nats-Expected-Last-Subject-Sequence`` with the aggregate's
 wildcard as ``Nats-Expected-Last-Subject-Sequence-Subject``: a stale append is refused by the
 server (err_code 10071) and surfaces as ``ConcurrencyConflict``.
+
+Agents use the bus too, so it loads no server-side package: metrics are a service's object
+handed in, and tracing a hook (``trace_headers``) the service shell passes; without one, appends
+carry no trace context.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 import nats
@@ -33,14 +37,15 @@ from nats.js.api import (
 )
 
 from shared.denials import Denials
+from shared.domain.message_ids import dead_letter_msg_id
 from shared.errors import HiveError
-from shared.events import Event, encode_event
+from shared.events import Event, encode_event, too_deep_field
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
-from shared.metrics import ServiceMetrics
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
+from shared.nesting import MAX_NESTING
 from shared.permissions import inbox_prefix, parse_violation
-from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.pull import consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import (
     ALL_DLQ,
@@ -51,7 +56,12 @@ from shared.subjects import (
     aggregate_subjects,
     dlq_subject,
 )
-from shared.telemetry import inject_headers
+
+if TYPE_CHECKING:  # a service's metrics, handed in: the bus itself loads no Prometheus client
+    from shared.metrics import ServiceMetrics
+
+TraceHeaders = Callable[[dict[str, str]], object]
+"""Adds the current trace context to an append's headers (``shared.telemetry.inject_headers``)."""
 
 WRONG_LAST_SEQUENCE = 10071
 STREAM_NOT_FOUND = 10059
@@ -72,13 +82,45 @@ class NatsAuthError(HiveError, PermissionError):
     """The server refused this connection's credentials (or their absence); the message says whose."""
 
 
+class EventTooLarge(HiveError, ValueError):
+    """An event larger than the NATS server accepts in one message: nothing was sent."""
+
+    def __init__(self, event: Event, size: int, limit: int) -> None:
+        super().__init__(
+            f"{event.type_name()} of {event.AGGREGATE} {event.aggregate_id!r} takes {size} bytes; "
+            f"the NATS server accepts at most {limit} in one message"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class EventTooDeep(HiveError, ValueError):
+    """An event whose payload or result nests deeper than every reader accepts: nothing was sent."""
+
+    def __init__(self, event: Event, field: str) -> None:
+        super().__init__(
+            f"{event.type_name()} of {event.AGGREGATE} {event.aggregate_id!r}: field `{field}` nests "
+            f"deeper than {MAX_NESTING} levels, which no reader of the log accepts"
+        )
+        self.field = field
+
+
 class AppendResult(NamedTuple):
     seq: int
     duplicate: bool
 
 
+DEAD_LETTER_DATA_MAX = 16_384
+"""Bytes of the original message a dead letter carries (the stream keeps the whole at `stream_seq`)."""
+DEAD_LETTER_REASON_MAX = 2_000
+DLQ_DUPLICATE_WINDOW_S = 24 * 3600.0
+"""A letter's id is ``dlq:<service>:<seq>``: a message is dead-lettered once per service however
+often it is read again (redeliveries, several instances, a projection rebuilt) within this window."""
+
+
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """What goes to ``hive.dlq.<service>``: the original bytes (as text) and why they failed."""
+    """What goes to ``hive.dlq.<service>``: the original bytes (as text, the first
+    ``DEAD_LETTER_DATA_MAX``) and why they failed."""
 
     service: str
     reason: str
@@ -86,6 +128,8 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     stream_seq: int | None = None
     data: str
     ts: float
+    size: int = 0
+    """Bytes of the original message (``data`` holds at most ``DEAD_LETTER_DATA_MAX`` of them)."""
 
 
 def event_msg_seq(msg: Msg) -> int:
@@ -112,6 +156,7 @@ class EventBus:
         *,
         user: str | None = None,
         denials: Denials | None = None,
+        trace_headers: TraceHeaders | None = None,
     ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
@@ -119,6 +164,7 @@ class EventBus:
         self.metrics = metrics
         self.user = user
         self.denials = denials
+        self.trace_headers = trace_headers
 
     @classmethod
     async def connect(
@@ -131,6 +177,7 @@ class EventBus:
         connect_timeout: float = 10.0,
         user: str | None = None,
         password: str | None = None,
+        trace_headers: TraceHeaders | None = None,
     ) -> EventBus:
         """Connect with unlimited reconnects; connection trouble is logged, never printed.
 
@@ -193,7 +240,7 @@ class EventBus:
         finally:
             refusal.cancel()
         if connecting.done() and connecting.exception() is None:
-            return cls(client, service, metrics, user=user, denials=denials)
+            return cls(client, service, metrics, user=user, denials=denials, trace_headers=trace_headers)
         if connecting.done() and not refused.is_set():
             connecting.result()  # raises what went wrong
         connecting.cancel()
@@ -252,6 +299,7 @@ class EventBus:
             storage=StorageType.FILE,
             retention=RetentionPolicy.LIMITS,
             max_age=7 * 24 * 3600.0,
+            duplicate_window=DLQ_DUPLICATE_WINDOW_S,
             num_replicas=replicas,
             allow_direct=True,
             description="Messages Hive services could not process, with the reason",
@@ -317,13 +365,21 @@ class EventBus:
         one entity across aggregates (an agent and its breaker).
         """
         check_id(event.aggregate_id, f"{event.AGGREGATE} id")
+        data = encode_event(event)
+        field = too_deep_field(event, data)
+        if field is not None:
+            raise EventTooDeep(event, field)
         headers = {"Nats-Msg-Id": msg_id or event.id}
         guarded = expected_filter or aggregate_subjects(event.AGGREGATE, event.aggregate_id)
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = guarded
-        inject_headers(headers)
-        publish = self.js.publish(event.subject, encode_event(event), timeout=timeout, headers=headers)
+        if self.trace_headers is not None:
+            self.trace_headers(headers)
+        size = len(data) + sum(len(key) + len(value) + 4 for key, value in headers.items()) + 12
+        if size > self.nc.max_payload:  # the server counts headers too, and drops the connection
+            raise EventTooLarge(event, size, int(self.nc.max_payload))
+        publish = self.js.publish(event.subject, data, timeout=timeout, headers=headers)
         try:
             if self.denials is not None and self.user is not None:
                 ack = await self.denials.guard(self.user, event.subject, publish)
@@ -449,23 +505,28 @@ class EventBus:
             await handler(msg)
             next_seq = seq + 1
 
-        while not stopping.is_set():
-            name = ""
-            try:
-                name = await self._ephemeral_consumer(subject_filter, next_seq)
-                await consume(self.nc, EVENTS_STREAM, name, track, stopping, batch=1024, nak_on_stop=False)
-            except asyncio.CancelledError:
-                raise
-            except (ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
-                log.warning(
-                    "consumer_lost", service=self.service, label=label, error=repr(exc), next_seq=next_seq
-                )
-                if not await pause_before_retry(self.nc):
-                    return
-            finally:
-                if name and not self.nc.is_closed:
-                    with contextlib.suppress(Exception):
-                        await self.js.delete_consumer(EVENTS_STREAM, name)
+        async def open_consumer() -> str:
+            return await self._ephemeral_consumer(subject_filter, next_seq)
+
+        async def close_consumer(name: str) -> None:
+            await self.js.delete_consumer(EVENTS_STREAM, name)
+
+        def on_lost(exc: Exception) -> None:
+            log.warning(
+                "consumer_lost", service=self.service, label=label, error=repr(exc), next_seq=next_seq
+            )
+
+        await consume_forever(
+            self.nc,
+            EVENTS_STREAM,
+            open_consumer,
+            track,
+            stopping,
+            on_lost=on_lost,
+            batch=1024,
+            nak_on_stop=False,
+            close_consumer=close_consumer,
+        )
 
     async def follow(
         self,
@@ -540,18 +601,26 @@ class EventBus:
     async def dead_letter(
         self, subject: str, data: bytes, reason: str, stream_seq: int | None = None
     ) -> None:
-        """Keep a message we could not process on ``hive.dlq.<service>``, with the reason."""
+        """Keep a message we could not process on ``hive.dlq.<service>``, with the reason.
+
+        A stored event (`stream_seq` given) is kept once per service (``dead_letter_msg_id``).
+        """
         letter = DeadLetter(
             service=self.service,
-            reason=reason,
+            reason=reason[:DEAD_LETTER_REASON_MAX],
             subject=subject,
             stream_seq=stream_seq,
-            data=data.decode("utf-8", errors="replace"),
+            data=data[:DEAD_LETTER_DATA_MAX].decode("utf-8", errors="replace"),
             ts=time.time(),
+            size=len(data),
         )
-        msg_id = f"dlq:{self.service}:{stream_seq}" if stream_seq is not None else None
+        msg_id = dead_letter_msg_id(self.service, stream_seq) if stream_seq is not None else None
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        await self.js.publish(dlq_subject(self.service), msgspec.json.encode(letter), headers=headers)
+        ack = await self.js.publish(dlq_subject(self.service), msgspec.json.encode(letter), headers=headers)
+        if ack.duplicate:
+            return
         if self.metrics:
             self.metrics.events_dead_lettered.labels(self.service).inc()
-        log.warning("dead_lettered", service=self.service, subject=subject, seq=stream_seq, reason=reason)
+        log.warning(
+            "dead_lettered", service=self.service, subject=subject, seq=stream_seq, reason=letter.reason
+        )

@@ -4,7 +4,7 @@ nats-py's ``fetch`` with a batch waits for the whole batch or its timeout, which
 timeout to a message's latency. ``consume`` keeps pull requests outstanding instead (asking for
 more when half of what was asked has arrived, as nats.go's ``Consume`` does), hands each message
 to the handler as it arrives (in the subscription's own task: no timer per message), and watches
-idle heartbeats to notice a lost consumer or server.
+idle heartbeats to notice a lost consumer or server. ``consume_forever`` goes on when it is lost.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
@@ -124,3 +125,44 @@ async def consume(
                 lost.append(ConsumerLost("consumer abandoned"))
             with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
                 await asyncio.wait_for(sub.drain(), 30)  # type: ignore[no-untyped-call]
+
+
+LOST = (ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError)
+"""What ends a ``consume`` without anybody asking it to: a lost consumer, server or connection."""
+
+
+async def consume_forever(
+    nc: NatsClient,
+    stream: str,
+    consumer: str | Callable[[], Awaitable[str]],
+    handle: Callable[[Msg], Awaitable[None]],
+    stopping: asyncio.Event,
+    *,
+    on_lost: Callable[[Exception], None],
+    batch: int = 256,
+    nak_on_stop: bool = True,
+    close_consumer: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """``consume`` until `stopping` is set; when the consumer is lost, open it again and go on.
+
+    `consumer` is a durable's name, or opens a new consumer and returns its name (an ephemeral one
+    that starts where the last left off). When it is lost, `on_lost` says why (a log line), and
+    after a pause it is bound or opened again; the loop ends early only when the connection is
+    closed. `close_consumer` releases a consumer after each run (deletes an ephemeral one rather
+    than leaving it to expire).
+    """
+    while not stopping.is_set():
+        name = ""
+        try:
+            name = consumer if isinstance(consumer, str) else await consumer()
+            await consume(nc, stream, name, handle, stopping, batch=batch, nak_on_stop=nak_on_stop)
+        except asyncio.CancelledError:
+            raise
+        except LOST as exc:
+            on_lost(exc)
+            if not await pause_before_retry(nc):
+                return
+        finally:
+            if name and close_consumer is not None and not nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await close_consumer(name)

@@ -21,7 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.natsclient import delivery_count
-from shared.pull import ConsumerLost, consume, pause_before_retry
+from shared.pull import consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import EVENTS_STREAM
 from shared.telemetry import continued_span
@@ -51,6 +51,8 @@ class WorkSpec:
     max_deliver: int = 20
     max_ack_pending: int = 2000
     handled: int = field(default=0, init=False)
+    delivered: int = field(default=0, init=False)
+    """Messages this instance received, undecodable and redelivered ones included."""
 
 
 async def ensure_work_consumer(bus: EventBus, spec: WorkSpec) -> None:
@@ -109,26 +111,26 @@ class WorkConsumer:
             self._task = None
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await consume(
-                    self.bus.nc,
-                    EVENTS_STREAM,
-                    self.spec.durable,
-                    self._handle,
-                    self._stopping,
-                    batch=self.spec.batch,
-                )
-            except asyncio.CancelledError:
-                raise
-            except (TimeoutError, ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                self.log.warning("work_consumer_lost", error=repr(exc))
-                if not await pause_before_retry(self.bus.nc):
-                    return
+        def on_lost(exc: Exception) -> None:
+            self.log.warning("work_consumer_lost", error=repr(exc))
+
+        await consume_forever(
+            self.bus.nc,
+            EVENTS_STREAM,
+            self.spec.durable,
+            self._handle,
+            self._stopping,
+            on_lost=on_lost,
+            batch=self.spec.batch,
+        )
 
     async def _handle(self, msg: Msg) -> None:
+        self.spec.delivered += 1
         seq = event_msg_seq(msg)
-        item = decode_recorded(seq, msg.subject, msg.data)
+        try:
+            item = decode_recorded(seq, msg.subject, msg.data)
+        except Exception as exc:  # decoding refuses with a reason; anything else must not stall the consumer
+            item = Undecodable(seq, msg.subject, f"could not decode: {exc!r}")
         if isinstance(item, Undecodable):
             await self.bus.dead_letter(msg.subject, msg.data, item.reason, seq)
             await msg.term()

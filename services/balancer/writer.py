@@ -12,7 +12,8 @@ from services.balancer.decide import Move, Outcome
 from services.balancer.scaling import Advice
 from services.balancer.view import REBALANCED, BalancerState
 from shared.bus import AppendResult, EventBus
-from shared.domain.message_ids import notice_msg_id
+from shared.domain.fleet import correlation_of
+from shared.domain.message_ids import notice_msg_id, rebalanced_msg_id, requeue_msg_id, scale_msg_id
 from shared.events import LoadRebalanced, ScaleRecommended, TaskCancelRequested, TaskRequeued
 from shared.projection import ProjectionRunner
 
@@ -24,8 +25,7 @@ class BalancerWriter:
 
     async def move(self, move: Move, expected: int, causation_id: str = "") -> AppendResult:
         """Requeue the attempt with the target preferred; tell the holder to drop the old one."""
-        task = self.view.state.router.fleet.tasks.get(move.task_id)
-        correlation = (task.spec.correlation_id if task is not None else "") or move.task_id
+        correlation = correlation_of(self.view.state.router.fleet, move.task_id)
         result = await self.bus.append(
             TaskRequeued(
                 task_id=move.task_id,
@@ -37,7 +37,7 @@ class BalancerWriter:
                 causation_id=causation_id,
             ),
             expected=expected,
-            msg_id=f"requeue:{move.task_id}:{move.attempt}",
+            msg_id=requeue_msg_id(move.task_id, move.attempt),
         )
         if not result.duplicate:
             # A notice, not a state change: the holder drops the attempt if it queued it somewhere.
@@ -77,7 +77,7 @@ class BalancerWriter:
             notes=outcome.notes,
             causation_id=causation_id,
         )
-        result = await self.bus.append(event, expected=expected, msg_id=f"rebalanced:{scope}")
+        result = await self.bus.append(event, expected=expected, msg_id=rebalanced_msg_id(scope))
         await self.view.wait_for(result.seq)
         return result
 
@@ -95,6 +95,6 @@ class BalancerWriter:
             mean_duration_s=advice.mean_duration_s,
             ts=now,
         )
-        result = await self.bus.append(event, expected=expected, msg_id=f"scale:{advice.scope}:{expected}")
+        result = await self.bus.append(event, expected=expected, msg_id=scale_msg_id(advice.scope, expected))
         await self.view.wait_for(result.seq)
         return result

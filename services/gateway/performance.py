@@ -9,8 +9,9 @@ is appended as ``system.rebalance_requested`` and answered with what the balance
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
 from services.gateway.performance_schemas import (
     MetricsResponse,
@@ -35,9 +36,6 @@ from shared.events import LoadRebalanced, RebalanceRequested
 from shared.ids import new_id
 from shared.recorded import Recorded
 
-if TYPE_CHECKING:
-    from services.gateway.service import GatewayService
-
 METRICS = tuple(DEFINITIONS)
 """The orchestration metrics, in the order their definitions are documented."""
 
@@ -47,9 +45,9 @@ def _rounded(value: float | None) -> float | None:
 
 
 class PerformanceDesk:
-    def __init__(self, gateway: GatewayService) -> None:
-        self.gateway = gateway
-        self.targets = performance_targets(gateway.settings)
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+        self.targets = performance_targets(core.settings)
         self.replies = Replies(LoadRebalanced)
 
     def on_event(self, recorded: Recorded) -> None:
@@ -58,8 +56,8 @@ class PerformanceDesk:
     # --- metrics --------------------------------------------------------------------------------
 
     def figures(self, window_s: float | None, now: float) -> OrchestrationFigures:
-        window = window_s if window_s is not None else self.gateway.settings.metrics_window_s
-        return figures(self.gateway.view.state.metrics, now, window)
+        window = window_s if window_s is not None else self.core.settings.metrics_window_s
+        return figures(self.core.view.state.metrics, now, window)
 
     def checks(self, found: OrchestrationFigures) -> list[TargetCheck]:
         return check_targets(found, self.targets)
@@ -68,7 +66,7 @@ class PerformanceDesk:
         now = time.time()
         found = self.figures(window_s, now)
         checks = self.checks(found)
-        state = self.gateway.view.state.metrics
+        state = self.core.view.state.metrics
         return MetricsResponse(
             timestamp=now,
             window_s=found.window_s,
@@ -99,8 +97,9 @@ class PerformanceDesk:
                     ts=advice.ts,
                 )
                 for _capability, advice in sorted(state.scale.items())
+                if self.core.settings.enable_predictive_scaling
             ],
-            seq=self.gateway.view.seq,
+            seq=self.core.view.seq,
         )
 
     def validate(self, window_s: float | None = None) -> ValidateResponse:
@@ -121,7 +120,7 @@ class PerformanceDesk:
             targets_measured=len(measured),
             total_targets=len(checks),
             targets=checks,
-            seq=self.gateway.view.seq,
+            seq=self.core.view.seq,
         )
 
     # --- load balancing -------------------------------------------------------------------------
@@ -136,9 +135,9 @@ class PerformanceDesk:
             requested_by=data.requested_by,
             correlation_id=request_id,
         )
-        try:
+        try:  # asked once (expected 0): a conflict is a reused request id, never retried
             result, answer = await self.replies.ask(
-                self.gateway.bus, request, request_id, self.gateway.settings.assign_wait_ms / 1000
+                self.core.bus, request, request_id, self.core.settings.assign_wait_ms / 1000
             )
         except ConcurrencyConflict:
             raise ApiError(

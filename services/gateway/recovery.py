@@ -9,8 +9,8 @@ from the gateway's projection and its own heartbeat table: heartbeats are signal
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
 from services.gateway.recovery_schemas import (
     BreakerOut,
@@ -24,19 +24,18 @@ from services.gateway.recovery_schemas import (
 )
 from services.gateway.replies import Replies
 from shared.bus import ConcurrencyConflict
+from shared.command import Change, command
 from shared.configured import breaker_policy
 from shared.domain.breaker_policy import window_stats
 from shared.domain.breakers import BreakerView
 from shared.domain.heartbeats import HeartbeatTable
+from shared.domain.message_ids import breaker_reset_msg_id
 from shared.domain.prediction import predict
 from shared.domain.strategies import choose_strategy
 from shared.events import BreakerReset, FailureReported, RecoveryActionTaken
 from shared.heartbeats import HeartbeatListener
 from shared.ids import InvalidIdError, check_id, new_id
 from shared.recorded import Recorded
-
-if TYPE_CHECKING:
-    from services.gateway.service import GatewayService
 
 PREDICTION_METHOD = (
     "logistic score over error_rate, latency_trend, heartbeat_jitter, heartbeat_gap and "
@@ -45,16 +44,16 @@ PREDICTION_METHOD = (
 
 
 class RecoveryDesk:
-    def __init__(self, gateway: GatewayService) -> None:
-        self.gateway = gateway
-        self.policy = breaker_policy(gateway.settings)
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+        self.policy = breaker_policy(core.settings)
         self.table = HeartbeatTable(started_at=time.time())
         self.listener: HeartbeatListener | None = None
         self.replies = Replies(RecoveryActionTaken)
 
     async def start(self) -> None:
         self.table = HeartbeatTable(started_at=time.time())
-        self.listener = HeartbeatListener(self.gateway.bus.nc, self.table)
+        self.listener = HeartbeatListener(self.core.bus.nc, self.table)
         await self.listener.start()
 
     async def stop(self) -> None:
@@ -69,12 +68,12 @@ class RecoveryDesk:
     async def handle_failure(self, data: FailureHandleRequest) -> FailureHandleResponse:
         if data.agent_id is None and data.task_id is None:
             raise ApiError(400, "invalid_field", "name the failed agent_id, task_id or both", "agent_id")
-        fleet = self.gateway.view.state.fleet
+        fleet = self.core.view.state.fleet
         if data.agent_id is not None and data.agent_id not in fleet.agents:
             raise ApiError(404, "not_found", f"agent {data.agent_id!r} is not registered", "agent_id")
         if data.task_id is not None:
             try:
-                await self.gateway._find_task(data.task_id)  # 404 when the log has no such task
+                await self.core.find_task(data.task_id)  # 404 when the log has no such task
             except ApiError as exc:
                 raise ApiError(exc.status, exc.code, exc.message, "task_id") from None
         incident_id = data.incident_id or new_id()
@@ -88,9 +87,9 @@ class RecoveryDesk:
             detail=data.detail,
             correlation_id=incident_id,
         )
-        try:
+        try:  # asked once (expected 0): a conflict is a reused incident id, never retried
             result, action = await self.replies.ask(
-                self.gateway.bus, report, incident_id, self.gateway.settings.assign_wait_ms / 1000
+                self.core.bus, report, incident_id, self.core.settings.assign_wait_ms / 1000
             )
         except ConcurrencyConflict:
             raise ApiError(
@@ -126,7 +125,7 @@ class RecoveryDesk:
     # --- breakers -------------------------------------------------------------------------------
 
     def _breaker_out(self, agent_id: str, agent_status: str, now: float) -> BreakerOut:
-        state = self.gateway.view.state
+        state = self.core.view.state
         breaker = state.breakers.breakers.get(agent_id) or BreakerView(agent_id=agent_id)
         stats = window_stats(state.outcomes.agents.get(agent_id), breaker.last_change_seq, now, self.policy)
         rate = stats.failure_rate if breaker.status == "closed" else breaker.failure_rate
@@ -150,7 +149,7 @@ class RecoveryDesk:
 
     def circuit_breakers(self, status: str | None, agent_id: str | None) -> CircuitBreakersResponse:
         now = time.time()
-        agents = self.gateway.view.state.fleet.agents
+        agents = self.core.view.state.fleet.agents
         if agent_id is not None and agent_id not in agents:
             raise ApiError(404, "not_found", f"agent {agent_id!r} is not registered", "agent_id")
         chosen = (
@@ -180,33 +179,30 @@ class RecoveryDesk:
             check_id(agent_id, "agent_id")
         except InvalidIdError as exc:
             raise ApiError(400, "invalid_field", str(exc), "agent_id") from None
-        view = self.gateway.view
-        if agent_id not in view.state.fleet.agents:
+        if agent_id not in self.core.view.state.fleet.agents:
             raise ApiError(404, "not_found", f"agent {agent_id!r} is not registered", "agent_id")
-        for _ in range(10):
-            expected = await view.expected_version("breaker", agent_id)
-            try:
-                result = await self.gateway.bus.append(
-                    BreakerReset(agent_id=agent_id, requested_by=data.requested_by),
-                    expected=expected,
-                    msg_id=f"breaker-reset:{agent_id}:{expected}",
-                )
-            except ConcurrencyConflict:
-                await view.catch_up()
-                continue
-            return BreakerResetResponse(agent_id=agent_id, status="closed", seq=result.seq)
-        raise ApiError(409, "conflict", f"the breaker of {agent_id!r} keeps changing; try again")
+
+        async def decide(version: int) -> Change:
+            return Change(
+                BreakerReset(agent_id=agent_id, requested_by=data.requested_by),
+                breaker_reset_msg_id(agent_id, version),
+            )
+
+        done = await command(self.core.bus, self.core.view, "breaker", agent_id, decide)
+        assert done is not None  # decide always resets
+        _change, result = done
+        return BreakerResetResponse(agent_id=agent_id, status="closed", seq=result.seq)
 
     # --- prediction -----------------------------------------------------------------------------
 
     def predictions(self, agent_id: str | None) -> PredictResponse:
         now = time.time()
-        state = self.gateway.view.state
+        state = self.core.view.state
         agents = state.fleet.agents
         if agent_id is not None and agent_id not in agents:
             raise ApiError(404, "not_found", f"agent {agent_id!r} is not registered", "agent_id")
         chosen = [agents[agent_id]] if agent_id is not None else list(agents.values())
-        interval = self.gateway.settings.heartbeat_interval_s
+        interval = self.core.settings.heartbeat_interval_s
         found = []
         for agent in chosen:
             if agent.status == "deregistered" and agent_id is None:

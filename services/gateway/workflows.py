@@ -1,8 +1,8 @@
-"""Workflow commands and queries of the gateway, kept apart from the GatewayService shell.
+"""The gateway's workflow desk: submit a DAG, follow it, change it while it runs.
 
 Every command is checked in full before anything is appended (400 naming the problem, 404, 409),
-then appended with optimistic concurrency against the workflow's last sequence: a workflow that
-changed meanwhile (a step ended, the workflow finished) is looked at again before answering.
+then appended with optimistic concurrency against the workflow's last sequence (``shared.command``):
+a workflow that changed meanwhile (a step ended, the workflow finished) is looked at again.
 The workflow service does the rest (dispatching, cancelling in-flight tasks and telling agents).
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
-from services.gateway.service import GatewayService
 from services.gateway.workflow_report import percent_done, workflow_out
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
@@ -22,7 +22,8 @@ from services.gateway.workflow_schemas import (
     WorkflowSummary,
     WorkflowTaskIn,
 )
-from shared.bus import ConcurrencyConflict
+from shared.bus import ConcurrencyConflict, EventTooLarge
+from shared.command import Change, command
 from shared.domain.dag import critical_path
 from shared.domain.workflow_spec import WorkflowSpecError, apply_template, check_dependencies, check_steps
 from shared.domain.workflows import WORKFLOWS_SPEC, WorkflowView
@@ -32,27 +33,25 @@ from shared.events import (
     WorkflowStepAdded,
     WorkflowStepCancelled,
     WorkflowSubmitted,
-    encode_event,
 )
 from shared.ids import new_id
 from shared.projection_spec import fold
-
-ATTEMPTS = 10
 
 
 def invalid(exc: WorkflowSpecError) -> ApiError:
     return ApiError(400, "invalid_workflow", exc.message, exc.field)
 
 
-class WorkflowCommands:
+class WorkflowDesk:
     """Stateless: everything it knows comes from the gateway's projection or the log."""
 
-    def __init__(self, gateway: GatewayService) -> None:
-        self.gateway = gateway
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
 
     # --- submit ---------------------------------------------------------------------------------
 
     async def execute(self, data: WorkflowExecuteRequest) -> WorkflowAccepted:
+        """Not a command retried on conflict: expected 0 makes the id new once; a conflict is a 409."""
         workflow_id = data.workflow_id or new_id()
         try:
             steps = apply_template(data.template, [task.to_step() for task in data.tasks])
@@ -69,9 +68,16 @@ class WorkflowCommands:
             steps=steps,
             correlation_id=data.correlation_id or workflow_id,
         )
-        self._check_size(event)
         try:
-            result = await self.gateway.bus.append(event, expected=0)
+            result = await self.core.bus.append(event, expected=0)
+        except EventTooLarge as exc:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"the workflow takes {exc.size} bytes as an event; the NATS server accepts {exc.limit} "
+                "(make payloads smaller or split the workflow)",
+                "tasks",
+            ) from None
         except ConcurrencyConflict:
             raise ApiError(
                 409, "conflict", f"workflow {workflow_id!r} already exists", "workflow_id"
@@ -90,34 +96,24 @@ class WorkflowCommands:
             seq=result.seq,
         )
 
-    def _check_size(self, event: Event) -> None:
-        limit = int(self.gateway.bus.nc.max_payload)
-        size = len(encode_event(event))
-        if size > limit:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"the workflow takes {size} bytes as an event; the NATS server accepts {limit} "
-                "(make payloads smaller or split the workflow)",
-                "tasks",
-            )
-
     # --- query ----------------------------------------------------------------------------------
 
     async def find(self, workflow_id: str) -> WorkflowView:
         """From the projection, or folded from the workflow's own events when no longer kept."""
-        found = self.gateway.view.state.workflows.workflows.get(workflow_id)
+        found = self.core.view.state.workflows.workflows.get(workflow_id)
         if found is not None:
             return found
-        events, _last = await self.gateway.bus.read_aggregate("workflow", workflow_id)
+        events, _last = await self.core.bus.read_aggregate("workflow", workflow_id)
         folded = fold(WORKFLOWS_SPEC, events).workflows.get(workflow_id)
         if folded is None:
             raise ApiError(404, "not_found", f"workflow {workflow_id!r} does not exist")
         return folded
 
-    async def status(self, workflow_id: str) -> WorkflowOut:
+    async def status(self, workflow_id: str, after_seq: int | None = None) -> WorkflowOut:
+        if after_seq is not None:
+            await self.core.wait_for_seq(after_seq)
         workflow = await self.find(workflow_id)
-        waiting = self.gateway.view.state.workflows.waiting
+        waiting = self.core.view.state.workflows.waiting
         position = (
             waiting.index(workflow_id) + 1
             if workflow.status == "waiting" and workflow_id in waiting
@@ -125,17 +121,17 @@ class WorkflowCommands:
         )
         return workflow_out(
             workflow,
-            self.gateway.view.state.fleet,
+            self.core.view.state.fleet,
             time.time(),
             queue_position=position,
-            seq=self.gateway.view.seq,
+            seq=self.core.view.seq,
         )
 
     def summaries(self, status: str | None, limit: int) -> list[WorkflowSummary]:
         """Workflows kept in memory, most recently submitted first."""
         found = [
             workflow
-            for workflow in self.gateway.view.state.workflows.workflows.values()
+            for workflow in self.core.view.state.workflows.workflows.values()
             if status is None or workflow.status == status
         ]
         found.sort(key=lambda w: w.submitted_seq, reverse=True)
@@ -166,19 +162,14 @@ class WorkflowCommands:
 
     async def _change(self, workflow_id: str, build: Callable[[WorkflowView], Event]) -> int:
         """Append what `build` makes of the open workflow, against its last sequence; when another
-        writer got there first, look again (build checks anew) a few times, then give up with 409."""
-        view = self.gateway.view
-        for _ in range(ATTEMPTS):
-            event = build(await self._open(workflow_id))
-            try:
-                result = await self.gateway.bus.append(
-                    event, expected=await view.expected_version("workflow", workflow_id)
-                )
-            except ConcurrencyConflict:
-                await view.catch_up()
-                continue
-            return result.seq
-        raise ApiError(409, "conflict", f"workflow {workflow_id!r} keeps changing; try again")
+        writer got there first, look again (build checks anew); 409 when it keeps changing."""
+
+        async def decide(_version: int) -> Change:
+            return Change(build(await self._open(workflow_id)))
+
+        done = await command(self.core.bus, self.core.view, "workflow", workflow_id, decide)
+        assert done is not None  # build always makes an event or refuses
+        return done[1].seq
 
     async def add_task(self, workflow_id: str, data: WorkflowTaskIn) -> WorkflowChange:
         step = data.to_step()

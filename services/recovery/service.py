@@ -38,9 +38,12 @@ from services.recovery.liveness import (
 from services.recovery.view import RECOVERY_VIEW
 from services.recovery.writer import RecoveryWriter
 from shared.bus import ConcurrencyConflict
+from shared.command import retry_on_conflict
 from shared.configured import breaker_policy
 from shared.domain.breaker_policy import Close, Probe, Trip, breaker_transition
+from shared.domain.breakers import BREAKER_STATE_VALUES
 from shared.domain.heartbeats import HeartbeatTable
+from shared.domain.histogram import RECOVERY_BUCKETS_S
 from shared.domain.performance_metrics import RecoveryTracker, track_recovery
 from shared.domain.strategies import choose_strategy, unresponsive_severity
 from shared.events import (
@@ -61,10 +64,7 @@ from shared.service import Service
 from shared.subjects import events_of_type
 from shared.work import WorkSpec
 
-MAX_CONFLICT_RETRIES = 20
 TRANSITION_TARGETS: dict[type, str] = {Trip: "open", Probe: "half_open", Close: "closed"}
-BREAKER_STATE_VALUES: dict[str, float] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
-"""orchestration_circuit_breaker_state: 0 closed, 1 half-open, 2 open."""
 
 
 class RecoveryService(Service):
@@ -123,7 +123,7 @@ class RecoveryService(Service):
             "From a failure (an unresponsive agent's last heartbeat, a reported failure) until all the work "
             "it took away runs again elsewhere or has ended",
             registry=registry,
-            buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0),
+            buckets=RECOVERY_BUCKETS_S,
         )
         self.breaker_state = Gauge(
             "orchestration_circuit_breaker_state",
@@ -143,8 +143,8 @@ class RecoveryService(Service):
             on_disconnect=self._connection_closed,
         )
         await self.listener.start()
-        for agent_id, breaker in self.view.state.breakers.breakers.items():
-            self.breaker_state.labels(agent_id).set(BREAKER_STATE_VALUES[breaker.status])
+        for agent_id in self.view.state.fleet.agents:
+            self._show_breaker(agent_id)
         self._ticker = asyncio.create_task(self._tick_loop(), name="recovery-tick")
 
     async def on_stopping(self) -> None:
@@ -172,13 +172,19 @@ class RecoveryService(Service):
         settled = track_recovery(self.tracker, recorded)
         if settled is not None and self.ready.is_set():  # not the history replayed at start
             self.recovery_duration.observe(settled)
-        if isinstance(event, BreakerOpened | BreakerHalfOpened | BreakerClosed | BreakerReset):
-            breaker = self.view.state.breakers.breakers.get(event.agent_id)
-            if breaker is not None:
-                self.breaker_state.labels(event.agent_id).set(BREAKER_STATE_VALUES[breaker.status])
+        if isinstance(
+            event, BreakerOpened | BreakerHalfOpened | BreakerClosed | BreakerReset | AgentRegistered
+        ):
+            self._show_breaker(event.agent_id)
         if isinstance(event, TaskCompleted | TaskAttemptFailed) and event.agent_id:
             self._dirty.add(event.agent_id)
             self._wake.set()
+
+    def _show_breaker(self, agent_id: str) -> None:
+        """Every known agent has a sample: closed (0) until its breaker first moves."""
+        breaker = self.view.state.breakers.breakers.get(agent_id)
+        status = breaker.status if breaker is not None else "closed"
+        self.breaker_state.labels(agent_id).set(BREAKER_STATE_VALUES[status])
 
     def _connection_closed(self, agents: list[str]) -> None:
         """A disconnect advisory named the connection these agents beat over: look at once."""
@@ -211,15 +217,14 @@ class RecoveryService(Service):
     async def tick(self, *, full: bool = True) -> None:
         """Decide from (projection, heartbeats, now) and append; on a conflict catch up and redo."""
         stall_s = max(self.settings.heartbeat_interval_s, 5 * self.settings.recovery_tick_s)
-        for _ in range(MAX_CONFLICT_RETRIES):
+
+        async def once() -> None:
             now = time.time()
             if self.table.tick(now, stall_s):
                 self.log.warning("recovery_stalled", detail="silence is counted again from now")
-            try:
-                await self._tick_once(now, full)
-                return
-            except ConcurrencyConflict:
-                await self.view.catch_up()
+            await self._tick_once(now, full)
+
+        await retry_on_conflict(once, self.view.catch_up, what="the fleet (recovery tick)")
 
     async def _tick_once(self, now: float, full: bool) -> None:
         """Liveness always (one pass over the agents); timeouts, quarantines and every breaker on a
@@ -299,34 +304,27 @@ class RecoveryService(Service):
             await self._handle_incident(incident, expected=recorded.seq, causation_id=event.id)
 
     async def _settle_failed_attempt(self, event: TaskAttemptFailed) -> None:
-        for _ in range(MAX_CONFLICT_RETRIES):
+        async def once() -> None:
             task = self.view.state.fleet.tasks.get(event.task_id)
             if task is None or task.status != "retrying" or task.attempt != event.attempt:
                 return
             decision = after_failed_attempt(task, event.retryable, time.time())
-            try:
-                await self.writer.task_step(decision, causation_id=event.id)
-                self._count(decision)
-                return
-            except ConcurrencyConflict:
-                await self.view.catch_up()
+            await self.writer.task_step(decision, causation_id=event.id)
+            self._count(decision)
+
+        await retry_on_conflict(once, self.view.catch_up, what=f"task {event.task_id!r}")
 
     async def _requeue_orphans(self, event: AgentRegistered) -> None:
-        for _ in range(MAX_CONFLICT_RETRIES):
+        async def once() -> None:
             agent = self.view.state.fleet.agents.get(event.agent_id)
             if agent is None:
                 return
-            orphans = orphaned_by_restart(self.view.state.fleet, agent, agent.session)
-            if not orphans:
-                return
-            try:
-                for task_id in orphans:
-                    decision = after_lost_attempt(self.view.state.fleet.tasks[task_id], "agent_restarted")
-                    await self.writer.task_step(decision, causation_id=event.id)
-                    self._count(decision)
-                return
-            except ConcurrencyConflict:
-                await self.view.catch_up()
+            for task_id in orphaned_by_restart(self.view.state.fleet, agent, agent.session):
+                decision = after_lost_attempt(self.view.state.fleet.tasks[task_id], "agent_restarted")
+                await self.writer.task_step(decision, causation_id=event.id)
+                self._count(decision)
+
+        await retry_on_conflict(once, self.view.catch_up, what=f"the work of agent {event.agent_id!r}")
 
     def _count(self, decision: object) -> None:
         if isinstance(decision, Requeue):
@@ -340,15 +338,15 @@ class RecoveryService(Service):
             return  # already recorded: a redelivery
         plan = choose_strategy(incident.failure_type, incident.severity)
         moved: list[str] = []
-        steps: IncidentSteps | None = None
-        for _ in range(MAX_CONFLICT_RETRIES):
+
+        async def once() -> IncidentSteps:
             steps = plan_incident(self.view.state.fleet, incident, plan, self.settings.quarantine_s)
-            try:
-                await self._carry_out(incident, steps, moved, causation_id)
-                break
-            except ConcurrencyConflict:
-                await self.view.catch_up()
-        assert steps is not None
+            await self._carry_out(incident, steps, moved, causation_id)
+            return steps
+
+        steps = await retry_on_conflict(
+            once, self.view.catch_up, what=f"the work of incident {incident.incident_id!r}"
+        )
         self.incidents.labels(plan.strategy).inc()
         detail = "; ".join([incident.detail, *steps.notes]) if steps.notes else incident.detail
         if plan.escalated:

@@ -13,7 +13,18 @@ from services.recovery.liveness import MarkRecovered, MarkUnresponsive, TimeOut
 from services.recovery.view import RecoveryState
 from shared.bus import AppendResult, EventBus
 from shared.domain.breaker_policy import Close, Probe, Transition, Trip
-from shared.domain.message_ids import notice_msg_id, report_msg_id
+from shared.domain.fleet import correlation_of
+from shared.domain.message_ids import (
+    breaker_msg_id,
+    failed_msg_id,
+    liveness_msg_id,
+    notice_msg_id,
+    quarantine_msg_id,
+    recovery_action_msg_id,
+    report_msg_id,
+    requeue_msg_id,
+    restart_msg_id,
+)
 from shared.events import (
     AgentQuarantined,
     AgentRecovered,
@@ -48,14 +59,10 @@ class RecoveryWriter:
         await self.view.wait_for(result.seq)
         return result
 
-    def _correlation(self, task_id: str) -> str:
-        task = self.view.state.fleet.tasks.get(task_id)
-        return (task.spec.correlation_id if task is not None else "") or task_id
-
     # --- tasks ----------------------------------------------------------------------------------
 
     async def task_step(self, step: Requeue | GiveUp | FailAttempt, causation_id: str) -> AppendResult:
-        correlation = self._correlation(step.task_id)
+        correlation = correlation_of(self.view.state.fleet, step.task_id)
         if isinstance(step, Requeue):
             return await self._append(
                 TaskRequeued(
@@ -68,7 +75,7 @@ class RecoveryWriter:
                     correlation_id=correlation,
                     causation_id=causation_id,
                 ),
-                f"requeue:{step.task_id}:{step.attempt}",
+                requeue_msg_id(step.task_id, step.attempt),
             )
         if isinstance(step, GiveUp):
             return await self._append(
@@ -80,7 +87,7 @@ class RecoveryWriter:
                     correlation_id=correlation,
                     causation_id=causation_id,
                 ),
-                f"failed:{step.task_id}",
+                failed_msg_id(step.task_id),
             )
         failed = TaskAttemptFailed(
             task_id=step.task_id,
@@ -140,19 +147,19 @@ class RecoveryWriter:
                 agent_id=change.agent_id, session=change.session, reason=change.reason, ts=now
             )
             kind = "recovered"
-        return await self._append(event, f"{kind}:{change.agent_id}:{expected}", expected)
+        return await self._append(event, liveness_msg_id(kind, change.agent_id, expected), expected)
 
     async def quarantine(self, agent_id: str, until_ts: float, reason: str, incident_id: str) -> None:
         await self._append(
             AgentQuarantined(agent_id=agent_id, until_ts=until_ts, reason=reason, incident_id=incident_id),
-            f"quarantine:{incident_id}",
+            quarantine_msg_id(incident_id),
         )
 
     async def request_restart(self, agent_id: str, session: str, reason: str, incident_id: str) -> None:
         """A request to the agent; it changes no state of ours, so no concurrency check."""
         await self._append(
             AgentRestartRequested(agent_id=agent_id, session=session, reason=reason, incident_id=incident_id),
-            f"restart:{incident_id}",
+            restart_msg_id(incident_id),
             expected=None,
         )
 
@@ -175,7 +182,7 @@ class RecoveryWriter:
         else:
             assert isinstance(transition, Close)
             event = BreakerClosed(agent_id=agent_id, reason=transition.reason, ts=now)
-        return await self._append(event, f"breaker:{agent_id}:{expected}:{event.event_type()}", expected)
+        return await self._append(event, breaker_msg_id(agent_id, expected, event.event_type()), expected)
 
     async def action_taken(self, action: RecoveryActionTaken, expected: int) -> AppendResult:
-        return await self._append(action, f"recovery-action:{action.scope}", expected)
+        return await self._append(action, recovery_action_msg_id(action.scope), expected)

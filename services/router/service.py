@@ -20,6 +20,9 @@ from prometheus_client import Histogram
 
 from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
 from shared.bus import AppendResult, ConcurrencyConflict
+from shared.domain.fleet import correlation_of
+from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
+from shared.domain.message_ids import assign_msg_id, failed_msg_id, queued_msg_id
 from shared.domain.routing.policy import RoutingConfig, signal_weights
 from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import (
@@ -93,7 +96,7 @@ class RouterService(Service):
             "orchestration_task_assignment_duration_seconds",
             "Time from a task's submission to its first assignment (tasks never held for lack of an agent)",
             registry=self.metrics.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=ASSIGNMENT_BUCKETS_S,
         )
 
     async def on_started(self) -> None:
@@ -171,6 +174,11 @@ class RouterService(Service):
             await self._dispatch(causation_id)
 
     async def _dispatch(self, causation_id: str) -> None:
+        # Not ``shared.command``: this loop drains the queue, and each round decides afresh which
+        # task goes to which agent, so a refusal is no failure to retry a bounded number of times.
+        # It means another router instance placed work on that agent first (progress for the
+        # fleet); the next round decides on the state that includes it. A bound would turn a busy
+        # fleet with several routers into failed triggers and redeliveries.
         skip: set[str] = set()
         while True:
             seen, now = self.view.seq, time.time()
@@ -189,7 +197,7 @@ class RouterService(Service):
 
     async def _append(self, decision: Decision, causation_id: str, seen: int, now: float) -> AppendResult:
         task = self.view.state.fleet.tasks[decision.task_id]
-        correlation = task.spec.correlation_id or task.task_id
+        correlation = correlation_of(self.view.state.fleet, decision.task_id)
         if isinstance(decision, Assign):
             never_held = decision.attempt == 1 and task.status == "pending"  # read before any await
             event = TaskAssigned(
@@ -217,7 +225,7 @@ class RouterService(Service):
             result = await self.bus.append(
                 event,
                 expected=await self.view.expected_entity_version(decision.agent_id),
-                msg_id=f"assign:{decision.task_id}:{decision.attempt}",
+                msg_id=assign_msg_id(decision.task_id, decision.attempt),
                 expected_filter=entity_subjects(decision.agent_id),
             )
             if not result.duplicate:
@@ -237,7 +245,7 @@ class RouterService(Service):
                     causation_id=causation_id,
                 ),
                 expected=await self.view.expected_version("task", decision.task_id),
-                msg_id=f"failed:{decision.task_id}",
+                msg_id=failed_msg_id(decision.task_id),
             )
             if not result.duplicate:
                 self.expired += 1
@@ -254,5 +262,5 @@ class RouterService(Service):
         return await self.bus.append(
             queued,
             expected=await self.view.expected_version("task", decision.task_id),
-            msg_id=f"queued:{decision.task_id}:{decision.attempt}",
+            msg_id=queued_msg_id(decision.task_id, decision.attempt),
         )

@@ -40,8 +40,17 @@ from services.workflow.decide import (
 )
 from services.workflow.view import WORKFLOW_VIEW
 from shared.bus import ConcurrencyConflict
+from shared.command import retry_on_conflict
 from shared.domain.cancellation import cancel_notice, cancellation
-from shared.domain.message_ids import cancel_msg_id, notice_msg_id
+from shared.domain.message_ids import (
+    cancel_msg_id,
+    notice_msg_id,
+    step_dispatch_msg_id,
+    step_skip_msg_id,
+    workflow_end_msg_id,
+    workflow_start_msg_id,
+    workflow_task_msg_id,
+)
 from shared.domain.windows import WindowSums
 from shared.domain.workflows import WorkflowView
 from shared.events import (
@@ -88,11 +97,6 @@ RETRY_AFTER_S = 1.0
 """Pause before deciding again for a workflow whose decision could not be appended."""
 
 STARTED = events_of_type("workflow", WorkflowStarted.event_type())
-MAX_CONFLICTS = 50
-
-
-class TooManyConflicts(RuntimeError):
-    """Other writers kept winning; the event is redelivered and handled later."""
 
 
 class WorkflowService(Service):
@@ -199,26 +203,30 @@ class WorkflowService(Service):
 
     async def reconcile(self, workflow_id: str, cause: str) -> None:
         """Append what ``decide`` asks for, then ask again, until it asks for nothing."""
-        conflicts = 0
         rounds = 0
-        while True:
+
+        async def once() -> int | None:
+            """One decision appended; the last sequence written, or None when settled (or stuck)."""
+            nonlocal rounds
             actions = decide(self.view.state, workflow_id)
             if not actions:
-                return
+                return None
             rounds += 1
             if rounds > 4 * len(self.view.state.flows.workflows[workflow_id].steps) + 50:
                 self.log.error("workflow_not_settling", workflow_id=workflow_id, actions=repr(actions[:3]))
+                return None
+            return await self._perform(workflow_id, actions, cause)
+
+        while True:
+            last = await retry_on_conflict(
+                once, self.view.catch_up, what=f"workflow {workflow_id!r}", on_conflict=self._conflicted
+            )
+            if last is None:
                 return
-            try:
-                last = await self._perform(workflow_id, actions, cause)
-            except ConcurrencyConflict:
-                conflicts += 1
-                self.conflicts += 1
-                if conflicts > MAX_CONFLICTS:
-                    raise TooManyConflicts(f"workflow {workflow_id}: {conflicts} conflicts") from None
-                await self.view.catch_up()
-                continue
             await self.view.wait_for(last)
+
+    def _conflicted(self) -> None:
+        self.conflicts += 1
 
     async def _perform(self, workflow_id: str, actions: list[Action], cause: str) -> int:
         """Append the actions in order; returns the last sequence written (to wait for)."""
@@ -286,8 +294,8 @@ class WorkflowService(Service):
             causation_id=cause,
         )
         try:
-            result = await self.bus.append(event, expected=0, msg_id=f"wf-task:{task.task_id}")
-        except ConcurrencyConflict:
+            result = await self.bus.append(event, expected=0, msg_id=workflow_task_msg_id(task.task_id))
+        except ConcurrencyConflict:  # not retried: the task exists, which is all this step needs
             return await self.bus.aggregate_version("task", task.task_id)
         return result.seq
 
@@ -310,15 +318,17 @@ class WorkflowService(Service):
     async def admit(self, cause: str) -> list[str]:
         """Start waiting workflows while slots are free; returns those this call started."""
         started: list[str] = []
-        conflicts = 0
         limit = self.settings.max_concurrent_workflows
-        while admissions(self.view.state.flows, limit):
-            # Every earlier start must be applied before counting the running workflows.
+
+        async def once() -> str | None:
+            """Start the next waiting workflow; None when there is none or no slot is free."""
+            # Every earlier start must be applied before counting the running workflows: reading
+            # that guard afresh is this attempt's catching up.
             guard_seq = await self.bus.last_sequence_of(STARTED)
             await self.view.wait_for(guard_seq)
             candidates = admissions(self.view.state.flows, limit)
             if not candidates:
-                break
+                return None
             workflow = self.view.state.flows.workflows[candidates[0]]
             event = WorkflowStarted(
                 workflow_id=workflow.workflow_id,
@@ -326,29 +336,30 @@ class WorkflowService(Service):
                 correlation_id=workflow.correlation_id,
                 causation_id=cause,
             )
-            try:
-                result = await self.bus.append(
-                    event,
-                    expected=guard_seq,
-                    expected_filter=STARTED,
-                    msg_id=f"wf-start:{workflow.workflow_id}",
-                )
-            except ConcurrencyConflict:
-                conflicts += 1
-                self.conflicts += 1
-                if conflicts > MAX_CONFLICTS:
-                    raise TooManyConflicts(f"admission: {conflicts} conflicts") from None
-                continue
+            result = await self.bus.append(
+                event,
+                expected=guard_seq,
+                expected_filter=STARTED,
+                msg_id=workflow_start_msg_id(workflow.workflow_id),
+            )
             await self.view.wait_for(result.seq)
+            return workflow.workflow_id
+
+        while admissions(self.view.state.flows, limit):
+            workflow_id = await retry_on_conflict(
+                once, None, what="the running workflows (admission)", on_conflict=self._conflicted
+            )
+            if workflow_id is None:
+                break
             self.admitted += 1
-            started.append(workflow.workflow_id)
+            started.append(workflow_id)
         return started
 
 
 def _msg_id(workflow_id: str, action: Action) -> str:
     """One message id per decision, so a decision replayed within the window is stored once."""
     if isinstance(action, Dispatch):
-        return f"wf-dispatch:{workflow_id}:{action.task.step_id}"
+        return step_dispatch_msg_id(workflow_id, action.task.step_id)
     if isinstance(action, Skip):
-        return f"wf-skip:{workflow_id}:{action.step_id}"
-    return f"wf-end:{workflow_id}"
+        return step_skip_msg_id(workflow_id, action.step_id)
+    return workflow_end_msg_id(workflow_id)

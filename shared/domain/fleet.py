@@ -209,6 +209,13 @@ def in_flight_attempt(state: FleetState, task_id: str, attempt: int) -> TaskView
     return task if task is not None and task.status in IN_FLIGHT else None
 
 
+def correlation_of(state: FleetState, task_id: str) -> str:
+    """The correlation id a decision about the task carries: its submission's, else the task id
+    (also for a task this view no longer keeps)."""
+    task = state.tasks.get(task_id)
+    return (task.spec.correlation_id if task is not None else "") or task_id
+
+
 # --- apply ----------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,35 @@
 """Message ids (``Nats-Msg-Id``) that several writers must agree on, so that whichever appends a
-decision first stores it and the others' copies are dropped as duplicates. Pure, no events."""
+decision first stores it and the others' copies are dropped as duplicates. Pure, no events.
+
+Several writers: other instances of the same service, a redelivery of the event that led to the
+decision, or another service deciding the same thing. Every id is derived from the decision, never
+random, and never changes form: a running Hive and an upgraded one must produce the same id for the
+same decision (``tests/unit/test_message_ids.py`` pins each form).
+"""
 
 from __future__ import annotations
+
+# --- tasks ------------------------------------------------------------------------------------
+
+
+def assign_msg_id(task_id: str, attempt: int) -> str:
+    """An assignment: one per task attempt, whichever router instance decides it."""
+    return f"assign:{task_id}:{attempt}"
+
+
+def queued_msg_id(task_id: str, attempt: int) -> str:
+    """A task held for want of an agent: once per attempt."""
+    return f"queued:{task_id}:{attempt}"
+
+
+def requeue_msg_id(task_id: str, attempt: int) -> str:
+    """An attempt handed back to routing: once per attempt, by recovery or the balancer alike."""
+    return f"requeue:{task_id}:{attempt}"
+
+
+def failed_msg_id(task_id: str) -> str:
+    """A task's final failure: one per task, by the router (deadline) or recovery (no retry left)."""
+    return f"failed:{task_id}"
 
 
 def cancel_msg_id(task_id: str) -> str:
@@ -18,3 +46,93 @@ def report_msg_id(event_type: str, task_id: str, attempt: int) -> str:
     """A report on an attempt: one of each kind per attempt, whoever (the agent, or recovery on its
     behalf) appends it first."""
     return f"{event_type}:{task_id}:{attempt}"
+
+
+# --- workflows --------------------------------------------------------------------------------
+
+
+def workflow_task_msg_id(task_id: str) -> str:
+    """The task a workflow step runs as: submitted once."""
+    return f"wf-task:{task_id}"
+
+
+def workflow_start_msg_id(workflow_id: str) -> str:
+    """A workflow's admission to a running slot: once per workflow."""
+    return f"wf-start:{workflow_id}"
+
+
+def step_dispatch_msg_id(workflow_id: str, step_id: str) -> str:
+    """A step started: once per step."""
+    return f"wf-dispatch:{workflow_id}:{step_id}"
+
+
+def step_skip_msg_id(workflow_id: str, step_id: str) -> str:
+    """A step skipped: once per step."""
+    return f"wf-skip:{workflow_id}:{step_id}"
+
+
+def workflow_end_msg_id(workflow_id: str) -> str:
+    """A workflow's completion or failure: once per workflow."""
+    return f"wf-end:{workflow_id}"
+
+
+# --- agents, breakers, incidents -----------------------------------------------------------------
+
+
+def liveness_msg_id(kind: str, agent_id: str, version: int) -> str:
+    """An agent found ``unresponsive`` or ``recovered``: once per state of the agent it was seen in."""
+    return f"{kind}:{agent_id}:{version}"
+
+
+def quarantine_msg_id(incident_id: str) -> str:
+    """An agent quarantined for an incident: once per incident."""
+    return f"quarantine:{incident_id}"
+
+
+def restart_msg_id(incident_id: str) -> str:
+    """An agent asked to restart for an incident: once per incident."""
+    return f"restart:{incident_id}"
+
+
+def breaker_msg_id(agent_id: str, version: int, event_type: str) -> str:
+    """A breaker transition: once per state of the breaker it was decided on."""
+    return f"breaker:{agent_id}:{version}:{event_type}"
+
+
+def breaker_reset_msg_id(agent_id: str, version: int) -> str:
+    """A breaker closed by hand: once per state of the breaker it was asked on."""
+    return f"breaker-reset:{agent_id}:{version}"
+
+
+def recovery_action_msg_id(scope: str) -> str:
+    """What recovery did about an incident: once per incident."""
+    return f"recovery-action:{scope}"
+
+
+# --- balancing --------------------------------------------------------------------------------
+
+
+def rebalanced_msg_id(scope: str) -> str:
+    """The balancer's answer to a rebalance (a request, or a tick's summary): once per scope."""
+    return f"rebalanced:{scope}"
+
+
+def scale_msg_id(scope: str, version: int) -> str:
+    """Scale advice: once per state of the advice it replaces."""
+    return f"scale:{scope}:{version}"
+
+
+# --- performance alerts -----------------------------------------------------------------------
+
+
+def alert_msg_id(scope: str, version: int) -> str:
+    """A performance alert decided at a version of its target's alerts: one, whichever gateway decides."""
+    return f"alert:{scope}:{version}"
+
+
+# --- dead letters -----------------------------------------------------------------------------
+
+
+def dead_letter_msg_id(service: str, stream_seq: int) -> str:
+    """A stored event a service could not process: kept once per service, however often redelivered."""
+    return f"dlq:{service}:{stream_seq}"

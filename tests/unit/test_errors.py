@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.errors import ApiError
+from shared.agent import AgentSetupError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
-from shared.bus import ConcurrencyConflict, NatsAuthError
+from shared.bus import ConcurrencyConflict, EventTooDeep, EventTooLarge, NatsAuthError
+from shared.client import HiveApiError, HiveConnectionError, HiveTimeoutError
+from shared.command import KeepsChanging
 from shared.credentials import CredentialsError
 from shared.denials import PermissionDenied
 from shared.domain.workflow_spec import WorkflowSpecError
@@ -22,17 +25,24 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (ApiError, Exception),
     (AttemptSuperseded, Exception),
     (NonRetryableError, Exception),
+    (AgentSetupError, ValueError),
     (ConcurrencyConflict, Exception),
+    (KeepsChanging, RuntimeError),
     (NatsAuthError, PermissionError),
     (CredentialsError, Exception),
     (PermissionDenied, Exception),
     (WorkflowSpecError, ValueError),
     (EmbeddedNatsError, RuntimeError),
     (EventDecodeError, ValueError),
+    (EventTooLarge, ValueError),
+    (EventTooDeep, ValueError),
     (InvalidIdError, ValueError),
     (UnknownUser, ValueError),
     (ReplayError, ValueError),
     (SettingsError, ValueError),
+    (HiveApiError, Exception),
+    (HiveConnectionError, Exception),
+    (HiveTimeoutError, TimeoutError),
 ]
 
 

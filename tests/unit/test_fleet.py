@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.domain.fleet import FleetState, apply_fleet, waiting_tasks
+from shared.domain.fleet import FleetState, apply_fleet, correlation_of, waiting_tasks
 from shared.events import (
     AgentRegistered,
     AnyEvent,
@@ -127,3 +127,15 @@ def test_old_finished_tasks_are_forgotten_beyond_the_limit() -> None:
     fold(events, state)
     assert sorted(state.tasks, key=lambda t: int(t[1:])) == [f"t{i}" for i in range(2, 12)]
     assert state.totals["cancelled"] == 12
+
+
+def test_a_decision_carries_the_submissions_correlation_else_the_task_id() -> None:
+    state = fold(
+        [
+            TaskSubmitted(task_id="mine", task_type="x", correlation_id="order-7"),
+            TaskSubmitted(task_id="bare", task_type="x"),
+        ]
+    )
+    assert correlation_of(state, "mine") == "order-7"
+    assert correlation_of(state, "bare") == "bare"
+    assert correlation_of(state, "forgotten") == "forgotten"

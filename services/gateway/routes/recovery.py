@@ -6,8 +6,11 @@ from typing import Annotated, Literal
 
 from litestar import Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 
+from services.gateway.openapi import READ, WRITE, also, refusals
+from services.gateway.params import IdFilter, PathId
+from services.gateway.recovery import RecoveryDesk
 from services.gateway.recovery_schemas import (
     BreakerResetRequest,
     BreakerResetResponse,
@@ -16,11 +19,8 @@ from services.gateway.recovery_schemas import (
     FailureHandleResponse,
     PredictResponse,
 )
-from services.gateway.service import GatewayService
-from shared.ids import ID_PATTERN
 
-Gateway = NamedDependency[GatewayService]
-AgentFilter = Annotated[str | None, Parameter(pattern=ID_PATTERN, description="only this agent")]
+Recovery = NamedDependency[RecoveryDesk]
 
 
 @post(
@@ -28,40 +28,51 @@ AgentFilter = Annotated[str | None, Parameter(pattern=ID_PATTERN, description="o
     summary="Report a failure; recovery applies the strategy for its type and severity",
     description="200 with what recovery did when it acted within ASSIGN_WAIT_MS, else 202 with the "
     "strategy it will follow. 404 when the agent or task is unknown, 409 on a reused incident_id.",
+    status_code=200,
+    responses={
+        **also(202, FailureHandleResponse, "Reported: recovery has not acted; the strategy it will follow"),
+        **refusals(*WRITE, 404, 409),
+    },
 )
 async def handle_failure(
-    data: JSONBody[FailureHandleRequest], gateway: Gateway
+    data: JSONBody[FailureHandleRequest], recovery_desk: Recovery
 ) -> Response[FailureHandleResponse]:
-    answer = await gateway.recovery.handle_failure(data)
+    answer = await recovery_desk.handle_failure(data)
     return Response(answer, status_code=200 if answer.status == "handled" else 202)
 
 
-@get("/api/v1/orchestration/circuit-breakers", summary="Circuit breaker of every agent, with its window")
+@get(
+    "/api/v1/orchestration/circuit-breakers",
+    summary="Circuit breaker of every agent, with its window",
+    responses=refusals(*READ, 404),
+)
 async def circuit_breakers(
-    gateway: Gateway,
+    recovery_desk: Recovery,
     status: Annotated[Literal["closed", "open", "half_open"] | None, Parameter(description="filter")] = None,
-    agent_id: AgentFilter = None,
+    agent_id: IdFilter = None,
 ) -> CircuitBreakersResponse:
-    return gateway.recovery.circuit_breakers(status, agent_id)
+    return recovery_desk.circuit_breakers(status, agent_id)
 
 
 @post(
     "/api/v1/orchestration/circuit-breakers/{agent_id:str}/reset",
     status_code=200,
     summary="Close an agent's circuit breaker by hand, with an empty window",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def reset_breaker(
-    agent_id: FromPath[str], gateway: Gateway, data: JSONBody[BreakerResetRequest | None] = None
+    agent_id: PathId, recovery_desk: Recovery, data: JSONBody[BreakerResetRequest | None] = None
 ) -> BreakerResetResponse:
-    return await gateway.recovery.reset_breaker(agent_id, data or BreakerResetRequest())
+    return await recovery_desk.reset_breaker(agent_id, data or BreakerResetRequest())
 
 
 @get(
     "/api/v1/orchestration/recovery/predict",
     summary="Failure probability per agent, with the factors behind it",
+    responses=refusals(*READ, 404),
 )
-async def predict_failures(gateway: Gateway, agent_id: AgentFilter = None) -> PredictResponse:
-    return gateway.recovery.predictions(agent_id)
+async def predict_failures(recovery_desk: Recovery, agent_id: IdFilter = None) -> PredictResponse:
+    return recovery_desk.predictions(agent_id)
 
 
 ROUTES = [handle_failure, circuit_breakers, reset_breaker, predict_failures]

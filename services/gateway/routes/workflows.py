@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 
-from services.gateway.service import GatewayService
+from services.gateway.openapi import READ, WRITE, refusals
+from services.gateway.params import AfterSeq, PathId
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
     WorkflowCancelRequest,
@@ -18,9 +19,9 @@ from services.gateway.workflow_schemas import (
     WorkflowSummary,
     WorkflowTaskIn,
 )
-from services.gateway.workflows import WorkflowCommands
+from services.gateway.workflows import WorkflowDesk
 
-Gateway = NamedDependency[GatewayService]
+Workflows = NamedDependency[WorkflowDesk]
 BASE = "/api/v1/orchestration/workflow"
 
 
@@ -30,69 +31,78 @@ BASE = "/api/v1/orchestration/workflow"
     summary="Submit a workflow (a DAG of tasks)",
     description="Checked in full before anything is stored: duplicate task ids, unknown dependencies and "
     "cycles (named with their path) are refused with 400. A template fills in dependencies by position.",
+    responses=refusals(*WRITE, 409),
 )
-async def execute_workflow(data: JSONBody[WorkflowExecuteRequest], gateway: Gateway) -> WorkflowAccepted:
-    return await WorkflowCommands(gateway).execute(data)
+async def execute_workflow(
+    data: JSONBody[WorkflowExecuteRequest], workflow_desk: Workflows
+) -> WorkflowAccepted:
+    return await workflow_desk.execute(data)
 
 
 @get(
     f"{BASE}/{{workflow_id:str}}",
     summary="Workflow status: per-task state, progress, critical path, estimated finish",
     description="With after_seq, answers once the gateway has applied the log up to that sequence.",
+    responses=refusals(*READ, 404, 503),
 )
 async def get_workflow(
-    workflow_id: FromPath[str], gateway: Gateway, after_seq: Annotated[int | None, Parameter(ge=0)] = None
+    workflow_id: PathId,
+    workflow_desk: Workflows,
+    after_seq: AfterSeq = None,
 ) -> WorkflowOut:
-    if after_seq is not None:
-        await gateway.wait_for_seq(after_seq)
-    return await WorkflowCommands(gateway).status(workflow_id)
+    return await workflow_desk.status(workflow_id, after_seq)
 
 
-@get("/api/v1/orchestration/workflows", summary="Workflows kept in memory, most recently submitted first")
+@get(
+    "/api/v1/orchestration/workflows",
+    summary="Workflows kept in memory, most recently submitted first",
+    responses=refusals(*READ),
+)
 async def list_workflows(
-    gateway: Gateway,
+    workflow_desk: Workflows,
     status: FromQuery[Literal["waiting", "running", "completed", "failed", "cancelled"] | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
 ) -> list[WorkflowSummary]:
-    return WorkflowCommands(gateway).summaries(status, limit)
+    return workflow_desk.summaries(status, limit)
 
 
 @post(
     f"{BASE}/{{workflow_id:str}}/tasks",
     status_code=202,
     summary="Add a task to a workflow that is not finished",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def add_workflow_task(
-    workflow_id: FromPath[str], data: JSONBody[WorkflowTaskIn], gateway: Gateway
+    workflow_id: PathId, data: JSONBody[WorkflowTaskIn], workflow_desk: Workflows
 ) -> WorkflowChange:
-    return await WorkflowCommands(gateway).add_task(workflow_id, data)
+    return await workflow_desk.add_task(workflow_id, data)
 
 
 @post(
     f"{BASE}/{{workflow_id:str}}/tasks/{{task_id:str}}/cancel",
     status_code=202,
     summary="Cancel one task of a workflow (its agent is told; dependents follow their condition)",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def cancel_workflow_task(
-    workflow_id: FromPath[str],
-    task_id: FromPath[str],
-    gateway: Gateway,
+    workflow_id: PathId,
+    task_id: PathId,
+    workflow_desk: Workflows,
     data: JSONBody[WorkflowCancelRequest | None] = None,
 ) -> WorkflowChange:
-    return await WorkflowCommands(gateway).cancel_task(
-        workflow_id, task_id, (data or WorkflowCancelRequest()).reason
-    )
+    return await workflow_desk.cancel_task(workflow_id, task_id, (data or WorkflowCancelRequest()).reason)
 
 
 @post(
     f"{BASE}/{{workflow_id:str}}/cancel",
     status_code=202,
     summary="Cancel a workflow: nothing new starts, in-flight tasks are cancelled and their agents told",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def cancel_workflow(
-    workflow_id: FromPath[str], gateway: Gateway, data: JSONBody[WorkflowCancelRequest | None] = None
+    workflow_id: PathId, workflow_desk: Workflows, data: JSONBody[WorkflowCancelRequest | None] = None
 ) -> WorkflowChange:
-    return await WorkflowCommands(gateway).cancel(workflow_id, (data or WorkflowCancelRequest()).reason)
+    return await workflow_desk.cancel(workflow_id, (data or WorkflowCancelRequest()).reason)
 
 
 ROUTES = [

@@ -1,0 +1,59 @@
+"""The gateway's agent desk: register an agent (a new session each time), list agents with their load."""
+
+from __future__ import annotations
+
+from services.gateway.core import GatewayCore
+from services.gateway.errors import ApiError
+from services.gateway.schemas import AgentOut, RegisterAgentRequest, RegisterAgentResponse
+from shared.events import AgentRegistered
+from shared.ids import new_id
+
+
+class AgentDesk:
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+
+    async def register(self, data: RegisterAgentRequest) -> RegisterAgentResponse:
+        """A registration is a fact that cannot conflict: appended without a concurrency check."""
+        agent_id = data.agent_id or new_id()
+        capabilities = (
+            {c: 1.0 for c in data.capabilities} if isinstance(data.capabilities, list) else data.capabilities
+        )
+        session = new_id()
+        result = await self.core.bus.append(
+            AgentRegistered(
+                agent_id=agent_id,
+                name=data.name or agent_id,
+                capabilities=capabilities,
+                persona=data.persona,
+                capacity=data.capacity,
+                session=session,
+                metadata=data.metadata,
+            ),
+            expected=None,
+        )
+        return RegisterAgentResponse(agent_id=agent_id, session=session, seq=result.seq)
+
+    def listed(self) -> list[AgentOut]:
+        return [
+            AgentOut(
+                agent_id=a.agent_id,
+                name=a.name,
+                status=a.status,
+                capabilities=a.capabilities,
+                persona=a.persona,
+                capacity=a.capacity,
+                in_flight=a.load,
+                utilisation=round(a.utilisation, 4),
+                assigned_total=a.assigned_total,
+                completed=a.completed,
+                failed=a.failed,
+            )
+            for a in sorted(self.core.view.state.fleet.agents.values(), key=lambda a: a.agent_id)
+        ]
+
+    def one(self, agent_id: str) -> AgentOut:
+        found = [a for a in self.listed() if a.agent_id == agent_id]
+        if not found:
+            raise ApiError(404, "not_found", f"agent {agent_id!r} is not registered")
+        return found[0]

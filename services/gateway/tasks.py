@@ -1,0 +1,211 @@
+"""The gateway's task desk: submit a task and wait a while for its routing, show a task, cancel one.
+
+A submission is ``task.submitted`` appended with expected 0 (a task id is new only once: 409 on a
+duplicate); ``task/assign`` then waits up to ``ASSIGN_WAIT_MS`` for the router's decision and
+answers with it, or with the task queued or still pending. A cancellation is a command on the
+task (``shared.command``), followed by a notice to the agent holding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+
+from services.gateway.core import GatewayCore
+from services.gateway.errors import ApiError
+from services.gateway.schemas import (
+    AssignmentOut,
+    CancelResponse,
+    TaskAssignRequest,
+    TaskAssignResponse,
+    TaskOut,
+)
+from shared.bus import ConcurrencyConflict
+from shared.command import Change, command
+from shared.domain.cancellation import cancel_notice, cancellation
+from shared.domain.fleet import TaskView
+from shared.domain.message_ids import cancel_msg_id, notice_msg_id
+from shared.events import TaskAssigned, TaskCancelRequested, TaskProfile, TaskQueued, TaskSubmitted
+from shared.ids import new_id
+from shared.recorded import Recorded
+
+
+@dataclass(frozen=True)
+class Cancellation(Change):
+    """The terminal event, and the word to the agent holding the task (appended once that is stored)."""
+
+    notice: TaskCancelRequested | None = None
+
+
+class TaskDesk:
+    def __init__(self, core: GatewayCore, registry: CollectorRegistry) -> None:
+        self.core = core
+        self._routing_waiters: dict[str, asyncio.Future[None]] = {}
+        self.submitted = Counter(
+            "hive_gateway_tasks_submitted_total", "Tasks submitted over HTTP", registry=registry
+        )
+
+    def on_event(self, recorded: Recorded) -> None:
+        """Wake the submission waiting for this task's routing decision."""
+        event = recorded.event
+        if isinstance(event, TaskAssigned | TaskQueued):
+            waiter = self._routing_waiters.get(event.task_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    # --- submit ---------------------------------------------------------------------------------
+
+    async def submit(self, data: TaskAssignRequest) -> TaskAssignResponse:
+        # Not a command retried on conflict: expected 0 makes the id new once; a conflict is a 409.
+        task_id = data.task_id or new_id()
+        now = time.time()
+        event = TaskSubmitted(
+            task_id=task_id,
+            task_type=data.task_type,
+            name=data.name,
+            description=data.description,
+            priority=data.priority,
+            required_capabilities=data.required_capabilities,
+            profile=TaskProfile(
+                preferred_cognitive_style=data.preferred_cognitive_style,
+                creativity_requirements=data.creativity_requirements,
+                analytical_depth=data.analytical_depth,
+                collaboration_intensity=data.collaboration_intensity,
+            ),
+            routing_strategy=data.routing_strategy,
+            expected_quality_threshold=data.expected_quality_threshold,
+            payload=data.payload,
+            timeout_s=data.timeout_seconds,
+            retry=data.retry,
+            deadline_ts=now + data.deadline_seconds if data.deadline_seconds else None,
+            estimated_duration_s=data.estimated_duration_seconds,
+            submitted_by="gateway",
+            correlation_id=data.correlation_id or task_id,
+            ts=now,
+        )
+        core = self.core
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._routing_waiters[task_id] = waiter
+        try:
+            try:
+                result = await core.bus.append(event, expected=0)
+            except ConcurrencyConflict:
+                raise ApiError(409, "conflict", f"task {task_id!r} already exists", "task_id") from None
+            self.submitted.inc()
+            if core.settings.assign_wait_ms > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        self._routed(task_id, result.seq, waiter), core.settings.assign_wait_ms / 1000
+                    )
+        finally:
+            self._routing_waiters.pop(task_id, None)
+        return routing_answer(core.view.state.fleet.tasks.get(task_id), task_id, result.seq)
+
+    async def _routed(self, task_id: str, seq: int, waiter: asyncio.Future[None]) -> None:
+        await self.core.view.wait_for(seq)
+        task = self.core.view.state.fleet.tasks.get(task_id)
+        if task is not None and (task.status != "pending" or task.assignments):
+            return
+        await waiter
+
+    # --- show -----------------------------------------------------------------------------------
+
+    async def task(self, task_id: str, after_seq: int | None = None) -> TaskOut:
+        if after_seq is not None:
+            await self.core.wait_for_seq(after_seq)
+        return task_out(await self.core.find_task(task_id))
+
+    # --- cancel ---------------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str, reason: str) -> CancelResponse:
+        async def decide(_version: int) -> Cancellation:
+            task = await self.core.find_task(task_id)
+            if task.terminal:
+                raise ApiError(409, "conflict", f"task {task_id!r} is already {task.status}")
+            # Both built before any await: the view (and this task in it) moves while we append.
+            return Cancellation(
+                cancellation(task, reason), cancel_msg_id(task_id), notice=cancel_notice(task, reason)
+            )
+
+        done = await command(self.core.bus, self.core.view, "task", task_id, decide)
+        assert done is not None  # decide always cancels or refuses
+        change, result = done
+        if change.notice is not None:
+            await self.core.bus.append(
+                change.notice, expected=None, msg_id=notice_msg_id(task_id, change.notice.attempt)
+            )
+        return CancelResponse(task_id=task_id, status="cancelled", seq=result.seq)
+
+
+def routing_answer(task: TaskView | None, task_id: str, seq: int) -> TaskAssignResponse:
+    """What ``task/assign`` answers: the assignment, the reason it is queued, or pending."""
+    if task is not None and task.assignments:
+        last = task.assignments[-1]
+        return TaskAssignResponse(
+            task_id=task_id,
+            status="assigned",
+            attempt=last.attempt,
+            agent_id=last.agent_id,
+            strategy=last.strategy,
+            score=last.score,
+            breakdown=last.breakdown,
+            rejected=last.rejected,
+            explanation=last.explanation,
+            seq=seq,
+        )
+    if task is not None and task.status == "queued":
+        return TaskAssignResponse(
+            task_id=task_id,
+            status="queued",
+            reason=task.queued_reason,
+            detail=task.queued_detail,
+            attempt=task.attempt,
+            seq=seq,
+        )
+    return TaskAssignResponse(
+        task_id=task_id, status="pending", detail="submitted; no routing decision yet", seq=seq
+    )
+
+
+def task_out(task: TaskView) -> TaskOut:
+    return TaskOut(
+        task_id=task.task_id,
+        task_type=task.spec.task_type,
+        status=task.status,
+        attempt=task.attempt,
+        priority=task.spec.priority,
+        agent_id=task.agent_id,
+        required_capabilities=task.spec.required_capabilities,
+        submitted_ts=task.submitted_ts,
+        assigned_ts=task.assigned_ts,
+        started_ts=task.started_ts,
+        finished_ts=task.finished_ts,
+        queued_reason=task.queued_reason,
+        queued_detail=task.queued_detail,
+        routing_strategy=task.spec.routing_strategy,
+        expected_quality_threshold=task.spec.expected_quality_threshold,
+        last_error=task.last_error,
+        failure_type=task.failure_type,
+        progress=task.progress,
+        result=task.result,
+        quality=task.quality,
+        workflow_id=task.spec.workflow_id,
+        assignments=[
+            AssignmentOut(
+                agent_id=a.agent_id,
+                attempt=a.attempt,
+                seq=a.seq,
+                ts=a.ts,
+                strategy=a.strategy,
+                score=a.score,
+                breakdown=a.breakdown,
+                rejected=a.rejected,
+                explanation=a.explanation,
+            )
+            for a in task.assignments
+        ],
+    )
