@@ -81,8 +81,8 @@ def test_the_best_mean_is_always_a_contender_and_every_other_is_placed_once(
 ) -> None:
     merits = [merit(f"a{i}", mean, sd) for i, (mean, sd) in enumerate(pairs)]
     found = separate(merits, confidence)
-    best = max(merits, key=lambda m: (m.mean, -int(m.agent_id[1:])))
-    assert found.contenders[0] == best.agent_id
+    by_id = {m.agent_id: m for m in merits}
+    assert by_id[found.contenders[0]].mean == max(m.mean for m in merits)
     assert sorted(found.contenders + list(found.beaten_by)) == sorted(m.agent_id for m in merits)
     for loser, (winner, probability) in found.beaten_by.items():
         assert winner in {m.agent_id for m in merits} and winner != loser
