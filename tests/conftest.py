@@ -108,8 +108,11 @@ class EventLog:
         try:
             await asyncio.wait_for(flag.wait(), timeout)
         except TimeoutError:
+            seen = ", ".join(
+                f"{e.type_name()} {getattr(e, 'task_id', '')}".rstrip() for e in self.events[-30:]
+            )
             raise AssertionError(
-                f"condition not met within {timeout}s; {len(self.events)} events seen"
+                f"condition not met within {timeout}s; {len(self.events)} events seen, the last: {seen}"
             ) from None
         finally:
             self._conditions.remove((predicate, flag))

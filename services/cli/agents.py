@@ -11,7 +11,12 @@ import signal
 import sys
 
 from services.cli import real_agents
-from shared.agent.simulated import SimulationProfile, make_simulated_agents, run_simulated_agents
+from shared.agent.simulated import (
+    DEFAULT_CAPABILITIES,
+    SimulationProfile,
+    make_simulated_agents,
+    run_simulated_agents,
+)
 from shared.bus import EventBus
 from shared.credentials import CredentialsError, load_passwords
 from shared.logging import configure_logging
@@ -31,8 +36,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--prefix", default="sim", help="agent ids are <prefix>-<i>")
     parser.add_argument(
         "--capabilities",
-        default="code_analysis,code_review,refactoring,code_generation,testing",
-        help="comma-separated capabilities every agent offers",
+        default=",".join(DEFAULT_CAPABILITIES),
+        help="comma-separated capabilities every agent offers (default: %(default)s)",
     )
     parser.add_argument("--capacity", type=int, default=2, help="tasks each agent runs at once")
     parser.add_argument("--work-ms", type=float, default=200.0, help="mean duration of a task")

@@ -83,6 +83,7 @@ class RouterService(Service):
             mode=self.settings.orchestration_mode,
             default_strategy=self.settings.default_routing_strategy,
             confidence=self.settings.routing_confidence,
+            quality_wait_s=self.settings.quality_wait_s,
         )
         self.assignments = 0
         self.expired = 0
@@ -144,16 +145,17 @@ class RouterService(Service):
         }
 
     async def _expiry_timer(self) -> None:
-        """Look at the queue when the earliest quality-held task reaches its deadline."""
+        """Look at the queue when the earliest quality-held task reaches its deadline or the end of
+        its quality wait."""
         while True:
-            deadline = next_expiry(self.view.state)
+            deadline = next_expiry(self.view.state, self.config)
             now = time.time()
             if deadline is not None and deadline <= now:
                 try:
                     await self.dispatch(causation_id="")
                 except Exception:
                     self.log.exception("expiry_dispatch_failed")
-                deadline = next_expiry(self.view.state)
+                deadline = next_expiry(self.view.state, self.config)
                 if deadline is not None and deadline <= time.time():
                     await asyncio.sleep(EXPIRY_POLL_S)  # not ours to expire (e.g. no longer held)
                 continue

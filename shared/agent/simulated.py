@@ -13,6 +13,21 @@ from shared.permissions import agent_user
 
 STYLES = ("analytical", "creative", "pragmatic", "collaborative", "meticulous")
 
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "code_analysis",
+    "code_review",
+    "code_generation",
+    "code_refactoring",
+    "refactoring",
+    "testing",
+    "python",
+    "fastapi",
+    "analysis",
+)
+"""What ``hive agent`` and ``hive up --agents N`` offer by default: the task types and capabilities of
+Hive's and the specification's examples (code_generation with python and fastapi, code_analysis
+with python and analysis, code_refactoring with python and refactoring, code_review)."""
+
 
 class SimulatedFailure(Exception):
     """The failure a simulated agent reports on purpose."""

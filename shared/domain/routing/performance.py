@@ -56,8 +56,9 @@ none (standard deviation 0.014 after 100, 0.045 after 1,000). Only comparisons b
 it (``Prediction.aged_uncertainty``): an agent set aside on a few unlucky outcomes is tried again
 once the others have moved on, soon if it was close, late if it was far behind."""
 
-NOT_THE_AGENTS_FAULT: Final = frozenset({"rebalanced"})
-"""Failed attempts that say nothing about the agent: work moved away by the balancer."""
+NOT_THE_AGENTS_FAULT: Final = frozenset({"rebalanced", "dependency_failure"})
+"""Failed attempts that say nothing about the agent: work moved away by the balancer, something the
+task depends on failing."""
 
 ANY_STYLE: Final = "any"
 """Style key of tasks that prefer no cognitive style."""
