@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Gauge
@@ -105,6 +107,8 @@ STARTED = events_of_type("workflow", WorkflowStarted.event_type())
 
 class WorkflowService(Service):
     name = "workflow"
+    clock: Callable[[], float] = staticmethod(time.time)
+    """What schedules read the time from (a test's subclass stands for an instance started later)."""
 
     async def setup(self) -> None:
         self.view = self.projection(WORKFLOW_VIEW)
@@ -131,7 +135,7 @@ class WorkflowService(Service):
         self._due_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.view.add_listener(self._on_applied)
-        self.scheduler = Scheduler(self.bus, self.view, self.log)
+        self.scheduler = Scheduler(self.bus, self.view, self.log, clock=self.clock)
         self.view.add_listener(self.scheduler.on_applied)
 
     async def on_started(self) -> None:
