@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -56,6 +57,7 @@ class Scheduler:
         view: ProjectionRunner[WorkflowServiceState],
         log: Any,
         clock: Callable[[], float] = time.time,
+        instance: str = "",
     ) -> None:
         self.bus = bus
         self.view = view
@@ -64,6 +66,9 @@ class Scheduler:
         self.fired = 0
         self.skipped = 0
         self.conflicts = 0
+        self._order = random.Random(instance)
+        """Each instance takes the schedules due at once in an order of its own, so racing instances
+        mostly fire different schedules instead of all contending for the same one in turn."""
         self._taken: set[str] = set()
         """Targets whose id something else already holds: not submitted again."""
         self._changed = asyncio.Event()
@@ -106,7 +111,9 @@ class Scheduler:
     async def _run(self) -> None:
         while not self._stopping:
             self._changed.clear()
-            for schedule_id in due(self.view.state.schedules, ms(self.clock()), self._taken):
+            due_now = due(self.view.state.schedules, ms(self.clock()), self._taken)
+            self._order.shuffle(due_now)
+            for schedule_id in due_now:
                 if self._stopping:
                     return
                 try:

@@ -135,7 +135,7 @@ class WorkflowService(Service):
         self._due_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.view.add_listener(self._on_applied)
-        self.scheduler = Scheduler(self.bus, self.view, self.log, clock=self.clock)
+        self.scheduler = Scheduler(self.bus, self.view, self.log, clock=self.clock, instance=self.instance)
         self.view.add_listener(self.scheduler.on_applied)
 
     async def on_started(self) -> None:
