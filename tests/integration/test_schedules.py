@@ -199,7 +199,7 @@ async def test_a_restart_after_missed_slots_follows_each_catch_up_policy(
     assert skipped_of(events, "every") == []
     assert [ms(e.slot_ts) for e in fired_of("every")(events)] == slot
     late = [e.late_s for e in fired_of("every")(events)]
-    assert late == sorted(late, reverse=True) and 29 <= late[-1] < 40
+    assert late == sorted(late, reverse=True) and 29 <= late[-1] < 60
 
 
 async def test_a_crash_between_the_firing_and_the_submission_loses_and_duplicates_nothing(
@@ -275,13 +275,12 @@ async def test_pause_resume_and_delete_stop_and_restart_the_firings(
         ticks = len(clock_fired(event_log.events))
         await event_log.wait_for(lambda events: len(clock_fired(events)) >= ticks + 3, timeout=10)
         during = len(fired_of("paused")(event_log.events))
-        status = (await h.http.get(f"{SCHEDULES}/paused")).json()
+        status = (await h.http.get(f"{SCHEDULES}/paused", params={"after_seq": paused.json()["seq"]})).json()
         assert (
             status["status"] == "paused"
             and status["reason"] == "maintenance"
             and status["next_firings"] == []
         )
-        resumed_at = time.time()
         assert (await h.http.post(f"{SCHEDULES}/paused/resume")).status_code == 200
         assert (await h.http.post(f"{SCHEDULES}/paused/resume")).status_code == 409
         await event_log.wait_for(lambda events: len(fired_of("paused")(events)) > during, timeout=10)
@@ -289,19 +288,25 @@ async def test_pause_resume_and_delete_stop_and_restart_the_firings(
         assert deleted.status_code == 200 and deleted.json()["status"] == "deleted"
         assert (await h.http.delete(f"{SCHEDULES}/paused")).status_code == 409
         assert (await h.http.post(f"{SCHEDULES}/paused/resume")).status_code == 409
-        after_delete = len(fired_of("paused")(event_log.events))
         ticks = len(clock_fired(event_log.events))
         await event_log.wait_for(lambda events: len(clock_fired(events)) >= ticks + 3, timeout=10)
-        final = (await h.http.get(f"{SCHEDULES}/paused")).json()
+        final = (await h.http.get(f"{SCHEDULES}/paused", params={"after_seq": deleted.json()["seq"]})).json()
         again = await h.http.post(
             SCHEDULES, json={"schedule_id": "paused", "interval_seconds": 1, "task": {"task_type": "x"}}
         )
-    firings = fired_of("paused")(event_log.events)
-    pause_window = [e for e in firings[:during] if e.ts > resumed_at]
-    assert pause_window == []
-    after_resume = firings[during:]
-    assert after_resume and after_resume[0].slot_ts > resumed_at - 0.001  # the pause's slots never fire
-    assert len(firings) <= after_delete + 1  # at most a slot decided as the deletion landed
+    # In the log's order: nothing fired between the pause and the resumption, nothing after the
+    # deletion, and the first slot fired after the resumption is after it (catch_up all or not).
+    order = [e for e in event_log.events if getattr(e, "scope", "") == "sched-paused"]
+    kinds = [type(e).__name__ for e in order]
+    paused_at, resumed_at, deleted_at = (
+        kinds.index("SchedulePaused"),
+        kinds.index("ScheduleResumed"),
+        kinds.index("ScheduleDeleted"),
+    )
+    assert "ScheduleFired" not in kinds[paused_at:resumed_at]
+    assert "ScheduleFired" not in kinds[deleted_at:]
+    after_resume = [e for e in order[resumed_at:deleted_at] if isinstance(e, ScheduleFired)]
+    assert after_resume and after_resume[0].slot_ts > order[resumed_at].ts
     assert final["status"] == "deleted" and final["next_firings"] == []
     assert again.status_code == 409 and again.json()["error"]["field"] == "schedule_id"
 
