@@ -4,8 +4,8 @@ A submission is ``task.submitted`` appended with expected 0 (a task id is new on
 duplicate); ``task/assign`` then waits up to ``ASSIGN_WAIT_MS`` for the router's decision and
 answers with it, or with the task queued or still pending. A delayed task (``not_before``,
 ``delay_seconds``) is answered at once as scheduled: the router takes it at its time. A
-cancellation is a command on the
-task (``shared.command``), followed by a notice to the agent holding it.
+cancellation is a command on the task (``shared.command``), followed by a notice to the agent
+holding it.
 """
 
 from __future__ import annotations
