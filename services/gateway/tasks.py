@@ -6,8 +6,9 @@ so a client that got no answer may simply send it again; the same id with other 
 When the event log does not answer, the 503 says whether the task may have been stored (the append
 went out and its answer did not come back) or surely was not. ``task/assign`` then waits up to
 ``ASSIGN_WAIT_MS`` for the router's decision and answers with it, or with the task queued or still
-pending. A cancellation is a command on the
-task (``shared.command``), followed by a notice to the agent holding it.
+pending. A delayed task (``not_before``, ``delay_seconds``) is answered at once as scheduled: the
+router takes it at its time. A cancellation is a command on the task (``shared.command``), followed
+by a notice to the agent holding it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -32,20 +32,15 @@ from services.gateway.schemas import (
     TaskAssignResponse,
     TaskOut,
 )
+from services.gateway.templates import task_start, task_template
 from services.gateway.timestamps import iso_utc
 from shared.bus import ConcurrencyConflict
 from shared.command import Change, command
 from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import TaskView
 from shared.domain.message_ids import cancel_msg_id, notice_msg_id
-from shared.events import (
-    PRIORITY_ALIASES,
-    TaskAssigned,
-    TaskCancelRequested,
-    TaskProfile,
-    TaskQueued,
-    TaskSubmitted,
-)
+from shared.domain.schedules import task_submission
+from shared.events import TaskAssigned, TaskCancelRequested, TaskQueued, TaskSubmitted
 from shared.ids import new_id
 from shared.recorded import Recorded
 
@@ -55,20 +50,6 @@ class Cancellation(Change):
     """The terminal event, and the word to the agent holding the task (appended once that is stored)."""
 
     notice: TaskCancelRequested | None = None
-
-
-def with_context(payload: dict[str, Any], key: str, context: dict[str, Any]) -> dict[str, Any]:
-    """The payload with `context` under `key` for the agent, unless empty or the payload has the key."""
-    if not context or key in payload:
-        return payload
-    return {**payload, key: context}
-
-
-def constraint_text(value: str | int | float | bool) -> str:
-    """A resource constraint as agents' metadata holds values: text (booleans as true/false)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class TaskDesk:
@@ -93,39 +74,22 @@ class TaskDesk:
         # Not a command retried on conflict: expected 0 makes the id new once; a conflict is a 409.
         task_id = data.task_id or new_id()
         now = time.time()
-        event = TaskSubmitted(
+        start = task_start(data, now)
+        event = task_submission(
+            task_template(data),
             task_id=task_id,
-            task_type=data.task_type,
-            name=data.name,
-            description=data.description,
-            priority=PRIORITY_ALIASES.get(data.priority, data.priority),  # type: ignore[arg-type]
-            required_capabilities=data.required_capabilities,
-            profile=TaskProfile(
-                preferred_cognitive_style=data.preferred_cognitive_style,
-                creativity_requirements=data.creativity_requirements,
-                analytical_depth=data.analytical_depth,
-                collaboration_intensity=data.collaboration_intensity,
-            ),
-            routing_strategy=data.routing_strategy,
-            expected_quality_threshold=data.expected_quality_threshold,
-            payload=with_context(data.payload, "contextual_factors", data.contextual_factors),
-            timeout_s=data.timeout_seconds,
-            retry=data.retry,
-            deadline_ts=now + data.deadline_seconds if data.deadline_seconds else None,
-            estimated_duration_s=data.estimated_duration_seconds,
-            quality_wait_s=(
-                data.max_acceptable_delay_minutes * 60 if data.max_acceptable_delay_minutes else None
-            ),
-            resource_constraints={key: constraint_text(v) for key, v in data.resource_constraints.items()},
+            ts=now,
+            not_before_ts=start,
             submitted_by="gateway",
             correlation_id=data.correlation_id or task_id,
-            ts=now,
         )
         core = self.core
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._routing_waiters[task_id] = waiter
         try:
-            seq = await self._store(event)
+            stored, seq = await self._store(event)
+            if stored.not_before_ts is not None:
+                return scheduled_answer(task_id, stored.not_before_ts, seq)
             if core.settings.assign_wait_ms > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(
@@ -135,8 +99,8 @@ class TaskDesk:
             self._routing_waiters.pop(task_id, None)
         return routing_answer(core.view.state.fleet.tasks.get(task_id), task_id, seq)
 
-    async def _store(self, event: TaskSubmitted) -> int:
-        """Append the submission, or find it stored by an earlier try; its sequence either way."""
+    async def _store(self, event: TaskSubmitted) -> tuple[TaskSubmitted, int]:
+        """Append the submission, or find it stored by an earlier try: what is stored, and where."""
         task_id = event.task_id
         try:
             try:
@@ -161,9 +125,9 @@ class TaskDesk:
                 retry_after_s=1,
             ) from None
         self.submitted.inc()
-        return result.seq
+        return event, result.seq
 
-    async def _stored_before(self, event: TaskSubmitted) -> int:
+    async def _stored_before(self, event: TaskSubmitted) -> tuple[TaskSubmitted, int]:
         """The id is taken: by this very request (an earlier try landed), or 409."""
         task_id = event.task_id
         try:
@@ -172,7 +136,7 @@ class TaskDesk:
             stored = None  # events under that id, none of them a submission
         if stored is None or not same_submission(stored.spec, event):
             raise ApiError(409, "conflict", f"task {task_id!r} already exists with other content", "task_id")
-        return stored.submitted_seq
+        return stored.spec, stored.submitted_seq
 
     async def _routed(self, task_id: str, seq: int, waiter: asyncio.Future[None]) -> None:
         await self.core.view.wait_for(seq)
@@ -208,6 +172,18 @@ class TaskDesk:
                 change.notice, expected=None, msg_id=notice_msg_id(task_id, change.notice.attempt)
             )
         return CancelResponse(task_id=task_id, status="cancelled", seq=result.seq)
+
+
+def scheduled_answer(task_id: str, start: float, seq: int) -> TaskAssignResponse:
+    """What ``task/assign`` answers for a delayed task: scheduled, and until when."""
+    return TaskAssignResponse(
+        task_id=task_id,
+        status="scheduled",
+        detail=f"delayed: routed at {iso_utc(start)}",
+        not_before_ts=start,
+        seq=seq,
+        timestamp=iso_utc(time.time()),
+    )
 
 
 def routing_answer(task: TaskView | None, task_id: str, seq: int) -> TaskAssignResponse:
@@ -247,11 +223,18 @@ def routing_answer(task: TaskView | None, task_id: str, seq: int) -> TaskAssignR
     )
 
 
+def task_status(task: TaskView, now: float) -> str:
+    """The task's status; a delayed task waiting for its time is ``scheduled``."""
+    if task.status == "pending" and task.attempt == 1 and task.not_before_ts > now:
+        return "scheduled"
+    return task.status
+
+
 def task_out(task: TaskView) -> TaskOut:
     return TaskOut(
         task_id=task.task_id,
         task_type=task.spec.task_type,
-        status=task.status,
+        status=task_status(task, time.time()),
         attempt=task.attempt,
         priority=task.spec.priority,
         agent_id=task.agent_id,
@@ -270,6 +253,8 @@ def task_out(task: TaskView) -> TaskOut:
         result=task.result,
         quality=task.quality,
         workflow_id=task.spec.workflow_id,
+        not_before_ts=task.not_before_ts or None,
+        schedule_id=task.spec.schedule_id,
         assignments=[
             AssignmentOut(
                 agent_id=a.agent_id,

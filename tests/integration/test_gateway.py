@@ -76,6 +76,20 @@ async def test_a_task_id_reused_with_other_content_is_a_conflict_and_the_same_re
     assert [type(r.event) for r in events] == [TaskSubmitted]
 
 
+async def test_a_delayed_task_retried_is_answered_with_its_original_start(
+    http: httpx.AsyncClient, bus: EventBus
+) -> None:
+    request = {"task_id": "later", "task_type": "x", "delay_seconds": 600}
+    first = await http.post(ASSIGN, json=request)
+    again = await http.post(ASSIGN, json=request)  # a retry, a moment later: the same delay
+    assert (first.status_code, again.status_code) == (202, 202)
+    answer, original = again.json(), first.json()
+    assert answer.pop("timestamp") >= original.pop("timestamp"), "when each answer was given"
+    assert answer == original and original["status"] == "scheduled"
+    events, _ = await bus.read_aggregate("task", "later")
+    assert [type(r.event) for r in events] == [TaskSubmitted]
+
+
 @pytest.mark.parametrize(
     ("body", "field", "code"),
     [

@@ -27,3 +27,17 @@ def test_other_content_under_the_same_id_is_not_a_retry() -> None:
     assert not same_submission(first, submission(1001.0, deadline_ts=1061.0))
     assert not same_submission(submission(1000.0, deadline_ts=1060.0), submission(1001.0, deadline_ts=1071.0))
     assert not same_submission(first, submission(1001.0, submitted_by="someone-else"))
+
+
+def test_a_delayed_task_retried_is_the_same_whether_its_start_was_a_time_or_a_delay() -> None:
+    at_a_time = submission(1000.0, not_before_ts=5000.0)
+    assert same_submission(at_a_time, submission(1004.2, not_before_ts=5000.0))  # not_before
+    after_a_delay = submission(1000.0, not_before_ts=1300.0)
+    assert same_submission(after_a_delay, submission(1004.2, not_before_ts=1304.2))  # delay_seconds
+
+
+def test_a_delayed_task_with_another_start_is_not_a_retry() -> None:
+    delayed = submission(1000.0, not_before_ts=1300.0)
+    assert not same_submission(delayed, submission(1001.0, not_before_ts=1400.0))
+    assert not same_submission(delayed, submission(1001.0))
+    assert not same_submission(submission(1000.0), submission(1001.0, not_before_ts=1301.0))
