@@ -45,7 +45,7 @@ from shared.logging import get_logger
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
 from shared.nesting import MAX_NESTING
 from shared.permissions import inbox_prefix, parse_violation
-from shared.pull import consume_forever
+from shared.pull import Pace, consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import (
     ALL_DLQ,
@@ -496,11 +496,13 @@ class EventBus:
         subject_filter: str = ALL_EVENTS,
         start_seq: int,
         label: str = "follow",
+        pace: Pace | None = None,
     ) -> None:
         """Hand every stored message from `start_seq` on to `handler`, in order, until stopped.
 
         Uses an ephemeral, ack-less consumer of its own; when it is lost (server restart, network)
         a new one starts right after the last message handed over, so nothing is skipped or repeated.
+        With `pace`, messages are read in bursts (``shared.pull.consume_bursts``).
         """
         next_seq = start_seq
 
@@ -533,6 +535,7 @@ class EventBus:
             batch=1024,
             nak_on_stop=False,
             close_consumer=close_consumer,
+            pace=pace,
         )
 
     async def follow(

@@ -4,6 +4,12 @@ The runner owns the I/O: it loads the last snapshot (state + last applied sequen
 sequence of every aggregate, needed for optimistic concurrency), reads the rest of the log with an
 ordered, ack-less consumer of its own, applies each event in stream order, and snapshots now and
 then. ``apply`` is deterministic (no clock, no I/O); for speed it may mutate and return ``state``.
+
+With a ``linger_s``, the runner reads in bursts (``shared.pull.consume_bursts``): once caught up it
+waits up to that long before asking for what was stored meanwhile, so a busy log costs one
+wake-up per burst instead of one per event. Whoever needs the projection current does not wait for
+the linger: ``wait_for`` (and so ``catch_up``) and ``urgent`` make it read at once and keep reading
+until they are answered.
 What a projection is (``ProjectionSpec``, its derived snapshot schema, ``fold``) lives in the pure
 ``shared/projection_spec.py``, so views and decisions import no NATS.
 """
@@ -14,7 +20,7 @@ import asyncio
 import contextlib
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
 import msgspec
@@ -29,6 +35,10 @@ from shared.snapshots import SnapshotStore
 from shared.subjects import AGGREGATES, entity_subjects, parse_event_subject
 
 S = TypeVar("S")
+
+URGENT_POLL_S = 0.002
+"""While someone waits for the projection (``wait_for``, ``urgent``), a read in bursts that came
+back empty is made again after this long, not after the linger."""
 
 log = get_logger("hive.projection")
 
@@ -54,6 +64,7 @@ class ProjectionRunner(Generic[S]):
         snapshot_every: int = 2000,
         snapshot_min_interval_s: float = 2.0,
         metrics: ServiceMetrics | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         self.bus = bus
         self.spec = spec
@@ -61,6 +72,8 @@ class ProjectionRunner(Generic[S]):
         self.snapshot_every = snapshot_every
         self.snapshot_min_interval_s = snapshot_min_interval_s
         self.metrics = metrics
+        self.linger_s = linger_s
+        """0: each event is read as soon as it is stored; else, in bursts at most this far apart."""
         self.state: S = spec.initial()
         self.seq = 0
         self.loaded_from_snapshot = 0
@@ -78,6 +91,8 @@ class ProjectionRunner(Generic[S]):
         self._codec = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(Snapshot[spec.state_type])  # type: ignore[name-defined]
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._urgent = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -134,6 +149,7 @@ class ProjectionRunner(Generic[S]):
         """Return once the event at `seq` (and everything before it) is applied."""
         if self.seq >= seq:
             return
+        self._hurry.set()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiter_ids += 1
         heapq.heappush(self._waiters, (seq, self._waiter_ids, fut))
@@ -142,6 +158,28 @@ class ProjectionRunner(Generic[S]):
         finally:
             if not fut.done():
                 fut.cancel()
+
+    @contextlib.asynccontextmanager
+    async def urgent(self) -> AsyncIterator[None]:
+        """While inside, a projection read in bursts reads as soon as events are stored (e.g. while an
+        HTTP request waits for an answer that a listener will see)."""
+        self._urgent += 1
+        self._hurry.set()
+        try:
+            yield
+        finally:
+            self._urgent -= 1
+
+    async def _pace(self) -> None:
+        """When to read the next burst: soon while somebody waits, else after the linger (or when
+        somebody starts waiting)."""
+        if self._urgent or any(not fut.done() for _seq, _id, fut in self._waiters):
+            await asyncio.sleep(URGENT_POLL_S)
+            return
+        self._hurry.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.linger_s):
+                await self._hurry.wait()
 
     async def catch_up(self, timeout: float = 10.0) -> int:
         """Apply everything the stream holds right now; returns that sequence."""
@@ -202,7 +240,11 @@ class ProjectionRunner(Generic[S]):
     async def _pump(self) -> None:
         """Follow the log from the next sequence, with a consumer of its own (resumed when lost)."""
         await self.bus.follow_raw(
-            self._on_msg, self._stopping, start_seq=self.seq + 1, label=f"projection {self.spec.name}"
+            self._on_msg,
+            self._stopping,
+            start_seq=self.seq + 1,
+            label=f"projection {self.spec.name}",
+            pace=self._pace if self.linger_s > 0 else None,
         )
 
     async def _on_msg(self, msg: Msg) -> None:

@@ -52,6 +52,9 @@ class Service:
     name: ClassVar[str] = "service"
     serves_metrics_port: ClassVar[bool] = True
     """Expose Prometheus metrics on METRICS_PORT (the gateway serves /metrics on its HTTP port)."""
+    reads_in_bursts: ClassVar[bool] = True
+    """Projections read the log in bursts READ_LINGER_S apart (``shared/projection.py``); a service
+    whose decisions must follow each event at once (the router) says False."""
 
     def __init__(self, settings: Settings) -> None:
         self.check_settings(settings)
@@ -102,6 +105,7 @@ class Service:
             snapshot_every=self.settings.snapshot_every_events,
             snapshot_min_interval_s=self.settings.snapshot_min_interval_s,
             metrics=self.metrics,
+            linger_s=self.settings.read_linger_s if self.reads_in_bursts else 0.0,
         )
         self.runners.append(runner)
         return runner

@@ -81,6 +81,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_every_events: Annotated[int, Meta(ge=1)] = 20_000
     snapshot_min_interval_s: Annotated[float, Meta(ge=0)] = 30.0
     work_ack_wait_s: Annotated[float, Meta(gt=0)] = 30.0
+    read_linger_s: Annotated[float, Meta(ge=0, le=1)] = 0.05
     work_max_deliver: Annotated[int, Meta(ge=1)] = 20
     duplicate_window_s: Annotated[float, Meta(gt=0)] = 120.0
     stream_max_age_s: Annotated[float, Meta(ge=0)] = 0.0
@@ -254,6 +255,11 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "seconds at least between two snapshots (encoding one pauses the service briefly)",
     ),
     "work_ack_wait_s": ("WORK_ACK_WAIT_S", "seconds before an unacknowledged work event is redelivered"),
+    "read_linger_s": (
+        "READ_LINGER_S",
+        "recovery, balancer, workflow and gateway read the log in bursts at most this far apart "
+        "(0: each event as soon as it is stored); waiting for an answer reads at once",
+    ),
     "work_max_deliver": (
         "WORK_MAX_DELIVER",
         "deliveries of a work event before it goes to the dead-letter queue",

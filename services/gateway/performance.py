@@ -162,7 +162,7 @@ class PerformanceDesk:
         )
         try:  # asked once (expected 0): a conflict is a reused request id, never retried
             result, answer = await self.replies.ask(
-                self.core.bus, request, request_id, self.core.settings.assign_wait_ms / 1000
+                self.core.bus, self.core.view, request, request_id, self.core.settings.assign_wait_ms / 1000
             )
         except ConcurrencyConflict:
             raise ApiError(

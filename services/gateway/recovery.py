@@ -137,7 +137,7 @@ class RecoveryDesk:
         plan = choose_strategy(report.failure_type, report.severity, report.strategy)
         try:  # asked once (expected 0): a conflict is a reused incident id, never retried
             result, action = await self.replies.ask(
-                self.core.bus, report, incident_id, self.core.settings.assign_wait_ms / 1000
+                self.core.bus, self.core.view, report, incident_id, self.core.settings.assign_wait_ms / 1000
             )
         except ConcurrencyConflict:
             raise ApiError(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from shared.bus import AppendResult, EventBus
 from shared.events import Event
+from shared.projection import ProjectionRunner
 from shared.recorded import Recorded
 
 
@@ -38,9 +39,10 @@ class Replies(Generic[A]):
                 waiter.set_result(event)
 
     async def ask(
-        self, bus: EventBus, request: Event, scope: str, wait_s: float
+        self, bus: EventBus, view: ProjectionRunner[Any], request: Event, scope: str, wait_s: float
     ) -> tuple[AppendResult, A | None]:
-        """Append `request`, then wait up to `wait_s` for the answer (None if none came).
+        """Append `request`, then wait up to `wait_s` for the answer (None if none came), which
+        `view` hands over as it applies it (read at once meanwhile, not in bursts).
 
         A scope asked before raises ``ConcurrencyConflict``: the caller words the 409.
         """
@@ -49,8 +51,9 @@ class Replies(Generic[A]):
         try:
             result = await bus.append(request, expected=0)
             answer: A | None = None
-            with contextlib.suppress(TimeoutError):
-                answer = await asyncio.wait_for(waiter, wait_s)
+            async with view.urgent():
+                with contextlib.suppress(TimeoutError):
+                    answer = await asyncio.wait_for(waiter, wait_s)
         finally:
             self._waiters.pop(scope, None)
         return result, answer

@@ -139,11 +139,12 @@ class TaskDesk:
         return stored.spec, stored.submitted_seq
 
     async def _routed(self, task_id: str, seq: int, waiter: asyncio.Future[None]) -> None:
-        await self.core.view.wait_for(seq)
-        task = self.core.view.state.fleet.tasks.get(task_id)
-        if task is not None and (task.status != "pending" or task.assignments):
-            return
-        await waiter
+        async with self.core.view.urgent():  # the decision is due any moment: no reading in bursts
+            await self.core.view.wait_for(seq)
+            task = self.core.view.state.fleet.tasks.get(task_id)
+            if task is not None and (task.status != "pending" or task.assignments):
+                return
+            await waiter
 
     # --- show -----------------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ queue is not empty looks at it (racing instances are refereed by the agent's seq
 
 class RouterService(Service):
     name = "router"
+    reads_in_bursts = False
 
     async def setup(self) -> None:
         self.view = self.projection(ROUTER_VIEW)

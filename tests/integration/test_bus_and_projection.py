@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -244,3 +245,86 @@ async def test_an_event_a_projection_cannot_apply_is_dead_lettered_once_and_the_
     assert second.subject == "hive.evt.task.junk.submitted" and "not a JSON object" in second.reason
     stored = await bus.js.stream_info(DLQ_STREAM)
     assert stored.state.messages == 2, "each runner read both; each is kept once"
+
+
+async def test_reading_in_bursts_takes_everything_in_order_and_goes_on_when_the_consumer_is_deleted(
+    bus: EventBus,
+) -> None:
+    opened: list[str] = []
+    lost: list[Exception] = []
+    seen: list[int] = []
+    arrived = asyncio.Event()
+    stopping = asyncio.Event()
+    paced = asyncio.Event()
+
+    async def open_consumer() -> str:
+        name = f"burst-reader-{len(opened)}"
+        await bus.js.add_consumer(
+            EVENTS_STREAM,
+            ConsumerConfig(
+                name=name,
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=(seen[-1] + 1) if seen else 1,
+                filter_subject=ALL_EVENTS,
+                mem_storage=True,
+            ),
+        )
+        opened.append(name)
+        return name
+
+    async def handle(msg: Msg) -> None:
+        seen.append(stream_seq(msg))
+        arrived.set()
+
+    async def pace() -> None:  # the next burst when the test says so
+        await paced.wait()
+        paced.clear()
+
+    # A stored message whose headers look like a server status is an event like any other.
+    await bus.nc.publish("hive.evt.task.forged.submitted", b"{}", headers={"Status": "404"})
+    for index in range(5):
+        await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="x"), expected=0)
+    last = await bus.last_sequence()
+    consuming = asyncio.create_task(
+        consume_forever(
+            bus.nc, EVENTS_STREAM, open_consumer, handle, stopping, on_lost=lost.append, batch=4, pace=pace
+        )
+    )
+    try:
+        while len(seen) < last:  # more than one burst's worth, read without waiting for the pace
+            await asyncio.wait_for(arrived.wait(), 5)
+            arrived.clear()
+        assert seen == list(range(1, last + 1))
+        await bus.js.delete_consumer(EVENTS_STREAM, opened[0])
+        later = await bus.append(TaskSubmitted(task_id="later", task_type="x"), expected=0)
+        while later.seq not in seen:
+            paced.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), 0.5)
+            arrived.clear()
+    finally:
+        stopping.set()
+        await asyncio.wait_for(consuming, 10)
+    assert seen == list(range(1, later.seq + 1))  # nothing skipped, nothing twice
+    assert len(opened) >= 2 and lost
+
+
+async def test_a_projection_read_in_bursts_answers_whoever_waits_without_waiting_for_the_linger(
+    bus: EventBus,
+) -> None:
+    runner = ProjectionRunner(bus, ROUTER_VIEW, linger_s=30.0)
+    await runner.start()
+    try:
+        await runner.catch_up(timeout=5)
+        first = await bus.append(TaskSubmitted(task_id="t1", task_type="x"), expected=0)
+        await runner.wait_for(first.seq, timeout=5)  # far sooner than the linger
+        assert "t1" in runner.state.fleet.tasks
+        applied = asyncio.Event()
+        runner.add_listener(lambda recorded: applied.set())
+        async with runner.urgent():  # e.g. an HTTP request waiting for an answer a listener sees
+            await bus.append(TaskSubmitted(task_id="t2", task_type="x"), expected=0)
+            await asyncio.wait_for(applied.wait(), 5)
+        assert "t2" in runner.state.fleet.tasks
+    finally:
+        await runner.stop(snapshot=False)

@@ -77,7 +77,10 @@ async def test_a_silent_agent_loses_its_work_to_another_and_its_late_result_is_r
         await spare.start(bus)
         zombie.pause_heartbeats()  # hung: alive, holding its work, silent
         await event_log.wait_for(
-            lambda evs: {e.task_id for e in evs if isinstance(e, TaskCompleted)} == {"t1", "t2"}
+            lambda evs: (
+                {e.task_id for e in evs if isinstance(e, TaskCompleted)} == {"t1", "t2"}
+                and any(isinstance(e, RecoveryActionTaken) for e in evs)
+            )  # recovery's last append
         )
         # The zombie wakes up and reports on attempt 1: refused, nothing is stored.
         before = await bus.last_sequence()
