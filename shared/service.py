@@ -111,7 +111,7 @@ class Service:
         return runner
 
     def work(self, spec: WorkSpec) -> WorkSpec:
-        spec.ack_wait_s = self.settings.work_ack_wait_s
+        spec.ack_wait_s = min(spec.ack_wait_s, self.settings.work_ack_wait_s)
         spec.max_deliver = self.settings.work_max_deliver
         self.work_specs.append(spec)
         return spec

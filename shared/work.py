@@ -4,11 +4,20 @@ All instances of a service bind the same durable pull consumer, so each event is
 of them. An event is acknowledged after its handler returns; a handler may ask for a delayed
 redelivery (``Retry``), and a handler that keeps failing, or a message that is not a valid event,
 goes to ``hive.dlq.<service>`` with the reason. The service goes on either way.
+
+A spec may also *claim* events (``WorkSpec.claim``): the instance an event was delivered to keeps
+it, unacknowledged, while it works on it at its own pace, and settles it through its ``Ticket``
+(acknowledge when done, hand it back to be delivered again, possibly later). That is how work is
+split among instances through NATS itself: the server delivers each event to one of them, and the
+events a dead instance held come back to the others once its acknowledgement wait is over. While
+an event is held, in hand or claimed, the consumer tells the server now and then that it is still
+being worked on, so a slow instance keeps what it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,6 +48,35 @@ class Retry:
 Handler = Callable[[Recorded], Awaitable[Retry | None]]
 
 
+class Ticket:
+    """A delivered work event this instance holds: settle it exactly once (later calls do nothing)."""
+
+    def __init__(self, msg: Msg, recorded: Recorded) -> None:
+        self.msg = msg
+        self.recorded = recorded
+        self.held_since = time.monotonic()
+        self.settled = False
+
+    async def ack(self) -> None:
+        """Done with it: it is delivered to no one again."""
+        await self._settle(self.msg.ack())
+
+    async def retry(self, delay_s: float = 0.0) -> None:
+        """Deliver it again (to any instance) after `delay_s`."""
+        await self._settle(self.msg.nak(delay=max(delay_s, 0.001)) if delay_s > 0 else self.msg.nak())
+
+    async def _settle(self, settling: Awaitable[None]) -> None:
+        if self.settled:
+            settling.close()  # type: ignore[attr-defined]  # a coroutine never awaited
+            return
+        self.settled = True
+        await settling
+
+
+Claim = Callable[[Recorded, Ticket], Awaitable[bool]]
+"""Called before the handler: True when the service keeps the event (it settles the ticket itself)."""
+
+
 @dataclass
 class WorkSpec:
     """One durable consumer: its name, the subjects it takes and the handler."""
@@ -47,7 +85,10 @@ class WorkSpec:
     filters: list[str]
     handler: Handler
     batch: int = 64
+    claim: Claim | None = None
     ack_wait_s: float = 30.0
+    """Until an event not acknowledged is delivered again: a dead instance's events go to another
+    after this long (the service's WORK_ACK_WAIT_S unless the spec asks for less)."""
     max_deliver: int = 20
     max_ack_pending: int = 2000
     handled: int = field(default=0, init=False)
@@ -94,14 +135,19 @@ class WorkConsumer:
         self.spec = spec
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._toucher: asyncio.Task[None] | None = None
+        self.held: dict[int, Ticket] = {}
+        """Events in hand or claimed and not settled yet, by stream sequence."""
         self.log = log.bind(service=bus.service, durable=spec.durable)
 
     async def start(self) -> None:
         await ensure_work_consumer(self.bus, self.spec)
         self._task = asyncio.create_task(self._run(), name=f"work-{self.spec.durable}")
+        self._toucher = asyncio.create_task(self._touch_held(), name=f"touch-{self.spec.durable}")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Finish the event in hand, acknowledge it, hand the fetched rest back, then stop."""
+        """Finish the event in hand, acknowledge it, hand the fetched rest and what is claimed back,
+        then stop."""
         self._stopping.set()
         if self._task is not None:
             try:
@@ -109,6 +155,29 @@ class WorkConsumer:
             except TimeoutError:
                 self._task.cancel()
             self._task = None
+        if self._toucher is not None:
+            self._toucher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._toucher
+            self._toucher = None
+        for ticket in list(self.held.values()):
+            with contextlib.suppress(nats.errors.Error):
+                await ticket.retry()  # another instance takes it at once
+        self.held.clear()
+
+    async def _touch_held(self) -> None:
+        """Tell the server, every third of the acknowledgement wait, that what is held is still
+        being worked on (so it is not delivered to another instance meanwhile)."""
+        period = self.spec.ack_wait_s / 3
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for seq, ticket in list(self.held.items()):
+                if ticket.settled:
+                    self.held.pop(seq, None)
+                elif now - ticket.held_since >= period:
+                    with contextlib.suppress(nats.errors.Error):
+                        await ticket.msg.in_progress()
 
     async def _run(self) -> None:
         def on_lost(exc: Exception) -> None:
@@ -136,6 +205,19 @@ class WorkConsumer:
             await msg.term()
             return
         delivered = delivery_count(msg)
+        if self.spec.claim is not None:
+            ticket = Ticket(msg, item)
+            self.held[seq] = ticket
+            if await self.spec.claim(item, ticket):
+                return
+            self.held.pop(seq, None)
+        self.held[seq] = Ticket(msg, item)  # touched while in hand, if the handler takes long
+        try:
+            await self._run_handler(msg, item, seq, delivered)
+        finally:
+            self.held.pop(seq, None)
+
+    async def _run_handler(self, msg: Msg, item: Recorded, seq: int, delivered: int) -> None:
         started = time.perf_counter()
         try:
             with continued_span(f"{self.bus.service} handle {item.event.type_name()}", msg.headers, seq=seq):
