@@ -442,6 +442,10 @@ class TaskAssigned(AgentEvent, frozen=True, kw_only=True, tag="agent.task_assign
     """The clock the decision read (deadlines weigh in the score)."""
     mode: str = ""
     """ORCHESTRATION_MODE of the router that decided."""
+    assumed: list[str] = []
+    """Agents of the router's own earlier assignments that its view had not applied yet when it
+    decided, in the order it made them: the decision counted them as given (re-running it applies
+    them to the view at ``decided_at_seq``: ``services/router/overlay.py``)."""
 
 
 class TaskCancelRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.task_cancel_requested"):

@@ -11,15 +11,19 @@ confidence are equals, and the least loaded of them gets the task.
 ``Assign`` for a task an agent can take now; a ``Hold`` for a task seen for the first time that no
 agent can take (recorded as queued, with the reason); an ``Expire`` for a task held below its
 quality threshold whose deadline has passed (it fails: no agent was predicted good enough in time).
+
+``plan`` makes many decisions at once without waiting to see any of them stored: each is made on
+the view with the assignments decided before it assumed (``overlay.py``), and says which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import msgspec
 
 from services.router.explain import breakdown, explanation, tie_rival_reason, why_not
+from services.router.overlay import assuming
 from services.router.ties import Tie, spread_ties
 from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
@@ -248,9 +252,18 @@ def _settled(decision: Assign, task: TaskView, now: float) -> Assign:
 
 
 def next_decision(
-    state: RouterState, now: float, skip: Collection[str] = (), config: RoutingConfig | None = None
+    state: RouterState,
+    now: float,
+    skip: Collection[str] = (),
+    config: RoutingConfig | None = None,
+    claimed: Collection[str] | None = None,
 ) -> Decision | None:
-    """The next thing the router should append, or None when the queue needs nothing now."""
+    """The next thing the router should append, or None when the queue needs nothing now.
+
+    With `claimed` (router instances sharing the work), a task never decided yet is left to the
+    instance its submission or requeue was delivered to, unless it is claimed here or it waited
+    for a start time or a backoff (then whoever looks first); a queued task is anyone's.
+    """
     fleet = state.fleet
     if not fleet.queue:
         return None
@@ -264,6 +277,8 @@ def next_decision(
             continue
         task = fleet.tasks.get(task_id)
         if task is None or task.not_before_ts > now:
+            continue
+        if claimed is not None and not _mine(task, claimed):
             continue
         expired = _expired(task, now)
         if task.status == "queued" and not any_room and not expired:
@@ -292,6 +307,49 @@ def next_decision(
         if task.status == "pending":
             return decision
     return None
+
+
+def _mine(task: TaskView, claimed: Collection[str]) -> bool:
+    """Whether an instance holding `claimed` decides `task` (see ``next_decision``)."""
+    if task.status != "pending" or task.task_id in claimed:
+        return True
+    return task.not_before_ts > task.submitted_ts  # its time came: no delivery says whose it is
+
+
+class Planned(msgspec.Struct, frozen=True, kw_only=True):
+    """A decision of a plan and the agents it assumed given work before it (in order)."""
+
+    decision: Decision
+    assumed: list[str]
+
+
+def plan(
+    state: RouterState,
+    now: float,
+    config: RoutingConfig | None = None,
+    *,
+    assumed: Sequence[str] = (),
+    after_seq: int = 0,
+    skip: Collection[str] = (),
+    claimed: Collection[str] | None = None,
+    limit: int = 32,
+) -> list[Planned]:
+    """Up to `limit` decisions in queue order, each made as ``next_decision`` would on the view with
+    `assumed` (assignments of this router the view has not applied yet, in order, as if applied
+    after `after_seq`) and the plan's earlier assignments assumed given. The state is left as it was.
+    """
+    planned: list[Planned] = []
+    decided = set(skip)
+    with assuming(state, assumed, after_seq) as assumptions:
+        while len(planned) < limit:
+            decision = next_decision(state, now, decided, config, claimed)
+            if decision is None:
+                break
+            planned.append(Planned(decision=decision, assumed=list(assumptions.agents)))
+            decided.add(decision.task_id)
+            if isinstance(decision, Assign):
+                assumptions.assume(decision.agent_id)
+    return planned
 
 
 def _placement_signature(task: TaskView) -> tuple[object, ...]:

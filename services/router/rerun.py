@@ -2,9 +2,10 @@
 
 Each assignment records the last sequence its router had applied (``decided_at_seq``), the clock
 it read, its mode and, when the tie rule weighed in, its confidence (``tie_confidence`` in the
-breakdown); folding the log up to that sequence with the router's own apply gives back
-the exact view, and the pure decide function must choose the same agent again. A mismatch means
-the decision was not reproducible.
+breakdown); folding the log up to that sequence with the router's own apply, and laying over it
+the router's own assignments it had not applied yet (``assumed``, ``overlay.py``), gives back the
+exact view, and the pure decide function must choose the same agent again. A mismatch means the
+decision was not reproducible.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.router.decide import Assign, route_task
+from services.router.overlay import assuming
 from shared.bus import EventBus
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.separation import DEFAULT_CONFIDENCE
@@ -86,7 +88,8 @@ async def explain_task(bus: EventBus, task_id: str) -> list[Explanation]:
         if task is None or task.attempt != event.attempt:
             explanation.note = f"the view at {view_seq} does not hold attempt {event.attempt} of the task"
         else:
-            decision = route_task(state, task, event.decided_at_ts or event.ts, recorded_config(event))
+            with assuming(state, event.assumed, view_seq):  # its router's appends not yet applied
+                decision = route_task(state, task, event.decided_at_ts or event.ts, recorded_config(event))
             if isinstance(decision, Assign):
                 explanation.rerun_agent = decision.agent_id
                 explanation.rerun_score = decision.score

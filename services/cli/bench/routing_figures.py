@@ -1,9 +1,10 @@
 """Routing accuracy from an event log: was each task given to (nearly) the best agent free then?
 
 The log is replayed through the fleet view up to the sequence each assignment was decided at
-(``decided_at_seq``: what the router had seen; else just before the assignment), so the agents
-that were free then (active, with room, offering the task type) are known, and the hidden world
-says each one's true expected quality. A routing is *accurate* when the chosen agent's is at
+(``decided_at_seq``: what the router had seen, with the slots its own assignments not applied yet
+took, ``assumed``; else just before the assignment), so the agents that were free then (active,
+with room, offering the task type) are known, and the hidden world says each one's true expected
+quality. A routing is *accurate* when the chosen agent's is at
 least 95% of the best free agent's. At the same moments the log also tells what two simple
 routers would have picked among the same free agents: a uniformly random one (its expected
 quality is the mean) and the least-loaded one (the router Hive had before learning).
@@ -18,6 +19,7 @@ the agents differ is not the goal, concentrating on the better ones is; among eq
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -103,12 +105,13 @@ class _Judged:
         self.least_loaded: list[float] = []
         self.tasks: set[str] = set()
 
-    def judge(self, fleet: FleetState, event: TaskAssigned, world: World) -> None:
+    def judge(self, fleet: FleetState, event: TaskAssigned, world: World, *, assumed: bool) -> None:
+        taken = Counter(event.assumed) if assumed else Counter()
         free = [
             agent
             for agent in fleet.agents.values()
             if agent.status == "active"
-            and agent.free > 0
+            and agent.free > taken[agent.agent_id]
             and agent.agent_id in world.agents
             and world.capable(agent.agent_id, event.task_id)
         ]
@@ -126,9 +129,15 @@ class _Judged:
 
 
 def _judge(
-    events: list[Recorded], decisions: list[tuple[int, TaskAssigned]], world: World, warmup: int
+    events: list[Recorded],
+    decisions: list[tuple[int, TaskAssigned]],
+    world: World,
+    warmup: int,
+    *,
+    at_decision: bool,
 ) -> _Judged:
-    """Replay the fleet view and judge each decision once the log has reached its sequence."""
+    """Replay the fleet view and judge each decision once the log has reached its sequence (at the
+    decision: with the slots its router's assignments not applied yet took, ``assumed``)."""
     fleet = FleetState()
     judged = _Judged()
     position = 0
@@ -138,7 +147,7 @@ def _judge(
             event = decisions[position][1]
             position += 1
             if position > warmup:
-                judged.judge(fleet, event, world)
+                judged.judge(fleet, event, world, assumed=at_decision)
         if index < len(events):
             apply_fleet(fleet, events[index])
     return judged
@@ -177,8 +186,10 @@ def routing_figures(log: Iterable[Recorded], world: World, warmup: int) -> Routi
     """Accuracy, mean true quality and evenness of the decisions after the first `warmup` assignments."""
     events = list(log)
     decisions = _accepted_assignments(events, world, at_decision=True)
-    judged = _judge(events, decisions, world, warmup)
-    strict = _judge(events, _accepted_assignments(events, world, at_decision=False), world, warmup)
+    judged = _judge(events, decisions, world, warmup, at_decision=True)
+    strict = _judge(
+        events, _accepted_assignments(events, world, at_decision=False), world, warmup, at_decision=False
+    )
     efficiency, utilisation = _evenness(events, world, warmup)
     reported = [
         r.event.quality
