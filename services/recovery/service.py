@@ -98,6 +98,8 @@ class RecoveryService(Service):
         self.listener: HeartbeatListener | None = None
         self._wake = asyncio.Event()
         self._dirty: set[str] = set()
+        self._breakers_judged: dict[str, int] = {}
+        """Agent -> the view's sequence when its breaker was last judged (``breaker_transition``)."""
         """Agents with new outcomes since the last look at their breakers."""
         self._ticker: asyncio.Task[None] | None = None
         self.requeued = 0
@@ -265,10 +267,14 @@ class RecoveryService(Service):
                 state.outcomes.agents.get(agent_id),
                 now,
                 self.breaker_policy,
+                judged_seq=self._breakers_judged.get(agent_id, 0),
             )
+            judged = self.view.seq
             if transition is None:
+                self._breakers_judged[agent_id] = judged
                 continue
             await self.writer.breaker(agent_id, transition, now)
+            self._breakers_judged[agent_id] = judged
             moved_to = TRANSITION_TARGETS[type(transition)]
             self.breaker_moves.labels(moved_to).inc()
             self.log.warning("breaker_transition", agent_id=agent_id, to=moved_to, detail=transition)

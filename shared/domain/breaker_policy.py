@@ -10,6 +10,7 @@ outcomes decide it at that same threshold. Recovery appends what this returns; t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 import msgspec
@@ -60,9 +61,14 @@ Transition = Trip | Probe | Close
 
 
 def window_stats(
-    record: AgentOutcomes | None, since_seq: int, now: float, policy: BreakerPolicy
+    record: AgentOutcomes | None,
+    since_seq: int,
+    now: float,
+    policy: BreakerPolicy,
+    until_seq: int | None = None,
 ) -> WindowStats:
-    """Calls and failures in the sliding window; outcomes that say nothing of the agent are skipped."""
+    """Calls and failures in the sliding window (ending at the outcome stored at `until_seq`, if
+    given); outcomes that say nothing of the agent are skipped."""
     if record is None:
         return WindowStats(calls=0, failures=0, failure_rate=0.0)
     oldest = now - policy.window_s
@@ -70,6 +76,8 @@ def window_stats(
     # Newest first: outcomes are in log order, so the walk stops at the breaker's last transition
     # or once the window is full, instead of reading every outcome kept for the agent.
     for outcome in reversed(record.outcomes):
+        if until_seq is not None and outcome.seq > until_seq:
+            continue
         if outcome.seq <= since_seq or len(relevant) == policy.window_size:
             break
         if outcome.ts >= oldest and (outcome.ok or counts_against_agent(outcome)):
@@ -80,23 +88,33 @@ def window_stats(
 
 
 def breaker_transition(
-    breaker: BreakerView | None, record: AgentOutcomes | None, now: float, policy: BreakerPolicy
+    breaker: BreakerView | None,
+    record: AgentOutcomes | None,
+    now: float,
+    policy: BreakerPolicy,
+    judged_seq: int | None = None,
 ) -> Transition | None:
-    """The transition the breaker should make now, or None."""
+    """The transition the breaker should make now, or None.
+
+    A closed breaker trips when the window now reached the threshold; given `judged_seq` (what the
+    caller judged before), also when the window ending at any outcome newer than it and than
+    `window_s` did: outcomes read in a burst are judged as if judged one by one.
+    """
     status = breaker.status if breaker is not None else "closed"
     if not policy.enabled:
         return Close(reason="circuit breakers disabled") if status != "closed" else None
     if status == "closed":
         since = breaker.last_change_seq if breaker is not None else 0
-        stats = window_stats(record, since, now, policy)
-        if stats.calls >= policy.min_calls and stats.failure_rate >= policy.failure_threshold:
-            return Trip(
-                failure_rate=stats.failure_rate,
-                calls=stats.calls,
-                reason=f"{stats.failures} of the last {stats.calls} calls failed "
-                f"(threshold {policy.failure_threshold:.0%})",
-                retry_after_ts=now + policy.open_s,
-            )
+        newer_than = max(since, judged_seq) if judged_seq is not None else None
+        for stats in _windows(record, newer_than, since, now, policy):
+            if stats.calls >= policy.min_calls and stats.failure_rate >= policy.failure_threshold:
+                return Trip(
+                    failure_rate=stats.failure_rate,
+                    calls=stats.calls,
+                    reason=f"{stats.failures} of the last {stats.calls} calls failed "
+                    f"(threshold {policy.failure_threshold:.0%})",
+                    retry_after_ts=now + policy.open_s,
+                )
         return None
     assert breaker is not None
     if status == "open":
@@ -114,3 +132,21 @@ def breaker_transition(
     if (allowed - succeeded) / allowed < policy.failure_threshold:
         return Close(reason=f"{succeeded} of {allowed} half-open probes succeeded")
     return None
+
+
+def _windows(
+    record: AgentOutcomes | None, newer_than: int | None, since: int, now: float, policy: BreakerPolicy
+) -> Iterator[WindowStats]:
+    """The window now, then (with `newer_than`) the windows ending at each earlier outcome newer
+    than it and than `window_s` (newest first), each judged at its outcome's time."""
+    yield window_stats(record, since, now, policy)
+    if record is None or newer_than is None:
+        return
+    newest = True
+    for outcome in reversed(record.outcomes):
+        if outcome.seq <= newer_than or outcome.ts < now - policy.window_s:
+            return
+        if newest:  # the window ending at the newest outcome is the window now
+            newest = False
+            continue
+        yield window_stats(record, since, outcome.ts, policy, until_seq=outcome.seq)

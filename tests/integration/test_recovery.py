@@ -221,6 +221,9 @@ async def test_an_agent_failing_half_its_tasks_trips_its_breaker_gets_no_work_th
         calls.append(context.attempt)
         if len(calls) <= 4 and len(calls) % 2 == 1:
             raise RuntimeError("flaky failure")  # calls 1 and 3 fail: 50% of the first four
+        # Work that takes a moment: recovery reads outcomes in bursts (READ_LINGER_S), and the
+        # tasks left after the trip must outlast its reading for one to be the half-open probe.
+        await asyncio.sleep(0.05)
         return "ok"
 
     agent = Agent("flaky", flaky, capabilities=["x"], capacity=1)

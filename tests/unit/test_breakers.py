@@ -77,6 +77,21 @@ def test_the_breaker_trips_at_the_threshold_once_the_window_holds_the_minimum_of
     assert trip.reason == "2 of the last 4 calls failed (threshold 50%)"
 
 
+def test_outcomes_read_in_a_burst_trip_the_breaker_as_if_judged_one_by_one() -> None:
+    log = Log().add(failed("1"), ok("2"), failed("3"), ok("4"))
+    crossed = log.seq
+    log.add(ok("5"))  # read with the four before it: the window now holds only one failure in four
+    assert breaker_transition(None, log.outcomes.agents["a"], 101.0, POLICY) is None, "the window now"
+    trip = breaker_transition(None, log.outcomes.agents["a"], 101.0, POLICY, judged_seq=0)
+    assert isinstance(trip, Trip) and (trip.failure_rate, trip.calls) == (0.5, 4)
+    judged_then = breaker_transition(None, log.outcomes.agents["a"], 101.0, POLICY, judged_seq=crossed)
+    assert judged_then is None, "a crossing judged before is not judged again"
+    stale = breaker_transition(
+        None, log.outcomes.agents["a"], 100.0 + POLICY.window_s + 1, POLICY, judged_seq=0
+    )
+    assert stale is None, "a crossing older than the window trips nothing"
+
+
 def test_the_window_is_count_based_time_based_and_starts_at_the_last_transition() -> None:
     log = Log().add(failed("1", ts=10.0), failed("2", ts=10.0), ok("3"), ok("4"), ok("5"), ok("6"))
     stats = window_stats(log.outcomes.agents["a"], 0, 100.0, POLICY)
