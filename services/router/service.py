@@ -1,15 +1,25 @@
-"""Router shell: wake on events that change who can take what, decide, append, repeat.
+"""Router shell: claim the work NATS delivers, decide many assignments at once, append them
+concurrently, never wait to see its own.
 
-Every instance keeps the full fleet view; the work consumer only says *when* to look. Appends are
-made against the last sequence of everything about the agent (``hive.evt.*.<agent>.>``: the agent
-and its circuit breaker), so two instances racing for the same agent cannot both win, and nothing
-is assigned on a view that missed the breaker opening: the loser catches up and decides again.
-One assignment per task attempt is enforced by the message id ``assign:<task>:<attempt>``. A timer
-wakes the router at the deadline of the earliest task held below its quality threshold, so that
-task ends even when nothing else happens, and at the ``not_before_ts`` of the earliest delayed task
-(kept in a heap as their submissions are applied, so no task is looked at before its time). When
-the server requires credentials, the router also opens each registered agent's inbox
-(``shared/agent/inbox.py``): agents may create no consumer.
+Every instance keeps the full fleet view (its projection). The work is split by the shared durable
+work consumer: the instance a task's submission (or requeue) is delivered to *claims* it and holds
+the message, unacknowledged, until the task is assigned, held or failed; a dead instance's claims
+go to the others once their acknowledgement wait (``CLAIM_ACK_WAIT_S``) is over. Tasks held for
+want of an agent are anyone's: every instance looks at them when a slot frees.
+
+Decisions do not wait for the projection to show the assignments just made: ``decide.plan`` makes
+them on the view plus this instance's assignments the view has not applied yet
+(``overlay.py``), and each is appended at once, up to ``MAX_APPENDS`` at a time. Assignments to
+different agents never conflict; to the same agent they are chained, each appended against the
+sequence the previous one got. An assignment is appended against the last sequence of everything
+about the agent (``hive.evt.*.<agent>.>``: the agent and its circuit breaker) as the decision saw
+it, so racing instances cannot both win and nothing is assigned on a view that missed the breaker
+opening: the loser catches up and decides again. One assignment per task attempt is enforced by the
+message id ``assign:<task>:<attempt>``. A timer wakes the router at the deadline of the earliest
+task held below its quality threshold, so that task ends even when nothing else happens, and at the
+``not_before_ts`` of the earliest delayed task (kept in a heap as their submissions are applied, so
+no task is looked at before its time). When the server requires credentials, the router also
+opens each registered agent's inbox (``shared/agent/inbox.py``): agents may create no consumer.
 """
 
 from __future__ import annotations
@@ -18,11 +28,12 @@ import asyncio
 import contextlib
 import heapq
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Histogram
 
-from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
+from services.router.decide import Assign, Decision, Expire, Planned, next_expiry, plan
 from shared.agent.inbox import open_inbox
 from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.fleet import WAITING, correlation_of
@@ -48,11 +59,17 @@ from shared.events import (
 )
 from shared.recorded import Recorded
 from shared.service import Service
-from shared.subjects import entity_subjects, events_of_type
-from shared.work import Retry, WorkSpec
+from shared.subjects import AGGREGATES, entity_subjects, events_of_type
+from shared.work import Ticket, WorkSpec
 
 EXPIRY_POLL_S = 1.0
 """Longest sleep of the expiry timer: a held task that appears meanwhile is looked at by then."""
+
+MAX_APPENDS = 32
+"""Appends of decisions in flight at once, per instance."""
+CLAIM_ACK_WAIT_S = 1.0
+"""A claimed submission held this long without a word from its instance goes to another one (the
+instance says it is still working on it every third of that)."""
 
 TRIGGERS: list[type[Event]] = [
     TaskSubmitted,
@@ -63,13 +80,47 @@ TRIGGERS: list[type[Event]] = [
     BreakerHalfOpened,
     BreakerReset,
 ]
-"""Events after which a waiting task may fit somewhere: a new task or added capacity; one router
-instance (whichever the work consumer hands it to) looks at the queue."""
+"""Work events: a new task or attempt (claimed by the instance it is delivered to), or added
+capacity (an inbox to open: the projection itself wakes every instance's decisions)."""
 
 RELEASES = (TaskCompleted, TaskAttemptFailed, TaskFailed, TaskCancelled)
 """Events that free a slot. They are as frequent as tasks, and most of the time nothing waits: so
 they are not work events; every instance's projection notices them, and only an instance whose
 queue is not empty looks at it (racing instances are refereed by the agent's sequence)."""
+CAPACITY = (AgentRegistered, AgentRecovered, BreakerClosed, BreakerHalfOpened, BreakerReset)
+
+
+@dataclass
+class Claim:
+    """A task's submission or requeue this instance holds until the attempt is decided."""
+
+    ticket: Ticket
+    attempt: int
+    seq: int
+    event_id: str
+
+
+@dataclass
+class InFlight:
+    """A decision appended (or being appended) whose effect the view has not applied yet."""
+
+    task_id: str
+    attempt: int
+    agent_id: str | None
+    """The agent of an assignment (None: a hold or an expiry)."""
+    never_held: bool = False
+    """A first attempt never queued: its submission-to-assignment time is the routing latency."""
+    seq: int = 0
+    """Where it was stored, once the server said so."""
+
+
+@dataclass
+class Chain:
+    """This instance's last assignment to an agent: the next one is appended against its sequence."""
+
+    entry: InFlight
+    stored: asyncio.Future[int]
+    """The sequence it was stored at; 0: nothing stored on the agent (a duplicate); -1: refused."""
 
 
 class RouterService(Service):
@@ -83,6 +134,8 @@ class RouterService(Service):
                 durable="router",
                 filters=[events_of_type(cls.AGGREGATE, cls.event_type()) for cls in TRIGGERS],
                 handler=self.on_trigger,
+                claim=self.claim,
+                ack_wait_s=CLAIM_ACK_WAIT_S,
             )
         )
         self.config = RoutingConfig(
@@ -94,10 +147,17 @@ class RouterService(Service):
         self.assignments = 0
         self.expired = 0
         self.conflicts = 0
+        self._claims: dict[str, Claim] = {}
+        self._in_flight: dict[str, InFlight] = {}
+        """Task id -> its decision not yet applied by the view, in the order decided."""
+        self._chains: dict[str, Chain] = {}
+        self._appends: set[asyncio.Task[None]] = set()
+        self._wanted = asyncio.Event()
+        self._decided = asyncio.Event()
+        """Set after each round of decisions (the expiry timer waits for its own to land)."""
+        self._catching_up: asyncio.Task[None] | None = None
+        self._decider: asyncio.Task[None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
-        self._dispatching = asyncio.Lock()
-        self._release_task: asyncio.Task[None] | None = None
-        self._release_pending = False
         self._starts: list[tuple[float, str]] = []
         """(not_before_ts, task id) of delayed tasks: when the timer must look at the queue."""
         self._timer_woken = asyncio.Event()
@@ -115,20 +175,22 @@ class RouterService(Service):
             if task.status in WAITING and task.not_before_ts > now:
                 heapq.heappush(self._starts, (task.not_before_ts, task.task_id))
         self._expiry_task = asyncio.create_task(self._expiry_timer(), name="router-expiry")
-        # Slots may have freed while this instance was starting: look at the queue once.
-        self._release_pending = True
-        self._release_task = asyncio.create_task(self._dispatch_releases(), name="router-releases")
+        self._decider = asyncio.create_task(self._decide_loop(), name="router-decide")
+        self.dispatch()  # slots may have freed while this instance was starting
 
     async def on_stopping(self) -> None:
-        for task in (self._expiry_task, self._release_task):
+        for task in (self._expiry_task, self._decider, self._catching_up):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._appends:  # let the decisions in flight land: their claims are then acknowledged
+            await asyncio.wait(self._appends, timeout=5.0)
 
     def _on_applied(self, recorded: Recorded) -> None:
-        """A slot freed while tasks wait: look at the queue (once for a burst of releases). A delayed
-        task: the timer looks at the queue at its time."""
+        """Decide again when the view changed what can be decided: a new task or attempt, a freed
+        slot while tasks wait, added capacity, our own decision landing. A delayed task: the timer
+        looks at the queue at its time."""
         event = recorded.event
         if isinstance(event, TaskSubmitted) and event.not_before_ts and event.not_before_ts > event.ts:
             earliest = self._starts[0][0] if self._starts else None
@@ -136,19 +198,14 @@ class RouterService(Service):
             if earliest is None or event.not_before_ts < earliest:
                 self._timer_woken.set()
             return
-        if not isinstance(event, RELEASES) or not self.view.state.fleet.queue:
+        if not self.ready.is_set():
             return
-        self._release_pending = True
-        if self.ready.is_set() and (self._release_task is None or self._release_task.done()):
-            self._release_task = asyncio.create_task(self._dispatch_releases(), name="router-releases")
-
-    async def _dispatch_releases(self) -> None:
-        while self._release_pending:
-            self._release_pending = False
-            try:
-                await self.dispatch(causation_id="")
-            except Exception:
-                self.log.exception("release_dispatch_failed")
+        if (
+            isinstance(event, (TaskSubmitted, TaskRequeued, *CAPACITY))
+            or (isinstance(event, RELEASES) and self.view.state.fleet.queue)
+            or (self._in_flight and self.view.seq >= next(iter(self._in_flight.values())).seq > 0)
+        ):
+            self._wanted.set()
 
     def details(self) -> dict[str, Any]:
         state = self.view.state
@@ -159,6 +216,8 @@ class RouterService(Service):
             "assignments_made": self.assignments,
             "expired": self.expired,
             "conflicts": self.conflicts,
+            "claims_held": len(self._claims),
+            "appends_in_flight": len(self._appends),
             "orchestration_mode": self.config.mode,
             "default_strategy": self.config.default_strategy,
             "outcomes_learned": state.performance.outcomes,
@@ -180,72 +239,163 @@ class RouterService(Service):
             deadline = self._next_wake()
             now = time.time()
             while self._starts and self._starts[0][0] <= now:
-                heapq.heappop(self._starts)  # its time has come: the dispatch below looks at it
+                heapq.heappop(self._starts)  # its time has come: the decisions below look at it
             if deadline is not None and deadline <= now:
-                try:
-                    await self.dispatch(causation_id="")
-                except Exception:
-                    self.log.exception("expiry_dispatch_failed")
+                self.dispatch()
+                await self._settled()
                 deadline = next_expiry(self.view.state, self.config)
                 if deadline is not None and deadline <= time.time():
-                    await asyncio.sleep(EXPIRY_POLL_S)  # not ours to expire (e.g. no longer held)
+                    await asyncio.sleep(EXPIRY_POLL_S)  # being decided, or not ours to expire
                 continue
             wait = EXPIRY_POLL_S if deadline is None else min(EXPIRY_POLL_S, deadline - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_woken.wait(), max(wait, 0.001))
 
-    async def on_trigger(self, recorded: Recorded) -> Retry | None:
-        await self.view.wait_for(recorded.seq)
+    async def _settled(self, timeout: float = EXPIRY_POLL_S) -> None:
+        """Until the decisions asked for are made and the view shows them (or `timeout`)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._wanted.is_set() or self._appends or self._in_flight:
+                    self._decided.clear()
+                    await self._decided.wait()
+
+    # --- work -----------------------------------------------------------------------------------
+
+    async def claim(self, recorded: Recorded, ticket: Ticket) -> bool:
+        """Keep a new task or attempt to decide (True); a delayed one is looked at in its time."""
+        event = recorded.event
+        if isinstance(event, TaskRequeued):
+            wait = event.not_before_ts - time.time()
+            if wait > 0:  # a backoff: delivered again, to any instance, when it is over
+                await ticket.retry(wait)
+                return True
+            self._hold(event.task_id, Claim(ticket, event.attempt, recorded.seq, event.id))
+            return True
+        if isinstance(event, TaskSubmitted):
+            if event.not_before_ts is not None and event.not_before_ts > time.time():
+                return False  # acknowledged: the timer looks at the queue at its time
+            self._hold(event.task_id, Claim(ticket, 1, recorded.seq, event.id))
+            return True
+        return False
+
+    def _hold(self, task_id: str, claim: Claim) -> None:
+        older = self._claims.get(task_id)
+        if older is not None and older.ticket is not claim.ticket:
+            self._settle(older)  # an earlier attempt's: over
+        self._claims[task_id] = claim
+        self._wanted.set()
+
+    def _settle(self, claim: Claim) -> None:
+        settling = asyncio.ensure_future(claim.ticket.ack())
+        settling.add_done_callback(_log_failure(self.log, "claim_ack_failed"))
+
+    async def on_trigger(self, recorded: Recorded) -> None:
         event = recorded.event
         if isinstance(event, AgentRegistered) and self.bus.user is not None:
+            await self.view.wait_for(recorded.seq)
             await self._open_inbox(event, recorded.seq)
-        if isinstance(event, TaskRequeued) and event.not_before_ts > time.time():
-            return Retry(event.not_before_ts - time.time())
-        await self.dispatch(causation_id=event.id)
-        return None
+        self._wanted.set()
 
     async def _open_inbox(self, registration: AgentRegistered, seq: int) -> None:
         """The agent's durable, starting after this registration (agents may create no consumer)."""
         if await open_inbox(self.bus.js, registration.agent_id, seq, registration.capacity):
             self.log.info("agent_inbox_opened", agent_id=registration.agent_id, start_seq=seq + 1)
 
-    async def dispatch(self, causation_id: str = "") -> None:
-        """Append decisions until the queue needs nothing more right now (one pass at a time)."""
-        async with self._dispatching:
-            await self._dispatch(causation_id)
+    # --- deciding -------------------------------------------------------------------------------
 
-    async def _dispatch(self, causation_id: str) -> None:
-        # Not ``shared.command``: this loop drains the queue, and each round decides afresh which
-        # task goes to which agent, so a refusal is no failure to retry a bounded number of times.
-        # It means another router instance placed work on that agent first (progress for the
-        # fleet); the next round decides on the state that includes it. A bound would turn a busy
-        # fleet with several routers into failed triggers and redeliveries.
-        skip: set[str] = set()
+    def dispatch(self) -> None:
+        """Look at the queue again soon (decisions are made by one loop, never concurrently)."""
+        self._wanted.set()
+
+    async def _decide_loop(self) -> None:
         while True:
-            seen, now = self.view.seq, time.time()
-            decision = next_decision(self.view.state, now, skip, self.config)
-            if decision is None:
-                return
+            await self._wanted.wait()
+            self._wanted.clear()
             try:
-                result = await self._append(decision, causation_id, seen, now)
-            except ConcurrencyConflict:
-                self.conflicts += 1
-                await self.view.catch_up()
-                continue
-            if result.duplicate:
-                skip.add(decision.task_id)
-            await self.view.wait_for(result.seq)
+                self._decide()
+            except Exception:
+                self.log.exception("router_decision_failed")
+            self._decided.set()
+            await asyncio.sleep(0)  # let the appends just started go out before deciding more
 
-    async def _append(self, decision: Decision, causation_id: str, seen: int, now: float) -> AppendResult:
+    def _decide(self) -> None:
+        """Plan on the view plus what is in flight, and start appending each decision. Synchronous:
+        the view cannot move while it runs."""
+        if self._catching_up is not None and not self._catching_up.done():
+            return
+        view = self.view
+        self._settle_claims()
+        for task_id, entry in list(self._in_flight.items()):
+            if 0 < entry.seq <= view.seq:
+                del self._in_flight[task_id]
+        room = MAX_APPENDS - len(self._appends)
+        if room <= 0:
+            return
+        now = time.time()
+        planned = plan(
+            view.state,
+            now,
+            self.config,
+            assumed=[entry.agent_id for entry in self._in_flight.values() if entry.agent_id],
+            after_seq=view.seq,
+            skip=self._in_flight.keys(),
+            claimed=self._claims.keys(),
+            limit=room,
+        )
+        for step in planned:
+            self._start_append(step, view.seq, now)
+
+    def _settle_claims(self) -> None:
+        """Acknowledge the claims whose attempt the view shows decided (by anyone) or gone."""
+        fleet = self.view.state.fleet
+        for task_id, claim in list(self._claims.items()):
+            task = fleet.tasks.get(task_id)
+            if task is None:
+                done = self.view.seq >= claim.seq  # applied, and not kept: finished long ago
+            else:
+                done = task.attempt > claim.attempt or (
+                    task.attempt == claim.attempt and task.status not in WAITING
+                )
+            if done:
+                del self._claims[task_id]
+                self._settle(claim)
+
+    def _start_append(self, step: Planned, seen: int, now: float) -> None:
+        decision = step.decision
+        agent_id = decision.agent_id if isinstance(decision, Assign) else None
         task = self.view.state.fleet.tasks[decision.task_id]
-        correlation = correlation_of(self.view.state.fleet, decision.task_id)
+        never_held = decision.attempt == 1 and task.status == "pending" and not task.assignments
+        entry = InFlight(decision.task_id, decision.attempt, agent_id, never_held=never_held)
+        event, expected = self._prepare(step, seen, now)
+        after: asyncio.Future[int] | None = None
+        chain: Chain | None = None
+        if agent_id is not None:
+            previous = self._chains.get(agent_id)
+            if previous is not None and self._in_flight.get(previous.entry.task_id) is previous.entry:
+                after = previous.stored  # not applied by the view yet: appended after it
+            chain = Chain(entry, asyncio.get_running_loop().create_future())
+            self._chains[agent_id] = chain
+        self._in_flight[decision.task_id] = entry
+        append = asyncio.create_task(self._append(step, entry, event, expected, after, chain))
+        self._appends.add(append)
+        append.add_done_callback(self._appends.discard)
+
+    def _prepare(self, step: Planned, seen: int, now: float) -> tuple[Event, int | None]:
+        """The event a decision appends and the version it is appended against, read now, in the
+        same step as the decision (the view moves on while it is appended)."""
+        decision = step.decision
+        fleet = self.view.state.fleet
+        task = fleet.tasks[decision.task_id]
+        correlation = correlation_of(fleet, decision.task_id)
+        claim = self._claims.get(decision.task_id)
+        causation = claim.event_id if claim is not None else ""
+        task_version = self.view.version("task", decision.task_id)
         if isinstance(decision, Assign):
-            never_held = decision.attempt == 1 and task.status == "pending"  # read before any await
-            event = TaskAssigned(
+            event: Event = TaskAssigned(
                 agent_id=decision.agent_id,
                 task_id=decision.task_id,
                 attempt=decision.attempt,
-                task_seq=await self.view.expected_version("task", decision.task_id),
+                task_seq=task_version or 0,
                 session=decision.session,
                 task_type=task.spec.task_type,
                 payload=task.spec.payload,
@@ -258,51 +408,134 @@ class RouterService(Service):
                 decided_at_seq=seen,
                 decided_at_ts=now,
                 mode=self.config.mode,
+                assumed=step.assumed,
                 correlation_id=correlation,
-                causation_id=causation_id,
+                causation_id=causation,
             )
-            # Against everything about the agent, its breaker included: an assignment decided before
-            # the router saw the breaker open (or the agent go silent) is refused, not stored.
-            result = await self.bus.append(
-                event,
-                expected=await self.view.expected_entity_version(decision.agent_id),
-                msg_id=assign_msg_id(decision.task_id, decision.attempt),
-                expected_filter=entity_subjects(decision.agent_id),
-            )
-            if not result.duplicate:
-                self.assignments += 1
-                if never_held:
-                    routable = max(task.submitted_ts, task.not_before_ts)  # a delayed task: its time
-                    self.assignment_duration.observe(max(0.0, event.ts - routable))
-                self.log.debug("task_assigned", task_id=decision.task_id, agent_id=decision.agent_id)
-            return result
+            return event, self._entity_version(decision.agent_id)
         if isinstance(decision, Expire):
-            result = await self.bus.append(
-                TaskFailed(
-                    task_id=decision.task_id,
-                    attempt=decision.attempt,
-                    error=decision.error,
-                    failure_type="deadline_exceeded",
-                    correlation_id=correlation,
-                    causation_id=causation_id,
-                ),
-                expected=await self.view.expected_version("task", decision.task_id),
-                msg_id=failed_msg_id(decision.task_id),
+            event = TaskFailed(
+                task_id=decision.task_id,
+                attempt=decision.attempt,
+                error=decision.error,
+                failure_type="deadline_exceeded",
+                correlation_id=correlation,
+                causation_id=causation,
             )
-            if not result.duplicate:
-                self.expired += 1
-                self.log.info("task_expired", task_id=decision.task_id, error=decision.error)
-            return result
-        queued = TaskQueued(
+            return event, task_version
+        event = TaskQueued(
             task_id=decision.task_id,
             attempt=decision.attempt,
             reason=decision.reason,
             detail=decision.detail,
             correlation_id=correlation,
-            causation_id=causation_id,
+            causation_id=causation,
         )
+        return event, task_version
+
+    def _entity_version(self, agent_id: str) -> int | None:
+        """The last sequence of everything about the agent as the view knows it (None: forgotten)."""
+        found = [self.view.version(aggregate, agent_id) for aggregate in AGGREGATES]
+        if any(version is None for version in found):
+            return None
+        return max(version or 0 for version in found)
+
+    async def _append(
+        self,
+        step: Planned,
+        entry: InFlight,
+        event: Event,
+        expected: int | None,
+        after: asyncio.Future[int] | None,
+        chain: Chain | None,
+    ) -> None:
+        """Append one decision; on a refusal, catch up before deciding again."""
+        decision = step.decision
+        task_id = decision.task_id
+        stored = -1
+        try:
+            if after is not None:  # our previous assignment to this agent: appended against its seq
+                previous = await after
+                if previous < 0:  # the agent changed under it: so it did under this one
+                    raise ConcurrencyConflict(
+                        entity_subjects(entry.agent_id or ""), 0, "chained on a refusal"
+                    )
+                expected = max(previous, expected or 0) if previous else expected
+            result = await self._store(decision, event, expected)
+            stored = 0 if result.duplicate else result.seq
+            entry.seq = result.seq
+            self._landed(decision, entry, event, result)
+        except ConcurrencyConflict:
+            self.conflicts += 1
+            self._in_flight.pop(task_id, None)
+            self._catch_up()
+        except Exception:
+            self.log.exception("router_append_failed", task_id=task_id)
+            self._in_flight.pop(task_id, None)
+            self._catch_up()
+        finally:
+            if chain is not None and not chain.stored.done():
+                chain.stored.set_result(stored)
+            self._wanted.set()
+
+    async def _store(self, decision: Decision, event: Event, expected: int | None) -> AppendResult:
+        if expected is None:  # a version the view forgot: asked of the server
+            if isinstance(decision, Assign):
+                expected = await self.view.expected_entity_version(decision.agent_id)
+            else:
+                expected = await self.view.expected_version("task", decision.task_id)
+        if isinstance(decision, Assign):
+            # Against everything about the agent, its breaker included: an assignment decided before
+            # the router saw the breaker open (or the agent go silent) is refused, not stored.
+            return await self.bus.append(
+                event,
+                expected=expected,
+                msg_id=assign_msg_id(decision.task_id, decision.attempt),
+                expected_filter=entity_subjects(decision.agent_id),
+            )
+        if isinstance(decision, Expire):
+            return await self.bus.append(event, expected=expected, msg_id=failed_msg_id(decision.task_id))
         return await self.bus.append(
-            queued,
-            expected=await self.view.expected_version("task", decision.task_id),
-            msg_id=queued_msg_id(decision.task_id, decision.attempt),
+            event, expected=expected, msg_id=queued_msg_id(decision.task_id, decision.attempt)
         )
+
+    def _landed(self, decision: Decision, entry: InFlight, event: Event, result: AppendResult) -> None:
+        """A decision is stored (or was already): its claim is done; count it."""
+        claim = self._claims.get(decision.task_id)
+        if claim is not None and claim.attempt == decision.attempt:
+            del self._claims[decision.task_id]
+            self._settle(claim)
+        if result.duplicate:
+            return
+        if isinstance(decision, Assign):
+            self.assignments += 1
+            task = self.view.state.fleet.tasks.get(decision.task_id)
+            if entry.never_held and task is not None:
+                routable = max(task.submitted_ts, task.not_before_ts)  # a delayed task: its time
+                self.assignment_duration.observe(max(0.0, event.ts - routable))
+            self.log.debug("task_assigned", task_id=decision.task_id, agent_id=decision.agent_id)
+        elif isinstance(decision, Expire):
+            self.expired += 1
+            self.log.info("task_expired", task_id=decision.task_id, error=decision.error)
+
+    def _catch_up(self) -> None:
+        """After a refusal: decide nothing more until the view has applied what the stream holds."""
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.create_task(self._catching_up_now(), name="router-catch-up")
+
+    async def _catching_up_now(self) -> None:
+        try:
+            await self.view.catch_up()
+        except Exception:
+            self.log.exception("router_catch_up_failed")
+            await asyncio.sleep(EXPIRY_POLL_S)
+        finally:
+            self._wanted.set()
+
+
+def _log_failure(log: Any, what: str) -> Any:
+    def done(future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.warning(what, error=repr(future.exception()))
+
+    return done
