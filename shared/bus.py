@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import msgspec
@@ -76,6 +76,15 @@ class NatsAuthError(HiveError, PermissionError):
 class AppendResult(NamedTuple):
     seq: int
     duplicate: bool
+
+
+class LogBounds(NamedTuple):
+    """What the event stream holds now: its first and last sequence, and when it was created (a
+    stream created anew starts again at 1: what was built from the old one no longer matches)."""
+
+    first_seq: int
+    last_seq: int
+    created: str
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -298,6 +307,10 @@ class EventBus:
         info = await self.js.stream_info(EVENTS_STREAM)
         return int(info.state.last_seq)
 
+    async def log_bounds(self) -> LogBounds:
+        info = await self.js.stream_info(EVENTS_STREAM)
+        return LogBounds(int(info.state.first_seq), int(info.state.last_seq), str(info.created or ""))
+
     # --- append ---------------------------------------------------------------------------------
 
     async def append(
@@ -387,7 +400,7 @@ class EventBus:
         stop_seq: int | None = None,
         batch: int = 512,
         consumer: str | None = None,
-    ) -> AsyncIterator[Recorded | Undecodable]:
+    ) -> AsyncGenerator[Recorded | Undecodable, None]:
         """Read the log in order from `start_seq` up to `stop_seq` (default: the current end).
 
         Uses no-wait pull requests, so it returns as soon as the stored messages are read. The

@@ -17,7 +17,7 @@ import msgspec
 from shared.bus import EventBus
 from shared.errors import HiveError
 from shared.recorded import Recorded
-from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, events_of_type
+from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, event_subject, events_of_type
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -58,6 +58,9 @@ class TimelineFilter:
         if self.aggregate is None:
             return ALL_EVENTS
         if self.aggregate_id is not None:
+            if len(self.types) == 1:
+                (only,) = self.types
+                return event_subject(self.aggregate, self.aggregate_id, only.split(".")[-1])
             return aggregate_subjects(self.aggregate, self.aggregate_id)
         if len(self.types) == 1:
             (only,) = self.types

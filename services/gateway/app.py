@@ -12,10 +12,11 @@ from litestar.openapi import OpenAPIConfig
 
 from services.gateway.agents import AgentDesk
 from services.gateway.errors import EXCEPTION_HANDLERS, error_response
+from services.gateway.events import EventDesk
 from services.gateway.health import HealthDesk
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
-from services.gateway.routes import agents, health, performance, recovery, tasks, workflows
+from services.gateway.routes import agents, events, health, performance, recovery, tasks, workflows
 from services.gateway.tasks import TaskDesk
 from services.gateway.workflows import WorkflowDesk
 
@@ -24,6 +25,7 @@ ALL_ROUTES = [
     *agents.ROUTES,
     *tasks.ROUTES,
     *workflows.ROUTES,
+    *events.ROUTES,
     *health.ROUTES,
     *recovery.ROUTES,
     *performance.ROUTES,
@@ -37,6 +39,7 @@ class Desks:
     tasks: TaskDesk
     agents: AgentDesk
     workflows: WorkflowDesk
+    events: EventDesk
     recovery: RecoveryDesk
     performance: PerformanceDesk
     health: HealthDesk
@@ -46,6 +49,7 @@ class Desks:
             "task_desk": _provide(self.tasks),
             "agent_desk": _provide(self.agents),
             "workflow_desk": _provide(self.workflows),
+            "event_desk": _provide(self.events),
             "recovery_desk": _provide(self.recovery),
             "performance_desk": _provide(self.performance),
             "health_desk": _provide(self.health),

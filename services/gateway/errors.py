@@ -36,12 +36,20 @@ _CODES = {
 class ApiError(HiveError):
     """Raised by handlers: becomes ``{"error": {...}}`` with this status."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.details = details or []
 
 
 def error_response(
@@ -88,7 +96,7 @@ def handle_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 
 def handle_api(_request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
-    return error_response(exc.status, exc.code, exc.message, exc.field)
+    return error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
 
 
 def handle_keeps_changing(_request: Request[Any, Any, Any], exc: KeepsChanging) -> Response[ErrorResponse]:

@@ -18,8 +18,10 @@ import uvicorn
 from services.gateway.agents import AgentDesk
 from services.gateway.app import Desks, create_app
 from services.gateway.core import GatewayCore
+from services.gateway.events import EventDesk
 from services.gateway.health import HealthDesk
 from services.gateway.performance import PerformanceDesk
+from services.gateway.query.model import QueryModel
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.tasks import TaskDesk
 from services.gateway.view import GATEWAY_VIEW
@@ -41,7 +43,15 @@ class GatewayService(Service):
 
     async def setup(self) -> None:
         self.view = self.projection(GATEWAY_VIEW)
-        self.core = GatewayCore(self.bus, self.view, self.settings)
+        self.query = QueryModel(
+            self.bus,
+            self.view,
+            home=self.settings.hive_home,
+            instance=self.settings.instance,
+            retention_s=self.settings.query_retention_s,
+        )
+        await self.query.open()  # claims this gateway's file now: a second one is refused at start
+        self.core = GatewayCore(self.bus, self.view, self.query, self.settings)
         self.tasks = TaskDesk(self.core, self.metrics.registry)
         self.recovery = RecoveryDesk(self.core)
         self.performance = PerformanceDesk(self.core)
@@ -49,6 +59,7 @@ class GatewayService(Service):
             tasks=self.tasks,
             agents=AgentDesk(self.core),
             workflows=WorkflowDesk(self.core),
+            events=EventDesk(self.core),
             recovery=self.recovery,
             performance=self.performance,
             health=HealthDesk(self.core, self.performance, self.metrics),
@@ -60,6 +71,7 @@ class GatewayService(Service):
         self._server_task: asyncio.Task[None] | None = None
 
     async def on_started(self) -> None:
+        await self.query.start()  # catches up from its file in the background; reads wait for it
         await self.recovery.start()
         app = create_app(self.desks, api_token=self.settings.api_token)
         config = uvicorn.Config(
@@ -86,6 +98,7 @@ class GatewayService(Service):
             self._server.should_exit = True
             await asyncio.gather(self._server_task, return_exceptions=True)
         await self.recovery.stop()
+        await self.query.stop()
 
     def details(self) -> dict[str, Any]:
-        return {"port": self.port}
+        return {"port": self.port, "query_model": self.query.details()}

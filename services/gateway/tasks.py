@@ -17,12 +17,16 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
+from services.gateway.query.filters import Page, TaskFilter, encode_cursor
+from services.gateway.query.store import TASK_COLUMN_NAMES
 from services.gateway.schemas import (
     AssignmentOut,
     CancelResponse,
     TaskAssignRequest,
     TaskAssignResponse,
     TaskOut,
+    TaskPage,
+    TaskSummary,
 )
 from shared.bus import ConcurrencyConflict
 from shared.command import Change, command
@@ -32,6 +36,11 @@ from shared.domain.message_ids import cancel_msg_id, notice_msg_id
 from shared.events import TaskAssigned, TaskCancelRequested, TaskProfile, TaskQueued, TaskSubmitted
 from shared.ids import new_id
 from shared.recorded import Recorded
+
+TASKS = "tasks"
+"""The kind of list a task cursor continues."""
+TASK_SUMMARY_FIELDS = tuple("submitted_seq" if name == "seq" else name for name in TASK_COLUMN_NAMES)
+"""The fields of a listed task, in the order the store reads them."""
 
 
 @dataclass(frozen=True)
@@ -115,9 +124,25 @@ class TaskDesk:
     # --- show -----------------------------------------------------------------------------------
 
     async def task(self, task_id: str, after_seq: int | None = None) -> TaskOut:
-        if after_seq is not None:
-            await self.core.wait_for_seq(after_seq)
-        return task_out(await self.core.find_task(task_id))
+        """From the query model, once it holds what this gateway has applied (and `after_seq`)."""
+        core = self.core
+        await core.query_ready(after_seq)
+        found = await core.query.store.task(task_id)
+        if found is None:
+            raise await core.missing("task", task_id)
+        return task_out(found)
+
+    async def listed(self, where: TaskFilter, page: Page, after_seq: int | None = None) -> TaskPage:
+        """A page of tasks of any age, newest submission first."""
+        await self.core.query_ready(after_seq)
+        rows = await self.core.query.store.tasks(where, page)
+        items = [
+            TaskSummary(**dict(zip(TASK_SUMMARY_FIELDS, row, strict=True))) for row in rows[: page.limit]
+        ]
+        more = len(rows) > page.limit
+        return TaskPage(
+            items=items, next_cursor=encode_cursor(TASKS, items[-1].submitted_seq) if more else None
+        )
 
     # --- cancel ---------------------------------------------------------------------------------
 
@@ -194,6 +219,9 @@ def task_out(task: TaskView) -> TaskOut:
         result=task.result,
         quality=task.quality,
         workflow_id=task.spec.workflow_id,
+        step_id=task.spec.step_id,
+        name=task.spec.name,
+        submitted_seq=task.submitted_seq,
         assignments=[
             AssignmentOut(
                 agent_id=a.agent_id,

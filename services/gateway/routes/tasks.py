@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Response, get, post
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
+from services.gateway.query.filters import DEFAULT_LIMIT, MAX_LIMIT, TaskFilter
+from services.gateway.routes.params import only_known, page_of
 from services.gateway.schemas import (
     CancelRequest,
     CancelResponse,
     TaskAssignRequest,
     TaskAssignResponse,
     TaskOut,
+    TaskPage,
 )
-from services.gateway.tasks import TaskDesk
+from services.gateway.tasks import TASKS, TaskDesk
+from shared.domain.fleet import TaskStatus
+from shared.events import Priority
 
 Tasks = NamedDependency[TaskDesk]
+Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description=f"items per page (1 to {MAX_LIMIT})")]
+AfterSeq = Annotated[
+    int | None,
+    Parameter(ge=0, description="answer once the gateway has read the log up to this sequence"),
+]
+LIST_TASKS_PARAMS = frozenset(
+    {
+        "status",
+        "task_type",
+        "agent_id",
+        "workflow_id",
+        "priority",
+        "submitted_after",
+        "submitted_before",
+        "limit",
+        "cursor",
+        "after_seq",
+    }
+)
 
 
 @post(
@@ -31,14 +55,51 @@ async def assign_task(data: JSONBody[TaskAssignRequest], task_desk: Tasks) -> Re
 
 
 @get(
+    "/api/v1/tasks",
+    summary="Tasks of any age, newest submission first, filtered and paged",
+    description="Each filter matches the field of the same name (agent_id: the agent holding the task, "
+    "or that last held it); submitted_after/submitted_before are Unix seconds (after: at or after). "
+    f"limit defaults to {DEFAULT_LIMIT}, at most {MAX_LIMIT}. Pass next_cursor back as cursor for the "
+    "next page: pages are cut by submission sequence, so tasks submitted meanwhile never shift them. "
+    "An unknown query parameter is refused with 400. Tasks that ended before QUERY_RETENTION_S are "
+    "no longer listed.",
+)
+async def list_tasks(
+    request: Request[Any, Any, Any],
+    task_desk: Tasks,
+    status: FromQuery[TaskStatus | None] = None,
+    task_type: FromQuery[str | None] = None,
+    agent_id: FromQuery[str | None] = None,
+    workflow_id: FromQuery[str | None] = None,
+    priority: FromQuery[Priority | None] = None,
+    submitted_after: FromQuery[float | None] = None,
+    submitted_before: FromQuery[float | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: FromQuery[str | None] = None,
+    after_seq: AfterSeq = None,
+) -> TaskPage:
+    only_known(request, LIST_TASKS_PARAMS)
+    where = TaskFilter(
+        status=status,
+        task_type=task_type,
+        agent_id=agent_id,
+        workflow_id=workflow_id,
+        priority=priority,
+        submitted_after=submitted_after,
+        submitted_before=submitted_before,
+    )
+    return await task_desk.listed(where, page_of(TASKS, limit, cursor), after_seq)
+
+
+@get(
     "/api/v1/tasks/{task_id:str}",
     summary="Task status, with each routing decision explained",
-    description="With after_seq, answers once the gateway has applied the log up to that sequence "
-    "(read your writes: pass the seq a previous answer returned).",
+    description="Answered for a task of any age from the gateway's query model. With after_seq, answers "
+    "once the gateway has applied the log up to that sequence (read your writes: pass the seq a "
+    "previous answer returned). 404 says why a task is not there: unknown, or ended before "
+    "QUERY_RETENTION_S (and whether its events are still in the log).",
 )
-async def get_task(
-    task_id: FromPath[str], task_desk: Tasks, after_seq: Annotated[int | None, Parameter(ge=0)] = None
-) -> TaskOut:
+async def get_task(task_id: FromPath[str], task_desk: Tasks, after_seq: AfterSeq = None) -> TaskOut:
     return await task_desk.task(task_id, after_seq)
 
 
@@ -49,4 +110,4 @@ async def cancel_task(
     return await task_desk.cancel(task_id, (data or CancelRequest()).reason)
 
 
-ROUTES = [assign_task, get_task, cancel_task]
+ROUTES = [assign_task, list_tasks, get_task, cancel_task]

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
+from services.gateway.query.filters import DEFAULT_LIMIT, MAX_LIMIT, WorkflowFilter
+from services.gateway.routes.params import only_known, page_of
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
     WorkflowCancelRequest,
     WorkflowChange,
     WorkflowExecuteRequest,
     WorkflowOut,
-    WorkflowSummary,
+    WorkflowPage,
     WorkflowTaskIn,
 )
-from services.gateway.workflows import WorkflowDesk
+from services.gateway.workflows import WORKFLOWS, WorkflowDesk
+from shared.domain.workflows import WorkflowStatus
 
 Workflows = NamedDependency[WorkflowDesk]
 BASE = "/api/v1/orchestration/workflow"
+LIST_WORKFLOWS_PARAMS = frozenset(
+    {"status", "name", "submitted_after", "submitted_before", "limit", "cursor", "after_seq"}
+)
 
 
 @post(
@@ -49,13 +55,29 @@ async def get_workflow(
     return await workflow_desk.status(workflow_id, after_seq)
 
 
-@get("/api/v1/orchestration/workflows", summary="Workflows kept in memory, most recently submitted first")
+@get(
+    "/api/v1/orchestration/workflows",
+    summary="Workflows of any age, most recently submitted first, filtered and paged",
+    description="Filters match the fields of the same name; submitted_after/submitted_before are Unix "
+    f"seconds. limit defaults to {DEFAULT_LIMIT}, at most {MAX_LIMIT}; pass next_cursor back as cursor "
+    "for the next page. An unknown query parameter is refused with 400.",
+)
 async def list_workflows(
+    request: Request[Any, Any, Any],
     workflow_desk: Workflows,
-    status: FromQuery[Literal["waiting", "running", "completed", "failed", "cancelled"] | None] = None,
-    limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
-) -> list[WorkflowSummary]:
-    return workflow_desk.summaries(status, limit)
+    status: FromQuery[WorkflowStatus | None] = None,
+    name: FromQuery[str | None] = None,
+    submitted_after: FromQuery[float | None] = None,
+    submitted_before: FromQuery[float | None] = None,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: FromQuery[str | None] = None,
+    after_seq: Annotated[int | None, Parameter(ge=0)] = None,
+) -> WorkflowPage:
+    only_known(request, LIST_WORKFLOWS_PARAMS)
+    where = WorkflowFilter(
+        status=status, name=name, submitted_after=submitted_after, submitted_before=submitted_before
+    )
+    return await workflow_desk.summaries(where, page_of(WORKFLOWS, limit, cursor), after_seq)
 
 
 @post(
