@@ -151,19 +151,22 @@ class TaskOut(msgspec.Struct, kw_only=True):
     """Stream sequence of its submission: the order of ``GET /api/v1/tasks``."""
 
 
-class TaskSummary(msgspec.Struct, kw_only=True):
-    """A task as ``GET /api/v1/tasks`` lists it (``GET /api/v1/tasks/{task_id}`` for the rest)."""
+class TaskSummary(msgspec.Struct):
+    """A task as ``GET /api/v1/tasks`` lists it (``GET /api/v1/tasks/{task_id}`` for the rest).
+
+    Positional, in the order the query model's columns are read (``TASK_SUMMARY_FIELDS``): a page
+    is built without a dict per row."""
 
     task_id: str
+    submitted_seq: int
     task_type: str
     name: str
-    status: str
     priority: str
+    status: str
     attempt: int
     agent_id: str | None
     workflow_id: str | None
     step_id: str | None
-    submitted_seq: int
     submitted_ts: float
     assigned_ts: float | None
     started_ts: float | None

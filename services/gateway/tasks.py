@@ -136,9 +136,7 @@ class TaskDesk:
         """A page of tasks of any age, newest submission first."""
         await self.core.query_ready(after_seq)
         rows = await self.core.query.store.tasks(where, page)
-        items = [
-            TaskSummary(**dict(zip(TASK_SUMMARY_FIELDS, row, strict=True))) for row in rows[: page.limit]
-        ]
+        items = [TaskSummary(*row) for row in rows[: page.limit]]
         more = len(rows) > page.limit
         return TaskPage(
             items=items, next_cursor=encode_cursor(TASKS, items[-1].submitted_seq) if more else None

@@ -34,6 +34,10 @@ from services.gateway.query.view import (
     workflow_from_row,
     workflow_row,
 )
+from services.gateway.schemas import TaskSummary
+from services.gateway.tasks import TASK_SUMMARY_FIELDS
+from services.gateway.workflow_schemas import WorkflowSummary
+from services.gateway.workflows import WORKFLOW_SUMMARY_FIELDS
 from shared.domain.fleet import TERMINAL, FleetState, apply_fleet
 from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.events import TaskSubmitted
@@ -206,3 +210,8 @@ def test_the_schema_id_follows_the_tables_and_the_stored_views() -> None:
         schema.query_schema_id(tables=schema.TABLES + "\nCREATE INDEX x ON tasks (name);") != schema.SCHEMA_ID
     )
     assert schema.query_schema_id(revision=schema.REVISION + 1) != schema.SCHEMA_ID
+
+
+def test_a_listed_task_takes_the_columns_in_the_order_the_store_reads_them() -> None:
+    assert TaskSummary.__struct_fields__ == TASK_SUMMARY_FIELDS
+    assert set(WORKFLOW_SUMMARY_FIELDS) <= set(WorkflowSummary.__struct_fields__)

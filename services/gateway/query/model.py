@@ -31,7 +31,7 @@ from shared.recorded import Recorded, decode_recorded
 log = get_logger("hive.gateway.query")
 
 FLUSH_EVENTS = 2_000
-CATCH_UP_FLUSH_EVENTS = 20_000
+CATCH_UP_FLUSH_EVENTS = 5_000
 FLUSH_INTERVAL_S = 0.1
 WRITE_RETRY_S = 1.0
 

@@ -25,6 +25,7 @@ from services.gateway.query.view import (
     Rows,
     agent_from_row,
     task_from_row,
+    task_from_rows,
     workflow_from_row,
 )
 from shared.domain.fleet import TERMINAL, AgentView, TaskView
@@ -33,6 +34,9 @@ from shared.logging import get_logger
 
 log = get_logger("hive.gateway.query")
 
+READERS: Final = 2
+"""Read connections: SQLite lets go of Python's lock while it searches, so two requests' queries
+run at once."""
 TASK_COLUMN_NAMES: Final = (
     "task_id",
     "seq",
@@ -98,6 +102,12 @@ ON CONFLICT (seq) DO UPDATE SET
     finished_ts = excluded.finished_ts, view = excluded.view
 ON CONFLICT DO NOTHING
 """
+_TASK_WITH_DECISIONS = """
+SELECT view, (SELECT '[' || ifnull(group_concat(record, ','), '') || ']'
+              FROM (SELECT record FROM attempts WHERE task_seq = tasks.seq ORDER BY seq))
+FROM tasks WHERE task_id = ?
+"""
+"""The records are JSON texts: joined into one JSON array, decoded at once."""
 _SET_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
@@ -163,7 +173,8 @@ class QueryStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._next_reader = 0
         self._write_lock = asyncio.Lock()
         self.reset_reason = ""
         """Why the file was started afresh on open ("" when it was resumed)."""
@@ -182,8 +193,10 @@ class QueryStore:
         await self._writer.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_ID,)
         )
-        self._reader = await self._connect()
-        await self._reader.execute("PRAGMA query_only = ON")
+        for _ in range(READERS):
+            reader = await self._connect()
+            await reader.execute("PRAGMA query_only = ON")
+            self._readers.append(reader)
         return self
 
     async def reset(self) -> None:
@@ -197,7 +210,7 @@ class QueryStore:
         await db.execute("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA busy_timeout = 30000")
-        await db.execute("PRAGMA cache_size = -16000")
+        await db.execute("PRAGMA cache_size = -4000")
         return db
 
     async def _mismatch(self) -> str:
@@ -220,10 +233,11 @@ class QueryStore:
         return ""
 
     async def close(self) -> None:
-        for db in (self._reader, self._writer):
+        for db in (*self._readers, self._writer):
             if db is not None:
                 await db.close()
-        self._reader = self._writer = None
+        self._readers.clear()
+        self._writer = None
 
     @property
     def writer(self) -> aiosqlite.Connection:
@@ -233,9 +247,11 @@ class QueryStore:
 
     @property
     def reader(self) -> aiosqlite.Connection:
-        if self._reader is None:
+        """The next of the read connections (each its own thread: SQLite reads in parallel)."""
+        if not self._readers:
             raise RuntimeError("query store is not open")
-        return self._reader
+        self._next_reader = (self._next_reader + 1) % len(self._readers)
+        return self._readers[self._next_reader]
 
     # --- meta ---------------------------------------------------------------------------------------
 
@@ -341,12 +357,12 @@ class QueryStore:
     # --- queries ------------------------------------------------------------------------------------
 
     async def task(self, task_id: str) -> TaskView | None:
-        db = self.reader
-        rows = list(await db.execute_fetchall("SELECT seq, view FROM tasks WHERE task_id = ?", (task_id,)))
+        """The task with its routing decisions, in one query (one trip to SQLite's thread)."""
+        rows = list(await self.reader.execute_fetchall(_TASK_WITH_DECISIONS, (task_id,)))
         if not rows:
             return None
-        seq, view = rows[0]
-        return task_from_row(view, await self._records(db, seq))
+        view, records = rows[0]
+        return task_from_rows(view, records)
 
     async def tasks(self, where: TaskFilter, page: Page) -> list[sqlite3.Row | tuple[Any, ...]]:
         sql, params = task_query(where, page)

@@ -231,6 +231,17 @@ def task_from_row(view: str, records: Sequence[str]) -> TaskView:
     return task
 
 
+_records_decoder = msgspec.json.Decoder(list[AssignmentRecord])
+
+
+def task_from_rows(view: str, records: str) -> TaskView:
+    """The task from its row and its decisions' records joined as one JSON array (in any order:
+    SQLite does not promise the order of ``group_concat``)."""
+    task = _task_decoder.decode(view)
+    task.assignments = sorted(_records_decoder.decode(records), key=lambda record: record.seq)
+    return task
+
+
 def agent_from_row(view: str) -> AgentView:
     return _agent_decoder.decode(view)
 
