@@ -35,11 +35,12 @@ from nats.js.api import (
 from shared.denials import Denials
 from shared.domain.message_ids import dead_letter_msg_id
 from shared.errors import HiveError
-from shared.events import Event, encode_event
+from shared.events import Event, encode_event, too_deep_field
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
+from shared.nesting import MAX_NESTING
 from shared.permissions import inbox_prefix, parse_violation
 from shared.pull import consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
@@ -73,6 +74,29 @@ class NatsAuthError(HiveError, PermissionError):
     """The server refused this connection's credentials (or their absence); the message says whose."""
 
 
+class EventTooLarge(HiveError, ValueError):
+    """An event larger than the NATS server accepts in one message: nothing was sent."""
+
+    def __init__(self, event: Event, size: int, limit: int) -> None:
+        super().__init__(
+            f"{event.type_name()} of {event.AGGREGATE} {event.aggregate_id!r} takes {size} bytes; "
+            f"the NATS server accepts at most {limit} in one message"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class EventTooDeep(HiveError, ValueError):
+    """An event whose payload or result nests deeper than every reader accepts: nothing was sent."""
+
+    def __init__(self, event: Event, field: str) -> None:
+        super().__init__(
+            f"{event.type_name()} of {event.AGGREGATE} {event.aggregate_id!r}: field `{field}` nests "
+            f"deeper than {MAX_NESTING} levels, which no reader of the log accepts"
+        )
+        self.field = field
+
+
 class AppendResult(NamedTuple):
     seq: int
     duplicate: bool
@@ -87,8 +111,17 @@ class LogBounds(NamedTuple):
     created: str
 
 
+DEAD_LETTER_DATA_MAX = 16_384
+"""Bytes of the original message a dead letter carries (the stream keeps the whole at `stream_seq`)."""
+DEAD_LETTER_REASON_MAX = 2_000
+DLQ_DUPLICATE_WINDOW_S = 24 * 3600.0
+"""A letter's id is ``dlq:<service>:<seq>``: a message is dead-lettered once per service however
+often it is read again (redeliveries, several instances, a projection rebuilt) within this window."""
+
+
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """What goes to ``hive.dlq.<service>``: the original bytes (as text) and why they failed."""
+    """What goes to ``hive.dlq.<service>``: the original bytes (as text, the first
+    ``DEAD_LETTER_DATA_MAX``) and why they failed."""
 
     service: str
     reason: str
@@ -96,6 +129,8 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     stream_seq: int | None = None
     data: str
     ts: float
+    size: int = 0
+    """Bytes of the original message (``data`` holds at most ``DEAD_LETTER_DATA_MAX`` of them)."""
 
 
 def event_msg_seq(msg: Msg) -> int:
@@ -262,6 +297,7 @@ class EventBus:
             storage=StorageType.FILE,
             retention=RetentionPolicy.LIMITS,
             max_age=7 * 24 * 3600.0,
+            duplicate_window=DLQ_DUPLICATE_WINDOW_S,
             num_replicas=replicas,
             allow_direct=True,
             description="Messages Hive services could not process, with the reason",
@@ -331,13 +367,20 @@ class EventBus:
         one entity across aggregates (an agent and its breaker).
         """
         check_id(event.aggregate_id, f"{event.AGGREGATE} id")
+        data = encode_event(event)
+        field = too_deep_field(event, data)
+        if field is not None:
+            raise EventTooDeep(event, field)
         headers = {"Nats-Msg-Id": msg_id or event.id}
         guarded = expected_filter or aggregate_subjects(event.AGGREGATE, event.aggregate_id)
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = guarded
         inject_headers(headers)
-        publish = self.js.publish(event.subject, encode_event(event), timeout=timeout, headers=headers)
+        size = len(data) + sum(len(key) + len(value) + 4 for key, value in headers.items()) + 12
+        if size > self.nc.max_payload:  # the server counts headers too, and drops the connection
+            raise EventTooLarge(event, size, int(self.nc.max_payload))
+        publish = self.js.publish(event.subject, data, timeout=timeout, headers=headers)
         try:
             if self.denials is not None and self.user is not None:
                 ack = await self.denials.guard(self.user, event.subject, publish)
@@ -559,18 +602,26 @@ class EventBus:
     async def dead_letter(
         self, subject: str, data: bytes, reason: str, stream_seq: int | None = None
     ) -> None:
-        """Keep a message we could not process on ``hive.dlq.<service>``, with the reason."""
+        """Keep a message we could not process on ``hive.dlq.<service>``, with the reason.
+
+        A stored event (`stream_seq` given) is kept once per service (``dead_letter_msg_id``).
+        """
         letter = DeadLetter(
             service=self.service,
-            reason=reason,
+            reason=reason[:DEAD_LETTER_REASON_MAX],
             subject=subject,
             stream_seq=stream_seq,
-            data=data.decode("utf-8", errors="replace"),
+            data=data[:DEAD_LETTER_DATA_MAX].decode("utf-8", errors="replace"),
             ts=time.time(),
+            size=len(data),
         )
         msg_id = dead_letter_msg_id(self.service, stream_seq) if stream_seq is not None else None
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        await self.js.publish(dlq_subject(self.service), msgspec.json.encode(letter), headers=headers)
+        ack = await self.js.publish(dlq_subject(self.service), msgspec.json.encode(letter), headers=headers)
+        if ack.duplicate:
+            return
         if self.metrics:
             self.metrics.events_dead_lettered.labels(self.service).inc()
-        log.warning("dead_lettered", service=self.service, subject=subject, seq=stream_seq, reason=reason)
+        log.warning(
+            "dead_lettered", service=self.service, subject=subject, seq=stream_seq, reason=letter.reason
+        )

@@ -10,7 +10,9 @@ adding users at once lose nothing:
   (``HIVE_AGENT_CREDENTIALS``), so the agents' process never holds a service's or the admin's;
 * ``nats-users.conf``: the users and their permissions, included by nats-server's configuration;
 * ``env/<user>.env``: ``NATS_USER`` and ``NATS_PASSWORD`` of one user (a container's env_file);
-* ``route-password``: what the nodes of a cluster authenticate their routes with.
+* ``route-password``: what the nodes of a cluster authenticate their routes with;
+* ``api-token``: the gateway's bearer token when ``hive up`` runs in production without
+  HIVE_API_TOKEN.
 """
 
 from __future__ import annotations
@@ -155,6 +157,17 @@ class CredentialStore:
             if not path.is_file():
                 write_private(path, new_password() + "\n")
             return path.read_text().strip()
+
+    @property
+    def api_token_path(self) -> Path:
+        return self.dir / "api-token"
+
+    def api_token(self) -> str:
+        """The gateway's generated bearer token (production without HIVE_API_TOKEN), made once."""
+        with self._locked():
+            if not self.api_token_path.is_file():
+                write_private(self.api_token_path, new_password() + "\n")
+            return self.api_token_path.read_text().strip()
 
     def ensure_agents(self, agent_ids: Iterable[str]) -> dict[str, str]:
         return self.ensure(agent_user(agent_id) for agent_id in agent_ids)

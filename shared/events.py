@@ -10,7 +10,7 @@ and id field.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 
 import msgspec
@@ -18,6 +18,7 @@ from msgspec import Meta, field
 
 from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
+from shared.nesting import MAX_NESTING, openers, value_nests_deeper
 from shared.subjects import event_subject
 
 # --- shared value types -------------------------------------------------------------------------
@@ -54,6 +55,7 @@ ExecutionMode = Literal["sequential", "parallel", "adaptive"]
 OptimizationGoal = Literal["minimize_time", "maximize_quality", "balance_all"]
 WorkflowTemplate = Literal["linear_pipeline", "parallel_fanout", "fan_in", "map_reduce", "custom"]
 StepCondition = Literal["on_success", "on_failure", "always"]
+AlertStatus = Literal["firing", "resolved"]
 
 
 class Persona(msgspec.Struct, frozen=True, kw_only=True):
@@ -540,6 +542,27 @@ class LoadRebalanced(SystemEvent, frozen=True, kw_only=True, tag="system.load_re
     """Why work that waits was left where it is (no capable idle agent, quality, ...)."""
 
 
+class PerformanceAlert(SystemEvent, frozen=True, kw_only=True, tag="system.performance_alert"):
+    """A performance target stopped being met (``firing``) or is met again (``resolved``).
+
+    ``scope`` is ``target-<metric>``; appended by the gateway's monitor only when the state changes
+    (ENABLE_PERFORMANCE_ALERTS), so the log holds one firing and one resolved per episode.
+    """
+
+    metric: str
+    status: AlertStatus
+    measured: float | None = None
+    target: float = 0.0
+    comparison: str = ""
+    """``<`` (an upper bound) or ``>=`` (a lower bound)."""
+    unit: str = ""
+    variable: str = ""
+    """The environment variable that sets the target."""
+    window_s: float = 0.0
+    samples: int = 0
+    detail: str = ""
+
+
 AnyEvent: TypeAlias = (
     AgentRegistered
     | AgentDraining
@@ -577,6 +600,7 @@ AnyEvent: TypeAlias = (
     | ScaleRecommended
     | RebalanceRequested
     | LoadRebalanced
+    | PerformanceAlert
 )
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.type_name(): cls for cls in AnyEvent.__args__}
@@ -640,7 +664,23 @@ def upcast(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_event(data: bytes) -> AnyEvent:
-    """Decode any version of any event, or raise EventDecodeError with the reason."""
+    """Decode any version of any event, or raise EventDecodeError with the reason.
+
+    Refuses free-form fields nested deeper than ``MAX_NESTING`` (``free_form_fields``), and turns
+    the ``RecursionError`` of a document nested deeper than the decoder can go into the same error:
+    what one reader cannot decode, no reader decodes.
+    """
+    try:
+        event = _decode(data)
+    except RecursionError:
+        raise EventDecodeError("nested too deeply to decode") from None
+    field = too_deep_field(event, data)
+    if field is not None:
+        raise EventDecodeError(f"field `{field}` nests deeper than {MAX_NESTING} levels")
+    return event
+
+
+def _decode(data: bytes) -> AnyEvent:
     try:
         event = _decoder.decode(data)
     except msgspec.DecodeError as typed_error:
@@ -655,6 +695,39 @@ def decode_event(data: bytes) -> AnyEvent:
     if event.v < current_version(event.type_name()):
         return _convert(upcast(_raw_decoder.decode(data)))
     return event
+
+
+_WITH_FREE_FORM = (TaskSubmitted, TaskAssigned, TaskCompleted, WorkflowSubmitted, WorkflowStepAdded)
+
+
+def too_deep_field(event: Event, data: bytes) -> str | None:
+    """The first free-form field of `event` (encoded as `data`) nested deeper than ``MAX_NESTING``.
+
+    Quick for almost every event: no field nests deeper than its whole message has brackets.
+    """
+    if not isinstance(event, _WITH_FREE_FORM) or openers(data) <= MAX_NESTING:
+        return None
+    for name, value in free_form_fields(event):
+        if value_nests_deeper(value, MAX_NESTING):
+            return name
+    return None
+
+
+def free_form_fields(event: Event) -> Iterator[tuple[str, Any]]:
+    """The fields of `event` whose shape the schema leaves open (payloads, results), by name.
+
+    Every other field has a fixed shape, so only these can nest without bound; a test keeps this
+    list equal to the catalogue's open fields.
+    """
+    if isinstance(event, TaskSubmitted | TaskAssigned):
+        yield "payload", event.payload
+    elif isinstance(event, TaskCompleted):
+        yield "result", event.result
+    elif isinstance(event, WorkflowSubmitted):
+        for index, step in enumerate(event.steps):
+            yield f"steps[{index}].payload", step.payload
+    elif isinstance(event, WorkflowStepAdded):
+        yield "step.payload", event.step.payload
 
 
 def _version_or_zero(type_name: object) -> int:

@@ -44,6 +44,7 @@ from shared.events import (
     Event,
     FailureReported,
     LoadRebalanced,
+    PerformanceAlert,
     RebalanceRequested,
     RecoveryActionTaken,
     ScaleRecommended,
@@ -124,6 +125,7 @@ SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         BreakerReset,
         FailureReported,
         RebalanceRequested,
+        PerformanceAlert,
     ),
 }
 """The event types each service appends: a test keeps this equal to what the code constructs."""

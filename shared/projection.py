@@ -64,6 +64,8 @@ class ProjectionRunner(Generic[S]):
         self.state: S = spec.initial()
         self.seq = 0
         self.loaded_from_snapshot = 0
+        self.delivered = 0
+        """Messages handed to this runner, re-deliveries included: the cost of its reading."""
         self.versions: dict[str, int] = {}
         self._pruned = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -163,19 +165,31 @@ class ProjectionRunner(Generic[S]):
             for old in list(versions)[: excess + self.MAX_VERSIONS // 10]:
                 del versions[old]
 
-    def apply_message(self, seq: int, subject: str, data: bytes) -> None:
-        """Apply one stored message; already-applied sequences change nothing (idempotence)."""
+    def apply_message(self, seq: int, subject: str, data: bytes) -> str | None:
+        """Apply one stored message; already-applied sequences change nothing (idempotence).
+
+        Returns why the message could not be applied (it does not decode, or ``apply`` raised), for
+        the caller to dead-letter; the projection goes on with the next one either way.
+        """
+        self.delivered += 1
         if seq <= self.seq:
-            return
+            return None
         item = decode_recorded(seq, subject, data)
         self._bump_version(subject, seq)
+        problem: str | None = None
         if isinstance(item, Recorded):
             try:
                 self.state = self.spec.apply(self.state, item)
-            except Exception:
+            except Exception as exc:
                 log.exception("projection_apply_failed", projection=self.spec.name, seq=seq, subject=subject)
+                problem = f"projection {self.spec.name} could not apply it: {exc!r}"
             for listener in self._listeners:
-                listener(item)
+                try:
+                    listener(item)
+                except Exception:
+                    log.exception("projection_listener_failed", projection=self.spec.name, seq=seq)
+        else:
+            problem = item.reason
         self.seq = seq
         self._since_snapshot += 1
         waiters = self._waiters
@@ -183,6 +197,7 @@ class ProjectionRunner(Generic[S]):
             _s, _i, fut = heapq.heappop(waiters)
             if not fut.done():
                 fut.set_result(None)
+        return problem
 
     async def _pump(self) -> None:
         """Follow the log from the next sequence, with a consumer of its own (resumed when lost)."""
@@ -191,11 +206,21 @@ class ProjectionRunner(Generic[S]):
         )
 
     async def _on_msg(self, msg: Msg) -> None:
-        self.apply_message(event_msg_seq(msg), msg.subject, msg.data)
+        seq = event_msg_seq(msg)
+        problem = self.apply_message(seq, msg.subject, msg.data)
+        if problem is not None:
+            await self._dead_letter(msg, seq, problem)
         if self._since_snapshot % 256 == 0:
             if self.metrics:
                 self.metrics.projection_seq.labels(self.bus.service, self.spec.name).set(self.seq)
             self._maybe_snapshot()
+
+    async def _dead_letter(self, msg: Msg, seq: int, reason: str) -> None:
+        """Keep what this projection could not apply; a failure to do so is logged, and it goes on."""
+        try:
+            await self.bus.dead_letter(msg.subject, msg.data, reason, seq)
+        except Exception as exc:
+            log.warning("dead_letter_failed", projection=self.spec.name, seq=seq, error=repr(exc))
 
     # --- snapshots ------------------------------------------------------------------------------
 

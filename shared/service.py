@@ -12,18 +12,19 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
 
 from shared.bus import EventBus
+from shared.environment import environment_notices
 from shared.logging import configure_logging, get_logger
 from shared.metrics import ServiceMetrics
 from shared.projection import ProjectionRunner, S
 from shared.projection_spec import ProjectionSpec
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, SettingsError, load_settings
 from shared.snapshots import SnapshotStore
 from shared.subjects import HEALTH_PING
 from shared.telemetry import configure_tracing
@@ -40,6 +41,8 @@ class ServiceHealth(msgspec.Struct, kw_only=True):
     projection_seq: int
     handled: int
     metrics_port: int | None = None
+    delivered: dict[str, int] = {}
+    """Messages received per consumer (``projection:<name>``, ``work:<durable>``) since the start."""
     details: dict[str, Any] = {}
 
 
@@ -51,6 +54,7 @@ class Service:
     """Expose Prometheus metrics on METRICS_PORT (the gateway serves /metrics on its HTTP port)."""
 
     def __init__(self, settings: Settings) -> None:
+        self.check_settings(settings)
         self.settings = settings
         self.instance = settings.instance_name(self.name)
         self.metrics = ServiceMetrics(self.name)
@@ -73,6 +77,10 @@ class Service:
         return self._bus
 
     # --- what subclasses provide ----------------------------------------------------------------
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        """Raise SettingsError if this service cannot run with `settings` (before anything starts)."""
 
     async def setup(self) -> None:
         """Create projections (``self.projection``) and work (``self.work``)."""
@@ -189,6 +197,10 @@ class Service:
             projection_seq=min((r.seq for r in self.runners), default=0),
             handled=sum(spec.handled for spec in self.work_specs),
             metrics_port=self.metrics_port,
+            delivered={
+                **{f"projection:{runner.spec.name}": runner.delivered for runner in self.runners},
+                **{f"work:{spec.durable}": spec.delivered for spec in self.work_specs},
+            },
             details=self.details(),
         )
 
@@ -198,17 +210,24 @@ class Service:
 
 
 def run_service(service_cls: type[Service]) -> None:
-    """Entry point of ``python -m services.<name>``.
+    """Entry point of ``python -m services.<name>``: exits 2, saying why, on unusable settings.
 
     With HIVE_PROFILE_DIR set, the process runs under cProfile and writes
-    ``<dir>/<instance>.prof`` when it stops (for finding hot spots under a benchmark).
+    ``<dir>/<instance>.prof`` when it stops (for finding hot spots under a benchmark). It counts
+    CPU time, not wall time: waiting for messages, and other processes using the cores, are not
+    hot spots.
     """
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        configure_logging("info", service=service_cls.name)
+        get_logger(f"hive.{service_cls.name}").error("invalid_settings", error=str(exc))
+        raise SystemExit(2) from None
     profile_dir = os.environ.get("HIVE_PROFILE_DIR")
     if profile_dir:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         try:
             _run_service(service_cls, settings)
@@ -220,11 +239,25 @@ def run_service(service_cls: type[Service]) -> None:
     _run_service(service_cls, settings)
 
 
+def log_environment_notices(log: Any, env: Mapping[str, str]) -> None:
+    """Say at start what the environment holds that Hive ignores or reads as something else."""
+    for notice in environment_notices(env):
+        emit = log.warning if notice.level == "warning" else log.info
+        emit(notice.event, variable=notice.variable, closest=notice.closest, message=notice.message)
+
+
 def _run_service(service_cls: type[Service], settings: Settings) -> None:
     configure_logging(
         settings.log_level, service=service_cls.name, instance=settings.instance_name(service_cls.name)
     )
-    run_async(service_cls(settings).run())
+    log = get_logger(f"hive.{service_cls.name}")
+    log_environment_notices(log, os.environ)
+    try:
+        service = service_cls(settings)
+    except SettingsError as exc:
+        log.error("invalid_settings", error=str(exc))
+        raise SystemExit(2) from None
+    run_async(service.run())
 
 
 T = TypeVar("T")

@@ -17,6 +17,24 @@ from msgspec import Meta
 from shared.errors import HiveError
 from shared.events import OrchestrationMode, RoutingStrategy
 
+IntegrationMode = Literal["development", "production"]
+INTEGRATION_MODES: Final[tuple[str, ...]] = ("development", "production")
+
+PROFILE_DEFAULTS: Final[dict[str, dict[str, object]]] = {
+    "development": {},
+    "production": {"enable_performance_alerts": True},
+}
+"""What an integration mode changes, for the variables the environment does not set. Production also
+requires HIVE_API_TOKEN at the gateway (``hive up`` generates one; see ``requires_api_token``)."""
+
+SHARE_TARGETS: Final[dict[str, float]] = {
+    "routing_accuracy_target": 100.0,
+    "load_balancing_efficiency_target": 1.0,
+    "workflow_completion_target": 1.0,
+}
+"""Targets that are shares, with the scale Hive keeps them in (100: percent, 1: ratio). Each may be
+written either way: a value <= 1 is a ratio (0.95 is 95%), a value above 1 a percent (95 is 95%)."""
+
 
 class SettingsError(HiveError, ValueError):
     """An environment variable holds a value Hive cannot use."""
@@ -30,14 +48,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hive_home: str = ".hive"
     instance: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    integration_mode: IntegrationMode = "development"
     orchestration_mode: OrchestrationMode = "standard"
     default_routing_strategy: RoutingStrategy = "adaptive"
     max_concurrent_workflows: Annotated[int, Meta(ge=1)] = 100
     enable_circuit_breakers: bool = True
     gateway_host: str = "127.0.0.1"
-    gateway_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    gateway_port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     metrics_port: Annotated[int, Meta(ge=-1, le=65535)] = -1
     api_token: str = ""
+    gateway_max_body_bytes: Annotated[int, Meta(ge=1)] = 1_048_576
+    gateway_header_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+    gateway_body_timeout_s: Annotated[float, Meta(gt=0)] = 30.0
+    gateway_keepalive_s: Annotated[float, Meta(gt=0)] = 5.0
+    gateway_max_connections: Annotated[int, Meta(ge=1)] = 1000
     assign_wait_ms: Annotated[int, Meta(ge=0)] = 1000
     heartbeat_interval_s: Annotated[float, Meta(gt=0)] = 0.5
     heartbeat_missed_limit: Annotated[int, Meta(ge=1)] = 3
@@ -63,9 +87,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rebalance_after_s: Annotated[float, Meta(ge=0)] = 2.0
     rebalance_quality_tolerance: Annotated[float, Meta(ge=0, le=1)] = 0.05
     rebalance_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    enable_predictive_scaling: bool = True
     scale_window_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
     scale_target_utilisation: Annotated[float, Meta(gt=0, le=1)] = 0.8
     metrics_window_s: Annotated[float, Meta(gt=0, le=3600)] = 300.0
+    monitoring_interval_seconds: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    metrics_retention_hours: Annotated[float, Meta(gt=0, le=8760)] = 24.0
+    enable_performance_alerts: bool = False
+    performance_alert_webhook_url: str = ""
     task_assignment_latency_target_ms: Annotated[float, Meta(gt=0)] = 20.0
     load_balancing_efficiency_target: Annotated[float, Meta(ge=0, le=1)] = 0.97
     routing_accuracy_target: Annotated[float, Meta(ge=0, le=100)] = 95.0
@@ -74,11 +103,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workflow_completion_target: Annotated[float, Meta(ge=0, le=1)] = 1.0
 
     def __post_init__(self) -> None:
+        url = self.performance_alert_webhook_url
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"PERFORMANCE_ALERT_WEBHOOK_URL ({url!r}) must be an http:// or https:// URL")
         if self.breaker_min_calls > self.breaker_window_size:
             raise ValueError(
                 f"BREAKER_MIN_CALLS ({self.breaker_min_calls}) must not exceed "
                 f"BREAKER_WINDOW_SIZE ({self.breaker_window_size}): the breaker could never trip"
             )
+
+    @property
+    def requires_api_token(self) -> bool:
+        """Production refuses to serve the HTTP API to anyone without the bearer token."""
+        return self.integration_mode == "production"
 
     @property
     def nats_credentials(self) -> tuple[str | None, str | None]:
@@ -108,7 +145,16 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     ),
     "instance": ("HIVE_INSTANCE", "name of this service instance (default: service-host-pid)"),
     "log_level": ("LOG_LEVEL", "debug, info, warning or error"),
-    "orchestration_mode": ("ORCHESTRATION_MODE", "standard, high_performance or fault_tolerant"),
+    "integration_mode": (
+        "INTEGRATION_MODE",
+        "deployment profile: development, or production (the gateway requires HIVE_API_TOKEN, which "
+        "'hive up' generates if unset; ENABLE_PERFORMANCE_ALERTS defaults to true)",
+    ),
+    "orchestration_mode": (
+        "ORCHESTRATION_MODE",
+        "routing mode: standard, high_performance or fault_tolerant (production or development: "
+        "standard, and sets INTEGRATION_MODE)",
+    ),
     "default_routing_strategy": (
         "DEFAULT_ROUTING_STRATEGY",
         "routing strategy of tasks that name none: persona_cognitive_match, performance_optimized, "
@@ -129,6 +175,28 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "Prometheus port of non-gateway services (-1: off, 0: any free port)",
     ),
     "api_token": ("HIVE_API_TOKEN", "when set, the gateway requires 'Authorization: Bearer <token>'"),
+    "gateway_max_body_bytes": (
+        "GATEWAY_MAX_BODY_BYTES",
+        "largest request body the gateway reads, on every route (413 beyond; 1 MiB is NATS's "
+        "default max_payload)",
+    ),
+    "gateway_header_timeout_s": (
+        "GATEWAY_HEADER_TIMEOUT_S",
+        "a connection that has not sent a whole request head this long after opening (or after the "
+        "first byte of its next request) is closed",
+    ),
+    "gateway_body_timeout_s": (
+        "GATEWAY_BODY_TIMEOUT_S",
+        "a request whose body has not arrived in full this long after its head is closed",
+    ),
+    "gateway_keepalive_s": (
+        "GATEWAY_KEEPALIVE_S",
+        "an idle connection between two requests is closed after this",
+    ),
+    "gateway_max_connections": (
+        "GATEWAY_MAX_CONNECTIONS",
+        "connections the gateway holds at once; one opened beyond gets a 503 and is closed",
+    ),
     "assign_wait_ms": (
         "ASSIGN_WAIT_MS",
         "how long task/assign and failure/handle wait for the decision before answering 202",
@@ -199,6 +267,10 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "REBALANCE_INTERVAL_S",
         "how often the balancer looks for unstarted work and re-evaluates scaling",
     ),
+    "enable_predictive_scaling": (
+        "ENABLE_PREDICTIVE_SCALING",
+        "the balancer advises how many more agents each kind of work needs (scale recommendations)",
+    ),
     "scale_window_s": (
         "SCALE_WINDOW_S",
         "window of the arrival rates behind scale recommendations; also how long before one is lowered",
@@ -211,17 +283,36 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "METRICS_WINDOW_S",
         "window (seconds) of /orchestration/metrics, performance/validate and the windowed gauges",
     ),
+    "monitoring_interval_seconds": (
+        "MONITORING_INTERVAL_SECONDS",
+        "how often the gateway computes the figures, checks the targets (alerts), refreshes the "
+        "windowed gauges and keeps a history sample",
+    ),
+    "metrics_retention_hours": (
+        "METRICS_RETENTION_HOURS",
+        "how long the gateway keeps its history samples (GET /orchestration/metrics/history)",
+    ),
+    "enable_performance_alerts": (
+        "ENABLE_PERFORMANCE_ALERTS",
+        "a target no longer met, or met again, appends system.performance_alert and logs a warning "
+        "(default true in production)",
+    ),
+    "performance_alert_webhook_url": (
+        "PERFORMANCE_ALERT_WEBHOOK_URL",
+        "also POST each performance alert as JSON to this URL (empty: no webhook)",
+    ),
     "task_assignment_latency_target_ms": (
         "TASK_ASSIGNMENT_LATENCY_TARGET_MS",
         "target of the p99 time from a task becoming routable to its assignment",
     ),
     "load_balancing_efficiency_target": (
         "LOAD_BALANCING_EFFICIENCY_TARGET",
-        "target load-balancing efficiency (0..1, see Balancer)",
+        "target load-balancing efficiency (ratio, or percent above 1; see Balancer)",
     ),
     "routing_accuracy_target": (
         "ROUTING_ACCURACY_TARGET",
-        "target share (percent) of tasks the router's first choice completed at the required quality",
+        "target share of tasks the router's first choice completed at the required quality "
+        "(percent, or a ratio when <= 1: 0.95 is 95%)",
     ),
     "recovery_time_target_ms": (
         "RECOVERY_TIME_TARGET_MS",
@@ -230,7 +321,7 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "throughput_target_tps": ("THROUGHPUT_TARGET_TPS", "target tasks completed per second"),
     "workflow_completion_target": (
         "WORKFLOW_COMPLETION_TARGET",
-        "target share (0..1) of ended workflows that completed",
+        "target share of ended workflows that completed (ratio, or percent above 1)",
     ),
 }
 
@@ -260,14 +351,64 @@ def _parse(field_name: str, raw: str) -> object:
     return raw
 
 
-def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Read settings from `env` (default: os.environ); raise SettingsError naming the variable."""
-    source = os.environ if env is None else env
+CASE_INSENSITIVE: Final = frozenset({"integration_mode", "orchestration_mode"})
+"""Values read in any case: the specification writes its integration mode ``PRODUCTION``."""
+
+
+def integration_mode_named(orchestration_mode: str) -> str | None:
+    """The integration mode an ORCHESTRATION_MODE value names (``production``, ``development``), if any.
+
+    The specification sets ``ORCHESTRATION_MODE=production``: a deployment profile, not a routing mode.
+    """
+    value = orchestration_mode.strip().lower()
+    return value if value in INTEGRATION_MODES else None
+
+
+def _from_environment(source: Mapping[str, str]) -> dict[str, object]:
     values: dict[str, object] = {}
     for field_name, (var, _doc) in SETTINGS_DOC.items():
         if var in source and source[var] != "":
-            values[field_name] = _parse(field_name, source[var])
+            raw = source[var].strip().lower() if field_name in CASE_INSENSITIVE else source[var]
+            values[field_name] = _parse(field_name, raw)
+    named = integration_mode_named(str(values.get("orchestration_mode", "")))
+    if named is not None:
+        chosen = values.get("integration_mode", named)
+        if chosen != named:
+            raise SettingsError(
+                f"ORCHESTRATION_MODE={source['ORCHESTRATION_MODE']} names the integration mode {named}, "
+                f"but INTEGRATION_MODE={source['INTEGRATION_MODE']}: set one of them"
+            )
+        values["integration_mode"] = named
+        values["orchestration_mode"] = "standard"
+    return values
+
+
+def _as_share(field_name: str, value: object) -> object:
+    """A share target written as a ratio (<= 1) or a percent (> 1), in the scale Hive keeps it in."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not 0 <= value <= 100:
+        var = SETTINGS_DOC[field_name][0]
+        raise SettingsError(f"invalid {var}={value!r}: a share is a ratio (0..1) or a percent (1..100)")
+    ratio = value if value <= 1 else value / 100
+    return ratio * SHARE_TARGETS[field_name]
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read settings from `env` (default: os.environ); raise SettingsError naming the variable.
+
+    The integration mode's defaults (``PROFILE_DEFAULTS``) fill what neither `env` nor `overrides`
+    sets; share targets are brought to their scale (``SHARE_TARGETS``).
+    """
+    source = os.environ if env is None else env
+    values = _from_environment(source)
     values.update(overrides)
+    profile = values.get("integration_mode", "development")
+    for field_name, value in PROFILE_DEFAULTS.get(str(profile), {}).items():
+        values.setdefault(field_name, value)
+    for field_name in SHARE_TARGETS:
+        if field_name in values:
+            values[field_name] = _as_share(field_name, values[field_name])
     try:
         return msgspec.convert(values, Settings)
     except msgspec.ValidationError as exc:

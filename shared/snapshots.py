@@ -4,7 +4,8 @@ Knows nothing of the domain. A snapshot of a projection at sequence N is the sam
 instance made it, so all instances of a service share one file; a write never replaces a newer
 snapshot. ``schema`` changes when a projection's state shape changes (it is derived from the state
 type, see ``shared/projection_spec.py``): older snapshots are ignored and the projection is rebuilt
-from the log.
+from the log. Snapshots hold task payloads and results: files are 0600 in a 0700 folder, as the
+credentials are.
 """
 
 from __future__ import annotations
@@ -25,15 +26,29 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
+def make_private(path: str) -> None:
+    """Create `path` (0600) in its folder (0700) unless they exist, and tighten them if they do.
+
+    SQLite creates its -wal and -shm files with the database's own mode; older ones are tightened.
+    """
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for each in (path, f"{path}-wal", f"{path}-shm"):
+        if os.path.exists(each):
+            os.chmod(each, 0o600)
+
+
 class SnapshotStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> SnapshotStore:
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
+        """Open (or create) the file, private to its owner: snapshots hold task payloads and results."""
+        make_private(self.path)
         self._db = await aiosqlite.connect(self.path, timeout=30)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA busy_timeout=30000")

@@ -51,6 +51,8 @@ class WorkSpec:
     max_deliver: int = 20
     max_ack_pending: int = 2000
     handled: int = field(default=0, init=False)
+    delivered: int = field(default=0, init=False)
+    """Messages this instance received, undecodable and redelivered ones included."""
 
 
 async def ensure_work_consumer(bus: EventBus, spec: WorkSpec) -> None:
@@ -123,8 +125,12 @@ class WorkConsumer:
         )
 
     async def _handle(self, msg: Msg) -> None:
+        self.spec.delivered += 1
         seq = event_msg_seq(msg)
-        item = decode_recorded(seq, msg.subject, msg.data)
+        try:
+            item = decode_recorded(seq, msg.subject, msg.data)
+        except Exception as exc:  # decoding refuses with a reason; anything else must not stall the consumer
+            item = Undecodable(seq, msg.subject, f"could not decode: {exc!r}")
         if isinstance(item, Undecodable):
             await self.bus.dead_letter(msg.subject, msg.data, item.reason, seq)
             await msg.term()

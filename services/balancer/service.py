@@ -135,6 +135,7 @@ class BalancerService(Service):
             "moves_made": self.moves_made,
             "moves_refused": self.moves_refused,
             "rebalancing": self.settings.enable_rebalancing,
+            "predictive_scaling": self.settings.enable_predictive_scaling,
             "scale_recommendations": {
                 capability: {
                     "additional_agents": advice.additional_agents,
@@ -144,6 +145,7 @@ class BalancerService(Service):
                     "reason": advice.reason,
                 }
                 for capability, advice in sorted(state.scale.items())
+                if self.settings.enable_predictive_scaling
             },
         }
 
@@ -160,12 +162,13 @@ class BalancerService(Service):
                 self.log.exception("balancer_tick_failed")
 
     async def tick(self, now: float) -> None:
-        """Move unstarted work (when enabled), re-evaluate scale advice (now and then), refresh gauges."""
+        """Move unstarted work (when enabled), re-evaluate scale advice (now and then, when enabled),
+        refresh gauges."""
         if self.settings.enable_rebalancing:
             await self.rebalance(now, self.policy, trigger=AUTO)
         else:
             self.waiting = len(waiting_attempts(self.view.state.router, now, self.policy))
-        if now - self._last_scale_at >= SCALE_EVERY_S:
+        if self.settings.enable_predictive_scaling and now - self._last_scale_at >= SCALE_EVERY_S:
             self._last_scale_at = now
             await self.recommend_scaling(now)
         self._refresh_gauges(now)
@@ -332,5 +335,7 @@ class BalancerService(Service):
             with contextlib.suppress(KeyError):
                 self.utilisation_gauge.remove(gone)
         self._agents_shown = shown
+        if not self.settings.enable_predictive_scaling:
+            return  # advice from before it was turned off is not current
         for capability, advice in state.scale.items():
             self.scale_gauge.labels(capability).set(advice.additional_agents)

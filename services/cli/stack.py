@@ -219,6 +219,14 @@ class Stack:
     def expected_instances(self) -> int:
         return sum(self.instance_counts().values())
 
+    def process_ids(self) -> dict[str, list[int]]:
+        """Process ids of what this stack runs, by label: each service instance and nats-server
+        (every node of a cluster under one label), for measuring what each costs."""
+        found = {name: [proc.process.pid] for name, proc in sorted(self.processes.items())}
+        servers = self.cluster.nodes if self.cluster is not None else [self.nats] if self.nats else []
+        found["nats-server"] = [node.process.pid for node in servers if node.process is not None]
+        return found
+
     def health(self) -> dict[str, object] | None:
         try:
             with urllib.request.urlopen(

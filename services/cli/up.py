@@ -18,7 +18,9 @@ from urllib.parse import urlparse
 import msgspec
 
 from services.cli.stack import SERVICE_NAMES, Stack
+from shared.credentials import CredentialStore
 from shared.embedded import EmbeddedNatsError, die_with_parent
+from shared.environment import environment_notices
 from shared.settings import SettingsError, load_settings
 
 
@@ -60,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"hive up: {exc}", file=sys.stderr)
         return 2
+    for notice in environment_notices(os.environ):
+        print(f"hive up: {notice.level}: {notice.message}", file=sys.stderr, flush=True)
+    token_file: Path | None = None
+    if settings.requires_api_token and not settings.api_token:
+        store = CredentialStore(settings.hive_home)
+        settings = msgspec.structs.replace(settings, api_token=store.api_token())
+        token_file = store.api_token_path
     nats_port = urlparse(settings.nats_url).port or 4222
     stack = Stack(
         settings=settings,
@@ -93,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
             f"  logs     {Path(settings.hive_home) / 'logs'}",
             flush=True,
         )
+        if token_file is not None:
+            print(
+                f"  API      {settings.integration_mode}: bearer token required, "
+                f'-H "Authorization: Bearer $(cat {token_file})"',
+                flush=True,
+            )
         for instance, url in stack.metrics_endpoints():
             print(f"  metrics  {instance:<12} {url}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from services.gateway.agents import AgentDesk
-from services.gateway.errors import EXCEPTION_HANDLERS, error_response
+from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.events import EventDesk
+from services.gateway.guards import guard
 from services.gateway.health import HealthDesk
+from services.gateway.monitoring import MonitorDesk
+from services.gateway.openapi import StrictStructs, openapi_config
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.routes import agents, events, health, performance, recovery, tasks, workflows
 from services.gateway.tasks import TaskDesk
 from services.gateway.workflows import WorkflowDesk
 
-PUBLIC_PATHS = frozenset({"/api/v1/orchestration/health"})
+DEFAULT_MAX_BODY_BYTES = 1_048_576
 ALL_ROUTES = [
     *agents.ROUTES,
     *tasks.ROUTES,
@@ -43,6 +44,7 @@ class Desks:
     recovery: RecoveryDesk
     performance: PerformanceDesk
     health: HealthDesk
+    monitor: MonitorDesk
 
     def dependencies(self) -> dict[str, Provide]:
         return {
@@ -53,6 +55,7 @@ class Desks:
             "recovery_desk": _provide(self.recovery),
             "performance_desk": _provide(self.performance),
             "health_desk": _provide(self.health),
+            "monitor_desk": _provide(self.monitor),
         }
 
 
@@ -63,27 +66,14 @@ def _provide(desk: object) -> Provide:
     return Provide(provider, sync_to_thread=False)
 
 
-def create_app(desks: Desks, api_token: str = "") -> Litestar:
-    async def require_token(request: Request[Any, Any, Any]) -> Response[Any] | None:
-        if not api_token or request.url.path in PUBLIC_PATHS:
-            return None
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_token.encode()):
-            return error_response(401, "unauthorized", "missing or invalid bearer token")
-        return None
-
+def create_app(desks: Desks, api_token: str = "", max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Litestar:
     return Litestar(
         route_handlers=ALL_ROUTES,
         dependencies=desks.dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=require_token,
-        openapi_config=OpenAPIConfig(
-            title="Hive orchestration API",
-            version="1.0.0",
-            path="/api/v1/schema",
-            description="Route tasks to AI agents, run workflows, watch the fleet. Errors share one shape: "
-            '{"error": {"status", "code", "message", "field"}}.',
-        ),
+        before_request=guard(api_token, max_body_bytes),
+        request_max_body_size=max_body_bytes,
+        openapi_config=openapi_config(),
+        plugins=[StrictStructs()],
         debug=False,
     )

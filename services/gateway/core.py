@@ -5,8 +5,8 @@ without the log), the query model (every task, workflow and agent of any age, in
 settings, and the reads more than one desk needs: read-your-writes (``wait_for_seq``,
 ``query_ready``), a task from the projection or the query model (``find_task``), and the 404 that
 says why something is not there (``missing``). The desks (tasks, agents, workflows, events,
-recovery, performance, health) each take the core (health also the performance desk, for the
-figures its gauges show); none knows the service that assembles them.
+recovery, performance, health, monitor) each take the core (the monitor also the performance desk,
+whose figures it samples); none knows the service that assembles them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,17 @@ class GatewayCore:
 
     async def wait_for_seq(self, seq: int) -> None:
         """Read-your-writes: wait until this gateway has applied the log up to `seq` (503 if it does
-        not within ``read_wait_s``)."""
+        not within ``read_wait_s``; 400 at once when the log does not reach `seq`)."""
+        if seq <= self.view.seq:
+            return
+        last = await self.bus.last_sequence()
+        if seq > last:
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"after_seq {seq} is beyond the end of the log (its last sequence is {last})",
+                "after_seq",
+            )
         timeout = self.read_wait_s
         try:
             await self.view.wait_for(seq, timeout)
@@ -47,7 +57,10 @@ class GatewayCore:
 
     async def query_ready(self, after_seq: int | None = None) -> None:
         """Before reading the query model: wait until it holds everything this gateway has applied
-        (and `after_seq`, a sequence a write elsewhere returned); 503 if it does not in time."""
+        (and `after_seq`, a sequence a write elsewhere returned: see ``wait_for_seq``); 503 if it
+        does not in time."""
+        if after_seq is not None:
+            await self.wait_for_seq(after_seq)
         target = max(after_seq or 0, self.view.seq)
         timeout = self.read_wait_s
         try:

@@ -7,13 +7,15 @@ from typing import Any
 import msgspec
 import nats.errors
 import nats.js.errors
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from services.gateway.schemas import ErrorBody, ErrorResponse
+from shared.bus import EventTooDeep, EventTooLarge
 from shared.command import KeepsChanging
 from shared.errors import HiveError
+from shared.ids import InvalidIdError, check_id
 from shared.logging import get_logger
 
 log = get_logger("hive.gateway")
@@ -62,7 +64,9 @@ def error_response(
     body = ErrorResponse(
         error=ErrorBody(status=status, code=code, message=message, field=field, details=details or [])
     )
-    return Response(body, status_code=status)
+    # The media type is explicit: a handler that serves HTML (the OpenAPI viewers) must still
+    # send this error as JSON.
+    return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
 def _field_of(message: str, key: str | None) -> str | None:
@@ -78,9 +82,15 @@ def _field_of(message: str, key: str | None) -> str | None:
     return None
 
 
-def handle_validation(_request: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorResponse]:
+def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorResponse]:
     details = [dict(item) for item in exc.extra] if isinstance(exc.extra, list) else []
     first = details[0] if details else {}
+    if first.get("source") == "path":
+        key = str(first.get("key"))
+        try:
+            check_id(str(request.path_params.get(key, "")), key)
+        except InvalidIdError as bad:
+            return error_response(400, "invalid_id", str(bad), key, details)
     message = str(first.get("message") or exc.detail)
     field = _field_of(message, first.get("key"))
     if field:
@@ -97,6 +107,15 @@ def handle_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 def handle_api(_request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
     return error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
+
+
+def handle_too_large(_request: Request[Any, Any, Any], exc: EventTooLarge) -> Response[ErrorResponse]:
+    """The request fits the body limit but the event it makes does not fit one NATS message."""
+    return error_response(413, "payload_too_large", f"{exc} (make the payload smaller)")
+
+
+def handle_too_deep(_request: Request[Any, Any, Any], exc: EventTooDeep) -> Response[ErrorResponse]:
+    return error_response(400, "too_deep", str(exc), exc.field)
 
 
 def handle_keeps_changing(_request: Request[Any, Any, Any], exc: KeepsChanging) -> Response[ErrorResponse]:
@@ -129,6 +148,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: handle_validation,
     ApiError: handle_api,
     KeepsChanging: handle_keeps_changing,
+    EventTooLarge: handle_too_large,
+    EventTooDeep: handle_too_deep,
     msgspec.DecodeError: handle_decode,
     nats.errors.Error: handle_unavailable,
     nats.js.errors.Error: handle_unavailable,

@@ -1,21 +1,19 @@
 """The gateway's health desk: the health of every service instance, and the gateway's Prometheus metrics.
 
 Health is asked of every instance on ``hive.svc.health`` (scatter-gather, ``HEALTH_WINDOW_S``);
-the fleet and orchestration gauges are set from the gateway's projection when ``/metrics`` is read.
+the fleet gauges are set from the gateway's projection when ``/metrics`` is read (the windowed
+orchestration gauges by the monitor, ``monitoring.py``; the per-agent series and histograms by
+``fleet_collector.py``).
 """
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any
 
 from prometheus_client import Gauge
 
 from services.gateway.core import GatewayCore
-from services.gateway.performance import PerformanceDesk
 from services.gateway.schemas import HealthResponse
-from shared.domain.performance_targets import performance_score
 from shared.metrics import ServiceMetrics
 
 SERVICES = ("router", "balancer", "recovery", "workflow", "gateway")
@@ -25,9 +23,8 @@ WORKFLOW_STATUSES = ("waiting", "running", "completed", "failed", "cancelled")
 
 
 class HealthDesk:
-    def __init__(self, core: GatewayCore, performance: PerformanceDesk, metrics: ServiceMetrics) -> None:
+    def __init__(self, core: GatewayCore, metrics: ServiceMetrics) -> None:
         self.core = core
-        self.performance = performance
         self.metrics = metrics
         registry = metrics.registry
         self.agents_gauge = Gauge("hive_agents", "Agents by status", ["status"], registry=registry)
@@ -38,25 +35,6 @@ class HealthDesk:
         )
         self.workflows_gauge = Gauge(
             "hive_workflows", "Workflows kept in memory, by status", ["status"], registry=registry
-        )
-        self.routing_accuracy_gauge = Gauge(
-            "orchestration_routing_accuracy_ratio",
-            "Share of first attempts the first chosen agent completed at the required quality, over "
-            "METRICS_WINDOW_S",
-            registry=registry,
-        )
-        self.throughput_gauge = Gauge(
-            "orchestration_system_throughput_tasks_per_second",
-            "Tasks completed per second over METRICS_WINDOW_S",
-            registry=registry,
-        )
-        self.score_gauge = Gauge(
-            "orchestration_performance_score",
-            "100 x mean attainment of the measured figures against their targets",
-            registry=registry,
-        )
-        self.targets_met_gauge = Gauge(
-            "orchestration_targets_met", "Targets met over METRICS_WINDOW_S", registry=registry
         )
 
     async def system(self) -> HealthResponse:
@@ -101,13 +79,4 @@ class HealthDesk:
             by_status[workflow.status] += 1
         for status, count in by_status.items():
             self.workflows_gauge.labels(status).set(count)
-        found = self.performance.figures(None, time.time())
-        checks = self.performance.checks(found)
-        accuracy = found.routing_accuracy_percent.value
-        throughput = found.system_throughput_tasks_per_second.value
-        score = performance_score(checks)
-        self.routing_accuracy_gauge.set(math.nan if accuracy is None else accuracy / 100)
-        self.throughput_gauge.set(math.nan if throughput is None else throughput)
-        self.score_gauge.set(math.nan if score is None else score)
-        self.targets_met_gauge.set(sum(1 for check in checks if check.met))
         return self.metrics.render()

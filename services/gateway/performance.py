@@ -97,6 +97,7 @@ class PerformanceDesk:
                     ts=advice.ts,
                 )
                 for _capability, advice in sorted(state.scale.items())
+                if self.core.settings.enable_predictive_scaling
             ],
             seq=self.core.view.seq,
         )

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from services.gateway.history import HistorySample
 from shared.domain.performance_targets import TargetCheck
 from shared.events import Id
 
@@ -62,6 +63,17 @@ class ValidateResponse(msgspec.Struct, kw_only=True):
     total_targets: int
     targets: list[TargetCheck]
     seq: int
+
+
+class MetricsHistoryResponse(msgspec.Struct, kw_only=True):
+    interval_s: float
+    """MONITORING_INTERVAL_SECONDS: one sample per interval."""
+    retention_hours: float
+    """METRICS_RETENTION_HOURS: older samples are dropped."""
+    window_s: float
+    """METRICS_WINDOW_S: what each sample's figures cover, ending at its ``ts``."""
+    samples: list[HistorySample]
+    """Oldest first; this gateway instance's own (a restart starts them again)."""
 
 
 class OptimizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

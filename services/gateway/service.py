@@ -1,7 +1,7 @@
 """Gateway shell: assembles the core, the desks and the HTTP server over the event log.
 
 The core is the gateway's projection with the bus and the settings; each desk (tasks, agents,
-workflows, recovery, performance, health) takes the core, and the routes are given the desks by
+workflows, recovery, performance, health, monitor) takes the core, and the routes are given the desks by
 the application. This module only builds them, wires the desks that wait for events to the
 projection, and runs uvicorn.
 """
@@ -17,9 +17,11 @@ import uvicorn
 
 from services.gateway.agents import AgentDesk
 from services.gateway.app import Desks, create_app
+from services.gateway.connections import deadline_protocol
 from services.gateway.core import GatewayCore
 from services.gateway.events import EventDesk
 from services.gateway.health import HealthDesk
+from services.gateway.monitoring import MonitorDesk
 from services.gateway.performance import PerformanceDesk
 from services.gateway.query.model import QueryModel
 from services.gateway.recovery import RecoveryDesk
@@ -27,6 +29,7 @@ from services.gateway.tasks import TaskDesk
 from services.gateway.view import GATEWAY_VIEW
 from services.gateway.workflows import WorkflowDesk
 from shared.service import Service
+from shared.settings import Settings, SettingsError
 
 
 class _QuietServer(uvicorn.Server):
@@ -55,6 +58,7 @@ class GatewayService(Service):
         self.tasks = TaskDesk(self.core, self.metrics.registry)
         self.recovery = RecoveryDesk(self.core)
         self.performance = PerformanceDesk(self.core)
+        self.monitor = MonitorDesk(self.core, self.performance, self.metrics.registry, self.log)
         self.desks = Desks(
             tasks=self.tasks,
             agents=AgentDesk(self.core),
@@ -62,7 +66,8 @@ class GatewayService(Service):
             events=EventDesk(self.core),
             recovery=self.recovery,
             performance=self.performance,
-            health=HealthDesk(self.core, self.performance, self.metrics),
+            health=HealthDesk(self.core, self.metrics),
+            monitor=self.monitor,
         )
         for desk in (self.tasks, self.recovery, self.performance):  # each waits for answers in the log
             self.view.add_listener(desk.on_event)
@@ -73,14 +78,26 @@ class GatewayService(Service):
     async def on_started(self) -> None:
         await self.query.start()  # catches up from its file in the background; reads wait for it
         await self.recovery.start()
-        app = create_app(self.desks, api_token=self.settings.api_token)
+        await self.monitor.start()
+        app = create_app(
+            self.desks,
+            api_token=self.settings.api_token,
+            max_body_bytes=self.settings.gateway_max_body_bytes,
+        )
+        settings = self.settings
         config = uvicorn.Config(
             app,
-            host=self.settings.gateway_host,
-            port=self.settings.gateway_port,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
             log_config=None,
             access_log=False,
             lifespan="on",
+            http=deadline_protocol(
+                settings.gateway_header_timeout_s,
+                settings.gateway_body_timeout_s,
+                settings.gateway_max_connections,
+            ),
+            timeout_keep_alive=settings.gateway_keepalive_s,  # type: ignore[arg-type]  # seconds; floats work
         )
         self._server = _QuietServer(config)
         self._server_task = asyncio.create_task(self._server.serve(), name="uvicorn")
@@ -97,8 +114,25 @@ class GatewayService(Service):
         if self._server is not None and self._server_task is not None:
             self._server.should_exit = True
             await asyncio.gather(self._server_task, return_exceptions=True)
+        await self.monitor.stop()
         await self.recovery.stop()
         await self.query.stop()
 
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        if settings.requires_api_token and not settings.api_token:
+            raise SettingsError(
+                f"INTEGRATION_MODE={settings.integration_mode} requires HIVE_API_TOKEN: the gateway serves "
+                "no one without it ('hive up' generates one under <HIVE_HOME>/auth/api-token)"
+            )
+
     def details(self) -> dict[str, Any]:
-        return {"port": self.port, "query_model": self.query.details()}
+        return {
+            "port": self.port,
+            "integration_mode": self.settings.integration_mode,
+            "performance_alerts": self.settings.enable_performance_alerts,
+            "alerts_appended": self.monitor.alerts_appended,
+            "monitoring_interval_s": self.settings.monitoring_interval_seconds,
+            "history_samples": len(self.monitor.history.samples),
+            "query_model": self.query.details(),
+        }

@@ -1,10 +1,12 @@
-"""The gateway's projection: fleet, workflows, breakers, agent outcomes (queries without the log) and the
-orchestration metrics (read against the fleet and breakers before they apply each event)."""
+"""The gateway's projection: fleet, workflows, breakers, agent outcomes (queries without the log), the
+orchestration metrics (read against the fleet and breakers before they apply each event) and the
+standing performance alerts."""
 
 from __future__ import annotations
 
 import msgspec
 
+from services.gateway.alerts import AlertsState, apply_alerts
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
@@ -20,6 +22,7 @@ class GatewayState(msgspec.Struct, kw_only=True):
     breakers: BreakersState = msgspec.field(default_factory=BreakersState)
     outcomes: OutcomesState = msgspec.field(default_factory=OutcomesState)
     metrics: MetricsState = msgspec.field(default_factory=MetricsState)
+    alerts: AlertsState = msgspec.field(default_factory=AlertsState)
 
 
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
@@ -28,6 +31,7 @@ def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
     apply_workflows(state.workflows, recorded)
     apply_breakers(state.breakers, recorded)
     apply_outcomes(state.outcomes, recorded)
+    apply_alerts(state.alerts, recorded)
     return state
 
 

@@ -25,7 +25,7 @@ from services.gateway.workflow_schemas import (
     WorkflowSummary,
     WorkflowTaskIn,
 )
-from shared.bus import ConcurrencyConflict
+from shared.bus import ConcurrencyConflict, EventTooLarge
 from shared.command import Change, command
 from shared.domain.dag import critical_path
 from shared.domain.workflow_spec import WorkflowSpecError, apply_template, check_dependencies, check_steps
@@ -36,7 +36,6 @@ from shared.events import (
     WorkflowStepAdded,
     WorkflowStepCancelled,
     WorkflowSubmitted,
-    encode_event,
 )
 from shared.ids import new_id
 
@@ -76,9 +75,16 @@ class WorkflowDesk:
             steps=steps,
             correlation_id=data.correlation_id or workflow_id,
         )
-        self._check_size(event)
         try:
             result = await self.core.bus.append(event, expected=0)
+        except EventTooLarge as exc:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"the workflow takes {exc.size} bytes as an event; the NATS server accepts {exc.limit} "
+                "(make payloads smaller or split the workflow)",
+                "tasks",
+            ) from None
         except ConcurrencyConflict:
             raise ApiError(
                 409, "conflict", f"workflow {workflow_id!r} already exists", "workflow_id"
@@ -96,18 +102,6 @@ class WorkflowDesk:
             estimated_duration_minutes=round(minutes, 3),
             seq=result.seq,
         )
-
-    def _check_size(self, event: Event) -> None:
-        limit = int(self.core.bus.nc.max_payload)
-        size = len(encode_event(event))
-        if size > limit:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"the workflow takes {size} bytes as an event; the NATS server accepts {limit} "
-                "(make payloads smaller or split the workflow)",
-                "tasks",
-            )
 
     # --- query ----------------------------------------------------------------------------------
 

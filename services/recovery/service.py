@@ -41,7 +41,9 @@ from shared.bus import ConcurrencyConflict
 from shared.command import retry_on_conflict
 from shared.configured import breaker_policy
 from shared.domain.breaker_policy import Close, Probe, Trip, breaker_transition
+from shared.domain.breakers import BREAKER_STATE_VALUES
 from shared.domain.heartbeats import HeartbeatTable
+from shared.domain.histogram import RECOVERY_BUCKETS_S
 from shared.domain.performance_metrics import RecoveryTracker, track_recovery
 from shared.domain.strategies import choose_strategy, unresponsive_severity
 from shared.events import (
@@ -63,8 +65,6 @@ from shared.subjects import events_of_type
 from shared.work import WorkSpec
 
 TRANSITION_TARGETS: dict[type, str] = {Trip: "open", Probe: "half_open", Close: "closed"}
-BREAKER_STATE_VALUES: dict[str, float] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
-"""orchestration_circuit_breaker_state: 0 closed, 1 half-open, 2 open."""
 
 
 class RecoveryService(Service):
@@ -123,7 +123,7 @@ class RecoveryService(Service):
             "From a failure (an unresponsive agent's last heartbeat, a reported failure) until all the work "
             "it took away runs again elsewhere or has ended",
             registry=registry,
-            buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0),
+            buckets=RECOVERY_BUCKETS_S,
         )
         self.breaker_state = Gauge(
             "orchestration_circuit_breaker_state",
@@ -143,8 +143,8 @@ class RecoveryService(Service):
             on_disconnect=self._connection_closed,
         )
         await self.listener.start()
-        for agent_id, breaker in self.view.state.breakers.breakers.items():
-            self.breaker_state.labels(agent_id).set(BREAKER_STATE_VALUES[breaker.status])
+        for agent_id in self.view.state.fleet.agents:
+            self._show_breaker(agent_id)
         self._ticker = asyncio.create_task(self._tick_loop(), name="recovery-tick")
 
     async def on_stopping(self) -> None:
@@ -172,13 +172,19 @@ class RecoveryService(Service):
         settled = track_recovery(self.tracker, recorded)
         if settled is not None and self.ready.is_set():  # not the history replayed at start
             self.recovery_duration.observe(settled)
-        if isinstance(event, BreakerOpened | BreakerHalfOpened | BreakerClosed | BreakerReset):
-            breaker = self.view.state.breakers.breakers.get(event.agent_id)
-            if breaker is not None:
-                self.breaker_state.labels(event.agent_id).set(BREAKER_STATE_VALUES[breaker.status])
+        if isinstance(
+            event, BreakerOpened | BreakerHalfOpened | BreakerClosed | BreakerReset | AgentRegistered
+        ):
+            self._show_breaker(event.agent_id)
         if isinstance(event, TaskCompleted | TaskAttemptFailed) and event.agent_id:
             self._dirty.add(event.agent_id)
             self._wake.set()
+
+    def _show_breaker(self, agent_id: str) -> None:
+        """Every known agent has a sample: closed (0) until its breaker first moves."""
+        breaker = self.view.state.breakers.breakers.get(agent_id)
+        status = breaker.status if breaker is not None else "closed"
+        self.breaker_state.labels(agent_id).set(BREAKER_STATE_VALUES[status])
 
     def _connection_closed(self, agents: list[str]) -> None:
         """A disconnect advisory named the connection these agents beat over: look at once."""

@@ -21,6 +21,7 @@ from prometheus_client import Histogram
 from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
 from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.fleet import correlation_of
+from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
 from shared.domain.message_ids import assign_msg_id, failed_msg_id, queued_msg_id
 from shared.domain.routing.policy import RoutingConfig, signal_weights
 from shared.domain.routing.view import ROUTER_VIEW
@@ -93,7 +94,7 @@ class RouterService(Service):
             "orchestration_task_assignment_duration_seconds",
             "Time from a task's submission to its first assignment (tasks never held for lack of an agent)",
             registry=self.metrics.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=ASSIGNMENT_BUCKETS_S,
         )
 
     async def on_started(self) -> None:

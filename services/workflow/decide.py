@@ -30,7 +30,13 @@ from services.workflow import policy
 from services.workflow.view import WorkflowServiceState
 from shared.domain.cancellation import holder_of
 from shared.domain.dag import bottom_levels, zero_slack
-from shared.domain.workflows import StepView, WorkflowsState, WorkflowView, step_task_id
+from shared.domain.workflows import (
+    UPSTREAM_RESULT_MAX_NESTING,
+    StepView,
+    WorkflowsState,
+    WorkflowView,
+    step_task_id,
+)
 from shared.events import (
     AgentRecovered,
     AgentRegistered,
@@ -42,6 +48,7 @@ from shared.events import (
     TaskFailed,
     WorkflowEvent,
 )
+from shared.nesting import value_nests_deeper
 
 
 class StepTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -255,6 +262,8 @@ def _upstream(workflow: WorkflowView, step: StepView) -> dict[str, Any]:
         if dependency.status == "completed":
             if dependency.result_omitted:
                 entry["result_omitted"] = dependency.result_omitted
+            elif value_nests_deeper(dependency.result, UPSTREAM_RESULT_MAX_NESTING):
+                entry["result_omitted"] = f"nested deeper than {UPSTREAM_RESULT_MAX_NESTING} levels"
             else:
                 entry["result"] = dependency.result
         out[name] = entry

@@ -26,7 +26,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import EventBus, connection_key, event_msg_seq
+from shared.bus import EventBus, EventTooDeep, EventTooLarge, connection_key, event_msg_seq
 from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
@@ -437,18 +437,34 @@ class Agent:
                 )
                 return
             outcome = value if isinstance(value, TaskOutcome) else TaskOutcome(result=value)
-            self.stats.completed += 1
-            await self._report_quietly(
-                context,
-                TaskCompleted(
-                    task_id=context.task_id,
-                    agent_id=self.agent_id,
-                    attempt=context.attempt,
-                    result=outcome.result,
-                    quality=outcome.quality,
-                    duration_s=time.monotonic() - started,
-                ),
+            completed = TaskCompleted(
+                task_id=context.task_id,
+                agent_id=self.agent_id,
+                attempt=context.attempt,
+                result=outcome.result,
+                quality=outcome.quality,
+                duration_s=time.monotonic() - started,
             )
+            self.stats.completed += 1
+            try:
+                await self._report_quietly(context, completed)
+            except (EventTooLarge, EventTooDeep) as exc:
+                # No reader could take this result: say so as a failure a retry cannot fix.
+                self.stats.completed -= 1
+                self.stats.failed += 1
+                await self._report_quietly(
+                    context,
+                    TaskAttemptFailed(
+                        task_id=context.task_id,
+                        agent_id=self.agent_id,
+                        attempt=context.attempt,
+                        error=f"result refused: {exc}",
+                        failure_type="agent_error",
+                        retryable=False,
+                        duration_s=completed.duration_s,
+                    ),
+                )
+                return
         finally:
             self._running.pop(context.task_id, None)
             self._contexts.pop(context.task_id, None)

@@ -9,7 +9,7 @@ outcomes before a transition or a reset do not count after it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
@@ -28,6 +28,8 @@ from shared.events import (
 from shared.recorded import Recorded
 
 BreakerStatus = Literal["closed", "open", "half_open"]
+BREAKER_STATE_VALUES: Final[dict[str, float]] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+"""orchestration_circuit_breaker_state: 0 closed, 1 half-open, 2 open (an agent never tripped: 0)."""
 
 
 class BreakerView(msgspec.Struct, kw_only=True):

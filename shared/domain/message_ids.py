@@ -122,6 +122,14 @@ def scale_msg_id(scope: str, version: int) -> str:
     return f"scale:{scope}:{version}"
 
 
+# --- performance alerts -----------------------------------------------------------------------
+
+
+def alert_msg_id(scope: str, version: int) -> str:
+    """A performance alert decided at a version of its target's alerts: one, whichever gateway decides."""
+    return f"alert:{scope}:{version}"
+
+
 # --- dead letters -----------------------------------------------------------------------------
 
 

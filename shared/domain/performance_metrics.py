@@ -23,6 +23,9 @@ the window ending at ``now``:
   the first of them (or the window's start, if later) to ``now``.
 * **workflow_completion_rate**: completed / (completed + failed) among workflows that ended in the
   window (cancelled ones are a decision, not an outcome).
+
+The assignment latencies and recovery durations are also counted since the start of the log in
+cumulative histograms (``histogram.py``), which the gateway exports to Prometheus.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from shared.domain.fleet import (
     apply_fleet,
     in_flight_attempt,
 )
+from shared.domain.histogram import CumulativeHistogram, assignment_histogram, recovery_histogram
 from shared.domain.load_balance import LoadWindow, accepted_assignment, sample_assignment
 from shared.domain.windows import (
     LatencyWindow,
@@ -87,6 +91,8 @@ class RecoveryTracker(msgspec.Struct, kw_only=True):
     reported: dict[str, float] = {}
     """Reported failures awaiting recovery's action: incident id -> report time."""
     durations: LatencyWindow = msgspec.field(default_factory=LatencyWindow)
+    seconds: CumulativeHistogram = msgspec.field(default_factory=recovery_histogram)
+    """Every settled incident's duration since the start of the log (Prometheus)."""
 
 
 def _open_incident(tracker: RecoveryTracker, key: str, start_ts: float, tasks: dict[str, int]) -> None:
@@ -124,6 +130,7 @@ def _settle(tracker: RecoveryTracker, task_id: str, ts: float, attempt: int | No
     del tracker.open[key]
     duration = max(0.0, ts - incident.start_ts)
     tracker.durations.add(ts, duration * 1000)
+    tracker.seconds.observe(duration)
     return duration
 
 
@@ -160,6 +167,8 @@ class MetricsState(msgspec.Struct, kw_only=True):
     routable: dict[str, tuple[int, float]] = {}
     """task id -> (attempt, when it became routable), until assigned or held."""
     assignment_ms: LatencyWindow = msgspec.field(default_factory=LatencyWindow)
+    assignment_s: CumulativeHistogram = msgspec.field(default_factory=assignment_histogram)
+    """The same latencies since the start of the log (Prometheus)."""
     load: LoadWindow = msgspec.field(default_factory=LoadWindow)
     first_choice: WindowSums = msgspec.field(default_factory=WindowSums)
     """a: first attempts the first choice got right; b: first attempts judged."""
@@ -220,7 +229,9 @@ def apply_metrics(
             if accepted_assignment(fleet, event):
                 waiting = state.routable.pop(event.task_id, None)
                 if waiting is not None and waiting[0] == event.attempt:
-                    state.assignment_ms.add(event.ts, max(0.0, event.ts - waiting[1]) * 1000)
+                    latency_s = max(0.0, event.ts - waiting[1])
+                    state.assignment_ms.add(event.ts, latency_s * 1000)
+                    state.assignment_s.observe(latency_s)
         case TaskCompleted():
             _judge_first_choice(state, fleet, event)
             task = in_flight_attempt(fleet, event.task_id, event.attempt)

@@ -34,6 +34,7 @@ from shared.events import (
     WorkflowSubmitted,
     WorkflowTemplate,
 )
+from shared.nesting import MAX_NESTING
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
 
@@ -43,6 +44,9 @@ STEP_DONE: Final[frozenset[str]] = frozenset({"completed", "failed", "skipped", 
 WORKFLOW_DONE: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
 UPSTREAM_RESULT_MAX_BYTES: Final = 16_384
 """Results of dependencies up to this size are handed to the dependent task in its payload."""
+UPSTREAM_RESULT_MAX_NESTING: Final = MAX_NESTING - 3
+"""Results nested deeper are not handed on: ``payload.upstream.<step>.result`` puts a result three
+levels down in the dependent's payload, which readers refuse past ``MAX_NESTING``."""
 
 
 def step_task_id(workflow_id: str, step_id: str) -> str:

@@ -24,8 +24,16 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
+from shared.nesting import MAX_NESTING
 from shared.settings import Settings
 from tests.conftest import EventLog, running, watching_logs
+
+
+def nested_lists(depth: int) -> object:
+    value: object = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
 
 
 async def test_a_failing_attempt_is_retried_and_then_completes(
@@ -72,6 +80,31 @@ async def test_a_task_that_keeps_failing_ends_failed_exactly_once(
     failed = event_log.of_type(TaskFailed)
     assert len(failed) == 1 and "not retryable" in failed[0].error
     assert event_log.of_type(TaskRequeued) == []
+
+
+@pytest.mark.parametrize(
+    ("result", "words"),
+    [
+        ("x" * 1_100_000, "the NATS server accepts at most"),
+        (nested_lists(MAX_NESTING + 1), f"field `result` nests deeper than {MAX_NESTING} levels"),
+    ],
+)
+async def test_a_result_no_reader_could_take_fails_the_attempt_for_good_instead_of_being_sent(
+    settings: Settings, bus: EventBus, event_log: EventLog, result: object, words: str
+) -> None:
+    async def unsendable(context: TaskContext) -> object:
+        return result
+
+    agent = Agent("verbose", unsendable, capabilities=["x"], capacity=1)
+    async with running(RouterService, settings), running(RecoveryService, settings):
+        await agent.start(bus)
+        await bus.append(TaskSubmitted(task_id="t", task_type="x"), expected=0)
+        await event_log.wait_for(lambda evs: any(isinstance(e, TaskFailed) for e in evs))
+        await agent.stop()
+    (attempt_failed,) = event_log.of_type(TaskAttemptFailed)
+    assert not attempt_failed.retryable and words in attempt_failed.error
+    assert event_log.of_type(TaskCompleted) == []
+    assert agent.stats.completed == 0 and agent.stats.failed == 1
 
 
 async def test_a_result_for_a_superseded_attempt_is_refused(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,6 +19,7 @@ from shared.embedded import EmbeddedNats
 from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
 from shared.natsclient import stream_seq
 from shared.projection import ProjectionRunner, rebuild
+from shared.projection_spec import ProjectionSpec
 from shared.pull import consume_forever
 from shared.recorded import Recorded
 from shared.settings import Settings
@@ -178,3 +182,65 @@ async def test_consuming_goes_on_with_a_new_consumer_when_the_one_in_use_is_dele
         await asyncio.wait_for(consuming, 10)
     assert seen == [first.seq, second.seq]  # nothing skipped, nothing twice
     assert len(opened) >= 2 and lost
+
+
+async def test_snapshots_are_private_to_their_owner_and_older_ones_are_tightened(tmp_path: Path) -> None:
+    folder = tmp_path / "snapshots"
+    folder.mkdir(mode=0o755)
+    older = folder / "old.sqlite"
+    older.write_bytes(b"")
+    older.chmod(0o644)
+    previous = os.umask(0o022)
+    try:
+        stores = [await SnapshotStore(str(folder / name)).open() for name in ("old.sqlite", "new.sqlite")]
+        for store in stores:
+            await store.save("view", "schema", 1, b"payloads and results")
+        files = sorted(folder.iterdir())  # while open: the -wal and -shm files too
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in files}
+        for store in stores:
+            await store.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {"old.sqlite", "new.sqlite", "new.sqlite-wal", "new.sqlite-shm"} <= set(modes)
+    assert modes == {name: 0o600 for name in modes}
+
+
+class Tally(msgspec.Struct):
+    applied: list[str] = []
+
+
+def tally_apply(state: Tally, recorded: Recorded) -> Tally:
+    event = recorded.event
+    if isinstance(event, TaskSubmitted) and event.task_id == "breaks-apply":
+        raise KeyError("no such thing")
+    if isinstance(event, TaskSubmitted):
+        state.applied.append(event.task_id)
+    return state
+
+
+async def test_an_event_a_projection_cannot_apply_is_dead_lettered_once_and_the_projection_goes_on(
+    bus: EventBus,
+) -> None:
+    spec = ProjectionSpec(name="tally", state_type=Tally, initial=Tally, apply=tally_apply)
+    letters = await bus.js.subscribe(dlq_subject("test"), stream=DLQ_STREAM)
+    runners = [ProjectionRunner(bus, spec), ProjectionRunner(bus, spec)]  # two instances of a service
+    for runner in runners:
+        await runner.start()
+    try:
+        await bus.append(TaskSubmitted(task_id="before", task_type="x"), expected=0)
+        broken = await bus.append(TaskSubmitted(task_id="breaks-apply", task_type="x"), expected=0)
+        await bus.js.publish("hive.evt.task.junk.submitted", b"{not json")
+        last = await bus.append(TaskSubmitted(task_id="after", task_type="x"), expected=0)
+        for runner in runners:
+            await runner.wait_for(last.seq)
+            assert runner.state.applied == ["before", "after"]
+        first = msgspec.json.decode((await letters.next_msg(timeout=10)).data, type=DeadLetter)
+        second = msgspec.json.decode((await letters.next_msg(timeout=10)).data, type=DeadLetter)
+    finally:
+        for runner in runners:
+            await runner.stop(snapshot=False)
+    assert first.stream_seq == broken.seq and "could not apply it: KeyError" in first.reason
+    assert second.subject == "hive.evt.task.junk.submitted" and "not a JSON object" in second.reason
+    stored = await bus.js.stream_info(DLQ_STREAM)
+    assert stored.state.messages == 2, "each runner read both; each is kept once"

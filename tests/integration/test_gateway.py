@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -130,16 +131,25 @@ async def test_an_unknown_task_is_404(http: httpx.AsyncClient) -> None:
 
 
 async def test_a_read_after_a_sequence_waits_for_it_or_says_it_is_behind(
-    http: httpx.AsyncClient, gateway: GatewayService
+    http: httpx.AsyncClient, gateway: GatewayService, bus: EventBus
 ) -> None:
     submitted = (await http.post(ASSIGN, json={"task_id": "mine", "task_type": "x"})).json()
     mine = await http.get("/api/v1/tasks/mine", params={"after_seq": submitted["seq"]})
     assert mine.status_code == 200 and mine.json()["task_id"] == "mine"
-    gateway.core.read_wait_s = 0.2
-    behind = await http.get("/api/v1/tasks/mine", params={"after_seq": submitted["seq"] + 1000})
-    assert behind.status_code == 503 and behind.json()["error"]["code"] == "unavailable"
     negative = await http.get("/api/v1/tasks/mine", params={"after_seq": -1})
     assert negative.status_code == 400 and negative.json()["error"]["field"] == "after_seq"
+    # A sequence the log does not reach: refused at once, not waited for.
+    started = time.monotonic()
+    beyond = await http.get("/api/v1/tasks/mine", params={"after_seq": submitted["seq"] + 1000})
+    assert time.monotonic() - started < gateway.core.read_wait_s / 2
+    assert beyond.status_code == 400 and beyond.json()["error"]["field"] == "after_seq"
+    assert "beyond the end of the log" in beyond.json()["error"]["message"]
+    # A sequence the log holds but this gateway has not applied: 503 after the wait.
+    await gateway.view.stop(snapshot=False)
+    later = await bus.append(TaskSubmitted(task_id="later", task_type="x"), expected=0)
+    gateway.core.read_wait_s = 0.2
+    behind = await http.get("/api/v1/tasks/mine", params={"after_seq": later.seq})
+    assert behind.status_code == 503 and behind.json()["error"]["code"] == "unavailable"
 
 
 async def test_cancelling_a_running_task_tells_its_agent(

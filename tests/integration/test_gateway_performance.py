@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -97,6 +98,7 @@ async def test_metrics_are_computed_from_the_events_in_the_window(
     assert validated["targets_met"] == sum(1 for c in checks.values() if c["met"])
     assert validated["targets_measured"] == sum(1 for c in checks.values() if c["met"] is not None)
 
+    await gateway.monitor.tick(time.time())  # the gauges follow every MONITORING_INTERVAL_SECONDS
     prometheus = (await http.get("/metrics")).text
     assert "orchestration_routing_accuracy_ratio 1.0" in prometheus
 

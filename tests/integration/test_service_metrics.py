@@ -80,3 +80,33 @@ def test_a_stack_gives_each_instance_its_own_metrics_port(tmp_path: object) -> N
     own = [int(port) for (name, _i), port in ports.items() if name != "gateway" and port is not None]
     assert sorted(own) == list(range(9100, 9105))
     assert ports[("gateway", 1)] == "-1"  # the gateway serves /metrics on its HTTP port
+
+
+async def test_health_counts_the_messages_each_consumer_received(settings: Settings, bus: EventBus) -> None:
+    async with running(RouterService, settings) as router:
+        before = router.health().delivered
+        await bus.append(
+            AgentRegistered(agent_id="a1", capabilities={"review": 1.0}, capacity=4, session="s"),
+            expected=None,
+        )
+        last = (await bus.append(BreakerReset(agent_id="a1"), expected=None)).seq
+        await router.view.wait_for(last)
+        after = router.health().delivered
+    # Both events reach the projection (the work consumer gets them too, in its own time).
+    assert after["projection:router"] - before["projection:router"] == 2
+    assert set(after) == {"projection:router", "work:router"}
+
+
+async def test_recovery_shows_a_breaker_that_never_moved_as_closed(settings: Settings, bus: EventBus) -> None:
+    await bus.append(
+        AgentRegistered(agent_id="fresh", capabilities={"review": 1.0}, session="s"), expected=None
+    )
+    async with running(RecoveryService, settings, metrics_port=0) as recovery:
+        assert 'orchestration_circuit_breaker_state{agent_id="fresh"} 0.0' in await scrape(recovery)
+        seq = (
+            await bus.append(
+                AgentRegistered(agent_id="later", capabilities={"review": 1.0}, session="s"), expected=None
+            )
+        ).seq
+        await recovery.view.wait_for(seq)
+        assert 'orchestration_circuit_breaker_state{agent_id="later"} 0.0' in await scrape(recovery)

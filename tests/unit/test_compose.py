@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,51 @@ def test_every_service_is_its_own_scalable_container_on_the_cluster() -> None:
 def test_the_healthcheck_command_exists() -> None:
     args = build_parser().parse_args(["health", "--service", "router", "--this-host"])
     assert args.service == "router" and args.this_host
+
+
+def mounted(service: dict[str, Any], target: str) -> Path:
+    """The repository file or folder a service mounts at `target` (it must exist)."""
+    for volume in service["volumes"]:
+        source, _, rest = volume.partition(":")
+        if rest.split(":")[0] == target:
+            path = ROOT / source
+            assert path.exists(), f"{source} is mounted at {target} but is not in the repository"
+            return path
+    raise AssertionError(f"nothing mounted at {target}")
+
+
+def test_prometheus_scrapes_the_gateway_on_its_port_as_its_one_target() -> None:
+    services = compose()["services"]
+    gateway = services["gateway"]
+    port = gateway["environment"]["GATEWAY_PORT"]
+    assert port == "8000" and gateway["ports"] == ["8000:8000"], "the specification's curl lines use 8000"
+    prometheus = services["prometheus"]
+    config_file = mounted(prometheus, "/etc/prometheus/prometheus.yml")
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load(config_file.read_text())
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    ]
+    assert targets == [f"gateway:{port}"]
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"])
+
+
+def test_grafana_is_provisioned_with_the_prometheus_datasource_and_the_dashboard_folder() -> None:
+    services = compose()["services"]
+    grafana = services["grafana"]
+    provisioning = mounted(grafana, "/etc/grafana/provisioning")
+    dashboards = mounted(grafana, "/var/lib/grafana/dashboards")
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"]
+    assert [(s["type"], s["url"]) for s in sources] == [("prometheus", "http://prometheus:9090")]
+    assert "9090:9090" in services["prometheus"]["ports"]
+    providers = yaml.safe_load((provisioning / "dashboards" / "hive.yaml").read_text())["providers"]
+    assert [p["options"]["path"] for p in providers] == ["/var/lib/grafana/dashboards"]
+    boards = sorted(dashboards.glob("*.json"))
+    assert [b.name for b in boards] == ["hive-orchestration.json"]
+    uids = {t["datasource"]["uid"] for p in json.loads(boards[0].read_text())["panels"] for t in p["targets"]}
+    assert uids == {sources[0]["uid"]}, "every query uses the provisioned datasource"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == "/var/lib/grafana/dashboards/hive-orchestration.json"

@@ -6,7 +6,8 @@ import pytest
 
 from services.gateway.errors import ApiError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
-from shared.bus import ConcurrencyConflict, NatsAuthError
+from shared.bus import ConcurrencyConflict, EventTooDeep, EventTooLarge, NatsAuthError
+from shared.client import HiveApiError, HiveConnectionError, HiveTimeoutError
 from shared.command import KeepsChanging
 from shared.credentials import CredentialsError
 from shared.denials import PermissionDenied
@@ -31,10 +32,15 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (WorkflowSpecError, ValueError),
     (EmbeddedNatsError, RuntimeError),
     (EventDecodeError, ValueError),
+    (EventTooLarge, ValueError),
+    (EventTooDeep, ValueError),
     (InvalidIdError, ValueError),
     (UnknownUser, ValueError),
     (ReplayError, ValueError),
     (SettingsError, ValueError),
+    (HiveApiError, Exception),
+    (HiveConnectionError, Exception),
+    (HiveTimeoutError, TimeoutError),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -12,11 +14,17 @@ from shared.events import (
     AgentRegistered,
     EventDecodeError,
     TaskAssigned,
+    TaskCompleted,
     TaskSubmitted,
+    WorkflowStep,
+    WorkflowStepAdded,
+    WorkflowSubmitted,
     current_version,
     decode_event,
     encode_event,
+    free_form_fields,
 )
+from shared.nesting import MAX_NESTING
 from shared.recorded import Undecodable, decode_recorded
 
 ids = st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True)
@@ -76,6 +84,92 @@ def test_bad_bytes_are_refused_with_the_reason(payload: bytes, reason: str) -> N
     with pytest.raises(EventDecodeError) as info:
         decode_event(payload)
     assert reason in str(info.value)
+
+
+def nested_list(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def test_an_event_nested_twenty_thousand_levels_deep_is_refused_not_a_recursion_error() -> None:
+    deep = nested_list(20_000)
+    submitted = (
+        b'{"type": "task.submitted", "task_id": "t", "task_type": "x", "payload": {"a": ' + deep + b"}}"
+    )
+    item = decode_recorded(3, "hive.evt.task.t.submitted", submitted)
+    assert isinstance(item, Undecodable)
+    assert "nested too deeply" in item.reason
+    upcast_path = b'{"type": "agent.registered", "v": 1, "agent_id": "a", "capabilities": ' + deep + b"}"
+    with pytest.raises(EventDecodeError, match="nested too deeply"):
+        decode_event(upcast_path)
+
+
+def _deep(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda value: TaskSubmitted(task_id="t", task_type="x", payload={"a": value}), "payload"),
+        (lambda value: TaskAssigned(agent_id="a", task_id="t", attempt=1, payload={"a": value}), "payload"),
+        (lambda value: TaskCompleted(task_id="t", agent_id="a", attempt=1, result=value), "result"),
+        (
+            lambda value: WorkflowSubmitted(
+                workflow_id="w", steps=[WorkflowStep(step_id="s", task_type="x", payload={"a": value})]
+            ),
+            "steps[0].payload",
+        ),
+        (
+            lambda value: WorkflowStepAdded(
+                workflow_id="w", step=WorkflowStep(step_id="s", task_type="x", payload={"a": value})
+            ),
+            "step.payload",
+        ),
+    ],
+)
+def test_a_payload_or_result_may_nest_as_deep_as_the_bound_and_no_deeper(make: Any, field: str) -> None:
+    depth_of_value = MAX_NESTING if field == "result" else MAX_NESTING - 1  # a payload is a dict around it
+    fits = make(_deep(depth_of_value))
+    assert decode_event(encode_event(fits)) == fits
+    with pytest.raises(EventDecodeError) as info:
+        decode_event(encode_event(make(_deep(depth_of_value + 1))))
+    assert f"field `{field}` nests deeper than {MAX_NESTING} levels" in str(info.value)
+
+
+def _open_paths(annotation: Any, path: str) -> set[str]:
+    """Paths to the parts of a type whose shape is open (Any), through structs and lists of them."""
+    if annotation is Any:
+        return {path}
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return {
+            found
+            for field in msgspec.structs.fields(annotation)
+            for found in _open_paths(field.type, f"{path}.{field.name}" if path else field.name)
+        }
+    args = getattr(annotation, "__args__", ())
+    if getattr(annotation, "__origin__", None) is list and args:
+        return _open_paths(args[0], f"{path}[]")
+    return {path} if any(_open_paths(arg, path) for arg in args) else set()
+
+
+def test_every_open_field_of_the_catalogue_is_bounded_at_decode() -> None:
+    step = WorkflowStep(step_id="s", task_type="x")
+    examples = {
+        "task.submitted": TaskSubmitted(task_id="t", task_type="x"),
+        "agent.task_assigned": TaskAssigned(agent_id="a", task_id="t", attempt=1),
+        "task.completed": TaskCompleted(task_id="t", agent_id="a", attempt=1),
+        "workflow.submitted": WorkflowSubmitted(workflow_id="w", steps=[step]),
+        "workflow.step_added": WorkflowStepAdded(workflow_id="w", step=step),
+    }
+    open_paths = {name: _open_paths(cls, "") for name, cls in EVENT_TYPES.items()}
+    open_paths = {name: paths for name, paths in open_paths.items() if paths}
+    assert set(open_paths) == set(examples), "a new open field: bound it in free_form_fields, then here"
+    for name, event in examples.items():
+        covered = {field.replace("[0]", "[]") for field, _value in free_form_fields(event)}
+        assert covered == open_paths[name], name
 
 
 def test_an_event_published_on_another_aggregates_subject_is_refused() -> None:

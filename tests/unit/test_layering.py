@@ -26,6 +26,7 @@ VOCABULARY = frozenset(
         "shared.errors",
         "shared.events",
         "shared.ids",
+        "shared.nesting",
         "shared.projection_spec",
         "shared.recorded",
         "shared.subjects",

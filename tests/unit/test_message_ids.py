@@ -32,6 +32,7 @@ PINNED: list[tuple[Callable[..., str], tuple[object, ...], str]] = [
     (ids.rebalanced_msg_id, ("auto-42",), "rebalanced:auto-42"),
     (ids.scale_msg_id, ("scale-testing", 5), "scale:scale-testing:5"),
     (ids.dead_letter_msg_id, ("router", 12), "dlq:router:12"),
+    (ids.alert_msg_id, ("target-workflow_completion_rate", 7), "alert:target-workflow_completion_rate:7"),
 ]
 
 

@@ -120,6 +120,34 @@ def test_recovery_time_runs_from_the_last_heartbeat_until_the_work_runs_elsewher
     assert near(found.failure_recovery_time_ms.value, 900.0)  # until the last of its two tasks
 
 
+def test_the_cumulative_histograms_count_every_assignment_and_recovery_since_the_start_of_the_log() -> None:
+    view = view_of(
+        *agents("dead", "alive"),
+        TaskSubmitted(task_id="fast", task_type="x", ts=100.0),
+        TaskAssigned(agent_id="alive", task_id="fast", attempt=1, ts=100.012),
+        TaskSubmitted(task_id="slow", task_type="x", ts=100.0),
+        TaskAssigned(agent_id="alive", task_id="slow", attempt=1, ts=103.0),
+        TaskSubmitted(task_id="held", task_type="x", ts=100.0),
+        TaskQueued(task_id="held", attempt=1, reason="all_capable_agents_busy", ts=100.001),
+        TaskAssigned(agent_id="dead", task_id="held", attempt=1, ts=105.0),
+        TaskStarted(task_id="held", agent_id="dead", attempt=1, ts=105.1),
+        AgentUnresponsive(agent_id="dead", last_seen_ts=200.0, in_flight={"held": 1}, ts=200.6),
+        TaskRequeued(task_id="held", attempt=2, ts=200.61),
+        TaskAssigned(agent_id="alive", task_id="held", attempt=2, ts=200.62),
+        TaskStarted(task_id="held", agent_id="alive", attempt=2, ts=200.9),
+    )
+    assignments = dict(view.metrics.assignment_s.cumulative())
+    assert assignments[0.0075] == 0 and assignments[0.015] == 2  # the requeue's 10 ms, 12 ms
+    assert assignments[2.5] == 2 and assignments[float("inf")] == 3  # 3 s
+    assert view.metrics.assignment_s.count == 3  # the held first attempt is not routing's wait
+    assert view.metrics.assignment_s.total == pytest.approx(0.012 + 3.0 + 0.01, abs=1e-6)
+    recoveries = dict(view.metrics.recovery.seconds.cumulative())
+    assert recoveries[0.75] == 0 and recoveries[1.0] == 1  # 200.0 -> 200.9
+    far_later = figures(view.metrics, now=100_000.0, window_s=60.0)
+    assert far_later.task_assignment_latency_ms.samples == 0, "the window moved on; the counts did not"
+    assert view.metrics.recovery.seconds.count == 1
+
+
 def test_a_reported_failure_counts_from_the_report_until_the_moved_work_starts() -> None:
     view = view_of(
         *agents("a", "b"),

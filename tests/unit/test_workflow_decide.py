@@ -20,7 +20,7 @@ from services.workflow.decide import (
     decide,
 )
 from services.workflow.view import WorkflowServiceState, apply_workflow_service
-from shared.domain.workflows import UPSTREAM_RESULT_MAX_BYTES, step_task_id
+from shared.domain.workflows import UPSTREAM_RESULT_MAX_BYTES, UPSTREAM_RESULT_MAX_NESTING, step_task_id
 from shared.events import (
     AgentRegistered,
     Event,
@@ -42,6 +42,7 @@ from shared.events import (
     WorkflowSubmitted,
 )
 from shared.ids import ID_PATTERN
+from shared.nesting import MAX_NESTING, value_nests_deeper
 from shared.recorded import Recorded
 
 WF = "wf"
@@ -188,6 +189,24 @@ def test_a_dependency_s_result_reaches_its_dependent_after_the_fleet_forgot_the_
             "result_omitted": f"larger than {UPSTREAM_RESULT_MAX_BYTES} bytes",
         },
     }
+
+
+def test_a_result_nested_too_deep_for_the_dependent_s_payload_is_not_handed_on() -> None:
+    deepest: object = 1
+    for _ in range(UPSTREAM_RESULT_MAX_NESTING):
+        deepest = [deepest]
+    sim = Sim(agents=1)
+    sim.submit(step("fits"), step("deep"), step("b", "fits", "deep"), execution_mode="sequential")
+    sim.run(sim.dispatched(sim.settle())[0], result=deepest)
+    sim.run(sim.dispatched(sim.settle())[0], result=[deepest])
+    (dispatch,) = sim.settle()
+    assert isinstance(dispatch, Dispatch)
+    assert dispatch.task.upstream["fits"]["result"] == deepest
+    assert dispatch.task.upstream["deep"]["result_omitted"] == (
+        f"nested deeper than {UPSTREAM_RESULT_MAX_NESTING} levels"
+    )
+    payload = {"upstream": dispatch.task.upstream}
+    assert not value_nests_deeper(payload, MAX_NESTING)
 
 
 def test_task_ids_are_derived_valid_and_distinct_across_workflows() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from services.cli.bench.common import percentile, quiet
+from services.cli.bench.cpu import CpuMeter
 from services.cli.bench.history import TASK_TYPES, History, history_chunks, write_straight
 from services.cli.bench.http import JsonClient
 from services.cli.stack import Stack, local_stack
@@ -47,19 +48,23 @@ class ReadsResult:
     rebuild_s: float
     rebuild_per_s: float
     rebuild_cpu_s: float
-    """Gateway CPU seconds from its start to the query model caught up (projection included)."""
+    """Gateway CPU seconds while its query model caught up (its projection had already)."""
+    rebuild_nats_cpu_s: float
     clients: int
     get_requests: int
     get_p50_ms: float
     get_p99_ms: float
     get_per_s: float
     get_cpu_cores: float
+    get_client_cores: float
+    """CPU of the benchmark's own clients (same machine), beside the gateway's."""
     page: int
     page_requests: int
     page_p50_ms: float
     page_p99_ms: float
     page_per_s: float
     page_cpu_cores: float
+    page_client_cores: float
     page_items_mean: float
     rss_mib: float
     peak_rss_mib: float
@@ -73,12 +78,6 @@ class ReadsResult:
             and self.page_p99_ms < P99_TARGET_MS
             and self.rss_mib < RSS_TARGET_MIB
         )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -148,32 +147,37 @@ async def measure_reads(
 
         started = time.perf_counter()
         gateway = stack.spawn("gateway", 0)
-        pid = gateway.process.pid
+        nats_pids = [stack.nats.process.pid] if stack.nats is not None and stack.nats.process else []
         await _gateway_answers(bus, timeout=600)
         answering_s = time.perf_counter() - started
+        rebuild = CpuMeter({"gateway": [gateway.process.pid], "nats-server": nats_pids})
+        rebuild.start()  # the model catches up from here (the projection has)
         model = await _query_model(bus, timeout=600)
-        rebuild_cpu = cpu_seconds(pid)
+        rebuild_cpu = rebuild.stop()
 
         rng = random.Random(seed)
         url = stack.gateway_url
+        reading = {"gateway": [gateway.process.pid], "clients": [os.getpid()]}
         warm = [f"/api/v1/tasks/{history.task_id(rng.randrange(tasks))}" for _ in range(200)]
         await _drive(url, warm, clients)
 
         get_paths = [f"/api/v1/tasks/{history.task_id(rng.randrange(tasks))}" for _ in range(gets)]
-        cpu_before = cpu_seconds(pid)
+        meter = CpuMeter(reading)
+        meter.start()
         get_ms, get_wall, _bodies = await _drive(url, get_paths, clients)
-        get_cpu = cpu_seconds(pid) - cpu_before
+        get_cpu = meter.stop()
 
         page_paths = [
             f"/api/v1/tasks?status=completed&task_type={rng.choice(TASK_TYPES)}&limit={page}"
             f"&cursor={encode_cursor('tasks', rng.randrange(last // 2, last + 1))}"
             for _ in range(pages)
         ]
-        cpu_before = cpu_seconds(pid)
+        meter = CpuMeter(reading)
+        meter.start()
         page_ms, page_wall, bodies = await _drive(url, page_paths, clients)
-        page_cpu = cpu_seconds(pid) - cpu_before
+        page_cpu = meter.stop()
         items = [len(json.loads(body)["items"]) for body in bodies]
-        rss, peak = memory_mib(pid)
+        rss, peak = memory_mib(gateway.process.pid)
     finally:
         await bus.close()
     rebuild_s = float(model.get("catch_up_s", 0.0))
@@ -186,19 +190,22 @@ async def measure_reads(
         rebuild_events=rebuild_events,
         rebuild_s=rebuild_s,
         rebuild_per_s=rebuild_events / rebuild_s if rebuild_s > 0 else 0.0,
-        rebuild_cpu_s=rebuild_cpu,
+        rebuild_cpu_s=rebuild_cpu["gateway"],
+        rebuild_nats_cpu_s=rebuild_cpu["nats-server"],
         clients=clients,
         get_requests=gets,
         get_p50_ms=percentile(get_ms, 50),
         get_p99_ms=percentile(get_ms, 99),
         get_per_s=gets / get_wall,
-        get_cpu_cores=get_cpu / get_wall,
+        get_cpu_cores=get_cpu["gateway"] / get_wall,
+        get_client_cores=get_cpu["clients"] / get_wall,
         page=page,
         page_requests=pages,
         page_p50_ms=percentile(page_ms, 50),
         page_p99_ms=percentile(page_ms, 99),
         page_per_s=pages / page_wall,
-        page_cpu_cores=page_cpu / page_wall,
+        page_cpu_cores=page_cpu["gateway"] / page_wall,
+        page_client_cores=page_cpu["clients"] / page_wall,
         page_items_mean=sum(items) / len(items) if items else 0.0,
         rss_mib=rss,
         peak_rss_mib=peak,
@@ -238,18 +245,19 @@ def bench_reads(args: argparse.Namespace) -> int:
     print(f"  gateway answering      {r.gateway_start_s:.1f} s after its start (its projection caught up)")
     print(
         f"  query model rebuild    {r.rebuild_events:,} events in {r.rebuild_s:.1f} s = "
-        f"{r.rebuild_per_s:,.0f} events/s   (target >= {REBUILD_TARGET_PER_S:,.0f}); gateway CPU "
-        f"{r.rebuild_cpu_s:.1f} s from its start"
+        f"{r.rebuild_per_s:,.0f} events/s   (target >= {REBUILD_TARGET_PER_S:,.0f}); CPU meanwhile: "
+        f"gateway {r.rebuild_cpu_s:.1f} s, nats-server {r.rebuild_nats_cpu_s:.1f} s"
     )
     print(
         f"  GET /tasks/{{id}}        p50 {r.get_p50_ms:.2f} ms  p99 {r.get_p99_ms:.2f} ms   "
         f"(target p99 < {P99_TARGET_MS:.0f} ms); {r.get_requests} by {r.clients} clients, "
-        f"{r.get_per_s:,.0f}/s, gateway {r.get_cpu_cores:.2f} core(s)"
+        f"{r.get_per_s:,.0f}/s; CPU: gateway {r.get_cpu_cores:.2f} core(s), clients {r.get_client_cores:.2f}"
     )
     print(
         f"  filtered page of {r.page}   p50 {r.page_p50_ms:.2f} ms  p99 {r.page_p99_ms:.2f} ms   "
         f"(target p99 < {P99_TARGET_MS:.0f} ms); {r.page_requests} by {r.clients} clients, "
-        f"{r.page_per_s:,.0f}/s, gateway {r.page_cpu_cores:.2f} core(s), {r.page_items_mean:.0f} items each"
+        f"{r.page_per_s:,.0f}/s, {r.page_items_mean:.0f} items each; CPU: gateway {r.page_cpu_cores:.2f} "
+        f"core(s), clients {r.page_client_cores:.2f}"
     )
     print(
         f"  gateway memory         {r.rss_mib:.0f} MiB resident (peak {r.peak_rss_mib:.0f} MiB)   "

@@ -61,7 +61,19 @@ def run_throughput(quick: bool) -> list[Row]:
             f">= {result.target_per_s:,.0f} tasks/s",
             f"{result.sustained_per_s:.0f} tasks/s ({result.completed}/{result.tasks} completed)",
             bool(result.met),
-        )
+        ),
+        Row(
+            "CPU per completed task, all five services + nats-server + agents (from /proc)",
+            f"<= {result.target_cpu_ms:g} ms",
+            f"{result.system_cpu_ms_per_task:.2f} ms ("
+            + ", ".join(
+                f"{label} {ms:.2f}"
+                for label, ms in sorted(result.cpu_ms_per_task.items(), key=lambda item: -item[1])
+                if label != throughput.CLIENT
+            )
+            + ")",
+            result.system_cpu_ms_per_task <= result.target_cpu_ms,
+        ),
     ]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from services.cli.bench.common import on_private_stack, quiet, wait_for_services
+from services.cli.bench.cpu import CpuMeter, per_task_ms
 from services.cli.stack import SERVICE_NAMES, Stack
 from shared.bus import EventBus
 from shared.events import TaskCompleted, TaskSubmitted
@@ -29,7 +30,11 @@ from shared.recorded import Recorded
 from shared.subjects import events_of_type
 
 TARGET_TPS = 2000.0
+TARGET_CPU_MS = 2.5
+"""CPU per completed task of the whole system (services, nats-server, agents) Hive aims at."""
 CAPABILITY = "lifecycle"
+CLIENT = "bench client"
+AGENTS = "agents"
 
 
 @dataclass
@@ -45,7 +50,18 @@ class ThroughputResult:
     """Completions per second between the 10th and the 90th percentile of completions."""
     overall_per_s: float
     cpus: int
+    cpu_ms_per_task: dict[str, float]
+    """CPU (user + system, from /proc) per completed task of each process, first submission to last
+    completion: each service instance, nats-server, the agents' process and the benchmark's client."""
+    delivered_per_task: dict[str, dict[str, float]]
+    """Messages each service instance received per completed task, by consumer."""
     target_per_s: float = TARGET_TPS
+    target_cpu_ms: float = TARGET_CPU_MS
+
+    @property
+    def system_cpu_ms_per_task(self) -> float:
+        """Everything but the benchmark's own client: the services, nats-server and the agents."""
+        return sum(ms for label, ms in self.cpu_ms_per_task.items() if label != CLIENT)
 
     @property
     def met(self) -> bool:
@@ -94,6 +110,9 @@ async def measure_throughput(
             )
         )
         numbers = iter(range(tasks))
+        meter = CpuMeter({**stack.process_ids(), AGENTS: [process.pid], CLIENT: [os.getpid()]})
+        delivered_before = await delivered_by_instance(bus)
+        meter.start()
         begin = time.perf_counter()
 
         async def submit() -> None:
@@ -105,6 +124,8 @@ async def measure_throughput(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=120 + tasks / 100)
         elapsed = time.perf_counter() - begin
+        cpu_s = meter.stop()
+        delivered_after = await delivered_by_instance(bus)
     finally:
         stop_following.set()
         if follower is not None:
@@ -122,7 +143,34 @@ async def measure_throughput(
         sustained_per_s=sustained_rate(completions),
         overall_per_s=len(completions) / elapsed if elapsed > 0 else 0.0,
         cpus=os.cpu_count() or 0,
+        cpu_ms_per_task=per_task_ms(cpu_s, len(completions)),
+        delivered_per_task=deliveries_per_task(delivered_before, delivered_after, len(completions)),
     )
+
+
+async def delivered_by_instance(bus: EventBus) -> dict[str, dict[str, int]]:
+    """Messages received so far by each service instance's consumers, from their health answers."""
+    found: dict[str, dict[str, int]] = {}
+    for reply in await bus.gather_health(1.0):
+        delivered = reply.get("delivered")
+        if isinstance(delivered, dict):
+            found[str(reply.get("instance"))] = {str(k): int(v) for k, v in delivered.items()}
+    return found
+
+
+def deliveries_per_task(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], tasks: int
+) -> dict[str, dict[str, float]]:
+    """Messages per task each instance's consumers received between two health readings."""
+    if not tasks:
+        return {}
+    return {
+        instance: {
+            consumer: (count - before.get(instance, {}).get(consumer, 0)) / tasks
+            for consumer, count in sorted(counts.items())
+        }
+        for instance, counts in sorted(after.items())
+    }
 
 
 def sustained_rate(times: list[float], low: float = 0.1, high: float = 0.9) -> float:
@@ -177,7 +225,21 @@ def bench_throughput(args: argparse.Namespace) -> int:
     )
     print(f"  overall      {result.overall_per_s:.0f} tasks/s   (first submission to last completion)")
     print(f"  verdict      {'target met' if result.met else 'target NOT met'}")
+    print_costs(result)
     return 0
+
+
+def print_costs(result: ThroughputResult) -> None:
+    """CPU per completed task of each process and what each service instance read per task."""
+    print(
+        f"  CPU per task {result.system_cpu_ms_per_task:.2f} ms   (services + nats-server + agents, "
+        f"user + system from /proc; target <= {result.target_cpu_ms:g} ms)"
+    )
+    print(f"    {'process':<16} {'CPU ms/task':>11}   messages received per task")
+    for label, ms in sorted(result.cpu_ms_per_task.items(), key=lambda item: -item[1]):
+        received = result.delivered_per_task.get(label, {})
+        detail = ", ".join(f"{consumer} {count:.2f}" for consumer, count in received.items())
+        print(f"    {label:<16} {ms:>11.2f}   {detail}")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -10,9 +10,11 @@ from litestar.params import FromQuery, Parameter, QueryParameter
 
 from services.gateway.errors import ApiError
 from services.gateway.events import EVENTS, EventDesk, timeline_filter
+from services.gateway.openapi import READ, refusals
+from services.gateway.params import Limit, only_known
 from services.gateway.query.filters import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, decode_cursor
-from services.gateway.routes.params import only_known
 from services.gateway.schemas import EventPage
+from shared.ids import ID_PATTERN
 from shared.subjects import Aggregate
 
 Events = NamedDependency[EventDesk]
@@ -27,15 +29,21 @@ LIST_EVENTS_PARAMS = frozenset({"aggregate", "id", "type", "after_seq", "limit",
     "with aggregate; id needs aggregate. Events with a sequence above after_seq (default 0), in log "
     f"order, limit defaults to {DEFAULT_LIMIT}, at most {MAX_LIMIT}; pass next_cursor back as "
     "cursor for the next events (instead of after_seq). An unknown query parameter is refused with 400.",
+    responses=refusals(*READ, 503),
 )
 async def list_events(
     request: Request[Any, Any, Any],
     event_desk: Events,
     aggregate: FromQuery[Aggregate | None] = None,
-    aggregate_id: Annotated[str | None, QueryParameter(name="id")] = None,
+    aggregate_id: Annotated[
+        str | None,
+        QueryParameter(
+            name="id", pattern=ID_PATTERN, max_length=64, description="an id within the aggregate"
+        ),
+    ] = None,
     type_name: Annotated[str | None, QueryParameter(name="type")] = None,
     after_seq: Annotated[int | None, Parameter(ge=0)] = None,
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    limit: Limit = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> EventPage:
     only_known(request, LIST_EVENTS_PARAMS)

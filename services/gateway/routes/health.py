@@ -6,12 +6,18 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 
 from services.gateway.health import HealthDesk
+from services.gateway.openapi import PUBLIC, also
 from services.gateway.schemas import HealthResponse
 
 Health = NamedDependency[HealthDesk]
 
 
-@get("/api/v1/orchestration/health", summary="Health of every service instance and of NATS")
+@get(
+    "/api/v1/orchestration/health",
+    summary="Health of every service instance and of NATS",
+    security=PUBLIC,
+    responses=also(503, HealthResponse, "Degraded: a service or NATS is missing (the body says which)"),
+)
 async def health(health_desk: Health) -> Response[HealthResponse]:
     report = await health_desk.system()
     return Response(report, status_code=200 if report.status == "ok" else 503)

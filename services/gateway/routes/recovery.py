@@ -6,8 +6,10 @@ from typing import Annotated, Literal
 
 from litestar import Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 
+from services.gateway.openapi import READ, WRITE, also, refusals
+from services.gateway.params import IdFilter, PathId
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.recovery_schemas import (
     BreakerResetRequest,
@@ -17,10 +19,8 @@ from services.gateway.recovery_schemas import (
     FailureHandleResponse,
     PredictResponse,
 )
-from shared.ids import ID_PATTERN
 
 Recovery = NamedDependency[RecoveryDesk]
-AgentFilter = Annotated[str | None, Parameter(pattern=ID_PATTERN, description="only this agent")]
 
 
 @post(
@@ -28,6 +28,11 @@ AgentFilter = Annotated[str | None, Parameter(pattern=ID_PATTERN, description="o
     summary="Report a failure; recovery applies the strategy for its type and severity",
     description="200 with what recovery did when it acted within ASSIGN_WAIT_MS, else 202 with the "
     "strategy it will follow. 404 when the agent or task is unknown, 409 on a reused incident_id.",
+    status_code=200,
+    responses={
+        **also(202, FailureHandleResponse, "Reported: recovery has not acted; the strategy it will follow"),
+        **refusals(*WRITE, 404, 409),
+    },
 )
 async def handle_failure(
     data: JSONBody[FailureHandleRequest], recovery_desk: Recovery
@@ -36,11 +41,15 @@ async def handle_failure(
     return Response(answer, status_code=200 if answer.status == "handled" else 202)
 
 
-@get("/api/v1/orchestration/circuit-breakers", summary="Circuit breaker of every agent, with its window")
+@get(
+    "/api/v1/orchestration/circuit-breakers",
+    summary="Circuit breaker of every agent, with its window",
+    responses=refusals(*READ, 404),
+)
 async def circuit_breakers(
     recovery_desk: Recovery,
     status: Annotated[Literal["closed", "open", "half_open"] | None, Parameter(description="filter")] = None,
-    agent_id: AgentFilter = None,
+    agent_id: IdFilter = None,
 ) -> CircuitBreakersResponse:
     return recovery_desk.circuit_breakers(status, agent_id)
 
@@ -49,9 +58,10 @@ async def circuit_breakers(
     "/api/v1/orchestration/circuit-breakers/{agent_id:str}/reset",
     status_code=200,
     summary="Close an agent's circuit breaker by hand, with an empty window",
+    responses=refusals(*WRITE, 404, 409),
 )
 async def reset_breaker(
-    agent_id: FromPath[str], recovery_desk: Recovery, data: JSONBody[BreakerResetRequest | None] = None
+    agent_id: PathId, recovery_desk: Recovery, data: JSONBody[BreakerResetRequest | None] = None
 ) -> BreakerResetResponse:
     return await recovery_desk.reset_breaker(agent_id, data or BreakerResetRequest())
 
@@ -59,8 +69,9 @@ async def reset_breaker(
 @get(
     "/api/v1/orchestration/recovery/predict",
     summary="Failure probability per agent, with the factors behind it",
+    responses=refusals(*READ, 404),
 )
-async def predict_failures(recovery_desk: Recovery, agent_id: AgentFilter = None) -> PredictResponse:
+async def predict_failures(recovery_desk: Recovery, agent_id: IdFilter = None) -> PredictResponse:
     return recovery_desk.predictions(agent_id)
 
 

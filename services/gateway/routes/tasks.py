@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody
 
+from services.gateway.openapi import READ, WRITE, also, refusals
+from services.gateway.params import AfterSeq, IdFilter, Limit, PathId, only_known, page_of
 from services.gateway.query.filters import DEFAULT_LIMIT, MAX_LIMIT, TaskFilter
-from services.gateway.routes.params import only_known, page_of
 from services.gateway.schemas import (
     CancelRequest,
     CancelResponse,
@@ -20,14 +21,9 @@ from services.gateway.schemas import (
 )
 from services.gateway.tasks import TASKS, TaskDesk
 from shared.domain.fleet import TaskStatus
-from shared.events import Priority
+from shared.events import Capability, Priority
 
 Tasks = NamedDependency[TaskDesk]
-Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description=f"items per page (1 to {MAX_LIMIT})")]
-AfterSeq = Annotated[
-    int | None,
-    Parameter(ge=0, description="answer once the gateway has read the log up to this sequence"),
-]
 LIST_TASKS_PARAMS = frozenset(
     {
         "status",
@@ -46,8 +42,13 @@ LIST_TASKS_PARAMS = frozenset(
 
 @post(
     "/api/v1/orchestration/task/assign",
+    status_code=200,
     summary="Submit a task and get the routing decision",
     description="200 with the chosen agent when routed within ASSIGN_WAIT_MS, else 202 (queued or pending).",
+    responses={
+        **also(202, TaskAssignResponse, "Accepted: queued (with the reason) or not yet routed"),
+        **refusals(*WRITE, 409),
+    },
 )
 async def assign_task(data: JSONBody[TaskAssignRequest], task_desk: Tasks) -> Response[TaskAssignResponse]:
     answer = await task_desk.submit(data)
@@ -61,16 +62,17 @@ async def assign_task(data: JSONBody[TaskAssignRequest], task_desk: Tasks) -> Re
     "or that last held it); submitted_after/submitted_before are Unix seconds (after: at or after). "
     f"limit defaults to {DEFAULT_LIMIT}, at most {MAX_LIMIT}. Pass next_cursor back as cursor for the "
     "next page: pages are cut by submission sequence, so tasks submitted meanwhile never shift them. "
-    "An unknown query parameter is refused with 400. Tasks that ended before QUERY_RETENTION_S are "
-    "no longer listed.",
+    "An unknown query parameter is refused with 400. Tasks that ended longer than QUERY_RETENTION_S "
+    "ago are no longer listed.",
+    responses=refusals(*READ, 503),
 )
 async def list_tasks(
     request: Request[Any, Any, Any],
     task_desk: Tasks,
     status: FromQuery[TaskStatus | None] = None,
-    task_type: FromQuery[str | None] = None,
-    agent_id: FromQuery[str | None] = None,
-    workflow_id: FromQuery[str | None] = None,
+    task_type: FromQuery[Capability | None] = None,
+    agent_id: IdFilter = None,
+    workflow_id: IdFilter = None,
     priority: FromQuery[Priority | None] = None,
     submitted_after: FromQuery[float | None] = None,
     submitted_before: FromQuery[float | None] = None,
@@ -96,16 +98,22 @@ async def list_tasks(
     summary="Task status, with each routing decision explained",
     description="Answered for a task of any age from the gateway's query model. With after_seq, answers "
     "once the gateway has applied the log up to that sequence (read your writes: pass the seq a "
-    "previous answer returned). 404 says why a task is not there: unknown, or ended before "
-    "QUERY_RETENTION_S (and whether its events are still in the log).",
+    "previous answer returned). A 404 says why a task is not there: unknown, or ended longer than "
+    "QUERY_RETENTION_S ago (and whether its events are still in the log).",
+    responses=refusals(*READ, 404, 503),
 )
-async def get_task(task_id: FromPath[str], task_desk: Tasks, after_seq: AfterSeq = None) -> TaskOut:
+async def get_task(task_id: PathId, task_desk: Tasks, after_seq: AfterSeq = None) -> TaskOut:
     return await task_desk.task(task_id, after_seq)
 
 
-@post("/api/v1/tasks/{task_id:str}/cancel", status_code=200, summary="Cancel a task")
+@post(
+    "/api/v1/tasks/{task_id:str}/cancel",
+    status_code=200,
+    summary="Cancel a task",
+    responses=refusals(*WRITE, 404, 409),
+)
 async def cancel_task(
-    task_id: FromPath[str], task_desk: Tasks, data: JSONBody[CancelRequest | None] = None
+    task_id: PathId, task_desk: Tasks, data: JSONBody[CancelRequest | None] = None
 ) -> CancelResponse:
     return await task_desk.cancel(task_id, (data or CancelRequest()).reason)
 

@@ -1,0 +1,568 @@
+"""What the Python client sends and receives: msgspec Structs mirroring the gateway's HTTP bodies.
+
+Requests send only the fields you set (``UNSET`` ones are left out, so the gateway's defaults and
+checks apply, and a field the gateway learns later needs no client change: pass a plain dict).
+Responses ignore fields they do not know, so a newer gateway does not break an older client.
+The gateway's own schemas live with the server (``services/gateway``) and import it; these import
+only ``msgspec`` and ``shared.events``' value types. ``tests/integration/test_client.py`` keeps the two
+sets of field names equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from shared.events import (
+    CognitiveStyle,
+    ExecutionMode,
+    FailureType,
+    OptimizationGoal,
+    Persona,
+    Priority,
+    RejectedCandidate,
+    RetryPolicy,
+    RoutingStrategy,
+    Severity,
+    StepCondition,
+    WorkflowTemplate,
+)
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A request body: only the fields set are sent."""
+
+
+class TaskRequest(Request):
+    """A task to route (``POST /orchestration/task/assign``)."""
+
+    task_type: str
+    task_id: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    priority: Priority | UnsetType = UNSET
+    required_capabilities: list[str] | UnsetType = UNSET
+    preferred_cognitive_style: CognitiveStyle | UnsetType = UNSET
+    creativity_requirements: float | UnsetType = UNSET
+    analytical_depth: float | UnsetType = UNSET
+    collaboration_intensity: float | UnsetType = UNSET
+    routing_strategy: RoutingStrategy | UnsetType = UNSET
+    expected_quality_threshold: float | UnsetType = UNSET
+    payload: dict[str, Any] | UnsetType = UNSET
+    timeout_seconds: float | UnsetType = UNSET
+    retry: RetryPolicy | UnsetType = UNSET
+    deadline_seconds: float | UnsetType = UNSET
+    estimated_duration_seconds: float | UnsetType = UNSET
+    correlation_id: str | UnsetType = UNSET
+
+
+class AgentRegistration(Request):
+    """An agent registered over HTTP (``POST /agents``); its process still heartbeats over NATS."""
+
+    capabilities: dict[str, float] | list[str]
+    agent_id: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    persona: Persona | UnsetType = UNSET
+    capacity: int | UnsetType = UNSET
+    metadata: dict[str, str] | UnsetType = UNSET
+
+
+class WorkflowTask(Request):
+    """One task of a workflow; ``task_id`` names it within the workflow (dependencies use it)."""
+
+    task_id: str
+    task_type: str
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    dependencies: list[str] | UnsetType = UNSET
+    required_capabilities: list[str] | UnsetType = UNSET
+    estimated_duration_minutes: float | UnsetType = UNSET
+    parallelizable: bool | UnsetType = UNSET
+    retry: RetryPolicy | UnsetType = UNSET
+    timeout_seconds: float | UnsetType = UNSET
+    condition: StepCondition | UnsetType = UNSET
+    priority: Priority | UnsetType = UNSET
+    preferred_cognitive_style: CognitiveStyle | UnsetType = UNSET
+    creativity_requirements: float | UnsetType = UNSET
+    analytical_depth: float | UnsetType = UNSET
+    collaboration_intensity: float | UnsetType = UNSET
+    payload: dict[str, Any] | UnsetType = UNSET
+
+
+class WorkflowRequest(Request):
+    """A DAG of tasks to run (``POST /orchestration/workflow/execute``)."""
+
+    tasks: list[WorkflowTask | dict[str, Any]]
+    workflow_id: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    execution_mode: ExecutionMode | UnsetType = UNSET
+    optimization_goal: OptimizationGoal | UnsetType = UNSET
+    template: WorkflowTemplate | UnsetType = UNSET
+    correlation_id: str | UnsetType = UNSET
+
+
+class FailureEvent(Request):
+    """A failure to handle (``POST /orchestration/failure/handle``): recovery picks the strategy."""
+
+    failure_type: FailureType
+    severity: Severity | UnsetType = UNSET
+    agent_id: str | UnsetType = UNSET
+    task_id: str | UnsetType = UNSET
+    detail: str | UnsetType = UNSET
+    incident_id: str | UnsetType = UNSET
+
+
+class OptimizeRequest(Request):
+    request_id: str | UnsetType = UNSET
+    dry_run: bool | UnsetType = UNSET
+    max_moves: int | UnsetType = UNSET
+    unstarted_after_s: float | UnsetType = UNSET
+    requested_by: str | UnsetType = UNSET
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+class Response(msgspec.Struct, kw_only=True, frozen=True):
+    """A response body (fields the client does not know are ignored)."""
+
+
+class TaskAssignment(Response, frozen=True):
+    task_id: str
+    status: str
+    """assigned, queued (``reason`` and ``detail`` say why) or pending (no decision yet)."""
+    attempt: int = 1
+    agent_id: str | None = None
+    strategy: str | None = None
+    score: float | None = None
+    breakdown: dict[str, float] = {}
+    rejected: list[RejectedCandidate] = []
+    explanation: str = ""
+    reason: str = ""
+    detail: str = ""
+    seq: int = 0
+    """Pass it as ``after_seq`` to read your own write."""
+
+
+class Assignment(Response, frozen=True):
+    agent_id: str
+    attempt: int
+    seq: int
+    ts: float
+    strategy: str
+    score: float
+    breakdown: dict[str, float] = {}
+    rejected: list[RejectedCandidate] = []
+    explanation: str = ""
+
+
+TASK_ENDED = frozenset({"completed", "failed", "cancelled"})
+
+
+class Task(Response, frozen=True):
+    task_id: str
+    task_type: str
+    status: str
+    attempt: int = 1
+    priority: str = "normal"
+    agent_id: str | None = None
+    required_capabilities: list[str] = []
+    submitted_ts: float = 0.0
+    assigned_ts: float | None = None
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    queued_reason: str = ""
+    queued_detail: str = ""
+    routing_strategy: str | None = None
+    expected_quality_threshold: float = 0.0
+    last_error: str = ""
+    failure_type: str = ""
+    progress: float = 0.0
+    result: Any = None
+    quality: float | None = None
+    workflow_id: str | None = None
+    assignments: list[Assignment] = []
+    step_id: str | None = None
+    name: str = ""
+    submitted_seq: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TASK_ENDED
+
+
+class TaskSummary(Response, frozen=True):
+    """A task as ``list_tasks`` pages it (``get_task`` for its decisions and result)."""
+
+    task_id: str
+    status: str
+    submitted_seq: int = 0
+    task_type: str = ""
+    name: str = ""
+    priority: str = "normal"
+    attempt: int = 1
+    agent_id: str | None = None
+    workflow_id: str | None = None
+    step_id: str | None = None
+    submitted_ts: float = 0.0
+    assigned_ts: float | None = None
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    quality: float | None = None
+    failure_type: str = ""
+    queued_reason: str = ""
+
+
+class TaskPage(Response, frozen=True):
+    items: list[TaskSummary] = []
+    next_cursor: str | None = None
+    """Pass as `cursor` for the next page; None on the last."""
+
+
+class EventRecord(Response, frozen=True):
+    """One event of the log as ``events`` pages it: its sequence, subject, type, time and body."""
+
+    seq: int
+    subject: str
+    type: str
+    ts: float = 0.0
+    event: dict[str, Any] = {}
+
+
+class EventPage(Response, frozen=True):
+    items: list[EventRecord] = []
+    next_cursor: str | None = None
+
+
+class Cancelled(Response, frozen=True):
+    task_id: str
+    status: str
+    seq: int = 0
+
+
+class RegisteredAgent(Response, frozen=True):
+    agent_id: str
+    session: str
+    seq: int = 0
+
+
+class Agent(Response, frozen=True):
+    agent_id: str
+    name: str = ""
+    status: str = ""
+    capabilities: dict[str, float] = {}
+    persona: Persona = Persona()
+    capacity: int = 1
+    in_flight: int = 0
+    utilisation: float = 0.0
+    assigned_total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class WorkflowAccepted(Response, frozen=True):
+    workflow_id: str
+    status: str
+    tasks: int = 0
+    dependencies: dict[str, list[str]] = {}
+    critical_path: list[str] = []
+    estimated_duration_minutes: float = 0.0
+    seq: int = 0
+
+
+class WorkflowTaskStatus(Response, frozen=True):
+    task_id: str
+    name: str = ""
+    task_type: str = ""
+    status: str = ""
+    reason: str = ""
+    dependencies: list[str] = []
+    condition: str = ""
+    parallelizable: bool = True
+    priority: str = ""
+    estimated_duration_minutes: float = 0.0
+    on_critical_path: bool = False
+    hive_task_id: str | None = None
+    attempt: int | None = None
+    agent_id: str | None = None
+    dispatched_ts: float | None = None
+    started_ts: float | None = None
+    finished_ts: float | None = None
+
+
+class WorkflowProgress(Response, frozen=True):
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    in_flight: int = 0
+    pending: int = 0
+    percent: float = 0.0
+
+
+WORKFLOW_ENDED = frozenset({"completed", "failed", "cancelled"})
+
+
+class WorkflowStatus(Response, frozen=True):
+    workflow_id: str
+    status: str
+    name: str = ""
+    description: str = ""
+    reason: str = ""
+    execution_mode: str = ""
+    optimization_goal: str = ""
+    template: str = ""
+    submitted_ts: float = 0.0
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    queue_position: int | None = None
+    progress: WorkflowProgress = WorkflowProgress()
+    critical_path: list[str] = []
+    critical_path_minutes: float = 0.0
+    estimated_remaining_minutes: float = 0.0
+    estimated_finish_ts: float | None = None
+    tasks: list[WorkflowTaskStatus] = []
+    seq: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.status in WORKFLOW_ENDED
+
+
+class WorkflowSummary(Response, frozen=True):
+    workflow_id: str
+    status: str
+    name: str = ""
+    reason: str = ""
+    execution_mode: str = ""
+    optimization_goal: str = ""
+    tasks: int = 0
+    percent: float = 0.0
+    submitted_ts: float = 0.0
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    template: str = "custom"
+    submitted_seq: int = 0
+
+
+class WorkflowPage(Response, frozen=True):
+    items: list[WorkflowSummary] = []
+    next_cursor: str | None = None
+
+
+class WorkflowChange(Response, frozen=True):
+    workflow_id: str
+    status: str
+    task_id: str | None = None
+    seq: int = 0
+
+
+class FailureHandled(Response, frozen=True):
+    incident_id: str
+    status: str
+    """handled (recovery acted; what it did is below) or reported (not yet)."""
+    failure_type: str = ""
+    severity: str = ""
+    strategy: str = ""
+    actions: list[str] = []
+    escalated: bool = False
+    agent_id: str | None = None
+    task_ids: list[str] = []
+    detail: str = ""
+    seq: int = 0
+
+
+class OrchestrationMetrics(Response, frozen=True):
+    task_assignment_latency_ms: float | None = None
+    load_balancing_efficiency: float | None = None
+    routing_accuracy_percent: float | None = None
+    failure_recovery_time_ms: float | None = None
+    system_throughput_tasks_per_second: float | None = None
+    workflow_completion_rate: float | None = None
+
+
+class ScaleAdvice(Response, frozen=True):
+    capability: str
+    additional_agents: int = 0
+    current_agents: int = 0
+    current_slots: int = 0
+    needed_slots: float = 0.0
+    arrival_rate_per_s: float = 0.0
+    queue_depth: int = 0
+    mean_duration_s: float = 0.0
+    reason: str = ""
+    ts: float = 0.0
+
+
+class Metrics(Response, frozen=True):
+    timestamp: float
+    window_s: float
+    performance_score: float | None = None
+    targets_met: int = 0
+    total_targets: int = 0
+    orchestration_metrics: OrchestrationMetrics = OrchestrationMetrics()
+    samples: dict[str, int] = {}
+    percentiles: dict[str, dict[str, float | None]] = {}
+    scale_recommendations: list[ScaleAdvice] = []
+    seq: int = 0
+
+
+class HistorySample(Response, frozen=True):
+    ts: float
+    performance_score: float | None = None
+    targets_met: int = 0
+    targets_measured: int = 0
+    total_targets: int = 0
+    orchestration_metrics: dict[str, float | None] = {}
+
+
+class MetricsHistory(Response, frozen=True):
+    interval_s: float
+    retention_hours: float
+    window_s: float
+    samples: list[HistorySample] = []
+
+
+class TargetCheck(Response, frozen=True):
+    metric: str
+    measured: float | None = None
+    target: float = 0.0
+    comparison: str = ""
+    unit: str = ""
+    met: bool | None = None
+    attainment: float | None = None
+    samples: int = 0
+    variable: str = ""
+    definition: str = ""
+
+
+class Validation(Response, frozen=True):
+    timestamp: float
+    window_s: float
+    status: str
+    """met, not_met or no_data."""
+    performance_score: float | None = None
+    targets_met: int = 0
+    targets_measured: int = 0
+    total_targets: int = 0
+    targets: list[TargetCheck] = []
+    seq: int = 0
+
+
+class Move(Response, frozen=True):
+    task_id: str
+    attempt: int
+    from_agent_id: str
+    to_agent_id: str
+    waited_s: float = 0.0
+    quality_from: float = 0.0
+    quality_to: float = 0.0
+
+
+class LoadOptimization(Response, frozen=True):
+    request_id: str
+    status: str
+    """done (the balancer answered) or requested (not yet)."""
+    dry_run: bool = False
+    moves: list[Move] = []
+    efficiency_before: float | None = None
+    efficiency_after: float | None = None
+    notes: list[str] = []
+    detail: str = ""
+    seq: int = 0
+
+
+BreakerStatus = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker(Response, frozen=True):
+    agent_id: str
+    status: str
+    agent_status: str = ""
+    failure_rate: float = 0.0
+    calls: int = 0
+    failures: int = 0
+    reason: str = ""
+    opened_ts: float = 0.0
+    retry_after_ts: float = 0.0
+    probes_allowed: int = 0
+    probes_assigned: int = 0
+    probe_successes: int = 0
+    probe_failures: int = 0
+    times_opened: int = 0
+    last_change_ts: float = 0.0
+
+
+class BreakerPolicy(Response, frozen=True):
+    enabled: bool = True
+    failure_threshold: float = 0.0
+    window_size: int = 0
+    window_s: float = 0.0
+    min_calls: int = 0
+    open_s: float = 0.0
+    half_open_probes: int = 0
+
+
+class CircuitBreakers(Response, frozen=True):
+    policy: BreakerPolicy = BreakerPolicy()
+    counts: dict[str, int] = {}
+    breakers: list[CircuitBreaker] = []
+
+
+class BreakerResetDone(Response, frozen=True):
+    agent_id: str
+    status: str
+    seq: int = 0
+
+
+class PredictionFactor(Response, frozen=True):
+    name: str
+    value: float = 0.0
+    weight: float = 0.0
+    contribution: float = 0.0
+    detail: str = ""
+
+
+class Prediction(Response, frozen=True):
+    agent_id: str
+    probability: float
+    status: str = ""
+    risk: str = ""
+    factors: list[PredictionFactor] = []
+    note: str = ""
+
+
+class Predictions(Response, frozen=True):
+    generated_ts: float
+    heartbeat_interval_s: float = 0.0
+    method: str = ""
+    predictions: list[Prediction] = []
+
+
+class Health(Response, frozen=True):
+    status: str
+    """ok, or degraded (a service missing, NATS unreachable): the gateway answers 503 then."""
+    nats: dict[str, Any] = {}
+    services: dict[str, list[dict[str, Any]]] = {}
+    missing_services: list[str] = []
+    projection_seq: int = 0
+    agents: dict[str, int] = {}
+    tasks: dict[str, int] = {}
+
+
+class ErrorBody(Response, frozen=True):
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+    details: list[dict[str, Any]] = []
+
+
+class ErrorResponse(Response, frozen=True):
+    error: ErrorBody
