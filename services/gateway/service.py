@@ -40,12 +40,17 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+VERSIONS_KEPT = 50_000
+"""Aggregates whose last sequence the gateway's projection keeps (the rest: asked when needed)."""
+
+
 class GatewayService(Service):
     name = "gateway"
     serves_metrics_port = False
 
     async def setup(self) -> None:
-        self.view = self.projection(GATEWAY_VIEW)
+        # Commands on older aggregates ask the server for their version: memory stays flat.
+        self.view = self.projection(GATEWAY_VIEW, max_versions=VERSIONS_KEPT)
         self.query = QueryModel(
             self.bus,
             self.view,

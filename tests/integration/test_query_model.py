@@ -18,6 +18,7 @@ import httpx
 import msgspec
 import pytest
 
+from services.gateway import service as gateway_service
 from services.gateway.query import model as query_model
 from services.gateway.query.files import QueryFileInUse
 from services.gateway.query.schema import SCHEMA_ID
@@ -327,3 +328,27 @@ async def test_the_event_timeline_pages_through_one_task_or_one_type(
         ]:
             reply = await http.get("/api/v1/events", params=params)
             assert reply.status_code == 400 and reply.json()["error"]["field"] == field, (params, reply.text)
+
+
+async def test_the_gateway_keeps_a_bounded_number_of_versions_and_still_cancels_old_live_tasks(
+    settings: Settings, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway_service, "VERSIONS_KEPT", 100)
+    last = await publish(bus, varied_events(300, seed=14))
+    fleet = await fresh_fold(bus)
+    oldest_running = min(
+        (t for t in fleet.tasks.values() if t.status == "running"), key=lambda t: t.submitted_seq
+    )
+    async with gateway_at(settings) as (gateway, http):
+        await gateway.view.wait_for(last)
+        assert len(gateway.view.versions) <= 110
+        assert gateway.view.version("task", oldest_running.task_id) is None, "pruned: asked of the server"
+        reply = await http.post(f"/api/v1/tasks/{oldest_running.task_id}/cancel", json={"reason": "old"})
+        assert reply.status_code == 200, reply.text
+        ended = next(t for t in fleet.tasks.values() if t.status == "completed")
+        again = await http.post(f"/api/v1/tasks/{ended.task_id}/cancel")
+        assert again.status_code == 409 and "already completed" in again.json()["error"]["message"]
+        done = await http.get(
+            f"/api/v1/tasks/{oldest_running.task_id}", params={"after_seq": reply.json()["seq"]}
+        )
+        assert done.json()["status"] == "cancelled"
