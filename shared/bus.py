@@ -5,6 +5,10 @@ stores. Every append carries ``Nats-Msg-Id`` (retries de-duplicate) and, when th
 what it last saw of the aggregate, ``Nats-Expected-Last-Subject-Sequence`` with the aggregate's
 wildcard as ``Nats-Expected-Last-Subject-Sequence-Subject``: a stale append is refused by the
 server (err_code 10071) and surfaces as ``ConcurrencyConflict``.
+
+Agents use the bus too, so it loads no server-side package: metrics are a service's object
+handed in, and tracing a hook (``trace_headers``) the service shell passes; without one, appends
+carry no trace context.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 import nats
@@ -38,7 +42,6 @@ from shared.errors import HiveError
 from shared.events import Event, encode_event, too_deep_field
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
-from shared.metrics import ServiceMetrics
 from shared.natsclient import HiveNatsClient, pending_after, stream_seq
 from shared.nesting import MAX_NESTING
 from shared.permissions import inbox_prefix, parse_violation
@@ -53,7 +56,12 @@ from shared.subjects import (
     aggregate_subjects,
     dlq_subject,
 )
-from shared.telemetry import inject_headers
+
+if TYPE_CHECKING:  # a service's metrics, handed in: the bus itself loads no Prometheus client
+    from shared.metrics import ServiceMetrics
+
+TraceHeaders = Callable[[dict[str, str]], object]
+"""Adds the current trace context to an append's headers (``shared.telemetry.inject_headers``)."""
 
 WRONG_LAST_SEQUENCE = 10071
 STREAM_NOT_FOUND = 10059
@@ -157,6 +165,7 @@ class EventBus:
         *,
         user: str | None = None,
         denials: Denials | None = None,
+        trace_headers: TraceHeaders | None = None,
     ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
@@ -164,6 +173,7 @@ class EventBus:
         self.metrics = metrics
         self.user = user
         self.denials = denials
+        self.trace_headers = trace_headers
 
     @classmethod
     async def connect(
@@ -176,6 +186,7 @@ class EventBus:
         connect_timeout: float = 10.0,
         user: str | None = None,
         password: str | None = None,
+        trace_headers: TraceHeaders | None = None,
     ) -> EventBus:
         """Connect with unlimited reconnects; connection trouble is logged, never printed.
 
@@ -238,7 +249,7 @@ class EventBus:
         finally:
             refusal.cancel()
         if connecting.done() and connecting.exception() is None:
-            return cls(client, service, metrics, user=user, denials=denials)
+            return cls(client, service, metrics, user=user, denials=denials, trace_headers=trace_headers)
         if connecting.done() and not refused.is_set():
             connecting.result()  # raises what went wrong
         connecting.cancel()
@@ -376,7 +387,8 @@ class EventBus:
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = guarded
-        inject_headers(headers)
+        if self.trace_headers is not None:
+            self.trace_headers(headers)
         size = len(data) + sum(len(key) + len(value) + 4 for key, value in headers.items()) + 12
         if size > self.nc.max_payload:  # the server counts headers too, and drops the connection
             raise EventTooLarge(event, size, int(self.nc.max_payload))

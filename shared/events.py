@@ -29,6 +29,11 @@ NonNegative = Annotated[float, Meta(ge=0.0)]
 Capability = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
 
 CognitiveStyle = Literal["analytical", "creative", "pragmatic", "collaborative", "meticulous"]
+# Vocabularies only grow: a value stored once must decode forever. The specification's names that
+# mean what a Hive name means are either mapped where they are used (routing strategies in
+# shared/domain/routing/policy.py, execution modes and goals in services/workflow/policy.py,
+# templates in shared/domain/workflow_spec.py) or normalised at the gateway (``medium`` priority,
+# failure types such as ``task_execution_error``): the README's "The specification's names in Hive".
 RoutingStrategy = Literal[
     "persona_cognitive_match",
     "performance_optimized",
@@ -36,8 +41,16 @@ RoutingStrategy = Literal[
     "capability_first",
     "round_robin",
     "adaptive",
+    "performance_weighted_persona",
+    "hybrid_intelligence",
+    "contextual_adaptive",
+    "learning_optimized",
+    "specialization_focused",
+    "performance_first",
+    "priority_aware",
+    "persona_optimized",
 ]
-OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant"]
+OrchestrationMode = Literal["standard", "high_performance", "fault_tolerant", "energy_efficient", "emergency"]
 Priority = Literal["low", "normal", "high", "critical"]
 PRIORITY_RANK: Final[dict[str, int]] = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 FailureType = Literal[
@@ -49,12 +62,115 @@ FailureType = Literal[
     "rebalanced",
     "agent_restarted",
     "deadline_exceeded",
+    "performance_degradation",
+    "dependency_failure",
+    "security_violation",
+    "system_overload",
 ]
-Severity = Literal["low", "medium", "high", "critical"]
-ExecutionMode = Literal["sequential", "parallel", "adaptive"]
-OptimizationGoal = Literal["minimize_time", "maximize_quality", "balance_all"]
-WorkflowTemplate = Literal["linear_pipeline", "parallel_fanout", "fan_in", "map_reduce", "custom"]
+Severity = Literal["info", "low", "medium", "high", "critical"]
+RecoveryStrategy = Literal[
+    "reassign",
+    "retry_with_backoff",
+    "quarantine_agent",
+    "request_restart",
+    "escalate",
+    "record_only",
+    "immediate_reassignment",
+    "graceful_reassignment",
+    "circuit_breaker",
+    "degraded_service",
+    "emergency_shutdown",
+    "load_shedding",
+    "failover_cluster",
+]
+ExecutionMode = Literal["sequential", "parallel", "adaptive", "mixed", "optimized", "fault_tolerant"]
+OptimizationGoal = Literal[
+    "minimize_time",
+    "maximize_quality",
+    "balance_all",
+    "minimize_cost",
+    "minimize_risk",
+    "maximize_throughput",
+]
+WorkflowTemplate = Literal[
+    "linear_pipeline",
+    "parallel_fanout",
+    "fan_in",
+    "map_reduce",
+    "custom",
+    "scatter_gather",
+    "branching_decision",
+    "iterative_refinement",
+    "hierarchical_decomposition",
+    "parallel_execution",
+    "conditional_workflow",
+]
+LoadBalancingStrategy = Literal[
+    "adaptive_hybrid",
+    "least_connections",
+    "round_robin",
+    "weighted_round_robin",
+    "capability_aware",
+    "performance_based",
+]
+ResourceAllocation = Literal[
+    "optimized", "greedy", "balanced", "priority_based", "performance_weighted", "adaptive_learning"
+]
 StepCondition = Literal["on_success", "on_failure", "always"]
+
+# What the HTTP API accepts beyond the stored vocabularies; the gateway turns each into a stored
+# value before anything is appended. The failure report takes the specification's enum spellings
+# (its Python enums' names, ``AGENT_UNRESPONSIVE``, ``HIGH``) as well as their values.
+FAILURE_TYPE_ALIASES: Final[dict[str, FailureType]] = {
+    "task_execution_error": "agent_error",
+    "communication_failure": "network_partition",
+}
+PRIORITY_ALIASES: Final[dict[str, Priority]] = {"medium": "normal"}
+PriorityIn = Literal[Priority, "medium"]
+FailureTypeIn = Literal[
+    FailureType,
+    "task_execution_error",
+    "communication_failure",
+    "AGENT_UNRESPONSIVE",
+    "TASK_TIMEOUT",
+    "AGENT_ERROR",
+    "RESOURCE_EXHAUSTION",
+    "NETWORK_PARTITION",
+    "REBALANCED",
+    "AGENT_RESTARTED",
+    "DEADLINE_EXCEEDED",
+    "PERFORMANCE_DEGRADATION",
+    "DEPENDENCY_FAILURE",
+    "SECURITY_VIOLATION",
+    "SYSTEM_OVERLOAD",
+    "TASK_EXECUTION_ERROR",
+    "COMMUNICATION_FAILURE",
+]
+SeverityIn = Literal[
+    Severity,
+    "INFO",
+    "LOW",
+    "MEDIUM",
+    "HIGH",
+    "CRITICAL",
+]
+RecoveryStrategyIn = Literal[
+    RecoveryStrategy,
+    "REASSIGN",
+    "RETRY_WITH_BACKOFF",
+    "QUARANTINE_AGENT",
+    "REQUEST_RESTART",
+    "ESCALATE",
+    "RECORD_ONLY",
+    "IMMEDIATE_REASSIGNMENT",
+    "GRACEFUL_REASSIGNMENT",
+    "CIRCUIT_BREAKER",
+    "DEGRADED_SERVICE",
+    "EMERGENCY_SHUTDOWN",
+    "LOAD_SHEDDING",
+    "FAILOVER_CLUSTER",
+]
+
 AlertStatus = Literal["firing", "resolved"]
 
 
@@ -313,6 +429,11 @@ class TaskSubmitted(TaskEvent, frozen=True, kw_only=True, tag="task.submitted"):
     workflow_id: str | None = None
     step_id: str | None = None
     submitted_by: str = ""
+    quality_wait_s: NonNegative | None = None
+    """How long the task, without a deadline, waits for an agent predicted to reach its quality
+    threshold before it goes to the best available one (None: the router's QUALITY_WAIT_S)."""
+    resource_constraints: dict[str, str] = {}
+    """Values an agent's registration ``metadata`` must hold to take the task (key: value)."""
 
 
 class TaskQueued(TaskEvent, frozen=True, kw_only=True, tag="task.queued"):
@@ -392,6 +513,18 @@ class WorkflowSubmitted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.
     optimization_goal: OptimizationGoal = "balance_all"
     template: WorkflowTemplate = "custom"
     steps: list[WorkflowStep] = []
+    resource_allocation: ResourceAllocation = "optimized"
+    """How agents are given to its tasks (``optimized``: as the goal says)."""
+    max_concurrent_tasks: Annotated[int, Meta(ge=1)] | None = None
+    """At most this many of its tasks in flight at once (None: as the execution mode allows)."""
+    quality_threshold: Unit = 0.0
+    """Every task's ``expected_quality_threshold``."""
+    failure_tolerance: Unit = 0.0
+    """Share of its tasks that may fail, unhandled, with the workflow still completed."""
+    max_duration_s: Annotated[float, Meta(gt=0)] | None = None
+    """Its tasks' deadline: this long after the workflow started."""
+    context: dict[str, Any] = {}
+    """Handed to the agent of each of its tasks as ``payload.context``."""
 
 
 class WorkflowStarted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.started"):
@@ -475,6 +608,16 @@ class FailureReported(SystemEvent, frozen=True, kw_only=True, tag="system.failur
     agent_id: str | None = None
     task_id: str | None = None
     detail: str = ""
+    strategy: RecoveryStrategy | None = None
+    """The strategy asked for (None: the table's for the type and severity)."""
+    workflow_id: str | None = None
+    """The failure concerns this workflow: the attempts in question are its tasks in flight."""
+    session: str | None = None
+    """The agent session the failure was seen in: if the agent restarted since, its new session is
+    left alone."""
+    occurred_ts: float | None = None
+    """When the failure happened, as the reporter says (``ts`` is when it was reported)."""
+    context: dict[str, Any] = {}
 
 
 class RecoveryActionTaken(SystemEvent, frozen=True, kw_only=True, tag="system.recovery_action"):
@@ -523,6 +666,8 @@ class RebalanceRequested(SystemEvent, frozen=True, kw_only=True, tag="system.reb
     unstarted_after_s: float | None = None
     """Move attempts not started after this long (None: the balancer's REBALANCE_AFTER_S)."""
     requested_by: str = ""
+    strategy: LoadBalancingStrategy = "adaptive_hybrid"
+    """How a move's target is chosen among the agents that could take it."""
 
 
 class LoadRebalanced(SystemEvent, frozen=True, kw_only=True, tag="system.load_rebalanced"):
@@ -724,10 +869,13 @@ def free_form_fields(event: Event) -> Iterator[tuple[str, Any]]:
     elif isinstance(event, TaskCompleted):
         yield "result", event.result
     elif isinstance(event, WorkflowSubmitted):
+        yield "context", event.context
         for index, step in enumerate(event.steps):
             yield f"steps[{index}].payload", step.payload
     elif isinstance(event, WorkflowStepAdded):
         yield "step.payload", event.step.payload
+    elif isinstance(event, FailureReported):
+        yield "context", event.context
 
 
 def _version_or_zero(type_name: object) -> int:

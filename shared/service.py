@@ -27,7 +27,7 @@ from shared.projection_spec import ProjectionSpec
 from shared.settings import Settings, SettingsError, load_settings
 from shared.snapshots import SnapshotStore
 from shared.subjects import HEALTH_PING
-from shared.telemetry import configure_tracing
+from shared.telemetry import configure_tracing, inject_headers
 from shared.work import WorkConsumer, WorkSpec
 
 
@@ -126,6 +126,7 @@ class Service:
             metrics=self.metrics,
             user=user,
             password=password,
+            trace_headers=inject_headers,
         )
         await self.bus.ensure_streams(
             duplicate_window_s=self.settings.duplicate_window_s,

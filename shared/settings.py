@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_keepalive_s: Annotated[float, Meta(gt=0)] = 5.0
     gateway_max_connections: Annotated[int, Meta(ge=1)] = 1000
     assign_wait_ms: Annotated[int, Meta(ge=0)] = 1000
+    quality_wait_s: Annotated[float, Meta(ge=0)] = 10.0
     heartbeat_interval_s: Annotated[float, Meta(gt=0)] = 0.5
     heartbeat_missed_limit: Annotated[int, Meta(ge=1)] = 3
     disconnect_grace_s: Annotated[float, Meta(ge=0)] = 0.5
@@ -137,7 +138,7 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "nats_password": ("NATS_PASSWORD", "password of NATS_USER"),
     "agent_credentials": (
         "HIVE_AGENT_CREDENTIALS",
-        "file of agent passwords for 'hive agent' (each agent connects as agent-<id>)",
+        "file of agent passwords: every agent (SDK, hive agent) connects as agent-<id> with its own",
     ),
     "hive_home": (
         "HIVE_HOME",
@@ -152,13 +153,14 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     ),
     "orchestration_mode": (
         "ORCHESTRATION_MODE",
-        "routing mode: standard, high_performance or fault_tolerant (production or development: "
-        "standard, and sets INTEGRATION_MODE)",
+        "routing mode: standard, high_performance, fault_tolerant, energy_efficient or emergency "
+        "(production or development: standard, and sets INTEGRATION_MODE)",
     ),
     "default_routing_strategy": (
         "DEFAULT_ROUTING_STRATEGY",
         "routing strategy of tasks that name none: persona_cognitive_match, performance_optimized, "
-        "load_balanced, capability_first, round_robin or adaptive",
+        "load_balanced, capability_first, round_robin, adaptive, performance_weighted_persona, or "
+        "one of the specification's names (see Routing)",
     ),
     "max_concurrent_workflows": (
         "MAX_CONCURRENT_WORKFLOWS",
@@ -200,6 +202,11 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "assign_wait_ms": (
         "ASSIGN_WAIT_MS",
         "how long task/assign and failure/handle wait for the decision before answering 202",
+    ),
+    "quality_wait_s": (
+        "QUALITY_WAIT_S",
+        "how long a task without a deadline waits for an agent predicted to reach its "
+        "expected_quality_threshold before it goes to the best available one (inf: wait for ever)",
     ),
     "heartbeat_interval_s": ("HEARTBEAT_INTERVAL_S", "agent heartbeat period"),
     "heartbeat_missed_limit": (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -107,8 +108,11 @@ class EventLog:
         try:
             await asyncio.wait_for(flag.wait(), timeout)
         except TimeoutError:
+            seen = ", ".join(
+                f"{e.type_name()} {getattr(e, 'task_id', '')}".rstrip() for e in self.events[-30:]
+            )
             raise AssertionError(
-                f"condition not met within {timeout}s; {len(self.events)} events seen"
+                f"condition not met within {timeout}s; {len(self.events)} events seen, the last: {seen}"
             ) from None
         finally:
             self._conditions.remove((predicate, flag))
@@ -143,11 +147,15 @@ class LogWatch(structlog.testing.LogCapture):
 
 @contextmanager
 def watching_logs(awaited: str) -> Iterator[LogWatch]:
-    """Route every log entry to a LogWatch for the duration (the usual output is restored after)."""
+    """Route every log entry, of every level, to a LogWatch for the duration (the usual output and
+    level are restored after). Loggers bound before it keep the configuration they were bound with."""
     watch = LogWatch(awaited)
-    processors = structlog.get_config()["processors"]
-    structlog.configure(processors=[watch])
+    config = structlog.get_config()
+    processors, wrapper = config["processors"], config["wrapper_class"]
+    structlog.configure(
+        processors=[watch], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG)
+    )
     try:
         yield watch
     finally:
-        structlog.configure(processors=processors)
+        structlog.configure(processors=processors, wrapper_class=wrapper)

@@ -25,9 +25,14 @@ A move is decided when all of these hold:
   on it. A move never trades quality for speed beyond that tolerance.
 
 Among the targets the least utilised after the move wins (ties: higher predicted quality, then the
-agent id). A move becomes ``task.requeued`` (attempt + 1, reason ``rebalanced``, the target as
-preferred agent), appended against the task's last sequence as this view saw it: if the agent
-started the attempt meanwhile, its ``task.started`` moved that sequence and the server refuses it.
+agent id): the ``adaptive_hybrid`` load-balancing strategy. An optimize request may name another
+(``target_key``): ``least_connections`` the fewest tasks in flight, ``round_robin`` the agent
+given work longest ago, ``weighted_round_robin`` the least utilised then longest idle,
+``capability_aware`` the strongest declared proficiency, ``performance_based`` the highest
+predicted quality; each then falls back on the default order. A move becomes ``task.requeued``
+(attempt + 1, reason ``rebalanced``, the target as preferred agent), appended against the task's
+last sequence as this view saw it: if the agent started the attempt meanwhile, its
+``task.started`` moved that sequence and the server refuses it.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
 from shared.domain.routing.scoring import score_candidate
 from shared.domain.routing.view import RouterState
-from shared.events import PRIORITY_RANK
+from shared.events import PRIORITY_RANK, LoadBalancingStrategy
 
 MAX_NOTES: Final = 20
 
@@ -54,6 +59,26 @@ class RebalancePolicy(msgspec.Struct, frozen=True, kw_only=True):
     quality_tolerance: float = 0.05
     max_moves: int = 100
     max_moves_per_task: int = 2
+    strategy: LoadBalancingStrategy = "adaptive_hybrid"
+
+
+def target_key(
+    strategy: LoadBalancingStrategy, agent: AgentView, load: int, quality: float, capability: float
+) -> tuple[float, ...]:
+    """Sort key of a move's target under a load-balancing strategy: smaller wins. `load` counts
+    the moves already planned onto the agent."""
+    utilisation = (load + 1) / agent.capacity
+    if strategy == "least_connections":
+        return (load + 1, utilisation, -quality)
+    if strategy == "round_robin":
+        return (agent.last_assigned_seq, utilisation, -quality)
+    if strategy == "weighted_round_robin":
+        return (utilisation, agent.last_assigned_seq, -quality)
+    if strategy == "capability_aware":
+        return (-capability, utilisation, -quality)
+    if strategy == "performance_based":
+        return (-quality, utilisation)
+    return (utilisation, -quality)
 
 
 class Waiting(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,13 +160,14 @@ def _predicted(
     now: float,
     weights: Weights,
     reference: float | None,
-) -> tuple[float, float]:
-    """The router's predicted quality of `agent` on `task` (what its score is built on), and the
-    quality it vouches for: the prediction minus one standard deviation. `weights` and `reference`
-    depend on the task alone: the caller computes them once for all candidates."""
+) -> tuple[float, float, float]:
+    """The router's predicted quality of `agent` on `task` (what its score is built on), the
+    quality it vouches for (the prediction minus one standard deviation) and its capability score.
+    `weights` and `reference` depend on the task alone: the caller computes them once for all
+    candidates."""
     scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
     prediction = scored.prediction
-    return prediction.quality, max(0.0, prediction.quality - prediction.uncertainty)
+    return prediction.quality, max(0.0, prediction.quality - prediction.uncertainty), scored.capability
 
 
 def _breaker_closed(state: RouterState, agent_id: str) -> bool:
@@ -182,10 +208,12 @@ def plan_moves(
             continue
         weights = effective_weights(strategy_of(task, config), config.mode, task.spec, router.adaptive)
         reference = reference_duration(router.performance, task)
-        holder_quality, holder_vouched = _predicted(router, holder, task, now, weights, reference)
+        holder_quality, holder_vouched, _capability = _predicted(
+            router, holder, task, now, weights, reference
+        )
         floor = holder_vouched * (1.0 - policy.quality_tolerance)
         threshold = task.spec.expected_quality_threshold
-        best: tuple[tuple[float, float, str], AgentView, float] | None = None
+        best: tuple[tuple[tuple[float, ...], str], AgentView, float] | None = None
         best_below: tuple[float, str] | None = None
         for agent in router.fleet.agents.values():
             if agent.agent_id == holder.agent_id or agent.agent_id in stuck_holders:
@@ -195,12 +223,12 @@ def plan_moves(
             load = agent.load + planned_in.get(agent.agent_id, 0)
             if load >= agent.capacity:
                 continue
-            quality, vouched = _predicted(router, agent, task, now, weights, reference)
+            quality, vouched, capability = _predicted(router, agent, task, now, weights, reference)
             if vouched < floor or quality < threshold:
                 if best_below is None or vouched > best_below[0]:
                     best_below = (vouched, agent.agent_id)
                 continue
-            key = ((load + 1) / agent.capacity, -quality, agent.agent_id)
+            key = (target_key(policy.strategy, agent, load, quality, capability), agent.agent_id)
             if best is None or key < best[0]:
                 best = (key, agent, quality)
         if best is None:

@@ -280,6 +280,7 @@ class BalancerService(Service):
             quality_tolerance=self.policy.quality_tolerance,
             max_moves=event.max_moves,
             max_moves_per_task=self.policy.max_moves_per_task,
+            strategy=event.strategy,
         )
         outcome = await self.rebalance(
             time.time(), policy, trigger=REQUEST, dry_run=event.dry_run, causation_id=event.id

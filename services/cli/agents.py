@@ -1,4 +1,7 @@
-"""``hive agent``: N simulated agents in one process, drained cleanly on SIGTERM/Ctrl-C."""
+"""``hive agent``: N simulated agents in one process, drained cleanly on SIGTERM/Ctrl-C.
+
+``hive agent exec`` and ``hive agent http`` run one real agent each (``services/cli/real_agents.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,13 @@ import asyncio
 import signal
 import sys
 
-from shared.agent.simulated import SimulationProfile, make_simulated_agents, run_simulated_agents
+from services.cli import real_agents
+from shared.agent.simulated import (
+    DEFAULT_CAPABILITIES,
+    SimulationProfile,
+    make_simulated_agents,
+    run_simulated_agents,
+)
 from shared.bus import EventBus
 from shared.credentials import CredentialsError, load_passwords
 from shared.logging import configure_logging
@@ -17,19 +26,25 @@ from shared.settings import load_settings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = commands.add_parser("agent", help="run simulated agents")
+    parser = commands.add_parser(
+        "agent",
+        help="run simulated agents, or a real one (exec: a program per task; http: a URL per task)",
+        description="Without a subcommand: N simulated agents. 'hive agent exec --help' and "
+        "'hive agent http --help' run a real agent.",
+    )
     parser.add_argument("--count", type=int, default=3, help="number of agents")
     parser.add_argument("--prefix", default="sim", help="agent ids are <prefix>-<i>")
     parser.add_argument(
         "--capabilities",
-        default="code_analysis,code_review,refactoring,code_generation,testing",
-        help="comma-separated capabilities every agent offers",
+        default=",".join(DEFAULT_CAPABILITIES),
+        help="comma-separated capabilities every agent offers (default: %(default)s)",
     )
     parser.add_argument("--capacity", type=int, default=2, help="tasks each agent runs at once")
     parser.add_argument("--work-ms", type=float, default=200.0, help="mean duration of a task")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of tasks that fail (0..1)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     parser.set_defaults(func=run)
+    real_agents.add_parsers(parser.add_subparsers(dest="kind", metavar="{exec,http}"))
 
 
 def run(args: argparse.Namespace) -> int:

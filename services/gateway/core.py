@@ -55,6 +55,12 @@ class GatewayCore:
         except TimeoutError:
             raise ApiError(503, "unavailable", f"not caught up to sequence {seq} within {timeout}s") from None
 
+    async def seen_all_of(self, aggregate: str, aggregate_id: str) -> None:
+        """Before a command decides: wait until this gateway has applied every event of the
+        aggregate (one appended a moment ago through another request or gateway included), so a
+        refusal (404, 409) never comes from a view that is behind."""
+        await self.wait_for_seq(await self.bus.aggregate_version(aggregate, aggregate_id))
+
     async def query_ready(self, after_seq: int | None = None) -> None:
         """Before reading the query model: wait until it holds everything this gateway has applied
         (and `after_seq`, a sequence a write elsewhere returned: see ``wait_for_seq``); 503 if it

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from services.gateway.schemas import ErrorBody, ErrorResponse
+from services.gateway.vocabulary import with_allowed_values
 from shared.bus import EventTooDeep, EventTooLarge
 from shared.command import KeepsChanging
 from shared.errors import HiveError
@@ -93,6 +94,7 @@ def handle_validation(request: Request[Any, Any, Any], exc: ValidationException)
             return error_response(400, "invalid_id", str(bad), key, details)
     message = str(first.get("message") or exc.detail)
     field = _field_of(message, first.get("key"))
+    message = with_allowed_values(message, field)
     if field:
         message = f"invalid field '{field}': {message}"
     return error_response(400, "invalid_field", message, field, details)

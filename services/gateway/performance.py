@@ -13,6 +13,7 @@ from typing import Literal
 
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
+from services.gateway.host import HostUsage
 from services.gateway.performance_schemas import (
     MetricsResponse,
     MoveOut,
@@ -20,9 +21,11 @@ from services.gateway.performance_schemas import (
     OptimizeResponse,
     OrchestrationMetricsOut,
     ScaleAdviceOut,
+    SystemMetricsOut,
     ValidateResponse,
 )
 from services.gateway.replies import Replies
+from services.gateway.timestamps import iso_utc
 from shared.bus import ConcurrencyConflict
 from shared.configured import performance_targets
 from shared.domain.performance_metrics import OrchestrationFigures, figures
@@ -31,6 +34,7 @@ from shared.domain.performance_targets import (
     TargetCheck,
     check_targets,
     performance_score,
+    recommendations,
 )
 from shared.events import LoadRebalanced, RebalanceRequested
 from shared.ids import new_id
@@ -48,6 +52,7 @@ class PerformanceDesk:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self.targets = performance_targets(core.settings)
+        self.host = HostUsage()
         self.replies = Replies(LoadRebalanced)
 
     def on_event(self, recorded: Recorded) -> None:
@@ -67,8 +72,10 @@ class PerformanceDesk:
         found = self.figures(window_s, now)
         checks = self.checks(found)
         state = self.core.view.state.metrics
+        fleet = self.core.view.state.fleet
         return MetricsResponse(
-            timestamp=now,
+            timestamp=iso_utc(now),
+            ts=now,
             window_s=found.window_s,
             performance_score=performance_score(checks),
             targets_met=sum(1 for check in checks if check.met),
@@ -100,6 +107,15 @@ class PerformanceDesk:
                 if self.core.settings.enable_predictive_scaling
             ],
             seq=self.core.view.seq,
+            system_metrics=SystemMetricsOut(
+                active_agents=sum(1 for agent in fleet.agents.values() if agent.status == "active"),
+                total_tasks=fleet.totals.get("submitted", 0),
+                completed_tasks=fleet.totals.get("completed", 0),
+                failed_tasks=fleet.totals.get("failed", 0),
+                active_workflows=len(self.core.view.state.workflows.running),
+                cpu_utilization_percent=self.host.cpu_percent(),
+                memory_utilization_percent=self.host.memory_percent(),
+            ),
         )
 
     def validate(self, window_s: float | None = None) -> ValidateResponse:
@@ -111,16 +127,24 @@ class PerformanceDesk:
         status: Literal["met", "not_met", "no_data"] = "no_data"
         if measured:
             status = "met" if met == len(measured) else "not_met"
+        score = performance_score(checks)
         return ValidateResponse(
-            timestamp=now,
+            timestamp=iso_utc(now),
+            ts=now,
             window_s=found.window_s,
             status=status,
-            performance_score=performance_score(checks),
+            performance_score=score,
             targets_met=met,
             targets_measured=len(measured),
             total_targets=len(checks),
             targets=checks,
             seq=self.core.view.seq,
+            overall_score=score,
+            target_results={check.metric: check.met for check in checks},
+            current_metrics={check.metric: check.measured for check in checks},
+            performance_targets={check.metric: check.target for check in checks},
+            improvement_recommendations=recommendations(checks),
+            validation_timestamp=iso_utc(now),
         )
 
     # --- load balancing -------------------------------------------------------------------------
@@ -133,6 +157,7 @@ class PerformanceDesk:
             max_moves=data.max_moves,
             unstarted_after_s=data.unstarted_after_s,
             requested_by=data.requested_by,
+            strategy=data.strategy,
             correlation_id=request_id,
         )
         try:  # asked once (expected 0): a conflict is a reused request id, never retried

@@ -9,7 +9,7 @@ from msgspec import Meta
 
 from services.gateway.history import HistorySample
 from shared.domain.performance_targets import TargetCheck
-from shared.events import Id
+from shared.events import Id, LoadBalancingStrategy
 
 
 class OrchestrationMetricsOut(msgspec.Struct, kw_only=True):
@@ -36,8 +36,26 @@ class ScaleAdviceOut(msgspec.Struct, kw_only=True):
     ts: float
 
 
+class SystemMetricsOut(msgspec.Struct, kw_only=True):
+    """The fleet now (from the gateway's projection) and the gateway host's CPU and memory."""
+
+    active_agents: int
+    total_tasks: int
+    """Tasks submitted since the start of the log."""
+    completed_tasks: int
+    failed_tasks: int
+    active_workflows: int
+    """Workflows running (holding one of the MAX_CONCURRENT_WORKFLOWS slots)."""
+    cpu_utilization_percent: float | None
+    """Of the machine the gateway runs on, since the previous request (null without /proc)."""
+    memory_utilization_percent: float | None
+    """Of the machine the gateway runs on: 1 - MemAvailable / MemTotal (null without /proc)."""
+
+
 class MetricsResponse(msgspec.Struct, kw_only=True):
-    timestamp: float
+    timestamp: str
+    """When the figures were computed (ISO-8601 UTC; ``ts`` in epoch seconds)."""
+    ts: float
     window_s: float
     performance_score: float | None
     """100 x the mean attainment of the measured figures against their targets (null: none measured)."""
@@ -50,10 +68,13 @@ class MetricsResponse(msgspec.Struct, kw_only=True):
     scale_recommendations: list[ScaleAdviceOut]
     seq: int
     """The last event the figures include."""
+    system_metrics: SystemMetricsOut
 
 
 class ValidateResponse(msgspec.Struct, kw_only=True):
-    timestamp: float
+    timestamp: str
+    """When the targets were checked (ISO-8601 UTC; ``ts`` in epoch seconds)."""
+    ts: float
     window_s: float
     status: Literal["met", "not_met", "no_data"]
     """met: every measured target is met; not_met: at least one is not; no_data: none measured."""
@@ -63,6 +84,18 @@ class ValidateResponse(msgspec.Struct, kw_only=True):
     total_targets: int
     targets: list[TargetCheck]
     seq: int
+    overall_score: float | None
+    """The specification's name of ``performance_score``."""
+    target_results: dict[str, bool | None]
+    """Per target: met, not met, or null (not measured in the window)."""
+    current_metrics: dict[str, float | None]
+    """Per target: the figure measured over the window."""
+    performance_targets: dict[str, float]
+    """Per target: its value (``targets`` says which side of it is met)."""
+    improvement_recommendations: list[str]
+    """One per target measured and missed: what to look at."""
+    validation_timestamp: str
+    """The specification's name of ``timestamp``."""
 
 
 class MetricsHistoryResponse(msgspec.Struct, kw_only=True):
@@ -87,6 +120,8 @@ class OptimizeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     unstarted_after_s: Annotated[float, Meta(ge=0, le=86_400)] | None = None
     """Move attempts unstarted for at least this long (default: REBALANCE_AFTER_S)."""
     requested_by: Annotated[str, Meta(max_length=200)] = ""
+    strategy: LoadBalancingStrategy = "adaptive_hybrid"
+    """How a move's target is chosen (README, Balancer)."""
 
 
 class MoveOut(msgspec.Struct, kw_only=True):

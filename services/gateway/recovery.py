@@ -23,6 +23,7 @@ from services.gateway.recovery_schemas import (
     PredictResponse,
 )
 from services.gateway.replies import Replies
+from services.gateway.timestamps import epoch_of, iso_utc
 from shared.bus import ConcurrencyConflict
 from shared.command import Change, command
 from shared.configured import breaker_policy
@@ -30,17 +31,68 @@ from shared.domain.breaker_policy import window_stats
 from shared.domain.breakers import BreakerView
 from shared.domain.heartbeats import HeartbeatTable
 from shared.domain.message_ids import breaker_reset_msg_id
-from shared.domain.prediction import predict
+from shared.domain.prediction import HIGH_RISK, REFERENCE_HORIZON_MIN, over_horizon, predict
 from shared.domain.strategies import choose_strategy
-from shared.events import BreakerReset, FailureReported, RecoveryActionTaken
+from shared.events import FAILURE_TYPE_ALIASES, BreakerReset, FailureReported, RecoveryActionTaken
 from shared.heartbeats import HeartbeatListener
 from shared.ids import InvalidIdError, check_id, new_id
 from shared.recorded import Recorded
 
 PREDICTION_METHOD = (
     "logistic score over error_rate, latency_trend, heartbeat_jitter, heartbeat_gap and "
-    "breaker_history with hand-set weights; each factor shows its contribution in log-odds"
+    "breaker_history with hand-set weights, read over 30 minutes and stretched to the horizon asked "
+    "assuming a constant hazard; each factor shows its contribution in log-odds"
 )
+
+
+FUTURE_TOLERANCE_S = 60.0
+"""A failure reported as happening later than this from now is refused: a clock or unit mistake."""
+
+
+def _one_of(values: dict[str, str | None], field: str) -> str | None:
+    """The value given under either name of a field; a 400 when the two names disagree."""
+    given = {name: value for name, value in values.items() if value}
+    if len(set(given.values())) > 1:
+        names = " and ".join(given)
+        raise ApiError(400, "invalid_field", f"{names} name the same thing and differ", field)
+    return next(iter(given.values()), None)
+
+
+def reported_failure(data: FailureHandleRequest, now: float | None = None) -> FailureReported:
+    """The request in Hive's own words: aliases resolved, enum values lower-cased, time parsed."""
+    incident_id = _one_of({"incident_id": data.incident_id, "event_id": data.event_id}, "incident_id")
+    detail = _one_of({"detail": data.detail, "error_message": data.error_message}, "detail") or ""
+    occurred_ts = None
+    if data.timestamp is not None:
+        try:
+            occurred_ts = epoch_of(data.timestamp)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_field", f"invalid field 'timestamp': {exc}", "timestamp") from None
+        current = time.time() if now is None else now
+        if occurred_ts > current + FUTURE_TOLERANCE_S:
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"invalid field 'timestamp': {iso_utc(occurred_ts)} is in the future",
+                "timestamp",
+            )
+    failure_type = data.failure_type.lower()
+    strategy = data.recovery_strategy.lower() if data.recovery_strategy is not None else None
+    scope = incident_id or new_id()
+    return FailureReported(
+        scope=scope,
+        failure_type=FAILURE_TYPE_ALIASES.get(failure_type, failure_type),  # type: ignore[arg-type]
+        severity=data.severity.lower(),  # type: ignore[arg-type]
+        agent_id=data.agent_id,
+        task_id=data.task_id,
+        workflow_id=data.workflow_id,
+        session=data.session_id,
+        detail=detail,
+        strategy=strategy,  # type: ignore[arg-type]
+        occurred_ts=occurred_ts,
+        context=data.context,
+        correlation_id=scope,
+    )
 
 
 class RecoveryDesk:
@@ -66,27 +118,23 @@ class RecoveryDesk:
     # --- failures -------------------------------------------------------------------------------
 
     async def handle_failure(self, data: FailureHandleRequest) -> FailureHandleResponse:
-        if data.agent_id is None and data.task_id is None:
-            raise ApiError(400, "invalid_field", "name the failed agent_id, task_id or both", "agent_id")
-        fleet = self.core.view.state.fleet
-        if data.agent_id is not None and data.agent_id not in fleet.agents:
-            raise ApiError(404, "not_found", f"agent {data.agent_id!r} is not registered", "agent_id")
-        if data.task_id is not None:
+        report = reported_failure(data)
+        if report.agent_id is None and report.task_id is None and report.workflow_id is None:
+            raise ApiError(
+                400, "invalid_field", "name the failed agent_id, task_id or workflow_id", "agent_id"
+            )
+        state = self.core.view.state
+        if report.agent_id is not None and report.agent_id not in state.fleet.agents:
+            raise ApiError(404, "not_found", f"agent {report.agent_id!r} is not registered", "agent_id")
+        if report.workflow_id is not None and report.workflow_id not in state.workflows.workflows:
+            raise ApiError(404, "not_found", f"workflow {report.workflow_id!r} is not known", "workflow_id")
+        if report.task_id is not None:
             try:
-                await self.core.find_task(data.task_id)  # 404 when the log has no such task
+                await self.core.find_task(report.task_id)  # 404 when the log has no such task
             except ApiError as exc:
                 raise ApiError(exc.status, exc.code, exc.message, "task_id") from None
-        incident_id = data.incident_id or new_id()
-        plan = choose_strategy(data.failure_type, data.severity)
-        report = FailureReported(
-            scope=incident_id,
-            failure_type=data.failure_type,
-            severity=data.severity,
-            agent_id=data.agent_id,
-            task_id=data.task_id,
-            detail=data.detail,
-            correlation_id=incident_id,
-        )
+        incident_id = report.scope
+        plan = choose_strategy(report.failure_type, report.severity, report.strategy)
         try:  # asked once (expected 0): a conflict is a reused incident id, never retried
             result, action = await self.replies.ask(
                 self.core.bus, report, incident_id, self.core.settings.assign_wait_ms / 1000
@@ -95,24 +143,27 @@ class RecoveryDesk:
             raise ApiError(
                 409, "conflict", f"incident {incident_id!r} was already reported", "incident_id"
             ) from None
+        occurred_at = iso_utc(report.occurred_ts) if report.occurred_ts is not None else None
         if action is None:
             return FailureHandleResponse(
                 incident_id=incident_id,
                 status="reported",
-                failure_type=data.failure_type,
-                severity=data.severity,
+                failure_type=report.failure_type,
+                severity=report.severity,
                 strategy=plan.strategy,
                 actions=list(plan.actions),
                 escalated=plan.escalated,
-                agent_id=data.agent_id,
+                agent_id=report.agent_id,
                 detail="recovery has not acted yet; this is the strategy it will follow",
                 seq=result.seq,
+                occurred_at=occurred_at,
+                handled_timestamp=iso_utc(time.time()),
             )
         return FailureHandleResponse(
             incident_id=incident_id,
             status="handled",
-            failure_type=data.failure_type,
-            severity=data.severity,
+            failure_type=report.failure_type,
+            severity=report.severity,
             strategy=action.strategy,
             actions=action.actions,
             escalated=action.escalated,
@@ -120,6 +171,9 @@ class RecoveryDesk:
             task_ids=action.task_ids,
             detail=action.detail,
             seq=result.seq,
+            recovery_success=not action.escalated,
+            occurred_at=occurred_at,
+            handled_timestamp=iso_utc(time.time()),
         )
 
     # --- breakers -------------------------------------------------------------------------------
@@ -195,7 +249,9 @@ class RecoveryDesk:
 
     # --- prediction -----------------------------------------------------------------------------
 
-    def predictions(self, agent_id: str | None) -> PredictResponse:
+    def predictions(
+        self, agent_id: str | None, time_horizon_minutes: float = REFERENCE_HORIZON_MIN
+    ) -> PredictResponse:
         now = time.time()
         state = self.core.view.state
         agents = state.fleet.agents
@@ -210,15 +266,25 @@ class RecoveryDesk:
             heard = self.table.agents.get(agent.agent_id)
             own_interval = max(interval, heard.interval_s) if heard is not None else interval
             found.append(
-                predict(
-                    agent,
-                    state.outcomes.agents.get(agent.agent_id),
-                    state.breakers.breakers.get(agent.agent_id),
-                    self.table.jitter(agent.agent_id, now),
-                    own_interval,
+                over_horizon(
+                    predict(
+                        agent,
+                        state.outcomes.agents.get(agent.agent_id),
+                        state.breakers.breakers.get(agent.agent_id),
+                        self.table.jitter(agent.agent_id, now),
+                        own_interval,
+                    ),
+                    time_horizon_minutes,
                 )
             )
         found.sort(key=lambda p: (-p.probability, p.agent_id))
         return PredictResponse(
-            generated_ts=now, heartbeat_interval_s=interval, method=PREDICTION_METHOD, predictions=found
+            generated_ts=now,
+            heartbeat_interval_s=interval,
+            method=PREDICTION_METHOD,
+            predictions=found,
+            time_horizon_minutes=time_horizon_minutes,
+            probabilities={p.agent_id: p.probability for p in found},
+            high_risk_agents=[p.agent_id for p in found if p.probability > HIGH_RISK],
+            prediction_timestamp=iso_utc(now),
         )

@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 from shared.domain.prediction import Prediction
-from shared.events import FailureType, Id, Severity
+from shared.events import FailureTypeIn, Id, RecoveryStrategyIn, SeverityIn
 
 
 class FailureHandleRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A failure to handle: recovery picks the strategy from its type and severity."""
+    """A failure to handle: recovery picks the strategy from its type and severity.
 
-    failure_type: FailureType
-    severity: Severity = "medium"
+    Takes the specification's FailureEvent as it is: ``event_id`` (Hive's ``incident_id``),
+    ``error_message`` (``detail``), ``timestamp`` (ISO-8601 or epoch seconds) and enum values in
+    either case (``AGENT_UNRESPONSIVE``, ``HIGH``). Where both names of one field are given they
+    must agree.
+    """
+
+    failure_type: FailureTypeIn
+    severity: SeverityIn = "medium"
     agent_id: Id | None = None
     task_id: Id | None = None
+    workflow_id: Id | None = None
+    """The failure concerns this workflow: the attempts in question are its tasks in flight."""
+    session_id: Annotated[str, Meta(max_length=200)] | None = None
+    """The agent session (as registered) the failure was seen in; a newer session is left alone."""
     detail: Annotated[str, Meta(max_length=2000)] = ""
+    error_message: Annotated[str, Meta(max_length=2000)] = ""
+    """The specification's name of ``detail``."""
     incident_id: Id | None = None
     """Your id for the incident (default: a new one); reporting the same id twice is a 409."""
+    event_id: Id | None = None
+    """The specification's name of ``incident_id``."""
+    timestamp: str | float | None = None
+    """When the failure happened (ISO-8601, e.g. 2025-07-28T19:30:00Z, or epoch seconds)."""
+    recovery_strategy: RecoveryStrategyIn | None = None
+    """The strategy to follow instead of the table's for the type and severity."""
+    context: dict[str, Any] = {}
+    """Anything else about the failure: kept on the incident."""
 
 
 class FailureHandleResponse(msgspec.Struct, kw_only=True):
@@ -36,6 +56,12 @@ class FailureHandleResponse(msgspec.Struct, kw_only=True):
     task_ids: list[str] = []
     detail: str = ""
     seq: int = 0
+    recovery_success: bool = False
+    """Recovery acted (status handled) and needed no human (not escalated)."""
+    occurred_at: str | None = None
+    """When the failure happened, as reported (ISO-8601 UTC)."""
+    handled_timestamp: str = ""
+    """When this answer was given (ISO-8601 UTC)."""
 
 
 class BreakerOut(msgspec.Struct, kw_only=True):
@@ -88,3 +114,12 @@ class PredictResponse(msgspec.Struct, kw_only=True):
     heartbeat_interval_s: float
     method: str
     predictions: list[Prediction]
+    """Riskiest first, each with its factors."""
+    time_horizon_minutes: float
+    """What each probability is over."""
+    probabilities: dict[str, float]
+    """agent id -> probability (the specification's ``predictions`` map)."""
+    high_risk_agents: list[str]
+    """Agents whose probability is above 0.7, riskiest first."""
+    prediction_timestamp: str
+    """``generated_ts`` as ISO-8601 UTC."""

@@ -13,12 +13,14 @@ from shared.events import (
     Id,
     NonNegative,
     Persona,
-    Priority,
+    PriorityIn,
     RejectedCandidate,
     RetryPolicy,
     RoutingStrategy,
     Unit,
 )
+
+ConstraintValue = Annotated[str, Meta(max_length=200)] | int | float | bool
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):
@@ -77,7 +79,8 @@ class TaskAssignRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     task_type: Capability
     name: str = ""
     description: str = ""
-    priority: Priority = "normal"
+    priority: PriorityIn = "normal"
+    """``medium`` (the specification's) is ``normal``."""
     required_capabilities: list[Capability] = []
     preferred_cognitive_style: CognitiveStyle | None = None
     creativity_requirements: Unit = 0.5
@@ -91,6 +94,13 @@ class TaskAssignRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     deadline_seconds: Annotated[float, Meta(gt=0)] | None = None
     estimated_duration_seconds: NonNegative | None = None
     correlation_id: str = ""
+    max_acceptable_delay_minutes: Annotated[float, Meta(ge=1, le=10_080)] | None = None
+    """How long the task may wait for an agent predicted to reach its quality threshold before it
+    goes to the best available one (default: QUALITY_WAIT_S)."""
+    contextual_factors: dict[str, Any] = {}
+    """Handed to the agent with the task, as ``payload.contextual_factors``."""
+    resource_constraints: dict[str, ConstraintValue] = {}
+    """Values the agent's registration metadata must hold (e.g. {"gpu": "a100"})."""
 
 
 class TaskAssignResponse(msgspec.Struct, kw_only=True):
@@ -106,6 +116,10 @@ class TaskAssignResponse(msgspec.Struct, kw_only=True):
     reason: str = ""
     detail: str = ""
     seq: int = 0
+    success: bool = False
+    """An agent was assigned (status assigned)."""
+    timestamp: str = ""
+    """When this answer was given (ISO-8601 UTC)."""
 
 
 class AssignmentOut(msgspec.Struct, kw_only=True):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -28,12 +29,20 @@ from services.gateway.schemas import (
     TaskPage,
     TaskSummary,
 )
+from services.gateway.timestamps import iso_utc
 from shared.bus import ConcurrencyConflict
 from shared.command import Change, command
 from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import TaskView
 from shared.domain.message_ids import cancel_msg_id, notice_msg_id
-from shared.events import TaskAssigned, TaskCancelRequested, TaskProfile, TaskQueued, TaskSubmitted
+from shared.events import (
+    PRIORITY_ALIASES,
+    TaskAssigned,
+    TaskCancelRequested,
+    TaskProfile,
+    TaskQueued,
+    TaskSubmitted,
+)
 from shared.ids import new_id
 from shared.recorded import Recorded
 
@@ -48,6 +57,20 @@ class Cancellation(Change):
     """The terminal event, and the word to the agent holding the task (appended once that is stored)."""
 
     notice: TaskCancelRequested | None = None
+
+
+def with_context(payload: dict[str, Any], key: str, context: dict[str, Any]) -> dict[str, Any]:
+    """The payload with `context` under `key` for the agent, unless empty or the payload has the key."""
+    if not context or key in payload:
+        return payload
+    return {**payload, key: context}
+
+
+def constraint_text(value: str | int | float | bool) -> str:
+    """A resource constraint as agents' metadata holds values: text (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class TaskDesk:
@@ -77,7 +100,7 @@ class TaskDesk:
             task_type=data.task_type,
             name=data.name,
             description=data.description,
-            priority=data.priority,
+            priority=PRIORITY_ALIASES.get(data.priority, data.priority),  # type: ignore[arg-type]
             required_capabilities=data.required_capabilities,
             profile=TaskProfile(
                 preferred_cognitive_style=data.preferred_cognitive_style,
@@ -87,11 +110,15 @@ class TaskDesk:
             ),
             routing_strategy=data.routing_strategy,
             expected_quality_threshold=data.expected_quality_threshold,
-            payload=data.payload,
+            payload=with_context(data.payload, "contextual_factors", data.contextual_factors),
             timeout_s=data.timeout_seconds,
             retry=data.retry,
             deadline_ts=now + data.deadline_seconds if data.deadline_seconds else None,
             estimated_duration_s=data.estimated_duration_seconds,
+            quality_wait_s=(
+                data.max_acceptable_delay_minutes * 60 if data.max_acceptable_delay_minutes else None
+            ),
+            resource_constraints={key: constraint_text(v) for key, v in data.resource_constraints.items()},
             submitted_by="gateway",
             correlation_id=data.correlation_id or task_id,
             ts=now,
@@ -154,6 +181,7 @@ class TaskDesk:
                 cancellation(task, reason), cancel_msg_id(task_id), notice=cancel_notice(task, reason)
             )
 
+        await self.core.seen_all_of("task", task_id)
         done = await command(self.core.bus, self.core.view, "task", task_id, decide)
         assert done is not None  # decide always cancels or refuses
         change, result = done
@@ -179,6 +207,8 @@ def routing_answer(task: TaskView | None, task_id: str, seq: int) -> TaskAssignR
             rejected=last.rejected,
             explanation=last.explanation,
             seq=seq,
+            success=True,
+            timestamp=iso_utc(time.time()),
         )
     if task is not None and task.status == "queued":
         return TaskAssignResponse(
@@ -188,9 +218,14 @@ def routing_answer(task: TaskView | None, task_id: str, seq: int) -> TaskAssignR
             detail=task.queued_detail,
             attempt=task.attempt,
             seq=seq,
+            timestamp=iso_utc(time.time()),
         )
     return TaskAssignResponse(
-        task_id=task_id, status="pending", detail="submitted; no routing decision yet", seq=seq
+        task_id=task_id,
+        status="pending",
+        detail="submitted; no routing decision yet",
+        seq=seq,
+        timestamp=iso_utc(time.time()),
     )
 
 

@@ -9,12 +9,14 @@ from msgspec import Meta
 
 from shared.domain.workflow_spec import MAX_STEPS
 from shared.events import (
+    PRIORITY_ALIASES,
     Capability,
     CognitiveStyle,
     ExecutionMode,
     Id,
     OptimizationGoal,
-    Priority,
+    PriorityIn,
+    ResourceAllocation,
     RetryPolicy,
     StepCondition,
     TaskProfile,
@@ -38,7 +40,8 @@ class WorkflowTaskIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry: RetryPolicy = RetryPolicy()
     timeout_seconds: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
     condition: StepCondition = "on_success"
-    priority: Priority = "normal"
+    priority: PriorityIn = "normal"
+    """``medium`` (the specification's) is ``normal``."""
     preferred_cognitive_style: CognitiveStyle | None = None
     creativity_requirements: Unit = 0.5
     analytical_depth: Unit = 0.5
@@ -58,7 +61,7 @@ class WorkflowTaskIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             retry=self.retry,
             timeout_s=self.timeout_seconds,
             condition=self.condition,
-            priority=self.priority,
+            priority=PRIORITY_ALIASES.get(self.priority, self.priority),  # type: ignore[arg-type]
             profile=TaskProfile(
                 preferred_cognitive_style=self.preferred_cognitive_style,
                 creativity_requirements=self.creativity_requirements,
@@ -78,6 +81,20 @@ class WorkflowExecuteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields
     template: WorkflowTemplate = "custom"
     tasks: Annotated[list[WorkflowTaskIn], Meta(max_length=MAX_STEPS)]
     correlation_id: str = ""
+    resource_allocation_strategy: ResourceAllocation = "optimized"
+    """How agents are given to its tasks (``optimized``: as the optimization goal says)."""
+    max_concurrent_tasks: Annotated[int, Meta(ge=1, le=100)] | None = None
+    """At most this many of its tasks in flight at once (default: as the execution mode allows)."""
+    max_agents: Annotated[int, Meta(ge=1, le=100)] | None = None
+    """At most this many agents work for it at once: caps its tasks in flight like max_concurrent_tasks."""
+    max_duration_minutes: Annotated[float, Meta(gt=0, le=525_600)] | None = None
+    """Its tasks' deadline, counted from the workflow's start (see README, Workflows)."""
+    quality_threshold: Unit = 0.0
+    """Every task's expected_quality_threshold."""
+    failure_tolerance: Unit = 0.0
+    """Share of its tasks that may fail, unhandled, with the workflow still completed."""
+    context: dict[str, Any] = {}
+    """Handed to every task's agent as ``payload.context``."""
 
 
 class WorkflowAccepted(msgspec.Struct, kw_only=True):
@@ -135,6 +152,11 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
     execution_mode: str
     optimization_goal: str
     template: str
+    resource_allocation_strategy: str
+    max_concurrent_tasks: int | None
+    quality_threshold: float
+    failure_tolerance: float
+    max_duration_minutes: float | None
     submitted_ts: float
     started_ts: float | None
     finished_ts: float | None

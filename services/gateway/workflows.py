@@ -28,7 +28,13 @@ from services.gateway.workflow_schemas import (
 from shared.bus import ConcurrencyConflict, EventTooLarge
 from shared.command import Change, command
 from shared.domain.dag import critical_path
-from shared.domain.workflow_spec import WorkflowSpecError, apply_template, check_dependencies, check_steps
+from shared.domain.workflow_spec import (
+    WorkflowSpecError,
+    apply_template,
+    check_dependencies,
+    check_steps,
+    with_execution_mode,
+)
 from shared.domain.workflows import WorkflowView
 from shared.events import (
     Event,
@@ -65,6 +71,7 @@ class WorkflowDesk:
             check_steps(steps)
         except WorkflowSpecError as exc:
             raise invalid(exc) from None
+        caps = [cap for cap in (data.max_concurrent_tasks, data.max_agents) if cap is not None]
         event = WorkflowSubmitted(
             workflow_id=workflow_id,
             name=data.name,
@@ -72,7 +79,13 @@ class WorkflowDesk:
             execution_mode=data.execution_mode,
             optimization_goal=data.optimization_goal,
             template=data.template,
-            steps=steps,
+            steps=with_execution_mode(data.execution_mode, steps),
+            resource_allocation=data.resource_allocation_strategy,
+            max_concurrent_tasks=min(caps) if caps else None,
+            quality_threshold=data.quality_threshold,
+            failure_tolerance=data.failure_tolerance,
+            max_duration_s=data.max_duration_minutes * 60 if data.max_duration_minutes else None,
+            context=data.context,
             correlation_id=data.correlation_id or workflow_id,
         )
         try:
@@ -166,6 +179,7 @@ class WorkflowDesk:
         async def decide(_version: int) -> Change:
             return Change(build(await self._open(workflow_id)))
 
+        await self.core.seen_all_of("workflow", workflow_id)
         done = await command(self.core.bus, self.core.view, "workflow", workflow_id, decide)
         assert done is not None  # build always makes an event or refuses
         return done[1].seq
@@ -186,7 +200,9 @@ class WorkflowDesk:
             except WorkflowSpecError as exc:
                 raise ApiError(400, "invalid_workflow", exc.message, (exc.field or "").lstrip(".")) from None
             return WorkflowStepAdded(
-                workflow_id=workflow_id, step=step, correlation_id=workflow.correlation_id
+                workflow_id=workflow_id,
+                step=with_execution_mode(workflow.execution_mode, [step])[0],
+                correlation_id=workflow.correlation_id,
             )
 
         seq = await self._change(workflow_id, added)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import msgspec
 
 from services.recovery.decide import GiveUp, Requeue, after_lost_attempt
+from shared.domain.breaker_policy import BreakerPolicy, Probe, Trip
+from shared.domain.breakers import BreakersState
 from shared.domain.fleet import IN_FLIGHT, FleetState, TaskView
 from shared.domain.strategies import Plan
 from shared.events import FailureType, Severity
@@ -26,6 +28,9 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     attempts: dict[str, int] | None = None
     """The attempts in question when known up front (what a silent agent held), else found."""
+    workflow_id: str | None = None
+    session: str | None = None
+    """The agent session the failure was seen in (None: whichever is current)."""
 
 
 class FailAttempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +60,8 @@ class IncidentSteps(msgspec.Struct, frozen=True, kw_only=True):
     agent_id: str | None
     quarantine_until_ts: float | None = None
     restart_session: str | None = None
+    breaker: Trip | Probe | None = None
+    """What to do to the agent's circuit breaker (open it, or make it half-open), if anything."""
     task_steps: list[TaskStep] = []
     stops: list[StopWork] = []
     notes: list[str] = []
@@ -79,6 +86,16 @@ def attempts_in_question(fleet: FleetState, incident: Incident) -> tuple[list[Ta
             notes.append(f"task {incident.task_id} is held by {task.agent_id}, not {incident.agent_id}")
             return [], notes
         wanted = {task.task_id: task.attempt}
+    elif incident.workflow_id is not None:
+        wanted = {
+            task.task_id: task.attempt
+            for task in fleet.tasks.values()
+            if task.spec.workflow_id == incident.workflow_id
+            and task.status in IN_FLIGHT
+            and (incident.agent_id is None or task.agent_id == incident.agent_id)
+        }
+        if not wanted:
+            notes.append(f"workflow {incident.workflow_id} has no task in flight: nothing to move")
     elif incident.agent_id is not None and incident.agent_id in fleet.agents:
         wanted = fleet.agents[incident.agent_id].in_flight
     else:
@@ -91,7 +108,36 @@ def attempts_in_question(fleet: FleetState, incident: Incident) -> tuple[list[Ta
     return found, notes
 
 
-def plan_incident(fleet: FleetState, incident: Incident, plan: Plan, quarantine_s: float) -> IncidentSteps:
+def _breaker_step(
+    plan: Plan, incident: Incident, breakers: BreakersState, policy: BreakerPolicy
+) -> tuple[Trip | Probe | None, str]:
+    """The breaker transition the plan asks for, or None and why not."""
+    wanted = "open_breaker" if "open_breaker" in plan.actions else "half_open_breaker"
+    current = breakers.breakers.get(incident.agent_id or "")
+    status = current.status if current is not None else "closed"
+    if status == "open" or (wanted == "half_open_breaker" and status == "half_open"):
+        return None, f"circuit breaker already {status.replace('_', '-')}"
+    if wanted == "open_breaker":
+        return (
+            Trip(
+                failure_rate=current.failure_rate if current is not None else 0.0,
+                calls=0,
+                reason=f"{plan.strategy} after {incident.failure_type} ({incident.severity})",
+                retry_after_ts=incident.ts + policy.open_s,
+            ),
+            "",
+        )
+    return Probe(probes_allowed=policy.half_open_probes), ""
+
+
+def plan_incident(
+    fleet: FleetState,
+    incident: Incident,
+    plan: Plan,
+    quarantine_s: float,
+    breakers: BreakersState | None = None,
+    breaker_policy: BreakerPolicy | None = None,
+) -> IncidentSteps:
     tasks, notes = attempts_in_question(fleet, incident)
     agent_id = incident.agent_id
     if agent_id is None and tasks:
@@ -100,14 +146,31 @@ def plan_incident(fleet: FleetState, incident: Incident, plan: Plan, quarantine_
     usable = agent is not None and agent.status != "deregistered"
     if agent_id is not None and not usable:
         notes.append(f"agent {agent_id} is not registered: no action on the agent")
-    quarantine_until = incident.ts + quarantine_s if usable and "quarantine" in plan.actions else None
-    restart = agent.session if agent is not None and usable and "restart" in plan.actions else None
+    if agent is not None and usable and incident.session is not None and incident.session != agent.session:
+        notes.append(
+            f"agent {agent_id} restarted since the failure (session {incident.session} is gone, "
+            f"{agent.session} is current): its current session is left alone"
+        )
+        return IncidentSteps(plan=plan, agent_id=agent_id, notes=notes)
+    actions = set(plan.actions)
+    policy = breaker_policy or BreakerPolicy()
+    breaker: Trip | Probe | None = None
+    if usable and actions & {"open_breaker", "half_open_breaker"}:
+        if policy.enabled:
+            breaker, why_not = _breaker_step(plan, incident, breakers or BreakersState(), policy)
+            if why_not:
+                notes.append(why_not)
+        else:  # a breaker would be closed again at once: keep the agent out the other way
+            actions.add("quarantine")
+            notes.append("circuit breakers are disabled (ENABLE_CIRCUIT_BREAKERS): quarantined instead")
+    quarantine_until = incident.ts + quarantine_s if usable and "quarantine" in actions else None
+    restart = agent.session if agent is not None and usable and "restart" in actions else None
     steps: list[TaskStep] = []
     stops: list[StopWork] = []
     for task in tasks:
-        if "reassign" in plan.actions:
+        if "reassign" in actions or ("reassign_unstarted" in actions and task.status == "assigned"):
             steps.append(after_lost_attempt(task, incident.failure_type))
-        elif "retry" in plan.actions:
+        elif "retry" in actions:
             steps.append(
                 FailAttempt(
                     task_id=task.task_id,
@@ -133,6 +196,7 @@ def plan_incident(fleet: FleetState, incident: Incident, plan: Plan, quarantine_
         agent_id=agent_id,
         quarantine_until_ts=quarantine_until,
         restart_session=restart,
+        breaker=breaker if agent_id is not None else None,
         task_steps=steps,
         stops=stops,
         notes=notes,

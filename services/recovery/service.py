@@ -45,7 +45,7 @@ from shared.domain.breakers import BREAKER_STATE_VALUES
 from shared.domain.heartbeats import HeartbeatTable
 from shared.domain.histogram import RECOVERY_BUCKETS_S
 from shared.domain.performance_metrics import RecoveryTracker, track_recovery
-from shared.domain.strategies import choose_strategy, unresponsive_severity
+from shared.domain.strategies import Strategy, choose_strategy, unresponsive_severity
 from shared.events import (
     AgentRegistered,
     AgentUnresponsive,
@@ -300,8 +300,12 @@ class RecoveryService(Service):
                 agent_id=event.agent_id,
                 task_id=event.task_id,
                 detail=event.detail,
+                workflow_id=event.workflow_id,
+                session=event.session,
             )
-            await self._handle_incident(incident, expected=recorded.seq, causation_id=event.id)
+            await self._handle_incident(
+                incident, expected=recorded.seq, causation_id=event.id, asked=event.strategy
+            )
 
     async def _settle_failed_attempt(self, event: TaskAttemptFailed) -> None:
         async def once() -> None:
@@ -332,15 +336,26 @@ class RecoveryService(Service):
         else:
             self.failed += 1
 
-    async def _handle_incident(self, incident: Incident, expected: int, causation_id: str) -> None:
-        """Carry out the strategy for (type, severity), then record what was done on the incident."""
+    async def _handle_incident(
+        self, incident: Incident, expected: int, causation_id: str, asked: Strategy | None = None
+    ) -> None:
+        """Carry out the strategy asked for, else the one for (type, severity), then record what was
+        done on the incident."""
         if await self.view.expected_version("system", incident.incident_id) > expected:
             return  # already recorded: a redelivery
-        plan = choose_strategy(incident.failure_type, incident.severity)
+        plan = choose_strategy(incident.failure_type, incident.severity, asked)
         moved: list[str] = []
 
         async def once() -> IncidentSteps:
-            steps = plan_incident(self.view.state.fleet, incident, plan, self.settings.quarantine_s)
+            state = self.view.state
+            steps = plan_incident(
+                state.fleet,
+                incident,
+                plan,
+                self.settings.quarantine_s,
+                state.breakers,
+                self.breaker_policy,
+            )
             await self._carry_out(incident, steps, moved, causation_id)
             return steps
 
@@ -388,6 +403,9 @@ class RecoveryService(Service):
             await self.writer.request_restart(
                 steps.agent_id, steps.restart_session, why, incident.incident_id
             )
+        if steps.agent_id is not None and steps.breaker is not None:
+            await self.writer.breaker(steps.agent_id, steps.breaker, time.time())
+            self.breaker_moves.labels(TRANSITION_TARGETS[type(steps.breaker)]).inc()
         for step in steps.task_steps:
             await self.writer.task_step(step, causation_id=causation_id)
             moved.append(step.task_id)

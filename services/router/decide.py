@@ -20,7 +20,12 @@ import msgspec
 from services.router.explain import breakdown, explanation, why_not
 from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
-from shared.domain.routing.eligibility import BELOW_THRESHOLD, held_below_threshold, ineligibility
+from shared.domain.routing.eligibility import (
+    BELOW_THRESHOLD,
+    held_below_threshold,
+    ineligibility,
+    quality_wait_end,
+)
 from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
 from shared.domain.routing.scoring import Scored, score_candidate
@@ -187,7 +192,8 @@ def _hold(
         task_id=task.task_id,
         attempt=task.attempt,
         reason=NO_CAPABLE,
-        detail=f"no active agent offers {task.spec.task_type} with {sorted(task.spec.required_capabilities)}",
+        detail=f"no active agent offers {task.spec.task_type} with {sorted(task.spec.required_capabilities)}"
+        + (f" and metadata {task.spec.resource_constraints}" if task.spec.resource_constraints else ""),
     )
 
 
@@ -197,8 +203,9 @@ def _expired(task: TaskView, now: float) -> bool:
     return held_below_threshold(task) and deadline is not None and deadline <= now
 
 
-def next_expiry(state: RouterState) -> float | None:
-    """The earliest deadline among tasks held below their quality threshold (when to look again)."""
+def next_expiry(state: RouterState, config: RoutingConfig | None = None) -> float | None:
+    """The earliest deadline among tasks held below their quality threshold (when to look again);
+    with `config`, also the earliest end of such a task's quality wait (``quality_wait_end``)."""
     deadlines = [
         task.spec.deadline_ts
         for _rank, _seq, task_id in state.fleet.queue
@@ -206,7 +213,29 @@ def next_expiry(state: RouterState) -> float | None:
         and held_below_threshold(task)
         and task.spec.deadline_ts is not None
     ]
+    if config is not None:
+        for _rank, _seq, task_id in state.fleet.queue:
+            task = state.fleet.tasks.get(task_id)
+            end = quality_wait_end(task, config.quality_wait_s) if task is not None else None
+            if end is not None:
+                deadlines.append(end)
     return min(deadlines, default=None)
+
+
+def _settle(task: TaskView, now: float, config: RoutingConfig | None) -> bool:
+    """The task waited its quality wait out: it goes to the best available agent instead."""
+    end = quality_wait_end(task, config.quality_wait_s) if config is not None else None
+    return end is not None and end <= now
+
+
+def _settled(decision: Assign, task: TaskView, now: float) -> Assign:
+    """The assignment of a task whose quality wait is over, saying so."""
+    waited = now - task.submitted_ts
+    why = (
+        f"no agent was predicted to reach quality {task.spec.expected_quality_threshold:.2f} within "
+        f"{waited:.0f}s (its quality wait): given to the best available agent. "
+    )
+    return msgspec.structs.replace(decision, explanation=why + decision.explanation)
 
 
 def next_decision(
@@ -230,8 +259,15 @@ def next_decision(
         expired = _expired(task, now)
         if task.status == "queued" and not any_room and not expired:
             continue
+        settle = _settle(task, now, config)
         signature = _placement_signature(task)
-        if task.status == "queued" and signature in unplaceable and not expired:
+        if task.status == "queued" and signature in unplaceable and not expired and not settle:
+            continue
+        if settle:
+            lenient = msgspec.structs.replace(task.spec, expected_quality_threshold=0.0)
+            decision = route_task(state, msgspec.structs.replace(task, spec=lenient), now, config)
+            if isinstance(decision, Assign):
+                return _settled(decision, task, now)
             continue
         decision = route_task(state, task, now, config)
         if isinstance(decision, Assign):

@@ -80,7 +80,9 @@ class RouterService(Service):
             )
         )
         self.config = RoutingConfig(
-            mode=self.settings.orchestration_mode, default_strategy=self.settings.default_routing_strategy
+            mode=self.settings.orchestration_mode,
+            default_strategy=self.settings.default_routing_strategy,
+            quality_wait_s=self.settings.quality_wait_s,
         )
         self.assignments = 0
         self.expired = 0
@@ -142,16 +144,17 @@ class RouterService(Service):
         }
 
     async def _expiry_timer(self) -> None:
-        """Look at the queue when the earliest quality-held task reaches its deadline."""
+        """Look at the queue when the earliest quality-held task reaches its deadline or the end of
+        its quality wait."""
         while True:
-            deadline = next_expiry(self.view.state)
+            deadline = next_expiry(self.view.state, self.config)
             now = time.time()
             if deadline is not None and deadline <= now:
                 try:
                     await self.dispatch(causation_id="")
                 except Exception:
                     self.log.exception("expiry_dispatch_failed")
-                deadline = next_expiry(self.view.state)
+                deadline = next_expiry(self.view.state, self.config)
                 if deadline is not None and deadline <= time.time():
                     await asyncio.sleep(EXPIRY_POLL_S)  # not ours to expire (e.g. no longer held)
                 continue

@@ -21,6 +21,7 @@ failed steps. Independent branches keep running after a failure (no fail-fast).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any, Literal
 
@@ -59,6 +60,8 @@ class StepTask(msgspec.Struct, frozen=True, kw_only=True):
     priority: Priority
     routing_strategy: RoutingStrategy | None
     upstream: dict[str, Any] = {}
+    expected_quality_threshold: float = 0.0
+    deadline_ts: float | None = None
 
 
 class Dispatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,21 +236,32 @@ class _Plan:
         return self.widths[kind]
 
     def choose(self, ready: list[StepView]) -> list[StepView]:
-        goal = self.workflow.optimization_goal
+        workflow = self.workflow
+        goal, allocation = workflow.optimization_goal, workflow.resource_allocation
         bottom = self.bottom
-        ordered = sorted(ready, key=lambda step: policy.order_key(goal, step, bottom.get(step.step_id, 0.0)))
-        in_flight = [step for step in self.workflow.steps.values() if step.status == "dispatched"]
-        return policy.select(self.workflow.execution_mode, ordered, in_flight, self.width_of)
+        ordered = sorted(
+            ready, key=lambda step: policy.order_key(goal, step, bottom.get(step.step_id, 0.0), allocation)
+        )
+        in_flight = [step for step in workflow.steps.values() if step.status == "dispatched"]
+        return policy.select(
+            workflow.execution_mode, ordered, in_flight, self.width_of, workflow.max_concurrent_tasks
+        )
 
     def task(self, step: StepView) -> StepTask:
-        goal = self.workflow.optimization_goal
-        critical = goal == "minimize_time" and step.step_id in self.critical
+        workflow = self.workflow
+        goal = workflow.optimization_goal
+        critical = policy.goal_of(goal) == "minimize_time" and step.step_id in self.critical
+        deadline = None
+        if workflow.max_duration_s is not None and workflow.started_ts is not None:
+            deadline = workflow.started_ts + workflow.max_duration_s
         return StepTask(
             step_id=step.step_id,
-            task_id=step.task_id or step_task_id(self.workflow.workflow_id, step.step_id),
+            task_id=step.task_id or step_task_id(workflow.workflow_id, step.step_id),
             priority=policy.task_priority(goal, step, critical),
-            routing_strategy=policy.routing_strategy(goal),
-            upstream=_upstream(self.workflow, step),
+            routing_strategy=policy.routing_strategy(goal, workflow.resource_allocation),
+            upstream=_upstream(workflow, step),
+            expected_quality_threshold=workflow.quality_threshold,
+            deadline_ts=deadline,
         )
 
 
@@ -282,6 +296,16 @@ def finish(workflow: WorkflowView) -> Finish:
         for dependency in step.spec.dependencies
     }
     unhandled = [name for name, step in steps.items() if step.status == "failed" and name not in handled]
+    tolerated = math.floor(workflow.failure_tolerance * len(steps) + 1e-9)
+    if unhandled and len(unhandled) <= tolerated:
+        return Finish(
+            status="completed",
+            reason=f"{len(unhandled)} task(s) failed, within its failure_tolerance "
+            f"{workflow.failure_tolerance:g} ({tolerated} of {len(steps)}): "
+            + ", ".join(repr(name) for name in unhandled[:10]),
+            summary=summary,
+            outcomes=outcomes,
+        )
     if unhandled:
         shown = ", ".join(repr(name) for name in unhandled[:10])
         more = f" and {len(unhandled) - 10} more" if len(unhandled) > 10 else ""
@@ -307,7 +331,11 @@ def affected(state: WorkflowServiceState, event: AnyEvent) -> list[str]:
         return [found[0]] if found is not None else []
     if isinstance(event, AgentRegistered | AgentRecovered):
         # New capacity: adaptive workflows holding steps back may widen.
-        return [wid for wid in flows.running if flows.workflows[wid].execution_mode == "adaptive"]
+        return [
+            wid
+            for wid in flows.running
+            if policy.dispatch_mode(flows.workflows[wid].execution_mode) == "adaptive"
+        ]
     return []
 
 

@@ -274,6 +274,8 @@ class WorkflowService(Service):
         payload = dict(step.payload)
         if task.upstream and "upstream" not in payload:
             payload["upstream"] = task.upstream
+        if workflow.context and "context" not in payload:
+            payload["context"] = workflow.context
         event = TaskSubmitted(
             task_id=task.task_id,
             task_type=step.task_type,
@@ -283,6 +285,8 @@ class WorkflowService(Service):
             required_capabilities=step.required_capabilities,
             profile=step.profile,
             routing_strategy=task.routing_strategy,
+            expected_quality_threshold=task.expected_quality_threshold,
+            deadline_ts=task.deadline_ts,
             payload=payload,
             timeout_s=step.timeout_s,
             retry=step.retry,

@@ -1,7 +1,9 @@
 """Agent SDK: register, heartbeat, receive assignments from the log, report, drain.
 
-An agent is a process with a handler. It registers (capabilities, persona, capacity) under a new
-session, heartbeats on ``hive.hb.<agent_id>``, and reads its assignments from a durable consumer
+Users import it from ``shared.agent`` (the public surface). An agent is a process with handlers,
+one per task type (``@agent.handles``) or one for all. It registers (capabilities, persona,
+capacity) under a new session, heartbeats on ``hive.hb.<agent_id>``, and reads its assignments
+from a durable consumer
 ``agent-<agent_id>`` on its own aggregate ``hive.evt.agent.<agent_id>.*`` that starts right after
 its registration: work is never lost in a socket, it waits in the log. Every report (started,
 progress, completed, failed) is appended against the last sequence of the task the agent knows, so
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -26,12 +29,16 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from shared.agent.connection import connection_for
+from shared.agent.context import TaskContext, TaskOutcome
+from shared.agent.errors import AgentSetupError, AttemptSuperseded, NonRetryableError
+from shared.agent.handlers import Handler, Handlers
+from shared.agent.settle import Failure, failure_of, missing_handler, settle, timed_out
 from shared.bus import EventBus, EventTooDeep, EventTooLarge, connection_key, event_msg_seq
 from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
 from shared.domain.message_ids import report_msg_id
-from shared.errors import HiveError
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -47,7 +54,7 @@ from shared.events import (
     TaskStarted,
 )
 from shared.ids import check_id, new_id
-from shared.logging import get_logger
+from shared.logging import configure_logging, get_logger
 from shared.permissions import agent_durable, agent_reader
 from shared.pull import consume_forever
 from shared.recorded import Recorded, decode_recorded
@@ -62,58 +69,18 @@ REGISTER_RETRY_MAX_S = 2.0
 """Registering before Hive created its stream: retry after 0.1 s, doubling up to 2 s."""
 
 
-class AttemptSuperseded(HiveError):
-    """This agent may no longer report on the attempt (fencing); the reason says why."""
+__all__ = [
+    "Agent",
+    "AttemptSuperseded",
+    "Handler",
+    "Heartbeat",
+    "NonRetryableError",
+    "TaskContext",
+    "TaskOutcome",
+]
 
+H = TypeVar("H", bound=Handler)
 
-class NonRetryableError(HiveError):
-    """Raise from a handler when retrying cannot help (bad input): the task fails for good."""
-
-
-__all__ = ["Agent", "AttemptSuperseded", "Heartbeat", "NonRetryableError", "TaskContext", "TaskOutcome"]
-
-
-@dataclass
-class TaskContext:
-    """What a handler gets: the assignment and a way to report progress or notice cancellation."""
-
-    assignment: TaskAssigned
-    agent: Agent
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
-    last_seq: int = 0
-
-    @property
-    def task_id(self) -> str:
-        return self.assignment.task_id
-
-    @property
-    def attempt(self) -> int:
-        return self.assignment.attempt
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return self.assignment.payload
-
-    async def progress(self, percent: float, message: str = "") -> None:
-        event = TaskProgress(
-            task_id=self.task_id,
-            agent_id=self.agent.agent_id,
-            attempt=self.attempt,
-            percent=max(0.0, min(100.0, percent)),
-            message=message,
-        )
-        await self.agent.report(self, event)
-
-
-@dataclass
-class TaskOutcome:
-    """A handler may return this to attach a quality score to its result."""
-
-    result: Any = None
-    quality: float | None = None
-
-
-Handler = Callable[[TaskContext], Awaitable[Any]]
 RestartHook = Callable[[str], Coroutine[Any, Any, None]]
 
 
@@ -128,14 +95,26 @@ class AgentStats:
 
 
 class Agent:
-    """One agent identity. ``start`` registers and begins taking work; ``drain`` leaves cleanly."""
+    """One agent identity: its handlers, how it registers, and its life on the bus.
+
+    Build it, give it handlers, run it::
+
+        agent = Agent("reviewer-1", capacity=2)
+
+        @agent.handles("code_review", proficiency=0.9)
+        async def review(task: TaskContext) -> TaskOutcome: ...
+
+        agent.run()  # connect (NATS_URL...), register, take tasks until SIGTERM, then drain
+
+    ``start`` registers and begins taking work; ``drain`` leaves cleanly; ``stop`` leaves at once.
+    """
 
     def __init__(
         self,
         agent_id: str,
-        handler: Handler,
+        handler: Handler | None = None,
         *,
-        capabilities: dict[str, float] | list[str],
+        capabilities: Mapping[str, float] | Sequence[str] | None = None,
         persona: Persona | None = None,
         capacity: int = 1,
         name: str = "",
@@ -143,13 +122,27 @@ class Agent:
         metadata: dict[str, str] | None = None,
         on_restart_requested: RestartHook | None = None,
     ) -> None:
-        """`on_restart_requested(reason)` replaces the default soft restart (e.g. to exit the process
-        and let a supervisor start it again)."""
+        """
+        Args:
+            agent_id: The agent's id (1-64 letters, digits, '_' or '-'); its NATS user, when the
+                server requires credentials, is ``agent-<agent_id>`` (``hive auth agent``).
+            handler: One async function for every task type the agent is given; per-type handlers
+                (``handles``) take precedence over it.
+            capabilities: What the agent registers: ``{capability: proficiency 0..1}`` or a list
+                (proficiency 1.0). Default: the types of its ``handles`` handlers. Routing gives a
+                task only to agents having its ``task_type`` and every ``required_capabilities``.
+            persona: Cognitive profile the router matches against tasks' profiles.
+            capacity: Tasks it runs at once (1-10,000); Hive never assigns more.
+            name: Shown in listings; default: the id.
+            heartbeat_interval_s: Period of its heartbeats; recovery judges it by this period.
+            metadata: Free strings stored with the registration (version, host...).
+            on_restart_requested: ``async (reason) -> None`` run when recovery asks for a restart,
+                instead of the default soft restart (e.g. exit and let a supervisor start again).
+        """
         self.agent_id = check_id(agent_id, "agent_id")
-        self.handler = handler
-        self.capabilities = (
-            {c: 1.0 for c in capabilities} if isinstance(capabilities, list) else dict(capabilities)
-        )
+        if not 1 <= capacity <= 10_000:
+            raise AgentSetupError(f"capacity must be from 1 to 10000, not {capacity}")
+        self._handlers = Handlers(handler, capabilities)
         self.persona = persona or Persona()
         self.capacity = capacity
         self.name = name or agent_id
@@ -169,7 +162,45 @@ class Agent:
         self._idle = asyncio.Event()
         self._idle.set()
         self._reading = asyncio.Lock()
-        self.log = log.bind(agent_id=agent_id)
+
+    @property
+    def log(self) -> Any:
+        """The agent's logger, bound at each use (logging may be configured after the agent is built)."""
+        return log.bind(agent_id=self.agent_id)
+
+    # --- handlers -------------------------------------------------------------------------------
+
+    def handles(self, task_type: str, *, proficiency: float = 1.0) -> Callable[[H], H]:
+        """Decorator: the async function handles tasks of `task_type`.
+
+        Args:
+            task_type: A task type (1-64 of a-z 0-9 _ . : -); registered as a capability unless
+                the agent was given ``capabilities``, which must then include it.
+            proficiency: How good the agent is at it, 0..1: the router's prior before it has
+                learned from outcomes.
+        """
+
+        def register(handler: H) -> H:
+            if self.bus is not None:
+                raise AgentSetupError(f"agent {self.agent_id!r} already started: add handlers before start")
+            self._handlers.add(task_type, handler, proficiency)
+            return handler
+
+        return register
+
+    @property
+    def handler(self) -> Handler | None:
+        """The handler of every task type without one of its own (the `handler` argument)."""
+        return self._handlers.default
+
+    @property
+    def capabilities(self) -> dict[str, float]:
+        """What the agent registers: the capabilities given, else its handled task types."""
+        return self._handlers.capabilities()
+
+    def handler_for(self, task_type: str) -> Handler | None:
+        """The handler a task of `task_type` runs on, or None (the attempt then fails for good)."""
+        return self._handlers.for_type(task_type)
 
     @property
     def durable(self) -> str:
@@ -190,22 +221,47 @@ class Agent:
         self,
         bus: EventBus | None = None,
         *,
-        nats_url: str = "nats://127.0.0.1:4222",
+        nats_url: str | None = None,
         user: str | None = None,
         password: str | None = None,
     ) -> None:
         """Register under a new session and start heartbeats and the assignment reader.
 
-        Without `bus`, the agent opens its own connection, as `user` (``agent-<agent_id>`` when the
-        server requires credentials: see ``hive auth agent``).
+        Args:
+            bus: A connection to share (tests, many agents in one process); default: the agent
+                opens its own and closes it when it stops.
+            nats_url: NATS server(s), comma-separated; default: ``NATS_URL``, else
+                ``nats://127.0.0.1:4222``.
+            user: NATS user; default: ``agent-<id>`` with its password from the
+                ``HIVE_AGENT_CREDENTIALS`` file, else ``NATS_USER``, else none.
+            password: Password of `user` (default: with the user, from the environment).
+
+        Raises:
+            AgentSetupError: no handler or no capability.
+            CredentialsError: HIVE_AGENT_CREDENTIALS has no password for this agent.
+            NatsAuthError: the server refused the credentials.
         """
+        self._handlers.check(self.agent_id)
         if bus is None:
-            bus = await EventBus.connect(nats_url, self.durable, user=user, password=password)
+            connection = connection_for(self.agent_id, url=nats_url, user=user, password=password)
+            bus = await EventBus.connect(
+                connection.url, self.durable, user=connection.user, password=connection.password
+            )
             self._owns_bus = True
         self.bus = bus
         await self._register()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"hb-{self.agent_id}"))
         self._tasks.append(asyncio.create_task(self._assignment_loop(), name=f"assign-{self.agent_id}"))
+
+    async def serve(self) -> None:
+        """Start (connection from the environment), take tasks until SIGTERM or SIGINT, then drain."""
+        await self.start()
+        await self.run_until_signal()
+
+    def run(self) -> None:
+        """Blocking ``serve`` for a script's ``__main__``, with JSON logs on stderr (LOG_LEVEL)."""
+        configure_logging(os.environ.get("LOG_LEVEL", "info"), agent_id=self.agent_id)
+        asyncio.run(self.serve())
 
     async def _register(self) -> None:
         """Append ``agent.registered`` for the current session and read assignments made after it."""
@@ -242,7 +298,7 @@ class Agent:
         for task_id, task in list(self._running.items()):
             context = self._contexts.get(task_id)
             if context is not None:
-                context.cancelled.set()
+                context._cancel()
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
         self.session = new_id()
@@ -377,7 +433,7 @@ class Agent:
         if isinstance(event, TaskCancelRequested):
             context = self._contexts.get(event.task_id)
             if context is not None and context.attempt == event.attempt:
-                context.cancelled.set()
+                context._cancel()
                 self._running[event.task_id].cancel()
             await msg.ack()
             return
@@ -387,7 +443,7 @@ class Agent:
         if event.task_id in self._running:
             await msg.ack()
             return
-        context = TaskContext(assignment=event, agent=self, last_seq=event.task_seq)
+        context = TaskContext(event, self._report_progress, started_at=time.time())
         try:
             await self.report(
                 context,
@@ -410,33 +466,31 @@ class Agent:
         self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._running))
 
     async def _execute(self, context: TaskContext) -> None:
-        assignment = context.assignment
         started = time.monotonic()
         try:
+            handler = self.handler_for(context.task_type)
+            if handler is None:
+                failure = missing_handler(self.agent_id, context.task_type, self._handlers.by_type)
+                self.log.error("no_handler", task_id=context.task_id, task_type=context.task_type)
+                await self._fail(context, failure, started)
+                return
             try:
-                value = await asyncio.wait_for(self.handler(context), assignment.timeout_s)
+                async with asyncio.timeout(context.timeout_s) as limit:
+                    value = await handler(context)
             except asyncio.CancelledError:
-                if context.cancelled.is_set():
+                if context.is_cancelled:
                     self.log.info("task_cancelled", task_id=context.task_id)
                     return
                 raise
             except Exception as exc:
-                timed_out = isinstance(exc, asyncio.TimeoutError)
-                self.stats.failed += 1
-                await self._report_quietly(
-                    context,
-                    TaskAttemptFailed(
-                        task_id=context.task_id,
-                        agent_id=self.agent_id,
-                        attempt=context.attempt,
-                        error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                        failure_type="task_timeout" if timed_out else "agent_error",
-                        retryable=not isinstance(exc, NonRetryableError),
-                        duration_s=time.monotonic() - started,
-                    ),
-                )
+                failure = timed_out(context.timeout_s) if limit.expired() else failure_of(exc)
+                await self._fail(context, failure, started)
                 return
-            outcome = value if isinstance(value, TaskOutcome) else TaskOutcome(result=value)
+            outcome = settle(value)
+            if isinstance(outcome, Failure):
+                self.log.error("result_unstorable", task_id=context.task_id, error=outcome.error)
+                await self._fail(context, outcome, started)
+                return
             completed = TaskCompleted(
                 task_id=context.task_id,
                 agent_id=self.agent_id,
@@ -445,31 +499,47 @@ class Agent:
                 quality=outcome.quality,
                 duration_s=time.monotonic() - started,
             )
-            self.stats.completed += 1
             try:
                 await self._report_quietly(context, completed)
             except (EventTooLarge, EventTooDeep) as exc:
-                # No reader could take this result: say so as a failure a retry cannot fix.
-                self.stats.completed -= 1
-                self.stats.failed += 1
-                await self._report_quietly(
-                    context,
-                    TaskAttemptFailed(
-                        task_id=context.task_id,
-                        agent_id=self.agent_id,
-                        attempt=context.attempt,
-                        error=f"result refused: {exc}",
-                        failure_type="agent_error",
-                        retryable=False,
-                        duration_s=completed.duration_s,
-                    ),
-                )
+                # Past `settle`'s checks and still no reader could take it (the server's own limit
+                # counts the whole event): a failure a retry cannot fix.
+                self.log.error("result_unstorable", task_id=context.task_id, error=str(exc))
+                await self._fail(context, Failure(error=f"result refused: {exc}", retryable=False), started)
                 return
+            self.stats.completed += 1
         finally:
             self._running.pop(context.task_id, None)
             self._contexts.pop(context.task_id, None)
             if not self._running:
                 self._idle.set()
+
+    async def _fail(self, context: TaskContext, failure: Failure, started: float) -> None:
+        self.stats.failed += 1
+        await self._report_quietly(
+            context,
+            TaskAttemptFailed(
+                task_id=context.task_id,
+                agent_id=self.agent_id,
+                attempt=context.attempt,
+                error=failure.error,
+                failure_type=failure.failure_type,
+                retryable=failure.retryable,
+                duration_s=time.monotonic() - started,
+            ),
+        )
+
+    async def _report_progress(self, context: TaskContext, percent: float, message: str) -> None:
+        await self.report(
+            context,
+            TaskProgress(
+                task_id=context.task_id,
+                agent_id=self.agent_id,
+                attempt=context.attempt,
+                percent=percent,
+                message=message,
+            ),
+        )
 
     async def _report_quietly(self, context: TaskContext, event: Event) -> None:
         try:
@@ -492,9 +562,9 @@ class Agent:
 
         async def once() -> None:
             result = await self._through_outages(
-                lambda: bus.append(event, expected=context.last_seq, msg_id=msg_id), context.task_id
+                lambda: bus.append(event, expected=context._last_seq, msg_id=msg_id), context.task_id
             )
-            context.last_seq = max(context.last_seq, result.seq)
+            context._last_seq = max(context._last_seq, result.seq)
 
         async def catch_up() -> None:
             """Read what changed the task: a superseded attempt ends here, anything else is harmless."""
@@ -504,7 +574,7 @@ class Agent:
             verdict = attempt_verdict(history, self.agent_id, context.attempt)
             if verdict is not None:
                 raise AttemptSuperseded(verdict)
-            context.last_seq = last_seq
+            context._last_seq = last_seq
 
         try:
             await retry_on_conflict(once, catch_up, what=f"task {context.task_id!r}")

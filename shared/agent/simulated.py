@@ -7,12 +7,26 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.agent.sdk import Agent, TaskContext, TaskOutcome
+from shared.agent import Agent, Persona, TaskContext, TaskOutcome
 from shared.bus import EventBus
-from shared.events import Persona
 from shared.permissions import agent_user
 
 STYLES = ("analytical", "creative", "pragmatic", "collaborative", "meticulous")
+
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "code_analysis",
+    "code_review",
+    "code_generation",
+    "code_refactoring",
+    "refactoring",
+    "testing",
+    "python",
+    "fastapi",
+    "analysis",
+)
+"""What ``hive agent`` and ``hive up --agents N`` offer by default: the task types and capabilities of
+Hive's and the specification's examples (code_generation with python and fastapi, code_analysis
+with python and analysis, code_refactoring with python and refactoring, code_review)."""
 
 
 class SimulatedFailure(Exception):
@@ -34,7 +48,7 @@ def simulated_handler(profile: SimulationProfile, rng: random.Random):  # type: 
         if rng.random() < profile.fail_rate:
             raise SimulatedFailure(f"simulated failure of {context.task_id}")
         quality = min(1.0, max(0.0, rng.gauss(profile.quality, 0.05)))
-        return TaskOutcome(result={"ok": True, "task_type": context.assignment.task_type}, quality=quality)
+        return TaskOutcome(result={"ok": True, "task_type": context.task_type}, quality=quality)
 
     return handle
 

@@ -281,8 +281,10 @@ class HiveClient:
         body = {"requested_by": requested_by} if requested_by is not None else {}
         return await self._call("POST", path, BreakerResetDone, body=body)
 
-    async def predict_failures(self, *, agent_id: str | None = None) -> Predictions:
-        params = {"agent_id": agent_id}
+    async def predict_failures(
+        self, *, agent_id: str | None = None, time_horizon_minutes: float | None = None
+    ) -> Predictions:
+        params = {"agent_id": agent_id, "time_horizon_minutes": time_horizon_minutes}
         return await self._call("GET", f"{ORCHESTRATION}/recovery/predict", Predictions, params=params)
 
     # --- performance ----------------------------------------------------------------------------

@@ -18,14 +18,17 @@ from msgspec import UNSET, UnsetType
 from shared.events import (
     CognitiveStyle,
     ExecutionMode,
-    FailureType,
+    FailureTypeIn,
+    LoadBalancingStrategy,
     OptimizationGoal,
     Persona,
-    Priority,
+    PriorityIn,
+    RecoveryStrategyIn,
     RejectedCandidate,
+    ResourceAllocation,
     RetryPolicy,
     RoutingStrategy,
-    Severity,
+    SeverityIn,
     StepCondition,
     WorkflowTemplate,
 )
@@ -44,7 +47,7 @@ class TaskRequest(Request):
     task_id: str | UnsetType = UNSET
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
-    priority: Priority | UnsetType = UNSET
+    priority: PriorityIn | UnsetType = UNSET
     required_capabilities: list[str] | UnsetType = UNSET
     preferred_cognitive_style: CognitiveStyle | UnsetType = UNSET
     creativity_requirements: float | UnsetType = UNSET
@@ -58,6 +61,9 @@ class TaskRequest(Request):
     deadline_seconds: float | UnsetType = UNSET
     estimated_duration_seconds: float | UnsetType = UNSET
     correlation_id: str | UnsetType = UNSET
+    max_acceptable_delay_minutes: float | UnsetType = UNSET
+    contextual_factors: dict[str, Any] | UnsetType = UNSET
+    resource_constraints: dict[str, str | int | float | bool] | UnsetType = UNSET
 
 
 class AgentRegistration(Request):
@@ -85,7 +91,7 @@ class WorkflowTask(Request):
     retry: RetryPolicy | UnsetType = UNSET
     timeout_seconds: float | UnsetType = UNSET
     condition: StepCondition | UnsetType = UNSET
-    priority: Priority | UnsetType = UNSET
+    priority: PriorityIn | UnsetType = UNSET
     preferred_cognitive_style: CognitiveStyle | UnsetType = UNSET
     creativity_requirements: float | UnsetType = UNSET
     analytical_depth: float | UnsetType = UNSET
@@ -104,17 +110,32 @@ class WorkflowRequest(Request):
     optimization_goal: OptimizationGoal | UnsetType = UNSET
     template: WorkflowTemplate | UnsetType = UNSET
     correlation_id: str | UnsetType = UNSET
+    resource_allocation_strategy: ResourceAllocation | UnsetType = UNSET
+    max_concurrent_tasks: int | UnsetType = UNSET
+    max_agents: int | UnsetType = UNSET
+    max_duration_minutes: float | UnsetType = UNSET
+    quality_threshold: float | UnsetType = UNSET
+    failure_tolerance: float | UnsetType = UNSET
+    context: dict[str, Any] | UnsetType = UNSET
 
 
 class FailureEvent(Request):
     """A failure to handle (``POST /orchestration/failure/handle``): recovery picks the strategy."""
 
-    failure_type: FailureType
-    severity: Severity | UnsetType = UNSET
+    failure_type: FailureTypeIn
+    severity: SeverityIn | UnsetType = UNSET
     agent_id: str | UnsetType = UNSET
     task_id: str | UnsetType = UNSET
+    workflow_id: str | UnsetType = UNSET
+    session_id: str | UnsetType = UNSET
     detail: str | UnsetType = UNSET
+    error_message: str | UnsetType = UNSET
     incident_id: str | UnsetType = UNSET
+    event_id: str | UnsetType = UNSET
+    timestamp: str | float | UnsetType = UNSET
+    """ISO-8601 or epoch seconds (format a datetime with ``.isoformat()``)."""
+    recovery_strategy: RecoveryStrategyIn | UnsetType = UNSET
+    context: dict[str, Any] | UnsetType = UNSET
 
 
 class OptimizeRequest(Request):
@@ -123,6 +144,7 @@ class OptimizeRequest(Request):
     max_moves: int | UnsetType = UNSET
     unstarted_after_s: float | UnsetType = UNSET
     requested_by: str | UnsetType = UNSET
+    strategy: LoadBalancingStrategy | UnsetType = UNSET
 
 
 # --- responses ----------------------------------------------------------------------------------
@@ -147,6 +169,8 @@ class TaskAssignment(Response, frozen=True):
     detail: str = ""
     seq: int = 0
     """Pass it as ``after_seq`` to read your own write."""
+    success: bool = False
+    timestamp: str = ""
 
 
 class Assignment(Response, frozen=True):
@@ -318,6 +342,11 @@ class WorkflowStatus(Response, frozen=True):
     execution_mode: str = ""
     optimization_goal: str = ""
     template: str = ""
+    resource_allocation_strategy: str = "optimized"
+    max_concurrent_tasks: int | None = None
+    quality_threshold: float = 0.0
+    failure_tolerance: float = 0.0
+    max_duration_minutes: float | None = None
     submitted_ts: float = 0.0
     started_ts: float | None = None
     finished_ts: float | None = None
@@ -376,6 +405,9 @@ class FailureHandled(Response, frozen=True):
     task_ids: list[str] = []
     detail: str = ""
     seq: int = 0
+    recovery_success: bool = False
+    occurred_at: str | None = None
+    handled_timestamp: str = ""
 
 
 class OrchestrationMetrics(Response, frozen=True):
@@ -400,8 +432,20 @@ class ScaleAdvice(Response, frozen=True):
     ts: float = 0.0
 
 
+class SystemMetrics(Response, frozen=True):
+    active_agents: int = 0
+    total_tasks: int = 0
+    completed_tasks: int = 0
+    failed_tasks: int = 0
+    active_workflows: int = 0
+    cpu_utilization_percent: float | None = None
+    memory_utilization_percent: float | None = None
+
+
 class Metrics(Response, frozen=True):
-    timestamp: float
+    timestamp: str
+    """ISO-8601 UTC (``ts``: epoch seconds)."""
+    ts: float
     window_s: float
     performance_score: float | None = None
     targets_met: int = 0
@@ -411,6 +455,7 @@ class Metrics(Response, frozen=True):
     percentiles: dict[str, dict[str, float | None]] = {}
     scale_recommendations: list[ScaleAdvice] = []
     seq: int = 0
+    system_metrics: SystemMetrics = SystemMetrics()
 
 
 class HistorySample(Response, frozen=True):
@@ -443,7 +488,9 @@ class TargetCheck(Response, frozen=True):
 
 
 class Validation(Response, frozen=True):
-    timestamp: float
+    timestamp: str
+    """ISO-8601 UTC (``ts``: epoch seconds)."""
+    ts: float
     window_s: float
     status: str
     """met, not_met or no_data."""
@@ -453,6 +500,12 @@ class Validation(Response, frozen=True):
     total_targets: int = 0
     targets: list[TargetCheck] = []
     seq: int = 0
+    overall_score: float | None = None
+    target_results: dict[str, bool | None] = {}
+    current_metrics: dict[str, float | None] = {}
+    performance_targets: dict[str, float] = {}
+    improvement_recommendations: list[str] = []
+    validation_timestamp: str = ""
 
 
 class Move(Response, frozen=True):
@@ -543,6 +596,10 @@ class Predictions(Response, frozen=True):
     heartbeat_interval_s: float = 0.0
     method: str = ""
     predictions: list[Prediction] = []
+    time_horizon_minutes: float = 30.0
+    probabilities: dict[str, float] = {}
+    high_risk_agents: list[str] = []
+    prediction_timestamp: str = ""
 
 
 class Health(Response, frozen=True):

@@ -71,6 +71,8 @@ class AgentView(msgspec.Struct, kw_only=True):
     completed: int = 0
     failed: int = 0
     last_assigned_seq: int = 0
+    metadata: dict[str, str] = {}
+    """As registered: what a task's ``resource_constraints`` are matched against."""
 
     @property
     def load(self) -> int:
@@ -232,6 +234,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             agent.persona = event.persona
             agent.capacity = event.capacity
             agent.session = event.session
+            agent.metadata = dict(event.metadata)
             agent.status = "quarantined" if agent.quarantined_until_ts > event.ts else "active"
             agent.last_change_ts = event.ts
         case AgentDraining():

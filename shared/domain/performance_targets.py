@@ -155,3 +155,32 @@ def performance_score(checks: list[TargetCheck]) -> float | None:
     if not measured:
         return None
     return round(100.0 * sum(measured) / len(measured), 2)
+
+
+ADVICE: Final[dict[str, str]] = {
+    "task_assignment_latency_ms": "assignments wait: run more router instances (hive up --scale "
+    "router=N) or offer less work at once; held-for-capacity waits are not counted here",
+    "load_balancing_efficiency": "work is uneven among equally able agents: route with load_balanced, "
+    "or let the balancer move unstarted work (ENABLE_REBALANCING, REBALANCE_AFTER_S)",
+    "routing_accuracy_percent": "first choices miss their quality threshold: prefer proven agents "
+    "(performance_optimized routing, ORCHESTRATION_MODE=fault_tolerant) or lower the thresholds",
+    "failure_recovery_time_ms": "work moves slowly after failures: lower HEARTBEAT_INTERVAL_S or "
+    "HEARTBEAT_MISSED_LIMIT, and keep spare capacity for reassigned work",
+    "system_throughput_tasks_per_second": "fewer tasks complete than the target: add agents (see "
+    "scale_recommendations) or router instances, or lower THROUGHPUT_TARGET_TPS to the load offered",
+    "workflow_completion_rate": "workflows fail: raise their tasks' retry budgets, add on_failure "
+    "handlers, or allow a failure_tolerance",
+}
+"""What to look at when a figure misses its target (performance/validate's recommendations)."""
+
+
+def recommendations(checks: list[TargetCheck]) -> list[str]:
+    """One piece of advice per target measured and missed, naming the figure and by how much."""
+    advice = []
+    for check in checks:
+        if check.met is False and check.measured is not None:
+            advice.append(
+                f"{check.metric} is {check.measured:g} {check.unit}, target {check.comparison} "
+                f"{check.target:g}: {ADVICE[check.metric]}"
+            )
+    return advice

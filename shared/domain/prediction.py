@@ -10,7 +10,9 @@ log-odds) so an operator sees *why* an agent looks risky:
 * ``breaker_history``: how often its circuit breaker opened, and whether it is open now.
 
 The weights are set by hand (not trained): read the probability as a calibrated-looking risk score
-for "its next task fails or it goes silent soon", useful to rank agents, not as a measured frequency.
+for "its next task fails or it goes silent within ``REFERENCE_HORIZON_MIN`` minutes", useful to rank
+agents, not as a measured frequency. ``over_horizon`` stretches it to another horizon assuming a
+constant hazard: ``1 - (1 - p) ** (minutes / REFERENCE_HORIZON_MIN)``.
 Heartbeats are signals, not events, so jitter and gap come from the caller's own heartbeat table:
 the gateway listens to ``hive.hb.*`` itself.
 """
@@ -38,6 +40,11 @@ WEIGHTS: Final[dict[str, float]] = {
 }
 
 Risk = Literal["low", "medium", "high"]
+
+REFERENCE_HORIZON_MIN: Final = 30.0
+"""The horizon the score is read over (the specification's example asks for 30 minutes)."""
+HIGH_RISK: Final = 0.7
+"""Above this probability an agent is among the ``high_risk_agents``."""
 
 
 class Factor(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +136,14 @@ def breaker_factor(breaker: BreakerView | None) -> Factor:
         value,
         f"opened {breaker.times_opened} time(s), now {breaker.status.replace('_', '-')}",
     )
+
+
+def over_horizon(prediction: Prediction, minutes: float) -> Prediction:
+    """The prediction over `minutes` instead of ``REFERENCE_HORIZON_MIN`` (constant hazard)."""
+    if minutes == REFERENCE_HORIZON_MIN or prediction.probability >= 1.0:
+        return prediction
+    probability = round(1.0 - (1.0 - prediction.probability) ** (minutes / REFERENCE_HORIZON_MIN), 4)
+    return msgspec.structs.replace(prediction, probability=probability, risk=risk_of(probability))
 
 
 def risk_of(probability: float) -> Risk:

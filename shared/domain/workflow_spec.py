@@ -9,6 +9,18 @@ dependencies each task declares (so a template can be refined with extra edges):
 * ``fan_in``: every task but the last runs at once; the last depends on all of them.
 * ``map_reduce``: the first task splits, the middle tasks (maps) depend on it, the last task
   (reduce) depends on every map. Needs at least three tasks.
+* ``hierarchical_decomposition``: a binary tree by position: task k depends on task (k - 1) // 2,
+  so the first decomposes into the next two, each of those into two more, and so on.
+
+The specification's other template names are these by another name (``TEMPLATE_ALIASES``):
+``scatter_gather`` is map_reduce, ``branching_decision`` parallel_fanout (the first task decides,
+each branch depends on it and its ``condition`` says when it runs), ``iterative_refinement``
+linear_pipeline (each task refines the one before, whose result it receives), and
+``parallel_execution`` and ``conditional_workflow`` add nothing (declared dependencies and
+conditions are the graph).
+
+The ``fault_tolerant`` execution mode gives every task at least ``FAULT_TOLERANT_ATTEMPTS``
+attempts (``with_execution_mode``); like a template, this is written into the steps stored.
 
 The expanded graph is what ``workflow.submitted`` records, so replaying the log never depends on
 what a template meant at the time.
@@ -22,12 +34,23 @@ import msgspec
 
 from shared.domain.dag import find_cycle
 from shared.errors import HiveError
-from shared.events import WorkflowStep, WorkflowTemplate
+from shared.events import ExecutionMode, WorkflowStep, WorkflowTemplate
 
 MAX_STEPS: Final = 1000
 """Steps per workflow: a workflow is one event, and an event must fit in one NATS message."""
 
 MINIMUM_TASKS: Final[dict[str, int]] = {"parallel_fanout": 2, "fan_in": 2, "map_reduce": 3}
+
+TEMPLATE_ALIASES: Final[dict[WorkflowTemplate, WorkflowTemplate]] = {
+    "scatter_gather": "map_reduce",
+    "branching_decision": "parallel_fanout",
+    "iterative_refinement": "linear_pipeline",
+    "parallel_execution": "custom",
+    "conditional_workflow": "custom",
+}
+
+FAULT_TOLERANT_ATTEMPTS: Final = 5
+"""Attempts every task of a ``fault_tolerant`` workflow gets at least."""
 
 
 class WorkflowSpecError(HiveError, ValueError):
@@ -48,6 +71,7 @@ def _with_dependencies(step: WorkflowStep, extra: list[str]) -> WorkflowStep:
 
 def apply_template(template: WorkflowTemplate, steps: list[WorkflowStep]) -> list[WorkflowStep]:
     """The steps with the template's edges added (see the module docstring)."""
+    template = TEMPLATE_ALIASES.get(template, template)
     needed = MINIMUM_TASKS.get(template, 0)
     if len(steps) < needed:
         raise WorkflowSpecError(
@@ -67,7 +91,24 @@ def apply_template(template: WorkflowTemplate, steps: list[WorkflowStep]) -> lis
         for index in range(1, len(steps) - 1):
             extra[index] = [ids[0]]
         extra[-1] = ids[1:-1]
+    elif template == "hierarchical_decomposition":
+        for index in range(1, len(steps)):
+            extra[index] = [ids[(index - 1) // 2]]
     return [_with_dependencies(step, more) for step, more in zip(steps, extra, strict=True)]
+
+
+def with_execution_mode(mode: ExecutionMode, steps: list[WorkflowStep]) -> list[WorkflowStep]:
+    """The steps as the execution mode wants them stored: ``fault_tolerant`` raises retry budgets."""
+    if mode != "fault_tolerant":
+        return steps
+    return [
+        step
+        if step.retry.max_attempts >= FAULT_TOLERANT_ATTEMPTS
+        else msgspec.structs.replace(
+            step, retry=msgspec.structs.replace(step.retry, max_attempts=FAULT_TOLERANT_ATTEMPTS)
+        )
+        for step in steps
+    ]
 
 
 def check_steps(steps: list[WorkflowStep], *, list_name: str = "tasks") -> None:

@@ -18,6 +18,7 @@ from shared.domain.workflow_spec import WorkflowSpecError, check_dependencies, p
 from shared.events import (
     ExecutionMode,
     OptimizationGoal,
+    ResourceAllocation,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -93,6 +94,12 @@ class WorkflowView(msgspec.Struct, kw_only=True):
     execution_mode: ExecutionMode = "adaptive"
     optimization_goal: OptimizationGoal = "balance_all"
     template: WorkflowTemplate = "custom"
+    resource_allocation: ResourceAllocation = "optimized"
+    max_concurrent_tasks: int | None = None
+    quality_threshold: float = 0.0
+    failure_tolerance: float = 0.0
+    max_duration_s: float | None = None
+    context: dict[str, Any] = {}
     correlation_id: str = ""
     status: WorkflowStatus = "waiting"
     reason: str = ""
@@ -208,6 +215,12 @@ def apply_workflows(state: WorkflowsState, recorded: Recorded) -> WorkflowsState
                 execution_mode=event.execution_mode,
                 optimization_goal=event.optimization_goal,
                 template=event.template,
+                resource_allocation=event.resource_allocation,
+                max_concurrent_tasks=event.max_concurrent_tasks,
+                quality_threshold=event.quality_threshold,
+                failure_tolerance=event.failure_tolerance,
+                max_duration_s=event.max_duration_s,
+                context=event.context,
                 correlation_id=event.correlation_id or event.workflow_id,
                 problem=problem_of(event.steps),
                 submitted_seq=recorded.seq,

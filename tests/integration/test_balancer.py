@@ -40,7 +40,7 @@ async def register_stalled(bus: EventBus, agent_id: str = "stalled", capacity: i
 
 
 async def done(context: TaskContext) -> TaskOutcome:
-    return TaskOutcome(result={"by": context.agent.agent_id}, quality=0.9)
+    return TaskOutcome(result={"by": context.agent_id}, quality=0.9)
 
 
 @pytest.fixture

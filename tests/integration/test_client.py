@@ -299,6 +299,7 @@ PAIRS: list[tuple[type[msgspec.Struct], type[msgspec.Struct]]] = [
     (client.PredictionFactor, Factor),
     (client.Metrics, performance_schemas.MetricsResponse),
     (client.OrchestrationMetrics, performance_schemas.OrchestrationMetricsOut),
+    (client.SystemMetrics, performance_schemas.SystemMetricsOut),
     (client.ScaleAdvice, performance_schemas.ScaleAdviceOut),
     (client.MetricsHistory, performance_schemas.MetricsHistoryResponse),
     (client.HistorySample, ServerHistorySample),

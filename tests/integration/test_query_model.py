@@ -352,3 +352,21 @@ async def test_the_gateway_keeps_a_bounded_number_of_versions_and_still_cancels_
             f"/api/v1/tasks/{oldest_running.task_id}", params={"after_seq": reply.json()["seq"]}
         )
         assert done.json()["status"] == "cancelled"
+
+
+async def test_a_command_never_refuses_on_a_view_that_is_behind_the_log(
+    settings: Settings, bus: EventBus
+) -> None:
+    async with gateway_at(settings) as (gateway, http):
+        await bus.append(TaskSubmitted(task_id="early", task_type="x"), expected=0)
+        early = await http.post("/api/v1/tasks/early/cancel", json={"reason": "seen"})
+        assert early.status_code == 200, early.text
+        await gateway.view.stop(snapshot=False)  # this gateway reads no further
+        gateway.core.read_wait_s = 0.2
+        await bus.append(TaskSubmitted(task_id="late", task_type="x"), expected=0)
+        behind = await http.post("/api/v1/tasks/late/cancel", json={"reason": "not seen yet"})
+        assert behind.status_code == 503, behind.text  # not a 404: the task exists, unseen yet
+        workflow = await http.post(
+            "/api/v1/orchestration/workflow/w-late/tasks", json={"task_id": "b", "task_type": "x"}
+        )
+        assert workflow.status_code == 404  # nothing of w-late in the log: a true 404 at once

@@ -142,7 +142,7 @@ async def test_failures_follow_the_retry_policy_and_conditions_pick_the_branch(
     settings: Settings, bus: EventBus, event_log: EventLog
 ) -> None:
     async def flaky_then_broken(context: TaskContext) -> str:
-        if context.assignment.task_type == "broken":
+        if context.task_type == "broken":
             raise NonRetryableError("cannot be done")
         if context.attempt < 2:
             raise RuntimeError("transient")

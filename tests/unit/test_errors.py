@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.errors import ApiError
+from shared.agent import AgentSetupError
 from shared.agent.sdk import AttemptSuperseded, NonRetryableError
 from shared.bus import ConcurrencyConflict, EventTooDeep, EventTooLarge, NatsAuthError
 from shared.client import HiveApiError, HiveConnectionError, HiveTimeoutError
@@ -24,6 +25,7 @@ USER_FACING: list[tuple[type[Exception], type[Exception]]] = [
     (ApiError, Exception),
     (AttemptSuperseded, Exception),
     (NonRetryableError, Exception),
+    (AgentSetupError, ValueError),
     (ConcurrencyConflict, Exception),
     (KeepsChanging, RuntimeError),
     (NatsAuthError, PermissionError),

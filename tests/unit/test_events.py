@@ -13,6 +13,7 @@ from shared.events import (
     EVENT_TYPES,
     AgentRegistered,
     EventDecodeError,
+    FailureReported,
     TaskAssigned,
     TaskCompleted,
     TaskSubmitted,
@@ -163,6 +164,7 @@ def test_every_open_field_of_the_catalogue_is_bounded_at_decode() -> None:
         "task.completed": TaskCompleted(task_id="t", agent_id="a", attempt=1),
         "workflow.submitted": WorkflowSubmitted(workflow_id="w", steps=[step]),
         "workflow.step_added": WorkflowStepAdded(workflow_id="w", step=step),
+        "system.failure_reported": FailureReported(scope="i", failure_type="agent_error"),
     }
     open_paths = {name: _open_paths(cls, "") for name, cls in EVENT_TYPES.items()}
     open_paths = {name: paths for name, paths in open_paths.items() if paths}

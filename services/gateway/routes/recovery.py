@@ -71,8 +71,14 @@ async def reset_breaker(
     summary="Failure probability per agent, with the factors behind it",
     responses=refusals(*READ, 404),
 )
-async def predict_failures(recovery_desk: Recovery, agent_id: IdFilter = None) -> PredictResponse:
-    return recovery_desk.predictions(agent_id)
+async def predict_failures(
+    recovery_desk: Recovery,
+    agent_id: IdFilter = None,
+    time_horizon_minutes: Annotated[
+        float, Parameter(ge=1, le=1440, description="minutes the probabilities are over (default 30)")
+    ] = 30.0,
+) -> PredictResponse:
+    return recovery_desk.predictions(agent_id, time_horizon_minutes)
 
 
 ROUTES = [handle_failure, circuit_breakers, reset_breaker, predict_failures]

@@ -6,6 +6,7 @@ same question before it moves work to another agent, so both agree on who could 
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 from shared.domain.breakers import admits
@@ -29,9 +30,28 @@ def ineligibility(state: RouterState, agent: AgentView, task: TaskView) -> str |
     missing = [cap for cap in needed if cap not in agent.capabilities]
     if missing:
         return f"missing capabilities: {', '.join(sorted(set(missing)))}"
+    unmet = [
+        f"{key}={value}"
+        for key, value in sorted(task.spec.resource_constraints.items())
+        if agent.metadata.get(key) != value
+    ]
+    if unmet:
+        return f"resource constraints not met: {', '.join(unmet)}"
     return None
 
 
 def held_below_threshold(task: TaskView) -> bool:
     """Queued because no agent was predicted good enough (it waits for one, or its deadline)."""
     return task.status == "queued" and task.queued_reason == BELOW_THRESHOLD
+
+
+def quality_wait_end(task: TaskView, default_wait_s: float) -> float | None:
+    """When a task held below its quality threshold, without a deadline, stops waiting for an agent
+    predicted to reach it and goes to the best available one: its own ``quality_wait_s`` (else
+    `default_wait_s`, QUALITY_WAIT_S) after its submission. None: not held, has a deadline (it fails
+    there instead), or waits indefinitely."""
+    if not held_below_threshold(task) or task.spec.deadline_ts is not None:
+        return None
+    wait = task.spec.quality_wait_s if task.spec.quality_wait_s is not None else default_wait_s
+    end = task.submitted_ts + wait
+    return end if math.isfinite(end) else None

@@ -50,8 +50,9 @@ PRIOR_SUCCESS: Final = 0.9
 FIT_SWEEPS: Final = 3
 """Gauss-Seidel sweeps of the effects after each outcome (warm-started: near converged)."""
 
-NOT_THE_AGENTS_FAULT: Final = frozenset({"rebalanced"})
-"""Failed attempts that say nothing about the agent: work moved away by the balancer."""
+NOT_THE_AGENTS_FAULT: Final = frozenset({"rebalanced", "dependency_failure"})
+"""Failed attempts that say nothing about the agent: work moved away by the balancer, something the
+task depends on failing."""
 
 ANY_STYLE: Final = "any"
 """Style key of tasks that prefer no cognitive style."""

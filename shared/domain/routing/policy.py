@@ -11,6 +11,7 @@ exploration. ``describe_policies`` renders these tables for the README, which a 
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 import msgspec
@@ -25,6 +26,9 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     mode: OrchestrationMode = "standard"
     default_strategy: RoutingStrategy = "adaptive"
+    quality_wait_s: float = math.inf
+    """QUALITY_WAIT_S: how long a task without a deadline waits for an agent predicted to reach its
+    quality threshold before it goes to the best available one (inf, the pure default: for ever)."""
 
 
 class StrategyWeights(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,9 +71,24 @@ STRATEGIES: Final[dict[RoutingStrategy, StrategyWeights]] = {
     "capability_first": StrategyWeights(capability=0.70, persona=0.10, performance=0.20, load=0.05),
     "round_robin": StrategyWeights(capability=0.34, persona=0.33, performance=0.33, load=0.00),
     "adaptive": StrategyWeights(capability=0.20, persona=0.20, performance=0.60, load=0.03),
+    "performance_weighted_persona": StrategyWeights(
+        capability=0.15, persona=0.40, performance=0.45, load=0.05
+    ),
 }
 """Starting weights; ``adaptive`` re-weights its three signals from outcomes (``adaptive.py``),
 ``round_robin`` ranks by rotation and scores only to explain."""
+
+ALIASES: Final[dict[RoutingStrategy, RoutingStrategy]] = {
+    "hybrid_intelligence": "adaptive",
+    "contextual_adaptive": "adaptive",
+    "priority_aware": "adaptive",
+    "learning_optimized": "performance_optimized",
+    "performance_first": "performance_optimized",
+    "specialization_focused": "capability_first",
+    "persona_optimized": "persona_cognitive_match",
+}
+"""The specification's strategy names that are one of the above by another name (the README says
+why each); a task keeps the name it asked for, its assignments name the strategy that decided."""
 
 MODES: Final[dict[OrchestrationMode, ModeProfile]] = {
     "standard": ModeProfile(
@@ -89,7 +108,24 @@ MODES: Final[dict[OrchestrationMode, ModeProfile]] = {
         risk_tolerance=-1.0,
         half_open_factor=0.5,
     ),
+    "energy_efficient": ModeProfile(
+        performance_boost=1.0,
+        speed_weight=0.0,
+        load_multiplier=0.0,
+        risk_tolerance=0.0,
+        half_open_factor=0.5,
+    ),
+    "emergency": ModeProfile(
+        performance_boost=1.5,
+        speed_weight=0.3,
+        load_multiplier=1.0,
+        risk_tolerance=-1.0,
+        half_open_factor=0.25,
+    ),
 }
+"""``energy_efficient`` ignores load and never explores: work concentrates on the best-fitting
+agents until they are full instead of spreading over the fleet; ``emergency`` wants proven, fast
+agents now."""
 
 DEADLINE_WEIGHT: Final = 0.2
 """Timeliness weight added when the task has a deadline."""
@@ -101,13 +137,19 @@ PRIORITY_EXPLORATION: Final[dict[str, float]] = {"low": 1.5, "normal": 1.0, "hig
 """Multiplies a positive risk tolerance: critical work is never used to explore."""
 
 
+def canonical(strategy: RoutingStrategy) -> RoutingStrategy:
+    """The strategy that decides for `strategy` (itself, unless it is an alias)."""
+    return ALIASES.get(strategy, strategy)
+
+
 def strategy_of(task: TaskView, config: RoutingConfig) -> RoutingStrategy:
-    """The task's own strategy, else the configured default."""
-    return task.spec.routing_strategy or config.default_strategy
+    """The strategy that decides for the task: its own, else the configured default, aliases resolved."""
+    return canonical(task.spec.routing_strategy or config.default_strategy)
 
 
 def signal_weights(strategy: RoutingStrategy, adaptive: AdaptiveState) -> dict[str, float]:
     """The strategy's capability / persona / performance weights; adaptive's as learned so far."""
+    strategy = canonical(strategy)
     base = STRATEGIES[strategy]
     signals = {"capability": base.capability, "persona": base.persona, "performance": base.performance}
     return adaptive_weights(adaptive, signals) if strategy == "adaptive" else signals
@@ -117,6 +159,7 @@ def effective_weights(
     strategy: RoutingStrategy, mode: OrchestrationMode, task: TaskSubmitted, adaptive: AdaptiveState
 ) -> Weights:
     """The weights for routing `task` with `strategy` in `mode`."""
+    strategy = canonical(strategy)
     base = STRATEGIES[strategy]
     profile = MODES[mode]
     signals = signal_weights(strategy, adaptive)
@@ -149,6 +192,12 @@ def describe_policies() -> str:
             f"| `{name}` | {weights.capability:.2f} | {weights.persona:.2f} | {weights.performance:.2f} "
             f"| {weights.load:.2f} |"
         )
+    lines += [
+        "",
+        "| strategy | is |",
+        "| --- | --- |",
+    ]
+    lines += [f"| `{alias}` | `{name}` |" for alias, name in ALIASES.items()]
     lines += [
         "",
         "| mode | performance x | speed weight | load weight x | risk tolerance | half-open factor |",

@@ -1,0 +1,317 @@
+// A Hive agent in JavaScript: register, heartbeat, take assignments from the log, report under
+// fencing, drain. Written from docs/agent-protocol.md; the protocol's facts are in protocol.js.
+
+import { connect } from "@nats-io/transport-node";
+import { JetStreamApiError, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import * as protocol from "./protocol.js";
+
+/** Throw from a handler when retrying cannot help: the task fails for good. */
+export class NonRetryableError extends Error {}
+
+/** The attempt is no longer this agent's (fencing): stop working on it. */
+export class AttemptSuperseded extends Error {}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (event, fields = {}) =>
+  console.log(JSON.stringify({ ts: new Date().toISOString(), event, ...fields }));
+
+export class HiveAgent {
+  /**
+   * @param {object} options
+   * @param {string} options.id agent id (its NATS user is agent-<id>)
+   * @param {Record<string, number>} options.capabilities task types and capabilities, proficiency 0..1
+   * @param {(task) => Promise<{result?: any, quality?: number|null}>} options.handler the work
+   * @param {number} [options.capacity] tasks at once
+   * @param {object} [options.persona] cognitive_style, creativity, analytical_depth, collaboration
+   * @param {number} [options.heartbeatIntervalS] heartbeat period
+   */
+  constructor({ id, capabilities, handler, capacity = 1, persona = {}, heartbeatIntervalS = 0.5 }) {
+    if (!protocol.ID.test(id)) throw new Error(`invalid agent id ${JSON.stringify(id)}`);
+    for (const name of Object.keys(capabilities)) {
+      if (!protocol.CAPABILITY.test(name)) throw new Error(`invalid capability ${JSON.stringify(name)}`);
+    }
+    Object.assign(this, { id, capabilities, handler, capacity, persona, heartbeatIntervalS });
+    this.running = new Map(); // task id -> the attempt in hand
+    this.stopping = false;
+    this.beat = 0;
+  }
+
+  /** Connect, register under a new session, then heartbeat and take assignments. */
+  async start({ servers, user, pass }) {
+    this.nc = await connect({
+      servers,
+      user,
+      pass,
+      name: protocol.agentUser(this.id),
+      inboxPrefix: protocol.inboxPrefix(this.id), // the only inbox its permissions let it read
+      maxReconnectAttempts: -1,
+    });
+    this.js = jetstream(this.nc);
+    this.jsm = await jetstreamManager(this.nc, { checkAPI: false }); // agents may not ask $JS.API.INFO
+    await this.register();
+    this.heartbeats = setInterval(() => this.heartbeat(), this.heartbeatIntervalS * 1000);
+    this.heartbeat();
+  }
+
+  async register() {
+    this.session = crypto.randomUUID().replaceAll("-", "");
+    this.beat = 0;
+    const registration = protocol.event(
+      "agent.registered",
+      {
+        agent_id: this.id,
+        name: this.id,
+        capabilities: this.capabilities,
+        persona: this.persona,
+        capacity: this.capacity,
+        session: this.session,
+        metadata: { kind: "javascript" },
+      },
+      2,
+    );
+    const ack = await this.untilStored(() => this.append(registration));
+    const name = protocol.assignmentConsumer(this.id);
+    await this.jsm.consumers.delete(protocol.STREAM, name).catch(() => {}); // the last session's
+    const info = await this.jsm.consumers.add(
+      protocol.STREAM,
+      protocol.assignmentConsumerConfig(this.id, ack.seq, this.capacity),
+    );
+    this.assignments = await this.js.consumers
+      .getConsumerFromInfo(info) // no consumer info request: agents may not make one
+      .consume({ max_messages: this.capacity + 16, bind: true });
+    this.reading = this.readAssignments(this.assignments);
+    log("agent_registered", { agent_id: this.id, session: this.session, seq: ack.seq });
+  }
+
+  /** Append until the stream takes it (Hive may still be starting: no stream yet). */
+  async untilStored(append) {
+    for (let pause = 100; ; pause = Math.min(pause * 2, 2000)) {
+      try {
+        return await append();
+      } catch (err) {
+        if (this.stopping || err instanceof JetStreamApiError) throw err;
+        log("waiting_for_hive", { error: String(err) });
+        await sleep(pause);
+      }
+    }
+  }
+
+  append(body, headers = {}) {
+    return this.js.publish(protocol.subjectOf(body), JSON.stringify(body), { msgID: body.id, ...headers });
+  }
+
+  heartbeat() {
+    if (this.nc.isClosed()) return;
+    const info = this.nc.info ?? {};
+    const beat = {
+      agent_id: this.id,
+      session: this.session,
+      ts: Date.now() / 1000,
+      in_flight: this.running.size,
+      capacity: this.capacity,
+      seq: ++this.beat,
+      interval_s: this.heartbeatIntervalS,
+      connection: info.server_id && info.client_id ? `${info.server_id}/${info.client_id}` : "",
+    };
+    this.nc.publish(protocol.heartbeatSubject(this.id), JSON.stringify(beat));
+  }
+
+  async readAssignments(messages) {
+    for await (const msg of messages) {
+      let body = null;
+      try {
+        body = msg.json();
+      } catch {
+        body = null; // not JSON: not for us to judge, skipped like any event we do not act on
+      }
+      if (body?.agent_id === this.id) await this.onEvent(body);
+      msg.ack();
+    }
+  }
+
+  async onEvent(body) {
+    if (body.type === "agent.task_cancel_requested") {
+      const held = this.running.get(body.task_id);
+      if (held?.attempt === body.attempt) held.abort.abort(new Error(`cancelled: ${body.reason}`));
+      return;
+    }
+    if (body.type === "agent.restart_requested") {
+      if (!body.session || body.session === this.session) this.restart(body.reason);
+      return;
+    }
+    if (body.type !== "agent.task_assigned") return;
+    if ((body.session && body.session !== this.session) || this.running.has(body.task_id)) return;
+    const task = {
+      taskId: body.task_id,
+      taskType: body.task_type,
+      payload: body.payload ?? {},
+      attempt: body.attempt,
+      deadline: Date.now() / 1000 + (body.timeout_s ?? 300),
+      lastSeq: body.task_seq ?? 0, // the task's last sequence we know: reports are appended against it
+      abort: new AbortController(),
+    };
+    const started = protocol.event("task.started", {
+      task_id: task.taskId,
+      agent_id: this.id,
+      attempt: task.attempt,
+      session: this.session,
+    });
+    if (!(await this.report(task, started))) return;
+    this.running.set(task.taskId, task);
+    task.done = this.execute(task).finally(() => this.running.delete(task.taskId));
+  }
+
+  async execute(task) {
+    const began = Date.now();
+    const context = {
+      taskId: task.taskId,
+      taskType: task.taskType,
+      payload: task.payload,
+      attempt: task.attempt,
+      deadline: task.deadline,
+      signal: task.abort.signal,
+      progress: (percent, message = "") => this.progress(task, percent, message),
+      reportRaw: (type, fields) => this.report(task, protocol.event(type, fields)),
+    };
+    const timer = setTimeout(
+      () => task.abort.abort(new Error("timeout")),
+      Math.max(0, task.deadline * 1000 - Date.now()),
+    );
+    const fields = { task_id: task.taskId, agent_id: this.id, attempt: task.attempt };
+    try {
+      const outcome = await Promise.race([
+        this.handler(context),
+        new Promise((_, reject) => task.abort.signal.addEventListener("abort", () => reject(task.abort.signal.reason))),
+      ]);
+      const duration_s = (Date.now() - began) / 1000;
+      await this.report(
+        task,
+        protocol.event("task.completed", { ...fields, result: outcome?.result ?? null, quality: outcome?.quality ?? null, duration_s }),
+      );
+    } catch (err) {
+      if (err instanceof AttemptSuperseded) return;
+      const reason = task.abort.signal.reason?.message ?? "";
+      if (reason.startsWith("cancelled")) {
+        log("task_cancelled", { task_id: task.taskId, attempt: task.attempt });
+        return; // Hive took the attempt away: nothing to report
+      }
+      const timedOut = reason === "timeout";
+      await this.report(
+        task,
+        protocol.event("task.attempt_failed", {
+          ...fields,
+          error: timedOut ? `TimeoutError: the attempt ran past its timeout` : `${err.name}: ${err.message}`,
+          failure_type: timedOut ? "task_timeout" : "agent_error",
+          retryable: !(err instanceof NonRetryableError),
+          duration_s: (Date.now() - began) / 1000,
+        }),
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async progress(task, percent, message) {
+    const body = protocol.event("task.progress", {
+      task_id: task.taskId,
+      agent_id: this.id,
+      attempt: task.attempt,
+      percent: Math.max(0, Math.min(100, percent)),
+      message,
+    });
+    if (!(await this.report(task, body))) throw new AttemptSuperseded(`attempt ${task.attempt} superseded`);
+  }
+
+  /**
+   * Append a report against the task's last known sequence. Refused (another writer appended to
+   * the task): read the task's events; a superseded attempt gives up (false), anything else is
+   * harmless and the report is appended again against the new last sequence.
+   */
+  async report(task, body) {
+    for (let i = 0; i < protocol.REPORT_ATTEMPTS; i++) {
+      try {
+        const ack = await this.untilStored(() =>
+          this.js.publish(protocol.subjectOf(body), JSON.stringify(body), {
+            msgID: protocol.reportMsgId(body),
+            expect: {
+              lastSubjectSequence: task.lastSeq,
+              lastSubjectSequenceSubject: protocol.taskEvents(task.taskId),
+            },
+          }),
+        );
+        task.lastSeq = Math.max(task.lastSeq, ack.seq);
+        return true;
+      } catch (err) {
+        if (!(err instanceof JetStreamApiError) || err.code !== protocol.WRONG_LAST_SEQUENCE) throw err;
+        const { events, lastSeq } = await this.taskHistory(task.taskId);
+        const refusal = protocol.attemptVerdict(events, this.id, task.attempt);
+        if (refusal !== null) {
+          log("report_refused", { task_id: task.taskId, attempt: task.attempt, type: body.type, reason: refusal });
+          return false;
+        }
+        task.lastSeq = lastSeq;
+      }
+    }
+    log("report_refused", { task_id: task.taskId, attempt: task.attempt, type: body.type, reason: "kept changing" });
+    return false;
+  }
+
+  /** The task's events and its last sequence, through this agent's one history consumer. */
+  async taskHistory(taskId) {
+    const name = protocol.historyConsumer(this.id);
+    while (this.readingHistory) await this.readingHistory; // one read at a time: one consumer name
+    let release;
+    this.readingHistory = new Promise((resolve) => (release = resolve));
+    try {
+      await this.jsm.consumers.delete(protocol.STREAM, name).catch(() => {});
+      const info = await this.jsm.consumers.add(protocol.STREAM, protocol.historyConsumerConfig(this.id, taskId));
+      const events = [];
+      let lastSeq = 0;
+      if (info.num_pending > 0) {
+        const consumer = this.js.consumers.getConsumerFromInfo(info);
+        const messages = await consumer.fetch({ max_messages: info.num_pending, expires: 5000 });
+        for await (const msg of messages) {
+          lastSeq = msg.seq;
+          try {
+            events.push(msg.json());
+          } catch {
+            // an undecodable message on the task's subjects changes nothing
+          }
+          if (msg.info.pending === 0) break;
+        }
+      }
+      await this.jsm.consumers.delete(protocol.STREAM, name).catch(() => {});
+      return { events, lastSeq };
+    } finally {
+      this.readingHistory = null;
+      release();
+    }
+  }
+
+  async restart(reason) {
+    log("agent_restarting", { reason });
+    for (const task of this.running.values()) task.abort.abort(new Error("cancelled: restart"));
+    this.assignments?.stop();
+    await this.register();
+  }
+
+  /** Take nothing new, finish what is held (up to timeoutMs), deregister, close. */
+  async drain(timeoutMs = 30_000) {
+    const own = { agent_id: this.id, session: this.session };
+    await this.append(protocol.event("agent.draining", own)).catch(() => {});
+    const deadline = Date.now() + timeoutMs;
+    while (this.running.size > 0 && Date.now() < deadline) {
+      await Promise.race([Promise.all([...this.running.values()].map((t) => t.done)), sleep(100)]);
+    }
+    await this.append(protocol.event("agent.deregistered", { ...own, reason: "drained" })).catch(() => {});
+    await this.stop();
+  }
+
+  async stop() {
+    this.stopping = true;
+    clearInterval(this.heartbeats);
+    this.assignments?.stop();
+    for (const task of this.running.values()) task.abort.abort(new Error("cancelled: stopping"));
+    await this.nc.drain();
+  }
+}
