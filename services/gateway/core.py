@@ -55,11 +55,15 @@ class GatewayCore:
         except TimeoutError:
             raise ApiError(503, "unavailable", f"not caught up to sequence {seq} within {timeout}s") from None
 
-    async def seen_all_of(self, aggregate: str, aggregate_id: str) -> None:
-        """Before a command decides: wait until this gateway has applied every event of the
-        aggregate (one appended a moment ago through another request or gateway included), so a
-        refusal (404, 409) never comes from a view that is behind."""
-        await self.wait_for_seq(await self.bus.aggregate_version(aggregate, aggregate_id))
+    async def caught_up_on(self, aggregate: str, aggregate_id: str) -> bool:
+        """Whether the log held events of the aggregate this gateway had not applied yet (it has
+        now: waited for, 503 if they do not come in time). Before a command decides, and before a
+        read answers 404: an answer never comes from a view that is behind the log."""
+        last = await self.bus.aggregate_version(aggregate, aggregate_id)
+        if last <= self.view.seq:
+            return False
+        await self.wait_for_seq(last)
+        return True
 
     async def query_ready(self, after_seq: int | None = None) -> None:
         """Before reading the query model: wait until it holds everything this gateway has applied
@@ -86,8 +90,16 @@ class GatewayCore:
         task = self.view.state.fleet.tasks.get(task_id)
         if task is not None:
             return task
-        await self.query_ready()
+        return await self.stored_task(task_id)
+
+    async def stored_task(self, task_id: str, after_seq: int | None = None) -> TaskView:
+        """The task as the query model holds it, once it holds what this gateway has applied (and
+        `after_seq`); a task the log holds but this gateway has not read yet is waited for."""
+        await self.query_ready(after_seq)
         found = await self.query.store.task(task_id)
+        if found is None and await self.caught_up_on("task", task_id):
+            await self.query_ready()
+            found = await self.query.store.task(task_id)
         if found is None:
             raise await self.missing("task", task_id)
         return found

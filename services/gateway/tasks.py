@@ -152,12 +152,7 @@ class TaskDesk:
 
     async def task(self, task_id: str, after_seq: int | None = None) -> TaskOut:
         """From the query model, once it holds what this gateway has applied (and `after_seq`)."""
-        core = self.core
-        await core.query_ready(after_seq)
-        found = await core.query.store.task(task_id)
-        if found is None:
-            raise await core.missing("task", task_id)
-        return task_out(found)
+        return task_out(await self.core.stored_task(task_id, after_seq))
 
     async def listed(self, where: TaskFilter, page: Page, after_seq: int | None = None) -> TaskPage:
         """A page of tasks of any age, newest submission first."""
@@ -181,7 +176,7 @@ class TaskDesk:
                 cancellation(task, reason), cancel_msg_id(task_id), notice=cancel_notice(task, reason)
             )
 
-        await self.core.seen_all_of("task", task_id)
+        await self.core.caught_up_on("task", task_id)
         done = await command(self.core.bus, self.core.view, "task", task_id, decide)
         assert done is not None  # decide always cancels or refuses
         change, result = done

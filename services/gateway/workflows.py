@@ -122,14 +122,17 @@ class WorkflowDesk:
         """A workflow still running (or waiting) from the projection; one that ended, from the query
         model, as every ended workflow of any age (404 with the reason when it has none)."""
         core = self.core
-        found = core.view.state.workflows.workflows.get(workflow_id)
-        if found is not None and not found.done:
-            return found
-        await core.query_ready()
-        stored = await core.query.store.workflow(workflow_id)
-        if stored is None:
-            raise await core.missing("workflow", workflow_id)
-        return stored
+        for looked in range(2):
+            found = core.view.state.workflows.workflows.get(workflow_id)
+            if found is not None and not found.done:
+                return found
+            await core.query_ready()
+            stored = await core.query.store.workflow(workflow_id)
+            if stored is not None:
+                return stored
+            if looked or not await core.caught_up_on("workflow", workflow_id):
+                break  # a workflow the log holds but this gateway had not read: looked at again
+        raise await core.missing("workflow", workflow_id)
 
     async def status(self, workflow_id: str, after_seq: int | None = None) -> WorkflowOut:
         if after_seq is not None:
@@ -179,7 +182,7 @@ class WorkflowDesk:
         async def decide(_version: int) -> Change:
             return Change(build(await self._open(workflow_id)))
 
-        await self.core.seen_all_of("workflow", workflow_id)
+        await self.core.caught_up_on("workflow", workflow_id)
         done = await command(self.core.bus, self.core.view, "workflow", workflow_id, decide)
         assert done is not None  # build always makes an event or refuses
         return done[1].seq

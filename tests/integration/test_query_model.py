@@ -26,7 +26,7 @@ from services.gateway.service import GatewayService
 from services.gateway.tasks import task_out
 from shared.bus import EventBus
 from shared.domain.fleet import TERMINAL, FleetState, TaskView, apply_fleet
-from shared.events import TaskSubmitted
+from shared.events import TaskSubmitted, WorkflowSubmitted
 from shared.recorded import Recorded
 from shared.settings import Settings
 from tests.conftest import running
@@ -354,7 +354,7 @@ async def test_the_gateway_keeps_a_bounded_number_of_versions_and_still_cancels_
         assert done.json()["status"] == "cancelled"
 
 
-async def test_a_command_never_refuses_on_a_view_that_is_behind_the_log(
+async def test_neither_a_read_nor_a_command_answers_404_from_a_view_behind_the_log(
     settings: Settings, bus: EventBus
 ) -> None:
     async with gateway_at(settings) as (gateway, http):
@@ -366,7 +366,12 @@ async def test_a_command_never_refuses_on_a_view_that_is_behind_the_log(
         await bus.append(TaskSubmitted(task_id="late", task_type="x"), expected=0)
         behind = await http.post("/api/v1/tasks/late/cancel", json={"reason": "not seen yet"})
         assert behind.status_code == 503, behind.text  # not a 404: the task exists, unseen yet
+        read = await http.get("/api/v1/tasks/late")
+        assert read.status_code == 503, read.text
+        await bus.append(WorkflowSubmitted(workflow_id="w-late", steps=[]), expected=0)
+        assert (await http.get("/api/v1/orchestration/workflow/w-late")).status_code == 503
         workflow = await http.post(
-            "/api/v1/orchestration/workflow/w-late/tasks", json={"task_id": "b", "task_type": "x"}
+            "/api/v1/orchestration/workflow/w-never/tasks", json={"task_id": "b", "task_type": "x"}
         )
-        assert workflow.status_code == 404  # nothing of w-late in the log: a true 404 at once
+        assert workflow.status_code == 404  # nothing of w-never in the log: a true 404 at once
+        assert (await http.get("/api/v1/tasks/never")).status_code == 404
