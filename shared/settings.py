@@ -14,6 +14,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from shared.domain.routing.separation import DEFAULT_CONFIDENCE
 from shared.errors import HiveError
 from shared.events import OrchestrationMode, RoutingStrategy
 
@@ -51,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     integration_mode: IntegrationMode = "development"
     orchestration_mode: OrchestrationMode = "standard"
     default_routing_strategy: RoutingStrategy = "adaptive"
+    routing_confidence: Annotated[float, Meta(gt=0.5, lt=1)] = DEFAULT_CONFIDENCE
     max_concurrent_workflows: Annotated[int, Meta(ge=1)] = 100
     enable_circuit_breakers: bool = True
     gateway_host: str = "127.0.0.1"
@@ -161,6 +163,12 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "routing strategy of tasks that name none: persona_cognitive_match, performance_optimized, "
         "load_balanced, capability_first, round_robin, adaptive, performance_weighted_persona, or "
         "one of the specification's names (see Routing)",
+    ),
+    "routing_confidence": (
+        "ROUTING_CONFIDENCE",
+        "adaptive routing: how sure (P(better), above 0.5, below 1) the learned posterior must be that "
+        "an agent is better before it gets work a less loaded one could take; agents not told apart "
+        "at it share the work",
     ),
     "max_concurrent_workflows": (
         "MAX_CONCURRENT_WORKFLOWS",

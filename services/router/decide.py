@@ -3,7 +3,9 @@
 ``route_task`` filters the agents that may take a task (active, breaker admitting, capable, not
 excluded), scores them with the task's strategy in the configured mode (the routing model in
 ``shared/domain/routing``), drops those predicted below the task's quality threshold, and picks the
-best one with room; ``explain`` words why.
+best one with room; ``explain`` words why. With a strategy that spreads ties (``adaptive``), "best"
+is decided statistically (``ties``): the candidates the posterior cannot rank at the configured
+confidence are equals, and the least loaded of them gets the task.
 
 ``next_decision`` walks the queue most-urgent-first and returns the first thing to do: an
 ``Assign`` for a task an agent can take now; a ``Hold`` for a task seen for the first time that no
@@ -17,7 +19,8 @@ from collections.abc import Collection
 
 import msgspec
 
-from services.router.explain import breakdown, explanation, why_not
+from services.router.explain import breakdown, explanation, tie_rival_reason, why_not
+from services.router.ties import Tie, spread_ties
 from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
 from shared.domain.routing.eligibility import (
@@ -112,11 +115,12 @@ def route_task(
     if not free:
         return _hold(task, qualified, below, threshold)
     free.sort(key=lambda pair: _rank_key(strategy, task, pair[0], pair[1]))
+    tie = spread_ties(strategy, task, free, weights, config)
     chosen, best = free[0]
     runner_up: tuple[Scored, str] | None = None
     if len(free) > 1:
         agent, scored = free[1]
-        runner_up = (scored, _why_not_chosen(strategy, task, chosen, best, agent, scored, weights))
+        runner_up = (scored, _why_not_chosen(strategy, task, chosen, best, agent, scored, weights, tie))
     # Reasons are worded only for the rivals shown: the decision itself needs none of them.
     rivals = sorted(
         [(agent, scored) for agent, scored in free[1:]] + [(a, s) for a, s in qualified if a.free <= 0],
@@ -126,7 +130,7 @@ def route_task(
         RejectedCandidate(
             agent_id=agent.agent_id,
             score=round(scored.score, 4),
-            reason=_why_not_chosen(strategy, task, chosen, best, agent, scored, weights)
+            reason=_why_not_chosen(strategy, task, chosen, best, agent, scored, weights, tie)
             if agent.free > 0
             else f"at capacity ({agent.load}/{agent.capacity})",
         )
@@ -144,9 +148,9 @@ def route_task(
         session=chosen.session,
         strategy=strategy,
         score=round(best.score, 4),
-        breakdown=breakdown(best, weights),
+        breakdown=breakdown(best, weights, tie),
         rejected=shown[:MAX_REJECTED_SHOWN],
-        explanation=explanation(strategy, config.mode, chosen, best, task, runner_up),
+        explanation=explanation(strategy, config.mode, chosen, best, task, runner_up, tie),
     )
 
 
@@ -158,11 +162,16 @@ def _why_not_chosen(
     agent: AgentView,
     scored: Scored,
     weights: Weights,
+    tie: Tie | None = None,
 ) -> str:
     if chosen.agent_id == task.preferred_agent_id:
         return f"score {scored.score:.3f}; the retry prefers {chosen.agent_id}"
     if strategy == "round_robin":
         return f"given work more recently than {chosen.agent_id} (round robin)"
+    if tie is not None:
+        reason = tie_rival_reason(tie, chosen, best, agent, scored)
+        if reason is not None:
+            return reason
     if scored.score >= best.score:
         return f"same score {scored.score:.3f}; ties go to the less loaded, then the longest idle"
     return why_not(best, scored, agent, weights, chosen)

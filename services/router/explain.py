@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from services.router.ties import Tie, merit
 from shared.domain.fleet import AgentView, TaskView
 from shared.domain.routing.policy import Weights
 from shared.domain.routing.scoring import Scored
+from shared.domain.routing.separation import probability_better
 
 
-def breakdown(scored: Scored, weights: Weights) -> dict[str, float]:
-    """Every factor of the chosen agent, the weights that combined them, and the prediction."""
+def breakdown(scored: Scored, weights: Weights, tie: Tie | None = None) -> dict[str, float]:
+    """Every factor of the chosen agent, the weights that combined them, and the prediction; with
+    a strategy that spreads ties, the confidence and how the tie among equals was broken."""
     prediction = scored.prediction
     values = {
         "capability": scored.capability,
@@ -32,6 +35,13 @@ def breakdown(scored: Scored, weights: Weights) -> dict[str, float]:
     }
     if prediction.duration_s is not None:
         values["predicted_duration_s"] = prediction.duration_s
+    if tie is not None:
+        values["tie_confidence"] = tie.confidence
+        values["tied_candidates"] = float(len(tie.separation.contenders))
+        values["candidates_alike"] = 1.0 if tie.separation.alike else 0.0
+        values["tie_broken_by_load"] = 1.0 if tie.by_load else 0.0
+        if tie.by_load:
+            values["leader_better_probability"] = tie.leader_better
     return {key: round(value, 4) for key, value in values.items()}
 
 
@@ -66,6 +76,7 @@ def explanation(
     scored: Scored,
     task: TaskView,
     runner_up: tuple[Scored, str] | None,
+    tie: Tie | None = None,
 ) -> str:
     """One paragraph a dispatcher would write: the choice, its numbers and the closest alternative."""
     text = (
@@ -79,10 +90,57 @@ def explanation(
     if strategy == "round_robin":
         text += "; next in rotation (given work longest ago)"
     text += "."
+    if tie is not None:
+        text += " " + _tie_phrase(tie, chosen)
     if runner_up is not None:
         other, reason = runner_up
         text += f" Runner-up {other.agent_id}: {reason}."
     return text
+
+
+def _tie_phrase(tie: Tie, chosen: AgentView) -> str:
+    """What the evidence could tell apart, and whether load decided."""
+    tied = len(tie.separation.contenders)
+    if tied == 1:
+        return (
+            f"The evidence ranks it first: every other free candidate has one better than it with "
+            f"probability >= {tie.confidence:.2f}."
+        )
+    if tie.separation.alike:
+        basis = (
+            f"the {tied} free candidates' predictions do not differ at confidence "
+            f"{tie.separation.family_confidence:.3f} (taken together)"
+        )
+    else:
+        basis = (
+            f"{tied} contenders (none has a candidate better than it with probability "
+            f">= {tie.confidence:.2f})"
+        )
+    if tie.by_load:
+        return (
+            f"Tie broken by load: {basis}; {tie.leader.agent_id} scored higher (better with probability "
+            f"{tie.leader_better:.2f}) but {chosen.agent_id} is less loaded."
+        )
+    return f"Tie among equals: {basis}; {chosen.agent_id} is the least loaded of them and ranks first."
+
+
+def tie_rival_reason(
+    tie: Tie, chosen: AgentView, chosen_scored: Scored, agent: AgentView, scored: Scored
+) -> str | None:
+    """Why a free rival lost under the tie rule; None when the usual score comparison says it."""
+    beaten = tie.separation.beaten_by.get(agent.agent_id)
+    if beaten is not None:
+        return (
+            f"score {scored.score:.3f}; {beaten[0]} is better with probability {beaten[1]:.2f} "
+            f"(>= {tie.confidence:.2f})"
+        )
+    if agent.utilisation > chosen.utilisation:
+        return (
+            f"score {scored.score:.3f}, not told apart from {chosen.agent_id} (better with probability "
+            f"{probability_better(merit(scored), merit(chosen_scored)):.2f}); busier "
+            f"({agent.load}/{agent.capacity} vs {chosen.load}/{chosen.capacity} in flight)"
+        )
+    return None
 
 
 def why_not(

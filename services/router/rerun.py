@@ -1,7 +1,8 @@
 """Re-run a recorded routing decision on the view the router had, and compare.
 
 Each assignment records the last sequence its router had applied (``decided_at_seq``), the clock
-it read and its mode; folding the log up to that sequence with the router's own apply gives back
+it read, its mode and, when the tie rule weighed in, its confidence (``tie_confidence`` in the
+breakdown); folding the log up to that sequence with the router's own apply gives back
 the exact view, and the pure decide function must choose the same agent again. A mismatch means
 the decision was not reproducible.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from services.router.decide import Assign, route_task
 from shared.bus import EventBus
 from shared.domain.routing.policy import RoutingConfig
+from shared.domain.routing.separation import DEFAULT_CONFIDENCE
 from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import RejectedCandidate, TaskAssigned
 from shared.projection import rebuild
@@ -38,6 +40,15 @@ class Explanation:
     @property
     def reproduced(self) -> bool:
         return self.rerun_agent == self.recorded_agent
+
+
+def recorded_config(event: TaskAssigned) -> RoutingConfig:
+    """The routing configuration an assignment was decided with, as far as it recorded it."""
+    return RoutingConfig(
+        mode=event.mode or "standard",  # type: ignore[arg-type]
+        default_strategy=event.strategy or "adaptive",  # type: ignore[arg-type]
+        confidence=event.breakdown.get("tie_confidence", DEFAULT_CONFIDENCE),
+    )
 
 
 async def assignments_of(bus: EventBus, task_id: str) -> list[Recorded]:
@@ -75,11 +86,7 @@ async def explain_task(bus: EventBus, task_id: str) -> list[Explanation]:
         if task is None or task.attempt != event.attempt:
             explanation.note = f"the view at {view_seq} does not hold attempt {event.attempt} of the task"
         else:
-            config = RoutingConfig(
-                mode=event.mode or "standard",  # type: ignore[arg-type]
-                default_strategy=event.strategy or "adaptive",  # type: ignore[arg-type]
-            )
-            decision = route_task(state, task, event.decided_at_ts or event.ts, config)
+            decision = route_task(state, task, event.decided_at_ts or event.ts, recorded_config(event))
             if isinstance(decision, Assign):
                 explanation.rerun_agent = decision.agent_id
                 explanation.rerun_score = decision.score

@@ -82,6 +82,7 @@ class RouterService(Service):
         self.config = RoutingConfig(
             mode=self.settings.orchestration_mode,
             default_strategy=self.settings.default_routing_strategy,
+            confidence=self.settings.routing_confidence,
             quality_wait_s=self.settings.quality_wait_s,
         )
         self.assignments = 0

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import msgspec
+
 from services.router.rerun import explain_task
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext
@@ -96,6 +98,23 @@ async def test_explain_re_runs_each_routing_decision_and_reproduces_it(
     assert "reproduces the recorded choice" in result.stdout
     never = await asyncio.to_thread(hive, settings, "explain", "nope")
     assert never.returncode == 1 and "never assigned" in never.stdout
+
+
+async def test_a_re_run_decides_with_the_routing_confidence_the_router_recorded(
+    settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    confident = msgspec.structs.replace(settings, routing_confidence=0.99)
+    await busy_log(confident, bus, event_log)
+    recorded = [
+        e.breakdown["tie_confidence"]
+        for e in event_log.events
+        if isinstance(e, TaskAssigned) and "tie_confidence" in e.breakdown
+    ]
+    assert recorded and set(recorded) == {0.99}, "decisions with a choice record the confidence they used"
+    for index in range(6):
+        explanations = await explain_task(bus, f"t{index}")
+        assert explanations[0].reproduced, explanations[0]
+        assert explanations[0].breakdown.get("tie_confidence", 0.99) == 0.99
 
 
 async def test_a_bad_time_or_filter_is_refused_clearly(settings: Settings, bus: EventBus) -> None:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli.bench.routing import add_parser
+import pytest
+
+from services.cli.bench.routing import add_parser, parse_seeds, parse_utilisations, run_routing
 from services.cli.bench.routing_figures import routing_figures
 from services.cli.bench.routing_sim import simulate
-from services.cli.bench.routing_world import HiddenAgent, World, make_tasks, make_world
+from services.cli.bench.routing_world import (
+    HiddenAgent,
+    World,
+    make_equal_tasks,
+    make_equal_world,
+    make_tasks,
+    make_world,
+)
 from shared.domain.routing.policy import RoutingConfig
 from shared.events import AgentRegistered, AnyEvent, Persona, TaskAssigned, TaskCompleted, TaskSubmitted
 from shared.recorded import Recorded
@@ -119,3 +128,56 @@ def test_the_routing_bench_offers_every_strategy_and_mode() -> None:
         True,
         1500,
     )
+
+
+def test_efficiency_is_judged_on_the_measured_decisions_among_the_agents_able_to_take_them() -> None:
+    world = two_agent_world()
+    world.tasks["t3"] = TaskSubmitted(task_id="t3", task_type="x")
+    log = recorded(
+        [
+            *[AgentRegistered(agent_id=a, capabilities={"x": 1.0}, capacity=2) for a in ("good", "fair")],
+            *world.tasks.values(),
+            TaskAssigned(agent_id="good", task_id="t0", attempt=1, ts=1.0),
+            TaskAssigned(agent_id="good", task_id="t1", attempt=1, ts=2.0),  # 2 and 0: one misplaced
+            TaskAssigned(agent_id="fair", task_id="t2", attempt=1, ts=3.0),  # 2 and 1: as even as can be
+        ]
+    )
+    assert routing_figures(log, world, warmup=2).efficiency == 1.0
+    both = routing_figures(log, world, warmup=1)
+    assert both.efficiency == 1.0 - 1 / (2 + 3), "misplaced summed over the samples, over tasks in flight"
+    assert abs(both.utilisation - (2 / 4 + 3 / 4) / 2) < 1e-9
+
+
+def test_the_default_router_spreads_work_over_equal_agents_and_every_choice_is_accurate() -> None:
+    world = make_equal_world(agents=20, capacity=4)
+    tasks = make_equal_tasks(world, 1500)
+    log = simulate(world, tasks, rate=240, work_s=0.1, jitter=0.5, config=RoutingConfig(), seed=3)
+    figures = routing_figures(log, world, warmup=0)
+    assert figures.accuracy == 1.0, "equal agents: any choice is as good as the best"
+    assert figures.efficiency is not None and figures.efficiency >= 0.95, figures.efficiency
+    assert 0.25 < figures.utilisation < 0.35
+
+
+def test_the_routing_bench_reports_accuracy_per_seed_and_evenness_among_equals() -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    world = ["--agents", "4", "--tasks", "300", "--warmup", "100", "--seeds", "1-2"]
+    equal = ["--equal-agents", "5", "--equal-capacity", "2", "--equal-tasks", "200", "--utilisation", "0.3"]
+    args = parser.parse_args(["routing", "--offline", *world, *equal])
+    report = run_routing(args)
+    assert sorted(report.runs) == [1, 2]
+    assert all(figures.measured == 200 and figures.efficiency is not None for figures in report.runs.values())
+    assert [(run.seed, run.offered_utilisation) for run in report.equal] == [(1, 0.3), (2, 0.3)]
+    assert report.equal_efficiency_min is not None and report.equal_met is not None
+
+
+def test_seeds_and_utilisations_are_read_as_lists_and_nonsense_is_refused() -> None:
+    assert parse_seeds("1-3") == [1, 2, 3]
+    assert parse_seeds("1,5") == [1, 5]
+    assert parse_utilisations("0.1,0.3,0.6") == [0.1, 0.3, 0.6]
+    for bad in ("x", "3-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_seeds(bad)
+    for bad in ("0.5,high", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_utilisations(bad)

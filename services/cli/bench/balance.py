@@ -8,13 +8,18 @@ it is traded for fit. Phases, one after the other:
 * **light**: ``--tasks`` tasks routed with ``--strategy`` (``load_balanced``, the strategy whose job
   is an even load) to ``--agents`` *equal* agents (same capability, capacity and persona), exactly
   ``--concurrency`` of them in flight at a time (each client waits for its task to complete);
-* **light-adaptive**: the same with the router's default strategy (``adaptive``: it learns which
-  agents do better and keeps work on them while they have room);
+* **light-adaptive**: the same with the router's default strategy (``adaptive``: it spreads work
+  over the agents its learned posterior cannot tell apart, and keeps it on one that is clearly
+  better while it has room);
 * **heavy**: ``--heavy-tasks`` tasks with ``--strategy`` to the equal agents, each client sending
   its next task as soon as the gateway answered the previous one (routed, or queued when all are
   full): as much load as routing lets through;
+* **heavy-adaptive**: the same with the default strategy;
 * **varied**: as light, to ``--agents`` other agents whose personas differ (as ``hive agent``
   spreads them): the router weighs fit against load;
+* **skilled**: ``--skilled-tasks`` tasks with the default strategy, as light, to ``--agents`` agents
+  that declare the same but whose work is of truly different quality (0.5 to 0.95): concentrating
+  on the better ones is right there, so the efficiency is reported, not judged;
 * **stalled**: as heavy, with ``--stalled`` more agents among the equal ones whose assignment
   reader is stuck (they heartbeat, they never start what they are given); what the router gives
   them waits until the balancer moves it (``REBALANCE_AFTER_S``), timed from that assignment to
@@ -52,7 +57,13 @@ from shared.recorded import Recorded, decode_recorded
 ASSIGN = "/api/v1/orchestration/task/assign"
 CAPABILITY = "balance"
 VARIED = "balance-varied"
+SKILLED = "balance-skilled"
 TARGET_EFFICIENCY = 0.97
+DEFAULT_STRATEGY_TARGET = 0.95
+"""What the default strategy (``adaptive``) is held to among equal agents: it may still keep work on
+an agent its evidence says is better, so a little below the even-load target of ``load_balanced``."""
+SKILLED_QUALITY = (0.5, 0.95)
+"""Range of the true quality of the skilled phase's agents (evenly spread)."""
 PHASE_GAP_S = 1.2
 """Figures are kept per second of event time: phases start in different seconds."""
 
@@ -103,6 +114,13 @@ class BalanceResult:
     rebalance_after_s: float
     phases: list[Phase]
     target_efficiency: float = TARGET_EFFICIENCY
+    default_strategy_target: float = DEFAULT_STRATEGY_TARGET
+
+    def target_of(self, phase: Phase) -> float | None:
+        """The efficiency a phase is held to (None: reported only, agents of different skill)."""
+        if phase.name == "skilled":
+            return None
+        return self.default_strategy_target if phase.strategy == "adaptive" else self.target_efficiency
 
 
 class StalledAgent(Agent):
@@ -249,6 +267,30 @@ def _judge(log: list[Recorded], phases: list[Phase], stalled: set[str]) -> None:
         phase.assign_p99_ms = found.assignment_latency_ms["p99"]
 
 
+def skilled_quality(index: int, count: int) -> float:
+    """The true quality of the `index`-th of `count` skilled agents: evenly over ``SKILLED_QUALITY``."""
+    low, high = SKILLED_QUALITY
+    return low + (high - low) * index / max(1, count - 1)
+
+
+def _skilled_agents(count: int, capacity: int, work_ms: float) -> list[Agent]:
+    """`count` agents that declare the same, whose work is of truly different quality."""
+    return [
+        Agent(
+            f"{SKILLED}-{index}",
+            simulated_handler(
+                SimulationProfile(work_s=work_ms / 1000, jitter=0.5, quality=skilled_quality(index, count)),
+                random.Random(1000 + index),
+            ),
+            capabilities=[SKILLED],
+            persona=Persona(),
+            capacity=capacity,
+            metadata={"simulated": "balance-bench"},
+        )
+        for index in range(count)
+    ]
+
+
 def _equal_agents(count: int, capacity: int, work_ms: float, capability: str) -> list[Agent]:
     """`count` agents alike in everything an agent declares (their simulated work has its own noise)."""
     profile = SimulationProfile(work_s=work_ms / 1000, jitter=0.5)
@@ -276,6 +318,7 @@ async def measure_balance(stack: Stack, args: argparse.Namespace) -> BalanceResu
         capacity=args.capacity,
         profile=SimulationProfile(work_s=args.work_ms / 1000, jitter=0.5),
     )
+    skilled = _skilled_agents(args.agents, args.capacity, args.work_ms)
     stalled = [
         StalledAgent(f"stalled-{i}", equal[0].handler, capabilities=[CAPABILITY], capacity=args.capacity)
         for i in range(args.stalled)
@@ -289,7 +332,9 @@ async def measure_balance(stack: Stack, args: argparse.Namespace) -> BalanceResu
         ("light", args.tasks, args.strategy, CAPABILITY, equal, "completion"),
         ("light-adaptive", args.tasks, "adaptive", CAPABILITY, equal, "completion"),
         ("heavy", args.heavy_tasks, args.strategy, CAPABILITY, equal, "answer"),
+        ("heavy-adaptive", args.heavy_tasks, "adaptive", CAPABILITY, equal, "answer"),
         ("varied", args.tasks, args.strategy, VARIED, varied, "completion"),
+        ("skilled", args.skilled_tasks, "adaptive", SKILLED, skilled, "completion"),
         (
             "stalled",
             args.stalled_tasks if stalled else 0,
@@ -320,7 +365,7 @@ async def measure_balance(stack: Stack, args: argparse.Namespace) -> BalanceResu
         stop.set()
         if follower is not None:
             await asyncio.gather(follower, return_exceptions=True)
-        for agent in [*equal, *varied, *stalled]:
+        for agent in [*equal, *varied, *skilled, *stalled]:
             if agent.bus is not None:
                 await agent.stop()
         await agent_bus.close()
@@ -354,10 +399,12 @@ def print_balance(result: BalanceResult) -> None:
     )
     for phase in result.phases:
         efficiency = "n/a" if phase.efficiency is None else f"{phase.efficiency:.4f}"
+        target = result.target_of(phase)
+        judged = "reported: agents of different skill" if target is None else f"target >= {target}"
         print(
             f"  {phase.name:<14} {phase.completed}/{phase.tasks} tasks, {phase.strategy}, "
-            f"{phase.agents} agents, paced by {phase.paced_by}: efficiency {efficiency} (target >= "
-            f"{result.target_efficiency}) at {phase.mean_utilisation:.0%} mean utilisation"
+            f"{phase.agents} agents, paced by {phase.paced_by}: efficiency {efficiency} ({judged}) "
+            f"at {phase.mean_utilisation:.0%} mean utilisation"
         )
         print(
             f"  {'':<14} assignment p50 {_ms(phase.assign_p50_ms)}  p99 {_ms(phase.assign_p99_ms)}   "
@@ -389,12 +436,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     bench.add_argument("--capacity", type=int, default=4)
     bench.add_argument("--work-ms", type=float, default=100.0, help="mean duration of a simulated task")
     bench.add_argument("--tasks", type=int, default=100, help="tasks of the light phases")
-    bench.add_argument("--heavy-tasks", type=int, default=10_000, help="tasks of the heavy phase (0: skip)")
+    bench.add_argument(
+        "--heavy-tasks", type=int, default=10_000, help="tasks of each heavy phase (0: skip them)"
+    )
+    bench.add_argument("--skilled-tasks", type=int, default=1000, help="tasks of the skilled phase (0: skip)")
     bench.add_argument("--concurrency", type=int, default=10, help="clients submitting at once")
     bench.add_argument(
         "--strategy",
         default="load_balanced",
-        help="routing strategy of every phase but light-adaptive",
+        help="routing strategy of every phase but light-adaptive, heavy-adaptive and skilled",
     )
     bench.add_argument("--stalled", type=int, default=2, help="agents that never start their work (0: skip)")
     bench.add_argument("--stalled-tasks", type=int, default=200, help="tasks of the stalled phase")

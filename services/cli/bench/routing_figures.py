@@ -7,7 +7,13 @@ says each one's true expected quality. A routing is *accurate* when the chosen a
 least 95% of the best free agent's. At the same moments the log also tells what two simple
 routers would have picked among the same free agents: a uniformly random one (its expected
 quality is the mean) and the least-loaded one (the router Hive had before learning).
-Pure: events in, figures out.
+
+Accurate is "as good as the best free agent, give or take 5%": when two agents are truly equal
+(or within 5% of each other), choosing either is right, so spreading work over equals costs no
+accuracy. The same log also gives the load-balancing efficiency of those decisions, by the code
+behind ``GET /orchestration/metrics`` over the measured span (README, Balancer): evenness where
+the agents differ is not the goal, concentrating on the better ones is; among equal agents
+(``make_equal_world``) it is all there is to judge. Pure: events in, figures out.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from dataclasses import dataclass
 
 from services.cli.bench.routing_world import World
 from shared.domain.fleet import AgentView, FleetState, apply_fleet
+from shared.domain.load_balance import accepted_assignment, group_loads
+from shared.domain.performance_metrics import MetricsView, apply_metrics_view, figures
 from shared.events import TaskAssigned, TaskCompleted
 from shared.recorded import Recorded
 
@@ -39,6 +47,10 @@ class RoutingFigures:
     """Judged against the agents free when the assignment reached the log (the router may not
     have seen the latest completions yet): a stricter figure, shown beside the main one."""
     target: float = 0.99
+    efficiency: float | None = None
+    """Load-balancing efficiency over the measured decisions (None: nothing in flight)."""
+    utilisation: float = float("nan")
+    """Mean in flight / capacity of the agents able to take each measured task, at its assignment."""
 
     @property
     def accuracy(self) -> float:
@@ -132,12 +144,42 @@ def _judge(
     return judged
 
 
+def _evenness(events: list[Recorded], world: World, warmup: int) -> tuple[float | None, float]:
+    """Efficiency and mean utilisation from the `warmup`-th accepted bench assignment to the end."""
+    view = MetricsView()
+    utilisation: list[float] = []
+    seen = 0
+    since: float | None = None
+    for recorded in events:
+        event = recorded.event
+        if (
+            isinstance(event, TaskAssigned)
+            and event.task_id in world.tasks
+            and accepted_assignment(view.fleet, event)
+        ):
+            seen += 1
+            if seen > warmup:
+                since = event.ts if since is None else since
+                spec = view.fleet.tasks[event.task_id].spec
+                loads = group_loads(view.fleet, view.breakers, [spec.task_type], {event.agent_id: 1})
+                capacity = sum(slots for _load, slots in loads)
+                if capacity:
+                    utilisation.append(sum(load for load, _slots in loads) / capacity)
+        apply_metrics_view(view, recorded)
+    if since is None or not events:
+        return None, float("nan")
+    until = max(events[-1].event.ts, since)
+    found = figures(view.metrics, now=until, window_s=until - since)  # whole seconds of event time
+    return found.load_balancing_efficiency.value, _mean(utilisation)
+
+
 def routing_figures(log: Iterable[Recorded], world: World, warmup: int) -> RoutingFigures:
-    """Accuracy and mean true quality of the decisions after the first `warmup` assignments."""
+    """Accuracy, mean true quality and evenness of the decisions after the first `warmup` assignments."""
     events = list(log)
     decisions = _accepted_assignments(events, world, at_decision=True)
     judged = _judge(events, decisions, world, warmup)
     strict = _judge(events, _accepted_assignments(events, world, at_decision=False), world, warmup)
+    efficiency, utilisation = _evenness(events, world, warmup)
     reported = [
         r.event.quality
         for r in events
@@ -156,4 +198,6 @@ def routing_figures(log: Iterable[Recorded], world: World, warmup: int) -> Routi
         reported_quality=_mean(reported),
         measured_at_append=len(strict.chosen),
         accurate_at_append=strict.accurate,
+        efficiency=efficiency,
+        utilisation=utilisation,
     )

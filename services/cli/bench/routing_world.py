@@ -107,3 +107,31 @@ def make_tasks(world: World, count: int, seed: int, prefix: str = "route") -> li
         world.tasks[task.task_id] = task
         tasks.append(task)
     return tasks
+
+
+EQUAL_TYPE = "balance"
+"""Task type of the equal-agents world."""
+
+
+def make_equal_world(agents: int, capacity: int, quality: float = 0.8) -> World:
+    """`agents` agents alike in everything, declared and hidden: the router cannot be right to
+    prefer any of them (each is "the best free agent"), so only the evenness of its choices tells."""
+    hidden = {
+        f"equal-{index}": HiddenAgent(
+            agent_id=f"equal-{index}",
+            type_skill={EQUAL_TYPE: quality},
+            style_skill={str(style): quality for style in STYLES},
+            capabilities={EQUAL_TYPE: 1.0},
+            persona=Persona(),
+            capacity=capacity,
+        )
+        for index in range(agents)
+    }
+    return World(agents=hidden)
+
+
+def make_equal_tasks(world: World, count: int, prefix: str = "equal") -> list[TaskSubmitted]:
+    """`count` tasks every agent of an equal world can take, preferring no style. Registered in `world`."""
+    tasks = [TaskSubmitted(task_id=f"{prefix}-{index}", task_type=EQUAL_TYPE) for index in range(count)]
+    world.tasks.update((task.task_id, task) for task in tasks)
+    return tasks

@@ -50,6 +50,12 @@ PRIOR_SUCCESS: Final = 0.9
 FIT_SWEEPS: Final = 3
 """Gauss-Seidel sweeps of the effects after each outcome (warm-started: near converged)."""
 
+DRIFT_VARIANCE: Final = 2e-6
+"""How much an agent's quality may drift per outcome other agents report on the type while it has
+none (standard deviation 0.014 after 100, 0.045 after 1,000). Only comparisons between agents use
+it (``Prediction.aged_uncertainty``): an agent set aside on a few unlucky outcomes is tried again
+once the others have moved on, soon if it was close, late if it was far behind."""
+
 NOT_THE_AGENTS_FAULT: Final = frozenset({"rebalanced", "dependency_failure"})
 """Failed attempts that say nothing about the agent: work moved away by the balancer, something the
 task depends on failing."""
@@ -92,6 +98,8 @@ class AgentRecord(msgspec.Struct, kw_only=True):
     style_effect: dict[str, float] = {}
     noise_variance: float = NOISE_SD**2
     """Variance of one reported quality around its type x style mean (pooled, shrunk to the prior)."""
+    last_outcome_at: dict[str, int] = {}
+    """type -> the fleet's outcome count on the type just after this agent's last one on it."""
 
 
 class PerformanceState(msgspec.Struct, kw_only=True):
@@ -113,6 +121,15 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True):
     duration_s: float | None
     observations: int
     """Attempts of this agent on this task type so far."""
+    others_since_last: int = 0
+    """Outcomes of other agents on this task type since this agent's last one (all of them if it
+    has none): how stale what is known of it is."""
+
+    @property
+    def aged_uncertainty(self) -> float:
+        """``uncertainty`` widened by how far the agent may have drifted since its last outcome on
+        the type (``DRIFT_VARIANCE`` per outcome of others): what comparing agents uses."""
+        return math.sqrt(self.uncertainty**2 + DRIFT_VARIANCE * self.others_since_last)
 
 
 def style_key(task: TaskView) -> str:
@@ -188,6 +205,7 @@ def learn(state: PerformanceState, outcome: Outcome) -> PerformanceState:
     )
     for cell in cells:
         _record_outcome(cell, outcome.success, outcome.quality, outcome.duration_s)
+    record.last_outcome_at[task_type] = state.fleet_by_type[task_type].attempts
     if outcome.success and outcome.quality is not None:
         _refit(record)
     state.outcomes += 1
@@ -295,6 +313,7 @@ def predict(
         quality_if_success=quality_if_success,
         duration_s=duration,
         observations=by_type.attempts,
+        others_since_last=fleet.attempts - record.last_outcome_at.get(task_type, 0),
     )
 
 

@@ -18,6 +18,7 @@ import msgspec
 
 from shared.domain.fleet import TaskView
 from shared.domain.routing.adaptive import AdaptiveState, adaptive_weights
+from shared.domain.routing.separation import DEFAULT_CONFIDENCE
 from shared.events import OrchestrationMode, RoutingStrategy, TaskSubmitted
 
 
@@ -26,6 +27,9 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     mode: OrchestrationMode = "standard"
     default_strategy: RoutingStrategy = "adaptive"
+    confidence: float = DEFAULT_CONFIDENCE
+    """ROUTING_CONFIDENCE: how sure the posterior must be that one agent is better than another
+    before a strategy that spreads ties prefers it to a less loaded one (``separation``)."""
     quality_wait_s: float = math.inf
     """QUALITY_WAIT_S: how long a task without a deadline waits for an agent predicted to reach its
     quality threshold before it goes to the best available one (inf, the pure default: for ever)."""
@@ -37,6 +41,9 @@ class StrategyWeights(msgspec.Struct, frozen=True, kw_only=True):
     performance: float
     load: float
     """How much a full agent's score drops relative to an idle one's (0: load ignored, 1: to zero)."""
+    spread_ties: bool = False
+    """Among candidates the posterior cannot rank at the configured confidence, the least loaded
+    wins (when the decision may explore: risk tolerance above 0)."""
 
 
 class ModeProfile(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,7 +77,7 @@ STRATEGIES: Final[dict[RoutingStrategy, StrategyWeights]] = {
     "load_balanced": StrategyWeights(capability=0.30, persona=0.30, performance=0.40, load=1.00),
     "capability_first": StrategyWeights(capability=0.70, persona=0.10, performance=0.20, load=0.05),
     "round_robin": StrategyWeights(capability=0.34, persona=0.33, performance=0.33, load=0.00),
-    "adaptive": StrategyWeights(capability=0.20, persona=0.20, performance=0.60, load=0.03),
+    "adaptive": StrategyWeights(capability=0.20, persona=0.20, performance=0.60, load=0.03, spread_ties=True),
     "performance_weighted_persona": StrategyWeights(
         capability=0.15, persona=0.40, performance=0.45, load=0.05
     ),
@@ -184,13 +191,16 @@ def effective_weights(
 def describe_policies() -> str:
     """The strategy and mode tables as Markdown (the README carries this text verbatim)."""
     lines = [
-        "| strategy | capability | persona | performance | load weight |",
-        "| --- | --- | --- | --- | --- |",
+        "| strategy | capability | persona | performance | load weight | agents not told apart |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, weights in STRATEGIES.items():
+        ties = "least loaded first" if weights.spread_ties else "best score first"
+        if name == "round_robin":
+            ties = "rotation"
         lines.append(
             f"| `{name}` | {weights.capability:.2f} | {weights.persona:.2f} | {weights.performance:.2f} "
-            f"| {weights.load:.2f} |"
+            f"| {weights.load:.2f} | {ties} |"
         )
     lines += [
         "",

@@ -32,6 +32,12 @@ class Scored(msgspec.Struct, frozen=True, kw_only=True):
     """The performance factor: predicted quality shifted by risk x uncertainty, in [0, 1]."""
     timeliness: float
     fit: float
+    expected_fit: float
+    """``fit`` with the performance factor at the posterior mean (no risk shift): what the
+    evidence says, compared between candidates in ``separation``."""
+    expected_fit_sd: float
+    """Standard deviation of ``expected_fit``: the performance weight x the prediction's, aged
+    (``Prediction.aged_uncertainty``); capability, persona and timeliness are known exactly."""
     load: float
     """1 - utilisation: 1.0 idle, 0.0 full."""
     breaker: float
@@ -92,13 +98,17 @@ def score_candidate(
     prediction = predict(performance, agent.agent_id, task, declared, reference_s)
     performance_factor = min(1.0, max(0.0, prediction.quality + weights.risk * prediction.uncertainty))
     timeliness = timeliness_score(task, prediction, reference_s, now)
-    fit = min(
-        1.0,
-        weights.capability * capability
-        + weights.persona * persona
-        + weights.performance * performance_factor
-        + weights.timeliness * timeliness,
-    )
+
+    def fit_with(performance_value: float) -> float:
+        return min(
+            1.0,
+            weights.capability * capability
+            + weights.persona * persona
+            + weights.performance * performance_value
+            + weights.timeliness * timeliness,
+        )
+
+    fit = fit_with(performance_factor)
     load = min(1.0, max(0.0, 1.0 - agent.utilisation))  # beyond 1 after a restart with less capacity
     breaker_state = breakers.breakers.get(agent.agent_id)
     breaker = weights.half_open_factor if breaker_state and breaker_state.status == "half_open" else 1.0
@@ -111,6 +121,8 @@ def score_candidate(
         performance=performance_factor,
         timeliness=timeliness,
         fit=fit,
+        expected_fit=fit_with(prediction.quality),
+        expected_fit_sd=weights.performance * prediction.aged_uncertainty,
         load=load,
         breaker=breaker,
         availability=availability,
