@@ -63,7 +63,6 @@ class QueryModel:
         self.flushed = 0
         """Last sequence the file holds (written with its rows)."""
         self.purged_before_ts = 0.0
-        self.log_first_seq = 1
         self.attached = False
         self.caught_up = asyncio.Event()
         self.catch_up_events = 0
@@ -110,7 +109,6 @@ class QueryModel:
             if reason:
                 log.info("query_model_rebuilding", file=self.path, reason=reason)
             await self.store.set_meta("stream_created", bounds.created)
-            self.log_first_seq = bounds.first_seq
             self.seq = self.flushed = seq
             self.purged_before_ts = float(meta.get("purged_before_ts") or 0.0)
             self.state = restored(*await self.store.live())
@@ -131,8 +129,10 @@ class QueryModel:
         if self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
         if self._store is not None and not self._closed:
-            with contextlib.suppress(Exception):
+            try:
                 await self._flush()
+            except Exception:  # the file keeps its last consistent batch: the next start resumes there
+                log.exception("query_model_write_failed", file=self.path, seq=self.position)
         self._closed = True
         for _seq, _id, fut in self._waiters:
             if not fut.done():
