@@ -65,6 +65,13 @@ class GatewayCore:
         await self.wait_for_seq(last)
         return True
 
+    async def knows_agent(self, agent_id: str) -> bool:
+        """Whether the agent is registered, as the log says now (one registered a moment ago, not
+        yet applied here, is waited for)."""
+        if agent_id in self.view.state.fleet.agents:
+            return True
+        return await self.caught_up_on("agent", agent_id) and agent_id in self.view.state.fleet.agents
+
     async def query_ready(self, after_seq: int | None = None) -> None:
         """Before reading the query model: wait until it holds everything this gateway has applied
         (and `after_seq`, a sequence a write elsewhere returned: see ``wait_for_seq``); 503 if it

@@ -26,7 +26,7 @@ from services.gateway.service import GatewayService
 from services.gateway.tasks import task_out
 from shared.bus import EventBus
 from shared.domain.fleet import TERMINAL, FleetState, TaskView, apply_fleet
-from shared.events import TaskSubmitted, WorkflowSubmitted
+from shared.events import AgentRegistered, TaskSubmitted, WorkflowSubmitted
 from shared.recorded import Recorded
 from shared.settings import Settings
 from tests.conftest import running
@@ -370,6 +370,12 @@ async def test_neither_a_read_nor_a_command_answers_404_from_a_view_behind_the_l
         assert read.status_code == 503, read.text
         await bus.append(WorkflowSubmitted(workflow_id="w-late", steps=[]), expected=0)
         assert (await http.get("/api/v1/orchestration/workflow/w-late")).status_code == 503
+        await bus.append(AgentRegistered(agent_id="a-late", capabilities={"x": 1.0}), expected=None)
+        failure = {"failure_type": "agent_error", "severity": "low", "agent_id": "a-late"}
+        reported = await http.post("/api/v1/orchestration/failure/handle", json=failure)
+        assert reported.status_code == 503, reported.text
+        reset = await http.post("/api/v1/orchestration/circuit-breakers/a-late/reset", json={})
+        assert reset.status_code == 503, reset.text
         workflow = await http.post(
             "/api/v1/orchestration/workflow/w-never/tasks", json={"task_id": "b", "task_type": "x"}
         )
