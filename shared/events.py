@@ -117,6 +117,10 @@ ResourceAllocation = Literal[
     "optimized", "greedy", "balanced", "priority_based", "performance_weighted", "adaptive_learning"
 ]
 StepCondition = Literal["on_success", "on_failure", "always"]
+CatchUp = Literal["none", "last", "all"]
+"""What a schedule does with the slots that passed while no workflow service instance could fire
+them: skip them all, fire the most recent once, or fire each (the most recent ``max_catch_up``)."""
+ScheduleTarget = Literal["task", "workflow"]
 
 # What the HTTP API accepts beyond the stored vocabularies; the gateway turns each into a stored
 # value before anything is appended. The failure report takes the specification's enum spellings
@@ -226,6 +230,44 @@ class WorkflowStep(msgspec.Struct, frozen=True, kw_only=True):
     priority: Priority = "normal"
     profile: TaskProfile = TaskProfile()
     payload: dict[str, Any] = {}
+
+
+class ScheduledTask(msgspec.Struct, frozen=True, kw_only=True):
+    """What a schedule submits at each slot: a task as ``task.submitted`` holds it, less its id and
+    times (the deadline is relative: ``deadline_s`` after the firing)."""
+
+    task_type: Capability
+    name: str = ""
+    description: str = ""
+    priority: Priority = "normal"
+    required_capabilities: list[Capability] = []
+    profile: TaskProfile = TaskProfile()
+    routing_strategy: RoutingStrategy | None = None
+    expected_quality_threshold: Unit = 0.0
+    payload: dict[str, Any] = {}
+    timeout_s: Annotated[float, Meta(gt=0)] = 300.0
+    retry: RetryPolicy = RetryPolicy()
+    deadline_s: Annotated[float, Meta(gt=0)] | None = None
+    estimated_duration_s: NonNegative | None = None
+    quality_wait_s: NonNegative | None = None
+    resource_constraints: dict[str, str] = {}
+
+
+class ScheduledWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """What a schedule submits at each slot: a workflow as ``workflow.submitted`` holds it, less its id."""
+
+    name: str = ""
+    description: str = ""
+    execution_mode: ExecutionMode = "adaptive"
+    optimization_goal: OptimizationGoal = "balance_all"
+    template: WorkflowTemplate = "custom"
+    steps: list[WorkflowStep] = []
+    resource_allocation: ResourceAllocation = "optimized"
+    max_concurrent_tasks: Annotated[int, Meta(ge=1)] | None = None
+    quality_threshold: Unit = 0.0
+    failure_tolerance: Unit = 0.0
+    max_duration_s: Annotated[float, Meta(gt=0)] | None = None
+    context: dict[str, Any] = {}
 
 
 # --- base ---------------------------------------------------------------------------------------
@@ -434,6 +476,10 @@ class TaskSubmitted(TaskEvent, frozen=True, kw_only=True, tag="task.submitted"):
     threshold before it goes to the best available one (None: the router's QUALITY_WAIT_S)."""
     resource_constraints: dict[str, str] = {}
     """Values an agent's registration ``metadata`` must hold to take the task (key: value)."""
+    not_before_ts: float | None = None
+    """A delayed task: no agent gets it before this time (None: at once)."""
+    schedule_id: str | None = None
+    """The schedule that submitted it (``system.schedule_fired`` names the slot)."""
 
 
 class TaskQueued(TaskEvent, frozen=True, kw_only=True, tag="task.queued"):
@@ -525,6 +571,8 @@ class WorkflowSubmitted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.
     """Its tasks' deadline: this long after the workflow started."""
     context: dict[str, Any] = {}
     """Handed to the agent of each of its tasks as ``payload.context``."""
+    schedule_id: str | None = None
+    """The schedule that submitted it (``system.schedule_fired`` names the slot)."""
 
 
 class WorkflowStarted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.started"):
@@ -708,6 +756,89 @@ class PerformanceAlert(SystemEvent, frozen=True, kw_only=True, tag="system.perfo
     detail: str = ""
 
 
+class ScheduleEvent(SystemEvent, frozen=True, kw_only=True):
+    """An event of one schedule; ``scope`` is ``sched-<schedule id>`` (``schedule_scope``), so a
+    schedule's id never meets an incident's or a request's on the system aggregate."""
+
+    @property
+    def schedule_id(self) -> str:
+        return self.scope.removeprefix(SCHEDULE_SCOPE_PREFIX)
+
+
+SCHEDULE_SCOPE_PREFIX: Final = "sched-"
+
+
+def schedule_scope(schedule_id: str) -> str:
+    """The system aggregate id of a schedule."""
+    return f"{SCHEDULE_SCOPE_PREFIX}{schedule_id}"
+
+
+class ScheduleCreated(ScheduleEvent, frozen=True, kw_only=True, tag="system.schedule_created"):
+    """A schedule: when (a cron expression or a fixed interval, UTC) and what (a task or a workflow).
+
+    Its slots are the times the expression or the interval names after its creation (and at or
+    after ``start_ts``); the workflow service fires each once (``system.schedule_fired``).
+    """
+
+    name: str = ""
+    description: str = ""
+    cron: str = ""
+    """Five fields, UTC (minute hour day-of-month month day-of-week); empty with an interval."""
+    interval_s: Annotated[float, Meta(gt=0)] | None = None
+    """Slots every this many seconds, counted from ``start_ts`` (else from the Unix epoch)."""
+    start_ts: float | None = None
+    """No slot before this time; with an interval, the first slot."""
+    catch_up: CatchUp = "last"
+    max_catch_up: Annotated[int, Meta(ge=1)] = 100
+    """With ``catch_up`` ``all``: at most this many missed slots fire (the most recent ones)."""
+    misfire_grace_s: NonNegative = 60.0
+    """With ``catch_up`` ``none``: a slot fires up to this long after its time, later it is missed."""
+    target: ScheduleTarget = "task"
+    task: ScheduledTask | None = None
+    workflow: ScheduledWorkflow | None = None
+    created_by: str = ""
+
+
+class SchedulePaused(ScheduleEvent, frozen=True, kw_only=True, tag="system.schedule_paused"):
+    """No slot fires until resumed; the slots of the pause are skipped, whatever ``catch_up`` says."""
+
+    reason: str = ""
+
+
+class ScheduleResumed(ScheduleEvent, frozen=True, kw_only=True, tag="system.schedule_resumed"):
+    """Slots after this time fire again."""
+
+    reason: str = ""
+
+
+class ScheduleDeleted(ScheduleEvent, frozen=True, kw_only=True, tag="system.schedule_deleted"):
+    """No slot fires again; a target already fired is still submitted. The id is not reused."""
+
+    reason: str = ""
+
+
+class ScheduleFired(ScheduleEvent, frozen=True, kw_only=True, tag="system.schedule_fired"):
+    """One slot fired: its task or workflow (id ``target_id``, derived from the schedule and the
+    slot) is submitted right after. Appended against the schedule's last sequence, with the message
+    id ``fire:<schedule>:<slot ms>``, so however many instances decide it, it is stored once."""
+
+    slot_ts: float
+    target_id: Id
+    target: ScheduleTarget = "task"
+    late_s: NonNegative = 0.0
+    """How long after the slot's time it fired."""
+
+
+class ScheduleSkipped(ScheduleEvent, frozen=True, kw_only=True, tag="system.schedule_skipped"):
+    """Slots that came due while no instance could fire them and that the catch-up policy skips."""
+
+    first_slot_ts: float
+    last_slot_ts: float
+    slots: int = 1
+    """How many (counted up to ``MAX_COUNTED_SLOTS``, 10,000)."""
+    reason: str = ""
+
+
 AnyEvent: TypeAlias = (
     AgentRegistered
     | AgentDraining
@@ -746,6 +877,12 @@ AnyEvent: TypeAlias = (
     | RebalanceRequested
     | LoadRebalanced
     | PerformanceAlert
+    | ScheduleCreated
+    | SchedulePaused
+    | ScheduleResumed
+    | ScheduleDeleted
+    | ScheduleFired
+    | ScheduleSkipped
 )
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.type_name(): cls for cls in AnyEvent.__args__}
@@ -842,7 +979,15 @@ def _decode(data: bytes) -> AnyEvent:
     return event
 
 
-_WITH_FREE_FORM = (TaskSubmitted, TaskAssigned, TaskCompleted, WorkflowSubmitted, WorkflowStepAdded)
+_WITH_FREE_FORM = (
+    TaskSubmitted,
+    TaskAssigned,
+    TaskCompleted,
+    WorkflowSubmitted,
+    WorkflowStepAdded,
+    FailureReported,
+    ScheduleCreated,
+)
 
 
 def too_deep_field(event: Event, data: bytes) -> str | None:
@@ -876,6 +1021,13 @@ def free_form_fields(event: Event) -> Iterator[tuple[str, Any]]:
         yield "step.payload", event.step.payload
     elif isinstance(event, FailureReported):
         yield "context", event.context
+    elif isinstance(event, ScheduleCreated):
+        if event.task is not None:
+            yield "task.payload", event.task.payload
+        if event.workflow is not None:
+            yield "workflow.context", event.workflow.context
+            for index, step in enumerate(event.workflow.steps):
+                yield f"workflow.steps[{index}].payload", step.payload
 
 
 def _version_or_zero(type_name: object) -> int:

@@ -48,6 +48,12 @@ from shared.events import (
     RebalanceRequested,
     RecoveryActionTaken,
     ScaleRecommended,
+    ScheduleCreated,
+    ScheduleDeleted,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleResumed,
+    ScheduleSkipped,
     TaskAssigned,
     TaskAttemptFailed,
     TaskCancelled,
@@ -112,6 +118,9 @@ SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         WorkflowStepSkipped,
         WorkflowCompleted,
         WorkflowFailed,
+        WorkflowSubmitted,
+        ScheduleFired,
+        ScheduleSkipped,
     ),
     "gateway": (
         AgentRegistered,
@@ -126,6 +135,10 @@ SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         FailureReported,
         RebalanceRequested,
         PerformanceAlert,
+        ScheduleCreated,
+        SchedulePaused,
+        ScheduleResumed,
+        ScheduleDeleted,
     ),
 }
 """The event types each service appends: a test keeps this equal to what the code constructs."""

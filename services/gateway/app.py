@@ -17,7 +17,8 @@ from services.gateway.monitoring import MonitorDesk
 from services.gateway.openapi import StrictStructs, openapi_config
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
-from services.gateway.routes import agents, events, health, performance, recovery, tasks, workflows
+from services.gateway.routes import agents, events, health, performance, recovery, schedules, tasks, workflows
+from services.gateway.schedules import ScheduleDesk
 from services.gateway.tasks import TaskDesk
 from services.gateway.workflows import WorkflowDesk
 
@@ -30,6 +31,7 @@ ALL_ROUTES = [
     *health.ROUTES,
     *recovery.ROUTES,
     *performance.ROUTES,
+    *schedules.ROUTES,
 ]
 
 
@@ -45,6 +47,7 @@ class Desks:
     performance: PerformanceDesk
     health: HealthDesk
     monitor: MonitorDesk
+    schedules: ScheduleDesk
 
     def dependencies(self) -> dict[str, Provide]:
         return {
@@ -56,6 +59,7 @@ class Desks:
             "performance_desk": _provide(self.performance),
             "health_desk": _provide(self.health),
             "monitor_desk": _provide(self.monitor),
+            "schedule_desk": _provide(self.schedules),
         }
 
 

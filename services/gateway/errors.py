@@ -71,16 +71,17 @@ def error_response(
 
 
 def _field_of(message: str, key: str | None) -> str | None:
-    """The offending field: msgspec names it as `$.field` or as an unknown field."""
-    for marker in ("unknown field `", "missing required field `"):
-        if marker in message:
-            return message.split(marker, 1)[1].split("`", 1)[0]
-    if key and key != "data":
-        return key
+    """The offending field: where Litestar says (`key`) or msgspec says (`$.path`), and for an
+    unknown or missing field of the object there, ``path.field`` (e.g. ``task.colour``)."""
+    where = key if key and key != "data" else None
     marker = "at `$."
-    if marker in message:
-        return message.split(marker, 1)[1].split("`", 1)[0]
-    return None
+    if where is None and marker in message:
+        where = message.split(marker, 1)[1].split("`", 1)[0]
+    for named in ("unknown field `", "missing required field `"):
+        if named in message:
+            field = message.split(named, 1)[1].split("`", 1)[0]
+            return f"{where}.{field}" if where else field
+    return where
 
 
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorResponse]:

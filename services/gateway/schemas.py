@@ -101,11 +101,17 @@ class TaskAssignRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     """Handed to the agent with the task, as ``payload.contextual_factors``."""
     resource_constraints: dict[str, ConstraintValue] = {}
     """Values the agent's registration metadata must hold (e.g. {"gpu": "a100"})."""
+    not_before: Annotated[str, Meta(max_length=64)] | float | None = None
+    """A delayed task: no agent gets it before this time (ISO-8601, UTC unless it says otherwise,
+    or Unix seconds; at most a year and a day ahead; a time past means at once)."""
+    delay_seconds: Annotated[float, Meta(gt=0, le=31_622_400)] | None = None
+    """A delayed task: no agent gets it before this many seconds from now (instead of not_before)."""
 
 
 class TaskAssignResponse(msgspec.Struct, kw_only=True):
     task_id: str
-    status: Literal["assigned", "queued", "pending"]
+    status: Literal["assigned", "queued", "pending", "scheduled"]
+    """``scheduled``: a delayed task, routed at ``not_before_ts``."""
     attempt: int = 1
     agent_id: str | None = None
     strategy: str | None = None
@@ -120,6 +126,8 @@ class TaskAssignResponse(msgspec.Struct, kw_only=True):
     """An agent was assigned (status assigned)."""
     timestamp: str = ""
     """When this answer was given (ISO-8601 UTC)."""
+    not_before_ts: float | None = None
+    """A delayed task: when it may start (Unix seconds)."""
 
 
 class AssignmentOut(msgspec.Struct, kw_only=True):
@@ -158,6 +166,11 @@ class TaskOut(msgspec.Struct, kw_only=True):
     quality: float | None
     workflow_id: str | None
     assignments: list[AssignmentOut]
+    not_before_ts: float | None = None
+    """No agent gets the current attempt before this: a delayed task's start (its status is then
+    ``scheduled``), or a retry's backoff."""
+    schedule_id: str | None = None
+    """The schedule that submitted it."""
     step_id: str | None = None
     """The task's id within its workflow (``workflow_id``), when it is a workflow step."""
     name: str = ""

@@ -25,6 +25,7 @@ from services.gateway.monitoring import MonitorDesk
 from services.gateway.performance import PerformanceDesk
 from services.gateway.query.model import QueryModel
 from services.gateway.recovery import RecoveryDesk
+from services.gateway.schedules import ScheduleDesk
 from services.gateway.tasks import TaskDesk
 from services.gateway.view import GATEWAY_VIEW
 from services.gateway.workflows import WorkflowDesk
@@ -73,6 +74,7 @@ class GatewayService(Service):
             performance=self.performance,
             health=HealthDesk(self.core, self.metrics),
             monitor=self.monitor,
+            schedules=ScheduleDesk(self.core),
         )
         for desk in (self.tasks, self.recovery, self.performance):  # each waits for answers in the log
             self.view.add_listener(desk.on_event)

@@ -2,8 +2,10 @@
 
 A submission is ``task.submitted`` appended with expected 0 (a task id is new only once: 409 on a
 duplicate); ``task/assign`` then waits up to ``ASSIGN_WAIT_MS`` for the router's decision and
-answers with it, or with the task queued or still pending. A cancellation is a command on the
-task (``shared.command``), followed by a notice to the agent holding it.
+answers with it, or with the task queued or still pending. A delayed task (``not_before``,
+``delay_seconds``) is answered at once as scheduled: the router takes it at its time. A
+cancellation is a command on the task (``shared.command``), followed by a notice to the agent
+holding it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -29,20 +30,15 @@ from services.gateway.schemas import (
     TaskPage,
     TaskSummary,
 )
+from services.gateway.templates import task_start, task_template
 from services.gateway.timestamps import iso_utc
 from shared.bus import ConcurrencyConflict
 from shared.command import Change, command
 from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import TaskView
 from shared.domain.message_ids import cancel_msg_id, notice_msg_id
-from shared.events import (
-    PRIORITY_ALIASES,
-    TaskAssigned,
-    TaskCancelRequested,
-    TaskProfile,
-    TaskQueued,
-    TaskSubmitted,
-)
+from shared.domain.schedules import task_submission
+from shared.events import TaskAssigned, TaskCancelRequested, TaskQueued
 from shared.ids import new_id
 from shared.recorded import Recorded
 
@@ -57,20 +53,6 @@ class Cancellation(Change):
     """The terminal event, and the word to the agent holding the task (appended once that is stored)."""
 
     notice: TaskCancelRequested | None = None
-
-
-def with_context(payload: dict[str, Any], key: str, context: dict[str, Any]) -> dict[str, Any]:
-    """The payload with `context` under `key` for the agent, unless empty or the payload has the key."""
-    if not context or key in payload:
-        return payload
-    return {**payload, key: context}
-
-
-def constraint_text(value: str | int | float | bool) -> str:
-    """A resource constraint as agents' metadata holds values: text (booleans as true/false)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class TaskDesk:
@@ -95,33 +77,14 @@ class TaskDesk:
         # Not a command retried on conflict: expected 0 makes the id new once; a conflict is a 409.
         task_id = data.task_id or new_id()
         now = time.time()
-        event = TaskSubmitted(
+        start = task_start(data, now)
+        event = task_submission(
+            task_template(data),
             task_id=task_id,
-            task_type=data.task_type,
-            name=data.name,
-            description=data.description,
-            priority=PRIORITY_ALIASES.get(data.priority, data.priority),  # type: ignore[arg-type]
-            required_capabilities=data.required_capabilities,
-            profile=TaskProfile(
-                preferred_cognitive_style=data.preferred_cognitive_style,
-                creativity_requirements=data.creativity_requirements,
-                analytical_depth=data.analytical_depth,
-                collaboration_intensity=data.collaboration_intensity,
-            ),
-            routing_strategy=data.routing_strategy,
-            expected_quality_threshold=data.expected_quality_threshold,
-            payload=with_context(data.payload, "contextual_factors", data.contextual_factors),
-            timeout_s=data.timeout_seconds,
-            retry=data.retry,
-            deadline_ts=now + data.deadline_seconds if data.deadline_seconds else None,
-            estimated_duration_s=data.estimated_duration_seconds,
-            quality_wait_s=(
-                data.max_acceptable_delay_minutes * 60 if data.max_acceptable_delay_minutes else None
-            ),
-            resource_constraints={key: constraint_text(v) for key, v in data.resource_constraints.items()},
+            ts=now,
+            not_before_ts=start,
             submitted_by="gateway",
             correlation_id=data.correlation_id or task_id,
-            ts=now,
         )
         core = self.core
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -132,6 +95,8 @@ class TaskDesk:
             except ConcurrencyConflict:
                 raise ApiError(409, "conflict", f"task {task_id!r} already exists", "task_id") from None
             self.submitted.inc()
+            if start is not None:
+                return scheduled_answer(task_id, start, result.seq)
             if core.settings.assign_wait_ms > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(
@@ -187,6 +152,18 @@ class TaskDesk:
         return CancelResponse(task_id=task_id, status="cancelled", seq=result.seq)
 
 
+def scheduled_answer(task_id: str, start: float, seq: int) -> TaskAssignResponse:
+    """What ``task/assign`` answers for a delayed task: scheduled, and until when."""
+    return TaskAssignResponse(
+        task_id=task_id,
+        status="scheduled",
+        detail=f"delayed: routed at {iso_utc(start)}",
+        not_before_ts=start,
+        seq=seq,
+        timestamp=iso_utc(time.time()),
+    )
+
+
 def routing_answer(task: TaskView | None, task_id: str, seq: int) -> TaskAssignResponse:
     """What ``task/assign`` answers: the assignment, the reason it is queued, or pending."""
     if task is not None and task.assignments:
@@ -224,11 +201,18 @@ def routing_answer(task: TaskView | None, task_id: str, seq: int) -> TaskAssignR
     )
 
 
+def task_status(task: TaskView, now: float) -> str:
+    """The task's status; a delayed task waiting for its time is ``scheduled``."""
+    if task.status == "pending" and task.attempt == 1 and task.not_before_ts > now:
+        return "scheduled"
+    return task.status
+
+
 def task_out(task: TaskView) -> TaskOut:
     return TaskOut(
         task_id=task.task_id,
         task_type=task.spec.task_type,
-        status=task.status,
+        status=task_status(task, time.time()),
         attempt=task.attempt,
         priority=task.spec.priority,
         agent_id=task.agent_id,
@@ -247,6 +231,8 @@ def task_out(task: TaskView) -> TaskOut:
         result=task.result,
         quality=task.quality,
         workflow_id=task.spec.workflow_id,
+        not_before_ts=task.not_before_ts or None,
+        schedule_id=task.spec.schedule_id,
         step_id=task.spec.step_id,
         name=task.spec.name,
         submitted_seq=task.submitted_seq,

@@ -10,6 +10,7 @@ import typing
 from typing import Any, Final
 
 from shared.events import (
+    CatchUp,
     CognitiveStyle,
     ExecutionMode,
     FailureTypeIn,
@@ -49,6 +50,7 @@ ALLOWED: Final[dict[str, tuple[str, ...]]] = {
     "resource_allocation_strategy": values_of(ResourceAllocation),
     "condition": values_of(StepCondition),
     "strategy": values_of(LoadBalancingStrategy),
+    "catch_up": values_of(CatchUp),
 }
 
 

@@ -15,6 +15,7 @@ from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
 from services.gateway.query.filters import Page, WorkflowFilter, encode_cursor
 from services.gateway.query.store import WORKFLOW_COLUMN_NAMES
+from services.gateway.templates import workflow_template
 from services.gateway.workflow_report import workflow_out
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
@@ -28,20 +29,14 @@ from services.gateway.workflow_schemas import (
 from shared.bus import ConcurrencyConflict, EventTooLarge
 from shared.command import Change, command
 from shared.domain.dag import critical_path
-from shared.domain.workflow_spec import (
-    WorkflowSpecError,
-    apply_template,
-    check_dependencies,
-    check_steps,
-    with_execution_mode,
-)
+from shared.domain.schedules import workflow_submission
+from shared.domain.workflow_spec import WorkflowSpecError, check_dependencies, with_execution_mode
 from shared.domain.workflows import WorkflowView
 from shared.events import (
     Event,
     WorkflowCancelled,
     WorkflowStepAdded,
     WorkflowStepCancelled,
-    WorkflowSubmitted,
 )
 from shared.ids import new_id
 
@@ -49,10 +44,6 @@ WORKFLOWS = "workflows"
 """The kind of list a workflow cursor continues."""
 WORKFLOW_SUMMARY_FIELDS = tuple("submitted_seq" if name == "seq" else name for name in WORKFLOW_COLUMN_NAMES)
 """The fields of a listed workflow, in the order the store reads them."""
-
-
-def invalid(exc: WorkflowSpecError) -> ApiError:
-    return ApiError(400, "invalid_workflow", exc.message, exc.field)
 
 
 class WorkflowDesk:
@@ -66,28 +57,11 @@ class WorkflowDesk:
     async def execute(self, data: WorkflowExecuteRequest) -> WorkflowAccepted:
         """Not a command retried on conflict: expected 0 makes the id new once; a conflict is a 409."""
         workflow_id = data.workflow_id or new_id()
-        try:
-            steps = apply_template(data.template, [task.to_step() for task in data.tasks])
-            check_steps(steps)
-        except WorkflowSpecError as exc:
-            raise invalid(exc) from None
-        caps = [cap for cap in (data.max_concurrent_tasks, data.max_agents) if cap is not None]
-        event = WorkflowSubmitted(
-            workflow_id=workflow_id,
-            name=data.name,
-            description=data.description,
-            execution_mode=data.execution_mode,
-            optimization_goal=data.optimization_goal,
-            template=data.template,
-            steps=with_execution_mode(data.execution_mode, steps),
-            resource_allocation=data.resource_allocation_strategy,
-            max_concurrent_tasks=min(caps) if caps else None,
-            quality_threshold=data.quality_threshold,
-            failure_tolerance=data.failure_tolerance,
-            max_duration_s=data.max_duration_minutes * 60 if data.max_duration_minutes else None,
-            context=data.context,
-            correlation_id=data.correlation_id or workflow_id,
+        template = workflow_template(data)
+        event = workflow_submission(
+            template, workflow_id=workflow_id, correlation_id=data.correlation_id or workflow_id
         )
+        steps = template.steps
         try:
             result = await self.core.bus.append(event, expected=0)
         except EventTooLarge as exc:

@@ -239,7 +239,7 @@ def _settle(task: TaskView, now: float, config: RoutingConfig | None) -> bool:
 
 def _settled(decision: Assign, task: TaskView, now: float) -> Assign:
     """The assignment of a task whose quality wait is over, saying so."""
-    waited = now - task.submitted_ts
+    waited = now - max(task.submitted_ts, task.spec.not_before_ts or 0.0)
     why = (
         f"no agent was predicted to reach quality {task.spec.expected_quality_threshold:.2f} within "
         f"{waited:.0f}s (its quality wait): given to the best available agent. "

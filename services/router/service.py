@@ -6,13 +6,15 @@ and its circuit breaker), so two instances racing for the same agent cannot both
 is assigned on a view that missed the breaker opening: the loser catches up and decides again.
 One assignment per task attempt is enforced by the message id ``assign:<task>:<attempt>``. A timer
 wakes the router at the deadline of the earliest task held below its quality threshold, so that
-task ends even when nothing else happens.
+task ends even when nothing else happens, and at the ``not_before_ts`` of the earliest delayed task
+(kept in a heap as their submissions are applied, so no task is looked at before its time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import time
 from typing import Any
 
@@ -20,7 +22,7 @@ from prometheus_client import Histogram
 
 from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
 from shared.bus import AppendResult, ConcurrencyConflict
-from shared.domain.fleet import correlation_of
+from shared.domain.fleet import WAITING, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
 from shared.domain.message_ids import assign_msg_id, failed_msg_id, queued_msg_id
 from shared.domain.routing.policy import RoutingConfig, signal_weights
@@ -92,6 +94,9 @@ class RouterService(Service):
         self._dispatching = asyncio.Lock()
         self._release_task: asyncio.Task[None] | None = None
         self._release_pending = False
+        self._starts: list[tuple[float, str]] = []
+        """(not_before_ts, task id) of delayed tasks: when the timer must look at the queue."""
+        self._timer_woken = asyncio.Event()
         self.view.add_listener(self._on_applied)
         self.assignment_duration = Histogram(
             "orchestration_task_assignment_duration_seconds",
@@ -101,6 +106,10 @@ class RouterService(Service):
         )
 
     async def on_started(self) -> None:
+        now = time.time()
+        for task in self.view.state.fleet.tasks.values():  # delayed before the snapshot was taken
+            if task.status in WAITING and task.not_before_ts > now:
+                heapq.heappush(self._starts, (task.not_before_ts, task.task_id))
         self._expiry_task = asyncio.create_task(self._expiry_timer(), name="router-expiry")
         # Slots may have freed while this instance was starting: look at the queue once.
         self._release_pending = True
@@ -114,8 +123,16 @@ class RouterService(Service):
                     await task
 
     def _on_applied(self, recorded: Recorded) -> None:
-        """A slot freed while tasks wait: look at the queue (once for a burst of releases)."""
-        if not isinstance(recorded.event, RELEASES) or not self.view.state.fleet.queue:
+        """A slot freed while tasks wait: look at the queue (once for a burst of releases). A delayed
+        task: the timer looks at the queue at its time."""
+        event = recorded.event
+        if isinstance(event, TaskSubmitted) and event.not_before_ts and event.not_before_ts > event.ts:
+            earliest = self._starts[0][0] if self._starts else None
+            heapq.heappush(self._starts, (event.not_before_ts, event.task_id))
+            if earliest is None or event.not_before_ts < earliest:
+                self._timer_woken.set()
+            return
+        if not isinstance(event, RELEASES) or not self.view.state.fleet.queue:
             return
         self._release_pending = True
         if self.ready.is_set() and (self._release_task is None or self._release_task.done()):
@@ -144,12 +161,22 @@ class RouterService(Service):
             "adaptive_weights": {name: round(value, 4) for name, value in weights.items()},
         }
 
+    def _next_wake(self) -> float | None:
+        """The earliest deadline or end of quality wait of a held task, or start of a delayed one."""
+        deadline = next_expiry(self.view.state, self.config)
+        if self._starts and (deadline is None or self._starts[0][0] < deadline):
+            return self._starts[0][0]
+        return deadline
+
     async def _expiry_timer(self) -> None:
         """Look at the queue when the earliest quality-held task reaches its deadline or the end of
-        its quality wait."""
+        its quality wait, and when the earliest delayed task may start."""
         while True:
-            deadline = next_expiry(self.view.state, self.config)
+            self._timer_woken.clear()
+            deadline = self._next_wake()
             now = time.time()
+            while self._starts and self._starts[0][0] <= now:
+                heapq.heappop(self._starts)  # its time has come: the dispatch below looks at it
             if deadline is not None and deadline <= now:
                 try:
                     await self.dispatch(causation_id="")
@@ -160,7 +187,8 @@ class RouterService(Service):
                     await asyncio.sleep(EXPIRY_POLL_S)  # not ours to expire (e.g. no longer held)
                 continue
             wait = EXPIRY_POLL_S if deadline is None else min(EXPIRY_POLL_S, deadline - now)
-            await asyncio.sleep(max(wait, 0.001))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_woken.wait(), max(wait, 0.001))
 
     async def on_trigger(self, recorded: Recorded) -> Retry | None:
         await self.view.wait_for(recorded.seq)
@@ -233,7 +261,8 @@ class RouterService(Service):
             if not result.duplicate:
                 self.assignments += 1
                 if never_held:
-                    self.assignment_duration.observe(max(0.0, event.ts - task.submitted_ts))
+                    routable = max(task.submitted_ts, task.not_before_ts)  # a delayed task: its time
+                    self.assignment_duration.observe(max(0.0, event.ts - routable))
                 self.log.debug("task_assigned", task_id=decision.task_id, agent_id=decision.agent_id)
             return result
         if isinstance(decision, Expire):

@@ -14,6 +14,9 @@ tasks belong to no workflow, so taking each one off a durable consumer (deliver,
 every task a round trip for nothing. The projection, which reads every event anyway, notices the
 ending of a step's task and queues that workflow for a decision; on start every running workflow
 is queued once, which covers endings that happened while no instance was looking.
+
+Schedules are fired by the same service (``scheduler.py``): it already submits tasks for workflow
+steps, and a scheduled slot is the same two appends (the decision, then the submission).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Gauge
@@ -38,6 +43,7 @@ from services.workflow.decide import (
     affected,
     decide,
 )
+from services.workflow.scheduler import Scheduler
 from services.workflow.view import WORKFLOW_VIEW
 from shared.bus import ConcurrencyConflict
 from shared.command import retry_on_conflict
@@ -101,6 +107,8 @@ STARTED = events_of_type("workflow", WorkflowStarted.event_type())
 
 class WorkflowService(Service):
     name = "workflow"
+    clock: Callable[[], float] = staticmethod(time.time)
+    """What schedules read the time from (a test's subclass stands for an instance started later)."""
 
     async def setup(self) -> None:
         self.view = self.projection(WORKFLOW_VIEW)
@@ -127,6 +135,8 @@ class WorkflowService(Service):
         self._due_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.view.add_listener(self._on_applied)
+        self.scheduler = Scheduler(self.bus, self.view, self.log, clock=self.clock, instance=self.instance)
+        self.view.add_listener(self.scheduler.on_applied)
 
     async def on_started(self) -> None:
         # A step may have ended while no instance was looking: decide once for every running one
@@ -136,10 +146,12 @@ class WorkflowService(Service):
         for workflow_id in running:
             self._due.setdefault(workflow_id, "")
         self._due_task = asyncio.create_task(self._decide_due(), name="workflow-due")
+        await self.scheduler.start()
 
     async def on_stopping(self) -> None:
         """Finish the decision in hand (a few appends), then stop; what is left is redone on start."""
         self._stopping = True
+        await self.scheduler.stop()
         task = self._due_task
         if task is None:
             return
@@ -161,6 +173,7 @@ class WorkflowService(Service):
             "steps_dispatched": self.dispatched,
             "admitted": self.admitted,
             "conflicts": self.conflicts,
+            "schedules": self.scheduler.details(),
         }
 
     def _on_applied(self, recorded: Recorded) -> None:

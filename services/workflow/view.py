@@ -1,10 +1,12 @@
-"""The workflow service's projection: the workflows, and the fleet (task results, agent capacity)."""
+"""The workflow service's projection: the workflows, the fleet (task results, agent capacity) and
+the schedules it fires."""
 
 from __future__ import annotations
 
 import msgspec
 
 from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.schedules import SchedulesState, apply_schedules
 from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
@@ -13,11 +15,13 @@ from shared.recorded import Recorded
 class WorkflowServiceState(msgspec.Struct, kw_only=True):
     flows: WorkflowsState = msgspec.field(default_factory=WorkflowsState)
     fleet: FleetState = msgspec.field(default_factory=FleetState)
+    schedules: SchedulesState = msgspec.field(default_factory=SchedulesState)
 
 
 def apply_workflow_service(state: WorkflowServiceState, recorded: Recorded) -> WorkflowServiceState:
     apply_workflows(state.flows, recorded)
     apply_fleet(state.fleet, recorded)
+    apply_schedules(state.schedules, recorded)
     return state
 
 

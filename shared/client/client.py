@@ -36,6 +36,10 @@ from shared.client.models import (
     OptimizeRequest,
     Predictions,
     RegisteredAgent,
+    Schedule,
+    ScheduleChange,
+    ScheduleRequest,
+    ScheduleSummary,
     Task,
     TaskAssignment,
     TaskPage,
@@ -261,6 +265,37 @@ class HiveClient:
             poll_s,
             f"workflow {workflow_id}",
         )
+
+    # --- schedules ------------------------------------------------------------------------------
+
+    async def create_schedule(self, schedule: ScheduleRequest | Mapping[str, Any]) -> Schedule:
+        """A cron or interval schedule firing a task or a workflow; checked in full before it is stored."""
+        return await self._call("POST", f"{API}/schedules", Schedule, body=schedule)
+
+    async def get_schedule(self, schedule_id: str, *, after_seq: int | None = None) -> Schedule:
+        """A schedule with its next and recent firings."""
+        path = f"{API}/schedules/{_segment(schedule_id)}"
+        return await self._call("GET", path, Schedule, params={"after_seq": after_seq})
+
+    async def list_schedules(
+        self, *, status: str | None = None, limit: int | None = None
+    ) -> list[ScheduleSummary]:
+        params = {"status": status, "limit": limit}
+        return await self._call("GET", f"{API}/schedules", list[ScheduleSummary], params=params)
+
+    async def pause_schedule(self, schedule_id: str, reason: str | None = None) -> ScheduleChange:
+        body = {"reason": reason} if reason is not None else {}
+        path = f"{API}/schedules/{_segment(schedule_id)}/pause"
+        return await self._call("POST", path, ScheduleChange, body=body)
+
+    async def resume_schedule(self, schedule_id: str, reason: str | None = None) -> ScheduleChange:
+        body = {"reason": reason} if reason is not None else {}
+        path = f"{API}/schedules/{_segment(schedule_id)}/resume"
+        return await self._call("POST", path, ScheduleChange, body=body)
+
+    async def delete_schedule(self, schedule_id: str, reason: str | None = None) -> ScheduleChange:
+        path = f"{API}/schedules/{_segment(schedule_id)}"
+        return await self._call("DELETE", path, ScheduleChange, params={"reason": reason})
 
     # --- failures, breakers, prediction ---------------------------------------------------------
 

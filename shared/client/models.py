@@ -16,6 +16,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from shared.events import (
+    CatchUp,
     CognitiveStyle,
     ExecutionMode,
     FailureTypeIn,
@@ -28,6 +29,8 @@ from shared.events import (
     ResourceAllocation,
     RetryPolicy,
     RoutingStrategy,
+    ScheduledTask,
+    ScheduledWorkflow,
     SeverityIn,
     StepCondition,
     WorkflowTemplate,
@@ -64,6 +67,10 @@ class TaskRequest(Request):
     max_acceptable_delay_minutes: float | UnsetType = UNSET
     contextual_factors: dict[str, Any] | UnsetType = UNSET
     resource_constraints: dict[str, str | int | float | bool] | UnsetType = UNSET
+    not_before: str | float | UnsetType = UNSET
+    """A delayed task: no agent gets it before this time (ISO-8601 or Unix seconds)."""
+    delay_seconds: float | UnsetType = UNSET
+    """A delayed task: no agent gets it before this many seconds from now."""
 
 
 class AgentRegistration(Request):
@@ -138,6 +145,23 @@ class FailureEvent(Request):
     context: dict[str, Any] | UnsetType = UNSET
 
 
+class ScheduleRequest(Request):
+    """A schedule (``POST /schedules``): one of ``cron`` and ``interval_seconds``, one of ``task``
+    and ``workflow`` (without their ids: each slot's gets one derived from the schedule and the slot)."""
+
+    schedule_id: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    cron: str | UnsetType = UNSET
+    interval_seconds: float | UnsetType = UNSET
+    start_at: str | float | UnsetType = UNSET
+    catch_up: CatchUp | UnsetType = UNSET
+    max_catch_up: int | UnsetType = UNSET
+    misfire_grace_seconds: float | UnsetType = UNSET
+    task: TaskRequest | dict[str, Any] | UnsetType = UNSET
+    workflow: WorkflowRequest | dict[str, Any] | UnsetType = UNSET
+
+
 class OptimizeRequest(Request):
     request_id: str | UnsetType = UNSET
     dry_run: bool | UnsetType = UNSET
@@ -171,6 +195,8 @@ class TaskAssignment(Response, frozen=True):
     """Pass it as ``after_seq`` to read your own write."""
     success: bool = False
     timestamp: str = ""
+    not_before_ts: float | None = None
+    """A delayed task (status ``scheduled``): when it may start."""
 
 
 class Assignment(Response, frozen=True):
@@ -211,6 +237,8 @@ class Task(Response, frozen=True):
     quality: float | None = None
     workflow_id: str | None = None
     assignments: list[Assignment] = []
+    not_before_ts: float | None = None
+    schedule_id: str | None = None
     step_id: str | None = None
     name: str = ""
     submitted_seq: int = 0
@@ -623,3 +651,62 @@ class ErrorBody(Response, frozen=True):
 
 class ErrorResponse(Response, frozen=True):
     error: ErrorBody
+
+
+class NextFiring(Response, frozen=True):
+    ts: float
+    at: str = ""
+
+
+class Firing(Response, frozen=True):
+    slot_ts: float
+    target_id: str
+    slot: str = ""
+    fired_ts: float = 0.0
+    late_s: float = 0.0
+
+
+class Schedule(Response, frozen=True):
+    schedule_id: str
+    status: str
+    """active, paused, deleted or invalid."""
+    name: str = ""
+    description: str = ""
+    reason: str = ""
+    problem: str = ""
+    cron: str | None = None
+    interval_seconds: float | None = None
+    start_ts: float | None = None
+    catch_up: str = "last"
+    max_catch_up: int = 100
+    misfire_grace_seconds: float = 60.0
+    target: str = "task"
+    task: ScheduledTask | None = None
+    workflow: ScheduledWorkflow | None = None
+    created_ts: float = 0.0
+    next_firings: list[NextFiring] = []
+    due_since_ts: float | None = None
+    fired_total: int = 0
+    skipped_total: int = 0
+    last_fired_slot_ts: float | None = None
+    recent_firings: list[Firing] = []
+    seq: int = 0
+
+
+class ScheduleSummary(Response, frozen=True):
+    schedule_id: str
+    status: str
+    name: str = ""
+    cron: str | None = None
+    interval_seconds: float | None = None
+    target: str = "task"
+    next_firing: NextFiring | None = None
+    fired_total: int = 0
+    last_fired_slot_ts: float | None = None
+    created_ts: float = 0.0
+
+
+class ScheduleChange(Response, frozen=True):
+    schedule_id: str
+    status: str
+    seq: int = 0

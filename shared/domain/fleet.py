@@ -113,6 +113,7 @@ class TaskView(msgspec.Struct, kw_only=True):
     started_ts: float | None = None
     finished_ts: float | None = None
     not_before_ts: float = 0.0
+    """No agent gets the current attempt before this (a delayed task, or a retry's backoff)."""
     preferred_agent_id: str | None = None
     excluded_agent_ids: list[str] = []
     queued_reason: str = ""
@@ -289,7 +290,12 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
         case TaskSubmitted():
             if event.task_id in state.tasks:
                 return state
-            task = TaskView(spec=event, submitted_seq=recorded.seq, submitted_ts=event.ts)
+            task = TaskView(
+                spec=event,
+                submitted_seq=recorded.seq,
+                submitted_ts=event.ts,
+                not_before_ts=event.not_before_ts or 0.0,
+            )
             state.tasks[event.task_id] = task
             _enqueue(state, task)
             _count(state, "submitted")

@@ -76,6 +76,24 @@ def workflow_end_msg_id(workflow_id: str) -> str:
     return f"wf-end:{workflow_id}"
 
 
+# --- schedules ---------------------------------------------------------------------------------
+
+
+def schedule_fire_msg_id(schedule_id: str, slot_ms: int) -> str:
+    """A schedule's slot fired: once per slot (milliseconds since the epoch), whichever instance fires it."""
+    return f"fire:{schedule_id}:{slot_ms}"
+
+
+def schedule_skip_msg_id(schedule_id: str, last_slot_ms: int) -> str:
+    """Slots skipped by the catch-up policy: once per run of slots, named by its last slot."""
+    return f"skip:{schedule_id}:{last_slot_ms}"
+
+
+def schedule_submit_msg_id(target_id: str) -> str:
+    """The task or workflow a fired slot submits: submitted once."""
+    return f"sched-submit:{target_id}"
+
+
 # --- agents, breakers, incidents -----------------------------------------------------------------
 
 

@@ -6,9 +6,9 @@ breaker views *before* they apply it; everything is kept in per-second windows o
 the window ending at ``now``:
 
 * **task_assignment_latency_ms**: p99, over the attempts assigned in the window, of the time from
-  the attempt becoming routable (its submission; for a retry, its requeue or the end of its backoff)
-  to its assignment. Attempts held for lack of an agent (``task.queued``) are left out: that wait
-  measures capacity, not routing.
+  the attempt becoming routable (its submission, or a delayed task's not_before; for a retry, its
+  requeue or the end of its backoff) to its assignment. Attempts held for lack of an agent
+  (``task.queued``) are left out: that wait measures capacity, not routing.
 * **load_balancing_efficiency**: ``1 - misplaced / in flight`` over the samples of the window
   (``load_balance.py``).
 * **routing_accuracy_percent**: first-choice success. Of the first attempts that ended in the
@@ -215,7 +215,7 @@ def apply_metrics(
     match event:
         case TaskSubmitted():
             if event.task_id not in fleet.tasks:
-                _routable(state, event.task_id, 1, event.ts)
+                _routable(state, event.task_id, 1, max(event.ts, event.not_before_ts or 0.0))
         case TaskRequeued():
             task = fleet.tasks.get(event.task_id)
             if task is not None and not task.terminal and event.attempt == task.attempt + 1:

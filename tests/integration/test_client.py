@@ -14,7 +14,13 @@ import msgspec
 import pytest
 
 from services.balancer.service import BalancerService
-from services.gateway import performance_schemas, recovery_schemas, schemas, workflow_schemas
+from services.gateway import (
+    performance_schemas,
+    recovery_schemas,
+    schedule_schemas,
+    schemas,
+    workflow_schemas,
+)
 from services.gateway.history import HistorySample as ServerHistorySample
 from services.gateway.service import GatewayService
 from services.recovery.service import RecoveryService
@@ -30,6 +36,7 @@ from shared.client import (
     HiveConnectionError,
     HiveTimeoutError,
     Persona,
+    ScheduleRequest,
     TaskRequest,
     WorkflowRequest,
     WorkflowTask,
@@ -183,6 +190,24 @@ async def test_every_endpoint_answers_through_its_typed_method(settings: Setting
         validation = await hive.validate_performance(window_s=600)
         assert validation.window_s == 600 and len(validation.targets) == 6
 
+        # Delayed tasks and schedules.
+        later = await hive.assign_task(
+            TaskRequest(task_id="later", task_type="code_review", delay_seconds=3600)
+        )
+        assert later.status == "scheduled" and later.not_before_ts is not None
+        assert (await hive.get_task("later", after_seq=later.seq)).status == "scheduled"
+        schedule = await hive.create_schedule(
+            ScheduleRequest(schedule_id="hourly", cron="@hourly", task=TaskRequest(task_type="code_review"))
+        )
+        assert schedule.status == "active" and len(schedule.next_firings) == 5
+        assert schedule.task is not None and schedule.task.task_type == "code_review"
+        paused = await hive.pause_schedule("hourly", reason="quiet")
+        assert (await hive.get_schedule("hourly", after_seq=paused.seq)).status == "paused"
+        resumed = await hive.resume_schedule("hourly")
+        assert (await hive.get_schedule("hourly", after_seq=resumed.seq)).status == "active"
+        assert [s.schedule_id for s in await hive.list_schedules(status="active")] == ["hourly"]
+        assert (await hive.delete_schedule("hourly", reason="done")).status == "deleted"
+
         assert "orchestration_circuit_breaker_state" in await hive.prometheus_metrics()
         assert "/api/v1/orchestration/task/assign" in (await hive.openapi())["paths"]
 
@@ -308,6 +333,12 @@ PAIRS: list[tuple[type[msgspec.Struct], type[msgspec.Struct]]] = [
     (client.OptimizeRequest, performance_schemas.OptimizeRequest),
     (client.Move, performance_schemas.MoveOut),
     (client.LoadOptimization, performance_schemas.OptimizeResponse),
+    (client.ScheduleRequest, schedule_schemas.ScheduleRequest),
+    (client.Schedule, schedule_schemas.ScheduleOut),
+    (client.ScheduleSummary, schedule_schemas.ScheduleSummary),
+    (client.ScheduleChange, schedule_schemas.ScheduleChange),
+    (client.NextFiring, schedule_schemas.NextFiring),
+    (client.Firing, schedule_schemas.FiringOut),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
 import msgspec
@@ -14,6 +16,9 @@ from shared.events import (
     AgentRegistered,
     EventDecodeError,
     FailureReported,
+    ScheduleCreated,
+    ScheduledTask,
+    ScheduledWorkflow,
     TaskAssigned,
     TaskCompleted,
     TaskSubmitted,
@@ -129,6 +134,26 @@ def _deep(depth: int) -> list[object]:
             ),
             "step.payload",
         ),
+        (
+            lambda value: FailureReported(scope="i", failure_type="agent_error", context={"a": value}),
+            "context",
+        ),
+        (
+            lambda value: ScheduleCreated(
+                scope="sched-s", task=ScheduledTask(task_type="x", payload={"a": value})
+            ),
+            "task.payload",
+        ),
+        (
+            lambda value: ScheduleCreated(
+                scope="sched-s",
+                target="workflow",
+                workflow=ScheduledWorkflow(
+                    steps=[WorkflowStep(step_id="s", task_type="x", payload={"a": value})]
+                ),
+            ),
+            "workflow.steps[0].payload",
+        ),
     ],
 )
 def test_a_payload_or_result_may_nest_as_deep_as_the_bound_and_no_deeper(make: Any, field: str) -> None:
@@ -141,9 +166,12 @@ def test_a_payload_or_result_may_nest_as_deep_as_the_bound_and_no_deeper(make: A
 
 
 def _open_paths(annotation: Any, path: str) -> set[str]:
-    """Paths to the parts of a type whose shape is open (Any), through structs and lists of them."""
+    """Paths to the parts of a type whose shape is open (Any), through structs, lists of them and
+    optional ones (``X | None``)."""
     if annotation is Any:
         return {path}
+    if isinstance(annotation, types.UnionType) or getattr(annotation, "__origin__", None) is typing.Union:
+        return set().union(*(_open_paths(arg, path) for arg in annotation.__args__))
     if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         return {
             found
@@ -165,6 +193,11 @@ def test_every_open_field_of_the_catalogue_is_bounded_at_decode() -> None:
         "workflow.submitted": WorkflowSubmitted(workflow_id="w", steps=[step]),
         "workflow.step_added": WorkflowStepAdded(workflow_id="w", step=step),
         "system.failure_reported": FailureReported(scope="i", failure_type="agent_error"),
+        "system.schedule_created": ScheduleCreated(
+            scope="sched-s",
+            task=ScheduledTask(task_type="x"),
+            workflow=ScheduledWorkflow(steps=[step]),
+        ),
     }
     open_paths = {name: _open_paths(cls, "") for name, cls in EVENT_TYPES.items()}
     open_paths = {name: paths for name, paths in open_paths.items() if paths}

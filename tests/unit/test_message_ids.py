@@ -22,6 +22,13 @@ PINNED: list[tuple[Callable[..., str], tuple[object, ...], str]] = [
     (ids.step_dispatch_msg_id, ("w1", "s1"), "wf-dispatch:w1:s1"),
     (ids.step_skip_msg_id, ("w1", "s1"), "wf-skip:w1:s1"),
     (ids.workflow_end_msg_id, ("w1",), "wf-end:w1"),
+    (ids.schedule_fire_msg_id, ("nightly", 1753731000000), "fire:nightly:1753731000000"),
+    (ids.schedule_skip_msg_id, ("nightly", 1753731000000), "skip:nightly:1753731000000"),
+    (
+        ids.schedule_submit_msg_id,
+        ("nightly-1753731000000-0123456789ab",),
+        "sched-submit:nightly-1753731000000-0123456789ab",
+    ),
     (ids.liveness_msg_id, ("unresponsive", "a1", 17), "unresponsive:a1:17"),
     (ids.liveness_msg_id, ("recovered", "a1", 18), "recovered:a1:18"),
     (ids.quarantine_msg_id, ("i1",), "quarantine:i1"),

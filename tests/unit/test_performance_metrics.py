@@ -229,3 +229,14 @@ def test_the_metrics_survive_a_snapshot_round_trip() -> None:
     restored = msgspec.msgpack.decode(blob, type=Snapshot[MetricsView]).state
     assert restored == view
     assert figures(restored.metrics, 110.0, 60.0) == figures(view.metrics, 110.0, 60.0)
+
+
+def test_a_delayed_tasks_assignment_latency_runs_from_its_start() -> None:
+    view = view_of(
+        *agents("a"),
+        TaskSubmitted(task_id="later", task_type="x", ts=100.0, not_before_ts=160.0),
+        TaskAssigned(agent_id="a", task_id="later", attempt=1, ts=160.015),
+    )
+    found = figures(view.metrics, now=170.0, window_s=60.0)
+    assert found.task_assignment_latency_ms.samples == 1
+    assert near(found.task_assignment_latency_ms.value, 15.0)

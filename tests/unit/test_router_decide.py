@@ -268,3 +268,18 @@ def test_rejected_candidates_are_listed_best_first_each_with_its_reason() -> Non
     assert reasons["gone"] == "agent is draining"
     scored = [r.score for r in decision.rejected if r.score > 0]
     assert scored == sorted(scored, reverse=True)
+
+
+def test_a_delayed_task_is_not_routed_before_its_time_and_is_routed_at_it() -> None:
+    state = state_of(
+        AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=2),
+        TaskSubmitted(task_id="later", task_type="x", ts=50.0, not_before_ts=100.0),
+        TaskSubmitted(task_id="now", task_type="x", ts=60.0),
+    )
+    assert state.fleet.tasks["later"].not_before_ts == 100.0
+    first = next_decision(state, now=99.0)
+    assert isinstance(first, Assign) and first.task_id == "now"  # the delayed one is passed over
+    apply(state, TaskAssigned(agent_id="a", task_id="now", attempt=1), seq=10)
+    assert next_decision(state, now=99.999) is None
+    decision = next_decision(state, now=100.0)
+    assert isinstance(decision, Assign) and decision.task_id == "later"

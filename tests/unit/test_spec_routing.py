@@ -215,3 +215,11 @@ def held_by(agent_id: str, *task_ids: str) -> list[AnyEvent]:
             TaskStarted(task_id=task_id, agent_id=agent_id, attempt=1),
         ]
     return events
+
+
+def test_a_delayed_tasks_quality_wait_counts_from_its_start() -> None:
+    state = held(not_before_ts=1500.0)
+    assert next_expiry(state, WAIT) == 1510.0
+    assert next_decision(state, now=1509.0, config=WAIT) is None
+    decision = next_decision(state, now=1510.0, config=WAIT)
+    assert isinstance(decision, Assign) and "within 10s (its quality wait)" in decision.explanation

@@ -48,10 +48,11 @@ def held_below_threshold(task: TaskView) -> bool:
 def quality_wait_end(task: TaskView, default_wait_s: float) -> float | None:
     """When a task held below its quality threshold, without a deadline, stops waiting for an agent
     predicted to reach it and goes to the best available one: its own ``quality_wait_s`` (else
-    `default_wait_s`, QUALITY_WAIT_S) after its submission. None: not held, has a deadline (it fails
-    there instead), or waits indefinitely."""
+    `default_wait_s`, QUALITY_WAIT_S) after its submission (a delayed task: after its
+    ``not_before_ts``). None: not held, has a deadline (it fails there instead), or waits
+    indefinitely."""
     if not held_below_threshold(task) or task.spec.deadline_ts is not None:
         return None
     wait = task.spec.quality_wait_s if task.spec.quality_wait_s is not None else default_wait_s
-    end = task.submitted_ts + wait
+    end = max(task.submitted_ts, task.spec.not_before_ts or 0.0) + wait
     return end if math.isfinite(end) else None
