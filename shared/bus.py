@@ -378,6 +378,8 @@ class EventBus:
         one entity across aggregates (an agent and its breaker).
         """
         check_id(event.aggregate_id, f"{event.AGGREGATE} id")
+        for token in event.subject.split(".")[4:]:
+            check_id(token, f"subject token of {event.type_name()}")
         data = encode_event(event)
         field = too_deep_field(event, data)
         if field is not None:
@@ -392,6 +394,37 @@ class EventBus:
         size = len(data) + sum(len(key) + len(value) + 4 for key, value in headers.items()) + 12
         if size > self.nc.max_payload:  # the server counts headers too, and drops the connection
             raise EventTooLarge(event, size, int(self.nc.max_payload))
+        result = await self._publish(event, data, headers, guarded, expected, timeout)
+        if result.duplicate and headers["Nats-Msg-Id"] != event.id:
+            stored = await self.subject_at(result.seq)
+            if stored != event.subject:
+                # A shared key (``assign:<task>:<attempt>``, ...) is predictable, and the server
+                # de-duplicates keys across the whole stream: someone stored something else under
+                # ours first. Ours is not stored; store it under its own id (the expected-sequence
+                # check still keeps deciders from storing the same decision twice).
+                log.warning(
+                    "forged_duplicate",
+                    service=self.service,
+                    msg_id=headers["Nats-Msg-Id"],
+                    subject=event.subject,
+                    stored_subject=stored,
+                    stored_seq=result.seq,
+                )
+                headers["Nats-Msg-Id"] = event.id
+                result = await self._publish(event, data, headers, guarded, expected, timeout)
+        if self.metrics:
+            self.metrics.events_appended.labels(self.service, event.type_name()).inc()
+        return result
+
+    async def _publish(
+        self,
+        event: Event,
+        data: bytes,
+        headers: dict[str, str],
+        guarded: str,
+        expected: int | None,
+        timeout: float,
+    ) -> AppendResult:
         publish = self.js.publish(event.subject, data, timeout=timeout, headers=headers)
         try:
             if self.denials is not None and self.user is not None:
@@ -404,9 +437,18 @@ class EventBus:
                     self.metrics.append_conflicts.labels(self.service).inc()
                 raise ConcurrencyConflict(guarded, expected or 0, str(exc.description)) from exc
             raise
-        if self.metrics:
-            self.metrics.events_appended.labels(self.service, event.type_name()).inc()
         return AppendResult(int(ack.seq), bool(ack.duplicate))
+
+    async def subject_at(self, seq: int) -> str | None:
+        """The subject of the message stored at `seq` (None if there is none), by a direct get."""
+        request = msgspec.json.encode({"seq": seq})
+        reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
+        headers = reply.headers or {}
+        if headers.get("Status") == "404":
+            return None
+        if "Nats-Subject" not in headers:
+            raise RuntimeError(f"direct get of sequence {seq} failed: {headers}")
+        return headers["Nats-Subject"]
 
     async def aggregate_version(self, aggregate: str, aggregate_id: str) -> int:
         """Last stream sequence of any event of the aggregate (0 if none), asked of the server."""
@@ -423,15 +465,23 @@ class EventBus:
             raise RuntimeError(f"direct get failed: {headers}")
         return int(headers["Nats-Sequence"])
 
+    async def last_on(self, subject_filter: str) -> Recorded | Undecodable | None:
+        """The last stored message matching `subject_filter` (None if none), by a direct get whose
+        subject names the filter (``$JS.API.DIRECT.GET.<stream>.<filter>``): permissions can limit
+        what a user reads this way, as the server refuses a body that would name another filter."""
+        reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}.{subject_filter}", b"", timeout=5)
+        headers = reply.headers or {}
+        if headers.get("Status") == "404":
+            return None
+        if "Nats-Sequence" not in headers or "Nats-Subject" not in headers:
+            raise RuntimeError(f"direct get of {subject_filter} failed: {headers}")
+        return decode_recorded(int(headers["Nats-Sequence"]), headers["Nats-Subject"], reply.data)
+
     # --- reading --------------------------------------------------------------------------------
 
-    async def _ephemeral_consumer(self, subject_filter: str, start_seq: int, name: str | None = None) -> str:
-        """An ack-less, in-memory consumer from `start_seq`; a fixed `name` replaces its leftover."""
-        if name is None:
-            name = f"{self.service}-read-{new_id()}"
-        else:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await self.js.delete_consumer(EVENTS_STREAM, name)
+    async def _ephemeral_consumer(self, subject_filter: str, start_seq: int) -> str:
+        """An ack-less, in-memory consumer from `start_seq`, under a random name."""
+        name = f"{self.service}-read-{new_id()}"
         await self.js.add_consumer(
             EVENTS_STREAM,
             ConsumerConfig(
@@ -454,19 +504,16 @@ class EventBus:
         start_seq: int = 1,
         stop_seq: int | None = None,
         batch: int = 512,
-        consumer: str | None = None,
     ) -> AsyncGenerator[Recorded | Undecodable, None]:
         """Read the log in order from `start_seq` up to `stop_seq` (default: the current end).
 
-        Uses no-wait pull requests, so it returns as soon as the stored messages are read. The
-        reading consumer gets a random name unless `consumer` names it (a user whose permissions
-        allow only that name; one read at a time per name).
+        Uses no-wait pull requests, so it returns as soon as the stored messages are read.
         """
         if stop_seq is None:
             stop_seq = await self.last_sequence()
         if stop_seq < start_seq:
             return
-        name = await self._ephemeral_consumer(subject_filter, start_seq, consumer)
+        name = await self._ephemeral_consumer(subject_filter, start_seq)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, pending_msgs_limit=batch * 2 + 16)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{name}"
@@ -562,14 +609,12 @@ class EventBus:
 
         await self.follow_raw(on_msg, stopping, subject_filter=subject_filter, start_seq=start_seq)
 
-    async def read_aggregate(
-        self, aggregate: str, aggregate_id: str, *, consumer: str | None = None
-    ) -> tuple[list[Recorded], int]:
+    async def read_aggregate(self, aggregate: str, aggregate_id: str) -> tuple[list[Recorded], int]:
         """Every decodable event of one aggregate in order, and the aggregate's last sequence."""
         events: list[Recorded] = []
         last = 0
         subject_filter = aggregate_subjects(aggregate, aggregate_id)
-        async for item in self.read(subject_filter=subject_filter, consumer=consumer):
+        async for item in self.read(subject_filter=subject_filter):
             last = item.seq
             if isinstance(item, Recorded):
                 events.append(item)

@@ -269,6 +269,14 @@ class EmbeddedNats:
             f"nats-server did not listen on {self.url} within {timeout}s:\n{self.log_tail()}"
         )
 
+    def restart(self, timeout: float = 20.0) -> EmbeddedNats:
+        """Start again after the process ended (killed, crashed): the same configuration, store and
+        users file, on the same port. Reaps the old process first."""
+        if self.process is not None:
+            self.process.poll()
+        self._close_log()
+        return self.start(timeout)
+
     def reload(self, timeout: float = 10.0) -> None:
         """Have nats-server read its configuration again (SIGHUP), e.g. after users were added.
 

@@ -4,7 +4,8 @@ Rules (the README's Development section, "Conventions"): events are frozen, keyw
 tagged ``<aggregate>.<event_type>``; a field is added with a default, never repurposed; a breaking
 change bumps ``v`` and registers an upcaster in ``UPCASTERS`` so old payloads stay decodable. The
 subject of an event is ``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag
-and id field.
+and id field; a report on a task (``TaskReport``) adds the agent it speaks for:
+``hive.evt.task.<task_id>.<event_type>.<agent_id>``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from msgspec import Meta, field
 from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
 from shared.nesting import MAX_NESTING, openers, value_nests_deeper
-from shared.subjects import event_subject
+from shared.subjects import event_subject, report_subject
 
 # --- shared value types -------------------------------------------------------------------------
 
@@ -490,20 +491,41 @@ class TaskQueued(TaskEvent, frozen=True, kw_only=True, tag="task.queued"):
     detail: str = ""
 
 
-class TaskStarted(TaskEvent, frozen=True, kw_only=True, tag="task.started"):
+class TaskReport(TaskEvent, frozen=True, kw_only=True):
+    """A report on one attempt of a task, by the agent holding it (recovery appends
+    ``attempt_failed`` on its behalf: timeouts, lost agents).
+
+    Version 2 lives on ``hive.evt.task.<task_id>.<event_type>.<agent_id>``: an agent's NATS user may
+    publish reports only on subjects ending in its own id, and a body naming another agent than its
+    subject is refused by every reader, so ``agent_id`` is who the server let speak, not a claim.
+    Version 1 (appended before, on the five-token subject) is read as it was stored. Whatever the
+    version, projections apply a report only from the agent holding that attempt
+    (``shared/domain/fleet.py``: ``report_from_holder``).
+    """
+
+    v: int = 2
+    agent_id: str
+    attempt: int
+
+    @property
+    def subject(self) -> str:
+        return report_subject(self.task_id, self.event_type(), self.agent_id)
+
+
+class TaskStarted(TaskReport, frozen=True, kw_only=True, tag="task.started"):
     agent_id: Id
     attempt: int
     session: str = ""
 
 
-class TaskProgress(TaskEvent, frozen=True, kw_only=True, tag="task.progress"):
+class TaskProgress(TaskReport, frozen=True, kw_only=True, tag="task.progress"):
     agent_id: Id
     attempt: int
     percent: Annotated[float, Meta(ge=0, le=100)] = 0.0
     message: str = ""
 
 
-class TaskCompleted(TaskEvent, frozen=True, kw_only=True, tag="task.completed"):
+class TaskCompleted(TaskReport, frozen=True, kw_only=True, tag="task.completed"):
     agent_id: Id
     attempt: int
     result: Any = None
@@ -511,7 +533,7 @@ class TaskCompleted(TaskEvent, frozen=True, kw_only=True, tag="task.completed"):
     quality: Unit | None = None
 
 
-class TaskAttemptFailed(TaskEvent, frozen=True, kw_only=True, tag="task.attempt_failed"):
+class TaskAttemptFailed(TaskReport, frozen=True, kw_only=True, tag="task.attempt_failed"):
     """One attempt failed; the retry policy decides between a requeue and a terminal failure."""
 
     agent_id: str = ""
@@ -887,6 +909,7 @@ AnyEvent: TypeAlias = (
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.type_name(): cls for cls in AnyEvent.__args__}
 TERMINAL_TASK_EVENTS: Final = (TaskCompleted, TaskFailed, TaskCancelled)
+TASK_REPORTS: Final = (TaskStarted, TaskProgress, TaskCompleted, TaskAttemptFailed)
 
 
 # --- encoding, decoding, upcasting --------------------------------------------------------------
@@ -908,8 +931,15 @@ def _agent_registered_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+def _report_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v2 reports are appended on a subject naming their agent; the body is unchanged."""
+    raw["v"] = 2
+    return raw
+
+
 UPCASTERS: Final[dict[tuple[str, int], Upcaster]] = {
     ("agent.registered", 1): _agent_registered_v1_to_v2,
+    **{(report.type_name(), 1): _report_v1_to_v2 for report in TASK_REPORTS},
 }
 """(type, version) -> function turning that version's raw payload into the next version's."""
 
@@ -977,6 +1007,25 @@ def _decode(data: bytes) -> AnyEvent:
     if event.v < current_version(event.type_name()):
         return _convert(upcast(_raw_decoder.decode(data)))
     return event
+
+
+class _StoredVersion(msgspec.Struct):
+    v: int = 1
+
+
+def stored_on(event: Event, subject: str, data: bytes) -> bool:
+    """Whether `subject` is where `event` (decoded from `data`) belongs: its own subject or, for a
+    report stored as version 1 (before reports named their agent), the five-token form."""
+    if event.subject == subject:
+        return True
+    if not isinstance(event, TaskReport):
+        return False
+    if subject != event_subject(event.AGGREGATE, event.aggregate_id, event.event_type()):
+        return False
+    try:
+        return msgspec.json.decode(data, type=_StoredVersion).v == 1
+    except msgspec.DecodeError:
+        return False
 
 
 _WITH_FREE_FORM = (

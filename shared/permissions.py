@@ -7,17 +7,20 @@ The credential store (``shared/credentials.py``) supplies the passwords and the 
 Least privilege, as far as subjects can say it:
 
 * an **agent** may publish its own heartbeats, its own ``registered``/``draining``/``deregistered``
-  and reports on tasks (``started``, ``progress``, ``completed``, ``attempt_failed``), read its own
-  assignments (durable ``agent-<id>``, filtered to its own aggregate) and task histories (one
-  reader consumer ``agent-<id>-read``, filtered to task events), ack only its own deliveries;
+  and reports on tasks (``started``, ``progress``, ``completed``, ``attempt_failed``) only on
+  subjects ending in its own id (``hive.evt.task.*.<type>.<id>``: every reader refuses a body naming
+  another agent, and projections take a report only from the attempt's holder); it pulls its
+  assignments from its durable ``agent-<id>`` and acks only its own deliveries, and reads the last
+  event of a task's subjects by a direct get whose subject names them. It creates and deletes no
+  consumer: a consumer's configuration (e.g. a push consumer's ``deliver_subject``) is in the
+  request body, which permissions cannot see, so its durable is created for it, by the router
+  (``shared/agent/inbox.py``);
 * a **service** may append only the event types it decides, dead-letter on its own subject, run
   its own durable work consumer and read the log;
 * the **admin** (CLI: replay, health, operations) may do anything in the account.
 
-What subjects cannot express: whose task a report is about (an agent may report on any task id;
-fencing refuses a report on an attempt that is not current, but not one that names another agent
-in its body), and which consumers a service's read consumers are (their names are random single
-tokens, so services may create, pull from and delete any consumer of the stream).
+What subjects cannot express: which consumers a service's read consumers are (their names are
+random single tokens, so services may create, pull from and delete any consumer of the stream).
 """
 
 from __future__ import annotations
@@ -82,10 +85,11 @@ from shared.subjects import (
     DLQ_STREAM,
     EVENTS_STREAM,
     HEALTH_PING,
-    aggregate_subjects,
     dlq_subject,
     event_subject,
     heartbeat_subject,
+    is_report,
+    report_subject,
 )
 
 ADMIN: Final = "admin"
@@ -146,6 +150,9 @@ SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
 SERVICE_DURABLES: Final[frozenset[str]] = frozenset({"router", "balancer", "recovery", "workflow"})
 """Services with a durable work consumer (named after the service)."""
 
+INBOX_PROVIDER: Final = "router"
+"""The service that creates each agent's durable (agents may create no consumer)."""
+
 HEARTBEAT_LISTENERS: Final[frozenset[str]] = frozenset({"recovery", "gateway"})
 """Services that listen to heartbeats and client-disconnect advisories."""
 
@@ -180,11 +187,6 @@ def agent_durable(agent_id: str) -> str:
     return agent_user(agent_id)
 
 
-def agent_reader(agent_id: str) -> str:
-    """The consumer an agent reads a task's history through (one name, so permissions can allow it)."""
-    return f"{agent_durable(agent_id)}-read"
-
-
 def inbox_prefix(user: str) -> str:
     """Where a user's replies arrive, ``_INBOX.<user>``: nobody else may subscribe there.
 
@@ -193,7 +195,10 @@ def inbox_prefix(user: str) -> str:
     return f"_INBOX.{user}" if _TOKEN.match(user) else "_INBOX"
 
 
-def _append_subject(event: type[Event], aggregate_id: str = "*") -> str:
+def _append_subject(event: type[Event], aggregate_id: str = "*", reporter: str = "*") -> str:
+    """Where `event` is appended; a report's subject also names the agent it speaks for."""
+    if is_report(event.AGGREGATE, event.event_type()):
+        return report_subject(aggregate_id, event.event_type(), reporter)
     return event_subject(event.AGGREGATE, aggregate_id, event.event_type())
 
 
@@ -206,22 +211,25 @@ def _acks(consumer: str) -> str:
     return f"$JS.ACK.{EVENTS_STREAM}.{consumer}.>"
 
 
+TASK_LAST_EVENTS: Final = f"{JS_API}.DIRECT.GET.{EVENTS_STREAM}.hive.evt.task.>"
+"""Direct gets of the last event on task subjects, the filter in the API subject (a body is refused)."""
+
+
 def agent_permissions(agent_id: str) -> Permissions:
-    """Its own heartbeats, registration and reports; its own assignments and task histories."""
+    """Its own heartbeats, registration and reports; its own assignments; the last events of tasks.
+
+    No consumer create or delete: its durable is made for it (``shared/agent/inbox.py``).
+    """
     durable = agent_durable(agent_id)
-    reader = agent_reader(agent_id)
     publish = (
         heartbeat_subject(agent_id),
         *(_append_subject(event, agent_id) for event in AGENT_OWN_EVENTS),
-        *(_append_subject(event) for event in AGENT_REPORTS),
+        *(_append_subject(event, reporter=agent_id) for event in AGENT_REPORTS),
         f"{JS_API}.STREAM.INFO.{EVENTS_STREAM}",
-        _consumer_api("CREATE", durable, aggregate_subjects("agent", agent_id)),
-        _consumer_api("DELETE", durable),
+        _consumer_api("INFO", durable),
         _consumer_api("MSG.NEXT", durable),
         _acks(durable),
-        _consumer_api("CREATE", reader, aggregate_subjects("task", "*")),
-        _consumer_api("DELETE", reader),
-        _consumer_api("MSG.NEXT", reader),
+        TASK_LAST_EVENTS,
     )
     return Permissions(publish=publish, subscribe=(f"{inbox_prefix(agent_user(agent_id))}.>",))
 
@@ -241,6 +249,8 @@ def service_permissions(service: str) -> Permissions:
         _consumer_api("MSG.NEXT", "*"),
         _consumer_api("DELETE", "*"),
     ]
+    if service == INBOX_PROVIDER:
+        publish.append(_consumer_api("INFO", "*"))  # agents' durables: made by the router
     if service in SERVICE_DURABLES:
         publish += [
             _consumer_api("CREATE", service),

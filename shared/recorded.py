@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.events import AnyEvent, EventDecodeError, decode_event
+from shared.events import AnyEvent, EventDecodeError, decode_event, stored_on
 
 
 class Recorded(msgspec.Struct, frozen=True):
@@ -34,6 +34,6 @@ def decode_recorded(seq: int, subject: str, data: bytes) -> Recorded | Undecodab
         event = decode_event(data)
     except EventDecodeError as exc:
         return Undecodable(seq, subject, str(exc))
-    if event.subject != subject:
+    if not stored_on(event, subject, data):
         return Undecodable(seq, subject, f"subject {subject} does not match the event's own {event.subject}")
     return Recorded(seq, subject, event)

@@ -6,6 +6,7 @@ use, so what it shows is what the services saw.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,14 @@ import msgspec
 from shared.bus import EventBus
 from shared.errors import HiveError
 from shared.recorded import Recorded
-from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, event_subject, events_of_type
+from shared.subjects import (
+    ALL_EVENTS,
+    EVENTS_PREFIX,
+    aggregate_subjects,
+    event_subject,
+    is_report,
+    type_filters,
+)
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -60,11 +68,15 @@ class TimelineFilter:
         if self.aggregate_id is not None:
             if len(self.types) == 1:
                 (only,) = self.types
-                return event_subject(self.aggregate, self.aggregate_id, only.split(".")[-1])
+                event_type = only.split(".")[-1]
+                if not is_report(self.aggregate, event_type):  # a report's subject names its agent too
+                    return event_subject(self.aggregate, self.aggregate_id, event_type)
             return aggregate_subjects(self.aggregate, self.aggregate_id)
         if len(self.types) == 1:
             (only,) = self.types
-            return events_of_type(self.aggregate, only.split(".")[-1])
+            filters = type_filters(self.aggregate, only.split(".")[-1])
+            if len(filters) == 1:  # a report type has two forms (old logs): read the aggregate
+                return filters[0]
         return f"{EVENTS_PREFIX}.{self.aggregate}.>"
 
     def matches(self, recorded: Recorded) -> bool:
@@ -113,13 +125,35 @@ def as_json(recorded: Recorded) -> str:
 
 
 async def seq_at(bus: EventBus, point: str, now: float | None = None) -> int:
-    """A stream sequence from ``SEQ`` or a time: the last event at or before that time."""
+    """A stream sequence from ``SEQ`` or a time: the last event at or before that time.
+
+    A time before the first event (or an empty log) is a ReplayError saying so: nothing had
+    happened yet, there is no state to show.
+    """
     if point.isdigit():
+        if int(point) < 1:
+            raise ReplayError(f"--at {point}: stream sequences start at 1")
         return int(point)
     cutoff = parse_time(point, time.time() if now is None else now)
     last = 0
-    async for item in bus.read():
-        if isinstance(item, Recorded) and item.event.ts > cutoff:
-            break
-        last = item.seq
+    first: Recorded | None = None
+    # Closed when left early, so its consumer goes before the connection does.
+    async with contextlib.aclosing(bus.read()) as items:
+        async for item in items:
+            if isinstance(item, Recorded):
+                first = first or item
+                if item.event.ts > cutoff:
+                    break
+            last = item.seq
+    if first is None:
+        raise ReplayError(f"--at {point}: the event log is empty, nothing happened yet")
+    if last == 0:
+        raise ReplayError(
+            f"--at {point} ({_iso(cutoff)}) is before the first event ({_iso(first.event.ts)}, "
+            f"sequence {first.seq}): nothing had happened yet"
+        )
     return last
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,8 +1,18 @@
 """The one place that builds NATS subjects and stream names.
 
 Subjects read left to right from general to specific:
-``hive.evt.<aggregate>.<id>.<event_type>`` for events, ``hive.hb.<agent_id>`` for heartbeats,
-``hive.dlq.<service>`` for messages a service could not decode.
+
+* ``hive.evt.<aggregate>.<id>.<event_type>`` for events;
+* ``hive.evt.task.<task_id>.<report>.<agent_id>`` for an agent's reports on a task (``started``,
+  ``progress``, ``completed``, ``attempt_failed``, event version 2): the sixth token names the agent
+  the report speaks for, and an agent's NATS user may publish reports only on subjects ending in
+  its own id, so who reports is what the server let through, not what the body claims. Reports
+  stored before version 2 sit on the five-token form and stay readable;
+* ``hive.hb.<agent_id>`` for heartbeats, ``hive.dlq.<service>`` for messages a service could not
+  decode.
+
+Filters over one aggregate end in ``>`` (they cover the reports), filters over one report type list
+both forms (``type_filters``).
 """
 
 from __future__ import annotations
@@ -26,25 +36,65 @@ ALL_DLQ: Final = "hive.dlq.>"
 HEALTH_PING: Final = "hive.svc.health"
 """Core NATS scatter-gather: every service instance answers with its health."""
 
+REPORT_TYPES: Final[frozenset[str]] = frozenset({"started", "progress", "completed", "attempt_failed"})
+"""Task event types an agent reports: their subjects carry the reporting agent's id."""
+
 
 def event_subject(aggregate: str, aggregate_id: str, event_type: str) -> str:
-    """Subject an event is appended on."""
+    """Subject an event is appended on (a report: see ``report_subject``)."""
     return f"{EVENTS_PREFIX}.{aggregate}.{aggregate_id}.{event_type}"
 
 
+def report_subject(task_id: str, event_type: str, agent_id: str) -> str:
+    """Subject of a report on a task by (or, from recovery, about) the agent holding it."""
+    return f"{EVENTS_PREFIX}.task.{task_id}.{event_type}.{agent_id}"
+
+
+def is_report(aggregate: str, event_type: str) -> bool:
+    return aggregate == "task" and event_type in REPORT_TYPES
+
+
 def aggregate_subjects(aggregate: str, aggregate_id: str) -> str:
-    """Filter matching every event of one aggregate instance (used for optimistic concurrency)."""
-    return f"{EVENTS_PREFIX}.{aggregate}.{aggregate_id}.*"
+    """Filter matching every event of one aggregate instance, reports included (used for
+    optimistic concurrency: a report moves the task's version)."""
+    return f"{EVENTS_PREFIX}.{aggregate}.{aggregate_id}.>"
+
+
+def task_decisions(task_id: str) -> str:
+    """Filter matching a task's five-token subjects: what services append to it (and reports stored
+    before reports named their agent)."""
+    return f"{EVENTS_PREFIX}.task.{task_id}.*"
+
+
+def reports_by(task_id: str, agent_id: str) -> str:
+    """Filter matching the reports on a task that name one agent."""
+    return f"{EVENTS_PREFIX}.task.{task_id}.*.{agent_id}"
+
+
+def reports_of_type(task_id: str, event_type: str) -> str:
+    """Filter matching one type of report on a task, whichever agent it names."""
+    return f"{EVENTS_PREFIX}.task.{task_id}.{event_type}.*"
 
 
 def entity_subjects(entity_id: str) -> str:
     """Filter matching every event about one id, whatever its aggregate (an agent and its breaker)."""
-    return f"{EVENTS_PREFIX}.*.{entity_id}.*"
+    return f"{EVENTS_PREFIX}.*.{entity_id}.>"
 
 
 def events_of_type(aggregate: str, event_type: str) -> str:
-    """Filter matching one event type across all instances of an aggregate."""
-    return f"{EVENTS_PREFIX}.{aggregate}.*.{event_type}"
+    """Filter matching one event type across all instances of an aggregate, as appended now
+    (a report type: on every agent's subject)."""
+    subject = f"{EVENTS_PREFIX}.{aggregate}.*.{event_type}"
+    return f"{subject}.*" if is_report(aggregate, event_type) else subject
+
+
+def type_filters(aggregate: str, event_type: str) -> list[str]:
+    """Filters matching one event type as appended now and, for a report type, as stored before
+    reports named their agent (old logs): for consumers that must see both."""
+    current = events_of_type(aggregate, event_type)
+    if is_report(aggregate, event_type):
+        return [current, f"{EVENTS_PREFIX}.{aggregate}.*.{event_type}"]
+    return [current]
 
 
 def heartbeat_subject(agent_id: str) -> str:
@@ -56,8 +106,13 @@ def dlq_subject(service: str) -> str:
 
 
 def parse_event_subject(subject: str) -> tuple[str, str, str] | None:
-    """Split ``hive.evt.<aggregate>.<id>.<type>`` into its three parts, or None if it is not one."""
+    """``(aggregate, id, type)`` of ``hive.evt.<aggregate>.<id>.<type>`` or of a report's
+    ``hive.evt.task.<id>.<type>.<agent_id>``; None if it is neither."""
     parts = subject.split(".")
-    if len(parts) != 5 or parts[0] != "hive" or parts[1] != "evt":
+    if len(parts) < 5 or parts[0] != "hive" or parts[1] != "evt":
+        return None
+    if len(parts) == 6 and is_report(parts[2], parts[4]):
+        return parts[2], parts[3], parts[4]
+    if len(parts) != 5:
         return None
     return parts[2], parts[3], parts[4]

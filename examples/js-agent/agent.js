@@ -48,6 +48,8 @@ export class HiveAgent {
     });
     this.js = jetstream(this.nc);
     this.jsm = await jetstreamManager(this.nc, { checkAPI: false }); // agents may not ask $JS.API.INFO
+    // With credentials the server lets agents create no consumer: the router opens the inbox.
+    this.inboxOpenedByHive = Boolean(user);
     await this.register();
     this.heartbeats = setInterval(() => this.heartbeat(), this.heartbeatIntervalS * 1000);
     this.heartbeat();
@@ -67,27 +69,50 @@ export class HiveAgent {
         session: this.session,
         metadata: { kind: "javascript" },
       },
-      2,
     );
-    const ack = await this.untilStored(() => this.append(registration));
-    const name = protocol.assignmentConsumer(this.id);
-    await this.jsm.consumers.delete(protocol.STREAM, name).catch(() => {}); // the last session's
-    const info = await this.jsm.consumers.add(
-      protocol.STREAM,
-      protocol.assignmentConsumerConfig(this.id, ack.seq, this.capacity),
-    );
+    const ack = await this.throughOutages(() => this.append(registration));
+    const info = await this.openInbox(ack.seq);
     this.assignments = await this.js.consumers
-      .getConsumerFromInfo(info) // no consumer info request: agents may not make one
+      .getConsumerFromInfo(info) // no further info request
       .consume({ max_messages: this.capacity + 16, bind: true });
     this.reading = this.readAssignments(this.assignments);
     log("agent_registered", { agent_id: this.id, session: this.session, seq: ack.seq });
   }
 
-  /** Append until the stream takes it (Hive may still be starting: no stream yet). */
-  async untilStored(append) {
+  /**
+   * The inbox of the session registered at `registeredSeq`, once it serves it: opened by the router
+   * when the server requires credentials (wait for it), else by the agent (replacing the last
+   * session's).
+   */
+  async openInbox(registeredSeq) {
+    const name = protocol.inbox(this.id);
+    const current = () => this.jsm.consumers.info(protocol.STREAM, name).catch((err) => {
+      if (err instanceof JetStreamApiError && err.code === protocol.CONSUMER_NOT_FOUND) return null;
+      throw err;
+    });
+    if (!this.inboxOpenedByHive) {
+      const info = await current();
+      if (protocol.inboxServes(info, this.id, registeredSeq)) return info;
+      if (info !== null) await this.jsm.consumers.delete(protocol.STREAM, name).catch(() => {});
+      return this.jsm.consumers.add(protocol.STREAM, protocol.inboxConfig(this.id, registeredSeq, this.capacity));
+    }
+    for (let pause = protocol.INBOX_WAIT_FIRST_MS; ; pause = Math.min(pause * 2, protocol.INBOX_WAIT_MAX_MS)) {
+      const info = await this.throughOutages(current);
+      if (protocol.inboxServes(info, this.id, registeredSeq)) return info;
+      if (pause === protocol.INBOX_WAIT_FIRST_MS) log("waiting_for_inbox", { durable: name });
+      if (this.stopping) throw new Error("stopped while waiting for the inbox");
+      await sleep(pause);
+    }
+  }
+
+  /**
+   * Call until NATS answers: an append until the stream takes it (Hive may still be starting: no
+   * stream yet), a read until the server is back. A refusal by JetStream is thrown at once.
+   */
+  async throughOutages(call) {
     for (let pause = 100; ; pause = Math.min(pause * 2, 2000)) {
       try {
-        return await append();
+        return await call();
       } catch (err) {
         if (this.stopping || err instanceof JetStreamApiError) throw err;
         log("waiting_for_hive", { error: String(err) });
@@ -224,13 +249,14 @@ export class HiveAgent {
 
   /**
    * Append a report against the task's last known sequence. Refused (another writer appended to
-   * the task): read the task's events; a superseded attempt gives up (false), anything else is
-   * harmless and the report is appended again against the new last sequence.
+   * the task): read what decides its fate (taskState); a superseded or ended attempt gives up
+   * (false), anything else (another agent's report included) is harmless and the report is
+   * appended again against the task's new last sequence.
    */
   async report(task, body) {
     for (let i = 0; i < protocol.REPORT_ATTEMPTS; i++) {
       try {
-        const ack = await this.untilStored(() =>
+        const ack = await this.throughOutages(() =>
           this.js.publish(protocol.subjectOf(body), JSON.stringify(body), {
             msgID: protocol.reportMsgId(body),
             expect: {
@@ -243,7 +269,7 @@ export class HiveAgent {
         return true;
       } catch (err) {
         if (!(err instanceof JetStreamApiError) || err.code !== protocol.WRONG_LAST_SEQUENCE) throw err;
-        const { events, lastSeq } = await this.taskHistory(task.taskId);
+        const { events, lastSeq } = await this.throughOutages(() => this.taskState(task.taskId));
         const refusal = protocol.attemptVerdict(events, this.id, task.attempt);
         if (refusal !== null) {
           log("report_refused", { task_id: task.taskId, attempt: task.attempt, type: body.type, reason: refusal });
@@ -256,36 +282,31 @@ export class HiveAgent {
     return false;
   }
 
-  /** The task's events and its last sequence, through this agent's one history consumer. */
-  async taskHistory(taskId) {
-    const name = protocol.historyConsumer(this.id);
-    while (this.readingHistory) await this.readingHistory; // one read at a time: one consumer name
-    let release;
-    this.readingHistory = new Promise((resolve) => (release = resolve));
-    try {
-      await this.jsm.consumers.delete(protocol.STREAM, name).catch(() => {});
-      const info = await this.jsm.consumers.add(protocol.STREAM, protocol.historyConsumerConfig(this.id, taskId));
-      const events = [];
-      let lastSeq = 0;
-      if (info.num_pending > 0) {
-        const consumer = this.js.consumers.getConsumerFromInfo(info);
-        const messages = await consumer.fetch({ max_messages: info.num_pending, expires: 5000 });
-        for await (const msg of messages) {
-          lastSeq = msg.seq;
-          try {
-            events.push(msg.json());
-          } catch {
-            // an undecodable message on the task's subjects changes nothing
-          }
-          if (msg.info.pending === 0) break;
-        }
+  /**
+   * What decides a refused report's fate, by four direct gets (protocol.stateFilters): the events
+   * among them that Hive would read (stored on their own subject), in stream order, and the task's
+   * last sequence.
+   */
+  async taskState(taskId) {
+    const filters = protocol.stateFilters(taskId, this.id);
+    const [last, ...found] = await Promise.all(
+      [filters.last, filters.decided, filters.own, filters.completion].map((filter) =>
+        this.jsm.direct.getMessage(protocol.STREAM, { last_by_subj: filter }),
+      ),
+    );
+    const events = new Map(); // by sequence: one message may answer two filters
+    for (const msg of found) {
+      if (msg === null) continue;
+      let body = null;
+      try {
+        body = msg.json();
+      } catch {
+        continue; // not JSON: unreadable, changes nothing
       }
-      await this.jsm.consumers.delete(protocol.STREAM, name).catch(() => {});
-      return { events, lastSeq };
-    } finally {
-      this.readingHistory = null;
-      release();
+      if (protocol.storedOn(body, msg.subject)) events.set(msg.seq, body);
     }
+    const ordered = [...events.entries()].sort(([a], [b]) => a - b).map(([, body]) => body);
+    return { events: ordered, lastSeq: last?.seq ?? 0 };
   }
 
   async restart(reason) {

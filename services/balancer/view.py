@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
+from shared.domain.fleet import admits
 from shared.domain.load_balance import LoadWindow, sample_assignment
 from shared.domain.routing.view import RouterState, apply_router
 from shared.domain.windows import WindowSums
@@ -58,6 +59,8 @@ def _demand(state: BalancerState, task_type: str) -> TypeDemand:
 def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
     """Balancer figures first (they read the fleet before the event), then the router's view."""
     fleet = state.router.fleet
+    if not admits(fleet, recorded):
+        return state
     sample_assignment(state.load, fleet, state.router.breakers, recorded)
     event = recorded.event
     match event:

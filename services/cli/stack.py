@@ -2,7 +2,9 @@
 
 ``hive up`` runs one; the end-to-end tests and benchmarks run one on free ports in a temp folder.
 Each service instance is ``python -m services.<name>`` with its settings in the environment, so it
-is exactly what runs in production, only supervised from here. With `auth`, nats-server requires
+is exactly what runs in production, only supervised from here: ``supervise`` restarts whatever
+died (a service instance, nats-server on the same configuration, store and users, the ``hive agent``
+process) and says what it restarted. With `auth`, nats-server requires
 credentials: each service connects as its own user (``shared/permissions.py``), agents as theirs.
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from shared.credentials import CredentialStore, NatsCredentials, without_credentials
-from shared.embedded import EmbeddedCluster, EmbeddedNats, die_with_parent, free_port
+from shared.embedded import EmbeddedCluster, EmbeddedNats, EmbeddedNatsError, die_with_parent, free_port
 from shared.permissions import ADMIN, SERVICES, agent_user
 from shared.settings import Settings, env_for, load_settings
 
@@ -41,6 +43,23 @@ class ServiceProcess:
         return f"{self.name}-{self.index}"
 
 
+@dataclass(frozen=True)
+class Restart:
+    """Something ``Stack.supervise`` found dead and started again (or could not: `failed` says why)."""
+
+    what: str
+    exit_code: int
+    failed: str = ""
+
+    def describe(self) -> str:
+        how = f"killed by signal {-self.exit_code}" if self.exit_code < 0 else f"exit code {self.exit_code}"
+        if self.failed:
+            return f"{self.what} exited ({how}); restarting it failed, trying again: {self.failed}"
+        if self.what.startswith("nats-server"):
+            return f"{self.what} exited ({how}); restarted it (same configuration, store and users)"
+        return f"{self.what} exited ({how}); restarted it"
+
+
 @dataclass
 class Stack:
     """Supervises nats-server and the services; `settings` is what every child gets."""
@@ -56,7 +75,10 @@ class Stack:
     cluster_size: int = 1
     auth: bool = False
     agent_ids: tuple[str, ...] = ()
+    agent_prefix: str = "sim"
+    """``hive agent --prefix``: the simulated agents are ``<prefix>-0`` ... (``agent_ids`` their ids)."""
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    agent_process: subprocess.Popen[bytes] | None = None
     _passwords: dict[str, str] = field(default_factory=dict)
     _users_version: tuple[int, int, int] = (0, 0, 0)
 
@@ -284,7 +306,9 @@ class Stack:
         return self.spawn(record.name, record.index)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM every service (they finish the event in hand), then stop nats-server."""
+        """Stop the agents (they drain), then SIGTERM every service (they finish the event in hand),
+        then stop nats-server."""
+        self.stop_agents()
         for record in self.processes.values():
             if record.process.poll() is None:
                 record.process.send_signal(signal.SIGTERM)
@@ -302,14 +326,59 @@ class Stack:
         if self.cluster is not None:
             self.cluster.stop()
 
-    def supervise(self) -> list[str]:
-        """Restart instances that died (dev mode); returns the ones restarted."""
-        restarted = []
+    def supervise(self) -> list[Restart]:
+        """Restart what died (dev mode): nats-server first (same configuration, store and users),
+        then service instances, then the ``hive agent`` process; returns what was restarted, and why.
+
+        A nats-server that will not start again (e.g. its port taken meanwhile) is reported as such
+        and tried again at the next call; services and agents reconnect to it by themselves.
+        """
+        restarted: list[Restart] = []
+        servers = self.cluster.nodes if self.cluster is not None else [self.nats] if self.nats else []
+        for node in servers:
+            code = node.process.poll() if node.process is not None else None
+            if code is None:
+                continue
+            label = f"nats-server {node.server_name}" if self.cluster is not None else "nats-server"
+            try:
+                node.restart()
+            except EmbeddedNatsError as exc:
+                restarted.append(Restart(label, code, failed=str(exc)))
+                continue
+            restarted.append(Restart(label, code))
         for instance, record in list(self.processes.items()):
-            if record.process.poll() is not None:
+            code = record.process.poll()
+            if code is not None:
                 self.spawn(record.name, record.index)
-                restarted.append(instance)
+                restarted.append(Restart(instance, code))
+        if self.agent_process is not None:
+            code = self.agent_process.poll()
+            if code is not None:
+                self.start_agents()
+                restarted.append(Restart("hive agent", code))
         return restarted
+
+    def start_agents(self) -> None:
+        """The ``hive agent`` process running ``agent_ids`` (simulated agents, each as its own user)."""
+        command = [sys.executable, "-m", "services.cli.main", "agent", "--count", str(len(self.agent_ids))]
+        self.agent_process = subprocess.Popen(
+            [*command, "--prefix", self.agent_prefix],
+            env=self.agents_env(),
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+
+    def stop_agents(self, timeout: float = 30.0) -> None:
+        """SIGTERM: the agents drain (finish what they hold) and deregister."""
+        process = self.agent_process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def local_stack(

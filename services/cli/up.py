@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -19,7 +18,7 @@ import msgspec
 
 from services.cli.stack import SERVICE_NAMES, Stack
 from shared.credentials import CredentialStore
-from shared.embedded import EmbeddedNatsError, die_with_parent
+from shared.embedded import EmbeddedNatsError
 from shared.environment import environment_notices
 from shared.settings import SettingsError, load_settings
 
@@ -82,17 +81,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     print(f"Starting nats-server (JetStream, store {Path(settings.hive_home) / 'nats'}) and services...")
-    agent_process: subprocess.Popen[bytes] | None = None
     try:
         stack.start()
         if args.agents > 0:
-            command = [sys.executable, "-m", "services.cli.main", "agent", "--count", str(args.agents)]
-            agent_process = subprocess.Popen(
-                [*command, "--prefix", "sim"],
-                env=stack.agents_env(),
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+            stack.start_agents()
         instances = ", ".join(f"{name} x{scale.get(name, 1)}" for name in SERVICE_NAMES)
         print(
             f"Hive is up.\n  gateway  {stack.gateway_url}  (OpenAPI: {stack.gateway_url}/api/v1/schema)\n"
@@ -112,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  metrics  {instance:<12} {url}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         while not stopping.wait(0.5):
-            for instance in stack.supervise():
-                print(f"{instance} exited; restarted it", flush=True)
+            for restart in stack.supervise():
+                where = sys.stderr if restart.failed else sys.stdout
+                print(f"hive up: {restart.describe()}", file=where, flush=True)
             try:
                 if stack.reload_credentials():
                     print("NATS users changed (hive auth): nats-server loaded them", flush=True)
@@ -124,12 +117,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         print("Stopping...", flush=True)
-        if agent_process is not None and agent_process.poll() is None:
-            agent_process.send_signal(signal.SIGTERM)
-            try:
-                agent_process.wait(30)
-            except subprocess.TimeoutExpired:
-                agent_process.kill()
         stack.stop()
         print("Stopped.", flush=True)
     return 0

@@ -46,6 +46,8 @@ class ApiError(HiveError):
         message: str,
         field: str | None = None,
         details: list[dict[str, Any]] | None = None,
+        *,
+        retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -53,6 +55,8 @@ class ApiError(HiveError):
         self.message = message
         self.field = field
         self.details = details or []
+        self.retry_after_s = retry_after_s
+        """Sent as ``Retry-After`` (a 503 the client should retry)."""
 
 
 def error_response(
@@ -109,7 +113,10 @@ def handle_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 
 def handle_api(_request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
-    return error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
+    response = error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
+    if exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 def handle_too_large(_request: Request[Any, Any, Any], exc: EventTooLarge) -> Response[ErrorResponse]:

@@ -10,6 +10,7 @@ are public.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -44,12 +45,12 @@ PUBLIC: Final[list[SecurityRequirement]] = [{}]
 """The security of a public route: anyone, token or not."""
 
 
-def refusals(*statuses: int) -> dict[int, ResponseSpec]:
-    """The statuses a route refuses with, each documented with the one error shape."""
+def refusals(*statuses: int, meaning: Mapping[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """The statuses a route refuses with, each documented with the one error shape; `meaning`
+    replaces the common description of a status where the route says more (what a retry does)."""
+    said = {**REFUSALS, **(meaning or {})}
     return {
-        status: ResponseSpec(
-            data_container=ErrorResponse, description=REFUSALS[status], generate_examples=False
-        )
+        status: ResponseSpec(data_container=ErrorResponse, description=said[status], generate_examples=False)
         for status in sorted(set(statuses))
     }
 

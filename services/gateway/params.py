@@ -1,6 +1,6 @@
 """Parameters routes declare the same way: ids in paths, the sequence a read waits for, pages.
 
-Every id in a path becomes a NATS subject token (``hive.evt.task.<id>.*``), so every one is held to
+Every id in a path becomes a NATS subject token (``hive.evt.task.<id>.>``), so every one is held to
 the one id rule (``shared/ids.py``) before a handler sees it: a route declares ``task_id: PathId``
 and a malformed id is a 400 naming it (a well-formed id that does not exist is the handler's 404).
 """

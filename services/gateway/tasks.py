@@ -1,11 +1,14 @@
 """The gateway's task desk: submit a task and wait a while for its routing, show a task, cancel one.
 
-A submission is ``task.submitted`` appended with expected 0 (a task id is new only once: 409 on a
-duplicate); ``task/assign`` then waits up to ``ASSIGN_WAIT_MS`` for the router's decision and
-answers with it, or with the task queued or still pending. A delayed task (``not_before``,
-``delay_seconds``) is answered at once as scheduled: the router takes it at its time. A
-cancellation is a command on the task (``shared.command``), followed by a notice to the agent
-holding it.
+A submission is ``task.submitted`` appended with expected 0 (a task id is new only once). A retry
+of the same request (same task id, same content: ``resubmission.py``) is answered as the original,
+so a client that got no answer may simply send it again; the same id with other content is a 409.
+When the event log does not answer, the 503 says whether the task may have been stored (the append
+went out and its answer did not come back) or surely was not. ``task/assign`` then waits up to
+``ASSIGN_WAIT_MS`` for the router's decision and answers with it, or with the task queued or still
+pending. A delayed task (``not_before``, ``delay_seconds``) is answered at once as scheduled: the
+router takes it at its time. A cancellation is a command on the task (``shared.command``), followed
+by a notice to the agent holding it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ import contextlib
 import time
 from dataclasses import dataclass
 
+import nats.errors
+import nats.js.errors
 from prometheus_client import CollectorRegistry, Counter
 
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
 from services.gateway.query.filters import Page, TaskFilter, encode_cursor
 from services.gateway.query.store import TASK_COLUMN_NAMES
+from services.gateway.resubmission import same_submission
 from services.gateway.schemas import (
     AssignmentOut,
     CancelResponse,
@@ -38,7 +44,7 @@ from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import TaskView
 from shared.domain.message_ids import cancel_msg_id, notice_msg_id
 from shared.domain.schedules import task_submission
-from shared.events import TaskAssigned, TaskCancelRequested, TaskQueued
+from shared.events import TaskAssigned, TaskCancelRequested, TaskQueued, TaskSubmitted
 from shared.ids import new_id
 from shared.recorded import Recorded
 
@@ -90,21 +96,58 @@ class TaskDesk:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._routing_waiters[task_id] = waiter
         try:
-            try:
-                result = await core.bus.append(event, expected=0)
-            except ConcurrencyConflict:
-                raise ApiError(409, "conflict", f"task {task_id!r} already exists", "task_id") from None
-            self.submitted.inc()
-            if start is not None:
-                return scheduled_answer(task_id, start, result.seq)
+            stored, seq = await self._store(event)
+            if stored.not_before_ts is not None:
+                return scheduled_answer(task_id, stored.not_before_ts, seq)
             if core.settings.assign_wait_ms > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(
-                        self._routed(task_id, result.seq, waiter), core.settings.assign_wait_ms / 1000
+                        self._routed(task_id, seq, waiter), core.settings.assign_wait_ms / 1000
                     )
         finally:
             self._routing_waiters.pop(task_id, None)
-        return routing_answer(core.view.state.fleet.tasks.get(task_id), task_id, result.seq)
+        return routing_answer(core.view.state.fleet.tasks.get(task_id), task_id, seq)
+
+    async def _store(self, event: TaskSubmitted) -> tuple[TaskSubmitted, int]:
+        """Append the submission, or find it stored by an earlier try: what is stored, and where."""
+        task_id = event.task_id
+        try:
+            try:
+                result = await self.core.bus.append(event, expected=0)
+            except ConcurrencyConflict:
+                return await self._stored_before(event)
+        except nats.errors.NoRespondersError as exc:
+            raise ApiError(
+                503,
+                "unavailable",
+                f"event log unavailable ({type(exc).__name__}): task {task_id!r} was not stored, retry later",
+                "task_id",
+                retry_after_s=1,
+            ) from None
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            raise ApiError(
+                503,
+                "unavailable",
+                f"event log unavailable ({type(exc).__name__}): task {task_id!r} may have been stored; "
+                "retry with the same task_id (the same request is answered as the original)",
+                "task_id",
+                retry_after_s=1,
+            ) from None
+        self.submitted.inc()
+        return event, result.seq
+
+    async def _stored_before(self, event: TaskSubmitted) -> tuple[TaskSubmitted, int]:
+        """The id is taken: by this very request (an earlier try landed), or 409."""
+        task_id = event.task_id
+        try:
+            stored = await self.core.find_task(task_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise  # not caught up (503): the client retries; never a 409 for a task unseen yet
+            stored = None  # events under that id, none of them a submission
+        if stored is None or not same_submission(stored.spec, event):
+            raise ApiError(409, "conflict", f"task {task_id!r} already exists with other content", "task_id")
+        return stored.spec, stored.submitted_seq
 
     async def _routed(self, task_id: str, seq: int, waiter: asyncio.Future[None]) -> None:
         await self.core.view.wait_for(seq)

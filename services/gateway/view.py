@@ -8,7 +8,7 @@ import msgspec
 
 from services.gateway.alerts import AlertsState, apply_alerts
 from shared.domain.breakers import BreakersState, apply_breakers
-from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.performance_metrics import MetricsState, apply_metrics
 from shared.domain.schedules import SchedulesState, apply_schedules
@@ -28,6 +28,8 @@ class GatewayState(msgspec.Struct, kw_only=True):
 
 
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
+    if not admits(state.fleet, recorded):
+        return state
     apply_metrics(state.metrics, state.fleet, state.breakers, recorded)
     apply_fleet(state.fleet, recorded)
     apply_workflows(state.workflows, recorded)

@@ -37,6 +37,7 @@ from services.recovery.liveness import (
 )
 from services.recovery.view import RECOVERY_VIEW
 from services.recovery.writer import RecoveryWriter
+from shared.background import cancel_and_wait
 from shared.bus import ConcurrencyConflict
 from shared.command import retry_on_conflict
 from shared.configured import breaker_policy
@@ -61,7 +62,7 @@ from shared.events import (
 from shared.heartbeats import HeartbeatListener
 from shared.recorded import Recorded
 from shared.service import Service
-from shared.subjects import events_of_type
+from shared.subjects import events_of_type, type_filters
 from shared.work import WorkSpec
 
 TRANSITION_TARGETS: dict[type, str] = {Trip: "open", Probe: "half_open", Close: "closed"}
@@ -78,7 +79,7 @@ class RecoveryService(Service):
             WorkSpec(
                 durable="recovery",
                 filters=[
-                    events_of_type("task", TaskAttemptFailed.event_type()),
+                    *type_filters("task", TaskAttemptFailed.event_type()),
                     events_of_type("agent", AgentRegistered.event_type()),
                     events_of_type("agent", AgentUnresponsive.event_type()),
                     events_of_type("system", FailureReported.event_type()),
@@ -148,10 +149,7 @@ class RecoveryService(Service):
         self._ticker = asyncio.create_task(self._tick_loop(), name="recovery-tick")
 
     async def on_stopping(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._ticker)
         if self.listener is not None:
             await self.listener.stop()
 
@@ -201,8 +199,11 @@ class RecoveryService(Service):
         period = self.settings.recovery_tick_s
         last_full = 0.0
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 a wake-up arriving with the stop's
+            # cancellation made wait_for swallow the cancellation, and stopping waited forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), period)
+                async with asyncio.timeout(period):
+                    await self._wake.wait()
             self._wake.clear()
             full = time.monotonic() - last_full >= period
             if full:

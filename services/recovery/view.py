@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from shared.domain.breakers import BreakersState, apply_breakers
-from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
@@ -18,6 +18,8 @@ class RecoveryState(msgspec.Struct, kw_only=True):
 
 
 def apply_recovery(state: RecoveryState, recorded: Recorded) -> RecoveryState:
+    if not admits(state.fleet, recorded):
+        return state
     apply_fleet(state.fleet, recorded)
     apply_breakers(state.breakers, recorded)
     apply_outcomes(state.outcomes, recorded)

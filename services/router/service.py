@@ -1,13 +1,15 @@
 """Router shell: wake on events that change who can take what, decide, append, repeat.
 
 Every instance keeps the full fleet view; the work consumer only says *when* to look. Appends are
-made against the last sequence of everything about the agent (``hive.evt.*.<agent>.*``: the agent
+made against the last sequence of everything about the agent (``hive.evt.*.<agent>.>``: the agent
 and its circuit breaker), so two instances racing for the same agent cannot both win, and nothing
 is assigned on a view that missed the breaker opening: the loser catches up and decides again.
 One assignment per task attempt is enforced by the message id ``assign:<task>:<attempt>``. A timer
 wakes the router at the deadline of the earliest task held below its quality threshold, so that
 task ends even when nothing else happens, and at the ``not_before_ts`` of the earliest delayed task
-(kept in a heap as their submissions are applied, so no task is looked at before its time).
+(kept in a heap as their submissions are applied, so no task is looked at before its time). When
+the server requires credentials, the router also opens each registered agent's inbox
+(``shared/agent/inbox.py``): agents may create no consumer.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 from prometheus_client import Histogram
 
 from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
+from shared.agent.inbox import open_inbox
+from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.fleet import WAITING, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
@@ -117,10 +121,7 @@ class RouterService(Service):
 
     async def on_stopping(self) -> None:
         for task in (self._expiry_task, self._release_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
 
     def _on_applied(self, recorded: Recorded) -> None:
         """A slot freed while tasks wait: look at the queue (once for a burst of releases). A delayed
@@ -193,10 +194,17 @@ class RouterService(Service):
     async def on_trigger(self, recorded: Recorded) -> Retry | None:
         await self.view.wait_for(recorded.seq)
         event = recorded.event
+        if isinstance(event, AgentRegistered) and self.bus.user is not None:
+            await self._open_inbox(event, recorded.seq)
         if isinstance(event, TaskRequeued) and event.not_before_ts > time.time():
             return Retry(event.not_before_ts - time.time())
         await self.dispatch(causation_id=event.id)
         return None
+
+    async def _open_inbox(self, registration: AgentRegistered, seq: int) -> None:
+        """The agent's durable, starting after this registration (agents may create no consumer)."""
+        if await open_inbox(self.bus.js, registration.agent_id, seq, registration.capacity):
+            self.log.info("agent_inbox_opened", agent_id=registration.agent_id, start_seq=seq + 1)
 
     async def dispatch(self, causation_id: str = "") -> None:
         """Append decisions until the queue needs nothing more right now (one pass at a time)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.schedules import SchedulesState, apply_schedules
 from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.projection_spec import ProjectionSpec
@@ -19,6 +19,8 @@ class WorkflowServiceState(msgspec.Struct, kw_only=True):
 
 
 def apply_workflow_service(state: WorkflowServiceState, recorded: Recorded) -> WorkflowServiceState:
+    if not admits(state.fleet, recorded):
+        return state
     apply_workflows(state.flows, recorded)
     apply_fleet(state.fleet, recorded)
     apply_schedules(state.schedules, recorded)

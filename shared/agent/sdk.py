@@ -3,19 +3,19 @@
 Users import it from ``shared.agent`` (the public surface). An agent is a process with handlers,
 one per task type (``@agent.handles``) or one for all. It registers (capabilities, persona,
 capacity) under a new session, heartbeats on ``hive.hb.<agent_id>``, and reads its assignments
-from a durable consumer
-``agent-<agent_id>`` on its own aggregate ``hive.evt.agent.<agent_id>.*`` that starts right after
-its registration: work is never lost in a socket, it waits in the log. Every report (started,
-progress, completed, failed) is appended against the last sequence of the task the agent knows, so
-a report on an attempt that was superseded (timed out, requeued, cancelled) is refused by the
-server; the agent then reads the task's history and gives up the attempt (``AttemptSuperseded``)
-unless the conflict was harmless.
+from a durable consumer ``agent-<agent_id>`` on its own aggregate ``hive.evt.agent.<agent_id>.>``
+that starts right after its registration (``shared/agent/inbox.py``: opened by the router when the
+server requires credentials, by the agent itself otherwise): work is never lost in a socket, it
+waits in the log. Every report (started, progress, completed, failed) is appended on the agent's
+own report subject (``hive.evt.task.<task_id>.<type>.<agent_id>``) against the last sequence of the
+task the agent knows, so a report on an attempt that was superseded (timed out, requeued,
+cancelled) is refused by the server; the agent then reads the last events of the task that matter
+and gives up the attempt (``AttemptSuperseded``) unless the conflict was harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -27,18 +27,17 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shared.agent.connection import connection_for
 from shared.agent.context import TaskContext, TaskOutcome
 from shared.agent.errors import AgentSetupError, AttemptSuperseded, NonRetryableError
 from shared.agent.handlers import Handler, Handlers
+from shared.agent.inbox import inbox_ready, open_inbox, wait_for_inbox
 from shared.agent.settle import Failure, failure_of, missing_handler, settle, timed_out
 from shared.bus import EventBus, EventTooDeep, EventTooLarge, connection_key, event_msg_seq
 from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
-from shared.domain.message_ids import report_msg_id
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -55,10 +54,17 @@ from shared.events import (
 )
 from shared.ids import check_id, new_id
 from shared.logging import configure_logging, get_logger
-from shared.permissions import agent_durable, agent_reader
+from shared.permissions import agent_durable
 from shared.pull import consume_forever
 from shared.recorded import Recorded, decode_recorded
-from shared.subjects import EVENTS_STREAM, aggregate_subjects, heartbeat_subject
+from shared.subjects import (
+    EVENTS_STREAM,
+    aggregate_subjects,
+    heartbeat_subject,
+    reports_by,
+    reports_of_type,
+    task_decisions,
+)
 
 log = get_logger("hive.agent")
 
@@ -161,7 +167,7 @@ class Agent:
         self._beat_seq = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._reading = asyncio.Lock()
+        self._registered_seq = 0
 
     @property
     def log(self) -> Any:
@@ -207,9 +213,10 @@ class Agent:
         return agent_durable(self.agent_id)
 
     @property
-    def reader(self) -> str:
-        """The consumer that reads a task's history (one name, so permissions can allow it)."""
-        return agent_reader(self.agent_id)
+    def inbox_provided(self) -> bool:
+        """Whether the router opens this agent's inbox: it runs under a NATS user of its own, and
+        agents may create no consumer."""
+        return self.bus is not None and self.bus.user is not None
 
     @property
     def in_flight(self) -> int:
@@ -287,7 +294,9 @@ class Agent:
                     self.log.warning("waiting_for_hive", reason=f"no {EVENTS_STREAM} stream yet")
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, REGISTER_RETRY_MAX_S)
-        await self._fresh_consumer(registered.seq + 1)
+        self._registered_seq = registered.seq
+        if not self.inbox_provided:
+            await open_inbox(self.bus.js, self.agent_id, registered.seq, self.capacity)
         self.log.info("agent_registered", session=self.session, capacity=self.capacity, seq=registered.seq)
 
     async def restart(self, reason: str = "") -> None:
@@ -382,28 +391,13 @@ class Agent:
 
     # --- assignments ----------------------------------------------------------------------------
 
-    async def _fresh_consumer(self, start_seq: int) -> None:
-        """A session reads only assignments made after its registration."""
+    async def _await_inbox(self) -> None:
+        """Wait until the router opened the inbox of the current session (credentials required)."""
         assert self.bus is not None
-        js = self.bus.js
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_consumer(EVENTS_STREAM, self.durable)
-        await js.add_consumer(
-            EVENTS_STREAM,
-            ConsumerConfig(
-                name=self.durable,
-                durable_name=self.durable,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=start_seq,
-                ack_wait=30.0,
-                max_ack_pending=self.capacity + 64,
-                inactive_threshold=600.0,
-                # Its own aggregate (assignments, cancellations, restart requests; the rest is
-                # acked and skipped): one filter, part of the API subject that permissions check.
-                filter_subject=aggregate_subjects("agent", self.agent_id),
-            ),
-        )
+        if await inbox_ready(self.bus.js, self.agent_id, self._registered_seq):
+            return
+        self.log.info("waiting_for_inbox", durable=self.durable, detail="the router opens it")
+        await wait_for_inbox(self.bus.js, self.agent_id, self._registered_seq)
 
     async def _assignment_loop(self) -> None:
         assert self.bus is not None
@@ -411,10 +405,15 @@ class Agent:
         def on_lost(exc: Exception) -> None:
             self.log.warning("assignment_consumer_lost", error=repr(exc))
 
+        async def inbox() -> str:
+            if self.inbox_provided:
+                await self._await_inbox()
+            return self.durable
+
         await consume_forever(
             self.bus.nc,
             EVENTS_STREAM,
-            self.durable,
+            inbox,
             self._on_message,
             self._stopping,
             on_lost=on_lost,
@@ -556,22 +555,22 @@ class Agent:
         """
         assert self.bus is not None
         bus = self.bus
-        msg_id = report_msg_id(event.type_name(), context.task_id, context.attempt)
-        if isinstance(event, TaskProgress):
-            msg_id = event.id
 
         async def once() -> None:
+            # Keyed by the event's own id, the same on every retry of this report: a report that
+            # did land is not stored twice, and nobody can guess the key to store something else
+            # under it first (the server de-duplicates keys across the whole stream).
             result = await self._through_outages(
-                lambda: bus.append(event, expected=context._last_seq, msg_id=msg_id), context.task_id
+                lambda: bus.append(event, expected=context._last_seq), context.task_id
             )
             context._last_seq = max(context._last_seq, result.seq)
 
         async def catch_up() -> None:
             """Read what changed the task: a superseded attempt ends here, anything else is harmless."""
-            history, last_seq = await self._through_outages(
-                lambda: self._task_history(context.task_id), context.task_id
+            known, last_seq = await self._through_outages(
+                lambda: self._task_state(context.task_id), context.task_id
             )
-            verdict = attempt_verdict(history, self.agent_id, context.attempt)
+            verdict = attempt_verdict(known, self.agent_id, context.attempt)
             if verdict is not None:
                 raise AttemptSuperseded(verdict)
             context._last_seq = last_seq
@@ -581,11 +580,22 @@ class Agent:
         except KeepsChanging as exc:
             raise AttemptSuperseded(str(exc)) from None
 
-    async def _task_history(self, task_id: str) -> tuple[list[Recorded], int]:
-        """The task's events, read by this agent's one reader consumer (one read at a time)."""
+    async def _task_state(self, task_id: str) -> tuple[list[Recorded], int]:
+        """What decides a report's fate, by direct gets: the last event services appended to the
+        task, the last report naming this agent (others' reports change nothing), the last
+        completion (to say why, when a later attempt ended it) and the task's last sequence (to
+        append against)."""
         assert self.bus is not None
-        async with self._reading:
-            return await self.bus.read_aggregate("task", task_id, consumer=self.reader)
+        bus = self.bus
+        last, decided, own, completion = await asyncio.gather(
+            bus.last_on(aggregate_subjects("task", task_id)),
+            bus.last_on(task_decisions(task_id)),
+            bus.last_on(reports_by(task_id, self.agent_id)),
+            bus.last_on(reports_of_type(task_id, TaskCompleted.event_type())),
+        )
+        found = (decided, own, completion)
+        known = sorted((r for r in found if isinstance(r, Recorded)), key=lambda r: r.seq)
+        return known, last.seq if last is not None else 0
 
     async def _through_outages(self, call: Callable[[], Awaitable[T]], task_id: str) -> T:
         """Retry `call` with backoff while NATS is unreachable, until it answers or we stop."""

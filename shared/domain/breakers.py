@@ -4,7 +4,8 @@ Recovery decides the transitions (closed -> open -> half_open -> closed/open, se
 ``shared/domain/breaker_policy.py``) and appends them; this view only records them, the probe
 assignments made while half-open and how those probes ended, so the router can ask ``admits``
 before giving an agent work. ``last_change_seq`` is where the breaker's sliding window starts:
-outcomes before a transition or a reset do not count after it.
+outcomes before a transition or a reset do not count after it. Reports reach it only through a view
+that admits them (``shared/domain/fleet.py``: ``admits``), so a probe is settled only by its holder.
 """
 
 from __future__ import annotations

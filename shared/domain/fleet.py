@@ -4,6 +4,12 @@ Pure and deterministic: ``apply_fleet(state, recorded)`` reads nothing but its a
 out-of-order facts (a result for a superseded attempt, an assignment for a task already taken)
 change nothing, which is what makes redelivery and racing writers harmless. Used by the router
 (decisions), recovery (who holds what), the balancer (load) and the gateway (status).
+
+A report on a task counts only when it comes from the agent holding that attempt
+(``report_from_holder``): the one rule every projection follows. Each service's view asks the fleet
+before anything applies an event (``admits``), so the fleet, the breakers, performance learning,
+the metrics and the workflows credit and blame the same agent, and none of them takes another
+agent's word about a task it does not hold.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from shared.events import (
     TaskFailed,
     TaskProgress,
     TaskQueued,
+    TaskReport,
     TaskRequeued,
     TaskStarted,
     TaskSubmitted,
@@ -212,6 +219,25 @@ def in_flight_attempt(state: FleetState, task_id: str, attempt: int) -> TaskView
     return task if task is not None and task.status in IN_FLIGHT else None
 
 
+def report_from_holder(state: FleetState, report: TaskReport) -> TaskView | None:
+    """The task if `report` is about its current attempt, in flight, and names the agent holding it
+    (the router assigned it that attempt); else None: the report changes nothing anywhere.
+
+    The agent a report names is the one NATS let publish it (its subject ends in that agent's id,
+    which only that agent's user, and recovery, may publish on), so no agent can start, progress,
+    complete or fail an attempt it does not hold, nor charge a failure to another agent.
+    """
+    task = in_flight_attempt(state, report.task_id, report.attempt)
+    return task if task is not None and task.agent_id == report.agent_id else None
+
+
+def admits(state: FleetState, recorded: Recorded) -> bool:
+    """Whether a view may apply `recorded`, asked of its fleet before anything applies it: False
+    only for a report ``report_from_holder`` refuses."""
+    event = recorded.event
+    return not isinstance(event, TaskReport) or report_from_holder(state, event) is not None
+
+
 def correlation_of(state: FleetState, task_id: str) -> str:
     """The correlation id a decision about the task carries: its submission's, else the task id
     (also for a task this view no longer keeps)."""
@@ -306,17 +332,17 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 task.queued_reason = event.reason
                 task.queued_detail = event.detail
         case TaskStarted():
-            task = current_attempt(state, event.task_id, event.attempt)
-            if task is not None and task.status == "assigned" and task.agent_id == event.agent_id:
+            task = report_from_holder(state, event)
+            if task is not None and task.status == "assigned":
                 task.status = "running"
                 task.started_ts = event.ts
         case TaskProgress():
-            task = current_attempt(state, event.task_id, event.attempt)
-            if task is not None and task.agent_id == event.agent_id:
+            task = report_from_holder(state, event)
+            if task is not None:
                 task.progress = event.percent
         case TaskCompleted():
-            task = current_attempt(state, event.task_id, event.attempt)
-            if task is not None and task.status in IN_FLIGHT and task.agent_id == event.agent_id:
+            task = report_from_holder(state, event)
+            if task is not None:
                 agent = state.agents.get(event.agent_id)
                 if agent is not None:
                     agent.completed += 1
@@ -325,9 +351,9 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 task.progress = 100.0
                 _finish(state, task, "completed", event.ts)
         case TaskAttemptFailed():
-            task = current_attempt(state, event.task_id, event.attempt)
-            if task is not None and task.status in IN_FLIGHT:
-                agent = state.agents.get(task.agent_id or "")
+            task = report_from_holder(state, event)
+            if task is not None:
+                agent = state.agents.get(event.agent_id)
                 if agent is not None:
                     agent.failed += 1
                 _release(state, task)

@@ -64,7 +64,8 @@ def _push(record: AgentOutcomes, outcome: Outcome) -> None:
 
 
 def apply_outcomes(state: OutcomesState, recorded: Recorded) -> OutcomesState:
-    """Reports in the log were fenced when appended, so each one is a real outcome of its agent."""
+    """Fed only the reports its view admits (``shared/domain/fleet.py``: ``admits``): each one comes
+    from the agent holding the attempt, so each is a real outcome of that agent."""
     event = recorded.event
     match event:
         case TaskCompleted():

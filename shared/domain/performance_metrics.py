@@ -38,6 +38,7 @@ from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import (
     INFRASTRUCTURE_FAILURES,
     FleetState,
+    admits,
     apply_fleet,
     in_flight_attempt,
 )
@@ -323,6 +324,8 @@ class MetricsView(msgspec.Struct, kw_only=True):
 
 
 def apply_metrics_view(view: MetricsView, recorded: Recorded) -> MetricsView:
+    if not admits(view.fleet, recorded):
+        return view
     apply_metrics(view.metrics, view.fleet, view.breakers, recorded)
     apply_fleet(view.fleet, recorded)
     apply_breakers(view.breakers, recorded)

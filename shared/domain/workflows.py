@@ -4,7 +4,8 @@ Pure and deterministic: ``apply_workflows(state, recorded)`` reads nothing but i
 step moves pending -> dispatched -> completed / failed / cancelled (from its task's terminal
 event), or pending -> skipped / cancelled (from the workflow's own events); a finished step never
 moves again, so redelivered or late facts change nothing. Used by the workflow service (decisions)
-and the gateway (status, validation of dynamic changes).
+and the gateway (status, validation of dynamic changes), whose views let a ``task.completed``
+through only from the agent holding the attempt (``shared/domain/fleet.py``: ``admits``).
 """
 
 from __future__ import annotations

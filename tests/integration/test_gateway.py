@@ -59,11 +59,35 @@ async def test_without_a_router_the_task_is_accepted_as_pending(
     assert isinstance(events[0].event, TaskSubmitted)
 
 
-async def test_a_duplicate_task_id_is_a_conflict(http: httpx.AsyncClient) -> None:
-    assert (await http.post(ASSIGN, json={"task_id": "same", "task_type": "x"})).status_code == 202
+async def test_a_task_id_reused_with_other_content_is_a_conflict_and_the_same_request_is_not(
+    http: httpx.AsyncClient, bus: EventBus
+) -> None:
+    first = await http.post(ASSIGN, json={"task_id": "same", "task_type": "x"})
+    assert first.status_code == 202
     again = await http.post(ASSIGN, json={"task_id": "same", "task_type": "x"})
-    assert again.status_code == 409
-    assert again.json()["error"]["field"] == "task_id"
+    assert again.status_code == 202, "the same request again (a client's retry) is answered as the original"
+    answer, original = again.json(), first.json()
+    assert answer.pop("timestamp") >= original.pop("timestamp"), "when each answer was given"
+    assert answer == original
+    other = await http.post(ASSIGN, json={"task_id": "same", "task_type": "x", "priority": "high"})
+    assert other.status_code == 409
+    assert other.json()["error"]["field"] == "task_id" and "other content" in other.json()["error"]["message"]
+    events, _ = await bus.read_aggregate("task", "same")
+    assert [type(r.event) for r in events] == [TaskSubmitted]
+
+
+async def test_a_delayed_task_retried_is_answered_with_its_original_start(
+    http: httpx.AsyncClient, bus: EventBus
+) -> None:
+    request = {"task_id": "later", "task_type": "x", "delay_seconds": 600}
+    first = await http.post(ASSIGN, json=request)
+    again = await http.post(ASSIGN, json=request)  # a retry, a moment later: the same delay
+    assert (first.status_code, again.status_code) == (202, 202)
+    answer, original = again.json(), first.json()
+    assert answer.pop("timestamp") >= original.pop("timestamp"), "when each answer was given"
+    assert answer == original and original["status"] == "scheduled"
+    events, _ = await bus.read_aggregate("task", "later")
+    assert [type(r.event) for r in events] == [TaskSubmitted]
 
 
 @pytest.mark.parametrize(
@@ -212,3 +236,29 @@ async def test_when_nats_is_down_the_gateway_answers_503_and_recovers(
     await gateway.view.catch_up(timeout=30)
     back = await http.post(ASSIGN, json={"task_id": "after-outage", "task_type": "x"})
     assert back.status_code == 202, back.text
+
+
+async def test_a_task_assign_retried_after_a_503_is_answered_as_the_original(
+    settings: Settings,
+    nats_server: EmbeddedNats,
+    http: httpx.AsyncClient,
+    gateway: GatewayService,
+    bus: EventBus,
+) -> None:
+    """The issue's outage: the 503 may hide a stored task; its retry must not be a 409."""
+    request = {"task_id": "retried", "task_type": "x", "priority": "high", "deadline_seconds": 600}
+    nats_server.kill()
+    down = await http.post(ASSIGN, json=request)
+    assert down.status_code == 503 and down.headers["retry-after"] == "1"
+    error = down.json()["error"]
+    assert error["field"] == "task_id"
+    assert "task 'retried' may have been stored" in error["message"] and "same task_id" in error["message"]
+    nats_server.start()
+    await gateway.view.catch_up(timeout=30)
+    again = await http.post(ASSIGN, json=request)
+    assert again.status_code == 202, again.text
+    assert again.json()["task_id"] == "retried"
+    once_more = await http.post(ASSIGN, json=request)
+    assert once_more.status_code == 202 and once_more.json()["seq"] == again.json()["seq"]
+    events, _ = await bus.read_aggregate("task", "retried")
+    assert [type(r.event) for r in events] == [TaskSubmitted], "stored once, whichever try landed"

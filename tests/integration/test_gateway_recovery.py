@@ -20,6 +20,7 @@ from shared.events import (
     BreakerReset,
     FailureReported,
     RecoveryActionTaken,
+    TaskAssigned,
     TaskAttemptFailed,
     TaskCompleted,
     TaskRequeued,
@@ -169,11 +170,21 @@ async def test_failures_of_unknown_agents_or_tasks_are_404_and_a_reused_incident
     assert [type(r.event) for r in incidents] == [FailureReported]
 
 
+async def hold(bus: EventBus, task_id: str, agent_id: str) -> None:
+    """A task assigned to `agent_id` (outcomes count only from the agent holding the attempt); under a
+    session of its own, so a running SDK agent of that id leaves it alone."""
+    await bus.append(TaskSubmitted(task_id=task_id, task_type="x"), expected=0)
+    assignment = TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=1, session="held")
+    await bus.append(assignment, expected=None)
+
+
 async def test_breakers_are_listed_with_their_window_and_an_open_one_is_reset_by_hand(
     http: httpx.AsyncClient, bus: EventBus, gateway: GatewayService
 ) -> None:
     for agent_id in ("calm", "tripped"):
         await bus.append(AgentRegistered(agent_id=agent_id, capabilities={"x": 1.0}), expected=None)
+    for task_id in ("c0", "c1", "c2", "c9"):
+        await hold(bus, task_id, "calm")
     for index in range(3):
         await bus.append(TaskCompleted(task_id=f"c{index}", agent_id="calm", attempt=1), expected=None)
     await bus.append(TaskAttemptFailed(task_id="c9", agent_id="calm", attempt=1), expected=None)
@@ -222,6 +233,8 @@ async def test_predictions_rank_a_failing_agent_first_and_show_their_factors(
     await solid.start(bus)
     await shaky.start(bus)
     for index in range(10):
+        await hold(bus, f"s{index}", "solid")
+        await hold(bus, f"k{index}", "shaky")
         await bus.append(
             TaskCompleted(task_id=f"s{index}", agent_id="solid", attempt=1, duration_s=1.0), expected=None
         )

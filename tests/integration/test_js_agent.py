@@ -1,7 +1,9 @@
 """An agent in another language: the JavaScript example (``examples/js-agent``), written from
 ``docs/agent-protocol.md``, against real services on a nats-server that requires credentials. It
-registers under its own user, takes tasks, reports, is fenced after a takeover like a Python
-agent, and a malformed report it sends is dead-lettered while the services go on."""
+registers under its own user, reads the inbox the router opens for it, takes tasks, reports on
+subjects naming itself, is fenced after a takeover like a Python agent but not by another agent's
+reports, and a malformed report it sends is dead-lettered while the services go on. Without
+credentials it opens its inbox itself."""
 
 from __future__ import annotations
 
@@ -38,13 +40,14 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
 )
-from shared.permissions import ADMIN, agent_user
+from shared.permissions import ADMIN, agent_durable, agent_user
 from shared.settings import Settings, load_settings
-from shared.subjects import DLQ_STREAM, dlq_subject
+from shared.subjects import DLQ_STREAM, EVENTS_STREAM, dlq_subject
 from tests.conftest import EventLog, running
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "js-agent"
 AGENT = "js-1"
+FORGER = "forger"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def node() -> str:
 @pytest.fixture
 def store(tmp_path: Path) -> CredentialStore:
     credentials = CredentialStore(tmp_path / "home")
-    credentials.ensure([ADMIN, "router", "recovery", agent_user(AGENT)])
+    credentials.ensure([ADMIN, "router", "recovery", agent_user(AGENT), agent_user(FORGER)])
     return credentials
 
 
@@ -117,14 +120,19 @@ async def hive(
 
 
 class NodeAgent:
-    """``node main.js`` as agent ``js-1`` under its own NATS user; its JSON log lines kept."""
+    """``node main.js`` as agent ``js-1``, under its own NATS user when a credential store is given;
+    its JSON log lines kept."""
 
-    def __init__(self, node: str, server: EmbeddedNats, store: CredentialStore) -> None:
+    def __init__(self, node: str, server: EmbeddedNats, store: CredentialStore | None) -> None:
         self.command = [node, str(EXAMPLE / "main.js")]
         self.env = {
-            **{k: v for k, v in os.environ.items() if k not in ("NATS_USER", "NATS_PASSWORD")},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if k not in ("NATS_USER", "NATS_PASSWORD", "HIVE_AGENT_CREDENTIALS")
+            },
+            **({"HIVE_AGENT_CREDENTIALS": str(store.agents_path)} if store is not None else {}),
             "NATS_URL": server.url,
-            "HIVE_AGENT_CREDENTIALS": str(store.agents_path),
             "HIVE_AGENT_ID": AGENT,
             "HIVE_CAPABILITIES": "code_review=0.8",
             "HIVE_CAPACITY": "2",
@@ -268,5 +276,61 @@ async def test_a_malformed_report_from_a_javascript_agent_is_dead_lettered_and_h
         # Recovery goes on: a later failure is still handled (retried) and the task completes.
         await admin.append(review("later", diff="", fail="once"), expected=0)
         await log.wait_for(ended("later", TaskCompleted), timeout=20)
-    assert letter.subject == "hive.evt.task.odd.attempt_failed" and "retryable" in letter.reason
+    assert letter.subject == f"hive.evt.task.odd.attempt_failed.{AGENT}" and "retryable" in letter.reason
     assert [(e.task_id, e.attempt) for e in log.of_type(TaskRequeued)] == [("later", 2)]
+
+
+async def test_another_agents_reports_on_its_attempt_do_not_make_a_javascript_agent_give_up(
+    node: str,
+    hive: None,
+    secured: EmbeddedNats,
+    store: CredentialStore,
+    admin: EventBus,
+    log: EventLog,
+    tmp_path: Path,
+) -> None:
+    release = tmp_path / "release"
+    async with NodeAgent(node, secured, store) as agent:
+        await log.wait_for(lambda evs: any(isinstance(e, AgentRegistered) for e in evs), timeout=30)
+        await admin.append(review("t", diff="+TODO", hold_until=str(release)), expected=0)
+        await log.wait_for(ended("t", TaskProgress))
+        # Another agent reports on js-1's attempt, under its own name (all its permissions allow):
+        # stored, so js-1's next report is refused (the task's sequence moved) and it reads the task.
+        credentials = store.credentials(agent_user(FORGER))
+        forger = await EventBus.connect(
+            secured.url, FORGER, user=credentials.user, password=credentials.password
+        )
+        try:
+            await forger.append(
+                TaskCompleted(task_id="t", agent_id=FORGER, attempt=1, result="forged"), expected=None
+            )
+            await forger.append(
+                TaskAttemptFailed(task_id="t", agent_id=FORGER, attempt=1, error="forged", retryable=False),
+                expected=None,
+            )
+        finally:
+            await forger.close()
+        release.touch()
+        await log.wait_for(lambda evs: any(isinstance(e, TaskCompleted) and e.agent_id == AGENT for e in evs))
+    assert "report_refused" not in [line.get("event") for line in agent.lines]
+    assert [(e.agent_id, e.result) for e in log.of_type(TaskCompleted)] == [
+        (FORGER, "forged"),
+        (AGENT, {"comments": ["+TODO"]}),
+    ]
+    assert log.of_type(TaskRequeued) == [] and log.of_type(TaskFailed) == [], "the forgery changed nothing"
+
+
+async def test_without_credentials_a_javascript_agent_opens_its_own_inbox(
+    node: str, nats_server: EmbeddedNats, settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    async with (
+        running(RouterService, settings),
+        running(RecoveryService, settings),
+        NodeAgent(node, nats_server, None) as agent,
+    ):
+        await event_log.wait_for(lambda evs: any(isinstance(e, AgentRegistered) for e in evs), timeout=30)
+        await bus.append(review("solo", diff="+TODO"), expected=0)
+        await event_log.wait_for(ended("solo", TaskCompleted), timeout=20)
+        inbox = await bus.js.consumer_info(EVENTS_STREAM, agent_durable(AGENT))
+    assert inbox.config.filter_subject == f"hive.evt.agent.{AGENT}.>" and not inbox.config.deliver_subject
+    assert "waiting_for_inbox" not in [line.get("event") for line in agent.lines]

@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.router.service import RouterService
+from shared.agent.inbox import open_inbox
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus, NatsAuthError
 from shared.credentials import CredentialStore
@@ -146,11 +147,11 @@ async def test_an_agent_reads_only_its_own_assignments_and_acks_only_its_own_del
     admin: EventBus, agent_a: EventBus
 ) -> None:
     js = agent_a.js
-    own = "hive.evt.agent.a.*"
-    explicit = AckPolicy.EXPLICIT
-    allowed = ConsumerConfig(name="agent-a", durable_name="agent-a", ack_policy=explicit, filter_subject=own)
-    await js.add_consumer(EVENTS_STREAM, allowed)
+    # Its inbox is opened for it (by the router; here by the admin): an agent creates no consumer.
+    await open_inbox(admin.js, "a", registered_seq=0, capacity=1)
+    assert (await js.consumer_info(EVENTS_STREAM, "agent-a")).config.filter_subject == "hive.evt.agent.a.>"
     for name, filter_subject in [
+        ("agent-a", "hive.evt.agent.a.*"),  # even its own durable
         ("agent-a", "hive.evt.>"),  # its own durable, but everything
         ("agent-b", "hive.evt.agent.b.*"),  # another agent's assignments
         ("spy", "hive.evt.agent.b.*"),

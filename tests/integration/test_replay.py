@@ -122,3 +122,19 @@ async def test_a_bad_time_or_filter_is_refused_clearly(settings: Settings, bus: 
     assert bad_time.returncode == 2 and "neither an ISO time" in bad_time.stderr
     no_aggregate = await asyncio.to_thread(hive, settings, "--id", "t1")
     assert no_aggregate.returncode == 2 and "--id needs --aggregate" in no_aggregate.stderr
+
+
+async def test_a_time_before_the_first_event_is_said_plainly_without_a_traceback(
+    settings: Settings, bus: EventBus
+) -> None:
+    await bus.append(TaskSubmitted(task_id="t", task_type="x"), expected=0)
+    before = await asyncio.to_thread(hive, settings, "--at", "2020-01-01T00:00:00")
+    assert before.returncode == 2, before.stdout
+    assert "is before the first event" in before.stderr and "sequence 1" in before.stderr
+    assert "Traceback" not in before.stderr and "never retrieved" not in before.stderr
+    zero = await asyncio.to_thread(hive, settings, "--at", "0")
+    assert zero.returncode == 2 and "sequences start at 1" in zero.stderr
+    # A time after it still shows the state then, and leaves no traceback either.
+    after = await asyncio.to_thread(hive, settings, "--at", "0s", "--format", "json")
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["seq"] == 1 and after.stderr == ""

@@ -85,3 +85,14 @@ def test_each_post_documents_the_statuses_it_answers_with(
 
 def test_request_bodies_that_refuse_unknown_fields_say_so(schema: dict[str, Any]) -> None:
     assert schema["components"]["schemas"]["TaskAssignRequest"]["additionalProperties"] is False
+
+
+def test_task_assign_says_a_retry_is_answered_as_the_original_and_what_its_409_and_503_mean(
+    schema: dict[str, Any],
+) -> None:
+    operation = schema["paths"]["/api/v1/orchestration/task/assign"]["post"]
+    assert "answered as the original" in operation["description"]
+    responses = operation["responses"]
+    assert "other content" in responses["409"]["description"]
+    assert "may have been stored" in responses["503"]["description"]
+    assert "Retry-After" in responses["503"]["description"]

@@ -90,19 +90,24 @@ def test_an_agent_may_publish_only_its_own_heartbeat_events_and_consumers() -> N
     ]
     task_events = {s for s in rights.publish if s.startswith("hive.evt.task.")}
     assert task_events == {
-        f"hive.evt.task.*.{t}" for t in ("started", "progress", "completed", "attempt_failed")
-    }
+        f"hive.evt.task.*.{t}.a" for t in ("started", "progress", "completed", "attempt_failed")
+    }, "reports only on subjects naming the agent itself"
     assert not [
         s for s in rights.publish if s.startswith("hive.evt.") and s.split(".")[2] not in ("agent", "task")
     ]
-    consumers = {
-        s.split(".HIVE_EVENTS.")[1].split(".")[0] for s in rights.publish if s.startswith("$JS.API.CONSUMER.")
-    }
-    assert consumers == {"agent-a", "agent-a-read"}
+    consumer_calls = {s for s in rights.publish if s.startswith("$JS.API.CONSUMER.")}
+    assert consumer_calls == {
+        "$JS.API.CONSUMER.INFO.HIVE_EVENTS.agent-a",
+        "$JS.API.CONSUMER.MSG.NEXT.HIVE_EVENTS.agent-a",
+    }, "no consumer create or delete: a create's body could make it a push consumer delivering anywhere"
     assert [s for s in rights.publish if s.startswith("$JS.ACK.")] == ["$JS.ACK.HIVE_EVENTS.agent-a.>"]
+    assert [s for s in rights.publish if s.startswith("$JS.API.DIRECT.")] == [
+        "$JS.API.DIRECT.GET.HIVE_EVENTS.hive.evt.task.>"
+    ]
     assert rights.subscribe == ("_INBOX.agent-a.>",)
     assert not rights.responses
-    assert not [s for s in rights.publish if ">" in s and not s.startswith("$JS.ACK.")]
+    wide = [s for s in rights.publish if ">" in s]
+    assert wide == ["$JS.ACK.HIVE_EVENTS.agent-a.>", "$JS.API.DIRECT.GET.HIVE_EVENTS.hive.evt.task.>"]
 
 
 def test_services_read_the_log_but_append_only_their_own_decisions() -> None:

@@ -82,13 +82,12 @@ def test_fencing_refuses_superseded_failed_foreign_and_finished_attempts() -> No
     assert "superseded by attempt 2" in str(
         attempt_verdict(records(submitted, TaskRequeued(task_id="t", attempt=2)), "a", 1)
     )
-    assert "held by agent b" in str(
-        attempt_verdict(records(submitted, TaskStarted(task_id="t", agent_id="b", attempt=1)), "a", 1)
-    )
-    assert "already failed" in str(
-        attempt_verdict(
-            records(submitted, TaskAttemptFailed(task_id="t", attempt=1, failure_type="task_timeout")), "a", 1
-        )
-    )
+    # Another agent's report on a's attempt is a forgery no projection applies: a does not give up.
+    forged_start = TaskStarted(task_id="t", agent_id="b", attempt=1)
+    assert attempt_verdict(records(submitted, forged_start), "a", 1) is None
+    forged_failure = TaskAttemptFailed(task_id="t", agent_id="b", attempt=1, failure_type="agent_error")
+    assert attempt_verdict(records(submitted, forged_failure), "a", 1) is None
+    timed_out = TaskAttemptFailed(task_id="t", agent_id="a", attempt=1, failure_type="task_timeout")
+    assert "already failed" in str(attempt_verdict(records(submitted, timed_out), "a", 1))
     assert "already cancelled" in str(attempt_verdict(records(submitted, TaskCancelled(task_id="t")), "a", 1))
     assert attempt_verdict([], "a", 1) == "unknown task"

@@ -20,9 +20,13 @@ def test_times_are_iso_or_relative_to_now() -> None:
 
 def test_the_narrowest_subject_filter_is_asked_of_the_server() -> None:
     assert TimelineFilter().subject_filter() == "hive.evt.>"
-    assert TimelineFilter(aggregate="task", aggregate_id="t1").subject_filter() == "hive.evt.task.t1.*"
+    assert TimelineFilter(aggregate="task", aggregate_id="t1").subject_filter() == "hive.evt.task.t1.>"
+    assert TimelineFilter(aggregate="task", types=frozenset({"task.requeued"})).subject_filter() == (
+        "hive.evt.task.*.requeued"
+    )
+    # A report type lives on two forms (reports stored before they named their agent): the aggregate.
     assert TimelineFilter(aggregate="task", types=frozenset({"task.completed"})).subject_filter() == (
-        "hive.evt.task.*.completed"
+        "hive.evt.task.>"
     )
 
 

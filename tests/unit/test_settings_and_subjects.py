@@ -14,6 +14,8 @@ from shared.subjects import (
     events_of_type,
     heartbeat_subject,
     parse_event_subject,
+    report_subject,
+    type_filters,
 )
 
 
@@ -65,11 +67,17 @@ def test_every_setting_is_documented_and_round_trips_through_the_environment() -
 
 def test_subjects_read_from_general_to_specific() -> None:
     assert event_subject("task", "t1", "completed") == "hive.evt.task.t1.completed"
-    assert aggregate_subjects("agent", "a1") == "hive.evt.agent.a1.*"
+    assert report_subject("t1", "completed", "a1") == "hive.evt.task.t1.completed.a1"
+    assert aggregate_subjects("agent", "a1") == "hive.evt.agent.a1.>"
     assert events_of_type("task", "submitted") == "hive.evt.task.*.submitted"
+    assert events_of_type("task", "completed") == "hive.evt.task.*.completed.*"
+    assert type_filters("task", "completed") == ["hive.evt.task.*.completed.*", "hive.evt.task.*.completed"]
+    assert type_filters("agent", "registered") == ["hive.evt.agent.*.registered"]
     assert heartbeat_subject("a1") == "hive.hb.a1"
     assert dlq_subject("router") == "hive.dlq.router"
     assert parse_event_subject("hive.evt.task.t1.completed") == ("task", "t1", "completed")
+    assert parse_event_subject("hive.evt.task.t1.completed.a1") == ("task", "t1", "completed")
+    assert parse_event_subject("hive.evt.task.t1.submitted.a1") is None
     assert parse_event_subject("hive.hb.a1") is None
 
 

@@ -44,10 +44,21 @@ LIST_TASKS_PARAMS = frozenset(
     "/api/v1/orchestration/task/assign",
     status_code=200,
     summary="Submit a task and get the routing decision",
-    description="200 with the chosen agent when routed within ASSIGN_WAIT_MS, else 202 (queued or pending).",
+    description="200 with the chosen agent when routed within ASSIGN_WAIT_MS, else 202 (queued or pending). "
+    "Retrying is safe: the same request again with the same task_id is answered as the original.",
     responses={
         **also(202, TaskAssignResponse, "Accepted: queued (with the reason) or not yet routed"),
-        **refusals(*WRITE, 409),
+        **refusals(
+            *WRITE,
+            409,
+            meaning={
+                409: "Conflict: the task_id exists with other content (the same request again is "
+                "answered as the original, not refused)",
+                503: "The event log is unavailable: error.message says whether the task may have been "
+                "stored (retry with the same task_id) or was not; retry after the Retry-After header's "
+                "seconds",
+            },
+        ),
     },
 )
 async def assign_task(data: JSONBody[TaskAssignRequest], task_desk: Tasks) -> Response[TaskAssignResponse]:

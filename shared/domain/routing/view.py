@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from shared.domain.breakers import BreakersState, apply_breakers
-from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.routing.adaptive import AdaptiveState, observe
 from shared.domain.routing.performance import PerformanceState, learn, outcome_of
 from shared.projection_spec import ProjectionSpec
@@ -26,6 +26,8 @@ class RouterState(msgspec.Struct, kw_only=True):
 
 
 def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
+    if not admits(state.fleet, recorded):
+        return state
     outcome = outcome_of(state.fleet, recorded)
     if outcome is not None:
         learn(state.performance, outcome)
