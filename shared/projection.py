@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 import msgspec
 from nats.aio.msg import Msg
 
+from shared.background import cancel_and_wait
 from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
@@ -65,8 +66,12 @@ class ProjectionRunner(Generic[S]):
         snapshot_min_interval_s: float = 2.0,
         metrics: ServiceMetrics | None = None,
         linger_s: float = 0.0,
+        max_versions: int | None = None,
     ) -> None:
         self.bus = bus
+        self.max_versions = max_versions or self.MAX_VERSIONS
+        """Aggregates whose last sequence is kept in memory; beyond, the oldest are asked of the
+        server when a command needs them (``expected_version``)."""
         self.spec = spec
         self.store = store
         self.snapshot_every = snapshot_every
@@ -103,11 +108,8 @@ class ProjectionRunner(Generic[S]):
 
     async def stop(self, *, snapshot: bool = True) -> None:
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._snapshot_task is not None:
             await asyncio.gather(self._snapshot_task, return_exceptions=True)
         if snapshot:
@@ -197,10 +199,10 @@ class ProjectionRunner(Generic[S]):
         versions = self.versions
         versions.pop(key, None)
         versions[key] = seq
-        if len(versions) > self.MAX_VERSIONS:
+        if len(versions) > self.max_versions:
             self._pruned = True
-            excess = len(versions) - self.MAX_VERSIONS
-            for old in list(versions)[: excess + self.MAX_VERSIONS // 10]:
+            excess = len(versions) - self.max_versions
+            for old in list(versions)[: excess + self.max_versions // 10]:
                 del versions[old]
 
     def apply_message(self, seq: int, subject: str, data: bytes) -> str | None:

@@ -97,7 +97,7 @@ class Service:
     def details(self) -> dict[str, Any]:
         return {}
 
-    def projection(self, spec: ProjectionSpec[S]) -> ProjectionRunner[S]:
+    def projection(self, spec: ProjectionSpec[S], *, max_versions: int | None = None) -> ProjectionRunner[S]:
         runner = ProjectionRunner(
             self.bus,
             spec,
@@ -106,6 +106,7 @@ class Service:
             snapshot_min_interval_s=self.settings.snapshot_min_interval_s,
             metrics=self.metrics,
             linger_s=self.settings.read_linger_s if self.reads_in_bursts else 0.0,
+            max_versions=max_versions,
         )
         self.runners.append(runner)
         return runner

@@ -27,6 +27,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from shared.background import cancel_and_wait
 from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.natsclient import delivery_count
@@ -155,11 +156,8 @@ class WorkConsumer:
             except TimeoutError:
                 self._task.cancel()
             self._task = None
-        if self._toucher is not None:
-            self._toucher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._toucher
-            self._toucher = None
+        await cancel_and_wait(self._toucher)
+        self._toucher = None
         for ticket in list(self.held.values()):
             with contextlib.suppress(nats.errors.Error):
                 await ticket.retry()  # another instance takes it at once

@@ -35,6 +35,7 @@ from prometheus_client import Histogram
 
 from services.router.decide import Assign, Decision, Expire, Planned, next_expiry, plan
 from shared.agent.inbox import open_inbox
+from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.fleet import WAITING, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
@@ -180,10 +181,7 @@ class RouterService(Service):
 
     async def on_stopping(self) -> None:
         for task in (self._expiry_task, self._decider, self._catching_up):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         if self._appends:  # let the decisions in flight land: their claims are then acknowledged
             await asyncio.wait(self._appends, timeout=5.0)
 

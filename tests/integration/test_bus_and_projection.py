@@ -15,6 +15,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.router.service import RouterService
 from shared.bus import ConcurrencyConflict, DeadLetter, EventBus
+from shared.domain.message_ids import assign_msg_id
 from shared.domain.routing.view import ROUTER_VIEW
 from shared.embedded import EmbeddedNats
 from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
@@ -46,6 +47,19 @@ async def test_the_same_message_id_is_stored_once(bus: EventBus) -> None:
     assert two.duplicate and two.seq == one.seq
     events, last = await bus.read_aggregate("agent", "a")
     assert len(events) == 1 and last == one.seq
+
+
+async def test_one_attempt_assigned_at_once_to_two_agents_is_stored_once(bus: EventBus) -> None:
+    """Two router instances deciding the same attempt for different agents: the message id, one per
+    attempt, lets the first through and the second is a duplicate (no forgery: same task, same
+    notice), though the two are stored on different agents' subjects."""
+    first = TaskAssigned(agent_id="a", task_id="t1", attempt=1)
+    second = TaskAssigned(agent_id="b", task_id="t1", attempt=1)
+    stored = await bus.append(first, expected=None, msg_id=assign_msg_id("t1", 1))
+    again = await bus.append(second, expected=None, msg_id=assign_msg_id("t1", 1))
+    assert again.duplicate and again.seq == stored.seq
+    other = await bus.append(TaskAssigned(agent_id="b", task_id="t2", attempt=1), expected=None)
+    assert other.seq == stored.seq + 1, "nothing stored between them"
 
 
 async def test_reading_a_range_returns_the_events_in_order(bus: EventBus) -> None:
