@@ -482,9 +482,12 @@ class EventBus:
 
     # --- reading --------------------------------------------------------------------------------
 
-    async def _ephemeral_consumer(self, subject_filter: str, start_seq: int) -> str:
-        """An ack-less, in-memory consumer from `start_seq`, under a random name."""
+    async def _ephemeral_consumer(self, subject_filter: str | list[str], start_seq: int) -> str:
+        """An ack-less, in-memory consumer from `start_seq`, under a random name (one filter or
+        several)."""
         name = f"{self.service}-read-{new_id()}"
+        filters = [subject_filter] if isinstance(subject_filter, str) else subject_filter
+        several = len(filters) > 1
         await self.js.add_consumer(
             EVENTS_STREAM,
             ConsumerConfig(
@@ -492,7 +495,8 @@ class EventBus:
                 ack_policy=AckPolicy.NONE,
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=max(1, start_seq),
-                filter_subject=subject_filter,
+                filter_subject=None if several else filters[0],
+                filter_subjects=filters if several else None,
                 inactive_threshold=30.0,
                 mem_storage=True,
                 num_replicas=1,
@@ -549,12 +553,13 @@ class EventBus:
         handler: Callable[[Msg], Awaitable[None]],
         stopping: asyncio.Event,
         *,
-        subject_filter: str = ALL_EVENTS,
+        subject_filter: str | list[str] = ALL_EVENTS,
         start_seq: int,
         label: str = "follow",
         pace: Pace | None = None,
     ) -> None:
-        """Hand every stored message from `start_seq` on to `handler`, in order, until stopped.
+        """Hand every stored message (matching `subject_filter`, one filter or several) from
+        `start_seq` on to `handler`, in order, until stopped.
 
         Uses an ephemeral, ack-less consumer of its own; when it is lost (server restart, network)
         a new one starts right after the last message handed over, so nothing is skipped or repeated.

@@ -251,6 +251,7 @@ def service_permissions(service: str) -> Permissions:
         f"{JS_API}.DIRECT.GET.{EVENTS_STREAM}",
         # Reads: ordered consumers with random names, filtered to events (projections, histories).
         _consumer_api("CREATE", "*", ALL_EVENTS),
+        _consumer_api("CREATE", "*"),  # several filters: the API subject names none
         _consumer_api("MSG.NEXT", "*"),
         _consumer_api("DELETE", "*"),
     ]

@@ -33,10 +33,20 @@ from shared.metrics import ServiceMetrics
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded, decode_recorded
 from shared.snapshots import SnapshotStore
-from shared.subjects import AGGREGATES, entity_subjects, parse_event_subject
+from shared.subjects import (
+    AGGREGATES,
+    ALL_EVENTS,
+    entity_subjects,
+    parse_event_subject,
+    reads,
+    whole_aggregates,
+)
 
 S = TypeVar("S")
 
+UNREAD_AFTER_S = 0.05
+"""A projection reading only some events, waiting this long for a sequence it has not seen, asks
+the server whether it reads it at all (``wait_for``)."""
 URGENT_POLL_S = 0.002
 """While someone waits for the projection (``wait_for``, ``urgent``), a read in bursts that came
 back empty is made again after this long, not after the linger."""
@@ -80,6 +90,10 @@ class ProjectionRunner(Generic[S]):
         self.linger_s = linger_s
         """0: each event is read as soon as it is stored; else, in bursts at most this far apart."""
         self.state: S = spec.initial()
+        self.filters: list[str] | None = list(spec.reads) if spec.reads is not None else None
+        """What this projection reads (None: everything)."""
+        self._whole: frozenset[str] = whole_aggregates(spec.reads)
+        """Aggregates it reads every event of: the only ones whose versions it can know."""
         self.seq = 0
         self.loaded_from_snapshot = 0
         self.delivered = 0
@@ -126,7 +140,16 @@ class ProjectionRunner(Generic[S]):
     # --- concurrency helpers --------------------------------------------------------------------
 
     def version(self, aggregate: str, aggregate_id: str) -> int | None:
-        """Last sequence seen of an aggregate; None when it may have been pruned from memory."""
+        """Last sequence seen of an aggregate; None when it may have been pruned from memory or
+        the projection does not read all of its events (then only the server knows)."""
+        if aggregate not in self._whole:
+            return None
+        return self.seen_version(aggregate, aggregate_id)
+
+    def seen_version(self, aggregate: str, aggregate_id: str) -> int | None:
+        """Last sequence of the aggregate's events this projection reads (None: maybe pruned): its
+        version when it reads them all, else a guess, for a caller that asks the server after a
+        refusal."""
         found = self.versions.get(f"{aggregate}.{aggregate_id}")
         if found is not None:
             return found
@@ -148,7 +171,8 @@ class ProjectionRunner(Generic[S]):
         return max(version or 0 for version in found)
 
     async def wait_for(self, seq: int, timeout: float = 10.0) -> None:
-        """Return once the event at `seq` (and everything before it) is applied."""
+        """Return once the event at `seq` (and everything before it) is applied: for a projection
+        reading only some events, once everything it reads up to `seq` is."""
         if self.seq >= seq:
             return
         self._hurry.set()
@@ -156,10 +180,41 @@ class ProjectionRunner(Generic[S]):
         self._waiter_ids += 1
         heapq.heappush(self._waiters, (seq, self._waiter_ids, fut))
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            async with asyncio.timeout(timeout):
+                while self.filters is not None and not fut.done():
+                    # Most waits are for events it reads, which come; else the server says.
+                    await asyncio.wait({asyncio.shield(fut)}, timeout=UNREAD_AFTER_S)
+                    if not fut.done():
+                        await self._reach(seq)
+                await asyncio.shield(fut)
         finally:
             if not fut.done():
                 fut.cancel()
+
+    async def _reach(self, seq: int) -> None:
+        """The event at `seq` may be one this projection does not read: ask the server for the end
+        of the log, then for the last event it reads; once that is applied, nothing it reads up to
+        `seq` (or that end, if `seq` is not stored yet) is missing."""
+        assert self.filters is not None
+        stored = await self.bus.last_sequence()
+        lasts = await asyncio.gather(*(self.bus.last_sequence_of(f) for f in self.filters))
+        last = max(lasts, default=0)
+        if last > self.seq:
+            self._hurry.set()
+            inner: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiter_ids += 1
+            heapq.heappush(self._waiters, (last, self._waiter_ids, inner))
+            await asyncio.shield(inner)
+        self._reached(min(seq, stored))
+
+    def _reached(self, seq: int) -> None:
+        """Everything this projection reads up to `seq` is applied: say so to who waits."""
+        self.seq = max(self.seq, seq)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self.seq:
+            _s, _i, fut = heapq.heappop(waiters)
+            if not fut.done():
+                fut.set_result(None)
 
     @contextlib.asynccontextmanager
     async def urgent(self) -> AsyncIterator[None]:
@@ -184,8 +239,11 @@ class ProjectionRunner(Generic[S]):
                 await self._hurry.wait()
 
     async def catch_up(self, timeout: float = 10.0) -> int:
-        """Apply everything the stream holds right now; returns that sequence."""
+        """Apply everything the stream holds right now (of what it reads); returns that sequence."""
         last = await self.bus.last_sequence()
+        if self.filters is not None and self.seq < last:
+            async with asyncio.timeout(timeout):
+                await self._reach(last)
         await self.wait_for(last, timeout)
         return last
 
@@ -230,13 +288,8 @@ class ProjectionRunner(Generic[S]):
                     log.exception("projection_listener_failed", projection=self.spec.name, seq=seq)
         else:
             problem = item.reason
-        self.seq = seq
         self._since_snapshot += 1
-        waiters = self._waiters
-        while waiters and waiters[0][0] <= seq:
-            _s, _i, fut = heapq.heappop(waiters)
-            if not fut.done():
-                fut.set_result(None)
+        self._reached(seq)
         return problem
 
     async def _pump(self) -> None:
@@ -244,6 +297,7 @@ class ProjectionRunner(Generic[S]):
         await self.bus.follow_raw(
             self._on_msg,
             self._stopping,
+            subject_filter=self.filters or ALL_EVENTS,
             start_seq=self.seq + 1,
             label=f"projection {self.spec.name}",
             pace=self._pace if self.linger_s > 0 else None,
@@ -322,6 +376,6 @@ async def rebuild(bus: EventBus, spec: ProjectionSpec[S], *, stop_seq: int | Non
     seq = 0
     async for item in bus.read(stop_seq=stop_seq):
         seq = item.seq
-        if isinstance(item, Recorded):
+        if isinstance(item, Recorded) and (spec.reads is None or reads(spec.reads, item.subject)):
             state = spec.apply(state, item)
     return state, seq

@@ -36,6 +36,11 @@ class ProjectionSpec(Generic[S]):
     apply: Callable[[S, Recorded], S]
     revision: int = 0
     """Bump when ``apply`` changes what it stores while the state's structure stays the same."""
+    reads: tuple[str, ...] | None = None
+    """The subject filters of the events ``apply`` uses (None: every event): the server hands the
+    projection only those, so a service pays for reading only what its decisions need. Reading
+    more later needs a new ``revision`` (a snapshot folded from fewer events is no start for a
+    fold of more; one folded from more is)."""
 
     @cached_property
     def schema(self) -> str:

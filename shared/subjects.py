@@ -139,6 +139,36 @@ def type_filters(aggregate: str, event_type: str) -> list[str]:
     return [current]
 
 
+def aggregate_filter(aggregate: str) -> str:
+    """Filter matching every event of every instance of an aggregate."""
+    return f"{EVENTS_PREFIX}.{aggregate}.>"
+
+
+def whole_aggregates(filters: tuple[str, ...] | list[str] | None) -> frozenset[str]:
+    """The aggregates every event of which `filters` match (None: all of them)."""
+    if filters is None or ALL_EVENTS in filters:
+        return frozenset(AGGREGATES)
+    return frozenset(a for a in AGGREGATES if aggregate_filter(a) in filters)
+
+
+def reads(filters: tuple[str, ...] | list[str], subject: str) -> bool:
+    """Whether any of `filters` matches `subject` (NATS wildcards: ``*`` a token, ``>`` the rest)."""
+    tokens = subject.split(".")
+    for subject_filter in filters:
+        parts = subject_filter.split(".")
+        for index, part in enumerate(parts):
+            if part == ">":
+                if len(tokens) > index:
+                    return True
+                break
+            if index >= len(tokens) or (part != "*" and part != tokens[index]):
+                break
+        else:
+            if len(parts) == len(tokens):
+                return True
+    return False
+
+
 def heartbeat_subject(agent_id: str) -> str:
     return f"{HEARTBEAT_PREFIX}.{check_id(agent_id, 'agent_id')}"
 

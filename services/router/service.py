@@ -66,6 +66,8 @@ from shared.work import Ticket, WorkSpec
 EXPIRY_POLL_S = 1.0
 """Longest sleep of the expiry timer: a held task that appears meanwhile is looked at by then."""
 
+MAX_UNSURE = 10_000
+"""Versions kept to ask the server, at most (forgetting them only costs another refusal)."""
 MAX_APPENDS = 32
 """Appends of decisions in flight at once, per instance."""
 CLAIM_ACK_WAIT_S = 1.0
@@ -152,6 +154,8 @@ class RouterService(Service):
         self._in_flight: dict[str, InFlight] = {}
         """Task id -> its decision not yet applied by the view, in the order decided."""
         self._chains: dict[str, Chain] = {}
+        self._unsure: set[str] = set()
+        """``<aggregate>.<id>`` whose version the server says next (a guess of the view was refused)."""
         self._appends: set[asyncio.Task[None]] = set()
         self._wanted = asyncio.Event()
         self._decided = asyncio.Event()
@@ -387,7 +391,7 @@ class RouterService(Service):
         correlation = correlation_of(fleet, decision.task_id)
         claim = self._claims.get(decision.task_id)
         causation = claim.event_id if claim is not None else ""
-        task_version = self.view.version("task", decision.task_id)
+        task_version = self._version("task", decision.task_id)
         if isinstance(decision, Assign):
             event: Event = TaskAssigned(
                 agent_id=decision.agent_id,
@@ -431,9 +435,16 @@ class RouterService(Service):
         )
         return event, task_version
 
+    def _version(self, aggregate: str, aggregate_id: str) -> int | None:
+        """The aggregate's last sequence as the view saw it (it does not read task reports it has no
+        use for: ``ROUTER_VIEW.reads``); None, for the server to say, once a guess was refused."""
+        if f"{aggregate}.{aggregate_id}" in self._unsure:
+            return None
+        return self.view.seen_version(aggregate, aggregate_id)
+
     def _entity_version(self, agent_id: str) -> int | None:
-        """The last sequence of everything about the agent as the view knows it (None: forgotten)."""
-        found = [self.view.version(aggregate, agent_id) for aggregate in AGGREGATES]
+        """The last sequence of everything about the agent as the view saw it (None: ask the server)."""
+        found = [self._version(aggregate, agent_id) for aggregate in AGGREGATES]
         if any(version is None for version in found):
             return None
         return max(version or 0 for version in found)
@@ -460,12 +471,14 @@ class RouterService(Service):
                     )
                 expected = max(previous, expected or 0) if previous else expected
             result = await self._store(decision, event, expected)
+            self._unsure.discard(_guarded_key(decision))
             stored = 0 if result.duplicate else result.seq
             entry.seq = result.seq
             self._landed(decision, entry, event, result)
         except ConcurrencyConflict:
             self.conflicts += 1
             self._in_flight.pop(task_id, None)
+            self._doubt(decision)
             self._catch_up()
         except Exception:
             self.log.exception("router_append_failed", task_id=task_id)
@@ -516,6 +529,13 @@ class RouterService(Service):
             self.expired += 1
             self.log.info("task_expired", task_id=decision.task_id, error=decision.error)
 
+    def _doubt(self, decision: Decision) -> None:
+        """A decision was refused: the version it was appended against is asked of the server next
+        time (what the view does not read may have moved it)."""
+        if len(self._unsure) >= MAX_UNSURE:
+            self._unsure.clear()
+        self._unsure.add(_guarded_key(decision))
+
     def _catch_up(self) -> None:
         """After a refusal: decide nothing more until the view has applied what the stream holds."""
         if self._catching_up is None or self._catching_up.done():
@@ -529,6 +549,11 @@ class RouterService(Service):
             await asyncio.sleep(EXPIRY_POLL_S)
         finally:
             self._wanted.set()
+
+
+def _guarded_key(decision: Decision) -> str:
+    """What a decision is appended against: the agent for an assignment, else the task."""
+    return f"agent.{decision.agent_id}" if isinstance(decision, Assign) else f"task.{decision.task_id}"
 
 
 def _log_failure(log: Any, what: str) -> Any:

@@ -26,7 +26,14 @@ from shared.pull import consume_forever
 from shared.recorded import Recorded
 from shared.settings import Settings
 from shared.snapshots import SnapshotStore
-from shared.subjects import ALL_EVENTS, DLQ_STREAM, EVENTS_STREAM, dlq_subject
+from shared.subjects import (
+    ALL_EVENTS,
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    aggregate_filter,
+    dlq_subject,
+    type_filters,
+)
 from tests.conftest import EventLog, running, watching_logs
 
 
@@ -67,6 +74,48 @@ async def test_reading_a_range_returns_the_events_in_order(bus: EventBus) -> Non
         await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="x"), expected=0)
     seen = [item.seq async for item in bus.read(start_seq=3, stop_seq=7)]
     assert seen == [3, 4, 5, 6, 7]
+
+
+COUNTS = ProjectionSpec(
+    name="counts",
+    state_type=dict[str, int],
+    initial=dict,
+    apply=lambda state, recorded: {
+        **state,
+        recorded.event.type_name(): state.get(recorded.event.type_name(), 0) + 1,
+    },
+    reads=(aggregate_filter("agent"), *type_filters("task", TaskCompleted.event_type())),
+)
+"""Reads agents whole and task completions only."""
+
+
+async def test_a_projection_reading_some_events_gets_only_those_and_still_knows_where_it_stands(
+    bus: EventBus,
+) -> None:
+    runner = ProjectionRunner(bus, COUNTS)
+    await runner.start()
+    try:
+        await bus.append(AgentRegistered(agent_id="a"), expected=0)
+        submitted = await bus.append(TaskSubmitted(task_id="t1", task_type="x"), expected=0)
+        assigned = await bus.append(TaskAssigned(agent_id="a", task_id="t1", attempt=1), expected=None)
+        completed = await bus.append(
+            TaskCompleted(task_id="t1", agent_id="a", attempt=1), expected=submitted.seq
+        )
+        unread = await bus.append(TaskSubmitted(task_id="t2", task_type="x"), expected=0)
+        await runner.wait_for(unread.seq, timeout=5)  # one it does not read: the server says so
+        assert runner.seq >= unread.seq
+        assert runner.state == {"agent.registered": 1, "agent.task_assigned": 1, "task.completed": 1}
+        assert runner.delivered == 3, "the submissions were never handed over"
+        assert runner.version("agent", "a") == assigned.seq, "an aggregate read whole: known"
+        assert runner.version("task", "t1") is None, "one read in part: only the server knows"
+        assert runner.seen_version("task", "t1") == completed.seq
+        assert await runner.expected_version("task", "t2") == unread.seq
+        later = await bus.append(TaskSubmitted(task_id="t3", task_type="x"), expected=0)
+        assert await runner.catch_up(timeout=5) == later.seq and runner.seq == later.seq
+        rebuilt, _ = await rebuild(bus, COUNTS)
+        assert rebuilt == runner.state, "a rebuild folds what the projection reads, no more"
+    finally:
+        await runner.stop(snapshot=False)
 
 
 async def test_a_projection_waits_for_a_sequence_and_ignores_redelivery(bus: EventBus) -> None:

@@ -8,6 +8,9 @@ from services.cli.up import parse_scale
 from shared.ids import InvalidIdError
 from shared.settings import SETTINGS_DOC, Settings, SettingsError, env_for, load_settings
 from shared.subjects import (
+    AGGREGATES,
+    ALL_EVENTS,
+    aggregate_filter,
     aggregate_subjects,
     dlq_subject,
     event_subject,
@@ -15,9 +18,11 @@ from shared.subjects import (
     heartbeat_subject,
     notice_subject,
     parse_event_subject,
+    reads,
     report_subject,
     task_history,
     type_filters,
+    whole_aggregates,
 )
 
 
@@ -109,3 +114,35 @@ def test_scale_is_parsed_and_bad_values_are_refused() -> None:
     for bad in (["router"], ["router=0"], ["routers=2"], ["router=x"]):
         with pytest.raises(ValueError, match="--scale"):
             parse_scale(bad)
+
+
+def test_subject_filters_match_as_the_server_matches_them() -> None:
+    filters = (aggregate_filter("agent"), *type_filters("task", "completed"))
+    assert reads(filters, "hive.evt.agent.a.registered")
+    assert reads(filters, "hive.evt.agent.a.task_assigned.t1")
+    assert reads(filters, "hive.evt.task.t1.completed.a")
+    assert reads(filters, "hive.evt.task.t1.completed"), "the five-token form of old logs"
+    assert not reads(filters, "hive.evt.task.t1.started.a")
+    assert not reads(filters, "hive.evt.task.t1.completed.a.extra")
+    assert not reads(filters, "hive.evt.agent")
+    assert whole_aggregates(filters) == {"agent"}
+    assert whole_aggregates(None) == set(AGGREGATES) == whole_aggregates((ALL_EVENTS,))
+
+
+def test_the_router_and_workflow_views_read_no_task_start_or_progress() -> None:
+    from services.workflow.view import WORKFLOW_VIEW
+    from shared.domain.routing.view import ROUTER_VIEW
+
+    for spec in (ROUTER_VIEW, WORKFLOW_VIEW):
+        assert spec.reads is not None
+        assert not reads(spec.reads, "hive.evt.task.t1.started.a")
+        assert not reads(spec.reads, "hive.evt.task.t1.progress.a")
+        for subject in (
+            "hive.evt.task.t1.submitted",
+            "hive.evt.task.t1.completed.a",
+            "hive.evt.task.t1.attempt_failed.a",
+            "hive.evt.task.t1.requeued",
+            "hive.evt.agent.a.task_assigned.t1",
+            "hive.evt.agent.a.registered",
+        ):
+            assert reads(spec.reads, subject), (spec.name, subject)

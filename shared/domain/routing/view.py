@@ -14,8 +14,18 @@ from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.routing.adaptive import AdaptiveState, observe
 from shared.domain.routing.performance import PerformanceState, learn, outcome_of
+from shared.events import (
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskQueued,
+    TaskRequeued,
+    TaskSubmitted,
+)
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
+from shared.subjects import aggregate_filter, type_filters
 
 
 class RouterState(msgspec.Struct, kw_only=True):
@@ -37,9 +47,25 @@ def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
     return state
 
 
+ROUTER_READS: tuple[str, ...] = (
+    aggregate_filter("agent"),
+    aggregate_filter("breaker"),
+    *(
+        subject_filter
+        for event_type in (TaskSubmitted, TaskQueued, TaskRequeued, TaskFailed, TaskCancelled)
+        for subject_filter in type_filters("task", event_type.event_type())
+    ),
+    *type_filters("task", TaskCompleted.event_type()),
+    *type_filters("task", TaskAttemptFailed.event_type()),
+)
+"""Agents and breakers whole; of the tasks, what puts them in the queue, takes them out or teaches
+how an agent did. Not a task's start or progress (nothing it decides reads them: a completion from
+``assigned`` is one), workflows or schedules."""
+
 ROUTER_VIEW: ProjectionSpec[RouterState] = ProjectionSpec(
     name="router",
     state_type=RouterState,
     initial=RouterState,
     apply=apply_router,
+    reads=ROUTER_READS,
 )
