@@ -27,7 +27,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from shared.background import cancel_and_wait
-from shared.bus import EventBus, event_msg_seq
+from shared.bus import ConcurrencyConflict, EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.projection_spec import ProjectionSpec
@@ -36,6 +36,7 @@ from shared.snapshots import SnapshotStore
 from shared.subjects import (
     AGGREGATES,
     ALL_EVENTS,
+    aggregate_subjects,
     entity_subjects,
     parse_event_subject,
     reads,
@@ -156,10 +157,14 @@ class ProjectionRunner(Generic[S]):
         return None if self._pruned else 0
 
     async def expected_version(self, aggregate: str, aggregate_id: str) -> int:
-        """The version to append against: from memory, or from the server when pruned."""
+        """The version to append against: from memory, or from the server when pruned or not read
+        whole (``_vouched``)."""
         found = self.version(aggregate, aggregate_id)
         if found is None:
-            return await self.bus.aggregate_version(aggregate, aggregate_id)
+            version = await self.bus.aggregate_version(aggregate, aggregate_id)
+            if aggregate in self._whole:
+                return version  # pruned from memory: the view read all of it
+            return self._vouched(aggregate_subjects(aggregate, aggregate_id), version)
         return found
 
     async def expected_entity_version(self, entity_id: str) -> int:
@@ -167,8 +172,20 @@ class ProjectionRunner(Generic[S]):
         aggregates, to append against all of them at once."""
         found = [self.version(aggregate, entity_id) for aggregate in AGGREGATES]
         if any(version is None for version in found):
-            return await self.bus.last_sequence_of(entity_subjects(entity_id))
+            subjects = entity_subjects(entity_id)
+            version = await self.bus.last_sequence_of(subjects)
+            if self._whole == frozenset(AGGREGATES):
+                return version  # pruned from memory: the view read all of it
+            return self._vouched(subjects, version)
         return max(version or 0 for version in found)
+
+    def _vouched(self, subject_filter: str, server_version: int) -> int:
+        """The server's version, if this view has applied (what it reads of) the log up to it: a
+        decision made on the view saw everything it needed before that version. Else the decision
+        may have missed something: refused, to be made again once the view caught up."""
+        if server_version > self.seq:
+            raise ConcurrencyConflict(subject_filter, server_version, "newer than the view")
+        return server_version
 
     async def wait_for(self, seq: int, timeout: float = 10.0) -> None:
         """Return once the event at `seq` (and everything before it) is applied: for a projection

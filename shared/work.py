@@ -52,11 +52,15 @@ Handler = Callable[[Recorded], Awaitable[Retry | None]]
 class Ticket:
     """A delivered work event this instance holds: settle it exactly once (later calls do nothing)."""
 
-    def __init__(self, msg: Msg, recorded: Recorded) -> None:
+    def __init__(
+        self, msg: Msg, recorded: Recorded, on_settled: Callable[[Ticket], None] | None = None
+    ) -> None:
         self.msg = msg
         self.recorded = recorded
-        self.held_since = time.monotonic()
+        self.touched = time.monotonic()
+        """When the server last heard of it (delivered, or told it is in progress)."""
         self.settled = False
+        self._on_settled = on_settled
 
     async def ack(self) -> None:
         """Done with it: it is delivered to no one again."""
@@ -71,6 +75,8 @@ class Ticket:
             settling.close()  # type: ignore[attr-defined]  # a coroutine never awaited
             return
         self.settled = True
+        if self._on_settled is not None:
+            self._on_settled(self)
         await settling
 
 
@@ -87,6 +93,10 @@ class WorkSpec:
     handler: Handler
     batch: int = 64
     claim: Claim | None = None
+    max_claims: int = 256
+    """Claimed events an instance holds at most: beyond, it takes no more until some are settled,
+    so what it cannot decide soon stays in the stream for another instance (and is not kept alive
+    by telling the server, again and again, that it is in progress)."""
     ack_wait_s: float = 30.0
     """Until an event not acknowledged is delivered again: a dead instance's events go to another
     after this long (the service's WORK_ACK_WAIT_S unless the spec asks for less)."""
@@ -137,8 +147,11 @@ class WorkConsumer:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._toucher: asyncio.Task[None] | None = None
-        self.held: dict[int, Ticket] = {}
-        """Events in hand or claimed and not settled yet, by stream sequence."""
+        self.in_hand: dict[int, Ticket] = {}
+        """Events whose handler runs, by stream sequence."""
+        self.claimed: dict[int, Ticket] = {}
+        """Events claimed and not settled yet, by stream sequence."""
+        self._room = asyncio.Event()
         self.log = log.bind(service=bus.service, durable=spec.durable)
 
     async def start(self) -> None:
@@ -150,6 +163,7 @@ class WorkConsumer:
         """Finish the event in hand, acknowledge it, hand the fetched rest and what is claimed back,
         then stop."""
         self._stopping.set()
+        self._room.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout)
@@ -158,24 +172,30 @@ class WorkConsumer:
             self._task = None
         await cancel_and_wait(self._toucher)
         self._toucher = None
-        for ticket in list(self.held.values()):
+        for ticket in list(self.claimed.values()):
             with contextlib.suppress(nats.errors.Error):
                 await ticket.retry()  # another instance takes it at once
-        self.held.clear()
+        self.claimed.clear()
 
     async def _touch_held(self) -> None:
-        """Tell the server, every third of the acknowledgement wait, that what is held is still
-        being worked on (so it is not delivered to another instance meanwhile)."""
-        period = self.spec.ack_wait_s / 3
+        """Tell the server that what is held is still being worked on (so it is not delivered to
+        another instance meanwhile), once half the acknowledgement wait has passed since it last
+        heard of it."""
+        half = self.spec.ack_wait_s / 2
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(half / 2)
             now = time.monotonic()
-            for seq, ticket in list(self.held.items()):
-                if ticket.settled:
-                    self.held.pop(seq, None)
-                elif now - ticket.held_since >= period:
+            for ticket in [*self.in_hand.values(), *self.claimed.values()]:
+                if not ticket.settled and now - ticket.touched >= half:
+                    ticket.touched = now
                     with contextlib.suppress(nats.errors.Error):
                         await ticket.msg.in_progress()
+
+    def _claim_settled(self, ticket: Ticket) -> None:
+        seq = ticket.recorded.seq
+        if self.claimed.get(seq) is ticket:
+            del self.claimed[seq]
+            self._room.set()
 
     async def _run(self) -> None:
         def on_lost(exc: Exception) -> None:
@@ -204,16 +224,19 @@ class WorkConsumer:
             return
         delivered = delivery_count(msg)
         if self.spec.claim is not None:
-            ticket = Ticket(msg, item)
-            self.held[seq] = ticket
+            while len(self.claimed) >= self.spec.max_claims and not self._stopping.is_set():
+                self._room.clear()
+                await self._room.wait()
+            ticket = Ticket(msg, item, self._claim_settled)
+            self.claimed[seq] = ticket  # delivered again while held: the new delivery stands for it
             if await self.spec.claim(item, ticket):
                 return
-            self.held.pop(seq, None)
-        self.held[seq] = Ticket(msg, item)  # touched while in hand, if the handler takes long
+            self._claim_settled(ticket)
+        self.in_hand[seq] = Ticket(msg, item)  # touched while in hand, if the handler takes long
         try:
             await self._run_handler(msg, item, seq, delivered)
         finally:
-            self.held.pop(seq, None)
+            self.in_hand.pop(seq, None)
 
     async def _run_handler(self, msg: Msg, item: Recorded, seq: int, delivered: int) -> None:
         started = time.perf_counter()

@@ -60,12 +60,15 @@ from shared.events import (
 )
 from shared.recorded import Recorded
 from shared.service import Service
-from shared.subjects import AGGREGATES, entity_subjects, events_of_type
+from shared.subjects import AGGREGATES, aggregate_subjects, entity_subjects, events_of_type
 from shared.work import Ticket, WorkSpec
 
 EXPIRY_POLL_S = 1.0
 """Longest sleep of the expiry timer: a held task that appears meanwhile is looked at by then."""
 
+CLAIMS_CHECK_S = 0.2
+"""How often claims are checked for tasks decided elsewhere (those decided here are settled as
+their decision lands)."""
 MAX_UNSURE = 10_000
 """Versions kept to ask the server, at most (forgetting them only costs another refusal)."""
 MAX_APPENDS = 32
@@ -113,6 +116,8 @@ class InFlight:
     """The agent of an assignment (None: a hold or an expiry)."""
     never_held: bool = False
     """A first attempt never queued: its submission-to-assignment time is the routing latency."""
+    seen: int = 0
+    """The last sequence the view had applied when it was decided."""
     seq: int = 0
     """Where it was stored, once the server said so."""
 
@@ -155,6 +160,7 @@ class RouterService(Service):
         """Task id -> its decision not yet applied by the view, in the order decided."""
         self._chains: dict[str, Chain] = {}
         self._unsure: set[str] = set()
+        self._claims_checked = 0.0
         """``<aggregate>.<id>`` whose version the server says next (a guess of the view was refused)."""
         self._appends: set[asyncio.Task[None]] = set()
         self._wanted = asyncio.Event()
@@ -282,8 +288,8 @@ class RouterService(Service):
 
     def _hold(self, task_id: str, claim: Claim) -> None:
         older = self._claims.get(task_id)
-        if older is not None and older.ticket is not claim.ticket:
-            self._settle(older)  # an earlier attempt's: over
+        if older is not None and older.seq != claim.seq:
+            self._settle(older)  # an earlier attempt's: over (the same one delivered again: replaced)
         self._claims[task_id] = claim
         self._wanted.set()
 
@@ -326,7 +332,9 @@ class RouterService(Service):
         if self._catching_up is not None and not self._catching_up.done():
             return
         view = self.view
-        self._settle_claims()
+        if time.monotonic() >= self._claims_checked + CLAIMS_CHECK_S:
+            self._claims_checked = time.monotonic()
+            self._settle_claims()
         for task_id, entry in list(self._in_flight.items()):
             if 0 < entry.seq <= view.seq:
                 del self._in_flight[task_id]
@@ -367,7 +375,7 @@ class RouterService(Service):
         agent_id = decision.agent_id if isinstance(decision, Assign) else None
         task = self.view.state.fleet.tasks[decision.task_id]
         never_held = decision.attempt == 1 and task.status == "pending" and not task.assignments
-        entry = InFlight(decision.task_id, decision.attempt, agent_id, never_held=never_held)
+        entry = InFlight(decision.task_id, decision.attempt, agent_id, never_held=never_held, seen=seen)
         event, expected = self._prepare(step, seen, now)
         after: asyncio.Future[int] | None = None
         chain: Chain | None = None
@@ -470,7 +478,7 @@ class RouterService(Service):
                         entity_subjects(entry.agent_id or ""), 0, "chained on a refusal"
                     )
                 expected = max(previous, expected or 0) if previous else expected
-            result = await self._store(decision, event, expected)
+            result = await self._store(decision, event, expected, entry.seen)
             self._unsure.discard(_guarded_key(decision))
             stored = 0 if result.duplicate else result.seq
             entry.seq = result.seq
@@ -489,12 +497,16 @@ class RouterService(Service):
                 chain.stored.set_result(stored)
             self._wanted.set()
 
-    async def _store(self, decision: Decision, event: Event, expected: int | None) -> AppendResult:
-        if expected is None:  # a version the view forgot: asked of the server
-            if isinstance(decision, Assign):
-                expected = await self.view.expected_entity_version(decision.agent_id)
-            else:
-                expected = await self.view.expected_version("task", decision.task_id)
+    async def _store(self, decision: Decision, event: Event, expected: int | None, seen: int) -> AppendResult:
+        if expected is None:  # a version the view cannot vouch for: asked of the server
+            guarded = (
+                entity_subjects(decision.agent_id)
+                if isinstance(decision, Assign)
+                else aggregate_subjects("task", decision.task_id)
+            )
+            expected = await self.bus.last_sequence_of(guarded)
+            if expected > seen:  # something the decision did not see: decide again on it
+                raise ConcurrencyConflict(guarded, expected, "newer than the decision's view")
         if isinstance(decision, Assign):
             # Against everything about the agent, its breaker included: an assignment decided before
             # the router saw the breaker open (or the agent go silent) is refused, not stored.
