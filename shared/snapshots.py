@@ -10,7 +10,9 @@ credentials are.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
 
 import aiosqlite
 
@@ -41,6 +43,10 @@ def make_private(path: str) -> None:
             os.chmod(each, 0o600)
 
 
+WAL_ATTEMPTS = 50
+"""Tries at putting the file in WAL mode while another instance opens it too."""
+
+
 class SnapshotStore:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -50,7 +56,16 @@ class SnapshotStore:
         """Open (or create) the file, private to its owner: snapshots hold task payloads and results."""
         make_private(self.path)
         self._db = await aiosqlite.connect(self.path, timeout=30)
-        await self._db.execute("PRAGMA journal_mode=WAL")
+        for attempt in range(WAL_ATTEMPTS):
+            try:
+                await self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                # Instances of one service share the file; switching its journal mode while another
+                # opens it fails at once with "locked" (SQLite's busy wait does not cover it).
+                if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.02 * (attempt + 1))
         await self._db.execute("PRAGMA busy_timeout=30000")
         await self._db.execute(_DDL)
         await self._db.commit()
