@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
@@ -55,6 +55,9 @@ class ThroughputResult:
     completion: each service instance, nats-server, the agents' process and the benchmark's client."""
     delivered_per_task: dict[str, dict[str, float]]
     """Messages each service instance received per completed task, by consumer."""
+    decided: dict[str, int] = field(default_factory=dict)
+    """What each service instance decided over the run: assignments for a router, work events
+    handled for the others."""
     target_per_s: float = TARGET_TPS
     target_cpu_ms: float = TARGET_CPU_MS
 
@@ -112,6 +115,7 @@ async def measure_throughput(
         numbers = iter(range(tasks))
         meter = CpuMeter({**stack.process_ids(), AGENTS: [process.pid], CLIENT: [os.getpid()]})
         delivered_before = await delivered_by_instance(bus)
+        decided_before = await decided_by_instance(bus)
         meter.start()
         begin = time.perf_counter()
 
@@ -126,6 +130,7 @@ async def measure_throughput(
         elapsed = time.perf_counter() - begin
         cpu_s = meter.stop()
         delivered_after = await delivered_by_instance(bus)
+        decided_after = await decided_by_instance(bus)
     finally:
         stop_following.set()
         if follower is not None:
@@ -145,6 +150,7 @@ async def measure_throughput(
         cpus=os.cpu_count() or 0,
         cpu_ms_per_task=per_task_ms(cpu_s, len(completions)),
         delivered_per_task=deliveries_per_task(delivered_before, delivered_after, len(completions)),
+        decided={name: count - decided_before.get(name, 0) for name, count in sorted(decided_after.items())},
     )
 
 
@@ -155,6 +161,19 @@ async def delivered_by_instance(bus: EventBus) -> dict[str, dict[str, int]]:
         delivered = reply.get("delivered")
         if isinstance(delivered, dict):
             found[str(reply.get("instance"))] = {str(k): int(v) for k, v in delivered.items()}
+    return found
+
+
+async def decided_by_instance(bus: EventBus) -> dict[str, int]:
+    """Decisions so far of each service instance, from their health answers: a router's
+    assignments (it claims its work rather than handling it), the work events others handled."""
+    found: dict[str, int] = {}
+    for reply in await bus.gather_health(1.0):
+        details = reply.get("details")
+        made = details.get("assignments_made") if isinstance(details, dict) else None
+        count = made if reply.get("service") == "router" and isinstance(made, int) else reply.get("handled")
+        if isinstance(count, int):
+            found[str(reply.get("instance"))] = count
     return found
 
 
@@ -195,7 +214,7 @@ def parse_services(text: str) -> tuple[str, ...]:
     return names
 
 
-def run_throughput(args: argparse.Namespace) -> ThroughputResult:
+def run_throughput(args: argparse.Namespace, scale: dict[str, int] | None = None) -> ThroughputResult:
     return on_private_stack(
         lambda stack: measure_throughput(
             stack,
@@ -205,6 +224,7 @@ def run_throughput(args: argparse.Namespace) -> ThroughputResult:
             outstanding=args.outstanding,
         ),
         services=args.services,
+        scale=scale,
     )
 
 

@@ -1,0 +1,155 @@
+"""``hive bench scale``: what an added instance of each service costs and takes on.
+
+The throughput benchmark runs twice on private Hives: one instance of every service, then
+``--instances`` of the router, recovery, balancer and workflow (one gateway: it answers HTTP and
+keeps the read model, and scales by being put behind a load balancer). For each service it prints
+the CPU per completed task of all its instances together in both runs (adding instances should
+cost at most 15% more in total), and per instance its CPU and the messages it read per task and
+its share of the service's decisions (each should fall as 1/N). Those per-instance figures are
+what the README's model of a 16- and 64-core deployment is built from. On a 2-core machine the
+instances share the same cores: the figures are costs, not speed-ups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+
+from services.cli.bench.common import quiet
+from services.cli.bench.throughput import AGENTS, CLIENT, ThroughputResult, parse_services, run_throughput
+from services.cli.stack import SERVICE_NAMES
+
+SCALED = ("router", "recovery", "balancer", "workflow")
+"""Services run with several instances (the gateway stays one)."""
+TOTAL_WITHIN = 0.15
+"""An added instance may cost this much more CPU per task in total, at most (the issue's target)."""
+
+
+@dataclass
+class InstanceFigures:
+    instance: str
+    cpu_ms_per_task: float
+    read_per_task: float
+    """Messages its consumers received per completed task (projection and work together)."""
+    share: float | None
+    """Its part of the service's decisions (None when the service decided nothing)."""
+
+
+@dataclass
+class ServiceFigures:
+    service: str
+    instances: int
+    one_cpu_ms_per_task: float
+    """All of it, with one instance."""
+    many_cpu_ms_per_task: float
+    """All its instances together."""
+    per_instance: list[InstanceFigures]
+
+    @property
+    def change(self) -> float:
+        """How much more (or less) the service costs per task with its instances than with one."""
+        return self.many_cpu_ms_per_task / self.one_cpu_ms_per_task - 1 if self.one_cpu_ms_per_task else 0.0
+
+
+@dataclass
+class ScaleResult:
+    one: ThroughputResult
+    many: ThroughputResult
+    services: list[ServiceFigures]
+
+
+def service_of(instance: str) -> str:
+    return instance.rsplit("-", 1)[0]
+
+
+def figures(service: str, one: ThroughputResult, many: ThroughputResult) -> ServiceFigures:
+    """One service's costs in both runs, and each of its instances' share in the second."""
+    mine = sorted(label for label in many.cpu_ms_per_task if service_of(label) == service)
+    decided = {label: many.decided.get(label, 0) for label in mine}
+    total = sum(decided.values())
+    return ServiceFigures(
+        service=service,
+        instances=len(mine),
+        one_cpu_ms_per_task=sum(
+            ms for label, ms in one.cpu_ms_per_task.items() if service_of(label) == service
+        ),
+        many_cpu_ms_per_task=sum(many.cpu_ms_per_task[label] for label in mine),
+        per_instance=[
+            InstanceFigures(
+                instance=label,
+                cpu_ms_per_task=many.cpu_ms_per_task[label],
+                read_per_task=sum(many.delivered_per_task.get(label, {}).values()),
+                share=decided[label] / total if total else None,
+            )
+            for label in mine
+        ],
+    )
+
+
+def run_scale(args: argparse.Namespace) -> ScaleResult:
+    scaled = {name: args.instances for name in SCALED if name in args.services}
+    one = run_throughput(args)
+    many = run_throughput(args, scale=scaled)
+    services = [figures(name, one, many) for name in args.services]
+    return ScaleResult(one=one, many=many, services=services)
+
+
+def bench_scale(args: argparse.Namespace) -> int:
+    result = run_scale(args)
+    if args.json:
+        print(json.dumps(asdict(result) | {"changes": {s.service: s.change for s in result.services}}))
+        return 0
+    one, many = result.one, result.many
+    print(
+        f"scale: {one.tasks} tasks kept {one.outstanding} deep, {one.agents} agents x capacity "
+        f"{one.capacity}; 1 instance of each service, then {args.instances} of "
+        f"{', '.join(name for name in SCALED if name in args.services)}; {one.cpus} CPU(s) shared by all"
+    )
+    print(
+        f"  whole system CPU ms/task  {one.system_cpu_ms_per_task:.2f} -> "
+        f"{many.system_cpu_ms_per_task:.2f}   "
+        f"tasks/s {one.sustained_per_s:.0f} -> {many.sustained_per_s:.0f}   "
+        f"completed {one.completed}/{one.tasks}, {many.completed}/{many.tasks}"
+    )
+    print(
+        f"  {'service':<10} {'CPU ms/task (1 -> all)':>24} {'change':>8}   "
+        "per instance: CPU ms/task, read/task, share"
+    )
+    for service in result.services:
+        within = "" if service.instances < 2 or service.change <= TOTAL_WITHIN else "  (over +15%)"
+        each = ", ".join(
+            f"{figure.instance} {figure.cpu_ms_per_task:.2f} {figure.read_per_task:.2f} "
+            + (f"{figure.share:.0%}" if figure.share is not None else "-")
+            for figure in service.per_instance
+        )
+        print(
+            f"  {service.service:<10} {service.one_cpu_ms_per_task:>11.2f} -> "
+            f"{service.many_cpu_ms_per_task:<9.2f} "
+            f"{service.change:>+7.0%}   {each}{within}"
+        )
+    for label in ("nats-server", AGENTS, CLIENT):
+        print(
+            f"  {label:<10} {one.cpu_ms_per_task.get(label, 0.0):>11.2f} -> "
+            f"{many.cpu_ms_per_task.get(label, 0.0):<9.2f}"
+        )
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bench = commands.add_parser("scale", help="what added instances of each service cost and take on")
+    bench.add_argument(
+        "--instances", type=int, default=2, help="instances of router, recovery, balancer, workflow"
+    )
+    bench.add_argument("--tasks", type=int, default=3000)
+    bench.add_argument("--outstanding", type=int, default=400, help="tasks submitted and not completed")
+    bench.add_argument("--agents", type=int, default=20)
+    bench.add_argument("--capacity", type=int, default=50)
+    bench.add_argument(
+        "--services",
+        type=parse_services,
+        default=SERVICE_NAMES,
+        help="comma-separated services to run (default: all five, as hive up)",
+    )
+    bench.add_argument("--json", action="store_true", help="one JSON line instead of a table")
+    bench.set_defaults(func=quiet(bench_scale))
