@@ -8,7 +8,8 @@ import sys
 import time
 
 from services.cli.bench.cpu import CpuMeter, cpu_seconds, per_task_ms
-from services.cli.bench.throughput import deliveries_per_task
+from services.cli.bench.scale import figures, service_of
+from services.cli.bench.throughput import ThroughputResult, deliveries_per_task
 
 
 def burn(seconds: float) -> None:
@@ -75,3 +76,42 @@ def test_deliveries_per_task_count_only_what_arrived_in_the_window() -> None:
         "router-1": {"projection:router": 4.0},
     }
     assert deliveries_per_task(before, after, 0) == {}
+
+
+def result(
+    cpu: dict[str, float], delivered: dict[str, dict[str, float]], decided: dict[str, int]
+) -> ThroughputResult:
+    return ThroughputResult(
+        services=["router", "recovery"],
+        agents=1,
+        capacity=1,
+        tasks=100,
+        outstanding=10,
+        completed=100,
+        elapsed_s=1.0,
+        sustained_per_s=100.0,
+        overall_per_s=100.0,
+        cpus=2,
+        cpu_ms_per_task=cpu,
+        delivered_per_task=delivered,
+        decided=decided,
+    )
+
+
+def test_the_scale_model_sums_a_services_instances_and_shares_its_decisions_among_them() -> None:
+    one = result({"router-0": 1.0, "recovery-0": 0.2, "nats-server": 0.5}, {}, {"router-0": 100})
+    many = result(
+        {"router-0": 0.6, "router-1": 0.55, "recovery-0": 0.2, "recovery-1": 0.2, "nats-server": 0.6},
+        {"router-0": {"projection:router": 2.0, "work:router": 0.5}, "router-1": {"projection:router": 2.0}},
+        {"router-0": 30, "router-1": 70, "recovery-0": 0, "recovery-1": 0},
+    )
+    router = figures("router", one, many)
+    assert (router.instances, router.one_cpu_ms_per_task) == (2, 1.0)
+    assert abs(router.many_cpu_ms_per_task - 1.15) < 1e-9 and abs(router.change - 0.15) < 1e-9
+    assert [(f.instance, f.read_per_task, f.share) for f in router.per_instance] == [
+        ("router-0", 2.5, 0.3),
+        ("router-1", 2.0, 0.7),
+    ]
+    recovery = figures("recovery", one, many)
+    assert [f.share for f in recovery.per_instance] == [None, None], "nothing decided: no share"
+    assert service_of("router-12") == "router"
