@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
 from services.gateway.schemas import AgentOut, RegisterAgentRequest, RegisterAgentResponse
@@ -9,9 +11,17 @@ from shared.events import AgentRegistered
 from shared.ids import new_id
 
 
+def _never_heard(_agent_id: str) -> float | None:
+    return None
+
+
 class AgentDesk:
-    def __init__(self, core: GatewayCore) -> None:
+    """Takes the core and `heard`: when an agent's last heartbeat reached this gateway (heartbeats
+    are signals, not events: the recovery desk listens to them)."""
+
+    def __init__(self, core: GatewayCore, heard: Callable[[str], float | None] = _never_heard) -> None:
         self.core = core
+        self.heard = heard
 
     async def register(self, data: RegisterAgentRequest) -> RegisterAgentResponse:
         """A registration is a fact that cannot conflict: appended without a concurrency check."""
@@ -55,6 +65,7 @@ class AgentDesk:
                 assigned_total=a.assigned_total,
                 completed=a.completed,
                 failed=a.failed,
+                last_heartbeat_ts=self.heard(a.agent_id),
             )
             for a in sorted(agents, key=lambda a: a.agent_id)
         ]

@@ -67,6 +67,8 @@ class AgentOut(msgspec.Struct, kw_only=True):
     assigned_total: int
     completed: int
     failed: int
+    last_heartbeat_ts: float | None = None
+    """When this gateway last heard the agent's heartbeat (Unix seconds; null: not since it started)."""
 
 
 # --- tasks ----------------------------------------------------------------------------------------
