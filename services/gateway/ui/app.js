@@ -27,6 +27,7 @@ function h(tag, attrs, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (key === "class") node.className = value;
+    else if (key === "style") node.style.cssText = value;  // through the CSSOM: the page's CSP refuses style attributes
     else node.setAttribute(key, value === true ? "" : String(value));
   }
   append(node, children);
@@ -404,7 +405,7 @@ function taskPage(main, _params, taskId) {
       h("td", { class: "small" }, fmtTime(e.ts)), h("td", { class: "small" }, summarize(e.event))));
     body.replaceChildren(header,
       h("h2", {}, "Attempts"), h("div", { class: "panel" }, timeline(task, events.items)),
-      h("h2", {}, "Why this agent"), assignments.length ? assignments : h("p", { class: "muted" }, "Not assigned yet."),
+      h("h2", {}, "Why this agent"), ...(assignments.length ? assignments : [h("p", { class: "muted" }, "Not assigned yet.")]),
       h("div", { class: "row" },
         h("div", {}, h("h2", {}, "Result", task.quality !== null ? h("span", { class: "muted small" }, ` · quality ${num(task.quality, 3)}`) : ""),
           task.result === null || task.result === undefined ? h("p", { class: "muted" }, "No result yet.") : h("pre", { id: "result" }, JSON.stringify(task.result, null, 2))),
@@ -446,7 +447,7 @@ function timeline(task, events) {
   const rows = [...attempts.values()].filter((r) => r.assigned || r.started).sort((a, b) => a.attempt - b.attempt);
   const width = 900, lane = 26, left = 150, height = 34 + Math.max(1, rows.length) * lane;
   const x = (t) => left + ((t - start) / (end - start)) * (width - left - 20);
-  const svg = s("svg", { class: "timeline", viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img" });
+  const svg = s("svg", { class: "timeline", viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
   svg.append(s("line", { x1: left, x2: width - 20, y1: height - 18, y2: height - 18, class: "axis", stroke: "#c6ccd6" }),
     s("text", { x: left, y: height - 4, class: "tick" }, fmtTime(start)),
     s("text", { x: width - 20, y: height - 4, class: "tick", "text-anchor": "end" }, task.finished_ts ? fmtTime(end) : "now"));
@@ -634,7 +635,8 @@ function chart(metric, title, unit, samples, target) {
     return card;
   }
   const t0 = samples[0].ts, t1 = Math.max(samples[samples.length - 1].ts, t0 + 1);
-  const values = points.flatMap((p) => [p[1], p[2]]).filter((v) => v !== null && v !== undefined);
+  const latency = metric === "task_assignment_latency_ms";
+  const values = points.flatMap((p) => (latency ? [p[1], p[2]] : [p[1]])).filter((v) => v !== null && v !== undefined);
   if (target) values.push(target.target);
   const top_ = Math.max(...values) * 1.1 || 1, low = Math.min(0, ...values);
   const x = (t) => left + ((t - t0) / (t1 - t0)) * (width - left - right);
@@ -648,7 +650,7 @@ function chart(metric, title, unit, samples, target) {
   if (target) svg.append(s("line", { x1: left, x2: width - right, y1: y(target.target), y2: y(target.target), class: "target" },
     s("title", {}, `target ${target.comparison} ${target.target}`)));
   svg.append(s("polyline", { class: "line", points: points.map((p) => `${x(p[0])},${y(p[1])}`).join(" ") }));
-  if (metric === "task_assignment_latency_ms") {
+  if (latency) {
     const p50 = points.filter((p) => p[2] !== null && p[2] !== undefined);
     svg.append(s("polyline", { class: "line p50", points: p50.map((p) => `${x(p[0])},${y(p[2])}`).join(" ") }));
   }
@@ -674,7 +676,7 @@ function eventsPage(main, params) {
     h("thead", {}, h("tr", {}, ["seq", "time", "type", "aggregate", "id", "detail"].map((t) => h("th", {}, t)))), tbody));
   const matches = (e) => (!params.aggregate || e.aggregate === params.aggregate) && (!params.id || e.id === params.id) &&
     (!params.type || e.type === params.type || e.type === `${params.aggregate}.${params.type}`);
-  const row = (e, fresh) => h("tr", { class: fresh ? "new" : "", "data-seq": e.seq, "data-type": e.type },
+  const row = (e, fresh) => h("tr", { class: fresh ? "new" : "", "data-seq": e.seq, "data-type": e.type, "data-id": e.id || e.subject.split(".")[3] },
     h("td", { class: "num" }, e.seq), h("td", { class: "small" }, fmtTime(e.ts)), h("td", {}, e.type),
     h("td", {}, e.aggregate || e.subject.split(".")[2]), h("td", {}, linkTo(e.aggregate || e.subject.split(".")[2], e.id || e.subject.split(".")[3])),
     h("td", { class: "small" }, e.event ? summarize(e.event) : "(large: open the task's events)"));
@@ -778,7 +780,7 @@ function actionsPage(main) {
     balanceOut.replaceChildren(h("p", {}, `${dryRun ? "Would move" : "Moved"} ${answer.moves.length} task(s); efficiency ${num(answer.efficiency_before, 3)} → ${num(answer.efficiency_after, 3)}`,
       answer.status !== "done" ? ` (${answer.status}: ${answer.detail})` : ""),
     answer.moves.length ? h("table", {}, h("tbody", {}, answer.moves.map((m) => h("tr", {}, h("td", {}, m.task_id), h("td", {}, `${m.from_agent_id} → ${m.to_agent_id}`),
-      h("td", { class: "num" }, `waited ${num(m.waited_s)} s`))))) : null, answer.notes.map((n) => h("div", { class: "muted" }, n)));
+      h("td", { class: "num" }, `waited ${num(m.waited_s)} s`))))) : "", ...answer.notes.map((n) => h("div", { class: "muted" }, n)));
   };
   runButton.addEventListener("click", () => balance(false));
   const balancer = h("div", { class: "stack", id: "balancer" },
