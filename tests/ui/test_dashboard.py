@@ -194,6 +194,7 @@ def test_the_fleet_page_shows_every_agent_with_its_load_and_breaker(
         expect(row).to_be_visible()
         expect(row.locator("td[data-breaker]")).to_have_attribute("data-breaker", "closed")
     expect(page.locator('tr[data-agent="steady-0"]')).to_contain_text("0 / 4")
+    expect(page.locator('tr[data-agent="steady-0"] td[data-heartbeat]')).to_contain_text("s ago")
 
 
 def test_a_submitted_task_appears_and_reaches_completed_without_a_reload(

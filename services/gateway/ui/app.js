@@ -286,7 +286,7 @@ function fleetPage(main) {
           `creativity ${num(persona.creativity)} · analytical ${num(persona.analytical_depth)} · collaboration ${num(persona.collaboration)}`)),
         h("td", { class: "small" }, Object.keys(a.capabilities).join(", ")),
         h("td", { class: "num" }, a.completed), h("td", { class: "num" }, a.failed),
-        h("td", { class: "small", title: fmtDateTime(a.last_heartbeat_ts) }, ago(a.last_heartbeat_ts)));
+        h("td", { class: "small", "data-heartbeat": a.last_heartbeat_ts || "", title: fmtDateTime(a.last_heartbeat_ts) }, ago(a.last_heartbeat_ts)));
     });
     const table = h("table", { id: "agents" },
       h("thead", {}, h("tr", {}, ["agent", "status", "load", "", "breaker", "persona", "capabilities"].map((t) => h("th", {}, t)),
