@@ -315,6 +315,8 @@ class Agent(Response, frozen=True):
     assigned_total: int = 0
     completed: int = 0
     failed: int = 0
+    last_heartbeat_ts: float | None = None
+    """When the gateway last heard the agent's heartbeat (None: not since it started)."""
 
 
 class WorkflowAccepted(Response, frozen=True):
@@ -493,6 +495,7 @@ class HistorySample(Response, frozen=True):
     targets_measured: int = 0
     total_targets: int = 0
     orchestration_metrics: dict[str, float | None] = {}
+    assignment_latency_p50_ms: float | None = None
 
 
 class MetricsHistory(Response, frozen=True):
