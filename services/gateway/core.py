@@ -56,14 +56,15 @@ class GatewayCore:
             raise ApiError(503, "unavailable", f"not caught up to sequence {seq} within {timeout}s") from None
 
     async def caught_up_on(self, aggregate: str, aggregate_id: str) -> bool:
-        """Whether the log held events of the aggregate this gateway had not applied yet (it has
-        now: waited for, 503 if they do not come in time). Before a command decides, and before a
-        read answers 404: an answer never comes from a view that is behind the log."""
+        """Whether the log holds events of the aggregate, once this gateway has applied all of them
+        (waited for, 503 if they do not come in time). Before a command decides, and before a read
+        answers 404: an answer never comes from a view that is behind the log. True even when they
+        were applied already: a caller that missed the aggregate a moment ago looks again (the view
+        may have applied it between that look and this question)."""
         last = await self.bus.aggregate_version(aggregate, aggregate_id)
-        if last <= self.view.seq:
-            return False
-        await self.wait_for_seq(last)
-        return True
+        if last > self.view.seq:
+            await self.wait_for_seq(last)
+        return last > 0
 
     async def knows_agent(self, agent_id: str) -> bool:
         """Whether the agent is registered, as the log says now (one registered a moment ago, not

@@ -1,9 +1,10 @@
 """The gateway's event desk: the log as a timeline over HTTP (what ``hive replay`` prints).
 
-A page is read from JetStream with a consumer filtered on the server to exactly the subjects asked
+A page is read from JetStream with consumers filtered on the server to exactly the subjects asked
 for (one aggregate, one id, one event type), starting after a sequence, so its cost is the page's,
 not the log's. Filters name an aggregate (``task``), an id within it, an event type
-(``task.completed``, or ``completed`` with the aggregate).
+(``task.completed``, or ``completed`` with the aggregate). One task's story includes its
+assignments and cancel requests (agent events whose subject names the task): a filter each.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
 from services.gateway.query.filters import encode_cursor
 from services.gateway.schemas import EventOut, EventPage
-from shared.events import EVENT_TYPES
+from shared.events import EVENT_TYPES, TASK_NOTICES
 from shared.ids import InvalidIdError, check_id
 from shared.recorded import Recorded
 from shared.replay import TimelineFilter
 
 EVENTS: Final = "events"
 """The kind of list an event cursor continues."""
+NOTICE_TYPE_NAMES: Final = frozenset(notice.type_name() for notice in TASK_NOTICES)
 
 
 def timeline_filter(aggregate: str | None, aggregate_id: str | None, type_name: str | None) -> TimelineFilter:
@@ -42,7 +44,11 @@ def timeline_filter(aggregate: str | None, aggregate_id: str | None, type_name: 
             raise ApiError(
                 400, "invalid_field", "invalid field 'type': name its aggregate (task.completed)", "type"
             )
-        if full not in EVENT_TYPES or (aggregate is not None and not full.startswith(f"{aggregate}.")):
+        # A task's story also holds its assignments and cancel requests (agent events about it).
+        of_task = aggregate == "task" and aggregate_id is not None and full in NOTICE_TYPE_NAMES
+        if full not in EVENT_TYPES or (
+            aggregate is not None and not full.startswith(f"{aggregate}.") and not of_task
+        ):
             raise ApiError(
                 400,
                 "invalid_field",
@@ -51,7 +57,7 @@ def timeline_filter(aggregate: str | None, aggregate_id: str | None, type_name: 
                 + " (e.g. task.completed, agent.task_assigned)",
                 "type",
             )
-        aggregate = full.split(".", 1)[0]
+        aggregate = aggregate if of_task else full.split(".", 1)[0]
         types = frozenset({full})
     return TimelineFilter(aggregate=aggregate, aggregate_id=aggregate_id, types=types)
 
@@ -61,17 +67,22 @@ class EventDesk:
         self.core = core
 
     async def timeline(self, selection: TimelineFilter, after_seq: int, limit: int) -> EventPage:
-        """Up to `limit` matching events after `after_seq`, in log order."""
-        found: list[Recorded] = []
-        reading = self.core.bus.read(
-            subject_filter=selection.subject_filter(), start_seq=after_seq + 1, batch=min(limit + 1, 512)
-        )
-        async with contextlib.aclosing(reading):
-            async for item in reading:
-                if isinstance(item, Recorded) and selection.matches(item):
-                    found.append(item)
-                    if len(found) > limit:
-                        break
+        """Up to `limit` matching events after `after_seq`, in log order: each filter's first
+        `limit` + 1 (one task's story: its own events, assignments, cancel requests), merged."""
+        merged: dict[int, Recorded] = {}
+        for subject_filter in selection.subject_filters():
+            taken = 0
+            reading = self.core.bus.read(
+                subject_filter=subject_filter, start_seq=after_seq + 1, batch=min(limit + 1, 512)
+            )
+            async with contextlib.aclosing(reading):
+                async for item in reading:
+                    if isinstance(item, Recorded) and selection.matches(item):
+                        merged[item.seq] = item
+                        taken += 1
+                        if taken > limit:
+                            break
+        found = [merged[seq] for seq in sorted(merged)]
         more = len(found) > limit
         items = [
             EventOut(

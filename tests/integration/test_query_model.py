@@ -26,7 +26,7 @@ from services.gateway.service import GatewayService
 from services.gateway.tasks import task_out
 from shared.bus import EventBus
 from shared.domain.fleet import TERMINAL, FleetState, TaskView, apply_fleet
-from shared.events import AgentRegistered, TaskSubmitted, WorkflowSubmitted
+from shared.events import AgentRegistered, TaskAssigned, TaskStarted, TaskSubmitted, WorkflowSubmitted
 from shared.recorded import Recorded
 from shared.settings import Settings
 from tests.conftest import running
@@ -293,12 +293,24 @@ async def test_the_event_timeline_pages_through_one_task_or_one_type(
 ) -> None:
     events = varied_events(40, seed=13)
     await publish(bus, events)
-    own, _last = await bus.read_aggregate("task", "task-00004")
+    story = [
+        r.seq
+        async for r in bus.read()
+        if isinstance(r, Recorded) and getattr(r.event, "task_id", None) == "task-00004"
+    ]
     async with gateway_at(settings) as (_gateway, http):
         timeline = (await http.get("/api/v1/events", params={"aggregate": "task", "id": "task-00004"})).json()
-        assert [item["seq"] for item in timeline["items"]] == [r.seq for r in own]
+        assert [item["seq"] for item in timeline["items"]] == story  # its assignments included
+        assert "agent.task_assigned" in {item["type"] for item in timeline["items"]}
         assert timeline["items"][0]["type"] == "task.submitted" and timeline["next_cursor"] is None
         assert timeline["items"][0]["event"]["task_id"] == "task-00004"
+        assigned = (
+            await http.get(
+                "/api/v1/events",
+                params={"aggregate": "task", "id": "task-00004", "type": "agent.task_assigned"},
+            )
+        ).json()["items"]
+        assert assigned and {item["type"] for item in assigned} == {"agent.task_assigned"}
 
         seen: list[int] = []
         params: dict[str, Any] = {"type": "task.submitted", "limit": 7}
@@ -381,3 +393,24 @@ async def test_neither_a_read_nor_a_command_answers_404_from_a_view_behind_the_l
         )
         assert workflow.status_code == 404  # nothing of w-never in the log: a true 404 at once
         assert (await http.get("/api/v1/tasks/never")).status_code == 404
+
+
+async def test_assignments_stored_before_they_named_their_task_still_count(
+    settings: Settings, bus: EventBus
+) -> None:
+    """An old log: version 1 assignments on the five-token subject are applied as they were."""
+    await bus.append(AgentRegistered(agent_id="old-agent", capabilities={"x": 1.0}), expected=None)
+    await bus.append(TaskSubmitted(task_id="old-task", task_type="x"), expected=0)
+    legacy = msgspec.json.decode(
+        msgspec.json.encode(TaskAssigned(agent_id="old-agent", task_id="old-task", attempt=1, score=0.7))
+    )
+    legacy["v"] = 1
+    await bus.js.publish("hive.evt.agent.old-agent.task_assigned", msgspec.json.encode(legacy))
+    last = await bus.append(TaskStarted(task_id="old-task", agent_id="old-agent", attempt=1), expected=None)
+    async with gateway_at(settings) as (_gateway, http):
+        task = (await http.get("/api/v1/tasks/old-task", params={"after_seq": last.seq})).json()
+        assert task["status"] == "running" and task["assignments"][0]["agent_id"] == "old-agent"
+        agent_story = (
+            await http.get("/api/v1/events", params={"aggregate": "agent", "id": "old-agent"})
+        ).json()
+        assert "agent.task_assigned" in [item["type"] for item in agent_story["items"]]

@@ -674,7 +674,9 @@ function eventsPage(main, params) {
   const tbody = h("tbody", {});
   main.append(filters, note, h("table", { id: "events" },
     h("thead", {}, h("tr", {}, ["seq", "time", "type", "aggregate", "id", "detail"].map((t) => h("th", {}, t)))), tbody));
-  const matches = (e) => (!params.aggregate || e.aggregate === params.aggregate) && (!params.id || e.id === params.id) &&
+  // As the API filters: one task's story also holds its assignments and cancel requests (agent events).
+  const aboutTask = (e) => params.aggregate === "task" && params.id && e.aggregate === "agent" && e.event && e.event.task_id === params.id;
+  const matches = (e) => (aboutTask(e) || ((!params.aggregate || e.aggregate === params.aggregate) && (!params.id || e.id === params.id))) &&
     (!params.type || e.type === params.type || e.type === `${params.aggregate}.${params.type}`);
   const row = (e, fresh) => h("tr", { class: fresh ? "new" : "", "data-seq": e.seq, "data-type": e.type, "data-id": e.id || e.subject.split(".")[3] },
     h("td", { class: "num" }, e.seq), h("td", { class: "small" }, fmtTime(e.ts)), h("td", {}, e.type),
