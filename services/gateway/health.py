@@ -18,7 +18,7 @@ from shared.metrics import ServiceMetrics
 
 SERVICES = ("router", "balancer", "recovery", "workflow", "gateway")
 HEALTH_WINDOW_S = 1.0
-AGENT_STATUSES = ("active", "draining", "unresponsive", "quarantined", "deregistered")
+AGENT_STATUSES = ("active", "draining", "unresponsive", "stalled", "quarantined", "deregistered")
 WORKFLOW_STATUSES = ("waiting", "running", "completed", "failed", "cancelled")
 
 

@@ -257,6 +257,16 @@ class RegisteredAgent(Response, frozen=True):
     seq: int = 0
 
 
+class AgentStall(Response, frozen=True):
+    """Why an agent is stalled: it beats, but left an assignment unreceived (``agent.stalled``)."""
+
+    since: float = 0.0
+    seq: int = 0
+    received_seq: int = 0
+    pending_seq: int = 0
+    reason: str = ""
+
+
 class Agent(Response, frozen=True):
     agent_id: str
     name: str = ""
@@ -269,6 +279,9 @@ class Agent(Response, frozen=True):
     assigned_total: int = 0
     completed: int = 0
     failed: int = 0
+    last_assigned_seq: int = 0
+    stall: AgentStall | None = None
+    """While ``status`` is ``stalled``: why."""
 
 
 class WorkflowAccepted(Response, frozen=True):
