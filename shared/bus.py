@@ -381,6 +381,37 @@ class EventBus:
         size = len(data) + sum(len(key) + len(value) + 4 for key, value in headers.items()) + 12
         if size > self.nc.max_payload:  # the server counts headers too, and drops the connection
             raise EventTooLarge(event, size, int(self.nc.max_payload))
+        result = await self._publish(event, data, headers, guarded, expected, timeout)
+        if result.duplicate and headers["Nats-Msg-Id"] != event.id:
+            stored = await self.subject_at(result.seq)
+            if stored != event.subject:
+                # A shared key (``assign:<task>:<attempt>``, ...) is predictable, and the server
+                # de-duplicates keys across the whole stream: someone stored something else under
+                # ours first. Ours is not stored; store it under its own id (the expected-sequence
+                # check still keeps deciders from storing the same decision twice).
+                log.warning(
+                    "forged_duplicate",
+                    service=self.service,
+                    msg_id=headers["Nats-Msg-Id"],
+                    subject=event.subject,
+                    stored_subject=stored,
+                    stored_seq=result.seq,
+                )
+                headers["Nats-Msg-Id"] = event.id
+                result = await self._publish(event, data, headers, guarded, expected, timeout)
+        if self.metrics:
+            self.metrics.events_appended.labels(self.service, event.type_name()).inc()
+        return result
+
+    async def _publish(
+        self,
+        event: Event,
+        data: bytes,
+        headers: dict[str, str],
+        guarded: str,
+        expected: int | None,
+        timeout: float,
+    ) -> AppendResult:
         publish = self.js.publish(event.subject, data, timeout=timeout, headers=headers)
         try:
             if self.denials is not None and self.user is not None:
@@ -393,9 +424,18 @@ class EventBus:
                     self.metrics.append_conflicts.labels(self.service).inc()
                 raise ConcurrencyConflict(guarded, expected or 0, str(exc.description)) from exc
             raise
-        if self.metrics:
-            self.metrics.events_appended.labels(self.service, event.type_name()).inc()
         return AppendResult(int(ack.seq), bool(ack.duplicate))
+
+    async def subject_at(self, seq: int) -> str | None:
+        """The subject of the message stored at `seq` (None if there is none), by a direct get."""
+        request = msgspec.json.encode({"seq": seq})
+        reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
+        headers = reply.headers or {}
+        if headers.get("Status") == "404":
+            return None
+        if "Nats-Subject" not in headers:
+            raise RuntimeError(f"direct get of sequence {seq} failed: {headers}")
+        return headers["Nats-Subject"]
 
     async def aggregate_version(self, aggregate: str, aggregate_id: str) -> int:
         """Last stream sequence of any event of the aggregate (0 if none), asked of the server."""

@@ -11,7 +11,6 @@ What a projection is (``ProjectionSpec``, its derived snapshot schema, ``fold``)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Generic, TypeVar
 import msgspec
 from nats.aio.msg import Msg
 
+from shared.background import cancel_and_wait
 from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
@@ -88,11 +88,8 @@ class ProjectionRunner(Generic[S]):
 
     async def stop(self, *, snapshot: bool = True) -> None:
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._snapshot_task is not None:
             await asyncio.gather(self._snapshot_task, return_exceptions=True)
         if snapshot:

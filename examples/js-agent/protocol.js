@@ -66,9 +66,12 @@ export function storedOn(body, subject) {
   return REPORTS.has(body.type) && (body.v ?? 1) === 1 && subject === `hive.evt.${aggregate}.${body.task_id}.${eventType}`;
 }
 
-/** Nats-Msg-Id of a report: one of each kind per attempt; a progress report is its own. */
+/**
+ * Nats-Msg-Id of a report: the report's own id, the same on every retry of it. Never a key another
+ * client could guess: the server de-duplicates keys across the whole stream.
+ */
 export function reportMsgId(body) {
-  return body.type === "task.progress" ? body.id : `${body.type}:${body.task_id}:${body.attempt}`;
+  return body.id;
 }
 
 /**

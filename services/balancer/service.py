@@ -32,6 +32,7 @@ from services.balancer.decide import (
 from services.balancer.scaling import ScalePolicy, all_advice, changed_advice
 from services.balancer.view import BALANCER_VIEW
 from services.balancer.writer import BalancerWriter
+from shared.background import cancel_and_wait
 from shared.bus import ConcurrencyConflict
 from shared.domain.load_balance import fleet_efficiency
 from shared.domain.routing.policy import RoutingConfig
@@ -114,10 +115,7 @@ class BalancerService(Service):
         self._ticker = asyncio.create_task(self._tick_loop(), name="balancer-tick")
 
     async def on_stopping(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._ticker)
 
     def details(self) -> dict[str, Any]:
         state = self.view.state

@@ -11,7 +11,6 @@ with a message id derived from it, so several gateways alert once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from typing import Any
@@ -25,6 +24,7 @@ from services.gateway.fleet_collector import FleetCollector
 from services.gateway.history import HistorySample, MetricsHistory
 from services.gateway.performance import PerformanceDesk
 from services.gateway.performance_schemas import MetricsHistoryResponse
+from shared.background import cancel_and_wait
 from shared.bus import ConcurrencyConflict
 from shared.domain.message_ids import alert_msg_id
 from shared.domain.performance_metrics import OrchestrationFigures
@@ -106,10 +106,7 @@ class MonitorDesk:
         self._task = asyncio.create_task(self._loop(), name="gateway-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._webhooks:
             await asyncio.wait(self._webhooks, timeout=WEBHOOK_TIMEOUT_S)
         if self._http is not None:

@@ -38,6 +38,7 @@ from services.recovery.liveness import (
 from services.recovery.stalls import MarkStalled, StallPolicy, StallWatch, agent_stalls
 from services.recovery.view import RECOVERY_VIEW
 from services.recovery.writer import RecoveryWriter
+from shared.background import cancel_and_wait
 from shared.bus import ConcurrencyConflict
 from shared.command import retry_on_conflict
 from shared.configured import breaker_policy
@@ -155,10 +156,7 @@ class RecoveryService(Service):
         self._ticker = asyncio.create_task(self._tick_loop(), name="recovery-tick")
 
     async def on_stopping(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._ticker)
         if self.listener is not None:
             await self.listener.stop()
 

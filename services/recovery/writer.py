@@ -100,7 +100,8 @@ class RecoveryWriter:
             correlation_id=correlation,
             causation_id=causation_id,
         )
-        # The key the agent's own failure report uses: one failure per attempt, whoever saw it first.
+        # One failure per attempt across recovery instances (the holder's own report, keyed by its
+        # own id, is kept from counting twice by the task's expected sequence).
         return await self._append(failed, report_msg_id(failed.type_name(), step.task_id, step.attempt))
 
     async def time_out(self, overdue: TimeOut) -> AppendResult:

@@ -24,6 +24,7 @@ from prometheus_client import Histogram
 
 from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
 from shared.agent.inbox import open_inbox
+from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.fleet import WAITING, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
@@ -120,10 +121,7 @@ class RouterService(Service):
 
     async def on_stopping(self) -> None:
         for task in (self._expiry_task, self._release_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
 
     def _on_applied(self, recorded: Recorded) -> None:
         """A slot freed while tasks wait: look at the queue (once for a burst of releases). A delayed

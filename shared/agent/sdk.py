@@ -38,7 +38,6 @@ from shared.bus import EventBus, EventTooDeep, EventTooLarge, connection_key, ev
 from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
-from shared.domain.message_ids import report_msg_id
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -584,13 +583,13 @@ class Agent:
         """
         assert self.bus is not None
         bus = self.bus
-        msg_id = report_msg_id(event.type_name(), context.task_id, context.attempt)
-        if isinstance(event, TaskProgress):
-            msg_id = event.id
 
         async def once() -> None:
+            # Keyed by the event's own id, the same on every retry of this report: a report that
+            # did land is not stored twice, and nobody can guess the key to store something else
+            # under it first (the server de-duplicates keys across the whole stream).
             result = await self._through_outages(
-                lambda: bus.append(event, expected=context._last_seq, msg_id=msg_id), context.task_id
+                lambda: bus.append(event, expected=context._last_seq), context.task_id
             )
             context._last_seq = max(context._last_seq, result.seq)
 

@@ -43,8 +43,9 @@ def notice_msg_id(task_id: str, attempt: int) -> str:
 
 
 def report_msg_id(event_type: str, task_id: str, attempt: int) -> str:
-    """A report on an attempt: one of each kind per attempt, whoever (the agent, or recovery on its
-    behalf) appends it first."""
+    """A report recovery makes on an attempt for its holder (a timeout, a lost agent): one of each
+    kind per attempt across recovery instances. Agents key their own reports by the event's id:
+    a shared key is predictable, and the server de-duplicates keys across the whole stream."""
     return f"{event_type}:{task_id}:{attempt}"
 
 

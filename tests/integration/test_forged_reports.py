@@ -244,3 +244,42 @@ async def test_an_agent_creates_no_consumer_so_none_delivers_where_it_likes(
     assert await refused(forger, f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.agent-a")
     info = await admin.js.consumer_info(EVENTS_STREAM, "agent-a")
     assert info.config.deliver_subject is None
+
+
+async def test_a_guessed_message_id_swallows_neither_the_holders_reports_nor_a_services_decision(
+    secured: EmbeddedNats,
+    store: CredentialStore,
+    admin: EventBus,
+    forger: EventBus,
+    victim: Victim,
+    tmp_path: Path,
+) -> None:
+    """The server de-duplicates message ids across the whole stream: whoever stores a key first
+    makes a later append with the same key a "duplicate" that is never stored. Agent a stores its
+    own reports under the keys b's completions and a service's decisions would have used."""
+    router_settings = service_settings(secured, store, tmp_path, "router")
+    recovery_settings = service_settings(secured, store, tmp_path, "recovery")
+    async with (
+        running(RouterService, router_settings),
+        running(RecoveryService, recovery_settings) as recovery,
+    ):
+        await victim.start()
+        for index in range(TASKS):
+            for key in (f"task.completed:t{index}:1", f"task.started:t{index}:1"):
+                own = TaskProgress(task_id=f"t{index}", agent_id="a", attempt=1, percent=1)
+                await forger.append(own, expected=None, msg_id=key)
+        # A service's shared key, taken first: its decision is stored all the same, under its own id.
+        taken = TaskProgress(task_id="t0", agent_id="a", attempt=1, percent=2)
+        await forger.append(taken, expected=None, msg_id="requeue:t0:2")
+        requeue = TaskRequeued(task_id="t0", attempt=2, previous_agent_id="b", reason="test")
+        stored = await recovery.bus.append(requeue, expected=None, msg_id="requeue:t0:2")
+        assert not stored.duplicate
+        assert await admin.subject_at(stored.seq) == requeue.subject
+        victim.release.set()
+        # Every completion of b's that still counts is stored, under keys nobody could guess.
+        await victim.log.wait_for(
+            lambda evs: (
+                {e.task_id for e in evs if isinstance(e, TaskCompleted) and e.agent_id == "b"}
+                >= {f"t{index}" for index in range(1, TASKS)}
+            )
+        )
