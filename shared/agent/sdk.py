@@ -164,8 +164,9 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._heartbeats_paused = False
-        self._inbox_paused = asyncio.Event()
-        """Set while the assignment reader is paused (``pause_assignments``)."""
+        self._reader_stop = asyncio.Event()
+        """Stops the current assignment reader (``stop``, ``pause_assignments``); each reader has
+        its own, so one resumed while the paused one still hands messages back is never doubled."""
         self._beat_seq = 0
         self._received_seq = 0
         """Stream sequence of the last inbox message taken (the registration's before the first):
@@ -266,7 +267,9 @@ class Agent:
         self._start_reading()
 
     def _start_reading(self) -> None:
-        self._tasks.append(asyncio.create_task(self._assignment_loop(), name=f"assign-{self.agent_id}"))
+        self._reader_stop = asyncio.Event()
+        reader = self._assignment_loop(self._reader_stop)
+        self._tasks.append(asyncio.create_task(reader, name=f"assign-{self.agent_id}"))
 
     async def serve(self) -> None:
         """Start (connection from the environment), take tasks until SIGTERM or SIGINT, then drain."""
@@ -349,7 +352,7 @@ class Agent:
     async def stop(self) -> None:
         """Stop at once: in-flight handlers are cancelled (their attempts will time out elsewhere)."""
         self._stopping.set()
-        self._inbox_paused.set()
+        self._reader_stop.set()
         for task in list(self._running.values()) + self._tasks:
             task.cancel()
         await asyncio.gather(*self._running.values(), *self._tasks, return_exceptions=True)
@@ -378,12 +381,11 @@ class Agent:
         """Stop reading the inbox while heartbeats go on, or read it again (to simulate a stalled
         assignment consumer in tests: a "zombie" that beats but takes no work). Messages already
         delivered and not yet handled are handed back to the consumer, and come again on resume."""
-        if paused == self._inbox_paused.is_set() or self._stopping.is_set():
+        if paused == self._reader_stop.is_set() or self._stopping.is_set():
             return
         if paused:
-            self._inbox_paused.set()
+            self._reader_stop.set()
         else:
-            self._inbox_paused.clear()
             self._start_reading()
 
     # --- heartbeats -----------------------------------------------------------------------------
@@ -422,7 +424,7 @@ class Agent:
         self.log.info("waiting_for_inbox", durable=self.durable, detail="the router opens it")
         await wait_for_inbox(self.bus.js, self.agent_id, self._registered_seq)
 
-    async def _assignment_loop(self) -> None:
+    async def _assignment_loop(self, stop: asyncio.Event) -> None:
         assert self.bus is not None
 
         def on_lost(exc: Exception) -> None:
@@ -443,7 +445,7 @@ class Agent:
             EVENTS_STREAM,
             inbox,
             take,
-            self._inbox_paused,
+            stop,
             on_lost=on_lost,
             batch=self.capacity + 16,
         )
