@@ -4,6 +4,7 @@ to the fleet, routing and the incident's plan."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ from shared.events import (
     TaskSubmitted,
 )
 from shared.recorded import Recorded
+from shared.settings import SettingsError, load_settings
 
 POLICY = StallPolicy(after_s=3.0)
 
@@ -286,3 +288,17 @@ def test_an_agent_that_keeps_stalling_is_quarantined() -> None:
     assert unresponsive_severity(episodes[:1], 100.0) == "medium"
     assert unresponsive_severity(episodes, 300.0) == "high"
     assert choose_strategy("agent_stalled", "high").strategy == "quarantine_agent"
+
+
+def test_the_bound_is_set_by_the_environment_and_inf_never_judges() -> None:
+    assert load_settings({}).stall_after_s == 3.0
+    assert load_settings({"STALL_AFTER_S": "0.75"}).stall_after_s == 0.75
+    with pytest.raises(SettingsError, match="STALL_AFTER_S"):
+        load_settings({"STALL_AFTER_S": "0"})
+    never = StallPolicy(after_s=load_settings({"STALL_AFTER_S": "inf"}).stall_after_s)
+    state = fleet(*ONE_ASSIGNMENT)
+    table = HeartbeatTable(started_at=100.0)
+    watches: dict[str, StallWatch] = {}
+    for second in range(101, 10_000, 100):
+        table.record(beat(received_seq=1, seq=second), now=float(second))
+        assert agent_stalls(state, table, watches, float(second), never) == []
