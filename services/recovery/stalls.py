@@ -102,16 +102,14 @@ def _judge(
 ) -> MarkStalled | None:
     received = _speaks_for(agent, entry)
     pending = agent.last_assigned_seq
-    behind = (
-        received is not None
-        and entry is not None
-        and entry.in_flight < entry.capacity
-        and pending > max(received, agent.registered_seq)
-    )
-    if not behind:
+    if (
+        entry is None
+        or received is None
+        or entry.in_flight >= entry.capacity  # busy: it may rightly pull nothing without a slot
+        or pending <= max(received, agent.registered_seq)
+    ):
         watches.pop(agent.agent_id, None)
         return None
-    assert entry is not None and received is not None
     watch = watches.get(agent.agent_id)
     if watch is None or watch.session != agent.session or received >= watch.pending_seq:
         watch = StallWatch(session=agent.session, pending_seq=pending, since=now)
