@@ -10,13 +10,14 @@ from litestar.di import Provide
 
 from services.gateway.agents import AgentDesk
 from services.gateway.errors import EXCEPTION_HANDLERS
+from services.gateway.events import EventDesk
 from services.gateway.guards import guard
 from services.gateway.health import HealthDesk
 from services.gateway.monitoring import MonitorDesk
 from services.gateway.openapi import StrictStructs, openapi_config
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
-from services.gateway.routes import agents, health, performance, recovery, schedules, tasks, workflows
+from services.gateway.routes import agents, events, health, performance, recovery, schedules, tasks, workflows
 from services.gateway.schedules import ScheduleDesk
 from services.gateway.tasks import TaskDesk
 from services.gateway.workflows import WorkflowDesk
@@ -26,6 +27,7 @@ ALL_ROUTES = [
     *agents.ROUTES,
     *tasks.ROUTES,
     *workflows.ROUTES,
+    *events.ROUTES,
     *health.ROUTES,
     *recovery.ROUTES,
     *performance.ROUTES,
@@ -40,6 +42,7 @@ class Desks:
     tasks: TaskDesk
     agents: AgentDesk
     workflows: WorkflowDesk
+    events: EventDesk
     recovery: RecoveryDesk
     performance: PerformanceDesk
     health: HealthDesk
@@ -51,6 +54,7 @@ class Desks:
             "task_desk": _provide(self.tasks),
             "agent_desk": _provide(self.agents),
             "workflow_desk": _provide(self.workflows),
+            "event_desk": _provide(self.events),
             "recovery_desk": _provide(self.recovery),
             "performance_desk": _provide(self.performance),
             "health_desk": _provide(self.health),
