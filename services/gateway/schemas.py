@@ -264,3 +264,13 @@ class HealthResponse(msgspec.Struct, kw_only=True):
     projection_seq: int
     agents: dict[str, int]
     tasks: dict[str, int]
+    running: bool = False
+    """Every service has an instance that is ready, and NATS is reachable."""
+    components: dict[str, str] = {}
+    """The specification's components, each ``healthy``, ``starting`` or ``missing`` from the
+    services that do its work (see ``COMPONENTS`` in ``services/gateway/health.py``)."""
+    uptime_seconds: float = 0.0
+    """Since the oldest instance now answering started."""
+    integration_mode: str = ""
+    timestamp: str = ""
+    """When this answer was given (ISO-8601 UTC)."""

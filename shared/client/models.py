@@ -449,6 +449,11 @@ class FailureHandled(Response, frozen=True):
     recovery_success: bool = False
     occurred_at: str | None = None
     handled_timestamp: str = ""
+    recovery_metrics: dict[str, Any] = {}
+    """handled_in_ms, since_failure_ms, actions_taken, tasks_moved, escalated."""
+    system_impact: dict[str, Any] = {}
+    """affected_agents/tasks/workflows, capacity_lost, active_agents, fleet_capacity, fleet_load, level."""
+    improvement_recommendations: list[str] = []
 
 
 class OrchestrationMetrics(Response, frozen=True):
@@ -636,9 +641,11 @@ class Predictions(Response, frozen=True):
     generated_ts: float
     heartbeat_interval_s: float = 0.0
     method: str = ""
-    predictions: list[Prediction] = []
+    predictions: dict[str, float] = {}
+    """agent id -> probability of failing within the horizon, riskiest first."""
+    forecasts: list[Prediction] = []
+    """The same agents riskiest first, with their factors."""
     time_horizon_minutes: float = 30.0
-    probabilities: dict[str, float] = {}
     high_risk_agents: list[str] = []
     prediction_timestamp: str = ""
 
@@ -652,6 +659,12 @@ class Health(Response, frozen=True):
     projection_seq: int = 0
     agents: dict[str, int] = {}
     tasks: dict[str, int] = {}
+    running: bool = False
+    components: dict[str, str] = {}
+    """The specification's components: healthy, starting or missing."""
+    uptime_seconds: float = 0.0
+    integration_mode: str = ""
+    timestamp: str = ""
 
 
 class ErrorBody(Response, frozen=True):
