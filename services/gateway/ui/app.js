@@ -274,7 +274,7 @@ function fleetPage(main) {
       const persona = a.persona || {};
       return h("tr", { "data-agent": a.agent_id },
         h("td", {}, h("b", {}, a.agent_id), a.name !== a.agent_id ? h("div", { class: "muted small" }, a.name) : null),
-        h("td", {}, badge(a.status)),
+        h("td", {}, badge(a.status), a.stall ? h("div", { class: "small muted" }, a.stall.reason) : null),
         h("td", { class: "num" }, `${a.in_flight} / ${a.capacity}`),
         h("td", {}, loadBar(a.in_flight, a.capacity)),
         h("td", { "data-breaker": state }, badge(state), breakerDetail(breaker),
