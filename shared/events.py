@@ -68,6 +68,7 @@ FailureType = Literal[
     "dependency_failure",
     "security_violation",
     "system_overload",
+    "agent_stalled",
 ]
 Severity = Literal["info", "low", "medium", "high", "critical"]
 RecoveryStrategy = Literal[
@@ -149,6 +150,7 @@ FailureTypeIn = Literal[
     "DEPENDENCY_FAILURE",
     "SECURITY_VIOLATION",
     "SYSTEM_OVERLOAD",
+    "AGENT_STALLED",
     "TASK_EXECUTION_ERROR",
     "COMMUNICATION_FAILURE",
 ]
@@ -391,8 +393,27 @@ class AgentUnresponsive(AgentEvent, frozen=True, kw_only=True, tag="agent.unresp
     """task id -> attempt the agent held when it was declared unresponsive (what recovery requeues)."""
 
 
+class AgentStalled(AgentEvent, frozen=True, kw_only=True, tag="agent.stalled"):
+    """The agent beats but does not take its assignments: an assignment the log holds for its
+    session stayed unreceived, by its own heartbeats, for longer than the bound. It gets no new work
+    until its beats show it received this event (``agent.recovered``); the attempts it never
+    received are reassigned."""
+
+    session: str = ""
+    received_seq: int = 0
+    """The last inbox sequence the agent said it took (its heartbeat's ``received_seq``)."""
+    pending_seq: int = 0
+    """The assignment it had not received (the agent's last one when the wait began)."""
+    behind_since_ts: float = 0.0
+    """When recovery first saw that assignment pending (its own clock)."""
+    waited_s: float = 0.0
+    reason: str = ""
+    unreceived: dict[str, int] = {}
+    """task id -> attempt the agent holds but never received (not started): what recovery moves."""
+
+
 class AgentRecovered(AgentEvent, frozen=True, kw_only=True, tag="agent.recovered"):
-    """Heartbeats are back, or a quarantine is over: the agent may take work again."""
+    """Heartbeats are back, a quarantine is over or a stalled agent caught up: it may take work again."""
 
     session: str = ""
     reason: str = ""
@@ -889,6 +910,7 @@ AnyEvent: TypeAlias = (
     | AgentDraining
     | AgentDeregistered
     | AgentUnresponsive
+    | AgentStalled
     | AgentRecovered
     | AgentQuarantined
     | AgentRestartRequested

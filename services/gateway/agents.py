@@ -1,17 +1,29 @@
-"""The gateway's agent desk: register an agent (a new session each time), list agents with their load."""
+"""The gateway's agent desk: register an agent (a new session each time), list agents with their load
+(and, for a stalled agent, why)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
-from services.gateway.schemas import AgentOut, RegisterAgentRequest, RegisterAgentResponse
+from services.gateway.schemas import AgentOut, AgentStallOut, RegisterAgentRequest, RegisterAgentResponse
+from shared.domain.fleet import AgentStall
 from shared.events import AgentRegistered
 from shared.ids import new_id
 
 
+def _never_heard(_agent_id: str) -> float | None:
+    return None
+
+
 class AgentDesk:
-    def __init__(self, core: GatewayCore) -> None:
+    """Takes the core and `heard`: when an agent's last heartbeat reached this gateway (heartbeats
+    are signals, not events: the recovery desk listens to them)."""
+
+    def __init__(self, core: GatewayCore, heard: Callable[[str], float | None] = _never_heard) -> None:
         self.core = core
+        self.heard = heard
 
     async def register(self, data: RegisterAgentRequest) -> RegisterAgentResponse:
         """A registration is a fact that cannot conflict: appended without a concurrency check."""
@@ -55,6 +67,9 @@ class AgentDesk:
                 assigned_total=a.assigned_total,
                 completed=a.completed,
                 failed=a.failed,
+                last_assigned_seq=a.last_assigned_seq,
+                stall=_stall_out(a.stall),
+                last_heartbeat_ts=self.heard(a.agent_id),
             )
             for a in sorted(agents, key=lambda a: a.agent_id)
         ]
@@ -64,3 +79,15 @@ class AgentDesk:
         if not found:
             raise ApiError(404, "not_found", f"agent {agent_id!r} is not registered")
         return found[0]
+
+
+def _stall_out(stall: AgentStall | None) -> AgentStallOut | None:
+    if stall is None:
+        return None
+    return AgentStallOut(
+        since=stall.ts,
+        seq=stall.seq,
+        received_seq=stall.received_seq,
+        pending_seq=stall.pending_seq,
+        reason=stall.reason,
+    )

@@ -17,8 +17,20 @@ from services.gateway.monitoring import MonitorDesk
 from services.gateway.openapi import StrictStructs, openapi_config
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
-from services.gateway.routes import agents, events, health, performance, recovery, schedules, tasks, workflows
+from services.gateway.routes import (
+    agents,
+    events,
+    health,
+    performance,
+    recovery,
+    schedules,
+    stream,
+    tasks,
+    ui,
+    workflows,
+)
 from services.gateway.schedules import ScheduleDesk
+from services.gateway.stream import StreamHub
 from services.gateway.tasks import TaskDesk
 from services.gateway.workflows import WorkflowDesk
 
@@ -32,6 +44,8 @@ ALL_ROUTES = [
     *recovery.ROUTES,
     *performance.ROUTES,
     *schedules.ROUTES,
+    *stream.ROUTES,
+    *ui.ROUTES,
 ]
 
 
@@ -48,6 +62,7 @@ class Desks:
     health: HealthDesk
     monitor: MonitorDesk
     schedules: ScheduleDesk
+    stream: StreamHub
 
     def dependencies(self) -> dict[str, Provide]:
         return {
@@ -60,6 +75,7 @@ class Desks:
             "health_desk": _provide(self.health),
             "monitor_desk": _provide(self.monitor),
             "schedule_desk": _provide(self.schedules),
+            "stream_hub": _provide(self.stream),
         }
 
 
