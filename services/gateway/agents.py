@@ -29,6 +29,7 @@ class AgentDesk:
                 capacity=data.capacity,
                 session=session,
                 metadata=data.metadata,
+                labels=data.labels,
             ),
             expected=None,
         )
@@ -48,6 +49,7 @@ class AgentDesk:
                 assigned_total=a.assigned_total,
                 completed=a.completed,
                 failed=a.failed,
+                labels=a.labels,
             )
             for a in sorted(self.core.view.state.fleet.agents.values(), key=lambda a: a.agent_id)
         ]

@@ -12,11 +12,12 @@ from services.gateway.agents import AgentDesk
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.guards import guard
 from services.gateway.health import HealthDesk
+from services.gateway.limits import LimitDesk
 from services.gateway.monitoring import MonitorDesk
 from services.gateway.openapi import StrictStructs, openapi_config
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
-from services.gateway.routes import agents, health, performance, recovery, schedules, tasks, workflows
+from services.gateway.routes import agents, health, limits, performance, recovery, schedules, tasks, workflows
 from services.gateway.schedules import ScheduleDesk
 from services.gateway.tasks import TaskDesk
 from services.gateway.workflows import WorkflowDesk
@@ -30,6 +31,7 @@ ALL_ROUTES = [
     *recovery.ROUTES,
     *performance.ROUTES,
     *schedules.ROUTES,
+    *limits.ROUTES,
 ]
 
 
@@ -45,6 +47,7 @@ class Desks:
     health: HealthDesk
     monitor: MonitorDesk
     schedules: ScheduleDesk
+    limits: LimitDesk
 
     def dependencies(self) -> dict[str, Provide]:
         return {
@@ -56,6 +59,7 @@ class Desks:
             "health_desk": _provide(self.health),
             "monitor_desk": _provide(self.monitor),
             "schedule_desk": _provide(self.schedules),
+            "limit_desk": _provide(self.limits),
         }
 
 

@@ -20,6 +20,7 @@ from services.gateway.app import Desks, create_app
 from services.gateway.connections import deadline_protocol
 from services.gateway.core import GatewayCore
 from services.gateway.health import HealthDesk
+from services.gateway.limits import LimitDesk
 from services.gateway.monitoring import MonitorDesk
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
@@ -59,6 +60,7 @@ class GatewayService(Service):
             health=HealthDesk(self.core, self.metrics),
             monitor=self.monitor,
             schedules=ScheduleDesk(self.core),
+            limits=LimitDesk(self.core),
         )
         for desk in (self.tasks, self.recovery, self.performance):  # each waits for answers in the log
             self.view.add_listener(desk.on_event)

@@ -255,6 +255,14 @@ def task_out(task: TaskView) -> TaskOut:
         workflow_id=task.spec.workflow_id,
         not_before_ts=task.not_before_ts or None,
         schedule_id=task.spec.schedule_id,
+        eligible_ts=task.eligible_ts if task.status == "queued" else None,
+        concurrency_key=task.spec.concurrency_key,
+        rate_limit_key=task.spec.rate_limit_key,
+        units=task.spec.units,
+        affinity_key=task.spec.affinity_key,
+        affinity=task.spec.affinity,
+        labels=task.spec.labels,
+        label_rules=task.spec.label_rules,
         assignments=[
             AssignmentOut(
                 agent_id=a.agent_id,

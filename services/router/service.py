@@ -23,12 +23,24 @@ from typing import Any
 from prometheus_client import Histogram
 
 from services.router.decide import Assign, Decision, Expire, next_decision, next_expiry
+from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, limits_of
 from shared.agent.inbox import open_inbox
 from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
+from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import WAITING, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
-from shared.domain.message_ids import assign_msg_id, failed_msg_id, queued_msg_id
+from shared.domain.message_ids import (
+    assign_msg_id,
+    cancel_msg_id,
+    failed_msg_id,
+    key_claim_msg_id,
+    key_hold_msg_id,
+    notice_msg_id,
+    queued_msg_id,
+)
+from shared.domain.routing.admission import rate_wake
+from shared.domain.routing.keys import parse_concurrency_limits, parse_rate_limits
 from shared.domain.routing.policy import RoutingConfig, signal_weights
 from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import (
@@ -37,7 +49,13 @@ from shared.events import (
     BreakerClosed,
     BreakerHalfOpened,
     BreakerReset,
+    ConcurrencyLimitRemoved,
+    ConcurrencyLimitSet,
     Event,
+    KeySlotClaimed,
+    RateLimitRemoved,
+    RateLimitSet,
+    RateTokensTaken,
     TaskAssigned,
     TaskAttemptFailed,
     TaskCancelled,
@@ -46,6 +64,7 @@ from shared.events import (
     TaskQueued,
     TaskRequeued,
     TaskSubmitted,
+    key_scope,
 )
 from shared.recorded import Recorded
 from shared.service import Service
@@ -63,6 +82,10 @@ TRIGGERS: list[type[Event]] = [
     BreakerClosed,
     BreakerHalfOpened,
     BreakerReset,
+    ConcurrencyLimitSet,
+    ConcurrencyLimitRemoved,
+    RateLimitSet,
+    RateLimitRemoved,
 ]
 """Events after which a waiting task may fit somewhere: a new task or added capacity; one router
 instance (whichever the work consumer hands it to) looks at the queue."""
@@ -90,6 +113,8 @@ class RouterService(Service):
             default_strategy=self.settings.default_routing_strategy,
             confidence=self.settings.routing_confidence,
             quality_wait_s=self.settings.quality_wait_s,
+            concurrency_limits=parse_concurrency_limits(self.settings.concurrency_limits),
+            rate_limits=parse_rate_limits(self.settings.rate_limits),
         )
         self.assignments = 0
         self.expired = 0
@@ -163,8 +188,13 @@ class RouterService(Service):
         }
 
     def _next_wake(self) -> float | None:
-        """The earliest deadline or end of quality wait of a held task, or start of a delayed one."""
-        deadline = next_expiry(self.view.state, self.config)
+        """The earliest deadline or end of quality wait of a held task, start of a delayed one, or
+        refill of the bucket a rate-limited task waits for."""
+        state = self.view.state
+        deadline = next_expiry(state, self.config)
+        refill = rate_wake(state.keys, state.fleet, limits_of(state, self.config), time.time())
+        if refill is not None and (deadline is None or refill < deadline):
+            deadline = refill
         if self._starts and (deadline is None or self._starts[0][0] < deadline):
             return self._starts[0][0]
         return deadline
@@ -183,7 +213,7 @@ class RouterService(Service):
                     await self.dispatch(causation_id="")
                 except Exception:
                     self.log.exception("expiry_dispatch_failed")
-                deadline = next_expiry(self.view.state, self.config)
+                deadline = self._next_wake()
                 if deadline is not None and deadline <= time.time():
                     await asyncio.sleep(EXPIRY_POLL_S)  # not ours to expire (e.g. no longer held)
                 continue
@@ -290,6 +320,8 @@ class RouterService(Service):
                 self.expired += 1
                 self.log.info("task_expired", task_id=decision.task_id, error=decision.error)
             return result
+        if isinstance(decision, ClaimKeys | CancelForKey | KeyHold):
+            return await self._append_keyed(decision, causation_id, correlation)
         queued = TaskQueued(
             task_id=decision.task_id,
             attempt=decision.attempt,
@@ -303,3 +335,85 @@ class RouterService(Service):
             expected=await self.view.expected_version("task", decision.task_id),
             msg_id=queued_msg_id(decision.task_id, decision.attempt),
         )
+
+    # --- keys: concurrency slots, rate tokens, their holds and cancellations (keyed.py) ----------
+
+    async def _append_keyed(
+        self, decision: ClaimKeys | CancelForKey | KeyHold, causation_id: str, correlation: str
+    ) -> AppendResult:
+        if isinstance(decision, KeyHold):
+            return await self.bus.append(
+                TaskQueued(
+                    task_id=decision.task_id,
+                    attempt=decision.attempt,
+                    reason=decision.reason,
+                    detail=decision.detail,
+                    eligible_ts=decision.eligible_ts,
+                    correlation_id=correlation,
+                    causation_id=causation_id,
+                ),
+                expected=await self.view.expected_version("task", decision.task_id),
+                msg_id=key_hold_msg_id(decision.task_id, decision.attempt, decision.reason),
+            )
+        if isinstance(decision, CancelForKey):
+            return await self._cancel_for_key(decision, causation_id)
+        result: AppendResult | None = None
+        if decision.claim is not None:
+            scope = key_scope("concurrency", decision.claim.key)
+            result = await self.bus.append(
+                KeySlotClaimed(
+                    scope=scope,
+                    key=decision.claim.key,
+                    task_id=decision.task_id,
+                    attempt=decision.attempt,
+                    max_running=decision.claim.max_running,
+                    running=decision.claim.running,
+                    correlation_id=correlation,
+                    causation_id=causation_id,
+                ),
+                expected=await self.view.expected_version("system", scope),
+                msg_id=key_claim_msg_id("claim", decision.task_id, decision.attempt),
+            )
+            self.log.debug("key_slot_claimed", task_id=decision.task_id, key=decision.claim.key)
+        if decision.take is not None:
+            take = decision.take
+            scope = key_scope("rate", take.key)
+            result = await self.bus.append(
+                RateTokensTaken(
+                    scope=scope,
+                    key=take.key,
+                    task_id=decision.task_id,
+                    attempt=decision.attempt,
+                    units=take.units,
+                    tokens_left=take.tokens_left,
+                    limit=take.limit.limit,
+                    period_s=take.limit.period_s,
+                    burst=take.limit.capacity,
+                    correlation_id=correlation,
+                    causation_id=causation_id,
+                ),
+                expected=await self.view.expected_version("system", scope),
+                msg_id=key_claim_msg_id("tokens", decision.task_id, decision.attempt),
+            )
+        assert result is not None  # a ClaimKeys claims or takes
+        return result
+
+    async def _cancel_for_key(self, decision: CancelForKey, causation_id: str) -> AppendResult:
+        task = self.view.state.fleet.tasks[decision.task_id]
+        # Both built before any await: the view moves while we append.
+        cancelled, notice = (
+            cancellation(task, decision.reason, causation_id),
+            cancel_notice(task, decision.reason, causation_id),
+        )
+        result = await self.bus.append(
+            cancelled,
+            expected=await self.view.expected_version("task", decision.task_id),
+            msg_id=cancel_msg_id(decision.task_id),
+        )
+        if not result.duplicate:
+            self.log.info("task_cancelled_for_key", task_id=decision.task_id, reason=decision.reason)
+            if notice is not None:
+                await self.bus.append(
+                    notice, expected=None, msg_id=notice_msg_id(decision.task_id, notice.attempt)
+                )
+        return result
