@@ -110,6 +110,15 @@ class AppendResult(NamedTuple):
     duplicate: bool
 
 
+class LogBounds(NamedTuple):
+    """What the event stream holds now: its first and last sequence, and when it was created (a
+    stream created anew starts again at 1: what was built from the old one no longer matches)."""
+
+    first_seq: int
+    last_seq: int
+    created: str
+
+
 DEAD_LETTER_DATA_MAX = 16_384
 """Bytes of the original message a dead letter carries (the stream keeps the whole at `stream_seq`)."""
 DEAD_LETTER_REASON_MAX = 2_000
@@ -344,6 +353,10 @@ class EventBus:
     async def last_sequence(self) -> int:
         info = await self.js.stream_info(EVENTS_STREAM)
         return int(info.state.last_seq)
+
+    async def log_bounds(self) -> LogBounds:
+        info = await self.js.stream_info(EVENTS_STREAM)
+        return LogBounds(int(info.state.first_seq), int(info.state.last_seq), str(info.created or ""))
 
     # --- append ---------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ tagged ``<aggregate>.<event_type>``; a field is added with a default, never repu
 change bumps ``v`` and registers an upcaster in ``UPCASTERS`` so old payloads stay decodable. The
 subject of an event is ``hive.evt.<aggregate>.<aggregate_id>.<event_type>``, derived from its tag
 and id field; a report on a task (``TaskReport``) adds the agent it speaks for:
-``hive.evt.task.<task_id>.<event_type>.<agent_id>``.
+``hive.evt.task.<task_id>.<event_type>.<agent_id>``, and a notice to an agent about a task
+(``TaskNotice``) the task it is about: ``hive.evt.agent.<agent_id>.<event_type>.<task_id>``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from msgspec import Meta, field
 from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
 from shared.nesting import MAX_NESTING, openers, value_nests_deeper
-from shared.subjects import event_subject, report_subject
+from shared.subjects import event_subject, notice_subject, report_subject
 
 # --- shared value types -------------------------------------------------------------------------
 
@@ -465,7 +466,25 @@ class AgentRestartRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.re
     incident_id: str = ""
 
 
-class TaskAssigned(AgentEvent, frozen=True, kw_only=True, tag="agent.task_assigned"):
+class TaskNotice(AgentEvent, frozen=True, kw_only=True):
+    """What Hive tells an agent about one attempt of a task (its assignment, a request to stop it).
+
+    Version 2 lives on ``hive.evt.agent.<agent_id>.<event_type>.<task_id>``: on the agent's
+    aggregate (its appends are serialised per agent, it reads them from one consumer) and, by the
+    sixth token, on the task's story too (``subjects.task_history``). Version 1 (appended before,
+    on the five-token subject) is read as it was stored.
+    """
+
+    v: int = 2
+    task_id: Id
+    attempt: int
+
+    @property
+    def subject(self) -> str:
+        return notice_subject(self.agent_id, self.event_type(), self.task_id)
+
+
+class TaskAssigned(TaskNotice, frozen=True, kw_only=True, tag="agent.task_assigned"):
     """The router gives attempt ``attempt`` of a task to an agent.
 
     Lives on the agent aggregate so that appends are serialised per agent (capacity is never
@@ -495,7 +514,7 @@ class TaskAssigned(AgentEvent, frozen=True, kw_only=True, tag="agent.task_assign
     """ORCHESTRATION_MODE of the router that decided."""
 
 
-class TaskCancelRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.task_cancel_requested"):
+class TaskCancelRequested(TaskNotice, frozen=True, kw_only=True, tag="agent.task_cancel_requested"):
     """Tells an agent to stop working on a task it holds."""
 
     task_id: Id
@@ -1066,6 +1085,7 @@ AnyEvent: TypeAlias = (
 EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.type_name(): cls for cls in AnyEvent.__args__}
 TERMINAL_TASK_EVENTS: Final = (TaskCompleted, TaskFailed, TaskCancelled)
 TASK_REPORTS: Final = (TaskStarted, TaskProgress, TaskCompleted, TaskAttemptFailed)
+TASK_NOTICES: Final = (TaskAssigned, TaskCancelRequested)
 
 
 # --- encoding, decoding, upcasting --------------------------------------------------------------
@@ -1093,9 +1113,16 @@ def _report_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+def _notice_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v2 notices are appended on a subject naming their task; the body is unchanged."""
+    raw["v"] = 2
+    return raw
+
+
 UPCASTERS: Final[dict[tuple[str, int], Upcaster]] = {
     ("agent.registered", 1): _agent_registered_v1_to_v2,
     **{(report.type_name(), 1): _report_v1_to_v2 for report in TASK_REPORTS},
+    **{(notice.type_name(), 1): _notice_v1_to_v2 for notice in TASK_NOTICES},
 }
 """(type, version) -> function turning that version's raw payload into the next version's."""
 
@@ -1171,10 +1198,11 @@ class _StoredVersion(msgspec.Struct):
 
 def stored_on(event: Event, subject: str, data: bytes) -> bool:
     """Whether `subject` is where `event` (decoded from `data`) belongs: its own subject or, for a
-    report stored as version 1 (before reports named their agent), the five-token form."""
+    report or notice stored as version 1 (before their subjects gained a sixth token), the
+    five-token form."""
     if event.subject == subject:
         return True
-    if not isinstance(event, TaskReport):
+    if not isinstance(event, TaskReport | TaskNotice):
         return False
     if subject != event_subject(event.AGGREGATE, event.aggregate_id, event.event_type()):
         return False

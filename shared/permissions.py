@@ -94,7 +94,9 @@ from shared.subjects import (
     dlq_subject,
     event_subject,
     heartbeat_subject,
+    is_notice,
     is_report,
+    notice_subject,
     report_subject,
 )
 
@@ -214,9 +216,12 @@ def inbox_prefix(user: str) -> str:
 
 
 def _append_subject(event: type[Event], aggregate_id: str = "*", reporter: str = "*") -> str:
-    """Where `event` is appended; a report's subject also names the agent it speaks for."""
+    """Where `event` is appended; a report's subject also names the agent it speaks for, a notice's
+    the task it is about (any task)."""
     if is_report(event.AGGREGATE, event.event_type()):
         return report_subject(aggregate_id, event.event_type(), reporter)
+    if is_notice(event.AGGREGATE, event.event_type()):
+        return notice_subject(aggregate_id, event.event_type(), "*")
     return event_subject(event.AGGREGATE, aggregate_id, event.event_type())
 
 

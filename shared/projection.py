@@ -54,8 +54,12 @@ class ProjectionRunner(Generic[S]):
         snapshot_every: int = 2000,
         snapshot_min_interval_s: float = 2.0,
         metrics: ServiceMetrics | None = None,
+        max_versions: int | None = None,
     ) -> None:
         self.bus = bus
+        self.max_versions = max_versions or self.MAX_VERSIONS
+        """Aggregates whose last sequence is kept in memory; beyond, the oldest are asked of the
+        server when a command needs them (``expected_version``)."""
         self.spec = spec
         self.store = store
         self.snapshot_every = snapshot_every
@@ -156,10 +160,10 @@ class ProjectionRunner(Generic[S]):
         versions = self.versions
         versions.pop(key, None)
         versions[key] = seq
-        if len(versions) > self.MAX_VERSIONS:
+        if len(versions) > self.max_versions:
             self._pruned = True
-            excess = len(versions) - self.MAX_VERSIONS
-            for old in list(versions)[: excess + self.MAX_VERSIONS // 10]:
+            excess = len(versions) - self.max_versions
+            for old in list(versions)[: excess + self.max_versions // 10]:
                 del versions[old]
 
     def apply_message(self, seq: int, subject: str, data: bytes) -> str | None:

@@ -17,8 +17,18 @@ import msgspec
 
 from shared.bus import EventBus
 from shared.errors import HiveError
+from shared.events import AnyEvent, TaskNotice
 from shared.recorded import Recorded
-from shared.subjects import ALL_EVENTS, EVENTS_PREFIX, aggregate_subjects, type_filters
+from shared.subjects import (
+    ALL_EVENTS,
+    EVENTS_PREFIX,
+    NOTICE_TYPES,
+    aggregate_subjects,
+    event_subject,
+    is_report,
+    notice_subject,
+    type_filters,
+)
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -59,6 +69,11 @@ class TimelineFilter:
         if self.aggregate is None:
             return ALL_EVENTS
         if self.aggregate_id is not None:
+            if len(self.types) == 1:
+                (only,) = self.types
+                event_type = only.split(".")[-1]
+                if not is_report(self.aggregate, event_type):  # a report's subject names its agent too
+                    return event_subject(self.aggregate, self.aggregate_id, event_type)
             return aggregate_subjects(self.aggregate, self.aggregate_id)
         if len(self.types) == 1:
             (only,) = self.types
@@ -67,11 +82,41 @@ class TimelineFilter:
                 return filters[0]
         return f"{EVENTS_PREFIX}.{self.aggregate}.>"
 
+    def subject_filters(self) -> list[str]:
+        """Server-side filters whose union holds everything that matches: one, but for one task's
+        story, whose assignments and cancel requests live under their agents (one filter each, by
+        the task id they carry in their subject)."""
+        if self.aggregate != "task" or self.aggregate_id is None:
+            return [self.subject_filter()]
+        notices = [
+            notice_subject("*", notice, self.aggregate_id)
+            for notice in sorted(NOTICE_TYPES)
+            if self._asks_for(f"agent.{notice}")
+        ]
+        own = not self.types or any(
+            not name.startswith("agent.") and name.split(".")[-1] not in NOTICE_TYPES for name in self.types
+        )
+        return ([self.subject_filter()] if own else []) + notices
+
+    def _asks_for(self, type_name: str) -> bool:
+        return not self.types or type_name in self.types or type_name.split(".", 1)[1] in self.types
+
+    def _about(self, event: AnyEvent) -> bool:
+        if self.aggregate is None:
+            return True
+        if self.aggregate == event.AGGREGATE:
+            return self.aggregate_id is None or event.aggregate_id == self.aggregate_id
+        # A task's story includes its assignments and the requests to stop it (on their agents).
+        return (
+            self.aggregate == "task"
+            and self.aggregate_id is not None
+            and isinstance(event, TaskNotice)
+            and event.task_id == self.aggregate_id
+        )
+
     def matches(self, recorded: Recorded) -> bool:
         event = recorded.event
-        if self.aggregate is not None and self.aggregate != event.AGGREGATE:
-            return False
-        if self.aggregate_id is not None and event.aggregate_id != self.aggregate_id:
+        if not self._about(event):
             return False
         if self.types and event.type_name() not in self.types and event.event_type() not in self.types:
             return False
@@ -81,12 +126,20 @@ class TimelineFilter:
 
 
 async def timeline(bus: EventBus, selection: TimelineFilter) -> AsyncIterator[Recorded]:
-    """Matching events in log order."""
-    async for item in bus.read(
-        subject_filter=selection.subject_filter(), start_seq=selection.from_seq, stop_seq=selection.to_seq
-    ):
-        if isinstance(item, Recorded) and selection.matches(item):
-            yield item
+    """Matching events in log order (one task's story: its few reads merged by sequence)."""
+    filters = selection.subject_filters()
+    found: dict[int, Recorded] = {}
+    for subject_filter in filters:
+        async for item in bus.read(
+            subject_filter=subject_filter, start_seq=selection.from_seq, stop_seq=selection.to_seq
+        ):
+            if isinstance(item, Recorded) and selection.matches(item):
+                if len(filters) == 1:
+                    yield item
+                else:
+                    found[item.seq] = item
+    for seq in sorted(found):
+        yield found[seq]
 
 
 _SKIP_FIELDS = {"type", "id", "ts", "v", "correlation_id", "causation_id"}

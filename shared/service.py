@@ -94,7 +94,7 @@ class Service:
     def details(self) -> dict[str, Any]:
         return {}
 
-    def projection(self, spec: ProjectionSpec[S]) -> ProjectionRunner[S]:
+    def projection(self, spec: ProjectionSpec[S], *, max_versions: int | None = None) -> ProjectionRunner[S]:
         runner = ProjectionRunner(
             self.bus,
             spec,
@@ -102,6 +102,7 @@ class Service:
             snapshot_every=self.settings.snapshot_every_events,
             snapshot_min_interval_s=self.settings.snapshot_min_interval_s,
             metrics=self.metrics,
+            max_versions=max_versions,
         )
         self.runners.append(runner)
         return runner

@@ -87,6 +87,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     work_max_deliver: Annotated[int, Meta(ge=1)] = 20
     duplicate_window_s: Annotated[float, Meta(gt=0)] = 120.0
     stream_max_age_s: Annotated[float, Meta(ge=0)] = 0.0
+    query_retention_s: Annotated[float, Meta(ge=0)] = 604_800.0
     stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
     enable_rebalancing: bool = True
     rebalance_after_s: Annotated[float, Meta(ge=0)] = 2.0
@@ -282,6 +283,10 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     ),
     "duplicate_window_s": ("DUPLICATE_WINDOW_S", "JetStream de-duplication window for Nats-Msg-Id"),
     "stream_max_age_s": ("STREAM_MAX_AGE_S", "age after which events are discarded (0: keep forever)"),
+    "query_retention_s": (
+        "QUERY_RETENTION_S",
+        "how long the gateway's query model keeps ended tasks and workflows (0: forever; see Read side)",
+    ),
     "stream_replicas": ("STREAM_REPLICAS", "replicas of the event stream (3 in a cluster)"),
     "enable_rebalancing": (
         "ENABLE_REBALANCING",

@@ -18,6 +18,8 @@ export const INBOX_WAIT_MAX_MS = 500; // ...up to 500 ms
 
 /** The task events an agent reports: version 2, on a subject ending in the reporting agent's id. */
 export const REPORTS = new Set(["task.started", "task.progress", "task.completed", "task.attempt_failed"]);
+/** What Hive tells an agent about a task: version 2, on a subject ending in the task's id. */
+export const NOTICES = new Set(["agent.task_assigned", "agent.task_cancel_requested"]);
 const VERSIONS = { "agent.registered": 2, ...Object.fromEntries([...REPORTS].map((type) => [type, 2])) };
 
 export const agentUser = (agentId) => `agent-${agentId}`;
@@ -45,25 +47,28 @@ export function event(type, fields) {
 
 /**
  * The subject an event is appended on: hive.evt.<aggregate>.<its id field>.<event type>, and for a
- * report the agent it speaks for after that.
+ * report the agent it speaks for after that, for a notice the task it is about.
  */
 export function subjectOf(body) {
   const [aggregate, eventType] = body.type.split(".");
   if (REPORTS.has(body.type)) return reportSubject(body.task_id, eventType, body.agent_id);
+  if (NOTICES.has(body.type)) return `hive.evt.agent.${body.agent_id}.${eventType}.${body.task_id}`;
   const id = aggregate === "agent" ? body.agent_id : body.task_id;
   return `hive.evt.${aggregate}.${id}.${eventType}`;
 }
 
 /**
  * Is `body` what was stored on `subject`? Every reader refuses an event whose subject is not its
- * own (a report naming another agent than its subject's last token); a report of version 1 was
- * stored on the five-token subject and stays readable there.
+ * own (a report naming another agent than its subject's last token); a report or a notice of
+ * version 1 was stored on the five-token subject and stays readable there.
  */
 export function storedOn(body, subject) {
   if (typeof body?.type !== "string" || !body.type.includes(".")) return false;
   if (subjectOf(body) === subject) return true;
   const [aggregate, eventType] = body.type.split(".");
-  return REPORTS.has(body.type) && (body.v ?? 1) === 1 && subject === `hive.evt.${aggregate}.${body.task_id}.${eventType}`;
+  if ((body.v ?? 1) !== 1) return false;
+  if (REPORTS.has(body.type)) return subject === `hive.evt.${aggregate}.${body.task_id}.${eventType}`;
+  return NOTICES.has(body.type) && subject === `hive.evt.${aggregate}.${body.agent_id}.${eventType}`;
 }
 
 /**

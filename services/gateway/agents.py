@@ -35,7 +35,14 @@ class AgentDesk:
         )
         return RegisterAgentResponse(agent_id=agent_id, session=session, seq=result.seq)
 
-    def listed(self) -> list[AgentOut]:
+    def listed(self, status: str | None = None, capability: str | None = None) -> list[AgentOut]:
+        """Every agent (the fleet is small: all of it is in memory), by id; `status` and `capability`
+        (offered, at any proficiency) narrow it."""
+        agents = [
+            a
+            for a in self.core.view.state.fleet.agents.values()
+            if (status is None or a.status == status) and (capability is None or capability in a.capabilities)
+        ]
         return [
             AgentOut(
                 agent_id=a.agent_id,
@@ -51,7 +58,7 @@ class AgentDesk:
                 failed=a.failed,
                 labels=a.labels,
             )
-            for a in sorted(self.core.view.state.fleet.agents.values(), key=lambda a: a.agent_id)
+            for a in sorted(agents, key=lambda a: a.agent_id)
         ]
 
     def one(self, agent_id: str) -> AgentOut:

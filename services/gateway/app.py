@@ -10,6 +10,7 @@ from litestar.di import Provide
 
 from services.gateway.agents import AgentDesk
 from services.gateway.errors import EXCEPTION_HANDLERS
+from services.gateway.events import EventDesk
 from services.gateway.guards import guard
 from services.gateway.health import HealthDesk
 from services.gateway.limits import LimitDesk
@@ -17,7 +18,17 @@ from services.gateway.monitoring import MonitorDesk
 from services.gateway.openapi import StrictStructs, openapi_config
 from services.gateway.performance import PerformanceDesk
 from services.gateway.recovery import RecoveryDesk
-from services.gateway.routes import agents, health, limits, performance, recovery, schedules, tasks, workflows
+from services.gateway.routes import (
+    agents,
+    events,
+    health,
+    limits,
+    performance,
+    recovery,
+    schedules,
+    tasks,
+    workflows,
+)
 from services.gateway.schedules import ScheduleDesk
 from services.gateway.tasks import TaskDesk
 from services.gateway.workflows import WorkflowDesk
@@ -27,6 +38,7 @@ ALL_ROUTES = [
     *agents.ROUTES,
     *tasks.ROUTES,
     *workflows.ROUTES,
+    *events.ROUTES,
     *health.ROUTES,
     *recovery.ROUTES,
     *performance.ROUTES,
@@ -42,6 +54,7 @@ class Desks:
     tasks: TaskDesk
     agents: AgentDesk
     workflows: WorkflowDesk
+    events: EventDesk
     recovery: RecoveryDesk
     performance: PerformanceDesk
     health: HealthDesk
@@ -54,6 +67,7 @@ class Desks:
             "task_desk": _provide(self.tasks),
             "agent_desk": _provide(self.agents),
             "workflow_desk": _provide(self.workflows),
+            "event_desk": _provide(self.events),
             "recovery_desk": _provide(self.recovery),
             "performance_desk": _provide(self.performance),
             "health_desk": _provide(self.health),

@@ -45,6 +45,7 @@ class ApiError(HiveError):
         code: str,
         message: str,
         field: str | None = None,
+        details: list[dict[str, Any]] | None = None,
         *,
         retry_after_s: int | None = None,
     ) -> None:
@@ -53,6 +54,7 @@ class ApiError(HiveError):
         self.code = code
         self.message = message
         self.field = field
+        self.details = details or []
         self.retry_after_s = retry_after_s
         """Sent as ``Retry-After`` (a 503 the client should retry)."""
 
@@ -111,7 +113,7 @@ def handle_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 
 def handle_api(_request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
-    response = error_response(exc.status, exc.code, exc.message, exc.field)
+    response = error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
     if exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response

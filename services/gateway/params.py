@@ -1,4 +1,4 @@
-"""Parameters routes declare the same way: ids in paths, and the sequence a read waits for.
+"""Parameters routes declare the same way: ids in paths, the sequence a read waits for, pages.
 
 Every id in a path becomes a NATS subject token (``hive.evt.task.<id>.>``), so every one is held to
 the one id rule (``shared/ids.py``) before a handler sees it: a route declares ``task_id: PathId``
@@ -7,10 +7,14 @@ and a malformed id is a 400 naming it (a well-formed id that does not exist is t
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
+from litestar import Request
 from litestar.params import Parameter, PathParameter
 
+from services.gateway.errors import ApiError
+from services.gateway.query.filters import MAX_LIMIT, BadCursor, Page, decode_cursor
 from shared.ids import ID_PATTERN, ID_RULE
 
 PathId = Annotated[
@@ -28,3 +32,28 @@ AfterSeq = Annotated[
 IdFilter = Annotated[
     str | None, Parameter(pattern=ID_PATTERN, max_length=64, description=f"only this one (an id: {ID_RULE})")
 ]
+Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description=f"items per page, 1 to {MAX_LIMIT}")]
+
+
+def only_known(request: Request[Any, Any, Any], known: Iterable[str]) -> None:
+    """400 for a query parameter the endpoint does not take (a misspelt filter must not be ignored)."""
+    allowed = set(known)
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            "unknown_filter",
+            f"unknown query parameter(s) {', '.join(repr(name) for name in unknown)}; "
+            f"this endpoint takes {', '.join(sorted(allowed))}",
+            unknown[0],
+        )
+
+
+def page_of(kind: str, limit: int, cursor: str | None) -> Page:
+    """The page a list request asks for; a cursor it was not given is a 400."""
+    if cursor is None:
+        return Page(limit=limit)
+    try:
+        return Page(limit=limit, before_seq=decode_cursor(kind, cursor))
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_field", f"invalid field 'cursor': {exc}", "cursor") from None

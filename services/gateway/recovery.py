@@ -123,11 +123,15 @@ class RecoveryDesk:
             raise ApiError(
                 400, "invalid_field", "name the failed agent_id, task_id or workflow_id", "agent_id"
             )
-        state = self.core.view.state
-        if report.agent_id is not None and report.agent_id not in state.fleet.agents:
+        core = self.core
+        if report.agent_id is not None and not await core.knows_agent(report.agent_id):
             raise ApiError(404, "not_found", f"agent {report.agent_id!r} is not registered", "agent_id")
-        if report.workflow_id is not None and report.workflow_id not in state.workflows.workflows:
-            raise ApiError(404, "not_found", f"workflow {report.workflow_id!r} is not known", "workflow_id")
+        if report.workflow_id is not None and report.workflow_id not in core.view.state.workflows.workflows:
+            await core.caught_up_on("workflow", report.workflow_id)  # submitted a moment ago?
+            if report.workflow_id not in core.view.state.workflows.workflows:
+                raise ApiError(
+                    404, "not_found", f"workflow {report.workflow_id!r} is not known", "workflow_id"
+                )
         if report.task_id is not None:
             try:
                 await self.core.find_task(report.task_id)  # 404 when the log has no such task
@@ -233,7 +237,7 @@ class RecoveryDesk:
             check_id(agent_id, "agent_id")
         except InvalidIdError as exc:
             raise ApiError(400, "invalid_field", str(exc), "agent_id") from None
-        if agent_id not in self.core.view.state.fleet.agents:
+        if not await self.core.knows_agent(agent_id):
             raise ApiError(404, "not_found", f"agent {agent_id!r} is not registered", "agent_id")
 
         async def decide(version: int) -> Change:

@@ -195,6 +195,12 @@ class TaskOut(msgspec.Struct, kw_only=True):
     ``scheduled``), or a retry's backoff."""
     schedule_id: str | None = None
     """The schedule that submitted it."""
+    step_id: str | None = None
+    """The task's id within its workflow (``workflow_id``), when it is a workflow step."""
+    name: str = ""
+    submitted_seq: int = 0
+    """Stream sequence of its submission: the order of ``GET /api/v1/tasks``."""
+
     eligible_ts: float | None = None
     """While queued by a rate limit: when its key's bucket holds its units again (tasks ahead with
     the same key may take them first)."""
@@ -207,6 +213,37 @@ class TaskOut(msgspec.Struct, kw_only=True):
     label_rules: list[LabelRule] = []
 
 
+class TaskSummary(msgspec.Struct):
+    """A task as ``GET /api/v1/tasks`` lists it (``GET /api/v1/tasks/{task_id}`` for the rest).
+
+    Positional, in the order the query model's columns are read (``TASK_SUMMARY_FIELDS``): a page
+    is built without a dict per row."""
+
+    task_id: str
+    submitted_seq: int
+    task_type: str
+    name: str
+    priority: str
+    status: str
+    attempt: int
+    agent_id: str | None
+    workflow_id: str | None
+    step_id: str | None
+    submitted_ts: float
+    assigned_ts: float | None
+    started_ts: float | None
+    finished_ts: float | None
+    quality: float | None
+    failure_type: str
+    queued_reason: str
+
+
+class TaskPage(msgspec.Struct, kw_only=True):
+    items: list[TaskSummary]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next page (older submissions); null on the last page."""
+
+
 class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: str = "cancelled by request"
 
@@ -215,6 +252,20 @@ class CancelResponse(msgspec.Struct, kw_only=True):
     task_id: str
     status: str
     seq: int
+
+
+class EventOut(msgspec.Struct, kw_only=True):
+    seq: int
+    subject: str
+    type: str
+    ts: float
+    event: dict[str, Any]
+
+
+class EventPage(msgspec.Struct, kw_only=True):
+    items: list[EventOut]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next events; null when the log held no more when read."""
 
 
 # --- health ---------------------------------------------------------------------------------------

@@ -19,10 +19,12 @@ from services.gateway.agents import AgentDesk
 from services.gateway.app import Desks, create_app
 from services.gateway.connections import deadline_protocol
 from services.gateway.core import GatewayCore
+from services.gateway.events import EventDesk
 from services.gateway.health import HealthDesk
 from services.gateway.limits import LimitDesk
 from services.gateway.monitoring import MonitorDesk
 from services.gateway.performance import PerformanceDesk
+from services.gateway.query.model import QueryModel
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.schedules import ScheduleDesk
 from services.gateway.tasks import TaskDesk
@@ -40,13 +42,26 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+VERSIONS_KEPT = 50_000
+"""Aggregates whose last sequence the gateway's projection keeps (the rest: asked when needed)."""
+
+
 class GatewayService(Service):
     name = "gateway"
     serves_metrics_port = False
 
     async def setup(self) -> None:
-        self.view = self.projection(GATEWAY_VIEW)
-        self.core = GatewayCore(self.bus, self.view, self.settings)
+        # Commands on older aggregates ask the server for their version: memory stays flat.
+        self.view = self.projection(GATEWAY_VIEW, max_versions=VERSIONS_KEPT)
+        self.query = QueryModel(
+            self.bus,
+            self.view,
+            home=self.settings.hive_home,
+            instance=self.settings.instance,
+            retention_s=self.settings.query_retention_s,
+        )
+        await self.query.open()  # claims this gateway's file now: a second one is refused at start
+        self.core = GatewayCore(self.bus, self.view, self.query, self.settings)
         self.tasks = TaskDesk(self.core, self.metrics.registry)
         self.recovery = RecoveryDesk(self.core)
         self.performance = PerformanceDesk(self.core)
@@ -55,6 +70,7 @@ class GatewayService(Service):
             tasks=self.tasks,
             agents=AgentDesk(self.core),
             workflows=WorkflowDesk(self.core),
+            events=EventDesk(self.core),
             recovery=self.recovery,
             performance=self.performance,
             health=HealthDesk(self.core, self.metrics),
@@ -69,6 +85,7 @@ class GatewayService(Service):
         self._server_task: asyncio.Task[None] | None = None
 
     async def on_started(self) -> None:
+        await self.query.start()  # catches up from its file in the background; reads wait for it
         await self.recovery.start()
         await self.monitor.start()
         app = create_app(
@@ -108,6 +125,7 @@ class GatewayService(Service):
             await asyncio.gather(self._server_task, return_exceptions=True)
         await self.monitor.stop()
         await self.recovery.stop()
+        await self.query.stop()
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
@@ -125,4 +143,5 @@ class GatewayService(Service):
             "alerts_appended": self.monitor.alerts_appended,
             "monitoring_interval_s": self.settings.monitoring_interval_seconds,
             "history_samples": len(self.monitor.history.samples),
+            "query_model": self.query.details(),
         }

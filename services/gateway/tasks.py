@@ -24,6 +24,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
+from services.gateway.query.filters import Page, TaskFilter, encode_cursor
+from services.gateway.query.store import TASK_COLUMN_NAMES
 from services.gateway.resubmission import same_submission
 from services.gateway.schemas import (
     AssignmentOut,
@@ -31,6 +33,8 @@ from services.gateway.schemas import (
     TaskAssignRequest,
     TaskAssignResponse,
     TaskOut,
+    TaskPage,
+    TaskSummary,
 )
 from services.gateway.templates import task_start, task_template
 from services.gateway.timestamps import iso_utc
@@ -43,6 +47,11 @@ from shared.domain.schedules import task_submission
 from shared.events import TaskAssigned, TaskCancelRequested, TaskQueued, TaskSubmitted
 from shared.ids import new_id
 from shared.recorded import Recorded
+
+TASKS = "tasks"
+"""The kind of list a task cursor continues."""
+TASK_SUMMARY_FIELDS = tuple("submitted_seq" if name == "seq" else name for name in TASK_COLUMN_NAMES)
+"""The fields of a listed task, in the order the store reads them."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,9 @@ class TaskDesk:
         task_id = event.task_id
         try:
             stored = await self.core.find_task(task_id)
-        except ApiError:
+        except ApiError as exc:
+            if exc.status != 404:
+                raise  # not caught up (503): the client retries; never a 409 for a task unseen yet
             stored = None  # events under that id, none of them a submission
         if stored is None or not same_submission(stored.spec, event):
             raise ApiError(409, "conflict", f"task {task_id!r} already exists with other content", "task_id")
@@ -148,9 +159,18 @@ class TaskDesk:
     # --- show -----------------------------------------------------------------------------------
 
     async def task(self, task_id: str, after_seq: int | None = None) -> TaskOut:
-        if after_seq is not None:
-            await self.core.wait_for_seq(after_seq)
-        return task_out(await self.core.find_task(task_id))
+        """From the query model, once it holds what this gateway has applied (and `after_seq`)."""
+        return task_out(await self.core.stored_task(task_id, after_seq))
+
+    async def listed(self, where: TaskFilter, page: Page, after_seq: int | None = None) -> TaskPage:
+        """A page of tasks of any age, newest submission first."""
+        await self.core.query_ready(after_seq)
+        rows = await self.core.query.store.tasks(where, page)
+        items = [TaskSummary(*row) for row in rows[: page.limit]]
+        more = len(rows) > page.limit
+        return TaskPage(
+            items=items, next_cursor=encode_cursor(TASKS, items[-1].submitted_seq) if more else None
+        )
 
     # --- cancel ---------------------------------------------------------------------------------
 
@@ -164,6 +184,7 @@ class TaskDesk:
                 cancellation(task, reason), cancel_msg_id(task_id), notice=cancel_notice(task, reason)
             )
 
+        await self.core.caught_up_on("task", task_id)
         done = await command(self.core.bus, self.core.view, "task", task_id, decide)
         assert done is not None  # decide always cancels or refuses
         change, result = done
@@ -263,6 +284,9 @@ def task_out(task: TaskView) -> TaskOut:
         affinity=task.spec.affinity,
         labels=task.spec.labels,
         label_rules=task.spec.label_rules,
+        step_id=task.spec.step_id,
+        name=task.spec.name,
+        submitted_seq=task.submitted_seq,
         assignments=[
             AssignmentOut(
                 agent_id=a.agent_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from services.gateway.workflow_schemas import WorkflowOut, WorkflowProgress, WorkflowTaskOut
 from shared.domain.dag import critical_path, zero_slack
 from shared.domain.fleet import FleetState, TaskView
-from shared.domain.workflows import StepView, WorkflowView
+from shared.domain.workflows import StepView, WorkflowView, percent_done
 
 FLEET_TO_STEP = {
     "pending": "queued",
@@ -40,12 +40,6 @@ def _remaining_s(step: StepView, task: TaskView | None, now: float) -> float:
     if task is not None and task.started_ts is not None:
         return max(0.0, planned - (now - task.started_ts))
     return planned
-
-
-def percent_done(workflow: WorkflowView) -> float:
-    """Share of the workflow's tasks that have ended, in percent (an empty one is done)."""
-    steps = workflow.steps
-    return round(100.0 * sum(step.done for step in steps.values()) / len(steps), 1) if steps else 100.0
 
 
 def workflow_out(

@@ -182,6 +182,15 @@ class WorkflowSummary(msgspec.Struct, kw_only=True):
     submitted_ts: float
     started_ts: float | None
     finished_ts: float | None
+    template: str = "custom"
+    submitted_seq: int = 0
+    """Stream sequence of its submission: the order of the list."""
+
+
+class WorkflowPage(msgspec.Struct, kw_only=True):
+    items: list[WorkflowSummary]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next page (older submissions); null on the last page."""
 
 
 class WorkflowCancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -13,13 +13,16 @@ from collections.abc import Callable
 
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
+from services.gateway.query.filters import Page, WorkflowFilter, encode_cursor
+from services.gateway.query.store import WORKFLOW_COLUMN_NAMES
 from services.gateway.templates import workflow_template
-from services.gateway.workflow_report import percent_done, workflow_out
+from services.gateway.workflow_report import workflow_out
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
     WorkflowChange,
     WorkflowExecuteRequest,
     WorkflowOut,
+    WorkflowPage,
     WorkflowSummary,
     WorkflowTaskIn,
 )
@@ -28,7 +31,7 @@ from shared.command import Change, command
 from shared.domain.dag import critical_path
 from shared.domain.schedules import workflow_submission
 from shared.domain.workflow_spec import WorkflowSpecError, check_dependencies, with_execution_mode
-from shared.domain.workflows import WORKFLOWS_SPEC, WorkflowView
+from shared.domain.workflows import WorkflowView
 from shared.events import (
     Event,
     WorkflowCancelled,
@@ -36,11 +39,15 @@ from shared.events import (
     WorkflowStepCancelled,
 )
 from shared.ids import new_id
-from shared.projection_spec import fold
+
+WORKFLOWS = "workflows"
+"""The kind of list a workflow cursor continues."""
+WORKFLOW_SUMMARY_FIELDS = tuple("submitted_seq" if name == "seq" else name for name in WORKFLOW_COLUMN_NAMES)
+"""The fields of a listed workflow, in the order the store reads them."""
 
 
 class WorkflowDesk:
-    """Stateless: everything it knows comes from the gateway's projection or the log."""
+    """Stateless: everything it knows comes from the gateway's projection or its query model."""
 
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
@@ -86,15 +93,20 @@ class WorkflowDesk:
     # --- query ----------------------------------------------------------------------------------
 
     async def find(self, workflow_id: str) -> WorkflowView:
-        """From the projection, or folded from the workflow's own events when no longer kept."""
-        found = self.core.view.state.workflows.workflows.get(workflow_id)
-        if found is not None:
-            return found
-        events, _last = await self.core.bus.read_aggregate("workflow", workflow_id)
-        folded = fold(WORKFLOWS_SPEC, events).workflows.get(workflow_id)
-        if folded is None:
-            raise ApiError(404, "not_found", f"workflow {workflow_id!r} does not exist")
-        return folded
+        """A workflow still running (or waiting) from the projection; one that ended, from the query
+        model, as every ended workflow of any age (404 with the reason when it has none)."""
+        core = self.core
+        for looked in range(2):
+            found = core.view.state.workflows.workflows.get(workflow_id)
+            if found is not None and not found.done:
+                return found
+            await core.query_ready()
+            stored = await core.query.store.workflow(workflow_id)
+            if stored is not None:
+                return stored
+            if looked or not await core.caught_up_on("workflow", workflow_id):
+                break  # a workflow the log holds but this gateway had not read: looked at again
+        raise await core.missing("workflow", workflow_id)
 
     async def status(self, workflow_id: str, after_seq: int | None = None) -> WorkflowOut:
         if after_seq is not None:
@@ -114,30 +126,20 @@ class WorkflowDesk:
             seq=self.core.view.seq,
         )
 
-    def summaries(self, status: str | None, limit: int) -> list[WorkflowSummary]:
-        """Workflows kept in memory, most recently submitted first."""
-        found = [
-            workflow
-            for workflow in self.core.view.state.workflows.workflows.values()
-            if status is None or workflow.status == status
+    async def summaries(
+        self, where: WorkflowFilter, page: Page, after_seq: int | None = None
+    ) -> WorkflowPage:
+        """Workflows of any age from the query model, most recently submitted first."""
+        await self.core.query_ready(after_seq)
+        rows = await self.core.query.store.workflows(where, page)
+        items = [
+            WorkflowSummary(**dict(zip(WORKFLOW_SUMMARY_FIELDS, row, strict=True)))
+            for row in rows[: page.limit]
         ]
-        found.sort(key=lambda w: w.submitted_seq, reverse=True)
-        return [
-            WorkflowSummary(
-                workflow_id=w.workflow_id,
-                name=w.name,
-                status=w.status,
-                reason=w.reason,
-                execution_mode=w.execution_mode,
-                optimization_goal=w.optimization_goal,
-                tasks=len(w.steps),
-                percent=percent_done(w),
-                submitted_ts=w.submitted_ts,
-                started_ts=w.started_ts,
-                finished_ts=w.finished_ts,
-            )
-            for w in found[:limit]
-        ]
+        more = len(rows) > page.limit
+        return WorkflowPage(
+            items=items, next_cursor=encode_cursor(WORKFLOWS, items[-1].submitted_seq) if more else None
+        )
 
     # --- dynamic changes ------------------------------------------------------------------------
 
@@ -154,6 +156,7 @@ class WorkflowDesk:
         async def decide(_version: int) -> Change:
             return Change(build(await self._open(workflow_id)))
 
+        await self.core.caught_up_on("workflow", workflow_id)
         done = await command(self.core.bus, self.core.view, "workflow", workflow_id, decide)
         assert done is not None  # build always makes an event or refuses
         return done[1].seq

@@ -19,7 +19,7 @@ from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import RejectedCandidate, TaskAssigned
 from shared.projection import rebuild
 from shared.recorded import Recorded
-from shared.subjects import events_of_type
+from shared.subjects import notice_subject, type_filters
 
 
 @dataclass
@@ -52,16 +52,20 @@ def recorded_config(event: TaskAssigned) -> RoutingConfig:
 
 
 async def assignments_of(bus: EventBus, task_id: str) -> list[Recorded]:
-    """Every recorded assignment of the task (they live on the agents' aggregates)."""
-    found = []
-    async for item in bus.read(subject_filter=events_of_type("agent", TaskAssigned.event_type())):
-        if (
-            isinstance(item, Recorded)
-            and isinstance(item.event, TaskAssigned)
-            and item.event.task_id == task_id
-        ):
-            found.append(item)
-    return found
+    """Every recorded assignment of the task (they live on the agents' aggregates, the task's id in
+    their subject: one read of the server's index), and those stored before assignments named their
+    task (version 1: every old assignment is read to find them), in log order."""
+    found: dict[int, Recorded] = {}
+    legacy = type_filters("agent", TaskAssigned.event_type())[1]
+    for subject_filter in (notice_subject("*", TaskAssigned.event_type(), task_id), legacy):
+        async for item in bus.read(subject_filter=subject_filter):
+            if (
+                isinstance(item, Recorded)
+                and isinstance(item.event, TaskAssigned)
+                and item.event.task_id == task_id
+            ):
+                found[item.seq] = item
+    return [found[seq] for seq in sorted(found)]
 
 
 async def explain_task(bus: EventBus, task_id: str) -> list[Explanation]:

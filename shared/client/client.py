@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -26,6 +26,7 @@ from shared.client.models import (
     Cancelled,
     CircuitBreakers,
     ErrorResponse,
+    EventPage,
     FailureEvent,
     FailureHandled,
     Health,
@@ -41,13 +42,15 @@ from shared.client.models import (
     ScheduleSummary,
     Task,
     TaskAssignment,
+    TaskPage,
     TaskRequest,
+    TaskSummary,
     Validation,
     WorkflowAccepted,
     WorkflowChange,
+    WorkflowPage,
     WorkflowRequest,
     WorkflowStatus,
-    WorkflowSummary,
     WorkflowTask,
 )
 
@@ -116,6 +119,68 @@ class HiveClient:
         params = {"after_seq": after_seq}
         return await self._call("GET", f"{API}/tasks/{_segment(task_id)}", Task, params=params)
 
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        agent_id: str | None = None,
+        workflow_id: str | None = None,
+        priority: str | None = None,
+        submitted_after: float | None = None,
+        submitted_before: float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        after_seq: int | None = None,
+    ) -> TaskPage:
+        """One page of tasks of any age, newest submission first; pass ``next_cursor`` as `cursor`."""
+        params = {
+            "status": status,
+            "task_type": task_type,
+            "agent_id": agent_id,
+            "workflow_id": workflow_id,
+            "priority": priority,
+            "submitted_after": submitted_after,
+            "submitted_before": submitted_before,
+            "limit": limit,
+            "cursor": cursor,
+            "after_seq": after_seq,
+        }
+        return await self._call("GET", f"{API}/tasks", TaskPage, params=params)
+
+    async def iter_tasks(self, **filters: Any) -> AsyncIterator[TaskSummary]:
+        """Every task the filters of ``list_tasks`` match, page after page (each task once)."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_tasks(**filters, cursor=cursor)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+            filters.pop("after_seq", None)
+
+    async def events(
+        self,
+        *,
+        aggregate: str | None = None,
+        aggregate_id: str | None = None,
+        type: str | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> EventPage:
+        """The log as a timeline (what ``hive replay`` prints): one aggregate, id or type, in order."""
+        params = {
+            "aggregate": aggregate,
+            "id": aggregate_id,
+            "type": type,
+            "after_seq": after_seq,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return await self._call("GET", f"{API}/events", EventPage, params=params)
+
     async def cancel_task(self, task_id: str, reason: str | None = None) -> Cancelled:
         body = {"reason": reason} if reason is not None else {}
         return await self._call("POST", f"{API}/tasks/{_segment(task_id)}/cancel", Cancelled, body=body)
@@ -131,8 +196,9 @@ class HiveClient:
     async def register_agent(self, agent: AgentRegistration | Mapping[str, Any]) -> RegisteredAgent:
         return await self._call("POST", f"{API}/agents", RegisteredAgent, body=agent)
 
-    async def list_agents(self) -> list[Agent]:
-        return await self._call("GET", f"{API}/agents", list[Agent])
+    async def list_agents(self, *, status: str | None = None, capability: str | None = None) -> list[Agent]:
+        params = {"status": status, "capability": capability}
+        return await self._call("GET", f"{API}/agents", list[Agent], params=params)
 
     async def get_agent(self, agent_id: str) -> Agent:
         return await self._call("GET", f"{API}/agents/{_segment(agent_id)}", Agent)
@@ -148,10 +214,27 @@ class HiveClient:
         return await self._call("GET", path, WorkflowStatus, params={"after_seq": after_seq})
 
     async def list_workflows(
-        self, *, status: str | None = None, limit: int | None = None
-    ) -> list[WorkflowSummary]:
-        params = {"status": status, "limit": limit}
-        return await self._call("GET", f"{ORCHESTRATION}/workflows", list[WorkflowSummary], params=params)
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        submitted_after: float | None = None,
+        submitted_before: float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        after_seq: int | None = None,
+    ) -> WorkflowPage:
+        """One page of workflows of any age, most recently submitted first."""
+        params = {
+            "status": status,
+            "name": name,
+            "submitted_after": submitted_after,
+            "submitted_before": submitted_before,
+            "limit": limit,
+            "cursor": cursor,
+            "after_seq": after_seq,
+        }
+        return await self._call("GET", f"{ORCHESTRATION}/workflows", WorkflowPage, params=params)
 
     async def add_workflow_task(
         self, workflow_id: str, task: WorkflowTask | Mapping[str, Any]

@@ -239,10 +239,56 @@ class Task(Response, frozen=True):
     assignments: list[Assignment] = []
     not_before_ts: float | None = None
     schedule_id: str | None = None
+    step_id: str | None = None
+    name: str = ""
+    submitted_seq: int = 0
 
     @property
     def ended(self) -> bool:
         return self.status in TASK_ENDED
+
+
+class TaskSummary(Response, frozen=True):
+    """A task as ``list_tasks`` pages it (``get_task`` for its decisions and result)."""
+
+    task_id: str
+    status: str
+    submitted_seq: int = 0
+    task_type: str = ""
+    name: str = ""
+    priority: str = "normal"
+    attempt: int = 1
+    agent_id: str | None = None
+    workflow_id: str | None = None
+    step_id: str | None = None
+    submitted_ts: float = 0.0
+    assigned_ts: float | None = None
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    quality: float | None = None
+    failure_type: str = ""
+    queued_reason: str = ""
+
+
+class TaskPage(Response, frozen=True):
+    items: list[TaskSummary] = []
+    next_cursor: str | None = None
+    """Pass as `cursor` for the next page; None on the last."""
+
+
+class EventRecord(Response, frozen=True):
+    """One event of the log as ``events`` pages it: its sequence, subject, type, time and body."""
+
+    seq: int
+    subject: str
+    type: str
+    ts: float = 0.0
+    event: dict[str, Any] = {}
+
+
+class EventPage(Response, frozen=True):
+    items: list[EventRecord] = []
+    next_cursor: str | None = None
 
 
 class Cancelled(Response, frozen=True):
@@ -358,6 +404,13 @@ class WorkflowSummary(Response, frozen=True):
     submitted_ts: float = 0.0
     started_ts: float | None = None
     finished_ts: float | None = None
+    template: str = "custom"
+    submitted_seq: int = 0
+
+
+class WorkflowPage(Response, frozen=True):
+    items: list[WorkflowSummary] = []
+    next_cursor: str | None = None
 
 
 class WorkflowChange(Response, frozen=True):

@@ -129,6 +129,12 @@ class WorkflowsState(msgspec.Struct, kw_only=True):
     max_finished: int = 10_000
 
 
+def percent_done(workflow: WorkflowView) -> float:
+    """Share of the workflow's tasks that have ended, in percent (an empty one is done)."""
+    steps = workflow.steps
+    return round(100.0 * sum(step.done for step in steps.values()) / len(steps), 1) if steps else 100.0
+
+
 def new_workflows() -> WorkflowsState:
     return WorkflowsState()
 

@@ -110,6 +110,11 @@ async def test_every_endpoint_answers_through_its_typed_method(settings: Setting
         done = await hive.wait_for_task("task-123", timeout=30)
         assert done.status == "completed" and done.quality == 0.95 and done.assignments
         assert (await hive.get_task("task-123", after_seq=assigned.seq)).agent_id in ("dev-0", "dev-1")
+        page = await hive.list_tasks(status="completed", limit=10)
+        assert [t.task_id for t in page.items] == ["task-123"] and page.next_cursor is None
+        assert [t.task_id async for t in hive.iter_tasks(task_type="code_review")] == ["task-123"]
+        timeline = await hive.events(aggregate="task", aggregate_id="task-123")
+        assert timeline.items[0].type == "task.submitted" and timeline.items[-1].type == "task.completed"
 
         # workflow_engine.execute_enhanced_workflow(workflow) in the document
         accepted = await hive.execute_workflow(
@@ -139,7 +144,7 @@ async def test_every_endpoint_answers_through_its_typed_method(settings: Setting
         finished = await hive.wait_for_workflow("code-improvement-workflow", timeout=30)
         assert finished.status == "completed" and finished.progress.completed == 2
         listed = await hive.list_workflows(status="completed")
-        assert [w.workflow_id for w in listed] == ["code-improvement-workflow"]
+        assert [w.workflow_id for w in listed.items] == ["code-improvement-workflow"]
 
         # A workflow that cannot run (nobody offers its type): add, cancel a task, cancel it.
         await hive.execute_workflow(
@@ -302,6 +307,11 @@ PAIRS: list[tuple[type[msgspec.Struct], type[msgspec.Struct]]] = [
     (client.WorkflowTaskStatus, workflow_schemas.WorkflowTaskOut),
     (client.WorkflowProgress, workflow_schemas.WorkflowProgress),
     (client.WorkflowSummary, workflow_schemas.WorkflowSummary),
+    (client.WorkflowPage, workflow_schemas.WorkflowPage),
+    (client.TaskSummary, schemas.TaskSummary),
+    (client.TaskPage, schemas.TaskPage),
+    (client.EventRecord, schemas.EventOut),
+    (client.EventPage, schemas.EventPage),
     (client.WorkflowChange, workflow_schemas.WorkflowChange),
     (client.FailureEvent, recovery_schemas.FailureHandleRequest),
     (client.FailureHandled, recovery_schemas.FailureHandleResponse),

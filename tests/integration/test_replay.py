@@ -48,14 +48,16 @@ def hive(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_the_timeline_of_one_task_is_its_story_in_order(
+async def test_the_timeline_of_one_task_is_its_whole_story_in_order_its_assignment_included(
     settings: Settings, bus: EventBus, event_log: EventLog
 ) -> None:
     await busy_log(settings, bus, event_log)
-    story = [
-        r.event.type_name() async for r in timeline(bus, TimelineFilter(aggregate="task", aggregate_id="t2"))
-    ]
-    assert story == ["task.submitted", "task.started", "task.completed"]
+    read = [r async for r in timeline(bus, TimelineFilter(aggregate="task", aggregate_id="t2"))]
+    story = [r.event.type_name() for r in read]
+    assert story == ["task.submitted", "agent.task_assigned", "task.started", "task.completed"]
+    assert [r.seq for r in read] == sorted(r.seq for r in read)
+    held_by = read[1].event.agent_id  # type: ignore[union-attr]
+    assert read[1].subject == f"hive.evt.agent.{held_by}.task_assigned.t2"
     completed = [
         r async for r in timeline(bus, TimelineFilter(aggregate="task", types=frozenset({"completed"})))
     ]
@@ -64,7 +66,9 @@ async def test_the_timeline_of_one_task_is_its_story_in_order(
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["event"]["type"] for line in lines] == story
-    assert all(line["subject"].startswith("hive.evt.task.t2.") for line in lines)
+    assert all(
+        line["subject"].startswith("hive.evt.task.t2.") or line["subject"].endswith(".t2") for line in lines
+    )
 
 
 async def test_the_fleet_can_be_seen_as_it_was_at_any_sequence(

@@ -156,15 +156,14 @@ async def test_status_shows_each_task_progress_critical_path_and_estimated_finis
         gate.open.set()
         await event_log.wait_for(finished("w"))
         done = (await h.http.get(workflow_url("w"), params={"after_seq": max(event_log.seqs)})).json()
-        listed = (await h.http.get("/api/v1/orchestration/workflows")).json()
+        listed = (await h.http.get("/api/v1/orchestration/workflows")).json()["items"]
         assert [(w["workflow_id"], w["status"], w["percent"]) for w in listed] == [("w", "completed", 100.0)]
-        assert (
-            await h.http.get("/api/v1/orchestration/workflows", params={"status": "running"})
-        ).json() == []
+        running_now = await h.http.get("/api/v1/orchestration/workflows", params={"status": "running"})
+        assert running_now.json()["items"] == []
         bad = await h.http.get("/api/v1/orchestration/workflows", params={"status": "asleep"})
         assert bad.status_code == 400 and bad.json()["error"]["field"] == "status"
         assert 'hive_workflows{status="completed"} 1.0' in (await h.http.get("/metrics")).text
-        h.gateway.view.state.workflows.workflows.pop("w")  # forgotten: answered from the log
+        h.gateway.view.state.workflows.workflows.pop("w")  # forgotten: answered from the query model
         folded = (await h.http.get(workflow_url("w"))).json()
         await agent.stop()
     states = {t["task_id"]: t for t in status["tasks"]}

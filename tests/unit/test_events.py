@@ -20,6 +20,7 @@ from shared.events import (
     ScheduledTask,
     ScheduledWorkflow,
     TaskAssigned,
+    TaskCancelRequested,
     TaskCompleted,
     TaskSubmitted,
     WorkflowStep,
@@ -31,7 +32,7 @@ from shared.events import (
     free_form_fields,
 )
 from shared.nesting import MAX_NESTING
-from shared.recorded import Undecodable, decode_recorded
+from shared.recorded import Recorded, Undecodable, decode_recorded
 
 ids = st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True)
 
@@ -56,10 +57,27 @@ def test_task_submitted_round_trips_and_lands_on_its_subject(
     assert event.subject == f"hive.evt.task.{task_id}.submitted"
 
 
-def test_assignment_lives_on_the_agent_aggregate() -> None:
+def test_assignment_lives_on_the_agent_aggregate_and_names_its_task() -> None:
     event = TaskAssigned(agent_id="a1", task_id="t1", attempt=2)
-    assert event.subject == "hive.evt.agent.a1.task_assigned"
+    assert event.subject == "hive.evt.agent.a1.task_assigned.t1"
     assert decode_event(encode_event(event)) == event
+    notice = TaskCancelRequested(agent_id="a1", task_id="t1", attempt=2)
+    assert notice.subject == "hive.evt.agent.a1.task_cancel_requested.t1"
+
+
+def test_notices_stored_before_they_named_their_task_stay_readable_where_they_were_stored() -> None:
+    for event in (
+        TaskAssigned(agent_id="a1", task_id="t1", attempt=1),
+        TaskCancelRequested(agent_id="a1", task_id="t1", attempt=1),
+    ):
+        old = msgspec.json.decode(encode_event(event))
+        old["v"] = 1
+        five_tokens = f"hive.evt.agent.a1.{event.event_type()}"
+        read = decode_recorded(7, five_tokens, msgspec.json.encode(old))
+        assert isinstance(read, Recorded) and read.event.task_id == "t1" and read.event.v == 2
+        assert isinstance(decode_recorded(8, five_tokens, encode_event(event)), Undecodable)  # v2: six
+        elsewhere = f"hive.evt.agent.a1.{event.event_type()}.t2"
+        assert isinstance(decode_recorded(9, elsewhere, encode_event(event)), Undecodable)
 
 
 def test_agent_registered_v1_with_a_list_of_capabilities_is_upcast_to_v2() -> None:

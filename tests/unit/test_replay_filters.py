@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.events import TaskCompleted, TaskSubmitted
+from shared.events import AgentRegistered, TaskAssigned, TaskCancelRequested, TaskCompleted, TaskSubmitted
 from shared.recorded import Recorded
 from shared.replay import ReplayError, TimelineFilter, describe, parse_time
 
@@ -43,3 +43,26 @@ def test_filters_match_type_time_and_aggregate() -> None:
         Recorded(7, "hive.evt.task.t9.submitted", TaskSubmitted(task_id="t9", task_type="x", ts=0))
     )
     assert line.split()[0] == "7" and "task.submitted" in line and "t9" in line
+
+
+def test_one_tasks_story_holds_its_assignments_and_cancel_requests() -> None:
+    story = TimelineFilter(aggregate="task", aggregate_id="t1")
+    assert story.subject_filters() == [
+        "hive.evt.task.t1.>",
+        "hive.evt.agent.*.task_assigned.t1",
+        "hive.evt.agent.*.task_cancel_requested.t1",
+    ]
+    assigned = TaskAssigned(agent_id="a", task_id="t1", attempt=1)
+    assert story.matches(Recorded(3, assigned.subject, assigned))
+    other = TaskAssigned(agent_id="a", task_id="t2", attempt=1)
+    assert not story.matches(Recorded(4, other.subject, other))
+    registered = AgentRegistered(agent_id="a", capabilities={"x": 1.0})
+    assert not story.matches(Recorded(1, registered.subject, registered))
+    cancel = TaskCancelRequested(agent_id="a", task_id="t1", attempt=1)
+    only_assigned = TimelineFilter(aggregate="task", aggregate_id="t1", types=frozenset({"task_assigned"}))
+    assert only_assigned.subject_filters() == ["hive.evt.agent.*.task_assigned.t1"]
+    assert not only_assigned.matches(Recorded(5, cancel.subject, cancel))
+    assert TimelineFilter(
+        aggregate="task", aggregate_id="t1", types=frozenset({"completed"})
+    ).subject_filters() == ["hive.evt.task.t1.>"]
+    assert TimelineFilter(aggregate="agent", aggregate_id="a").subject_filters() == ["hive.evt.agent.a.>"]

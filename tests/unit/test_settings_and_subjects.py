@@ -13,8 +13,10 @@ from shared.subjects import (
     event_subject,
     events_of_type,
     heartbeat_subject,
+    notice_subject,
     parse_event_subject,
     report_subject,
+    task_history,
     type_filters,
 )
 
@@ -79,6 +81,22 @@ def test_subjects_read_from_general_to_specific() -> None:
     assert parse_event_subject("hive.evt.task.t1.completed.a1") == ("task", "t1", "completed")
     assert parse_event_subject("hive.evt.task.t1.submitted.a1") is None
     assert parse_event_subject("hive.hb.a1") is None
+
+
+def test_an_agents_notice_about_a_task_names_the_task_and_one_tasks_story_is_three_filters() -> None:
+    assert notice_subject("a1", "task_assigned", "t1") == "hive.evt.agent.a1.task_assigned.t1"
+    assert parse_event_subject("hive.evt.agent.a1.task_assigned.t1") == ("agent", "a1", "task_assigned")
+    assert parse_event_subject("hive.evt.agent.a1.registered.t1") is None
+    assert events_of_type("agent", "task_assigned") == "hive.evt.agent.*.task_assigned.*"
+    assert type_filters("agent", "task_cancel_requested") == [
+        "hive.evt.agent.*.task_cancel_requested.*",
+        "hive.evt.agent.*.task_cancel_requested",  # stored before notices named their task
+    ]
+    assert task_history("t1") == [
+        "hive.evt.task.t1.>",
+        "hive.evt.agent.*.task_assigned.t1",
+        "hive.evt.agent.*.task_cancel_requested.t1",
+    ]
 
 
 def test_an_id_that_cannot_be_a_subject_token_is_refused() -> None:

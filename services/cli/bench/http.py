@@ -40,13 +40,21 @@ class JsonClient:
 
     async def post(self, path: str, body: object) -> tuple[int, dict[str, Any]]:
         """POST `body` as JSON; returns the status and the decoded JSON answer."""
-        assert self._reader is not None and self._writer is not None
         payload = msgspec.json.encode(body)
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
         )
-        self._writer.write(head.encode() + payload)
+        status, data = await self._exchange(head.encode() + payload)
+        return status, _decoder.decode(data) if data else {}
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        """GET `path` (with its query string); returns the status and the raw answer."""
+        return await self._exchange(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
+
+    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        assert self._reader is not None and self._writer is not None
+        self._writer.write(request)
         await self._writer.drain()
         status_line = await self._reader.readline()
         parts = status_line.split()
@@ -62,5 +70,4 @@ class JsonClient:
                 length = int(value.strip())
         if length is None:
             raise HttpError("answer without Content-Length")
-        data = await self._reader.readexactly(length)
-        return int(parts[1]), _decoder.decode(data) if data else {}
+        return int(parts[1]), await self._reader.readexactly(length)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from litestar import get, post
+from typing import Any
+
+from litestar import Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromQuery, JSONBody
 
 from services.gateway.agents import AgentDesk
 from services.gateway.openapi import READ, WRITE, refusals
-from services.gateway.params import PathId
+from services.gateway.params import PathId, only_known
 from services.gateway.schemas import AgentOut, RegisterAgentRequest, RegisterAgentResponse
+from shared.domain.fleet import AgentStatus
+from shared.events import Capability
 
 Agents = NamedDependency[AgentDesk]
+LIST_AGENTS_PARAMS = frozenset({"status", "capability"})
 
 
 @post(
@@ -24,9 +29,21 @@ async def register_agent(data: JSONBody[RegisterAgentRequest], agent_desk: Agent
     return await agent_desk.register(data)
 
 
-@get("/api/v1/agents", summary="List agents with their load", responses=refusals(401))
-async def list_agents(agent_desk: Agents) -> list[AgentOut]:
-    return agent_desk.listed()
+@get(
+    "/api/v1/agents",
+    summary="List agents with their load",
+    description="By agent id. status and capability (an agent offering it, at any proficiency) narrow "
+    "the list; an unknown query parameter is refused with 400.",
+    responses=refusals(*READ),
+)
+async def list_agents(
+    request: Request[Any, Any, Any],
+    agent_desk: Agents,
+    status: FromQuery[AgentStatus | None] = None,
+    capability: FromQuery[Capability | None] = None,
+) -> list[AgentOut]:
+    only_known(request, LIST_AGENTS_PARAMS)
+    return agent_desk.listed(status, capability)
 
 
 @get("/api/v1/agents/{agent_id:str}", summary="One agent", responses=refusals(*READ, 404))

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any
 
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody
 
 from services.gateway.openapi import READ, WRITE, refusals
-from services.gateway.params import AfterSeq, PathId
+from services.gateway.params import AfterSeq, Limit, PathId, only_known, page_of
+from services.gateway.query.filters import DEFAULT_LIMIT, MAX_LIMIT, WorkflowFilter
 from services.gateway.workflow_schemas import (
     WorkflowAccepted,
     WorkflowCancelRequest,
     WorkflowChange,
     WorkflowExecuteRequest,
     WorkflowOut,
-    WorkflowSummary,
+    WorkflowPage,
     WorkflowTaskIn,
 )
-from services.gateway.workflows import WorkflowDesk
+from services.gateway.workflows import WORKFLOWS, WorkflowDesk
+from shared.domain.workflows import WorkflowStatus
 
 Workflows = NamedDependency[WorkflowDesk]
 BASE = "/api/v1/orchestration/workflow"
+LIST_WORKFLOWS_PARAMS = frozenset(
+    {"status", "name", "submitted_after", "submitted_before", "limit", "cursor", "after_seq"}
+)
 
 
 @post(
@@ -55,15 +60,28 @@ async def get_workflow(
 
 @get(
     "/api/v1/orchestration/workflows",
-    summary="Workflows kept in memory, most recently submitted first",
-    responses=refusals(*READ),
+    summary="Workflows of any age, most recently submitted first, filtered and paged",
+    description="Filters match the fields of the same name; submitted_after/submitted_before are Unix "
+    f"seconds. limit defaults to {DEFAULT_LIMIT}, at most {MAX_LIMIT}; pass next_cursor back as cursor "
+    "for the next page. An unknown query parameter is refused with 400.",
+    responses=refusals(*READ, 503),
 )
 async def list_workflows(
+    request: Request[Any, Any, Any],
     workflow_desk: Workflows,
-    status: FromQuery[Literal["waiting", "running", "completed", "failed", "cancelled"] | None] = None,
-    limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
-) -> list[WorkflowSummary]:
-    return workflow_desk.summaries(status, limit)
+    status: FromQuery[WorkflowStatus | None] = None,
+    name: FromQuery[str | None] = None,
+    submitted_after: FromQuery[float | None] = None,
+    submitted_before: FromQuery[float | None] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: FromQuery[str | None] = None,
+    after_seq: AfterSeq = None,
+) -> WorkflowPage:
+    only_known(request, LIST_WORKFLOWS_PARAMS)
+    where = WorkflowFilter(
+        status=status, name=name, submitted_after=submitted_after, submitted_before=submitted_before
+    )
+    return await workflow_desk.summaries(where, page_of(WORKFLOWS, limit, cursor), after_seq)
 
 
 @post(

@@ -1,0 +1,337 @@
+"""The query model's shell: resume from the file, catch up from the log, follow, write in batches.
+
+On start it claims this gateway's file (``files.py``), resumes from the sequence the file holds
+(or from 0 when the file is new, of an old schema, or was built from another stream), reads the
+log from there to where the gateway's projection stands, then follows that projection (a listener:
+each event is read and decoded once per gateway). Events are applied in memory (``view.py``) into
+a write buffer, written in one transaction per batch: every ``flush_events`` events, every
+``flush_interval_s``, and at once when a read waits for a sequence (``flushed_to``). Ended work
+older than ``retention_s`` is deleted every ``purge_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from services.gateway.query.files import ClaimedFile, claim
+from services.gateway.query.store import QueryStore
+from services.gateway.query.view import Changes, QueryState, apply_query, restored, rows_of
+from shared.bus import EventBus, event_msg_seq
+from shared.logging import get_logger
+from shared.natsclient import pending_after
+from shared.projection import ProjectionRunner
+from shared.recorded import Recorded, decode_recorded
+
+log = get_logger("hive.gateway.query")
+
+FLUSH_EVENTS = 2_000
+CATCH_UP_FLUSH_EVENTS = 5_000
+FLUSH_INTERVAL_S = 0.1
+WRITE_RETRY_S = 1.0
+
+
+class QueryModel:
+    def __init__(
+        self,
+        bus: EventBus,
+        projection: ProjectionRunner[Any],
+        *,
+        home: str,
+        instance: str = "",
+        retention_s: float = 0.0,
+        flush_events: int | None = None,
+        flush_interval_s: float | None = None,
+    ) -> None:
+        self.bus = bus
+        self.projection = projection
+        self.home = home
+        self.instance = instance
+        self.retention_s = retention_s
+        self.flush_events = flush_events or FLUSH_EVENTS
+        self.flush_interval_s = flush_interval_s or FLUSH_INTERVAL_S
+        self.purge_interval_s = min(60.0, max(1.0, retention_s / 10))
+        self.state = QueryState()
+        self.changes = Changes()
+        self.seq = 0
+        """Last sequence applied in memory."""
+        self.flushed = 0
+        """Last sequence the file holds (written with its rows)."""
+        self.purged_before_ts = 0.0
+        self.attached = False
+        self.caught_up = asyncio.Event()
+        self.catch_up_events = 0
+        self.catch_up_s = 0.0
+        self._claim: ClaimedFile | None = None
+        self._store: QueryStore | None = None
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiter_ids = 0
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._writing: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self.catch_up_flush_events = CATCH_UP_FLUSH_EVENTS
+
+    @property
+    def store(self) -> QueryStore:
+        if self._store is None:
+            raise RuntimeError("query model is not open")
+        return self._store
+
+    @property
+    def path(self) -> str:
+        return str(self._claim.path) if self._claim is not None else ""
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Claim the file, resume from it (or start it afresh) and restore what can still change."""
+        self._claim = claim(self.home, self.instance)
+        try:
+            self._store = await QueryStore(self._claim.path).open()
+            bounds = await self.bus.log_bounds()
+            meta = await self.store.meta()
+            seq = int(meta.get("seq") or 0)
+            reason = self.store.reset_reason
+            if seq and meta.get("stream_created") != bounds.created:
+                reason = "built from another event stream"
+            elif seq > bounds.last_seq:
+                reason = f"at sequence {seq}, beyond the end of the log ({bounds.last_seq})"
+            if seq and reason:
+                await self.store.reset()
+                seq, meta = 0, {}
+            if reason:
+                log.info("query_model_rebuilding", file=self.path, reason=reason)
+            await self.store.set_meta("stream_created", bounds.created)
+            self.seq = self.flushed = seq
+            self.purged_before_ts = float(meta.get("purged_before_ts") or 0.0)
+            self.state = restored(*await self.store.live())
+        except BaseException:
+            await self._release()
+            raise
+        log.info("query_model_opened", file=self.path, seq=seq, live_tasks=len(self.state.fleet.tasks))
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._run(), name="query-model"))
+
+    async def stop(self) -> None:
+        """Write what is applied, then let the file go (a restart resumes from there)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+        if self._store is not None and not self._closed:
+            try:
+                await self._flush()
+            except Exception:  # the file keeps its last consistent batch: the next start resumes there
+                log.exception("query_model_write_failed", file=self.path, seq=self.position)
+        self._closed = True
+        for _seq, _id, fut in self._waiters:
+            if not fut.done():
+                fut.cancel()
+        self._waiters.clear()
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+        if self._claim is not None:
+            self._claim.release()
+
+    async def _run(self) -> None:
+        await self._catch_up()
+        self._tasks.append(asyncio.create_task(self._flush_forever(), name="query-model-flush"))
+        if self.retention_s > 0:
+            self._tasks.append(asyncio.create_task(self._purge_forever(), name="query-model-purge"))
+
+    # --- catching up, then following ----------------------------------------------------------------
+
+    async def _catch_up(self) -> None:
+        """Read the log from the file's sequence to where the projection stands, then listen to it.
+
+        While a batch is written (in SQLite's thread) the next one is read and applied: at most
+        one write in flight, so memory holds at most two batches.
+        """
+        started = time.monotonic()
+        first = self.seq
+        while True:
+            target = self.projection.seq
+            if self.seq >= target:
+                self.projection.add_listener(self._on_event)  # no await since the check: no gap
+                self.attached = True
+                break
+            if (await self.bus.log_bounds()).first_seq > target:
+                self.seq = target  # what is left to read is gone from the log (STREAM_MAX_AGE_S)
+                continue
+            await self._read_up_to(target)
+        if self._writing is not None:
+            await self._writing
+            self._writing = None
+        await self._write_until_done()
+        self.catch_up_events = self.seq - first
+        self.catch_up_s = time.monotonic() - started
+        self.caught_up.set()
+        log.info(
+            "query_model_caught_up",
+            file=self.path,
+            seq=self.seq,
+            events=self.catch_up_events,
+            seconds=round(self.catch_up_s, 3),
+            events_per_s=round(self.catch_up_events / self.catch_up_s) if self.catch_up_s > 0 else None,
+        )
+
+    async def _read_up_to(self, target: int) -> None:
+        """Apply the log from the next sequence until `target` (or the end of what is stored)."""
+        stopping = asyncio.Event()
+
+        async def handle(msg: Msg) -> None:
+            seq = event_msg_seq(msg)
+            if seq <= self.seq or stopping.is_set():
+                return
+            item = decode_recorded(seq, msg.subject, msg.data)
+            if isinstance(item, Recorded):
+                self._apply(item)
+            self.seq = seq
+            if seq >= target or pending_after(msg) == 0:
+                stopping.set()
+            elif self.changes.events >= self.catch_up_flush_events:
+                await self._write_behind()
+
+        await self.bus.follow_raw(handle, stopping, start_seq=self.seq + 1, label="query model catch-up")
+
+    async def _write_behind(self) -> None:
+        """Start writing the buffer once the write before it is done (retried until it succeeds:
+        the model must not skip a batch)."""
+        if self._writing is not None:
+            await self._writing
+        self._writing = asyncio.create_task(self._write_until_done()) if self.changes.events else None
+
+    async def _write_until_done(self) -> None:
+        while True:
+            try:
+                await self._flush()
+                return
+            except Exception:
+                log.exception("query_model_write_failed", file=self.path, seq=self.position)
+                await asyncio.sleep(WRITE_RETRY_S)
+
+    def _apply(self, recorded: Recorded) -> None:
+        try:
+            apply_query(self.state, self.changes, recorded)
+        except Exception:
+            log.exception("query_model_apply_failed", seq=recorded.seq, subject=recorded.subject)
+
+    def _on_event(self, recorded: Recorded) -> None:
+        """Listener on the gateway's projection: apply, and ask for a write when one is due."""
+        if self._closed or recorded.seq <= self.seq:
+            return
+        self._apply(recorded)
+        self.seq = recorded.seq
+        if self.changes.events >= self.flush_events or (self._waiters and self._waiters[0][0] <= self.seq):
+            self._kick.set()
+
+    @property
+    def position(self) -> int:
+        """The sequence the memory reflects: with the projection's, messages it could not decode too."""
+        return max(self.seq, self.projection.seq) if self.attached else self.seq
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.flush_interval_s)
+            self._kick.clear()
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("query_model_write_failed", file=self.path, seq=self.position)
+                await asyncio.sleep(WRITE_RETRY_S)
+
+    async def _flush(self) -> None:
+        """Write the buffer with the sequence it reflects, in one transaction; on failure the buffer
+        is kept (merged with what came meanwhile), so nothing is skipped. Writes happen one at a
+        time, in order: the file's sequence never goes back."""
+        async with self._flush_lock:
+            position = self.position
+            if position <= self.flushed and not self.changes.events:
+                return
+            changes, self.changes = self.changes, Changes()
+            rows = rows_of(changes, position)  # encoded now: the objects change with the next events
+            try:
+                await self.store.write(rows)
+            except BaseException:
+                self.changes = _merged(changes, self.changes)
+                raise
+            self.flushed = max(self.flushed, position)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self.flushed:
+            _seq, _id, fut = heapq.heappop(waiters)
+            if not fut.done():
+                fut.set_result(None)
+
+    async def flushed_to(self, seq: int, timeout: float) -> None:
+        """Return once the file holds everything up to `seq` (writing what is applied at once)."""
+        if self.flushed >= seq:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter_ids += 1
+        heapq.heappush(self._waiters, (seq, self._waiter_ids, fut))
+        if self.attached and self.position >= seq:
+            self._kick.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        finally:
+            if not fut.done():
+                fut.cancel()
+
+    # --- retention ----------------------------------------------------------------------------------
+
+    async def _purge_forever(self) -> None:
+        while True:
+            try:
+                await self.purge(time.time())
+            except Exception:
+                log.exception("query_model_purge_failed", file=self.path)
+            await asyncio.sleep(self.purge_interval_s)
+
+    async def purge(self, now: float) -> tuple[int, int]:
+        before = now - self.retention_s
+        tasks, workflows = await self.store.purge(before)
+        self.purged_before_ts = before
+        if tasks or workflows:
+            log.info("query_model_purged", tasks=tasks, workflows=workflows, ended_before_ts=before)
+        return tasks, workflows
+
+    # --- health -------------------------------------------------------------------------------------
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "file": self.path,
+            "seq": self.position,
+            "flushed_seq": self.flushed,
+            "catching_up": not self.attached,
+            "catch_up_events": self.catch_up_events,
+            "catch_up_s": round(self.catch_up_s, 3),
+            "live_tasks": len(self.state.fleet.tasks),
+            "retention_s": self.retention_s,
+        }
+
+
+def _merged(older: Changes, newer: Changes) -> Changes:
+    return Changes(
+        tasks={**older.tasks, **newer.tasks},
+        assignments=older.assignments + newer.assignments,
+        agents={**older.agents, **newer.agents},
+        workflows={**older.workflows, **newer.workflows},
+        events=older.events + newer.events,
+    )

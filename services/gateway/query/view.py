@@ -1,0 +1,277 @@
+"""The query model's pure part: what it keeps in memory, and which rows each event changes.
+
+The query model answers for every task, workflow and agent from SQLite. In memory it keeps only
+what can still change: the agents, the tasks that have not ended and the workflows that have not
+ended (plus a short window of ended ones, whose steps may still see a late task end). A task that
+has ended never changes again (the fleet projection ignores whatever comes after its terminal
+event), so once written it needs no memory.
+
+``apply_query`` folds an event into that state with the very apply functions of the fleet and
+workflow projections, so a row is what a fresh fold of the whole log says, and notes in
+``Changes`` which rows the event touched (noting a row too many costs one rewrite, never a wrong
+row). ``rows_of`` turns the changes into the tuples the store writes in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from shared.domain.fleet import WAITING, AgentView, AssignmentRecord, FleetState, TaskView, apply_fleet
+from shared.domain.workflows import WorkflowsState, WorkflowView, apply_workflows, percent_done
+from shared.events import AgentEvent, TaskEvent, WorkflowEvent
+from shared.recorded import Recorded
+
+ENDED_WORKFLOWS_KEPT = 200
+"""Ended workflows kept in memory: a step's task may still end just after its workflow did."""
+
+
+def _fleet() -> FleetState:
+    return FleetState(max_finished=0)
+
+
+def _workflows() -> WorkflowsState:
+    return WorkflowsState(max_finished=ENDED_WORKFLOWS_KEPT)
+
+
+class QueryState(msgspec.Struct, kw_only=True):
+    """Agents, tasks not ended and workflows not ended (ended tasks leave at once)."""
+
+    fleet: FleetState = msgspec.field(default_factory=_fleet)
+    workflows: WorkflowsState = msgspec.field(default_factory=_workflows)
+
+
+@dataclass
+class Changes:
+    """The rows touched since the last write: the write buffer (objects, encoded when written)."""
+
+    tasks: dict[int, TaskView] = field(default_factory=dict)
+    """By the sequence of the submission: a task id submitted again after its task ended (and left
+    memory) is another row, which the store refuses (the first submission wins)."""
+    assignments: list[tuple[int, str, AssignmentRecord]] = field(default_factory=list)
+    """(sequence of the task's submission, task id, the new routing decision)."""
+    agents: dict[str, AgentView] = field(default_factory=dict)
+    workflows: dict[int, WorkflowView] = field(default_factory=dict)
+    """By the sequence of the submission, as tasks."""
+    events: int = 0
+    """Events applied into this buffer."""
+
+
+def _task_id_of(event: object) -> str | None:
+    if isinstance(event, TaskEvent):
+        return event.task_id
+    found = getattr(event, "task_id", None)  # agent.task_assigned, agent.task_cancel_requested
+    return found if isinstance(found, str) else None
+
+
+def apply_query(state: QueryState, changes: Changes, recorded: Recorded) -> None:
+    """Apply one event to the state and note the rows it changed in `changes`."""
+    event = recorded.event
+    fleet = state.fleet
+    workflows = state.workflows
+    task_id = _task_id_of(event)
+    task = fleet.tasks.get(task_id) if task_id is not None else None
+    holder = task.agent_id if task is not None else None
+    decisions_before = len(task.assignments) if task is not None else 0
+    step_before = workflows.task_steps.get(task_id) if task_id is not None else None
+
+    apply_fleet(fleet, recorded)  # an ended task leaves fleet.tasks, but `task` is the same object
+    apply_workflows(workflows, recorded)
+    changes.events += 1
+
+    if task_id is not None:
+        task = task if task is not None else fleet.tasks.get(task_id)
+        if task is not None:
+            changes.tasks[task.submitted_seq] = task
+            for record in task.assignments[decisions_before:]:
+                changes.assignments.append((task.submitted_seq, task_id, record))
+            for agent_id in (holder, task.agent_id):
+                _note_agent(fleet, changes, agent_id)
+        step = step_before or workflows.task_steps.get(task_id)
+        if step is not None:
+            _note_workflow(workflows, changes, step[0])
+    if isinstance(event, AgentEvent):
+        _note_agent(fleet, changes, event.agent_id)
+    if isinstance(event, WorkflowEvent):
+        _note_workflow(workflows, changes, event.workflow_id)
+
+
+def _note_agent(fleet: FleetState, changes: Changes, agent_id: str | None) -> None:
+    agent = fleet.agents.get(agent_id) if agent_id else None
+    if agent is not None:
+        changes.agents[agent.agent_id] = agent
+
+
+def _note_workflow(workflows: WorkflowsState, changes: Changes, workflow_id: str) -> None:
+    workflow = workflows.workflows.get(workflow_id)
+    if workflow is not None:
+        changes.workflows[workflow.submitted_seq] = workflow
+
+
+# --- rows -------------------------------------------------------------------------------------------
+
+_json = msgspec.json.Encoder()
+
+TaskRow = tuple[Any, ...]
+"""task_id, seq, task_type, name, priority, status, attempt, agent_id, workflow_id, step_id,
+submitted_ts, assigned_ts, started_ts, finished_ts, quality, failure_type, queued_reason, view."""
+AssignmentRow = tuple[Any, ...]
+"""task_seq, seq, task_id, attempt, agent_id, ts, strategy, score, record."""
+AgentRow = tuple[Any, ...]
+"""agent_id, status, view."""
+WorkflowRow = tuple[Any, ...]
+"""workflow_id, seq, name, status, reason, execution_mode, optimization_goal, template, tasks,
+percent, submitted_ts, started_ts, finished_ts, view."""
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What one write stores, encoded: consistent with `seq`, whatever happens after."""
+
+    seq: int
+    tasks: list[TaskRow]
+    assignments: list[AssignmentRow]
+    agents: list[AgentRow]
+    workflows: list[WorkflowRow]
+
+
+def task_row(task: TaskView) -> TaskRow:
+    """The task's searchable columns, and the whole view but its routing decisions (kept as rows)."""
+    spec = task.spec
+    decisions = task.assignments
+    task.assignments = []
+    try:
+        view = _json.encode(task).decode()
+    finally:
+        task.assignments = decisions
+    return (
+        spec.task_id,
+        task.submitted_seq,
+        spec.task_type,
+        spec.name,
+        spec.priority,
+        task.status,
+        task.attempt,
+        task.agent_id,
+        spec.workflow_id,
+        spec.step_id,
+        task.submitted_ts,
+        task.assigned_ts,
+        task.started_ts,
+        task.finished_ts,
+        task.quality,
+        task.failure_type,
+        task.queued_reason,
+        view,
+    )
+
+
+def assignment_row(task_seq: int, task_id: str, record: AssignmentRecord) -> AssignmentRow:
+    return (
+        task_seq,
+        record.seq,
+        task_id,
+        record.attempt,
+        record.agent_id,
+        record.ts,
+        record.strategy,
+        record.score,
+        _json.encode(record).decode(),
+    )
+
+
+def agent_row(agent: AgentView) -> AgentRow:
+    return (agent.agent_id, agent.status, _json.encode(agent).decode())
+
+
+def workflow_row(workflow: WorkflowView) -> WorkflowRow:
+    return (
+        workflow.workflow_id,
+        workflow.submitted_seq,
+        workflow.name,
+        workflow.status,
+        workflow.reason,
+        workflow.execution_mode,
+        workflow.optimization_goal,
+        workflow.template,
+        len(workflow.steps),
+        percent_done(workflow),
+        workflow.submitted_ts,
+        workflow.started_ts,
+        workflow.finished_ts,
+        _json.encode(workflow).decode(),
+    )
+
+
+def rows_of(changes: Changes, seq: int) -> Rows:
+    """Encode the buffer now (the objects keep changing once the next events apply)."""
+    return Rows(
+        seq=seq,
+        tasks=[task_row(task) for task in changes.tasks.values()],
+        assignments=[assignment_row(*decision) for decision in changes.assignments],
+        agents=[agent_row(agent) for agent in changes.agents.values()],
+        workflows=[workflow_row(workflow) for workflow in changes.workflows.values()],
+    )
+
+
+# --- reading back ---------------------------------------------------------------------------------
+
+_task_decoder = msgspec.json.Decoder(TaskView)
+_record_decoder = msgspec.json.Decoder(AssignmentRecord)
+_agent_decoder = msgspec.json.Decoder(AgentView)
+_workflow_decoder = msgspec.json.Decoder(WorkflowView)
+
+
+def task_from_row(view: str, records: Sequence[str]) -> TaskView:
+    task = _task_decoder.decode(view)
+    task.assignments = [_record_decoder.decode(record) for record in records]
+    return task
+
+
+_records_decoder = msgspec.json.Decoder(list[AssignmentRecord])
+
+
+def task_from_rows(view: str, records: str) -> TaskView:
+    """The task from its row and its decisions' records joined as one JSON array (in any order:
+    SQLite does not promise the order of ``group_concat``)."""
+    task = _task_decoder.decode(view)
+    task.assignments = sorted(_records_decoder.decode(records), key=lambda record: record.seq)
+    return task
+
+
+def agent_from_row(view: str) -> AgentView:
+    return _agent_decoder.decode(view)
+
+
+def workflow_from_row(view: str) -> WorkflowView:
+    return _workflow_decoder.decode(view)
+
+
+def restored(agents: list[AgentView], tasks: list[TaskView], workflows: list[WorkflowView]) -> QueryState:
+    """The in-memory state again, from the rows of a model written at some sequence: every agent,
+    the tasks not ended (with their decisions) and the workflows not ended or recently ended."""
+    state = QueryState()
+    fleet = state.fleet
+    for agent in agents:
+        fleet.agents[agent.agent_id] = agent
+    for task in sorted(tasks, key=lambda t: t.submitted_seq):
+        fleet.tasks[task.task_id] = task
+        if task.status in WAITING:
+            fleet.queue.append(task.queue_key)
+    fleet.queue.sort()
+    kept = state.workflows
+    for workflow in sorted(workflows, key=lambda w: w.submitted_seq):
+        kept.workflows[workflow.workflow_id] = workflow
+        if workflow.done:
+            kept.finished.append(workflow.workflow_id)
+        elif workflow.status == "waiting":
+            kept.waiting.append(workflow.workflow_id)
+        else:
+            kept.running.append(workflow.workflow_id)
+        for step in workflow.steps.values():
+            if step.task_id:
+                kept.task_steps[step.task_id] = (workflow.workflow_id, step.step_id)
+    return state
