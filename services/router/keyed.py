@@ -29,7 +29,7 @@ from shared.domain.routing.admission import (
     fair_pick,
     gate,
 )
-from shared.domain.routing.keys import Limits, running_count
+from shared.domain.routing.keys import Limits, holds, running_count
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState
 
@@ -96,7 +96,7 @@ def admission(
     """What the task's keys say: go, record a hold, cancel a task, or None (wait; nothing to record)."""
     if not keyed(task):
         return Go()
-    if blocked.passes_over(task):
+    if blocked.passes_over(task) and not _admitted_before(state, task):
         return None
     verdict = gate(state.keys, state.fleet, limits, task, now)
     if isinstance(verdict, Go):
@@ -119,6 +119,11 @@ def admission(
     return None
 
 
+def _admitted_before(state: RouterState, task: TaskView) -> bool:
+    """The attempt holds its slot or took its tokens already: a closed key does not stop it."""
+    return holds(state.keys, task) or state.keys.taken.get(task.task_id) == task.attempt
+
+
 def before_assign(agent_id: str, task: TaskView, go: Go) -> ClaimKeys | None:
     """The claim to append before assigning `task` to `agent_id`, or None: assign at once."""
     if go.claim is None and go.take is None:
@@ -136,15 +141,16 @@ def fair_turn(
     limits: Limits,
     skip: Collection[str],
 ) -> TaskView:
-    """`task` (at `index` in the queue, admissible) or a later admissible task whose concurrency key
-    runs fewer, among the next ``FAIR_WINDOW`` admissible keyed tasks within one aging step of it."""
+    """`task` (at `index` in the queue, admissible) or a later admissible task, among the next
+    ``FAIR_WINDOW`` admissible keyed tasks within one aging step of it: one holding its slot
+    already (a claimed slot is not left idle), else the one whose key runs the fewest, then whose
+    key was served least recently (``fair_pick``)."""
     key = task.spec.concurrency_key
     if key is None or limits.concurrency_of(key) is None:
         return task
     fleet = state.fleet
     horizon = fleet.queue[index][0] + PRIORITY_AGING_S
-    served = state.keys.served
-    candidates = [(task, running_count(state.keys, fleet, key), served.get(key, 0))]
+    candidates = [_candidate(state, task, key)]
     seen = {key}
     for virtual, _seq, task_id in fleet.queue[index + 1 :]:
         if virtual > horizon or len(candidates) > FAIR_WINDOW:
@@ -156,7 +162,12 @@ def fair_turn(
         if other_key is None or other_key in seen or limits.concurrency_of(other_key) is None:
             continue
         seen.add(other_key)
-        verdict = gate(state.keys, fleet, limits, other, now)
-        if isinstance(verdict, Go):
-            candidates.append((other, running_count(state.keys, fleet, other_key), served.get(other_key, 0)))
+        if isinstance(gate(state.keys, fleet, limits, other, now), Go):
+            candidates.append(_candidate(state, other, other_key))
     return fair_pick(candidates)
+
+
+def _candidate(state: RouterState, task: TaskView, key: str) -> tuple[TaskView, bool, int, int]:
+    held = holds(state.keys, task)
+    running = running_count(state.keys, state.fleet, key) - (1 if held else 0)
+    return (task, held, running, state.keys.served.get(key, 0))

@@ -20,7 +20,14 @@ from shared.domain.routing.keys import (
     running_count,
 )
 from shared.domain.routing.policy import RoutingConfig
-from shared.events import AgentRegistered, ConcurrencyLimitRemoved, ConcurrencyLimitSet, limit_scope
+from shared.events import (
+    AgentRegistered,
+    ConcurrencyLimitRemoved,
+    ConcurrencyLimitSet,
+    KeySlotClaimed,
+    key_scope,
+    limit_scope,
+)
 from tests.unit.keys_world import World
 
 
@@ -217,3 +224,16 @@ def test_next_decision_with_no_limits_is_unchanged_for_keyed_tasks() -> None:
     world.submit("t0", concurrency_key="k")
     decision = next_decision(world.state, 0.0, (), RoutingConfig())
     assert isinstance(decision, Assign)
+
+
+def test_a_task_holding_its_slot_is_assigned_even_behind_a_task_its_full_key_holds_back() -> None:
+    world = World(limited("k=1")).agents(1, capacity=2)
+    world.submit("running", concurrency_key="k").drive()
+    world.submit("early", concurrency_key="k").submit("holder", concurrency_key="k").drive()
+    assert world.state.fleet.tasks["holder"].queued_reason == CONCURRENCY_LIMITED
+    world.complete("running")
+    # Another router claimed the freed slot for "holder" (its turn); "early" now waits for it.
+    world.add(KeySlotClaimed(scope=key_scope("concurrency", "k"), key="k", task_id="holder", attempt=1))
+    world.drive()
+    assert world.in_flight("k") == ["holder"]
+    assert world.state.fleet.tasks["early"].queued_reason == CONCURRENCY_LIMITED

@@ -157,9 +157,13 @@ def rate_wake(keys: KeysState, fleet: FleetState, limits: Limits, now: float) ->
     return earliest
 
 
-def fair_pick(candidates: list[tuple[TaskView, int, int]]) -> TaskView:
-    """Among admissible keyed tasks (each with its key's running count and the sequence of its
-    key's last assignment), in queue order: the one whose key runs the fewest, then whose key was
-    served least recently, then the earliest in the queue (keys take turns)."""
-    best = min(range(len(candidates)), key=lambda i: (candidates[i][1], candidates[i][2], i))
+def fair_pick(candidates: list[tuple[TaskView, bool, int, int]]) -> TaskView:
+    """Among admissible keyed tasks in queue order, each with whether it holds its slot already,
+    its key's other running tasks and the sequence of its key's last assignment: a holder first
+    (its slot is not left idle), then the key running the fewest, then the key served least
+    recently, then the earliest in the queue (keys take turns)."""
+    best = min(
+        range(len(candidates)),
+        key=lambda i: (not candidates[i][1], candidates[i][2], candidates[i][3], i),
+    )
     return candidates[best][0]
