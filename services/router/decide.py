@@ -138,7 +138,15 @@ def route_task(
             )
         return hold
     free.sort(key=lambda pair: _rank_key(state, strategy, task, pair[0], pair[1]))
-    tie = spread_ties(strategy, task, free, weights, config)
+    # Ties spread only among the agents the task's labels and affinity like as much as the leader.
+    placed = placement_preference(state, task, free[0][0])
+    alike = next(
+        (i for i, (agent, _s) in enumerate(free) if placement_preference(state, task, agent) != placed),
+        len(free),
+    )
+    head = free[:alike]
+    tie = spread_ties(strategy, task, head, weights, config)
+    free[:alike] = head
     chosen, best = free[0]
     runner_up: tuple[Scored, str] | None = None
     if len(free) > 1:

@@ -70,7 +70,14 @@ class World:
         task = self.state.fleet.tasks[decision.task_id]
         if isinstance(decision, Assign):
             self.add(
-                TaskAssigned(agent_id=decision.agent_id, task_id=task.task_id, attempt=task.attempt), ts=now
+                TaskAssigned(
+                    agent_id=decision.agent_id,
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                    rejected=decision.rejected,
+                    explanation=decision.explanation,
+                ),
+                ts=now,
             )
         elif isinstance(decision, ClaimKeys):
             if decision.claim is not None:
