@@ -71,6 +71,17 @@ class TaskRequest(Request):
     """A delayed task: no agent gets it before this time (ISO-8601 or Unix seconds)."""
     delay_seconds: float | UnsetType = UNSET
     """A delayed task: no agent gets it before this many seconds from now."""
+    concurrency_key: str | UnsetType = UNSET
+    """At most its pattern's limit of tasks with this key run at once, across the fleet."""
+    rate_limit_key: str | UnsetType = UNSET
+    units: int | UnsetType = UNSET
+    """Tokens of the rate-limit key's bucket the task takes (default 1)."""
+    affinity_key: str | UnsetType = UNSET
+    affinity: Literal["soft", "hard"] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
+    """Labels the agent must have with these values."""
+    label_rules: list[dict[str, Any]] | UnsetType = UNSET
+    """``{"label", "op", "value", "mode": "require"|"prefer", "weight"}`` each."""
 
 
 class AgentRegistration(Request):
@@ -82,6 +93,7 @@ class AgentRegistration(Request):
     persona: Persona | UnsetType = UNSET
     capacity: int | UnsetType = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
 
 
 class WorkflowTask(Request):

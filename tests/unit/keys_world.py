@@ -31,6 +31,7 @@ class World:
         self.seq = 0
         self.config = config or RoutingConfig()
         self.decisions: list[Decision] = []
+        self.log: list[AnyEvent] = []
 
     def add(self, *events: AnyEvent, ts: float | None = None) -> World:
         for event in events:
@@ -38,6 +39,7 @@ class World:
             if ts is not None:
                 event = _at(event, ts)
             apply_router(self.state, Recorded(self.seq, event.subject, event))
+            self.log.append(event)
         return self
 
     def agents(self, count: int, capacity: int = 1, **labels: str) -> World:
