@@ -325,17 +325,17 @@ def next_decision(
                 if isinstance(fair, Assign):
                     go = keyed.admission(state, turn, now, limits, keyed.Blocked())
                     if isinstance(go, Go):
-                        return keyed.before_assign(fair.agent_id, turn, go) or fair
+                        return keyed.before_assign(fair, turn, go)
         # --- end of the keys hook ---
         if settle:
             lenient = msgspec.structs.replace(task.spec, expected_quality_threshold=0.0)
             decision = route_task(state, msgspec.structs.replace(task, spec=lenient), now, config)
             if isinstance(decision, Assign):
-                return keyed.before_assign(decision.agent_id, task, admitted) or _settled(decision, task, now)
+                return keyed.before_assign(_settled(decision, task, now), task, admitted)
             continue
         decision = route_task(state, task, now, config)
         if isinstance(decision, Assign):
-            return keyed.before_assign(decision.agent_id, task, admitted) or decision
+            return keyed.before_assign(decision, task, admitted)
         if expired and decision.reason == BELOW_THRESHOLD:
             return Expire(
                 task_id=task.task_id,

@@ -12,6 +12,7 @@ same priority, the one whose key runs the fewest goes first.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -33,14 +34,18 @@ from shared.domain.routing.keys import Limits, holds, running_count
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState
 
+if TYPE_CHECKING:
+    from services.router.decide import Assign
+
 
 class ClaimKeys(msgspec.Struct, frozen=True, kw_only=True):
-    """Claim a concurrency slot and/or take rate tokens for a task attempt, before assigning it to
-    ``agent_id`` (the agent found for it; the assignment is decided again once the claim is stored)."""
+    """Claim a concurrency slot and/or take rate tokens for a task attempt, then append ``assign``
+    (decided on the same view: the claim touches no agent, so the assignment's guard still holds;
+    if it is refused, the task keeps its claim and is decided again)."""
 
     task_id: str
     attempt: int
-    agent_id: str
+    assign: Assign
     claim: ClaimSlot | None = None
     take: TakeTokens | None = None
 
@@ -124,13 +129,11 @@ def _admitted_before(state: RouterState, task: TaskView) -> bool:
     return holds(state.keys, task) or state.keys.taken.get(task.task_id) == task.attempt
 
 
-def before_assign(agent_id: str, task: TaskView, go: Go) -> ClaimKeys | None:
-    """The claim to append before assigning `task` to `agent_id`, or None: assign at once."""
+def before_assign(assign: Assign, task: TaskView, go: Go) -> Assign | ClaimKeys:
+    """The assignment, preceded by the claim its task's keys need (if any)."""
     if go.claim is None and go.take is None:
-        return None
-    return ClaimKeys(
-        task_id=task.task_id, attempt=task.attempt, agent_id=agent_id, claim=go.claim, take=go.take
-    )
+        return assign
+    return ClaimKeys(task_id=task.task_id, attempt=task.attempt, assign=assign, claim=go.claim, take=go.take)
 
 
 def fair_turn(

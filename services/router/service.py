@@ -121,6 +121,8 @@ class RouterService(Service):
         self.conflicts = 0
         self._expiry_task: asyncio.Task[None] | None = None
         self._dispatching = asyncio.Lock()
+        self._decided_seq, self._decided_ts = 0, 0.0
+        """The view's sequence and the clock the decision being appended read."""
         self._release_task: asyncio.Task[None] | None = None
         self._release_pending = False
         self._starts: list[tuple[float, str]] = []
@@ -250,6 +252,7 @@ class RouterService(Service):
         skip: set[str] = set()
         while True:
             seen, now = self.view.seq, time.time()
+            self._decided_seq, self._decided_ts = seen, now
             decision = next_decision(self.view.state, now, skip, self.config)
             if decision is None:
                 return
@@ -263,7 +266,14 @@ class RouterService(Service):
                 skip.add(decision.task_id)
             await self.view.wait_for(result.seq)
 
-    async def _append(self, decision: Decision, causation_id: str, seen: int, now: float) -> AppendResult:
+    async def _append(
+        self,
+        decision: Decision,
+        causation_id: str,
+        seen: int,
+        now: float,
+        agent_version: int | None = None,
+    ) -> AppendResult:
         task = self.view.state.fleet.tasks[decision.task_id]
         correlation = correlation_of(self.view.state.fleet, decision.task_id)
         if isinstance(decision, Assign):
@@ -292,7 +302,9 @@ class RouterService(Service):
             # the router saw the breaker open (or the agent go silent) is refused, not stored.
             result = await self.bus.append(
                 event,
-                expected=await self.view.expected_entity_version(decision.agent_id),
+                expected=agent_version
+                if agent_version is not None
+                else await self.view.expected_entity_version(decision.agent_id),
                 msg_id=assign_msg_id(decision.task_id, decision.attempt),
                 expected_filter=entity_subjects(decision.agent_id),
             )
@@ -357,6 +369,10 @@ class RouterService(Service):
             )
         if isinstance(decision, CancelForKey):
             return await self._cancel_for_key(decision, causation_id)
+        # The agent's version as the decision saw it, read before the claim's await: the assignment
+        # is appended against it, so work given to the agent meanwhile makes it a conflict.
+        agent_version = await self.view.expected_entity_version(decision.assign.agent_id)
+        seen, now = self._decided_seq, self._decided_ts
         result: AppendResult | None = None
         if decision.claim is not None:
             scope = key_scope("concurrency", decision.claim.key)
@@ -371,7 +387,7 @@ class RouterService(Service):
                     correlation_id=correlation,
                     causation_id=causation_id,
                 ),
-                expected=await self.view.expected_version("system", scope),
+                expected=await self._key_version(scope, seen),
                 msg_id=key_claim_msg_id("claim", decision.task_id, decision.attempt),
             )
             self.log.debug("key_slot_claimed", task_id=decision.task_id, key=decision.claim.key)
@@ -392,11 +408,27 @@ class RouterService(Service):
                     correlation_id=correlation,
                     causation_id=causation_id,
                 ),
-                expected=await self.view.expected_version("system", scope),
+                expected=await self._key_version(scope, seen),
                 msg_id=key_claim_msg_id("tokens", decision.task_id, decision.attempt),
             )
         assert result is not None  # a ClaimKeys claims or takes
-        return result
+        if result.duplicate:
+            return result  # claimed by another instance for this attempt: decided again, on its view
+        # The claim touched no agent: the assignment decided with it is appended at once, against
+        # the agent's sequence the decision read (refused if another router gave the agent work).
+        return await self._append(decision.assign, causation_id, seen, now, agent_version)
+
+    async def _key_version(self, scope: str, seen: int) -> int:
+        """The key's last sequence the decision saw. When the view no longer remembers it (pruned),
+        the server's, unless the server holds a claim the decision did not see: then a conflict
+        (catch up and decide again), never a claim counted against a stale view."""
+        known = self.view.version("system", scope)
+        if known is not None:
+            return known
+        latest = await self.bus.aggregate_version("system", scope)
+        if latest > seen:
+            raise ConcurrencyConflict(f"hive.evt.system.{scope}.*", seen, "the view is behind the key")
+        return latest
 
     async def _cancel_for_key(self, decision: CancelForKey, causation_id: str) -> AppendResult:
         task = self.view.state.fleet.tasks[decision.task_id]

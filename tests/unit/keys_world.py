@@ -104,6 +104,7 @@ class World:
                     ),
                     ts=now,
                 )
+            self._append(decision.assign, now)  # as the shell: the assignment follows its claim
         elif isinstance(decision, KeyHold | Hold):
             eligible = decision.eligible_ts if isinstance(decision, KeyHold) else None
             self.add(

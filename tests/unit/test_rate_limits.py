@@ -6,7 +6,6 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.decide import Assign
 from services.router.keyed import ClaimKeys, KeyHold
 from shared.domain.routing.admission import RATE_LIMITED, rate_wake
 from shared.domain.routing.keys import Bucket, Limits, RateLimit, parse_rate_limits, ready_at, tokens_at
@@ -41,7 +40,7 @@ def test_tasks_beyond_the_bucket_wait_saying_when_and_start_then() -> None:
     assert rate_wake(world.state.keys, world.state.fleet, limits, 1.0) == 5.0
     assert world.drive(now=4.9) == []
     made = world.drive(now=5.0)
-    assert [d.task_id for d in made if isinstance(d, Assign)] == ["t2"]
+    assert [d.assign.task_id for d in made if isinstance(d, ClaimKeys)] == ["t2"]
 
 
 def test_the_bucket_is_what_the_log_says_whoever_took_the_tokens() -> None:

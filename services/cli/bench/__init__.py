@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli.bench import assign, balance, reads, recovery, routing, suite, throughput, workflow
+from services.cli.bench import assign, balance, keys, reads, recovery, routing, suite, throughput, workflow
 
-KINDS = [assign, routing, workflow, recovery, throughput, balance, reads, suite]
+KINDS = [assign, routing, workflow, recovery, throughput, balance, reads, keys, suite]
 """Modules with ``add_parser(kinds)``; each adds one ``hive bench <kind>`` sub-command."""
 
 
