@@ -69,6 +69,7 @@ FailureType = Literal[
     "dependency_failure",
     "security_violation",
     "system_overload",
+    "agent_stalled",
 ]
 Severity = Literal["info", "low", "medium", "high", "critical"]
 RecoveryStrategy = Literal[
@@ -150,6 +151,7 @@ FailureTypeIn = Literal[
     "DEPENDENCY_FAILURE",
     "SECURITY_VIOLATION",
     "SYSTEM_OVERLOAD",
+    "AGENT_STALLED",
     "TASK_EXECUTION_ERROR",
     "COMMUNICATION_FAILURE",
 ]
@@ -249,7 +251,9 @@ class LabelRule(msgspec.Struct, frozen=True, kw_only=True):
     op: LabelOp = "eq"
     value: LabelValue | float | list[LabelValue] | None = None
     mode: LabelMode = "require"
-    weight: Annotated[float, Meta(ge=0.0, le=100.0)] = 1.0
+    weight: Annotated[float, Meta(ge=0, le=100, description="rank gained by meeting a preferred rule")] = 1.0
+    # (The description keeps this Meta apart from an equal one written with floats elsewhere:
+    # typing caches Annotated by equality, and 100 == 100.0 would make the schema import-order bound.)
 
 
 class WorkflowStep(msgspec.Struct, frozen=True, kw_only=True):
@@ -442,8 +446,27 @@ class AgentUnresponsive(AgentEvent, frozen=True, kw_only=True, tag="agent.unresp
     """task id -> attempt the agent held when it was declared unresponsive (what recovery requeues)."""
 
 
+class AgentStalled(AgentEvent, frozen=True, kw_only=True, tag="agent.stalled"):
+    """The agent beats but does not take its assignments: an assignment the log holds for its
+    session stayed unreceived, by its own heartbeats, for longer than the bound. It gets no new work
+    until its beats show it received this event (``agent.recovered``); the attempts it never
+    received are reassigned."""
+
+    session: str = ""
+    received_seq: int = 0
+    """The last inbox sequence the agent said it took (its heartbeat's ``received_seq``)."""
+    pending_seq: int = 0
+    """The assignment it had not received (the agent's last one when the wait began)."""
+    behind_since_ts: float = 0.0
+    """When recovery first saw that assignment pending (its own clock)."""
+    waited_s: float = 0.0
+    reason: str = ""
+    unreceived: dict[str, int] = {}
+    """task id -> attempt the agent holds but never received (not started): what recovery moves."""
+
+
 class AgentRecovered(AgentEvent, frozen=True, kw_only=True, tag="agent.recovered"):
-    """Heartbeats are back, or a quarantine is over: the agent may take work again."""
+    """Heartbeats are back, a quarantine is over or a stalled agent caught up: it may take work again."""
 
     session: str = ""
     reason: str = ""
@@ -1035,6 +1058,7 @@ AnyEvent: TypeAlias = (
     | AgentDraining
     | AgentDeregistered
     | AgentUnresponsive
+    | AgentStalled
     | AgentRecovered
     | AgentQuarantined
     | AgentRestartRequested

@@ -39,6 +39,7 @@ from shared.events import (
     AgentRecovered,
     AgentRegistered,
     AgentRestartRequested,
+    AgentStalled,
     AgentUnresponsive,
     BreakerClosed,
     BreakerHalfOpened,
@@ -117,6 +118,7 @@ SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
     "balancer": (TaskRequeued, TaskCancelRequested, ScaleRecommended, LoadRebalanced),
     "recovery": (
         AgentUnresponsive,
+        AgentStalled,
         AgentRecovered,
         AgentQuarantined,
         AgentRestartRequested,

@@ -74,6 +74,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     disconnect_grace_s: Annotated[float, Meta(ge=0)] = 0.5
     task_timeout_grace_s: Annotated[float, Meta(ge=0)] = 0.5
     recovery_tick_s: Annotated[float, Meta(gt=0, le=10)] = 0.1
+    stall_after_s: Annotated[float, Meta(gt=0)] = 3.0
     breaker_failure_threshold: Annotated[float, Meta(gt=0, le=1)] = 0.5
     breaker_window_size: Annotated[int, Meta(ge=1, le=100)] = 20
     breaker_window_s: Annotated[float, Meta(gt=0)] = 60.0
@@ -252,6 +253,11 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "recovery fails an attempt this long after its timeout_s (the agent reports its own first)",
     ),
     "recovery_tick_s": ("RECOVERY_TICK_S", "how often recovery checks heartbeats, timeouts and breakers"),
+    "stall_after_s": (
+        "STALL_AFTER_S",
+        "an agent that keeps beating but has not received an assignment this long after it was made "
+        "is stalled: its unreceived work moves and it gets none until it catches up (inf: never)",
+    ),
     "breaker_failure_threshold": (
         "BREAKER_FAILURE_THRESHOLD",
         "failure rate (0..1] over the window that opens an agent's circuit breaker",

@@ -34,6 +34,7 @@ export class HiveAgent {
     this.running = new Map(); // task id -> the attempt in hand
     this.stopping = false;
     this.beat = 0;
+    this.receivedSeq = 0; // stream sequence of the last inbox message taken (heartbeat's received_seq)
   }
 
   /** Connect, register under a new session, then heartbeat and take assignments. */
@@ -71,6 +72,7 @@ export class HiveAgent {
       },
     );
     const ack = await this.throughOutages(() => this.append(registration));
+    this.receivedSeq = ack.seq; // nothing of this session's inbox taken yet: it starts after this
     const info = await this.openInbox(ack.seq);
     this.assignments = await this.js.consumers
       .getConsumerFromInfo(info) // no further info request
@@ -137,6 +139,7 @@ export class HiveAgent {
       seq: ++this.beat,
       interval_s: this.heartbeatIntervalS,
       connection: info.server_id && info.client_id ? `${info.server_id}/${info.client_id}` : "",
+      received_seq: this.receivedSeq, // how far it read its inbox: recovery tells a stalled reader by it
     };
     this.nc.publish(protocol.heartbeatSubject(this.id), JSON.stringify(beat));
   }
@@ -151,6 +154,7 @@ export class HiveAgent {
       }
       if (body?.agent_id === this.id) await this.onEvent(body);
       msg.ack();
+      this.receivedSeq = Math.max(this.receivedSeq, msg.seq);
     }
   }
 

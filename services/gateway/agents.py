@@ -1,10 +1,12 @@
-"""The gateway's agent desk: register an agent (a new session each time), list agents with their load."""
+"""The gateway's agent desk: register an agent (a new session each time), list agents with their load
+(and, for a stalled agent, why)."""
 
 from __future__ import annotations
 
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
-from services.gateway.schemas import AgentOut, RegisterAgentRequest, RegisterAgentResponse
+from services.gateway.schemas import AgentOut, AgentStallOut, RegisterAgentRequest, RegisterAgentResponse
+from shared.domain.fleet import AgentStall
 from shared.events import AgentRegistered
 from shared.ids import new_id
 
@@ -57,6 +59,8 @@ class AgentDesk:
                 completed=a.completed,
                 failed=a.failed,
                 labels=a.labels,
+                last_assigned_seq=a.last_assigned_seq,
+                stall=_stall_out(a.stall),
             )
             for a in sorted(agents, key=lambda a: a.agent_id)
         ]
@@ -66,3 +70,15 @@ class AgentDesk:
         if not found:
             raise ApiError(404, "not_found", f"agent {agent_id!r} is not registered")
         return found[0]
+
+
+def _stall_out(stall: AgentStall | None) -> AgentStallOut | None:
+    if stall is None:
+        return None
+    return AgentStallOut(
+        since=stall.ts,
+        seq=stall.seq,
+        received_seq=stall.received_seq,
+        pending_seq=stall.pending_seq,
+        reason=stall.reason,
+    )

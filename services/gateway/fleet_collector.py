@@ -28,8 +28,9 @@ HELP = {
     UTILISATION: "Tasks in flight / capacity, per agent",
     ASSIGNMENT_DURATION: "Time from an attempt becoming routable to its assignment (attempts held for "
     "lack of an agent excluded), every assignment in the log",
-    RECOVERY_DURATION: "From a failure (an unresponsive agent's last heartbeat, a reported failure) until "
-    "all the work it took away runs again elsewhere or has ended, every incident in the log",
+    RECOVERY_DURATION: "From a failure (an unresponsive agent's last heartbeat, a stalled agent's "
+    "unreceived assignment first seen pending, a reported failure) until all the work it took away "
+    "runs again elsewhere or has ended, every incident in the log",
 }
 
 

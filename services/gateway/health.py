@@ -8,17 +8,28 @@ orchestration gauges by the monitor, ``monitoring.py``; the per-agent series and
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client import Gauge
 
 from services.gateway.core import GatewayCore
 from services.gateway.schemas import HealthResponse
+from services.gateway.timestamps import iso_utc
 from shared.metrics import ServiceMetrics
 
 SERVICES = ("router", "balancer", "recovery", "workflow", "gateway")
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "orchestration_engine": ("gateway", "balancer"),
+    "task_router": ("router",),
+    "recovery_manager": ("recovery",),
+    "workflow_engine": ("workflow",),
+    "persona_system": ("router",),
+}
+"""The specification's components and the services that do their work (persona matching is part of
+routing; the engine's entry point and load distribution are the gateway and the balancer)."""
 HEALTH_WINDOW_S = 1.0
-AGENT_STATUSES = ("active", "draining", "unresponsive", "quarantined", "deregistered")
+AGENT_STATUSES = ("active", "draining", "unresponsive", "stalled", "quarantined", "deregistered")
 WORKFLOW_STATUSES = ("waiting", "running", "completed", "failed", "cancelled")
 
 
@@ -49,8 +60,16 @@ class HealthDesk:
         for agent in fleet.agents.values():
             agents[agent.status] = agents.get(agent.status, 0) + 1
         connected = bus.nc.is_connected
+        states = component_states(services)
+        now = time.time()
+        started = [float(r.get("started_ts") or 0.0) for r in replies if r.get("started_ts")]
         return HealthResponse(
             status="ok" if connected and not missing else "degraded",
+            running=connected and all(state == "healthy" for state in states.values()),
+            components=states,
+            uptime_seconds=round(now - min(started), 1) if started else 0.0,
+            integration_mode=self.core.settings.integration_mode,
+            timestamp=iso_utc(now),
             nats={
                 "connected": connected,
                 "server": str(bus.nc.connected_url.netloc) if bus.nc.connected_url else None,
@@ -80,3 +99,20 @@ class HealthDesk:
         for status, count in by_status.items():
             self.workflows_gauge.labels(status).set(count)
         return self.metrics.render()
+
+
+def component_states(services: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Each component healthy when every service it needs has a ready instance, starting when one
+    has instances none of which is ready yet, missing when one has none."""
+    states: dict[str, str] = {}
+    for component, needed in COMPONENTS.items():
+        worst = "healthy"
+        for name in needed:
+            instances = services.get(name, [])
+            if not instances:
+                worst = "missing"
+                break
+            if not any(instance.get("status") == "ok" for instance in instances):
+                worst = "starting"
+        states[component] = worst
+    return states

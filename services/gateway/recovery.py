@@ -9,9 +9,17 @@ from the gateway's projection and its own heartbeat table: heartbeats are signal
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
+from services.gateway.failure_report import (
+    Outcome,
+    affected_tasks,
+    improvement_recommendations,
+    recovery_metrics,
+    system_impact,
+)
 from services.gateway.recovery_schemas import (
     BreakerOut,
     BreakerPolicyOut,
@@ -118,6 +126,7 @@ class RecoveryDesk:
     # --- failures -------------------------------------------------------------------------------
 
     async def handle_failure(self, data: FailureHandleRequest) -> FailureHandleResponse:
+        requested = time.time()
         report = reported_failure(data)
         if report.agent_id is None and report.task_id is None and report.workflow_id is None:
             raise ApiError(
@@ -148,7 +157,19 @@ class RecoveryDesk:
                 409, "conflict", f"incident {incident_id!r} was already reported", "incident_id"
             ) from None
         occurred_at = iso_utc(report.occurred_ts) if report.occurred_ts is not None else None
+        answered = time.time()
         if action is None:
+            outcome = Outcome(
+                incident_id=incident_id,
+                failure_type=report.failure_type,
+                severity=report.severity,
+                strategy=plan.strategy,
+                acted=False,
+                escalated=plan.escalated,
+                actions=len(plan.actions),
+                agent_id=report.agent_id,
+                task_ids=affected_tasks([report.task_id] if report.task_id else []),
+            )
             return FailureHandleResponse(
                 incident_id=incident_id,
                 status="reported",
@@ -161,8 +182,20 @@ class RecoveryDesk:
                 detail="recovery has not acted yet; this is the strategy it will follow",
                 seq=result.seq,
                 occurred_at=occurred_at,
-                handled_timestamp=iso_utc(time.time()),
+                handled_timestamp=iso_utc(answered),
+                **self._assessment(outcome, requested, answered, report.occurred_ts),
             )
+        outcome = Outcome(
+            incident_id=incident_id,
+            failure_type=report.failure_type,
+            severity=report.severity,
+            strategy=action.strategy,
+            acted=True,
+            escalated=action.escalated,
+            actions=len(action.actions),
+            agent_id=action.agent_id,
+            task_ids=affected_tasks(action.task_ids),
+        )
         return FailureHandleResponse(
             incident_id=incident_id,
             status="handled",
@@ -177,8 +210,23 @@ class RecoveryDesk:
             seq=result.seq,
             recovery_success=not action.escalated,
             occurred_at=occurred_at,
-            handled_timestamp=iso_utc(time.time()),
+            handled_timestamp=iso_utc(answered),
+            **self._assessment(outcome, requested, answered, report.occurred_ts),
         )
+
+    def _assessment(
+        self, outcome: Outcome, requested: float, answered: float, occurred_ts: float | None
+    ) -> dict[str, Any]:
+        """The specification's figures, reach and advice, from the fleet as this gateway sees it."""
+        state = self.core.view.state
+        breaker = state.breakers.breakers.get(outcome.agent_id) if outcome.agent_id else None
+        return {
+            "recovery_metrics": recovery_metrics(outcome, requested, answered, occurred_ts),
+            "system_impact": system_impact(outcome, state.fleet.agents, state.fleet.tasks),
+            "improvement_recommendations": improvement_recommendations(
+                outcome, breaker.times_opened if breaker is not None else 0
+            ),
+        }
 
     # --- breakers -------------------------------------------------------------------------------
 
@@ -286,9 +334,9 @@ class RecoveryDesk:
             generated_ts=now,
             heartbeat_interval_s=interval,
             method=PREDICTION_METHOD,
-            predictions=found,
+            predictions={p.agent_id: p.probability for p in found},
+            forecasts=found,
             time_horizon_minutes=time_horizon_minutes,
-            probabilities={p.agent_id: p.probability for p in found},
             high_risk_agents=[p.agent_id for p in found if p.probability > HIGH_RISK],
             prediction_timestamp=iso_utc(now),
         )

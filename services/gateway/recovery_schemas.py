@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from services.gateway.failure_report import RecoveryMetricsOut, SystemImpactOut
 from shared.domain.prediction import Prediction
 from shared.events import FailureTypeIn, Id, RecoveryStrategyIn, SeverityIn
 
@@ -62,6 +63,9 @@ class FailureHandleResponse(msgspec.Struct, kw_only=True):
     """When the failure happened, as reported (ISO-8601 UTC)."""
     handled_timestamp: str = ""
     """When this answer was given (ISO-8601 UTC)."""
+    recovery_metrics: RecoveryMetricsOut | None = None
+    system_impact: SystemImpactOut | None = None
+    improvement_recommendations: list[str] = []
 
 
 class BreakerOut(msgspec.Struct, kw_only=True):
@@ -113,12 +117,13 @@ class PredictResponse(msgspec.Struct, kw_only=True):
     generated_ts: float
     heartbeat_interval_s: float
     method: str
-    predictions: list[Prediction]
-    """Riskiest first, each with its factors."""
+    predictions: dict[str, float]
+    """agent id -> probability of failing within the horizon (the specification's map), riskiest
+    first."""
+    forecasts: list[Prediction]
+    """The same agents riskiest first, each with its status, risk band and factors."""
     time_horizon_minutes: float
     """What each probability is over."""
-    probabilities: dict[str, float]
-    """agent id -> probability (the specification's ``predictions`` map)."""
     high_risk_agents: list[str]
     """Agents whose probability is above 0.7, riskiest first."""
     prediction_timestamp: str

@@ -62,10 +62,26 @@ class RegisterAgentResponse(msgspec.Struct, kw_only=True):
     seq: int
 
 
+class AgentStallOut(msgspec.Struct, kw_only=True):
+    """Why an agent is ``stalled``: it beats, but an assignment stayed unreceived past
+    ``STALL_AFTER_S`` by its own heartbeats (``agent.stalled``)."""
+
+    since: float
+    """When it was declared stalled (Unix time)."""
+    seq: int
+    """Sequence of its ``agent.stalled``: it is back once its heartbeat says it received this far."""
+    received_seq: int
+    """The last inbox sequence its heartbeat said it had taken."""
+    pending_seq: int
+    """The assignment it had not received."""
+    reason: str
+
+
 class AgentOut(msgspec.Struct, kw_only=True):
     agent_id: str
     name: str
     status: str
+    """active, draining, unresponsive, stalled, quarantined or deregistered."""
     capabilities: dict[str, float]
     persona: Persona
     capacity: int
@@ -75,6 +91,10 @@ class AgentOut(msgspec.Struct, kw_only=True):
     completed: int
     failed: int
     labels: dict[str, str] = {}
+    last_assigned_seq: int = 0
+    """Stream sequence of its last assignment (0: none yet)."""
+    stall: AgentStallOut | None = None
+    """While stalled, the evidence; null otherwise."""
 
 
 # --- tasks ----------------------------------------------------------------------------------------
@@ -279,3 +299,13 @@ class HealthResponse(msgspec.Struct, kw_only=True):
     projection_seq: int
     agents: dict[str, int]
     tasks: dict[str, int]
+    running: bool = False
+    """Every service has an instance that is ready, and NATS is reachable."""
+    components: dict[str, str] = {}
+    """The specification's components, each ``healthy``, ``starting`` or ``missing`` from the
+    services that do its work (see ``COMPONENTS`` in ``services/gateway/health.py``)."""
+    uptime_seconds: float = 0.0
+    """Since the oldest instance now answering started."""
+    integration_mode: str = ""
+    timestamp: str = ""
+    """When this answer was given (ISO-8601 UTC)."""

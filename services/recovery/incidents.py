@@ -28,6 +28,9 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     attempts: dict[str, int] | None = None
     """The attempts in question when known up front (what a silent agent held), else found."""
+    unstarted_only: bool = False
+    """Only those still unstarted when the plan is made (what a stalled agent never received: one
+    it started meanwhile was received after all, and stays)."""
     workflow_id: str | None = None
     session: str | None = None
     """The agent session the failure was seen in (None: whichever is current)."""
@@ -103,8 +106,12 @@ def attempts_in_question(fleet: FleetState, incident: Incident) -> tuple[list[Ta
     found = []
     for task_id, attempt in sorted(wanted.items()):
         task = fleet.tasks.get(task_id)
-        if task is not None and task.attempt == attempt and task.status in IN_FLIGHT:
-            found.append(task)
+        if task is None or task.attempt != attempt or task.status not in IN_FLIGHT:
+            continue
+        if incident.unstarted_only and task.status != "assigned":
+            notes.append(f"task {task_id} was started meanwhile: left with its agent")
+            continue
+        found.append(task)
     return found, notes
 
 

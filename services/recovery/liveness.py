@@ -3,7 +3,7 @@
 Run on every recovery tick by every instance; several instances deciding the same thing is
 harmless because the shell appends against the aggregate's version with a deterministic message id.
 
-* An agent expected to be alive (active, draining, quarantined) is unresponsive after
+* An agent expected to be alive (active, draining, quarantined, stalled) is unresponsive after
   ``missed_limit`` heartbeat intervals without a beat, or ``disconnect_grace_s`` after the NATS
   connection its beats came over closed without a beat since (a killed process).
 * An unresponsive agent recovers when its beats come back.
@@ -19,7 +19,7 @@ import msgspec
 from shared.domain.fleet import AgentView, FleetState, current_attempt
 from shared.domain.heartbeats import HeartbeatTable, Liveness
 
-WATCHED = frozenset({"active", "draining", "quarantined"})
+WATCHED = frozenset({"active", "draining", "quarantined", "stalled"})
 """Agent statuses in which heartbeats are expected."""
 
 

@@ -3,12 +3,12 @@
 Two loops drive the pure decisions:
 
 * a periodic **tick** (every ``RECOVERY_TICK_S``, sooner when a disconnect advisory or an outcome
-  arrives) runs ``liveness``, timeouts, quarantine expiry and ``breaker_transition`` over this
-  instance's projection and heartbeat table; every instance ticks, and duplicates are refused by
-  the server (expected version) or de-duplicated (message ids);
+  arrives) runs ``liveness``, ``stalls``, timeouts, quarantine expiry and ``breaker_transition``
+  over this instance's projection and heartbeat table; every instance ticks, and duplicates are
+  refused by the server (expected version) or de-duplicated (message ids);
 * the **work consumer** (shared by all instances, each event handled once) settles failed
-  attempts, requeues the work of restarted or unresponsive agents and carries out the strategy of
-  every reported failure.
+  attempts, requeues the work of restarted, unresponsive or stalled agents and carries out the
+  strategy of every reported failure.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from services.recovery.liveness import (
     overdue_attempts,
     quarantines_over,
 )
+from services.recovery.stalls import MarkStalled, StallPolicy, StallWatch, agent_stalls
 from services.recovery.view import RECOVERY_VIEW
 from services.recovery.writer import RecoveryWriter
 from shared.background import cancel_and_wait
@@ -49,6 +50,7 @@ from shared.domain.performance_metrics import RecoveryTracker, track_recovery
 from shared.domain.strategies import Strategy, choose_strategy, unresponsive_severity
 from shared.events import (
     AgentRegistered,
+    AgentStalled,
     AgentUnresponsive,
     BreakerClosed,
     BreakerHalfOpened,
@@ -82,6 +84,7 @@ class RecoveryService(Service):
                     *type_filters("task", TaskAttemptFailed.event_type()),
                     events_of_type("agent", AgentRegistered.event_type()),
                     events_of_type("agent", AgentUnresponsive.event_type()),
+                    events_of_type("agent", AgentStalled.event_type()),
                     events_of_type("system", FailureReported.event_type()),
                 ],
                 handler=self.on_event,
@@ -95,7 +98,10 @@ class RecoveryService(Service):
             timeout_grace_s=settings.task_timeout_grace_s,
         )
         self.breaker_policy = breaker_policy(settings)
+        self.stall_policy = StallPolicy(after_s=settings.stall_after_s)
         self.table = HeartbeatTable(started_at=time.time())
+        self.watches: dict[str, StallWatch] = {}
+        """Assignments each agent has yet to receive, as this instance saw them (``stalls.py``)."""
         self.listener: HeartbeatListener | None = None
         self._wake = asyncio.Event()
         self._dirty: set[str] = set()
@@ -137,6 +143,7 @@ class RecoveryService(Service):
 
     async def on_started(self) -> None:
         self.table = HeartbeatTable(started_at=time.time())
+        self.watches = {}
         self.listener = HeartbeatListener(
             self.bus.nc,
             self.table,
@@ -240,6 +247,19 @@ class RecoveryService(Service):
         if not full:
             await self._breakers(now, sorted(dirty))
             return
+        for stall in agent_stalls(fleet, self.table, self.watches, now, self.stall_policy):
+            await self.writer.liveness(stall, now)
+            if isinstance(stall, MarkStalled):
+                self.detections.labels("stalled").inc()
+                self.log.warning(
+                    "agent_stalled",
+                    agent_id=stall.agent_id,
+                    reason=stall.reason,
+                    unreceived=stall.unreceived,
+                )
+            else:
+                self.detections.labels("caught_up").inc()
+                self.log.info("agent_caught_up", agent_id=stall.agent_id, reason=stall.reason)
         for change in quarantines_over(fleet, now):
             await self.writer.liveness(change, now)
             self.log.info("quarantine_over", agent_id=change.agent_id)
@@ -290,6 +310,20 @@ class RecoveryService(Service):
                 agent_id=event.agent_id,
                 detail=event.reason,
                 attempts=event.in_flight,
+            )
+            await self._handle_incident(incident, expected=0, causation_id=event.id)
+        elif isinstance(event, AgentStalled):
+            episodes = self.view.state.outcomes.agents.get(event.agent_id)
+            incident = Incident(
+                incident_id=f"stalled-{recorded.seq}",
+                failure_type="agent_stalled",
+                severity=unresponsive_severity(episodes.stalled_ts if episodes else [], event.ts),
+                ts=event.ts,
+                agent_id=event.agent_id,
+                detail=event.reason,
+                attempts=event.unreceived,
+                unstarted_only=True,
+                session=event.session,
             )
             await self._handle_incident(incident, expected=0, causation_id=event.id)
         elif isinstance(event, FailureReported):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from services.recovery.decide import GiveUp, Requeue
 from services.recovery.incidents import FailAttempt, StopWork
 from services.recovery.liveness import MarkRecovered, MarkUnresponsive, TimeOut
+from services.recovery.stalls import MarkStalled
 from services.recovery.view import RecoveryState
 from shared.bus import AppendResult, EventBus
 from shared.domain.breaker_policy import Close, Probe, Transition, Trip
@@ -29,6 +30,7 @@ from shared.events import (
     AgentQuarantined,
     AgentRecovered,
     AgentRestartRequested,
+    AgentStalled,
     AgentUnresponsive,
     BreakerClosed,
     BreakerHalfOpened,
@@ -130,10 +132,25 @@ class RecoveryWriter:
 
     # --- agents ---------------------------------------------------------------------------------
 
-    async def liveness(self, change: MarkUnresponsive | MarkRecovered, now: float) -> AppendResult:
+    async def liveness(
+        self, change: MarkUnresponsive | MarkStalled | MarkRecovered, now: float
+    ) -> AppendResult:
         expected = await self.view.expected_version("agent", change.agent_id)
-        if isinstance(change, MarkUnresponsive):
-            event: Event = AgentUnresponsive(
+        if isinstance(change, MarkStalled):
+            event: Event = AgentStalled(
+                agent_id=change.agent_id,
+                session=change.session,
+                received_seq=change.received_seq,
+                pending_seq=change.pending_seq,
+                behind_since_ts=change.behind_since_ts,
+                waited_s=change.waited_s,
+                reason=change.reason,
+                unreceived=change.unreceived,
+                ts=now,
+            )
+            kind = "stalled"
+        elif isinstance(change, MarkUnresponsive):
+            event = AgentUnresponsive(
                 agent_id=change.agent_id,
                 session=change.session,
                 last_seen_ts=change.last_seen_ts,

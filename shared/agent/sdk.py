@@ -167,7 +167,13 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._heartbeats_paused = False
+        self._reader_stop = asyncio.Event()
+        """Stops the current assignment reader (``stop``, ``pause_assignments``); each reader has
+        its own, so one resumed while the paused one still hands messages back is never doubled."""
         self._beat_seq = 0
+        self._received_seq = 0
+        """Stream sequence of the last inbox message taken (the registration's before the first):
+        every heartbeat says it, so recovery can tell an agent that stopped reading (stalled)."""
         self._idle = asyncio.Event()
         self._idle.set()
         self._registered_seq = 0
@@ -261,7 +267,12 @@ class Agent:
         self.bus = bus
         await self._register()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"hb-{self.agent_id}"))
-        self._tasks.append(asyncio.create_task(self._assignment_loop(), name=f"assign-{self.agent_id}"))
+        self._start_reading()
+
+    def _start_reading(self) -> None:
+        self._reader_stop = asyncio.Event()
+        reader = self._assignment_loop(self._reader_stop)
+        self._tasks.append(asyncio.create_task(reader, name=f"assign-{self.agent_id}"))
 
     async def serve(self) -> None:
         """Start (connection from the environment), take tasks until SIGTERM or SIGINT, then drain."""
@@ -299,6 +310,7 @@ class Agent:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, REGISTER_RETRY_MAX_S)
         self._registered_seq = registered.seq
+        self._received_seq = registered.seq
         if not self.inbox_provided:
             await open_inbox(self.bus.js, self.agent_id, registered.seq, self.capacity)
         self.log.info("agent_registered", session=self.session, capacity=self.capacity, seq=registered.seq)
@@ -344,6 +356,7 @@ class Agent:
     async def stop(self) -> None:
         """Stop at once: in-flight handlers are cancelled (their attempts will time out elsewhere)."""
         self._stopping.set()
+        self._reader_stop.set()
         for task in list(self._running.values()) + self._tasks:
             task.cancel()
         await asyncio.gather(*self._running.values(), *self._tasks, return_exceptions=True)
@@ -368,6 +381,17 @@ class Agent:
         """Stop sending heartbeats while staying alive (to simulate a hung agent in tests)."""
         self._heartbeats_paused = paused
 
+    def pause_assignments(self, paused: bool = True) -> None:
+        """Stop reading the inbox while heartbeats go on, or read it again (to simulate a stalled
+        assignment consumer in tests: a "zombie" that beats but takes no work). Messages already
+        delivered and not yet handled are handed back to the consumer, and come again on resume."""
+        if paused == self._reader_stop.is_set() or self._stopping.is_set():
+            return
+        if paused:
+            self._reader_stop.set()
+        else:
+            self._start_reading()
+
     # --- heartbeats -----------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
@@ -386,6 +410,7 @@ class Agent:
                     seq=self._beat_seq,
                     interval_s=self.heartbeat_interval_s,
                     connection=connection_key(self.bus.nc),
+                    received_seq=self._received_seq,
                 )
                 try:
                     await self.bus.nc.publish(subject, encoder.encode(beat))
@@ -403,7 +428,7 @@ class Agent:
         self.log.info("waiting_for_inbox", durable=self.durable, detail="the router opens it")
         await wait_for_inbox(self.bus.js, self.agent_id, self._registered_seq)
 
-    async def _assignment_loop(self) -> None:
+    async def _assignment_loop(self, stop: asyncio.Event) -> None:
         assert self.bus is not None
 
         def on_lost(exc: Exception) -> None:
@@ -414,12 +439,17 @@ class Agent:
                 await self._await_inbox()
             return self.durable
 
+        async def take(msg: Msg) -> None:
+            await self._on_message(msg)
+            # Handled and acknowledged: what the heartbeats now say the agent received.
+            self._received_seq = max(self._received_seq, event_msg_seq(msg))
+
         await consume_forever(
             self.bus.nc,
             EVENTS_STREAM,
             inbox,
-            self._on_message,
-            self._stopping,
+            take,
+            stop,
             on_lost=on_lost,
             batch=self.capacity + 16,
         )

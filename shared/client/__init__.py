@@ -11,6 +11,7 @@ from shared.client.errors import HiveApiError, HiveConnectionError, HiveError, H
 from shared.client.models import (
     Agent,
     AgentRegistration,
+    AgentStall,
     BreakerResetDone,
     Cancelled,
     CircuitBreaker,
@@ -51,6 +52,7 @@ from shared.events import Persona, RetryPolicy
 __all__ = [
     "Agent",
     "AgentRegistration",
+    "AgentStall",
     "BreakerResetDone",
     "Cancelled",
     "CircuitBreaker",

@@ -315,6 +315,16 @@ class RegisteredAgent(Response, frozen=True):
     seq: int = 0
 
 
+class AgentStall(Response, frozen=True):
+    """Why an agent is stalled: it beats, but left an assignment unreceived (``agent.stalled``)."""
+
+    since: float = 0.0
+    seq: int = 0
+    received_seq: int = 0
+    pending_seq: int = 0
+    reason: str = ""
+
+
 class Agent(Response, frozen=True):
     agent_id: str
     name: str = ""
@@ -327,6 +337,9 @@ class Agent(Response, frozen=True):
     assigned_total: int = 0
     completed: int = 0
     failed: int = 0
+    last_assigned_seq: int = 0
+    stall: AgentStall | None = None
+    """While ``status`` is ``stalled``: why."""
 
 
 class WorkflowAccepted(Response, frozen=True):
@@ -448,6 +461,11 @@ class FailureHandled(Response, frozen=True):
     recovery_success: bool = False
     occurred_at: str | None = None
     handled_timestamp: str = ""
+    recovery_metrics: dict[str, Any] = {}
+    """handled_in_ms, since_failure_ms, actions_taken, tasks_moved, escalated."""
+    system_impact: dict[str, Any] = {}
+    """affected_agents/tasks/workflows, capacity_lost, active_agents, fleet_capacity, fleet_load, level."""
+    improvement_recommendations: list[str] = []
 
 
 class OrchestrationMetrics(Response, frozen=True):
@@ -635,9 +653,11 @@ class Predictions(Response, frozen=True):
     generated_ts: float
     heartbeat_interval_s: float = 0.0
     method: str = ""
-    predictions: list[Prediction] = []
+    predictions: dict[str, float] = {}
+    """agent id -> probability of failing within the horizon, riskiest first."""
+    forecasts: list[Prediction] = []
+    """The same agents riskiest first, with their factors."""
     time_horizon_minutes: float = 30.0
-    probabilities: dict[str, float] = {}
     high_risk_agents: list[str] = []
     prediction_timestamp: str = ""
 
@@ -651,6 +671,12 @@ class Health(Response, frozen=True):
     projection_seq: int = 0
     agents: dict[str, int] = {}
     tasks: dict[str, int] = {}
+    running: bool = False
+    components: dict[str, str] = {}
+    """The specification's components: healthy, starting or missing."""
+    uptime_seconds: float = 0.0
+    integration_mode: str = ""
+    timestamp: str = ""
 
 
 class ErrorBody(Response, frozen=True):

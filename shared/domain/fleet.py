@@ -26,6 +26,7 @@ from shared.events import (
     AgentQuarantined,
     AgentRecovered,
     AgentRegistered,
+    AgentStalled,
     AgentUnresponsive,
     Persona,
     RejectedCandidate,
@@ -44,7 +45,7 @@ from shared.events import (
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
 
-AgentStatus = Literal["active", "draining", "unresponsive", "quarantined", "deregistered"]
+AgentStatus = Literal["active", "draining", "unresponsive", "quarantined", "deregistered", "stalled"]
 TaskStatus = Literal[
     "pending", "queued", "assigned", "running", "retrying", "completed", "failed", "cancelled"
 ]
@@ -53,13 +54,32 @@ WAITING: frozenset[str] = frozenset({"pending", "queued"})
 IN_FLIGHT: frozenset[str] = frozenset({"assigned", "running"})
 
 INFRASTRUCTURE_FAILURES: frozenset[str] = frozenset(
-    {"agent_unresponsive", "network_partition", "rebalanced", "agent_restarted", "resource_exhaustion"}
+    {
+        "agent_unresponsive",
+        "network_partition",
+        "rebalanced",
+        "agent_restarted",
+        "resource_exhaustion",
+        "agent_stalled",
+    }
 )
 """Failures that say nothing about the task: they do not use up its retry budget."""
 
 QueueKey = tuple[float, int, str]
 """(virtual time, sequence of submission, task id): priority with aging (``shared/domain/priority``),
 then the oldest, first."""
+
+
+class AgentStall(msgspec.Struct, kw_only=True):
+    """Why an agent is stalled: the evidence of its ``agent.stalled``."""
+
+    seq: int
+    """The stream sequence of the ``agent.stalled`` event: the agent has caught up once its
+    heartbeat says it received this far."""
+    ts: float
+    received_seq: int
+    pending_seq: int
+    reason: str
 
 
 class AgentView(msgspec.Struct, kw_only=True):
@@ -83,6 +103,10 @@ class AgentView(msgspec.Struct, kw_only=True):
     """As registered: what a task's ``resource_constraints`` are matched against."""
     labels: dict[str, str] = {}
     """As registered: what a task's ``labels`` and ``label_rules`` are matched against."""
+    registered_seq: int = 0
+    """Stream sequence of the current session's registration: its inbox starts after it."""
+    stall: AgentStall | None = None
+    """While ``stalled``: the evidence; None otherwise."""
 
     @property
     def load(self) -> int:
@@ -271,6 +295,8 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             agent.labels = dict(event.labels)
             agent.status = "quarantined" if agent.quarantined_until_ts > event.ts else "active"
             agent.last_change_ts = event.ts
+            agent.registered_seq = recorded.seq
+            agent.stall = None
         case AgentDraining():
             _set_status(state, event.agent_id, "draining", event.ts)
         case AgentDeregistered():
@@ -280,18 +306,35 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             if agent is not None and agent.status != "deregistered":
                 agent.status = "unresponsive"
                 agent.last_change_ts = event.ts
-        case AgentRecovered():
-            # Back from silence, or a quarantine is over; a quarantine still running goes on.
+                agent.stall = None
+        case AgentStalled():
+            # Only an active agent of the same session: the judgement was made on that state.
             agent = state.agents.get(event.agent_id)
-            if agent is not None and agent.status in ("unresponsive", "quarantined"):
+            if agent is not None and agent.status == "active" and event.session == agent.session:
+                agent.status = "stalled"
+                agent.last_change_ts = event.ts
+                agent.stall = AgentStall(
+                    seq=recorded.seq,
+                    ts=event.ts,
+                    received_seq=event.received_seq,
+                    pending_seq=event.pending_seq,
+                    reason=event.reason,
+                )
+        case AgentRecovered():
+            # Back from silence, a quarantine is over or a stalled agent caught up; a quarantine
+            # still running goes on.
+            agent = state.agents.get(event.agent_id)
+            if agent is not None and agent.status in ("unresponsive", "quarantined", "stalled"):
                 agent.status = "quarantined" if agent.quarantined_until_ts > event.ts else "active"
                 agent.last_change_ts = event.ts
+                agent.stall = None
         case AgentQuarantined():
             agent = state.agents.get(event.agent_id)
             if agent is not None and agent.status != "deregistered":
                 agent.status = "quarantined"
                 agent.quarantined_until_ts = event.until_ts
                 agent.last_change_ts = event.ts
+                agent.stall = None
         case TaskAssigned():
             task = current_attempt(state, event.task_id, event.attempt)
             agent = state.agents.get(event.agent_id)
@@ -409,6 +452,7 @@ def _set_status(state: FleetState, agent_id: str, status: AgentStatus, ts: float
     if agent is not None:
         agent.status = status
         agent.last_change_ts = ts
+        agent.stall = None
 
 
 # --- queries --------------------------------------------------------------------------------------

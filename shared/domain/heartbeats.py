@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import msgspec
 
@@ -31,6 +32,9 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """The period the agent beats at (0: unknown, the observer's own setting applies)."""
     connection: str = ""
     """``<server id>/<client id>`` of the agent's NATS connection: ties a disconnect advisory to it."""
+    received_seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Stream sequence of the last message the agent took from its inbox (its registration's before
+    the first); None: the agent does not say, and is never judged stalled."""
 
 
 class HeartbeatDecodeError(ValueError):
@@ -97,6 +101,11 @@ class Liveness:
     disconnected_at: float | None = None
     """Observer time at which the connection carrying the beats closed (None: open)."""
     disconnect_reason: str = ""
+    received_seq: int | None = None
+    """What the last beat said the agent took from its inbox (None: it does not say)."""
+    in_flight: int = 0
+    capacity: int = 1
+    """The last beat's own count of the attempts in hand, and its capacity."""
 
 
 @dataclass(frozen=True)
@@ -125,12 +134,18 @@ class HeartbeatTable:
                 last_seen=now,
                 last_ts=beat.ts,
                 interval_s=beat.interval_s,
+                received_seq=beat.received_seq,
+                in_flight=beat.in_flight,
+                capacity=beat.capacity,
             )
             return
         found.intervals.append(max(0.0, now - found.last_seen))
         found.last_seen = now
         found.last_ts = beat.ts
         found.interval_s = beat.interval_s
+        found.received_seq = beat.received_seq
+        found.in_flight = beat.in_flight
+        found.capacity = beat.capacity
         if beat.connection != found.connection:
             found.connection = beat.connection
             found.disconnected_at = None

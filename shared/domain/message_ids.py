@@ -109,7 +109,8 @@ def schedule_submit_msg_id(target_id: str) -> str:
 
 
 def liveness_msg_id(kind: str, agent_id: str, version: int) -> str:
-    """An agent found ``unresponsive`` or ``recovered``: once per state of the agent it was seen in."""
+    """An agent found ``unresponsive``, ``stalled`` or ``recovered``: once per state of the agent it
+    was seen in."""
     return f"{kind}:{agent_id}:{version}"
 
 

@@ -1,15 +1,16 @@
-"""Recent outcomes per agent: what its attempts ended in, how long they took, when it went silent.
+"""Recent outcomes per agent: what its attempts ended in, how long they took, when it went silent
+or stalled.
 
 Pure (``apply_outcomes(state, recorded)``), fed by the log: the circuit breakers' sliding window,
-the severity of an unresponsive agent and the failure prediction are all computed from it.
-Bounded: the newest ``MAX_OUTCOMES`` outcomes and ``MAX_EPISODES`` silences per agent.
+the severity of an unresponsive or stalled agent and the failure prediction are all computed from it.
+Bounded: the newest ``MAX_OUTCOMES`` outcomes and ``MAX_EPISODES`` silences (and stalls) per agent.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from shared.events import AgentUnresponsive, TaskAttemptFailed, TaskCompleted
+from shared.events import AgentStalled, AgentUnresponsive, TaskAttemptFailed, TaskCompleted
 from shared.recorded import Recorded
 
 MAX_OUTCOMES = 100
@@ -43,6 +44,8 @@ class AgentOutcomes(msgspec.Struct, kw_only=True):
     """Oldest first."""
     unresponsive_ts: list[float] = []
     """When the agent was declared unresponsive, oldest first."""
+    stalled_ts: list[float] = []
+    """When the agent was declared stalled, oldest first."""
 
 
 class OutcomesState(msgspec.Struct, kw_only=True):
@@ -63,6 +66,12 @@ def _push(record: AgentOutcomes, outcome: Outcome) -> None:
         del record.outcomes[: len(record.outcomes) - MAX_OUTCOMES]
 
 
+def _episode(episodes: list[float], ts: float) -> None:
+    episodes.append(ts)
+    if len(episodes) > MAX_EPISODES:
+        del episodes[: len(episodes) - MAX_EPISODES]
+
+
 def apply_outcomes(state: OutcomesState, recorded: Recorded) -> OutcomesState:
     """Fed only the reports its view admits (``shared/domain/fleet.py``: ``admits``): each one comes
     from the agent holding the attempt, so each is a real outcome of that agent."""
@@ -77,10 +86,9 @@ def apply_outcomes(state: OutcomesState, recorded: Recorded) -> OutcomesState:
             )
             _push(_record(state, event.agent_id), outcome)
         case AgentUnresponsive():
-            episodes = _record(state, event.agent_id).unresponsive_ts
-            episodes.append(event.ts)
-            if len(episodes) > MAX_EPISODES:
-                del episodes[: len(episodes) - MAX_EPISODES]
+            _episode(_record(state, event.agent_id).unresponsive_ts, event.ts)
+        case AgentStalled():
+            _episode(_record(state, event.agent_id).stalled_ts, event.ts)
         case _:
             pass
     return state

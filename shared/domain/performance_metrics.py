@@ -18,7 +18,8 @@ the window ending at ``now``:
 * **failure_recovery_time_ms**: p95, over the incidents settled in the window, of the time from the
   failure until every attempt it took away runs again elsewhere (``task.started`` of a later
   attempt) or has ended. For an agent declared unresponsive the failure time is its last heartbeat
-  (which overstates by up to one heartbeat interval); for a reported failure, the report.
+  (which overstates by up to one heartbeat interval); for a stalled agent, when recovery first saw
+  the assignment it never received pending; for a reported failure, the report.
 * **system_throughput_tasks_per_second**: tasks completed in the window, divided by the time from
   the first of them (or the window's start, if later) to ``now``.
 * **workflow_completion_rate**: completed / (completed + failed) among workflows that ended in the
@@ -51,6 +52,7 @@ from shared.domain.windows import (
     histogram_percentile,
 )
 from shared.events import (
+    AgentStalled,
     AgentUnresponsive,
     FailureReported,
     RecoveryActionTaken,
@@ -142,6 +144,9 @@ def track_recovery(tracker: RecoveryTracker, recorded: Recorded) -> float | None
         case AgentUnresponsive() if event.in_flight:
             seen = event.last_seen_ts if 0 < event.last_seen_ts <= event.ts else event.ts
             _open_incident(tracker, f"unresponsive:{recorded.seq}", seen, dict(event.in_flight))
+        case AgentStalled() if event.unreceived:
+            since = event.behind_since_ts if 0 < event.behind_since_ts <= event.ts else event.ts
+            _open_incident(tracker, f"stalled:{recorded.seq}", since, dict(event.unreceived))
         case FailureReported():
             tracker.reported[event.scope] = event.ts
             while len(tracker.reported) > MAX_TRACKED:

@@ -54,7 +54,8 @@ DEFINITIONS: Final[dict[str, str]] = {
     "completed at or above the task's quality threshold (infrastructure failures, cancellations and "
     "non-retryable failures not judged)",
     "failure_recovery_time_ms": "p95 of the time from a failure (an unresponsive agent's last heartbeat, "
-    "or a reported failure) until all the work it took away runs again elsewhere or has ended",
+    "a stalled agent's unreceived assignment first seen pending, or a reported failure) until all the "
+    "work it took away runs again elsewhere or has ended",
     "system_throughput_tasks_per_second": "tasks completed in the window / time from the first of them "
     "(or the window's start) to now",
     "workflow_completion_rate": "completed / (completed + failed) workflows ended in the window",

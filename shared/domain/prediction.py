@@ -152,6 +152,13 @@ def risk_of(probability: float) -> Risk:
     return "medium" if probability >= 0.2 else "low"
 
 
+FAILED_NOW: dict[str, str] = {
+    "unresponsive": "already unresponsive: its work was reassigned",
+    "stalled": "already stalled (beating, not taking its assignments): its unreceived work was reassigned",
+}
+"""Statuses in which the agent has failed already: reported at probability 1.0, and why."""
+
+
 def predict(
     agent: AgentView,
     record: AgentOutcomes | None,
@@ -168,14 +175,14 @@ def predict(
         gap_factor,
         breaker_factor(breaker),
     ]
-    if agent.status == "unresponsive":
+    if agent.status in FAILED_NOW:
         return Prediction(
             agent_id=agent.agent_id,
             status=agent.status,
             probability=1.0,
             risk="high",
             factors=factors,
-            note="already unresponsive: its work was reassigned",
+            note=FAILED_NOW[agent.status],
         )
     score = BIAS + sum(f.contribution for f in factors)
     probability = round(1.0 / (1.0 + math.exp(-score)), 4)

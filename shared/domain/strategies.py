@@ -86,6 +86,9 @@ STRATEGIES: Final[dict[str, tuple[Strategy, Strategy, Strategy, Strategy, Strate
         "emergency_shutdown",
     ),
     "system_overload": ("record_only", "load_shedding", "load_shedding", "graceful_reassignment", "escalate"),
+    # A restart request would travel through the very inbox that stalled: a flapping agent is
+    # kept out by quarantine instead.
+    "agent_stalled": ("record_only", "reassign", "reassign", "quarantine_agent", "escalate"),
 }
 """Failure type -> strategy per severity (info, low, medium, high, critical)."""
 
@@ -134,7 +137,8 @@ def choose_strategy(failure_type: FailureType, severity: Severity, asked: Strate
 
 
 def unresponsive_severity(episodes_ts: list[float], now: float) -> Severity:
-    """An agent that keeps going silent is worse than one that did once: high when it flaps."""
+    """An agent that keeps going silent (or stalling) is worse than one that did once: high when
+    it flaps (``FLAPPING_EPISODES`` episodes, this one included, within ``FLAPPING_WINDOW_S``)."""
     recent = [ts for ts in episodes_ts if now - ts <= FLAPPING_WINDOW_S]
     return "high" if len(recent) >= FLAPPING_EPISODES else "medium"
 

@@ -177,8 +177,9 @@ async def test_every_endpoint_answers_through_its_typed_method(settings: Setting
         reset = await hive.reset_circuit_breaker("dev-0", requested_by="test")
         assert (reset.agent_id, reset.status) == ("dev-0", "closed")
         predictions = await hive.predict_failures()
-        assert {p.agent_id for p in predictions.predictions} >= {"dev-0", "dev-1"}
-        assert all(0.0 <= p.probability <= 1.0 for p in predictions.predictions)
+        assert {p.agent_id for p in predictions.forecasts} >= {"dev-0", "dev-1"}
+        assert all(0.0 <= p.probability <= 1.0 for p in predictions.forecasts)
+        assert predictions.predictions == {p.agent_id: p.probability for p in predictions.forecasts}
 
         # engine.optimize_load_distribution() in the document
         optimized = await hive.optimize_load(dry_run=True)

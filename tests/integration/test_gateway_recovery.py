@@ -79,6 +79,12 @@ async def test_a_reported_failure_gets_the_strategy_of_its_type_and_severity_and
         assert body["status"] == "handled" and body["strategy"] == strategy
         assert sorted(body["task_ids"]) == ["t1", "t2"]
         assert body["escalated"] == (strategy == "escalate")
+        metrics = body["recovery_metrics"]
+        assert metrics["tasks_moved"] == 2 and metrics["actions_taken"] == len(body["actions"])
+        assert metrics["handled_in_ms"] is not None and metrics["handled_in_ms"] >= 0
+        impact = body["system_impact"]
+        assert impact["affected_agents"] == ["bad"] and sorted(impact["affected_tasks"]) == ["t1", "t2"]
+        assert impact["level"] != "none" and body["improvement_recommendations"]
         # A restarting agent may be handed a new attempt under its old session, which its new
         # session then orphans (attempt 3): either way each task runs again under a later attempt.
         await event_log.wait_for(
@@ -242,10 +248,11 @@ async def test_predictions_rank_a_failing_agent_first_and_show_their_factors(
         last = await bus.append(outcome, expected=None)
     await gateway.view.wait_for(last.seq)
     body = (await http.get(PREDICT)).json()
-    ranked = [(p["agent_id"], p["probability"]) for p in body["predictions"]]
+    ranked = [(p["agent_id"], p["probability"]) for p in body["forecasts"]]
     assert [agent for agent, _ in ranked] == ["shaky", "solid"]
     assert ranked[0][1] > 0.5 > ranked[1][1]
-    factors = {f["name"]: f for f in body["predictions"][0]["factors"]}
+    assert list(body["predictions"].items()) == ranked  # the specification's map, riskiest first
+    factors = {f["name"]: f for f in body["forecasts"][0]["factors"]}
     assert set(factors) == {
         "error_rate",
         "latency_trend",
@@ -254,8 +261,8 @@ async def test_predictions_rank_a_failing_agent_first_and_show_their_factors(
         "breaker_history",
     }
     assert factors["error_rate"]["value"] == 1.0 and "10 of its last 10" in factors["error_rate"]["detail"]
-    assert body["predictions"][0]["risk"] == "high"
-    one = (await http.get(PREDICT, params={"agent_id": "solid"})).json()["predictions"]
+    assert body["forecasts"][0]["risk"] == "high"
+    one = (await http.get(PREDICT, params={"agent_id": "solid"})).json()["forecasts"]
     assert [p["agent_id"] for p in one] == ["solid"]
     assert (await http.get(PREDICT, params={"agent_id": "ghost"})).status_code == 404
     invalid = await http.get(PREDICT, params={"agent_id": "a b"})

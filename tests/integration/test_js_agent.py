@@ -20,18 +20,22 @@ from typing import Any
 
 import msgspec
 import pytest
+from nats.aio.msg import Msg
 
 from services.recovery.service import RecoveryService
 from services.router.service import RouterService
 from shared.bus import DeadLetter, EventBus
 from shared.credentials import CredentialStore
+from shared.domain.heartbeats import Heartbeat, decode_heartbeat
 from shared.embedded import EmbeddedNats
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
     AgentRegistered,
+    AgentStalled,
     AgentUnresponsive,
     RetryPolicy,
+    TaskAssigned,
     TaskAttemptFailed,
     TaskCompleted,
     TaskFailed,
@@ -42,7 +46,7 @@ from shared.events import (
 )
 from shared.permissions import ADMIN, agent_durable, agent_user
 from shared.settings import Settings, load_settings
-from shared.subjects import DLQ_STREAM, EVENTS_STREAM, dlq_subject
+from shared.subjects import DLQ_STREAM, EVENTS_STREAM, dlq_subject, heartbeat_subject
 from tests.conftest import EventLog, running
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "js-agent"
@@ -213,6 +217,14 @@ async def test_a_javascript_agent_registers_takes_tasks_reports_and_drains(
         await admin.append(review("doomed", fail="always"), expected=0)
         for task_id, kind in (("good", TaskCompleted), ("flaky", TaskCompleted), ("doomed", TaskFailed)):
             await log.wait_for(ended(task_id, kind), timeout=20)
+        beats: asyncio.Queue[Heartbeat] = asyncio.Queue()
+
+        async def on_beat(msg: Msg) -> None:
+            await beats.put(decode_heartbeat(msg.subject, msg.data))
+
+        heard = await admin.nc.subscribe(heartbeat_subject(AGENT), cb=on_beat)
+        beat = await asyncio.wait_for(beats.get(), 10)
+        await heard.unsubscribe()
         assert await agent.drain() == 0
         await log.wait_for(lambda evs: any(isinstance(e, AgentDeregistered) for e in evs))
     [registered] = log.of_type(AgentRegistered)
@@ -236,6 +248,11 @@ async def test_a_javascript_agent_registers_takes_tasks_reports_and_drains(
     assert kinds.index(AgentDraining) < kinds.index(AgentDeregistered)
     assert log.of_type(AgentUnresponsive) == [], "its heartbeats kept it alive"
     assert "Violation" not in secured.log_path.read_text(), "it did only what its permissions allow"
+    # Its beats say it read every assignment (all were started before the beat was heard).
+    seqs = zip(log.events, log.seqs, strict=True)
+    last_assigned = max(seq for e, seq in seqs if isinstance(e, TaskAssigned))
+    assert beat.received_seq is not None and beat.received_seq >= last_assigned
+    assert log.of_type(AgentStalled) == []
 
 
 async def test_a_javascript_agent_is_fenced_after_a_takeover(

@@ -177,6 +177,8 @@ async def test_every_request_example_of_the_specification_runs_on_hive_up_out_of
         handled = reply.json()
         assert handled["failure_type"] == "agent_unresponsive" and handled["severity"] == "high"
         assert handled["strategy"] == "request_restart" and handled["occurred_at"]
+        assert {"recovery_metrics", "system_impact", "improvement_recommendations"} <= set(handled)
+        assert handled["system_impact"]["affected_agents"] == ["failed-agent-123"]
 
         await log.wait_for(completed_workflow("advanced-workflow-123"), timeout=60)
         await log.wait_for(completed_workflow("code-improvement-workflow"), timeout=60)
@@ -212,11 +214,21 @@ async def test_every_request_example_of_the_specification_runs_on_hive_up_out_of
         assert predicted.status_code == 200, predicted.text
         forecast = predicted.json()
         assert forecast["time_horizon_minutes"] == 30
-        assert set(forecast["probabilities"]) >= {"sim-0", "sim-1", "sim-2"}
-        assert all(forecast["probabilities"][agent] > 0.7 for agent in forecast["high_risk_agents"])
+        assert set(forecast["predictions"]) >= {"sim-0", "sim-1", "sim-2"}
+        assert all(forecast["predictions"][agent] > 0.7 for agent in forecast["high_risk_agents"])
         breakers = await http.get(f"{API}/circuit-breakers")
         assert breakers.status_code == 200, breakers.text
         optimized = await http.post(f"{API}/load-balancing/optimize")
         assert optimized.status_code in (200, 202), optimized.text
         health = await http.get(f"{API}/health")
         assert health.status_code == 200, health.text
+        reported = health.json()
+        assert reported["running"] is True and reported["timestamp"].endswith("Z")
+        assert set(reported["components"]) == {
+            "orchestration_engine",
+            "task_router",
+            "recovery_manager",
+            "workflow_engine",
+            "persona_system",
+        }
+        assert set(reported["components"].values()) == {"healthy"} and reported["uptime_seconds"] > 0

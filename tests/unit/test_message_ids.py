@@ -33,6 +33,7 @@ PINNED: list[tuple[Callable[..., str], tuple[object, ...], str]] = [
     ),
     (ids.liveness_msg_id, ("unresponsive", "a1", 17), "unresponsive:a1:17"),
     (ids.liveness_msg_id, ("recovered", "a1", 18), "recovered:a1:18"),
+    (ids.liveness_msg_id, ("stalled", "a1", 19), "stalled:a1:19"),
     (ids.quarantine_msg_id, ("i1",), "quarantine:i1"),
     (ids.restart_msg_id, ("i1",), "restart:i1"),
     (ids.breaker_msg_id, ("a1", 9, "opened"), "breaker:a1:9:opened"),
