@@ -254,6 +254,15 @@ class Task(Response, frozen=True):
     step_id: str | None = None
     name: str = ""
     submitted_seq: int = 0
+    eligible_ts: float | None = None
+    """While queued by a rate limit: when its key's bucket holds its units again."""
+    concurrency_key: str | None = None
+    rate_limit_key: str | None = None
+    units: int = 1
+    affinity_key: str | None = None
+    affinity: str = "soft"
+    labels: dict[str, str] = {}
+    label_rules: list[dict[str, Any]] = []
 
     @property
     def ended(self) -> bool:
@@ -340,6 +349,7 @@ class Agent(Response, frozen=True):
     last_assigned_seq: int = 0
     stall: AgentStall | None = None
     """While ``status`` is ``stalled``: why."""
+    labels: dict[str, str] = {}
 
 
 class WorkflowAccepted(Response, frozen=True):
