@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         instances = ", ".join(f"{name} x{scale.get(name, 1)}" for name in SERVICE_NAMES)
         print(
             f"Hive is up.\n  gateway  {stack.gateway_url}  (OpenAPI: {stack.gateway_url}/api/v1/schema)\n"
+            f"  dashboard {stack.gateway_url}/ui/\n"
             f"  NATS     {stack.nats_url}  (users and passwords: {stack.credentials.path};\n"
             f'           as admin: eval "$(hive auth env admin)"; your own agents: hive auth agent ID)\n'
             f"  services {instances}\n"

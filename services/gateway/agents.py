@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from services.gateway.core import GatewayCore
 from services.gateway.errors import ApiError
 from services.gateway.schemas import AgentOut, AgentStallOut, RegisterAgentRequest, RegisterAgentResponse
@@ -11,9 +13,17 @@ from shared.events import AgentRegistered
 from shared.ids import new_id
 
 
+def _never_heard(_agent_id: str) -> float | None:
+    return None
+
+
 class AgentDesk:
-    def __init__(self, core: GatewayCore) -> None:
+    """Takes the core and `heard`: when an agent's last heartbeat reached this gateway (heartbeats
+    are signals, not events: the recovery desk listens to them)."""
+
+    def __init__(self, core: GatewayCore, heard: Callable[[str], float | None] = _never_heard) -> None:
         self.core = core
+        self.heard = heard
 
     async def register(self, data: RegisterAgentRequest) -> RegisterAgentResponse:
         """A registration is a fact that cannot conflict: appended without a concurrency check."""
@@ -61,6 +71,7 @@ class AgentDesk:
                 labels=a.labels,
                 last_assigned_seq=a.last_assigned_seq,
                 stall=_stall_out(a.stall),
+                last_heartbeat_ts=self.heard(a.agent_id),
             )
             for a in sorted(agents, key=lambda a: a.agent_id)
         ]

@@ -26,10 +26,13 @@ from services.gateway.routes import (
     performance,
     recovery,
     schedules,
+    stream,
     tasks,
+    ui,
     workflows,
 )
 from services.gateway.schedules import ScheduleDesk
+from services.gateway.stream import StreamHub
 from services.gateway.tasks import TaskDesk
 from services.gateway.workflows import WorkflowDesk
 
@@ -44,6 +47,8 @@ ALL_ROUTES = [
     *performance.ROUTES,
     *schedules.ROUTES,
     *limits.ROUTES,
+    *stream.ROUTES,
+    *ui.ROUTES,
 ]
 
 
@@ -61,6 +66,7 @@ class Desks:
     monitor: MonitorDesk
     schedules: ScheduleDesk
     limits: LimitDesk
+    stream: StreamHub
 
     def dependencies(self) -> dict[str, Provide]:
         return {
@@ -74,6 +80,7 @@ class Desks:
             "monitor_desk": _provide(self.monitor),
             "schedule_desk": _provide(self.schedules),
             "limit_desk": _provide(self.limits),
+            "stream_hub": _provide(self.stream),
         }
 
 

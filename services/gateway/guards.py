@@ -9,6 +9,7 @@ the JSON decoder recurse without bound) and its presence where the handler needs
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,11 +17,15 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from services.gateway.errors import ApiError
+from services.gateway.tickets import ticket_is_valid
 from shared.nesting import MAX_NESTING, json_nests_deeper
 
-PUBLIC_PATHS = frozenset({"/api/v1/orchestration/health"})
-PUBLIC_PREFIXES = ("/api/v1/schema",)
-"""The OpenAPI description and its viewers: public, so a client can learn how to authenticate."""
+PUBLIC_PATHS = frozenset({"/api/v1/orchestration/health", "/", "/ui"})
+PUBLIC_PREFIXES = ("/api/v1/schema", "/ui/")
+"""The OpenAPI description and its viewers: public, so a client can learn how to authenticate; the
+dashboard's static files: public, the page asks for the token and sends it with every request."""
+STREAM_PATH = "/api/v1/stream"
+"""The live stream: a browser's EventSource sends no header, so it may show a ticket instead."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 Guard = Callable[[Request[Any, Any, Any]], Awaitable[Response[Any] | None]]
@@ -31,9 +36,17 @@ def is_public(path: str) -> bool:
 
 
 def check_token(request: Request[Any, Any, Any], api_token: str) -> None:
-    """401 without ``Authorization: Bearer <api_token>`` (no check when no token is configured)."""
+    """401 without ``Authorization: Bearer <api_token>`` (no check when no token is configured); the
+    live stream also opens with a valid ``?ticket=`` (``tickets.py``)."""
     if not api_token or is_public(request.url.path):
         return
+    ticket = request.query_params.get("ticket") if request.url.path == STREAM_PATH else None
+    if ticket is not None:
+        if ticket_is_valid(api_token, ticket, time.time()):
+            return
+        raise ApiError(
+            401, "unauthorized", "invalid or expired stream ticket: get one at POST /api/v1/stream/ticket"
+        )
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_token.encode()):
         raise ApiError(401, "unauthorized", "missing or invalid bearer token")

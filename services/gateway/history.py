@@ -21,6 +21,8 @@ class HistorySample(msgspec.Struct, frozen=True, kw_only=True):
     total_targets: int
     orchestration_metrics: dict[str, float | None]
     """Each figure over METRICS_WINDOW_S ending at ``ts`` (null: nothing to measure it on)."""
+    assignment_latency_p50_ms: float | None = None
+    """The median beside ``task_assignment_latency_ms`` (its target is on the p99)."""
 
 
 class MetricsHistory:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -78,6 +79,8 @@ class MonitorDesk:
         self._webhooks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
         self._ticked = asyncio.Condition()
+        self.sample_listeners: list[Callable[[HistorySample], None]] = []
+        """Called with each new history sample (the live stream)."""
         self.figure_gauges = {
             figure: (Gauge(name, doc, registry=registry), factor)
             for figure, (name, doc, factor) in FIGURE_GAUGES.items()
@@ -127,16 +130,18 @@ class MonitorDesk:
         found = self.performance.figures(None, now)
         checks = self.performance.checks(found)
         self._refresh_gauges(found, checks)
-        self.history.add(
-            HistorySample(
-                ts=now,
-                performance_score=performance_score(checks),
-                targets_met=sum(1 for check in checks if check.met),
-                targets_measured=sum(1 for check in checks if check.met is not None),
-                total_targets=len(checks),
-                orchestration_metrics={check.metric: check.measured for check in checks},
-            )
+        sample = HistorySample(
+            ts=now,
+            performance_score=performance_score(checks),
+            targets_met=sum(1 for check in checks if check.met),
+            targets_measured=sum(1 for check in checks if check.met is not None),
+            total_targets=len(checks),
+            orchestration_metrics={check.metric: check.measured for check in checks},
+            assignment_latency_p50_ms=found.assignment_latency_ms.get("p50"),
         )
+        self.history.add(sample)
+        for listener in self.sample_listeners:
+            listener(sample)
         appended = []
         if self.core.settings.enable_performance_alerts:
             appended = await self.raise_alerts(checks, found.window_s)

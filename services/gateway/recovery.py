@@ -123,6 +123,11 @@ class RecoveryDesk:
     def on_event(self, recorded: Recorded) -> None:
         self.replies.on_event(recorded)
 
+    def last_heartbeat(self, agent_id: str) -> float | None:
+        """When this gateway last heard the agent's heartbeat (Unix seconds; None: not since it started)."""
+        heard = self.table.agents.get(agent_id)
+        return heard.last_seen if heard is not None else None
+
     # --- failures -------------------------------------------------------------------------------
 
     async def handle_failure(self, data: FailureHandleRequest) -> FailureHandleResponse:

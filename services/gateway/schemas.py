@@ -95,6 +95,8 @@ class AgentOut(msgspec.Struct, kw_only=True):
     """Stream sequence of its last assignment (0: none yet)."""
     stall: AgentStallOut | None = None
     """While stalled, the evidence; null otherwise."""
+    last_heartbeat_ts: float | None = None
+    """When this gateway last heard the agent's heartbeat (Unix seconds; null: not since it started)."""
 
 
 # --- tasks ----------------------------------------------------------------------------------------

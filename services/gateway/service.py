@@ -27,6 +27,7 @@ from services.gateway.performance import PerformanceDesk
 from services.gateway.query.model import QueryModel
 from services.gateway.recovery import RecoveryDesk
 from services.gateway.schedules import ScheduleDesk
+from services.gateway.stream import StreamHub
 from services.gateway.tasks import TaskDesk
 from services.gateway.view import GATEWAY_VIEW
 from services.gateway.workflows import WorkflowDesk
@@ -66,9 +67,11 @@ class GatewayService(Service):
         self.recovery = RecoveryDesk(self.core)
         self.performance = PerformanceDesk(self.core)
         self.monitor = MonitorDesk(self.core, self.performance, self.metrics.registry, self.log)
+        self.stream = StreamHub(lambda: self.view.seq, ticket_secret=self.settings.api_token)
+        self.monitor.sample_listeners.append(self.stream.on_sample)
         self.desks = Desks(
             tasks=self.tasks,
-            agents=AgentDesk(self.core),
+            agents=AgentDesk(self.core, heard=self.recovery.last_heartbeat),
             workflows=WorkflowDesk(self.core),
             events=EventDesk(self.core),
             recovery=self.recovery,
@@ -77,9 +80,11 @@ class GatewayService(Service):
             monitor=self.monitor,
             schedules=ScheduleDesk(self.core),
             limits=LimitDesk(self.core),
+            stream=self.stream,
         )
         for desk in (self.tasks, self.recovery, self.performance):  # each waits for answers in the log
             self.view.add_listener(desk.on_event)
+        self.view.add_listener(self.stream.on_event)
         self.port = 0
         self._server: _QuietServer | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -120,6 +125,7 @@ class GatewayService(Service):
         self.log.info("gateway_listening", url=f"http://{self.settings.gateway_host}:{self.port}")
 
     async def on_stopping(self) -> None:
+        self.stream.close()  # open streams end first: the HTTP server waits for every response
         if self._server is not None and self._server_task is not None:
             self._server.should_exit = True
             await asyncio.gather(self._server_task, return_exceptions=True)

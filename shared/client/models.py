@@ -350,6 +350,8 @@ class Agent(Response, frozen=True):
     stall: AgentStall | None = None
     """While ``status`` is ``stalled``: why."""
     labels: dict[str, str] = {}
+    last_heartbeat_ts: float | None = None
+    """When the gateway last heard the agent's heartbeat (None: not since it started)."""
 
 
 class WorkflowAccepted(Response, frozen=True):
@@ -533,6 +535,7 @@ class HistorySample(Response, frozen=True):
     targets_measured: int = 0
     total_targets: int = 0
     orchestration_metrics: dict[str, float | None] = {}
+    assignment_latency_p50_ms: float | None = None
 
 
 class MetricsHistory(Response, frozen=True):
