@@ -273,6 +273,17 @@ class WorkflowStep(msgspec.Struct, frozen=True, kw_only=True):
     priority: Priority = "normal"
     profile: TaskProfile = TaskProfile()
     payload: dict[str, Any] = {}
+    concurrency_key: Key | None = None
+    """At most the limit of the key's pattern of tasks with this key run at once, across the fleet."""
+    rate_limit_key: Key | None = None
+    """The step's task takes ``units`` tokens of this key's bucket."""
+    units: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    affinity_key: Key | None = None
+    """Tasks with the same key prefer (``soft``) or must have (``hard``) the agent that last ran it."""
+    affinity: AffinityMode = "soft"
+    labels: dict[Label, LabelValue] = {}
+    """Labels an agent must have with these values (``label_rules`` for comparators and preferences)."""
+    label_rules: list[LabelRule] = []
 
 
 class ScheduledTask(msgspec.Struct, frozen=True, kw_only=True):

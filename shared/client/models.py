@@ -116,6 +116,14 @@ class WorkflowTask(Request):
     analytical_depth: float | UnsetType = UNSET
     collaboration_intensity: float | UnsetType = UNSET
     payload: dict[str, Any] | UnsetType = UNSET
+    concurrency_key: str | UnsetType = UNSET
+    """As on a task: at most its pattern's limit of tasks with this key run at once."""
+    rate_limit_key: str | UnsetType = UNSET
+    units: int | UnsetType = UNSET
+    affinity_key: str | UnsetType = UNSET
+    affinity: Literal["soft", "hard"] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
+    label_rules: list[dict[str, Any]] | UnsetType = UNSET
 
 
 class WorkflowRequest(Request):
@@ -761,3 +769,46 @@ class ScheduleChange(Response, frozen=True):
     schedule_id: str
     status: str
     seq: int = 0
+
+
+class ConcurrencyLimit(Response, frozen=True):
+    pattern: str
+    max_running: int
+    strategy: str = "queue"
+    source: str = "api"
+    """api, or environment (CONCURRENCY_LIMITS of the gateway's environment)."""
+
+
+class RateLimit(Response, frozen=True):
+    pattern: str
+    limit: int
+    period_seconds: float = 60.0
+    burst: int = 0
+    source: str = "api"
+
+
+class Limits(Response, frozen=True):
+    concurrency: list[ConcurrencyLimit] = []
+    rate: list[RateLimit] = []
+
+
+class LimitChange(Response, frozen=True):
+    pattern: str
+    kind: str
+    """concurrency or rate."""
+    status: str
+    """set or removed."""
+    seq: int = 0
+
+
+class KeyState(Response, frozen=True):
+    """What the log says a key holds now."""
+
+    key: str
+    concurrency_limit: ConcurrencyLimit | None = None
+    running: int = 0
+    holders: list[str] = []
+    waiting: int = 0
+    rate_limit: RateLimit | None = None
+    tokens: float | None = None
+    affinity_agent: str | None = None

@@ -12,9 +12,10 @@ import pytest
 
 from services.gateway.service import GatewayService
 from services.router.service import RouterService
+from services.workflow.service import WorkflowService
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus
-from shared.events import TaskAssigned
+from shared.events import TaskAssigned, TaskSubmitted
 from shared.settings import Settings
 from tests.conftest import EventLog, running
 
@@ -138,3 +139,49 @@ async def test_a_soft_affinity_key_stays_with_its_agent(
         finally:
             for agent in agents:
                 await agent.stop()
+
+
+async def test_workflow_steps_carry_labels_and_keys_to_their_tasks(
+    settings: Settings, bus: EventBus, event_log: EventLog, gateway: httpx.AsyncClient
+) -> None:
+    gpu = Agent("gpu", slow(0.01), capabilities=["x"], capacity=4, labels={"gpu": "h100"})
+    cpu = Agent("cpu", slow(0.01), capabilities=["x"], capacity=4)
+    steps = [
+        {"task_id": "a", "task_type": "x", "labels": {"gpu": "h100"}, "concurrency_key": "repo-1"},
+        {
+            "task_id": "b",
+            "task_type": "x",
+            "dependencies": ["a"],
+            "affinity_key": "repo-1",
+            "affinity": "hard",
+            "label_rules": [{"label": "gpu", "op": "exists"}],
+        },
+    ]
+    bad = {"task_id": "c", "task_type": "x", "label_rules": [{"label": "gpu", "op": "gt", "value": "big"}]}
+    refused = await gateway.post(
+        "/api/v1/orchestration/workflow/execute", json={"workflow_id": "bad", "tasks": [bad]}
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "tasks[0].label_rules[0]"
+    async with running(RouterService, settings), running(WorkflowService, settings):
+        for agent in (cpu, gpu):
+            await agent.start(bus)
+        try:
+            started = await gateway.post(
+                "/api/v1/orchestration/workflow/execute", json={"workflow_id": "labelled", "tasks": steps}
+            )
+            assert started.status_code in (200, 202), started.text
+            await event_log.wait_for(
+                lambda evs: (
+                    sum(isinstance(e, TaskAssigned) and e.task_id.startswith("labelled-") for e in evs) >= 2
+                ),
+                timeout=20,
+            )
+        finally:
+            await cpu.stop()
+            await gpu.stop()
+    submitted = {e.step_id: e for e in event_log.of_type(TaskSubmitted) if e.workflow_id == "labelled"}
+    assert submitted["a"].labels == {"gpu": "h100"} and submitted["a"].concurrency_key == "repo-1"
+    assert submitted["b"].affinity_key == "repo-1" and submitted["b"].affinity == "hard"
+    assert [rule.op for rule in submitted["b"].label_rules] == ["exists"]
+    assigned = [e.agent_id for e in event_log.of_type(TaskAssigned) if e.task_id.startswith("labelled-")]
+    assert assigned == ["gpu", "gpu"]
