@@ -11,6 +11,7 @@ and id field; a report on a task (``TaskReport``) adds the agent it speaks for:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
@@ -180,6 +181,30 @@ RecoveryStrategyIn = Literal[
 ]
 
 AlertStatus = Literal["firing", "resolved"]
+ConcurrencyStrategy = Literal["queue", "cancel_newest", "cancel_oldest"]
+"""What the router does with a task whose concurrency key is at its limit: it waits (keys take
+turns), it is cancelled, or the key's oldest running task is cancelled to make room for it."""
+AffinityMode = Literal["soft", "hard"]
+LabelOp = Literal["eq", "ne", "in", "gt", "lt", "gte", "lte", "exists"]
+LabelMode = Literal["require", "prefer"]
+Key = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\s*?\[\]]+$",
+        description="1-128 characters, no spaces or *?[]",
+    ),
+]
+"""A concurrency, rate-limit or affinity key (a repository, a customer, an API)."""
+KeyPattern = Annotated[
+    str,
+    Meta(
+        min_length=1, max_length=128, pattern=r"^\S+$", description="a key or a glob (*, ?, [...]), no spaces"
+    ),
+]
+Label = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+LabelValue = Annotated[str, Meta(max_length=200)]
 
 
 class Persona(msgspec.Struct, frozen=True, kw_only=True):
@@ -217,6 +242,20 @@ class RejectedCandidate(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
+class LabelRule(msgspec.Struct, frozen=True, kw_only=True):
+    """A condition on an agent's label: required (agents failing it are not candidates) or preferred
+    (agents meeting it rank higher by ``weight``). ``in`` takes a list; ``gt``/``lt``/``gte``/``lte``
+    compare numbers; ``exists`` needs no value (``label_rule_problem`` says what is wrong)."""
+
+    label: Label
+    op: LabelOp = "eq"
+    value: LabelValue | float | list[LabelValue] | None = None
+    mode: LabelMode = "require"
+    weight: Annotated[float, Meta(ge=0, le=100, description="rank gained by meeting a preferred rule")] = 1.0
+    # (The description keeps this Meta apart from an equal one written with floats elsewhere:
+    # typing caches Annotated by equality, and 100 == 100.0 would make the schema import-order bound.)
+
+
 class WorkflowStep(msgspec.Struct, frozen=True, kw_only=True):
     """One task of a workflow DAG, as submitted."""
 
@@ -234,6 +273,17 @@ class WorkflowStep(msgspec.Struct, frozen=True, kw_only=True):
     priority: Priority = "normal"
     profile: TaskProfile = TaskProfile()
     payload: dict[str, Any] = {}
+    concurrency_key: Key | None = None
+    """At most the limit of the key's pattern of tasks with this key run at once, across the fleet."""
+    rate_limit_key: Key | None = None
+    """The step's task takes ``units`` tokens of this key's bucket."""
+    units: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    affinity_key: Key | None = None
+    """Tasks with the same key prefer (``soft``) or must have (``hard``) the agent that last ran it."""
+    affinity: AffinityMode = "soft"
+    labels: dict[Label, LabelValue] = {}
+    """Labels an agent must have with these values (``label_rules`` for comparators and preferences)."""
+    label_rules: list[LabelRule] = []
 
 
 class ScheduledTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -255,6 +305,18 @@ class ScheduledTask(msgspec.Struct, frozen=True, kw_only=True):
     estimated_duration_s: NonNegative | None = None
     quality_wait_s: NonNegative | None = None
     resource_constraints: dict[str, str] = {}
+    concurrency_key: Key | None = None
+    """At most the limit of the key's pattern (``system.concurrency_limit_set``, CONCURRENCY_LIMITS)
+    of tasks with this key run at once, across the fleet."""
+    rate_limit_key: Key | None = None
+    """Each attempt takes ``units`` tokens of the key's bucket (``system.rate_limit_set``, RATE_LIMITS)."""
+    units: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    affinity_key: Key | None = None
+    """Tasks with the same key prefer (``soft``) or must have (``hard``) the agent that last ran it."""
+    affinity: AffinityMode = "soft"
+    labels: dict[Label, LabelValue] = {}
+    """Labels an agent must have with these values (``label_rules`` for comparators and preferences)."""
+    label_rules: list[LabelRule] = []
 
 
 class ScheduledWorkflow(msgspec.Struct, frozen=True, kw_only=True):
@@ -369,6 +431,8 @@ class AgentRegistered(AgentEvent, frozen=True, kw_only=True, tag="agent.register
     capacity: Annotated[int, Meta(ge=1, le=10_000)] = 1
     session: str = ""
     metadata: dict[str, str] = {}
+    labels: dict[Label, LabelValue] = {}
+    """What tasks' ``labels`` and ``label_rules`` are matched against."""
 
 
 class AgentDraining(AgentEvent, frozen=True, kw_only=True, tag="agent.draining"):
@@ -525,6 +589,18 @@ class TaskSubmitted(TaskEvent, frozen=True, kw_only=True, tag="task.submitted"):
     """A delayed task: no agent gets it before this time (None: at once)."""
     schedule_id: str | None = None
     """The schedule that submitted it (``system.schedule_fired`` names the slot)."""
+    concurrency_key: Key | None = None
+    """At most the limit of the key's pattern (``system.concurrency_limit_set``, CONCURRENCY_LIMITS)
+    of tasks with this key run at once, across the fleet."""
+    rate_limit_key: Key | None = None
+    """Each attempt takes ``units`` tokens of the key's bucket (``system.rate_limit_set``, RATE_LIMITS)."""
+    units: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    affinity_key: Key | None = None
+    """Tasks with the same key prefer (``soft``) or must have (``hard``) the agent that last ran it."""
+    affinity: AffinityMode = "soft"
+    labels: dict[Label, LabelValue] = {}
+    """Labels an agent must have with these values (``label_rules`` for comparators and preferences)."""
+    label_rules: list[LabelRule] = []
 
 
 class TaskQueued(TaskEvent, frozen=True, kw_only=True, tag="task.queued"):
@@ -533,6 +609,8 @@ class TaskQueued(TaskEvent, frozen=True, kw_only=True, tag="task.queued"):
     attempt: int
     reason: str
     detail: str = ""
+    eligible_ts: float | None = None
+    """The earliest time the task may start, when the router knows it (a rate limit's next tokens)."""
 
 
 class TaskReport(TaskEvent, frozen=True, kw_only=True):
@@ -639,6 +717,18 @@ class WorkflowSubmitted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.
     """Handed to the agent of each of its tasks as ``payload.context``."""
     schedule_id: str | None = None
     """The schedule that submitted it (``system.schedule_fired`` names the slot)."""
+    concurrency_key: Key | None = None
+    """At most the limit of the key's pattern (``system.concurrency_limit_set``, CONCURRENCY_LIMITS)
+    of tasks with this key run at once, across the fleet."""
+    rate_limit_key: Key | None = None
+    """Each attempt takes ``units`` tokens of the key's bucket (``system.rate_limit_set``, RATE_LIMITS)."""
+    units: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    affinity_key: Key | None = None
+    """Tasks with the same key prefer (``soft``) or must have (``hard``) the agent that last ran it."""
+    affinity: AffinityMode = "soft"
+    labels: dict[Label, LabelValue] = {}
+    """Labels an agent must have with these values (``label_rules`` for comparators and preferences)."""
+    label_rules: list[LabelRule] = []
 
 
 class WorkflowStarted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.started"):
@@ -905,6 +995,79 @@ class ScheduleSkipped(ScheduleEvent, frozen=True, kw_only=True, tag="system.sche
     reason: str = ""
 
 
+class ConcurrencyLimitSet(SystemEvent, frozen=True, kw_only=True, tag="system.concurrency_limit_set"):
+    """At most ``max_running`` tasks of each key matching ``pattern`` run at once (scope
+    ``limit_scope("concurrency", pattern)``); replaces the pattern's earlier limit and CONCURRENCY_LIMITS'."""
+
+    pattern: KeyPattern
+    max_running: Annotated[int, Meta(ge=1, le=100_000)]
+    strategy: ConcurrencyStrategy = "queue"
+
+
+class ConcurrencyLimitRemoved(SystemEvent, frozen=True, kw_only=True, tag="system.concurrency_limit_removed"):
+    pattern: KeyPattern
+
+
+class RateLimitSet(SystemEvent, frozen=True, kw_only=True, tag="system.rate_limit_set"):
+    """A token bucket per key matching ``pattern``: ``limit`` units per ``period_s``, up to ``burst``
+    (default ``limit``) at once."""
+
+    pattern: KeyPattern
+    limit: Annotated[int, Meta(ge=1, le=1_000_000)]
+    period_s: Annotated[float, Meta(gt=0, le=31_622_400)] = 60.0
+    burst: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+
+
+class RateLimitRemoved(SystemEvent, frozen=True, kw_only=True, tag="system.rate_limit_removed"):
+    pattern: KeyPattern
+
+
+class KeySlotClaimed(SystemEvent, frozen=True, kw_only=True, tag="system.key_slot_claimed"):
+    """A task attempt takes one of its concurrency key's slots before it is assigned; appended
+    against the key's last sequence (scope ``key_scope("concurrency", key)``), so racing routers
+    cannot both take the last slot. The slot is free again when the attempt ends or is requeued."""
+
+    key: Key
+    task_id: Id
+    attempt: int
+    max_running: int = 0
+    running: int = 0
+    """Slots of the key taken before this one, as the router counted them."""
+
+
+class RateTokensTaken(SystemEvent, frozen=True, kw_only=True, tag="system.rate_tokens_taken"):
+    """A task attempt takes ``units`` tokens of its rate-limit key's bucket, appended against the
+    key's last sequence (scope ``key_scope("rate", key)``). ``tokens_left`` is the bucket after, at
+    ``ts``: the next taker computes its refill from it."""
+
+    key: Key
+    task_id: Id
+    attempt: int
+    units: int = 1
+    tokens_left: float = 0.0
+    limit: int = 0
+    period_s: float = 0.0
+    burst: int = 0
+
+
+LIMIT_SCOPE_PREFIXES: Final[dict[str, str]] = {"concurrency": "climit-", "rate": "rlimit-"}
+KEY_SCOPE_PREFIXES: Final[dict[str, str]] = {"concurrency": "ckey-", "rate": "rkey-"}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def limit_scope(kind: Literal["concurrency", "rate"], pattern: str) -> str:
+    """The system aggregate id of a limit (patterns may hold any character: their digest)."""
+    return f"{LIMIT_SCOPE_PREFIXES[kind]}{_digest(pattern)}"
+
+
+def key_scope(kind: Literal["concurrency", "rate"], key: str) -> str:
+    """The system aggregate id of a key's claims: one per key, so a claim is appended against it."""
+    return f"{KEY_SCOPE_PREFIXES[kind]}{_digest(key)}"
+
+
 AnyEvent: TypeAlias = (
     AgentRegistered
     | AgentDraining
@@ -950,6 +1113,12 @@ AnyEvent: TypeAlias = (
     | ScheduleDeleted
     | ScheduleFired
     | ScheduleSkipped
+    | ConcurrencyLimitSet
+    | ConcurrencyLimitRemoved
+    | RateLimitSet
+    | RateLimitRemoved
+    | KeySlotClaimed
+    | RateTokensTaken
 )
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.type_name(): cls for cls in AnyEvent.__args__}

@@ -45,10 +45,16 @@ from shared.events import (
     BreakerHalfOpened,
     BreakerOpened,
     BreakerReset,
+    ConcurrencyLimitRemoved,
+    ConcurrencyLimitSet,
     Event,
     FailureReported,
+    KeySlotClaimed,
     LoadRebalanced,
     PerformanceAlert,
+    RateLimitRemoved,
+    RateLimitSet,
+    RateTokensTaken,
     RebalanceRequested,
     RecoveryActionTaken,
     ScaleRecommended,
@@ -100,7 +106,15 @@ SERVICES: Final[tuple[str, ...]] = ("router", "balancer", "recovery", "workflow"
 AGENT_PREFIX: Final = "agent-"
 
 SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
-    "router": (TaskAssigned, TaskQueued, TaskFailed),
+    "router": (
+        TaskAssigned,
+        TaskQueued,
+        TaskFailed,
+        TaskCancelled,
+        TaskCancelRequested,
+        KeySlotClaimed,
+        RateTokensTaken,
+    ),
     "balancer": (TaskRequeued, TaskCancelRequested, ScaleRecommended, LoadRebalanced),
     "recovery": (
         AgentUnresponsive,
@@ -147,6 +161,10 @@ SERVICE_EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         SchedulePaused,
         ScheduleResumed,
         ScheduleDeleted,
+        ConcurrencyLimitSet,
+        ConcurrencyLimitRemoved,
+        RateLimitSet,
+        RateLimitRemoved,
     ),
 }
 """The event types each service appends: a test keeps this equal to what the code constructs."""

@@ -14,6 +14,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from shared.domain.routing.keys import LimitError, parse_concurrency_limits, parse_rate_limits
 from shared.domain.routing.separation import DEFAULT_CONFIDENCE
 from shared.errors import HiveError
 from shared.events import OrchestrationMode, RoutingStrategy
@@ -66,6 +67,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_max_connections: Annotated[int, Meta(ge=1)] = 1000
     assign_wait_ms: Annotated[int, Meta(ge=0)] = 1000
     quality_wait_s: Annotated[float, Meta(ge=0)] = 10.0
+    concurrency_limits: str = ""
+    rate_limits: str = ""
     heartbeat_interval_s: Annotated[float, Meta(gt=0)] = 0.5
     heartbeat_missed_limit: Annotated[int, Meta(ge=1)] = 3
     disconnect_grace_s: Annotated[float, Meta(ge=0)] = 0.5
@@ -108,6 +111,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workflow_completion_target: Annotated[float, Meta(ge=0, le=1)] = 1.0
 
     def __post_init__(self) -> None:
+        try:
+            parse_concurrency_limits(self.concurrency_limits)
+        except LimitError as exc:
+            raise ValueError(f"CONCURRENCY_LIMITS: {exc}") from None
+        try:
+            parse_rate_limits(self.rate_limits)
+        except LimitError as exc:
+            raise ValueError(f"RATE_LIMITS: {exc}") from None
         url = self.performance_alert_webhook_url
         if url and not url.startswith(("http://", "https://")):
             raise ValueError(f"PERFORMANCE_ALERT_WEBHOOK_URL ({url!r}) must be an http:// or https:// URL")
@@ -217,6 +228,17 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
         "QUALITY_WAIT_S",
         "how long a task without a deadline waits for an agent predicted to reach its "
         "expected_quality_threshold before it goes to the best available one (inf: wait for ever)",
+    ),
+    "concurrency_limits": (
+        "CONCURRENCY_LIMITS",
+        "per concurrency key pattern, at most this many tasks at once: pattern=max[:strategy],... "
+        "(strategy queue, cancel_newest or cancel_oldest; e.g. repo-*=2,customer-42=5:cancel_oldest); "
+        "limits set through /api/v1/limits/concurrency replace them pattern by pattern",
+    ),
+    "rate_limits": (
+        "RATE_LIMITS",
+        "token buckets per rate-limit key pattern: pattern=limit/period_seconds[:burst],... "
+        "(e.g. openai=60/60: 60 units a minute); /api/v1/limits/rate replaces them pattern by pattern",
     ),
     "heartbeat_interval_s": ("HEARTBEAT_INTERVAL_S", "agent heartbeat period"),
     "heartbeat_missed_limit": (

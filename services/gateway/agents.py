@@ -41,6 +41,7 @@ class AgentDesk:
                 capacity=data.capacity,
                 session=session,
                 metadata=data.metadata,
+                labels=data.labels,
             ),
             expected=None,
         )
@@ -67,6 +68,7 @@ class AgentDesk:
                 assigned_total=a.assigned_total,
                 completed=a.completed,
                 failed=a.failed,
+                labels=a.labels,
                 last_assigned_seq=a.last_assigned_seq,
                 stall=_stall_out(a.stall),
                 last_heartbeat_ts=self.heard(a.agent_id),

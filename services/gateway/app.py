@@ -13,6 +13,7 @@ from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.events import EventDesk
 from services.gateway.guards import guard
 from services.gateway.health import HealthDesk
+from services.gateway.limits import LimitDesk
 from services.gateway.monitoring import MonitorDesk
 from services.gateway.openapi import StrictStructs, openapi_config
 from services.gateway.performance import PerformanceDesk
@@ -21,6 +22,7 @@ from services.gateway.routes import (
     agents,
     events,
     health,
+    limits,
     performance,
     recovery,
     schedules,
@@ -44,6 +46,7 @@ ALL_ROUTES = [
     *recovery.ROUTES,
     *performance.ROUTES,
     *schedules.ROUTES,
+    *limits.ROUTES,
     *stream.ROUTES,
     *ui.ROUTES,
 ]
@@ -62,6 +65,7 @@ class Desks:
     health: HealthDesk
     monitor: MonitorDesk
     schedules: ScheduleDesk
+    limits: LimitDesk
     stream: StreamHub
 
     def dependencies(self) -> dict[str, Provide]:
@@ -75,6 +79,7 @@ class Desks:
             "health_desk": _provide(self.health),
             "monitor_desk": _provide(self.monitor),
             "schedule_desk": _provide(self.schedules),
+            "limit_desk": _provide(self.limits),
             "stream_hub": _provide(self.stream),
         }
 

@@ -206,7 +206,7 @@ def _task_of(body: TaskAssignRequest) -> ScheduledTask:
             )
     if body.correlation_id:
         raise _refuse("task.correlation_id", "each scheduled task is correlated by its own id: leave it out")
-    return task_template(body)
+    return task_template(body, "task.")
 
 
 def _workflow_of(data: ScheduleRequest) -> ScheduledWorkflow:

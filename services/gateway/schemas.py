@@ -8,9 +8,14 @@ import msgspec
 from msgspec import Meta
 
 from shared.events import (
+    AffinityMode,
     Capability,
     CognitiveStyle,
     Id,
+    Key,
+    Label,
+    LabelRule,
+    LabelValue,
     NonNegative,
     Persona,
     PriorityIn,
@@ -47,6 +52,8 @@ class RegisterAgentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
     persona: Persona = Persona()
     capacity: Annotated[int, Meta(ge=1, le=10_000)] = 1
     metadata: dict[str, str] = {}
+    labels: dict[Label, LabelValue] = {}
+    """What tasks' labels and label_rules are matched against (e.g. {"gpu": "h100", "region": "eu"})."""
 
 
 class RegisterAgentResponse(msgspec.Struct, kw_only=True):
@@ -83,6 +90,7 @@ class AgentOut(msgspec.Struct, kw_only=True):
     assigned_total: int
     completed: int
     failed: int
+    labels: dict[str, str] = {}
     last_assigned_seq: int = 0
     """Stream sequence of its last assignment (0: none yet)."""
     stall: AgentStallOut | None = None
@@ -128,6 +136,22 @@ class TaskAssignRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     or Unix seconds; at most a year and a day ahead; a time past means at once)."""
     delay_seconds: Annotated[float, Meta(gt=0, le=31_622_400)] | None = None
     """A delayed task: no agent gets it before this many seconds from now (instead of not_before)."""
+    concurrency_key: Key | None = None
+    """At most the limit of the key's pattern (/api/v1/limits/concurrency, CONCURRENCY_LIMITS) of
+    tasks with this key run at once across the fleet (e.g. a repository, a customer)."""
+    rate_limit_key: Key | None = None
+    """The task takes ``units`` tokens of this key's bucket (/api/v1/limits/rate, RATE_LIMITS)."""
+    units: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    affinity_key: Key | None = None
+    """Tasks with the same key go to the agent that last ran it (a warm cache, a checked-out repository)."""
+    affinity: AffinityMode = "soft"
+    """soft: that agent is preferred; hard: only that agent (the task waits while it is busy) until it
+    is no longer active, then the key moves to the next agent that takes the task."""
+    labels: dict[Label, LabelValue] = {}
+    """Labels the agent must have, with these values (e.g. {"gpu": "h100", "region": "eu"})."""
+    label_rules: list[LabelRule] = []
+    """Conditions on the agent's labels: op eq, ne, in (a list), gt/lt/gte/lte (numbers), exists;
+    mode require (or no candidate) or prefer (ranks higher by weight)."""
 
 
 class TaskAssignResponse(msgspec.Struct, kw_only=True):
@@ -198,6 +222,17 @@ class TaskOut(msgspec.Struct, kw_only=True):
     name: str = ""
     submitted_seq: int = 0
     """Stream sequence of its submission: the order of ``GET /api/v1/tasks``."""
+
+    eligible_ts: float | None = None
+    """While queued by a rate limit: when its key's bucket holds its units again (tasks ahead with
+    the same key may take them first)."""
+    concurrency_key: str | None = None
+    rate_limit_key: str | None = None
+    units: int = 1
+    affinity_key: str | None = None
+    affinity: str = "soft"
+    labels: dict[str, str] = {}
+    label_rules: list[LabelRule] = []
 
 
 class TaskSummary(msgspec.Struct):

@@ -21,6 +21,7 @@ from services.gateway.connections import deadline_protocol
 from services.gateway.core import GatewayCore
 from services.gateway.events import EventDesk
 from services.gateway.health import HealthDesk
+from services.gateway.limits import LimitDesk
 from services.gateway.monitoring import MonitorDesk
 from services.gateway.performance import PerformanceDesk
 from services.gateway.query.model import QueryModel
@@ -81,6 +82,7 @@ class GatewayService(Service):
             health=HealthDesk(self.core, self.metrics),
             monitor=self.monitor,
             schedules=ScheduleDesk(self.core),
+            limits=LimitDesk(self.core),
             stream=self.stream,
         )
         for desk in (self.tasks, self.recovery, self.performance):  # each waits for answers in the log

@@ -15,9 +15,10 @@ from services.gateway.errors import ApiError
 from services.gateway.schemas import TaskAssignRequest
 from services.gateway.timestamps import epoch_of, iso_utc
 from services.gateway.workflow_schemas import WorkflowExecuteRequest
+from shared.domain.routing.labels import label_rule_problem
 from shared.domain.schedules import with_key
 from shared.domain.workflow_spec import WorkflowSpecError, apply_template, check_steps, with_execution_mode
-from shared.events import PRIORITY_ALIASES, ScheduledTask, ScheduledWorkflow, TaskProfile
+from shared.events import PRIORITY_ALIASES, LabelRule, ScheduledTask, ScheduledWorkflow, TaskProfile
 
 MAX_DELAY_S: Final = 366 * 86_400.0
 """How far ahead a task may be delayed (``not_before`` or ``delay_seconds``): a year and a day."""
@@ -30,7 +31,7 @@ def constraint_text(value: str | int | float | bool) -> str:
     return str(value)
 
 
-def task_template(data: TaskAssignRequest) -> ScheduledTask:
+def task_template(data: TaskAssignRequest, prefix: str = "") -> ScheduledTask:
     """What a task/assign body asks for, less its id and its times."""
     return ScheduledTask(
         task_type=data.task_type,
@@ -55,7 +56,24 @@ def task_template(data: TaskAssignRequest) -> ScheduledTask:
             data.max_acceptable_delay_minutes * 60 if data.max_acceptable_delay_minutes else None
         ),
         resource_constraints={key: constraint_text(v) for key, v in data.resource_constraints.items()},
+        concurrency_key=data.concurrency_key,
+        rate_limit_key=data.rate_limit_key,
+        units=data.units,
+        affinity_key=data.affinity_key,
+        affinity=data.affinity,
+        labels=data.labels,
+        label_rules=_label_rules(data.label_rules, prefix),
     )
+
+
+def _label_rules(rules: list[LabelRule], prefix: str) -> list[LabelRule]:
+    """The rules, each checked against its comparator (400 naming the rule)."""
+    for index, rule in enumerate(rules):
+        problem = label_rule_problem(rule)
+        if problem is not None:
+            field = f"{prefix}label_rules[{index}]"
+            raise ApiError(400, "invalid_field", f"invalid field '{field}': {problem}", field)
+    return rules
 
 
 def task_start(data: TaskAssignRequest, now: float, prefix: str = "") -> float | None:

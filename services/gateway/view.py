@@ -1,6 +1,6 @@
 """The gateway's projection: fleet, workflows, breakers, agent outcomes, schedules (queries without
-the log), the orchestration metrics (read against the fleet and breakers before they apply each event) and the
-standing performance alerts."""
+the log), what keys hold (limits, slots, buckets), the orchestration metrics (read against the fleet
+and breakers before they apply each event) and the standing performance alerts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.performance_metrics import MetricsState, apply_metrics
+from shared.domain.routing.keys import KeysState, apply_keys
 from shared.domain.schedules import SchedulesState, apply_schedules
 from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.projection_spec import ProjectionSpec
@@ -25,6 +26,7 @@ class GatewayState(msgspec.Struct, kw_only=True):
     metrics: MetricsState = msgspec.field(default_factory=MetricsState)
     alerts: AlertsState = msgspec.field(default_factory=AlertsState)
     schedules: SchedulesState = msgspec.field(default_factory=SchedulesState)
+    keys: KeysState = msgspec.field(default_factory=KeysState)
 
 
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
@@ -37,6 +39,7 @@ def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
     apply_outcomes(state.outcomes, recorded)
     apply_alerts(state.alerts, recorded)
     apply_schedules(state.schedules, recorded)
+    apply_keys(state.keys, state.fleet, recorded)
     return state
 
 

@@ -10,10 +10,15 @@ from msgspec import Meta
 from shared.domain.workflow_spec import MAX_STEPS
 from shared.events import (
     PRIORITY_ALIASES,
+    AffinityMode,
     Capability,
     CognitiveStyle,
     ExecutionMode,
     Id,
+    Key,
+    Label,
+    LabelRule,
+    LabelValue,
     OptimizationGoal,
     PriorityIn,
     ResourceAllocation,
@@ -47,6 +52,18 @@ class WorkflowTaskIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     analytical_depth: Unit = 0.5
     collaboration_intensity: Unit = 0.5
     payload: dict[str, Any] = {}
+    concurrency_key: Key | None = None
+    """As on task/assign: at most the key's limit of tasks with this key run at once, fleet-wide."""
+    rate_limit_key: Key | None = None
+    """As on task/assign: the step's task takes ``units`` tokens of this key's bucket."""
+    units: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    affinity_key: Key | None = None
+    """As on task/assign: prefer (soft) or require (hard) the agent that last ran the key."""
+    affinity: AffinityMode = "soft"
+    labels: dict[Label, LabelValue] = {}
+    """Labels the agent must have, with these values."""
+    label_rules: list[LabelRule] = []
+    """Conditions on the agent's labels (require or prefer), as on task/assign."""
 
     def to_step(self) -> WorkflowStep:
         return WorkflowStep(
@@ -69,6 +86,13 @@ class WorkflowTaskIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 collaboration_intensity=self.collaboration_intensity,
             ),
             payload=self.payload,
+            concurrency_key=self.concurrency_key,
+            rate_limit_key=self.rate_limit_key,
+            units=self.units,
+            affinity_key=self.affinity_key,
+            affinity=self.affinity,
+            labels=self.labels,
+            label_rules=self.label_rules,
         )
 
 

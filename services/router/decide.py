@@ -22,17 +22,27 @@ from collections.abc import Collection, Sequence
 
 import msgspec
 
+from services.router import keyed
 from services.router.explain import breakdown, explanation, tie_rival_reason, why_not
+from services.router.keyed import CancelForKey, ClaimKeys, KeyHold
 from services.router.overlay import assuming
 from services.router.ties import Tie, spread_ties
 from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
+from shared.domain.routing.admission import Go
+from shared.domain.routing.affinity import (
+    AFFINITY_BUSY,
+    bound_agent,
+    placement_preference,
+    preference_note,
+)
 from shared.domain.routing.eligibility import (
     BELOW_THRESHOLD,
     held_below_threshold,
     ineligibility,
     quality_wait_end,
 )
+from shared.domain.routing.labels import describe
 from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
 from shared.domain.routing.scoring import Scored, score_candidate
@@ -72,15 +82,18 @@ class Expire(msgspec.Struct, frozen=True, kw_only=True):
     error: str
 
 
-Decision = Assign | Hold | Expire
+Decision = Assign | Hold | Expire | ClaimKeys | CancelForKey | KeyHold
 
 
-def _rank_key(strategy: str, task: TaskView, agent: AgentView, scored: Scored) -> tuple[object, ...]:
-    """Sort key, best first: the preferred agent of a retry, then the strategy's order."""
-    preferred = agent.agent_id != task.preferred_agent_id
+def _rank_key(
+    state: RouterState, strategy: str, task: TaskView, agent: AgentView, scored: Scored
+) -> tuple[object, ...]:
+    """Sort key, best first: the preferred agent of a retry, the task's preferred labels and its
+    affinity key's agent (``placement_preference``), then the strategy's order."""
+    preferred = (agent.agent_id != task.preferred_agent_id, *placement_preference(state, task, agent))
     if strategy == "round_robin":
-        return (preferred, agent.last_assigned_seq, agent.agent_id)
-    return (preferred, -scored.score, agent.load, agent.last_assigned_seq, agent.agent_id)
+        return (*preferred, agent.last_assigned_seq, agent.agent_id)
+    return (*preferred, -scored.score, agent.load, agent.last_assigned_seq, agent.agent_id)
 
 
 def route_task(
@@ -117,9 +130,27 @@ def route_task(
         qualified.append((agent, scored))
     free = [(agent, scored) for agent, scored in qualified if agent.free > 0]
     if not free:
-        return _hold(task, qualified, below, threshold)
-    free.sort(key=lambda pair: _rank_key(strategy, task, pair[0], pair[1]))
-    tie = spread_ties(strategy, task, free, weights, config)
+        hold = _hold(task, qualified, below, threshold)
+        bound = bound_agent(state, task)
+        if bound is not None and hold.reason == ALL_BUSY:
+            hold = Hold(
+                task_id=task.task_id,
+                attempt=task.attempt,
+                reason=AFFINITY_BUSY,
+                detail=f"affinity key {task.spec.affinity_key!r} is bound to {bound} (hard), "
+                "which is at capacity",
+            )
+        return hold
+    free.sort(key=lambda pair: _rank_key(state, strategy, task, pair[0], pair[1]))
+    # Ties spread only among the agents the task's labels and affinity like as much as the leader.
+    placed = placement_preference(state, task, free[0][0])
+    alike = next(
+        (i for i, (agent, _s) in enumerate(free) if placement_preference(state, task, agent) != placed),
+        len(free),
+    )
+    head = free[:alike]
+    tie = spread_ties(strategy, task, head, weights, config)
+    free[:alike] = head
     chosen, best = free[0]
     runner_up: tuple[Scored, str] | None = None
     if len(free) > 1:
@@ -154,8 +185,15 @@ def route_task(
         score=round(best.score, 4),
         breakdown=breakdown(best, weights, tie),
         rejected=shown[:MAX_REJECTED_SHOWN],
-        explanation=explanation(strategy, config.mode, chosen, best, task, runner_up, tie),
+        explanation=_with_note(
+            explanation(strategy, config.mode, chosen, best, task, runner_up, tie),
+            preference_note(state, task, chosen),
+        ),
     )
+
+
+def _with_note(text: str, note: str) -> str:
+    return f"{text} Placement: {note}." if note else text
 
 
 def _why_not_chosen(
@@ -272,7 +310,9 @@ def next_decision(
         for a in fleet.agents.values()
     )
     unplaceable: set[tuple[object, ...]] = set()
-    for _rank, _seq, task_id in fleet.queue:
+    limits = keyed.limits_of(state, config)  # --- keys hook (services/router/keyed.py) ---
+    blocked = keyed.Blocked()
+    for index, (_rank, _seq, task_id) in enumerate(fleet.queue):
         if task_id in skip:
             continue
         task = fleet.tasks.get(task_id)
@@ -287,15 +327,30 @@ def next_decision(
         signature = _placement_signature(task)
         if task.status == "queued" and signature in unplaceable and not expired and not settle:
             continue
+        # --- keys hook: concurrency keys and rate limits (services/router/keyed.py) ---
+        admitted = keyed.admission(state, task, now, limits, blocked)
+        if admitted is None:
+            continue
+        if not isinstance(admitted, Go):
+            return admitted
+        if not settle and not expired:
+            turn = keyed.fair_turn(state, index, task, now, limits, skip)
+            if turn is not task:
+                fair = route_task(state, turn, now, config)
+                if isinstance(fair, Assign):
+                    go = keyed.admission(state, turn, now, limits, keyed.Blocked())
+                    if isinstance(go, Go):
+                        return keyed.before_assign(fair, turn, go)
+        # --- end of the keys hook ---
         if settle:
             lenient = msgspec.structs.replace(task.spec, expected_quality_threshold=0.0)
             decision = route_task(state, msgspec.structs.replace(task, spec=lenient), now, config)
             if isinstance(decision, Assign):
-                return _settled(decision, task, now)
+                return keyed.before_assign(_settled(decision, task, now), task, admitted)
             continue
         decision = route_task(state, task, now, config)
         if isinstance(decision, Assign):
-            return decision
+            return keyed.before_assign(decision, task, admitted)
         if expired and decision.reason == BELOW_THRESHOLD:
             return Expire(
                 task_id=task.task_id,
@@ -337,6 +392,10 @@ def plan(
     """Up to `limit` decisions in queue order, each made as ``next_decision`` would on the view with
     `assumed` (assignments of this router the view has not applied yet, in order, as if applied
     after `after_seq`) and the plan's earlier assignments assumed given. The state is left as it was.
+
+    A decision about keys (a slot claimed or tokens taken with its assignment, a key's hold or
+    cancellation) ends the plan: what it changes of the keys is not laid over the view, so nothing
+    is decided after it until it is applied.
     """
     planned: list[Planned] = []
     decided = set(skip)
@@ -349,7 +408,14 @@ def plan(
             decided.add(decision.task_id)
             if isinstance(decision, Assign):
                 assumptions.assume(decision.agent_id)
+            elif is_keyed(decision):
+                break
     return planned
+
+
+def is_keyed(decision: Decision) -> bool:
+    """A decision about keys (``keyed.py``): nothing more is decided until it is applied."""
+    return isinstance(decision, ClaimKeys | CancelForKey | KeyHold)
 
 
 def _placement_signature(task: TaskView) -> tuple[object, ...]:
@@ -362,4 +428,7 @@ def _placement_signature(task: TaskView) -> tuple[object, ...]:
         tuple(sorted(task.excluded_agent_ids)),
         task.preferred_agent_id,
         quality,
+        tuple(sorted(spec.labels.items())),
+        tuple(describe(rule) for rule in spec.label_rules if rule.mode == "require"),
+        spec.affinity_key if spec.affinity == "hard" else None,
     )

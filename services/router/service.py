@@ -33,13 +33,25 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from services.router.decide import Assign, Decision, Expire, Planned, next_expiry, plan
+from services.router.decide import Assign, Decision, Expire, Planned, is_keyed, next_expiry, plan
+from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, limits_of
 from shared.agent.inbox import open_inbox
 from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
+from shared.domain.cancellation import cancel_notice, cancellation
 from shared.domain.fleet import WAITING, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
-from shared.domain.message_ids import assign_msg_id, failed_msg_id, queued_msg_id
+from shared.domain.message_ids import (
+    assign_msg_id,
+    cancel_msg_id,
+    failed_msg_id,
+    key_claim_msg_id,
+    key_hold_msg_id,
+    notice_msg_id,
+    queued_msg_id,
+)
+from shared.domain.routing.admission import rate_wake
+from shared.domain.routing.keys import parse_concurrency_limits, parse_rate_limits
 from shared.domain.routing.policy import RoutingConfig, signal_weights
 from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import (
@@ -48,15 +60,23 @@ from shared.events import (
     BreakerClosed,
     BreakerHalfOpened,
     BreakerReset,
+    ConcurrencyLimitRemoved,
+    ConcurrencyLimitSet,
     Event,
+    KeySlotClaimed,
+    RateLimitRemoved,
+    RateLimitSet,
+    RateTokensTaken,
     TaskAssigned,
     TaskAttemptFailed,
     TaskCancelled,
+    TaskCancelRequested,
     TaskCompleted,
     TaskFailed,
     TaskQueued,
     TaskRequeued,
     TaskSubmitted,
+    key_scope,
 )
 from shared.recorded import Recorded
 from shared.service import Service
@@ -85,6 +105,10 @@ TRIGGERS: list[type[Event]] = [
     BreakerClosed,
     BreakerHalfOpened,
     BreakerReset,
+    ConcurrencyLimitSet,
+    ConcurrencyLimitRemoved,
+    RateLimitSet,
+    RateLimitRemoved,
 ]
 """Work events: a new task or attempt (claimed by the instance it is delivered to), or added
 capacity (an inbox to open: the projection itself wakes every instance's decisions)."""
@@ -118,8 +142,24 @@ class InFlight:
     """A first attempt never queued: its submission-to-assignment time is the routing latency."""
     seen: int = 0
     """The last sequence the view had applied when it was decided."""
+    keyed: bool = False
+    """A decision about keys (``decide.is_keyed``)."""
     seq: int = 0
     """Where it was stored, once the server said so."""
+
+
+@dataclass
+class Prepared:
+    """What a decision appends, built in the same step as the decision (the view moves on after)."""
+
+    event: Event
+    """Its event (with a claim of keys: the assignment appended after the claim)."""
+    expected: int | None
+    """The version it is appended against as the view saw it (None: ask the server)."""
+    correlation: str
+    causation: str
+    notice: Event | None = None
+    """A cancellation's request to the agent holding the task, appended after it."""
 
 
 @dataclass
@@ -151,6 +191,8 @@ class RouterService(Service):
             default_strategy=self.settings.default_routing_strategy,
             confidence=self.settings.routing_confidence,
             quality_wait_s=self.settings.quality_wait_s,
+            concurrency_limits=parse_concurrency_limits(self.settings.concurrency_limits),
+            rate_limits=parse_rate_limits(self.settings.rate_limits),
         )
         self.assignments = 0
         self.expired = 0
@@ -233,8 +275,13 @@ class RouterService(Service):
         }
 
     def _next_wake(self) -> float | None:
-        """The earliest deadline or end of quality wait of a held task, or start of a delayed one."""
-        deadline = next_expiry(self.view.state, self.config)
+        """The earliest deadline or end of quality wait of a held task, start of a delayed one, or
+        refill of the bucket a rate-limited task waits for."""
+        state = self.view.state
+        deadline = next_expiry(state, self.config)
+        refill = rate_wake(state.keys, state.fleet, limits_of(state, self.config), time.time())
+        if refill is not None and (deadline is None or refill < deadline):
+            deadline = refill
         if self._starts and (deadline is None or self._starts[0][0] < deadline):
             return self._starts[0][0]
         return deadline
@@ -251,7 +298,7 @@ class RouterService(Service):
             if deadline is not None and deadline <= now:
                 self.dispatch()
                 await self._settled()
-                deadline = next_expiry(self.view.state, self.config)
+                deadline = self._next_wake()
                 if deadline is not None and deadline <= time.time():
                     await asyncio.sleep(EXPIRY_POLL_S)  # being decided, or not ours to expire
                 continue
@@ -339,8 +386,8 @@ class RouterService(Service):
             if 0 < entry.seq <= view.seq:
                 del self._in_flight[task_id]
         room = MAX_APPENDS - len(self._appends)
-        if room <= 0:
-            return
+        if room <= 0 or any(entry.keyed for entry in self._in_flight.values()):
+            return  # a decision about keys is not laid over the view: wait until it is applied
         now = time.time()
         planned = plan(
             view.state,
@@ -372,11 +419,19 @@ class RouterService(Service):
 
     def _start_append(self, step: Planned, seen: int, now: float) -> None:
         decision = step.decision
-        agent_id = decision.agent_id if isinstance(decision, Assign) else None
+        assign = _assignment(decision)
+        agent_id = assign.agent_id if assign is not None else None
         task = self.view.state.fleet.tasks[decision.task_id]
         never_held = decision.attempt == 1 and task.status == "pending" and not task.assignments
-        entry = InFlight(decision.task_id, decision.attempt, agent_id, never_held=never_held, seen=seen)
-        event, expected = self._prepare(step, seen, now)
+        entry = InFlight(
+            decision.task_id,
+            decision.attempt,
+            agent_id,
+            never_held=never_held,
+            seen=seen,
+            keyed=is_keyed(decision),
+        )
+        prepared = self._prepare(step, seen, now)
         after: asyncio.Future[int] | None = None
         chain: Chain | None = None
         if agent_id is not None:
@@ -386,11 +441,11 @@ class RouterService(Service):
             chain = Chain(entry, asyncio.get_running_loop().create_future())
             self._chains[agent_id] = chain
         self._in_flight[decision.task_id] = entry
-        append = asyncio.create_task(self._append(step, entry, event, expected, after, chain))
+        append = asyncio.create_task(self._append(step, entry, prepared, after, chain))
         self._appends.add(append)
         append.add_done_callback(self._appends.discard)
 
-    def _prepare(self, step: Planned, seen: int, now: float) -> tuple[Event, int | None]:
+    def _prepare(self, step: Planned, seen: int, now: float) -> Prepared:
         """The event a decision appends and the version it is appended against, read now, in the
         same step as the decision (the view moves on while it is appended)."""
         decision = step.decision
@@ -400,6 +455,28 @@ class RouterService(Service):
         claim = self._claims.get(decision.task_id)
         causation = claim.event_id if claim is not None else ""
         task_version = self._version("task", decision.task_id)
+        if isinstance(decision, ClaimKeys):
+            inner = self._prepare(Planned(decision=decision.assign, assumed=step.assumed), seen, now)
+            return Prepared(inner.event, inner.expected, correlation, causation)
+        if isinstance(decision, CancelForKey):
+            return Prepared(
+                cancellation(task, decision.reason, causation),
+                task_version,
+                correlation,
+                causation,
+                notice=cancel_notice(task, decision.reason, causation),
+            )
+        if isinstance(decision, KeyHold):
+            held = TaskQueued(
+                task_id=decision.task_id,
+                attempt=decision.attempt,
+                reason=decision.reason,
+                detail=decision.detail,
+                eligible_ts=decision.eligible_ts,
+                correlation_id=correlation,
+                causation_id=causation,
+            )
+            return Prepared(held, task_version, correlation, causation)
         if isinstance(decision, Assign):
             event: Event = TaskAssigned(
                 agent_id=decision.agent_id,
@@ -422,7 +499,7 @@ class RouterService(Service):
                 correlation_id=correlation,
                 causation_id=causation,
             )
-            return event, self._entity_version(decision.agent_id)
+            return Prepared(event, self._entity_version(decision.agent_id), correlation, causation)
         if isinstance(decision, Expire):
             event = TaskFailed(
                 task_id=decision.task_id,
@@ -432,7 +509,7 @@ class RouterService(Service):
                 correlation_id=correlation,
                 causation_id=causation,
             )
-            return event, task_version
+            return Prepared(event, task_version, correlation, causation)
         event = TaskQueued(
             task_id=decision.task_id,
             attempt=decision.attempt,
@@ -441,7 +518,7 @@ class RouterService(Service):
             correlation_id=correlation,
             causation_id=causation,
         )
-        return event, task_version
+        return Prepared(event, task_version, correlation, causation)
 
     def _version(self, aggregate: str, aggregate_id: str) -> int | None:
         """The aggregate's last sequence as the view saw it (it does not read task reports it has no
@@ -461,14 +538,14 @@ class RouterService(Service):
         self,
         step: Planned,
         entry: InFlight,
-        event: Event,
-        expected: int | None,
+        prepared: Prepared,
         after: asyncio.Future[int] | None,
         chain: Chain | None,
     ) -> None:
         """Append one decision; on a refusal, catch up before deciding again."""
         decision = step.decision
         task_id = decision.task_id
+        expected = prepared.expected
         stored = -1
         try:
             if after is not None:  # our previous assignment to this agent: appended against its seq
@@ -478,11 +555,11 @@ class RouterService(Service):
                         entity_subjects(entry.agent_id or ""), 0, "chained on a refusal"
                     )
                 expected = max(previous, expected or 0) if previous else expected
-            result = await self._store(decision, event, expected, entry.seen)
+            result = await self._store(decision, prepared, expected, entry.seen)
             self._unsure.discard(_guarded_key(decision))
             stored = 0 if result.duplicate else result.seq
             entry.seq = result.seq
-            self._landed(decision, entry, event, result)
+            self._landed(decision, entry, prepared.event, result)
         except ConcurrencyConflict:
             self.conflicts += 1
             self._in_flight.pop(task_id, None)
@@ -497,16 +574,43 @@ class RouterService(Service):
                 chain.stored.set_result(stored)
             self._wanted.set()
 
-    async def _store(self, decision: Decision, event: Event, expected: int | None, seen: int) -> AppendResult:
+    async def _store(
+        self, decision: Decision, prepared: Prepared, expected: int | None, seen: int
+    ) -> AppendResult:
+        """Append a decision's events; for a claim of keys, the claim first and then, unless another
+        instance claimed for this attempt already, the assignment decided with it."""
+        event = prepared.event
+        if isinstance(decision, ClaimKeys):
+            claimed = await self._claim_keys(decision, prepared, seen)
+            if claimed.duplicate:
+                return claimed  # claimed by another instance for this attempt: decided again on its view
+            decision = decision.assign  # the claim touched no agent: the assignment's guard holds
         if expected is None:  # a version the view cannot vouch for: asked of the server
+            assign = _assignment(decision)
             guarded = (
-                entity_subjects(decision.agent_id)
-                if isinstance(decision, Assign)
+                entity_subjects(assign.agent_id)
+                if assign is not None
                 else aggregate_subjects("task", decision.task_id)
             )
             expected = await self.bus.last_sequence_of(guarded)
             if expected > seen:  # something the decision did not see: decide again on it
                 raise ConcurrencyConflict(guarded, expected, "newer than the decision's view")
+        if isinstance(decision, CancelForKey):
+            result = await self.bus.append(event, expected=expected, msg_id=cancel_msg_id(decision.task_id))
+            if not result.duplicate:
+                self.log.info("task_cancelled_for_key", task_id=decision.task_id, reason=decision.reason)
+                notice = prepared.notice
+                if isinstance(notice, TaskCancelRequested):
+                    await self.bus.append(
+                        notice, expected=None, msg_id=notice_msg_id(decision.task_id, notice.attempt)
+                    )
+            return result
+        if isinstance(decision, KeyHold):
+            return await self.bus.append(
+                event,
+                expected=expected,
+                msg_id=key_hold_msg_id(decision.task_id, decision.attempt, decision.reason),
+            )
         if isinstance(decision, Assign):
             # Against everything about the agent, its breaker included: an assignment decided before
             # the router saw the breaker open (or the agent go silent) is refused, not stored.
@@ -522,21 +626,81 @@ class RouterService(Service):
             event, expected=expected, msg_id=queued_msg_id(decision.task_id, decision.attempt)
         )
 
+    async def _claim_keys(self, decision: ClaimKeys, prepared: Prepared, seen: int) -> AppendResult:
+        """Claim the task's concurrency slot and/or take its rate tokens, each against the key's
+        last sequence the decision saw (racing instances cannot both take the last one)."""
+        result: AppendResult | None = None
+        if decision.claim is not None:
+            scope = key_scope("concurrency", decision.claim.key)
+            result = await self.bus.append(
+                KeySlotClaimed(
+                    scope=scope,
+                    key=decision.claim.key,
+                    task_id=decision.task_id,
+                    attempt=decision.attempt,
+                    max_running=decision.claim.max_running,
+                    running=decision.claim.running,
+                    correlation_id=prepared.correlation,
+                    causation_id=prepared.causation,
+                ),
+                expected=await self._key_version(scope, seen),
+                msg_id=key_claim_msg_id("claim", decision.task_id, decision.attempt),
+            )
+            self.log.debug("key_slot_claimed", task_id=decision.task_id, key=decision.claim.key)
+        if decision.take is not None:
+            take = decision.take
+            scope = key_scope("rate", take.key)
+            result = await self.bus.append(
+                RateTokensTaken(
+                    scope=scope,
+                    key=take.key,
+                    task_id=decision.task_id,
+                    attempt=decision.attempt,
+                    units=take.units,
+                    tokens_left=take.tokens_left,
+                    limit=take.limit.limit,
+                    period_s=take.limit.period_s,
+                    burst=take.limit.capacity,
+                    correlation_id=prepared.correlation,
+                    causation_id=prepared.causation,
+                ),
+                expected=await self._key_version(scope, seen),
+                msg_id=key_claim_msg_id("tokens", decision.task_id, decision.attempt),
+            )
+        assert result is not None  # a ClaimKeys claims or takes
+        return result
+
+    async def _key_version(self, scope: str, seen: int) -> int:
+        """The key's last sequence the decision saw. When the view no longer remembers it (pruned),
+        the server's, unless the server holds a claim the decision did not see: then a conflict
+        (catch up and decide again), never a claim counted against a stale view."""
+        known = self.view.version("system", scope)
+        if known is not None:
+            return known
+        latest = await self.bus.aggregate_version("system", scope)
+        if latest > seen:
+            raise ConcurrencyConflict(f"hive.evt.system.{scope}.*", seen, "the view is behind the key")
+        return latest
+
     def _landed(self, decision: Decision, entry: InFlight, event: Event, result: AppendResult) -> None:
-        """A decision is stored (or was already): its claim is done; count it."""
+        """A decision is stored (or was already): its claim is done; count it. (A claim of keys that
+        another instance made first decides nothing yet: the task is decided again.)"""
+        if isinstance(decision, ClaimKeys) and result.duplicate:
+            return
         claim = self._claims.get(decision.task_id)
         if claim is not None and claim.attempt == decision.attempt:
             del self._claims[decision.task_id]
             self._settle(claim)
         if result.duplicate:
             return
-        if isinstance(decision, Assign):
+        assign = _assignment(decision)
+        if assign is not None:
             self.assignments += 1
             task = self.view.state.fleet.tasks.get(decision.task_id)
             if entry.never_held and task is not None:
                 routable = max(task.submitted_ts, task.not_before_ts)  # a delayed task: its time
                 self.assignment_duration.observe(max(0.0, event.ts - routable))
-            self.log.debug("task_assigned", task_id=decision.task_id, agent_id=decision.agent_id)
+            self.log.debug("task_assigned", task_id=decision.task_id, agent_id=assign.agent_id)
         elif isinstance(decision, Expire):
             self.expired += 1
             self.log.info("task_expired", task_id=decision.task_id, error=decision.error)
@@ -565,7 +729,15 @@ class RouterService(Service):
 
 def _guarded_key(decision: Decision) -> str:
     """What a decision is appended against: the agent for an assignment, else the task."""
-    return f"agent.{decision.agent_id}" if isinstance(decision, Assign) else f"task.{decision.task_id}"
+    assign = _assignment(decision)
+    return f"agent.{assign.agent_id}" if assign is not None else f"task.{decision.task_id}"
+
+
+def _assignment(decision: Decision) -> Assign | None:
+    """The assignment a decision makes (with a claim of keys: the one decided with it), if any."""
+    if isinstance(decision, ClaimKeys):
+        return decision.assign
+    return decision if isinstance(decision, Assign) else None
 
 
 def _log_failure(log: Any, what: str) -> Any:

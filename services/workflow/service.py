@@ -307,6 +307,13 @@ class WorkflowService(Service):
             workflow_id=workflow.workflow_id,
             step_id=step.step_id,
             submitted_by="workflow",
+            concurrency_key=step.concurrency_key,
+            rate_limit_key=step.rate_limit_key,
+            units=step.units,
+            affinity_key=step.affinity_key,
+            affinity=step.affinity,
+            labels=step.labels,
+            label_rules=step.label_rules,
             correlation_id=workflow.correlation_id,
             causation_id=cause,
         )

@@ -126,6 +126,7 @@ class Agent:
         name: str = "",
         heartbeat_interval_s: float = 0.5,
         metadata: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
         on_restart_requested: RestartHook | None = None,
     ) -> None:
         """
@@ -142,6 +143,7 @@ class Agent:
             name: Shown in listings; default: the id.
             heartbeat_interval_s: Period of its heartbeats; recovery judges it by this period.
             metadata: Free strings stored with the registration (version, host...).
+            labels: What tasks' ``labels`` and ``label_rules`` match (``{"gpu": "h100"}``).
             on_restart_requested: ``async (reason) -> None`` run when recovery asks for a restart,
                 instead of the default soft restart (e.g. exit and let a supervisor start again).
         """
@@ -154,6 +156,7 @@ class Agent:
         self.name = name or agent_id
         self.heartbeat_interval_s = heartbeat_interval_s
         self.metadata = metadata or {}
+        self.labels = labels or {}
         self.session = new_id()
         self.on_restart_requested = on_restart_requested
         self.stats = AgentStats()
@@ -292,6 +295,7 @@ class Agent:
             capacity=self.capacity,
             session=self.session,
             metadata=self.metadata,
+            labels=self.labels,
         )
         pause = REGISTER_RETRY_FIRST_S
         while True:

@@ -30,6 +30,9 @@ from shared.client.models import (
     FailureEvent,
     FailureHandled,
     Health,
+    KeyState,
+    LimitChange,
+    Limits,
     LoadOptimization,
     Metrics,
     MetricsHistory,
@@ -296,6 +299,41 @@ class HiveClient:
     async def delete_schedule(self, schedule_id: str, reason: str | None = None) -> ScheduleChange:
         path = f"{API}/schedules/{_segment(schedule_id)}"
         return await self._call("DELETE", path, ScheduleChange, params={"reason": reason})
+
+    # --- key limits -----------------------------------------------------------------------------
+
+    async def set_concurrency_limit(
+        self, pattern: str, max_running: int, *, strategy: str = "queue"
+    ) -> LimitChange:
+        """At most `max_running` tasks of each key matching `pattern` (a key or a glob) at once,
+        fleet-wide; `strategy` over it: queue, cancel_newest or cancel_oldest."""
+        body = {"pattern": pattern, "max_running": max_running, "strategy": strategy}
+        return await self._call("PUT", f"{API}/limits/concurrency", LimitChange, body=body)
+
+    async def remove_concurrency_limit(self, pattern: str) -> LimitChange:
+        params = {"pattern": pattern}
+        return await self._call("DELETE", f"{API}/limits/concurrency", LimitChange, params=params)
+
+    async def set_rate_limit(
+        self, pattern: str, limit: int, *, period_seconds: float = 60.0, burst: int | None = None
+    ) -> LimitChange:
+        """A token bucket per key matching `pattern`: `limit` units per `period_seconds`, at most
+        `burst` (default `limit`) at once, shared by every router."""
+        body: dict[str, Any] = {"pattern": pattern, "limit": limit, "period_seconds": period_seconds}
+        if burst is not None:
+            body["burst"] = burst
+        return await self._call("PUT", f"{API}/limits/rate", LimitChange, body=body)
+
+    async def remove_rate_limit(self, pattern: str) -> LimitChange:
+        return await self._call("DELETE", f"{API}/limits/rate", LimitChange, params={"pattern": pattern})
+
+    async def limits(self, *, after_seq: int | None = None) -> Limits:
+        return await self._call("GET", f"{API}/limits", Limits, params={"after_seq": after_seq})
+
+    async def key(self, key: str, *, after_seq: int | None = None) -> KeyState:
+        """A key now: its limits, the tasks holding its slots, its waiting tasks, tokens, agent."""
+        path = f"{API}/keys/{_segment(key)}"
+        return await self._call("GET", path, KeyState, params={"after_seq": after_seq})
 
     # --- failures, breakers, prediction ---------------------------------------------------------
 

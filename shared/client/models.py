@@ -71,6 +71,17 @@ class TaskRequest(Request):
     """A delayed task: no agent gets it before this time (ISO-8601 or Unix seconds)."""
     delay_seconds: float | UnsetType = UNSET
     """A delayed task: no agent gets it before this many seconds from now."""
+    concurrency_key: str | UnsetType = UNSET
+    """At most its pattern's limit of tasks with this key run at once, across the fleet."""
+    rate_limit_key: str | UnsetType = UNSET
+    units: int | UnsetType = UNSET
+    """Tokens of the rate-limit key's bucket the task takes (default 1)."""
+    affinity_key: str | UnsetType = UNSET
+    affinity: Literal["soft", "hard"] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
+    """Labels the agent must have with these values."""
+    label_rules: list[dict[str, Any]] | UnsetType = UNSET
+    """``{"label", "op", "value", "mode": "require"|"prefer", "weight"}`` each."""
 
 
 class AgentRegistration(Request):
@@ -82,6 +93,7 @@ class AgentRegistration(Request):
     persona: Persona | UnsetType = UNSET
     capacity: int | UnsetType = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
 
 
 class WorkflowTask(Request):
@@ -104,6 +116,14 @@ class WorkflowTask(Request):
     analytical_depth: float | UnsetType = UNSET
     collaboration_intensity: float | UnsetType = UNSET
     payload: dict[str, Any] | UnsetType = UNSET
+    concurrency_key: str | UnsetType = UNSET
+    """As on a task: at most its pattern's limit of tasks with this key run at once."""
+    rate_limit_key: str | UnsetType = UNSET
+    units: int | UnsetType = UNSET
+    affinity_key: str | UnsetType = UNSET
+    affinity: Literal["soft", "hard"] | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
+    label_rules: list[dict[str, Any]] | UnsetType = UNSET
 
 
 class WorkflowRequest(Request):
@@ -242,6 +262,15 @@ class Task(Response, frozen=True):
     step_id: str | None = None
     name: str = ""
     submitted_seq: int = 0
+    eligible_ts: float | None = None
+    """While queued by a rate limit: when its key's bucket holds its units again."""
+    concurrency_key: str | None = None
+    rate_limit_key: str | None = None
+    units: int = 1
+    affinity_key: str | None = None
+    affinity: str = "soft"
+    labels: dict[str, str] = {}
+    label_rules: list[dict[str, Any]] = []
 
     @property
     def ended(self) -> bool:
@@ -328,6 +357,7 @@ class Agent(Response, frozen=True):
     last_assigned_seq: int = 0
     stall: AgentStall | None = None
     """While ``status`` is ``stalled``: why."""
+    labels: dict[str, str] = {}
     last_heartbeat_ts: float | None = None
     """When the gateway last heard the agent's heartbeat (None: not since it started)."""
 
@@ -739,3 +769,46 @@ class ScheduleChange(Response, frozen=True):
     schedule_id: str
     status: str
     seq: int = 0
+
+
+class ConcurrencyLimit(Response, frozen=True):
+    pattern: str
+    max_running: int
+    strategy: str = "queue"
+    source: str = "api"
+    """api, or environment (CONCURRENCY_LIMITS of the gateway's environment)."""
+
+
+class RateLimit(Response, frozen=True):
+    pattern: str
+    limit: int
+    period_seconds: float = 60.0
+    burst: int = 0
+    source: str = "api"
+
+
+class Limits(Response, frozen=True):
+    concurrency: list[ConcurrencyLimit] = []
+    rate: list[RateLimit] = []
+
+
+class LimitChange(Response, frozen=True):
+    pattern: str
+    kind: str
+    """concurrency or rate."""
+    status: str
+    """set or removed."""
+    seq: int = 0
+
+
+class KeyState(Response, frozen=True):
+    """What the log says a key holds now."""
+
+    key: str
+    concurrency_limit: ConcurrencyLimit | None = None
+    running: int = 0
+    holders: list[str] = []
+    waiting: int = 0
+    rate_limit: RateLimit | None = None
+    tokens: float | None = None
+    affinity_agent: str | None = None

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from shared.domain.priority import virtual_time
 from shared.events import (
-    PRIORITY_RANK,
     AgentDeregistered,
     AgentDraining,
     AgentQuarantined,
@@ -65,8 +65,9 @@ INFRASTRUCTURE_FAILURES: frozenset[str] = frozenset(
 )
 """Failures that say nothing about the task: they do not use up its retry budget."""
 
-QueueKey = tuple[int, int, str]
-"""(-priority rank, sequence of submission, task id): sorts most urgent, then oldest, first."""
+QueueKey = tuple[float, int, str]
+"""(virtual time, sequence of submission, task id): priority with aging (``shared/domain/priority``),
+then the oldest, first."""
 
 
 class AgentStall(msgspec.Struct, kw_only=True):
@@ -100,6 +101,8 @@ class AgentView(msgspec.Struct, kw_only=True):
     last_assigned_seq: int = 0
     metadata: dict[str, str] = {}
     """As registered: what a task's ``resource_constraints`` are matched against."""
+    labels: dict[str, str] = {}
+    """As registered: what a task's ``labels`` and ``label_rules`` are matched against."""
     registered_seq: int = 0
     """Stream sequence of the current session's registration: its inbox starts after it."""
     stall: AgentStall | None = None
@@ -149,6 +152,8 @@ class TaskView(msgspec.Struct, kw_only=True):
     excluded_agent_ids: list[str] = []
     queued_reason: str = ""
     queued_detail: str = ""
+    eligible_ts: float | None = None
+    """While queued: the earliest time it may start, when the router said (a rate limit)."""
     last_error: str = ""
     failure_type: str = ""
     progress: float = 0.0
@@ -164,7 +169,8 @@ class TaskView(msgspec.Struct, kw_only=True):
 
     @property
     def queue_key(self) -> QueueKey:
-        return (-PRIORITY_RANK[self.spec.priority], self.submitted_seq, self.spec.task_id)
+        routable = max(self.submitted_ts, self.spec.not_before_ts or 0.0)
+        return (virtual_time(self.spec.priority, routable), self.submitted_seq, self.spec.task_id)
 
     @property
     def terminal(self) -> bool:
@@ -286,6 +292,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             agent.capacity = event.capacity
             agent.session = event.session
             agent.metadata = dict(event.metadata)
+            agent.labels = dict(event.labels)
             agent.status = "quarantined" if agent.quarantined_until_ts > event.ts else "active"
             agent.last_change_ts = event.ts
             agent.registered_seq = recorded.seq
@@ -339,6 +346,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             task.assigned_ts = event.ts
             task.queued_reason = ""
             task.queued_detail = ""
+            task.eligible_ts = None
             task.assignments.append(
                 AssignmentRecord(
                     agent_id=event.agent_id,
@@ -374,6 +382,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 task.status = "queued"
                 task.queued_reason = event.reason
                 task.queued_detail = event.detail
+                task.eligible_ts = event.eligible_ts
         case TaskStarted():
             task = report_from_holder(state, event)
             if task is not None and task.status == "assigned":

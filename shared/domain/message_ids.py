@@ -22,6 +22,16 @@ def queued_msg_id(task_id: str, attempt: int) -> str:
     return f"queued:{task_id}:{attempt}"
 
 
+def key_hold_msg_id(task_id: str, attempt: int, reason: str) -> str:
+    """A task held by its keys (a concurrency limit, a rate limit): once per attempt and reason."""
+    return f"queued:{task_id}:{attempt}:{reason}"
+
+
+def key_claim_msg_id(kind: str, task_id: str, attempt: int) -> str:
+    """A concurrency slot claimed (``claim``) or rate tokens taken (``tokens``): once per attempt."""
+    return f"{kind}:{task_id}:{attempt}"
+
+
 def requeue_msg_id(task_id: str, attempt: int) -> str:
     """An attempt handed back to routing: once per attempt, by recovery or the balancer alike."""
     return f"requeue:{task_id}:{attempt}"

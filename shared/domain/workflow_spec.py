@@ -33,6 +33,7 @@ from typing import Final
 import msgspec
 
 from shared.domain.dag import find_cycle
+from shared.domain.routing.labels import label_rule_problem
 from shared.errors import HiveError
 from shared.events import ExecutionMode, WorkflowStep, WorkflowTemplate
 
@@ -144,6 +145,10 @@ def check_dependencies(step: WorkflowStep, known: dict[str, int] | set[str], *, 
             raise WorkflowSpecError(
                 f"task {step.step_id!r} depends on unknown task {dependency!r}", f"{field}.dependencies"
             )
+    for index, rule in enumerate(step.label_rules):
+        problem = label_rule_problem(rule)
+        if problem is not None:
+            raise WorkflowSpecError(problem, f"{field}.label_rules[{index}]".lstrip("."))
     if step.condition == "on_failure" and not step.dependencies:
         raise WorkflowSpecError(
             f"task {step.step_id!r} has condition on_failure but no dependencies: it could never run",

@@ -15,6 +15,7 @@ import pytest
 
 from services.balancer.service import BalancerService
 from services.gateway import (
+    limit_schemas,
     performance_schemas,
     recovery_schemas,
     schedule_schemas,
@@ -209,6 +210,21 @@ async def test_every_endpoint_answers_through_its_typed_method(settings: Setting
         assert [s.schedule_id for s in await hive.list_schedules(status="active")] == ["hourly"]
         assert (await hive.delete_schedule("hourly", reason="done")).status == "deleted"
 
+        # Key limits.
+        limited = await hive.set_concurrency_limit("repo-*", 2, strategy="cancel_newest")
+        assert limited.kind == "concurrency" and limited.status == "set"
+        rated = await hive.set_rate_limit("openai", 60, period_seconds=60, burst=10)
+        limits = await hive.limits(after_seq=rated.seq)
+        assert [(c.pattern, c.max_running, c.strategy) for c in limits.concurrency] == [
+            ("repo-*", 2, "cancel_newest")
+        ]
+        assert [(r.pattern, r.limit, r.burst) for r in limits.rate] == [("openai", 60, 10)]
+        key = await hive.key("repo-1", after_seq=rated.seq)
+        assert key.concurrency_limit is not None and key.concurrency_limit.max_running == 2
+        assert (await hive.remove_concurrency_limit("repo-*")).status == "removed"
+        removed = await hive.remove_rate_limit("openai")
+        assert (await hive.limits(after_seq=removed.seq)).rate == []
+
         assert "orchestration_circuit_breaker_state" in await hive.prometheus_metrics()
         assert "/api/v1/orchestration/task/assign" in (await hive.openapi())["paths"]
 
@@ -340,6 +356,11 @@ PAIRS: list[tuple[type[msgspec.Struct], type[msgspec.Struct]]] = [
     (client.ScheduleChange, schedule_schemas.ScheduleChange),
     (client.NextFiring, schedule_schemas.NextFiring),
     (client.Firing, schedule_schemas.FiringOut),
+    (client.ConcurrencyLimit, limit_schemas.ConcurrencyLimitOut),
+    (client.RateLimit, limit_schemas.RateLimitOut),
+    (client.Limits, limit_schemas.LimitsOut),
+    (client.LimitChange, limit_schemas.LimitChange),
+    (client.KeyState, limit_schemas.KeyOut),
 ]
 
 

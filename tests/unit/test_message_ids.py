@@ -12,6 +12,8 @@ from shared.domain import message_ids as ids
 PINNED: list[tuple[Callable[..., str], tuple[object, ...], str]] = [
     (ids.assign_msg_id, ("t1", 2), "assign:t1:2"),
     (ids.queued_msg_id, ("t1", 1), "queued:t1:1"),
+    (ids.key_hold_msg_id, ("t1", 1, "rate_limited"), "queued:t1:1:rate_limited"),
+    (ids.key_claim_msg_id, ("claim", "t1", 2), "claim:t1:2"),
     (ids.requeue_msg_id, ("t1", 3), "requeue:t1:3"),
     (ids.failed_msg_id, ("t1",), "failed:t1"),
     (ids.cancel_msg_id, ("t1",), "cancel:t1"),

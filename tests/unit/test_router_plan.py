@@ -9,8 +9,11 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.decide import Assign, Hold, next_decision, plan, route_task
+from services.router.decide import Assign, Hold, is_keyed, next_decision, plan, route_task
+from services.router.keyed import ClaimKeys
 from services.router.overlay import assuming
+from shared.domain.routing.keys import parse_concurrency_limits
+from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
     AgentRegistered,
@@ -140,3 +143,14 @@ def test_a_task_delivered_to_another_router_is_left_to_it_until_it_is_held() -> 
     log.add(TaskQueued(task_id="t0", attempt=1, reason="all_busy"))
     anyone = plan(log.state, 0.0, after_seq=log.seq, claimed=set())
     assert [step.decision.task_id for step in anyone] == ["t0"], "a held task is anyone's"
+
+
+def test_a_plan_ends_at_a_decision_about_keys() -> None:
+    log = fleet([4], [0], [0])
+    log.add(TaskSubmitted(task_id="keyed", task_type="type0", concurrency_key="repo-1"))
+    log.add(TaskSubmitted(task_id="after", task_type="type0"))
+    config = RoutingConfig(concurrency_limits=parse_concurrency_limits("repo-*=1"))
+    planned = plan(log.state, 0.0, config, after_seq=log.seq)
+    kinds = [type(step.decision) for step in planned]
+    assert kinds == [Assign, ClaimKeys], "the keyed task's claim ends the plan: nothing after it"
+    assert is_keyed(planned[-1].decision) and not is_keyed(planned[0].decision)

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli.bench import assign, balance, reads, recovery, routing, scale, suite, throughput, workflow
+from services.cli.bench import (
+    assign,
+    balance,
+    keys,
+    reads,
+    recovery,
+    routing,
+    scale,
+    suite,
+    throughput,
+    workflow,
+)
 
-KINDS = [assign, routing, workflow, recovery, throughput, scale, balance, reads, suite]
+KINDS = [assign, routing, workflow, recovery, throughput, scale, balance, reads, keys, suite]
 """Modules with ``add_parser(kinds)``; each adds one ``hive bench <kind>`` sub-command."""
 
 

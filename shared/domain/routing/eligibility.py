@@ -11,6 +11,8 @@ from typing import Final
 
 from shared.domain.breakers import admits
 from shared.domain.fleet import AgentView, TaskView
+from shared.domain.routing.affinity import bound_agent
+from shared.domain.routing.labels import unmet_requirements
 from shared.domain.routing.view import RouterState
 
 BELOW_THRESHOLD: Final = "below_quality_threshold"
@@ -37,6 +39,12 @@ def ineligibility(state: RouterState, agent: AgentView, task: TaskView) -> str |
     ]
     if unmet:
         return f"resource constraints not met: {', '.join(unmet)}"
+    labels = unmet_requirements(task, agent)
+    if labels:
+        return f"labels not met: {', '.join(labels)}"
+    bound = bound_agent(state, task)
+    if bound is not None and agent.agent_id != bound:
+        return f"affinity key {task.spec.affinity_key!r} is bound to {bound} (hard)"
     return None
 
 

@@ -18,6 +18,7 @@ import msgspec
 
 from shared.domain.fleet import TaskView
 from shared.domain.routing.adaptive import AdaptiveState, adaptive_weights
+from shared.domain.routing.keys import ConcurrencyLimit, RateLimit
 from shared.domain.routing.separation import DEFAULT_CONFIDENCE
 from shared.events import OrchestrationMode, RoutingStrategy, TaskSubmitted
 
@@ -33,6 +34,10 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
     quality_wait_s: float = math.inf
     """QUALITY_WAIT_S: how long a task without a deadline waits for an agent predicted to reach its
     quality threshold before it goes to the best available one (inf, the pure default: for ever)."""
+    concurrency_limits: tuple[ConcurrencyLimit, ...] = ()
+    """CONCURRENCY_LIMITS (the API's limits, in the log, replace them pattern by pattern)."""
+    rate_limits: tuple[RateLimit, ...] = ()
+    """RATE_LIMITS."""
 
 
 class StrategyWeights(msgspec.Struct, frozen=True, kw_only=True):

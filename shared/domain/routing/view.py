@@ -1,5 +1,6 @@
 """The router's projection, kept by a pure apply: the fleet (agents, load, queue), the breakers, the
-learned performance of every agent and the adaptive strategy's weights. The balancer keeps the
+learned performance of every agent, the adaptive strategy's weights and what concurrency, rate-limit
+and affinity keys hold (``keys.py``). The balancer keeps the
 same state inside its own, to judge moves as the router would.
 
 Outcomes are learned before the fleet applies the event: the fleet view still says who held the
@@ -13,6 +14,7 @@ import msgspec
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.routing.adaptive import AdaptiveState, observe
+from shared.domain.routing.keys import KeysState, apply_keys
 from shared.domain.routing.performance import PerformanceState, learn, outcome_of
 from shared.events import (
     TaskAttemptFailed,
@@ -33,6 +35,7 @@ class RouterState(msgspec.Struct, kw_only=True):
     breakers: BreakersState = msgspec.field(default_factory=BreakersState)
     performance: PerformanceState = msgspec.field(default_factory=PerformanceState)
     adaptive: AdaptiveState = msgspec.field(default_factory=AdaptiveState)
+    keys: KeysState = msgspec.field(default_factory=KeysState)
 
 
 def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
@@ -44,12 +47,14 @@ def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
         observe(state.adaptive, outcome)
     apply_fleet(state.fleet, recorded)
     apply_breakers(state.breakers, recorded)
+    apply_keys(state.keys, state.fleet, recorded)
     return state
 
 
 ROUTER_READS: tuple[str, ...] = (
     aggregate_filter("agent"),
     aggregate_filter("breaker"),
+    aggregate_filter("system"),
     *(
         subject_filter
         for event_type in (TaskSubmitted, TaskQueued, TaskRequeued, TaskFailed, TaskCancelled)
@@ -58,9 +63,9 @@ ROUTER_READS: tuple[str, ...] = (
     *type_filters("task", TaskCompleted.event_type()),
     *type_filters("task", TaskAttemptFailed.event_type()),
 )
-"""Agents and breakers whole; of the tasks, what puts them in the queue, takes them out or teaches
-how an agent did. Not a task's start or progress (nothing it decides reads them: a completion from
-``assigned`` is one), workflows or schedules."""
+"""Agents, breakers and system events (keys' limits, slots and tokens) whole; of the tasks, what
+puts them in the queue, takes them out or teaches how an agent did. Not a task's start or progress
+(nothing it decides reads them: a completion from ``assigned`` is one) nor workflows."""
 
 ROUTER_VIEW: ProjectionSpec[RouterState] = ProjectionSpec(
     name="router",

@@ -1,0 +1,176 @@
+"""The router's hook for keys (concurrency keys, rate limits): pure, called by ``next_decision``.
+
+Before a waiting task is routed, ``admission`` asks the key gate (``shared/domain/routing/admission``):
+the task may go, must wait (a ``Hold`` recorded once per reason and attempt), or a task must be
+cancelled (``CancelForKey``: a ``cancel_*`` strategy). When the gate wants a slot claimed or tokens
+taken, the assignment found for the task becomes a ``ClaimKeys`` decision (``before_assign``): the
+shell appends the claim against the key's last sequence, and the next round assigns the task.
+``fair_turn`` lets concurrency keys take turns: among the next admissible keyed tasks of about the
+same priority, the one whose key runs the fewest goes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from shared.domain.fleet import TaskView
+from shared.domain.priority import PRIORITY_AGING_S
+from shared.domain.routing.admission import (
+    ADMISSION_REASONS,
+    CONCURRENCY_LIMITED,
+    FAIR_WINDOW,
+    CancelTask,
+    ClaimSlot,
+    Go,
+    TakeTokens,
+    Wait,
+    fair_pick,
+    gate,
+)
+from shared.domain.routing.keys import Limits, holds, running_count
+from shared.domain.routing.policy import RoutingConfig
+from shared.domain.routing.view import RouterState
+
+if TYPE_CHECKING:
+    from services.router.decide import Assign
+
+
+class ClaimKeys(msgspec.Struct, frozen=True, kw_only=True):
+    """Claim a concurrency slot and/or take rate tokens for a task attempt, then append ``assign``
+    (decided on the same view: the claim touches no agent, so the assignment's guard still holds;
+    if it is refused, the task keeps its claim and is decided again)."""
+
+    task_id: str
+    attempt: int
+    assign: Assign
+    claim: ClaimSlot | None = None
+    take: TakeTokens | None = None
+
+
+class CancelForKey(msgspec.Struct, frozen=True, kw_only=True):
+    """Cancel a task because of its concurrency key's strategy (the waiting one, or the key's oldest)."""
+
+    task_id: str
+    attempt: int
+    reason: str
+
+
+class KeyHold(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that a task waits for its keys (``reason``, ``detail``, ``eligible_ts``)."""
+
+    task_id: str
+    attempt: int
+    reason: str
+    detail: str
+    eligible_ts: float | None = None
+
+
+def limits_of(state: RouterState, config: RoutingConfig | None) -> Limits:
+    """The limits in force: the environment's (the config), replaced pattern by pattern by the log's."""
+    if config is None:
+        return Limits.combine(state.keys)
+    return Limits.combine(state.keys, config.concurrency_limits, config.rate_limits)
+
+
+def keyed(task: TaskView) -> bool:
+    return task.spec.concurrency_key is not None or task.spec.rate_limit_key is not None
+
+
+class Blocked:
+    """Keys found closed during one pass over the queue: their other tasks are passed over cheaply."""
+
+    def __init__(self) -> None:
+        self.keys: set[tuple[str, str]] = set()
+
+    def passes_over(self, task: TaskView) -> bool:
+        """A task of a closed key already recorded as waiting for it."""
+        spec = task.spec
+        if task.status != "queued" or task.queued_reason not in ADMISSION_REASONS:
+            return False
+        return (spec.concurrency_key is not None and ("c", spec.concurrency_key) in self.keys) or (
+            spec.rate_limit_key is not None and ("r", spec.rate_limit_key) in self.keys
+        )
+
+
+def admission(
+    state: RouterState, task: TaskView, now: float, limits: Limits, blocked: Blocked
+) -> Go | KeyHold | CancelForKey | None:
+    """What the task's keys say: go, record a hold, cancel a task, or None (wait; nothing to record)."""
+    if not keyed(task):
+        return Go()
+    if blocked.passes_over(task) and not _admitted_before(state, task):
+        return None
+    verdict = gate(state.keys, state.fleet, limits, task, now)
+    if isinstance(verdict, Go):
+        return verdict
+    if isinstance(verdict, CancelTask):
+        return CancelForKey(task_id=verdict.task_id, attempt=verdict.attempt, reason=verdict.reason)
+    assert isinstance(verdict, Wait)
+    if verdict.reason == CONCURRENCY_LIMITED:
+        blocked.keys.add(("c", task.spec.concurrency_key or ""))
+    else:
+        blocked.keys.add(("r", task.spec.rate_limit_key or ""))
+    if task.status == "pending" or task.queued_reason != verdict.reason:
+        return KeyHold(
+            task_id=task.task_id,
+            attempt=task.attempt,
+            reason=verdict.reason,
+            detail=verdict.detail,
+            eligible_ts=verdict.eligible_ts,
+        )
+    return None
+
+
+def _admitted_before(state: RouterState, task: TaskView) -> bool:
+    """The attempt holds its slot or took its tokens already: a closed key does not stop it."""
+    return holds(state.keys, task) or state.keys.taken.get(task.task_id) == task.attempt
+
+
+def before_assign(assign: Assign, task: TaskView, go: Go) -> Assign | ClaimKeys:
+    """The assignment, preceded by the claim its task's keys need (if any)."""
+    if go.claim is None and go.take is None:
+        return assign
+    return ClaimKeys(task_id=task.task_id, attempt=task.attempt, assign=assign, claim=go.claim, take=go.take)
+
+
+def fair_turn(
+    state: RouterState,
+    index: int,
+    task: TaskView,
+    now: float,
+    limits: Limits,
+    skip: Collection[str],
+) -> TaskView:
+    """`task` (at `index` in the queue, admissible) or a later admissible task, among the next
+    ``FAIR_WINDOW`` admissible keyed tasks within one aging step of it: one holding its slot
+    already (a claimed slot is not left idle), else the one whose key runs the fewest, then whose
+    key was served least recently (``fair_pick``)."""
+    key = task.spec.concurrency_key
+    if key is None or limits.concurrency_of(key) is None:
+        return task
+    fleet = state.fleet
+    horizon = fleet.queue[index][0] + PRIORITY_AGING_S
+    candidates = [_candidate(state, task, key)]
+    seen = {key}
+    for virtual, _seq, task_id in fleet.queue[index + 1 :]:
+        if virtual > horizon or len(candidates) > FAIR_WINDOW:
+            break
+        other = fleet.tasks.get(task_id)
+        if other is None or task_id in skip or other.not_before_ts > now:
+            continue
+        other_key = other.spec.concurrency_key
+        if other_key is None or other_key in seen or limits.concurrency_of(other_key) is None:
+            continue
+        seen.add(other_key)
+        if isinstance(gate(state.keys, fleet, limits, other, now), Go):
+            candidates.append(_candidate(state, other, other_key))
+    return fair_pick(candidates)
+
+
+def _candidate(state: RouterState, task: TaskView, key: str) -> tuple[TaskView, bool, int, int]:
+    held = holds(state.keys, task)
+    running = running_count(state.keys, state.fleet, key) - (1 if held else 0)
+    return (task, held, running, state.keys.served.get(key, 0))
