@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import heapq
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Histogram
@@ -39,7 +39,7 @@ from shared.agent.inbox import open_inbox
 from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.cancellation import cancel_notice, cancellation
-from shared.domain.fleet import WAITING, correlation_of
+from shared.domain.fleet import WAITING, AgentView, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
 from shared.domain.message_ids import (
     assign_msg_id,
@@ -160,6 +160,10 @@ class Prepared:
     causation: str
     notice: Event | None = None
     """A cancellation's request to the agent holding the task, appended after it."""
+    key_versions: dict[str, int | None] = field(default_factory=dict)
+    """For a claim of keys: each key scope's last sequence as the decision saw it (None: pruned,
+    ask the server). Read with the decision: read at append time, it could already count another
+    instance's claim the decision never saw, and two claims for the last slot would both pass."""
 
 
 @dataclass
@@ -382,9 +386,12 @@ class RouterService(Service):
         if time.monotonic() >= self._claims_checked + CLAIMS_CHECK_S:
             self._claims_checked = time.monotonic()
             self._settle_claims()
+        agents = view.state.fleet.agents
         for task_id, entry in list(self._in_flight.items()):
             if 0 < entry.seq <= view.seq:
                 del self._in_flight[task_id]
+            elif not entry.keyed and _applied(agents.get(entry.agent_id or ""), entry):
+                del self._in_flight[task_id]  # read back before the server's answer: never count it twice
         room = MAX_APPENDS - len(self._appends)
         if room <= 0 or any(entry.keyed for entry in self._in_flight.values()):
             return  # a decision about keys is not laid over the view: wait until it is applied
@@ -457,7 +464,13 @@ class RouterService(Service):
         task_version = self._version("task", decision.task_id)
         if isinstance(decision, ClaimKeys):
             inner = self._prepare(Planned(decision=decision.assign, assumed=step.assumed), seen, now)
-            return Prepared(inner.event, inner.expected, correlation, causation)
+            scopes = []
+            if decision.claim is not None:
+                scopes.append(key_scope("concurrency", decision.claim.key))
+            if decision.take is not None:
+                scopes.append(key_scope("rate", decision.take.key))
+            versions = {scope: self.view.version("system", scope) for scope in scopes}
+            return Prepared(inner.event, inner.expected, correlation, causation, key_versions=versions)
         if isinstance(decision, CancelForKey):
             return Prepared(
                 cancellation(task, decision.reason, causation),
@@ -643,7 +656,7 @@ class RouterService(Service):
                     correlation_id=prepared.correlation,
                     causation_id=prepared.causation,
                 ),
-                expected=await self._key_version(scope, seen),
+                expected=await self._key_version(scope, prepared, seen),
                 msg_id=key_claim_msg_id("claim", decision.task_id, decision.attempt),
             )
             self.log.debug("key_slot_claimed", task_id=decision.task_id, key=decision.claim.key)
@@ -664,17 +677,17 @@ class RouterService(Service):
                     correlation_id=prepared.correlation,
                     causation_id=prepared.causation,
                 ),
-                expected=await self._key_version(scope, seen),
+                expected=await self._key_version(scope, prepared, seen),
                 msg_id=key_claim_msg_id("tokens", decision.task_id, decision.attempt),
             )
         assert result is not None  # a ClaimKeys claims or takes
         return result
 
-    async def _key_version(self, scope: str, seen: int) -> int:
+    async def _key_version(self, scope: str, prepared: Prepared, seen: int) -> int:
         """The key's last sequence the decision saw. When the view no longer remembers it (pruned),
         the server's, unless the server holds a claim the decision did not see: then a conflict
         (catch up and decide again), never a claim counted against a stale view."""
-        known = self.view.version("system", scope)
+        known = prepared.key_versions.get(scope)
         if known is not None:
             return known
         latest = await self.bus.aggregate_version("system", scope)
@@ -746,3 +759,11 @@ def _log_failure(log: Any, what: str) -> Any:
             log.warning(what, error=repr(future.exception()))
 
     return done
+
+
+def _applied(agent: AgentView | None, entry: InFlight) -> bool:
+    """Whether the view already holds an assignment in flight (the stream can deliver an event to
+    the projection before the publisher hears where it was stored): laid over the view as well, its
+    slot would be counted twice and a task queued beside a free slot. (A decision about keys stays
+    until the server answers: its claim is what holds further keyed decisions back.)"""
+    return agent is not None and agent.in_flight.get(entry.task_id) == entry.attempt
