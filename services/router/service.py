@@ -257,7 +257,7 @@ class RouterService(Service):
         if (
             isinstance(event, (TaskSubmitted, TaskRequeued, *CAPACITY))
             or (isinstance(event, RELEASES) and self.view.state.fleet.queue)
-            or (self._in_flight and self.view.seq >= next(iter(self._in_flight.values())).seq > 0)
+            or any(0 < entry.seq <= self.view.seq for entry in self._in_flight.values())
         ):
             self._wanted.set()
 
