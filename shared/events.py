@@ -717,18 +717,6 @@ class WorkflowSubmitted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.
     """Handed to the agent of each of its tasks as ``payload.context``."""
     schedule_id: str | None = None
     """The schedule that submitted it (``system.schedule_fired`` names the slot)."""
-    concurrency_key: Key | None = None
-    """At most the limit of the key's pattern (``system.concurrency_limit_set``, CONCURRENCY_LIMITS)
-    of tasks with this key run at once, across the fleet."""
-    rate_limit_key: Key | None = None
-    """Each attempt takes ``units`` tokens of the key's bucket (``system.rate_limit_set``, RATE_LIMITS)."""
-    units: Annotated[int, Meta(ge=1, le=10_000)] = 1
-    affinity_key: Key | None = None
-    """Tasks with the same key prefer (``soft``) or must have (``hard``) the agent that last ran it."""
-    affinity: AffinityMode = "soft"
-    labels: dict[Label, LabelValue] = {}
-    """Labels an agent must have with these values (``label_rules`` for comparators and preferences)."""
-    label_rules: list[LabelRule] = []
 
 
 class WorkflowStarted(WorkflowEvent, frozen=True, kw_only=True, tag="workflow.started"):
