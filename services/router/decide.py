@@ -42,6 +42,7 @@ from shared.domain.routing.eligibility import (
     ineligibility,
     quality_wait_end,
 )
+from shared.domain.routing.keys import Limits
 from shared.domain.routing.labels import describe
 from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
@@ -289,18 +290,36 @@ def _settled(decision: Assign, task: TaskView, now: float) -> Assign:
     return msgspec.structs.replace(decision, explanation=why + decision.explanation)
 
 
+class Scan:
+    """What a look at the queue learns that stays true for the rest of a plan, whose decisions only
+    take capacity, slots and tokens: the limits in force, the keys found closed, the placements
+    found impossible. (Without it, each decision of a plan would weigh again every closed key and
+    every hopeless task ahead in the queue.)"""
+
+    def __init__(
+        self, state: RouterState, config: RoutingConfig | None, limits: Limits | None = None
+    ) -> None:
+        self.limits = limits if limits is not None else keyed.limits_of(state, config)
+        self.blocked = keyed.Blocked()
+        self.unplaceable: set[tuple[object, ...]] = set()
+
+
 def next_decision(
     state: RouterState,
     now: float,
     skip: Collection[str] = (),
     config: RoutingConfig | None = None,
     claimed: Collection[str] | None = None,
+    busy: keyed.Busy = (),
+    scan: Scan | None = None,
 ) -> Decision | None:
     """The next thing the router should append, or None when the queue needs nothing now.
 
     With `claimed` (router instances sharing the work), a task never decided yet is left to the
     instance its submission or requeue was delivered to, unless it is claimed here or it waited
-    for a start time or a backoff (then whoever looks first); a queued task is anyone's.
+    for a start time or a backoff (then whoever looks first); a queued task is anyone's. A task
+    needing a claim of a `busy` key (this router's claim of it is in flight) waits for it. A plan
+    passes one `scan` to all its decisions: what one decision found stays true for the next.
     """
     fleet = state.fleet
     if not fleet.queue:
@@ -309,9 +328,10 @@ def next_decision(
         a.status == "active" and a.free > 0 and admits(state.breakers, a.agent_id) is None
         for a in fleet.agents.values()
     )
-    unplaceable: set[tuple[object, ...]] = set()
-    limits = keyed.limits_of(state, config)  # --- keys hook (services/router/keyed.py) ---
-    blocked = keyed.Blocked()
+    scan = scan or Scan(state, config)
+    unplaceable = scan.unplaceable
+    limits = scan.limits  # --- keys hook (services/router/keyed.py) ---
+    blocked = scan.blocked
     for index, (_rank, _seq, task_id) in enumerate(fleet.queue):
         if task_id in skip:
             continue
@@ -319,6 +339,10 @@ def next_decision(
         if task is None or task.not_before_ts > now:
             continue
         if claimed is not None and not _mine(task, claimed):
+            continue
+        if keyed.keyed(task) and (  # a key found closed, or claimed in flight: nothing to record
+            keyed.passed_over(state, task, blocked) or keyed.waits_for_own_claim(state, task, busy)
+        ):
             continue
         expired = _expired(task, now)
         if task.status == "queued" and not any_room and not expired:
@@ -328,17 +352,17 @@ def next_decision(
         if task.status == "queued" and signature in unplaceable and not expired and not settle:
             continue
         # --- keys hook: concurrency keys and rate limits (services/router/keyed.py) ---
-        admitted = keyed.admission(state, task, now, limits, blocked)
+        admitted = keyed.admission(state, task, now, limits, blocked, busy)
         if admitted is None:
             continue
         if not isinstance(admitted, Go):
             return admitted
         if not settle and not expired:
-            turn = keyed.fair_turn(state, index, task, now, limits, skip)
+            turn = keyed.fair_turn(state, index, task, now, limits, skip, busy, blocked)
             if turn is not task:
                 fair = route_task(state, turn, now, config)
                 if isinstance(fair, Assign):
-                    go = keyed.admission(state, turn, now, limits, keyed.Blocked())
+                    go = keyed.admission(state, turn, now, limits, keyed.Blocked(), busy)
                     if isinstance(go, Go):
                         return keyed.before_assign(fair, turn, go)
         # --- end of the keys hook ---
@@ -384,38 +408,46 @@ def plan(
     config: RoutingConfig | None = None,
     *,
     assumed: Sequence[str] = (),
+    claims: Sequence[tuple[ClaimKeys, float]] = (),
     after_seq: int = 0,
     skip: Collection[str] = (),
     claimed: Collection[str] | None = None,
     limit: int = 32,
+    scan: Scan | None = None,
 ) -> list[Planned]:
     """Up to `limit` decisions in queue order, each made as ``next_decision`` would on the view with
     `assumed` (assignments of this router the view has not applied yet, in order, as if applied
-    after `after_seq`) and the plan's earlier assignments assumed given. The state is left as it was.
+    after `after_seq`), `claims` (its claims of keys in flight, each with the time it was decided)
+    and the plan's earlier decisions assumed made. The state is left as it was. `scan`: made by
+    the caller to keep the limits in force between plans and learn which tasks the plan parked.
 
-    A decision about keys (a slot claimed or tokens taken with its assignment, a key's hold or
-    cancellation) ends the plan: what it changes of the keys is not laid over the view, so nothing
-    is decided after it until it is applied.
+    A claim of keys is laid over the view like an assignment; a task needing a claim of a key
+    claimed in flight waits for the next plan. A cancellation for a key ends the plan: what it
+    frees is not laid over the view, so nothing is decided after it until it is applied.
     """
     planned: list[Planned] = []
     decided = set(skip)
-    with assuming(state, assumed, after_seq) as assumptions:
+    with assuming(state, assumed, after_seq, claims) as assumptions:
+        scan = scan or Scan(state, config)
         while len(planned) < limit:
-            decision = next_decision(state, now, decided, config, claimed)
+            decision = next_decision(state, now, decided, config, claimed, assumptions.busy, scan)
             if decision is None:
                 break
             planned.append(Planned(decision=decision, assumed=list(assumptions.agents)))
             decided.add(decision.task_id)
             if isinstance(decision, Assign):
                 assumptions.assume(decision.agent_id)
-            elif is_keyed(decision):
+            elif isinstance(decision, ClaimKeys):
+                assumptions.assume(decision.assign.agent_id)
+                assumptions.claim_keys(decision, now)
+            elif ends_plan(decision):
                 break
     return planned
 
 
-def is_keyed(decision: Decision) -> bool:
-    """A decision about keys (``keyed.py``): nothing more is decided until it is applied."""
-    return isinstance(decision, ClaimKeys | CancelForKey | KeyHold)
+def ends_plan(decision: Decision) -> bool:
+    """A cancellation for a key (``keyed.py``): nothing more is decided until it is applied."""
+    return isinstance(decision, CancelForKey)
 
 
 def _placement_signature(task: TaskView) -> tuple[object, ...]:

@@ -4,13 +4,16 @@ Before a waiting task is routed, ``admission`` asks the key gate (``shared/domai
 the task may go, must wait (a ``Hold`` recorded once per reason and attempt), or a task must be
 cancelled (``CancelForKey``: a ``cancel_*`` strategy). When the gate wants a slot claimed or tokens
 taken, the assignment found for the task becomes a ``ClaimKeys`` decision (``before_assign``): the
-shell appends the claim against the key's last sequence, and the next round assigns the task.
+shell appends the claim against the key's last sequence, then the assignment. While a claim is in
+flight it is laid over the view (``overlay.py``) and its keys are *busy*: other keys' tasks go on
+being decided, the same key's wait until the view applied it (``waits_for_own_claim``).
 ``fair_turn`` lets concurrency keys take turns: among the next admissible keyed tasks of about the
 same priority, the one whose key runs the fewest goes first.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
@@ -21,6 +24,7 @@ from shared.domain.priority import PRIORITY_AGING_S
 from shared.domain.routing.admission import (
     ADMISSION_REASONS,
     CONCURRENCY_LIMITED,
+    FAIR_SCAN,
     FAIR_WINDOW,
     CancelTask,
     ClaimSlot,
@@ -80,28 +84,95 @@ def keyed(task: TaskView) -> bool:
 
 
 class Blocked:
-    """Keys found closed during one pass over the queue: their other tasks are passed over cheaply."""
+    """Keys found closed during one pass over the queue: their other tasks are passed over cheaply.
+
+    ``parked``: the tasks passed over for a concurrency key at its limit. Such a key stays closed
+    until one of its holders ends, is requeued or fails, or the limits change (a rate key opens
+    again with time): a router may leave them out of its next looks at the queue until then."""
 
     def __init__(self) -> None:
         self.keys: set[tuple[str, str]] = set()
+        self.parked: dict[str, set[str]] = {}
+        """Concurrency key -> tasks passed over for it."""
+        self.weighed: dict[str, Candidate | None] = {}
+        """Task id -> how it stands for a fair turn (None: not admissible). Within a plan a key
+        changes only by a claim of the plan, which makes it busy: what was weighed stays true."""
+
+    def close(self, task: TaskView, wait: Wait) -> None:
+        """The key `task` waits for is closed (for the rest of the plan)."""
+        if wait.reason == CONCURRENCY_LIMITED:
+            self.keys.add(("c", task.spec.concurrency_key or ""))
+        else:
+            self.keys.add(("r", task.spec.rate_limit_key or ""))
 
     def passes_over(self, task: TaskView) -> bool:
         """A task of a closed key already recorded as waiting for it."""
         spec = task.spec
         if task.status != "queued" or task.queued_reason not in ADMISSION_REASONS:
             return False
-        return (spec.concurrency_key is not None and ("c", spec.concurrency_key) in self.keys) or (
-            spec.rate_limit_key is not None and ("r", spec.rate_limit_key) in self.keys
-        )
+        key = spec.concurrency_key
+        if key is not None and ("c", key) in self.keys:
+            self.parked.setdefault(key, set()).add(task.task_id)
+            return True
+        return spec.rate_limit_key is not None and ("r", spec.rate_limit_key) in self.keys
+
+
+class Parked:
+    """Tasks a router leaves out of its decisions until a slot of their key may have freed: what
+    its plans parked (``Blocked.parked``), kept between plans."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, set[str]] = {}
+        self.tasks: set[str] = set()
+
+    def add(self, parked: dict[str, set[str]]) -> None:
+        for key, tasks in parked.items():
+            self.by_key.setdefault(key, set()).update(tasks)
+            self.tasks.update(tasks)
+
+    def release(self, key: str | None) -> None:
+        """A slot of `key` may have freed (None: of any key, or limits changed): look again."""
+        if key is None:
+            self.by_key.clear()
+            self.tasks.clear()
+            return
+        tasks = self.by_key.pop(key, None)
+        if tasks:
+            self.tasks.difference_update(tasks)
+
+
+Busy = Collection[tuple[str, str]]
+"""Keys with a claim of this router in flight: ("c", concurrency key), ("r", rate key)."""
+
+
+def waits_for_own_claim(state: RouterState, task: TaskView, busy: Busy) -> bool:
+    """The task needs a claim of a key this router is claiming already: it waits until that claim
+    is applied (the next claim is appended against the key's sequence the one in flight moves)."""
+    if not busy:
+        return False
+    spec = task.spec
+    key = spec.concurrency_key
+    if key is not None and ("c", key) in busy and not holds(state.keys, task):
+        return True
+    return (
+        spec.rate_limit_key is not None
+        and ("r", spec.rate_limit_key) in busy
+        and state.keys.taken.get(task.task_id) != task.attempt
+    )
 
 
 def admission(
-    state: RouterState, task: TaskView, now: float, limits: Limits, blocked: Blocked
+    state: RouterState,
+    task: TaskView,
+    now: float,
+    limits: Limits,
+    blocked: Blocked,
+    busy: Busy = (),
 ) -> Go | KeyHold | CancelForKey | None:
     """What the task's keys say: go, record a hold, cancel a task, or None (wait; nothing to record)."""
     if not keyed(task):
         return Go()
-    if blocked.passes_over(task) and not _admitted_before(state, task):
+    if waits_for_own_claim(state, task, busy) or passed_over(state, task, blocked):
         return None
     verdict = gate(state.keys, state.fleet, limits, task, now)
     if isinstance(verdict, Go):
@@ -109,10 +180,7 @@ def admission(
     if isinstance(verdict, CancelTask):
         return CancelForKey(task_id=verdict.task_id, attempt=verdict.attempt, reason=verdict.reason)
     assert isinstance(verdict, Wait)
-    if verdict.reason == CONCURRENCY_LIMITED:
-        blocked.keys.add(("c", task.spec.concurrency_key or ""))
-    else:
-        blocked.keys.add(("r", task.spec.rate_limit_key or ""))
+    blocked.close(task, verdict)
     if task.status == "pending" or task.queued_reason != verdict.reason:
         return KeyHold(
             task_id=task.task_id,
@@ -122,6 +190,11 @@ def admission(
             eligible_ts=verdict.eligible_ts,
         )
     return None
+
+
+def passed_over(state: RouterState, task: TaskView, blocked: Blocked) -> bool:
+    """A task already recorded as waiting for a key found closed, and not admitted by it before."""
+    return blocked.passes_over(task) and not _admitted_before(state, task)
 
 
 def _admitted_before(state: RouterState, task: TaskView) -> bool:
@@ -143,9 +216,12 @@ def fair_turn(
     now: float,
     limits: Limits,
     skip: Collection[str],
+    busy: Busy = (),
+    blocked: Blocked | None = None,
 ) -> TaskView:
     """`task` (at `index` in the queue, admissible) or a later admissible task, among the next
-    ``FAIR_WINDOW`` admissible keyed tasks within one aging step of it: one holding its slot
+    ``FAIR_WINDOW`` admissible keyed tasks within one aging step of it (and the next ``FAIR_SCAN``
+    waiting tasks): one holding its slot
     already (a claimed slot is not left idle), else the one whose key runs the fewest, then whose
     key was served least recently (``fair_pick``)."""
     key = task.spec.concurrency_key
@@ -153,9 +229,10 @@ def fair_turn(
         return task
     fleet = state.fleet
     horizon = fleet.queue[index][0] + PRIORITY_AGING_S
+    weighed = blocked.weighed if blocked is not None else {}
     candidates = [_candidate(state, task, key)]
     seen = {key}
-    for virtual, _seq, task_id in fleet.queue[index + 1 :]:
+    for virtual, _seq, task_id in itertools.islice(fleet.queue, index + 1, index + 1 + FAIR_SCAN):
         if virtual > horizon or len(candidates) > FAIR_WINDOW:
             break
         other = fleet.tasks.get(task_id)
@@ -164,13 +241,28 @@ def fair_turn(
         other_key = other.spec.concurrency_key
         if other_key is None or other_key in seen or limits.concurrency_of(other_key) is None:
             continue
+        if waits_for_own_claim(state, other, busy) or (blocked and passed_over(state, other, blocked)):
+            continue
         seen.add(other_key)
-        if isinstance(gate(state.keys, fleet, limits, other, now), Go):
-            candidates.append(_candidate(state, other, other_key))
+        if task_id in weighed:
+            candidate = weighed[task_id]
+        else:
+            verdict = gate(state.keys, fleet, limits, other, now)
+            candidate = _candidate(state, other, other_key) if isinstance(verdict, Go) else None
+            weighed[task_id] = candidate
+            if blocked is not None and isinstance(verdict, Wait):
+                blocked.close(other, verdict)
+        if candidate is not None:
+            candidates.append(candidate)
     return fair_pick(candidates)
 
 
-def _candidate(state: RouterState, task: TaskView, key: str) -> tuple[TaskView, bool, int, int]:
+Candidate = tuple[TaskView, bool, int, int]
+"""A task for a fair turn: whether it holds its slot, its key's other running tasks, when its key
+was served last (``fair_pick``)."""
+
+
+def _candidate(state: RouterState, task: TaskView, key: str) -> Candidate:
     held = holds(state.keys, task)
     running = running_count(state.keys, state.fleet, key) - (1 if held else 0)
     return (task, held, running, state.keys.served.get(key, 0))

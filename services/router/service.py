@@ -9,7 +9,10 @@ want of an agent are anyone's: every instance looks at them when a slot frees.
 
 Decisions do not wait for the projection to show the assignments just made: ``decide.plan`` makes
 them on the view plus this instance's assignments the view has not applied yet
-(``overlay.py``), and each is appended at once, up to ``MAX_APPENDS`` at a time. Assignments to
+(``overlay.py``), and each is appended at once, up to ``MAX_APPENDS`` at a time. A claim of keys
+(a concurrency slot, rate tokens) is appended before its assignment and laid over the view in the
+same way; while it is in flight, only the same key's next claim waits for it (it is appended
+against the key's last sequence, which the claim in flight moves). Assignments to
 different agents never conflict; to the same agent they are chained, each appended against the
 sequence the previous one got. An assignment is appended against the last sequence of everything
 about the agent (``hive.evt.*.<agent>.>``: the agent and its circuit breaker) as the decision saw
@@ -33,13 +36,14 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from services.router.decide import Assign, Decision, Expire, Planned, is_keyed, next_expiry, plan
-from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, limits_of
+from services.router.decide import Assign, Decision, Expire, Planned, Scan, ends_plan, next_expiry, plan
+from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, Parked, limits_of
+from services.router.overlay import decided_in_view
 from shared.agent.inbox import open_inbox
 from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.cancellation import cancel_notice, cancellation
-from shared.domain.fleet import WAITING, AgentView, correlation_of
+from shared.domain.fleet import WAITING, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
 from shared.domain.message_ids import (
     assign_msg_id,
@@ -51,7 +55,7 @@ from shared.domain.message_ids import (
     queued_msg_id,
 )
 from shared.domain.routing.admission import rate_wake
-from shared.domain.routing.keys import parse_concurrency_limits, parse_rate_limits
+from shared.domain.routing.keys import Limits, parse_concurrency_limits, parse_rate_limits
 from shared.domain.routing.policy import RoutingConfig, signal_weights
 from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import (
@@ -117,6 +121,7 @@ RELEASES = (TaskCompleted, TaskAttemptFailed, TaskFailed, TaskCancelled)
 """Events that free a slot. They are as frequent as tasks, and most of the time nothing waits: so
 they are not work events; every instance's projection notices them, and only an instance whose
 queue is not empty looks at it (racing instances are refereed by the agent's sequence)."""
+LIMIT_CHANGES = (ConcurrencyLimitSet, ConcurrencyLimitRemoved, RateLimitSet, RateLimitRemoved)
 CAPACITY = (AgentRegistered, AgentRecovered, BreakerClosed, BreakerHalfOpened, BreakerReset)
 
 
@@ -142,8 +147,11 @@ class InFlight:
     """A first attempt never queued: its submission-to-assignment time is the routing latency."""
     seen: int = 0
     """The last sequence the view had applied when it was decided."""
-    keyed: bool = False
-    """A decision about keys (``decide.is_keyed``)."""
+    keys: ClaimKeys | None = None
+    """A claim of keys (laid over the view with its assignment until the view applies them)."""
+    decided_ts: float = 0.0
+    blocks: bool = False
+    """Nothing more is decided until the view applies it (``decide.ends_plan``)."""
     seq: int = 0
     """Where it was stored, once the server said so."""
 
@@ -218,6 +226,9 @@ class RouterService(Service):
         self._starts: list[tuple[float, str]] = []
         """(not_before_ts, task id) of delayed tasks: when the timer must look at the queue."""
         self._timer_woken = asyncio.Event()
+        self._limits: Limits | None = None
+        self._parked = Parked()
+        """Tasks of concurrency keys at their limit, left out of decisions until a slot may free."""
         self.view.add_listener(self._on_applied)
         self.assignment_duration = Histogram(
             "orchestration_task_assignment_duration_seconds",
@@ -246,6 +257,12 @@ class RouterService(Service):
         slot while tasks wait, added capacity, our own decision landing. A delayed task: the timer
         looks at the queue at its time."""
         event = recorded.event
+        if isinstance(event, LIMIT_CHANGES):
+            self._limits = None
+            self._parked.release(None)
+        elif isinstance(event, (*RELEASES, TaskRequeued)) and self._parked.tasks:
+            task = self.view.state.fleet.tasks.get(event.task_id)
+            self._parked.release(task.spec.concurrency_key if task is not None else None)
         if isinstance(event, TaskSubmitted) and event.not_before_ts and event.not_before_ts > event.ts:
             earliest = self._starts[0][0] if self._starts else None
             heapq.heappush(self._starts, (event.not_before_ts, event.task_id))
@@ -278,12 +295,19 @@ class RouterService(Service):
             "adaptive_weights": {name: round(value, 4) for name, value in weights.items()},
         }
 
+    def _limits_in_force(self) -> Limits:
+        """The limits of keys, built again only after the view applied a change of them (with a
+        limit per key, building them for each plan would cost more than the plan)."""
+        if self._limits is None:
+            self._limits = limits_of(self.view.state, self.config)
+        return self._limits
+
     def _next_wake(self) -> float | None:
         """The earliest deadline or end of quality wait of a held task, start of a delayed one, or
         refill of the bucket a rate-limited task waits for."""
         state = self.view.state
         deadline = next_expiry(state, self.config)
-        refill = rate_wake(state.keys, state.fleet, limits_of(state, self.config), time.time())
+        refill = rate_wake(state.keys, state.fleet, self._limits_in_force(), time.time())
         if refill is not None and (deadline is None or refill < deadline):
             deadline = refill
         if self._starts and (deadline is None or self._starts[0][0] < deadline):
@@ -386,26 +410,29 @@ class RouterService(Service):
         if time.monotonic() >= self._claims_checked + CLAIMS_CHECK_S:
             self._claims_checked = time.monotonic()
             self._settle_claims()
-        agents = view.state.fleet.agents
+        tasks = view.state.fleet.tasks
         for task_id, entry in list(self._in_flight.items()):
-            if 0 < entry.seq <= view.seq:
-                del self._in_flight[task_id]
-            elif not entry.keyed and _applied(agents.get(entry.agent_id or ""), entry):
-                del self._in_flight[task_id]  # read back before the server's answer: never count it twice
+            if 0 < entry.seq <= view.seq or decided_in_view(tasks.get(task_id), entry.attempt):
+                del self._in_flight[task_id]  # read back (maybe before the server's answer): count it once
         room = MAX_APPENDS - len(self._appends)
-        if room <= 0 or any(entry.keyed for entry in self._in_flight.values()):
-            return  # a decision about keys is not laid over the view: wait until it is applied
+        if room <= 0 or any(entry.blocks for entry in self._in_flight.values()):
+            return  # a cancellation for a key is not laid over the view: wait until it is applied
         now = time.time()
+        in_flight = self._in_flight.values()
+        scan = Scan(view.state, self.config, self._limits_in_force())
         planned = plan(
             view.state,
             now,
             self.config,
-            assumed=[entry.agent_id for entry in self._in_flight.values() if entry.agent_id],
+            assumed=[entry.agent_id for entry in in_flight if entry.agent_id],
+            claims=[(entry.keys, entry.decided_ts) for entry in in_flight if entry.keys is not None],
             after_seq=view.seq,
-            skip=self._in_flight.keys(),
+            skip=self._in_flight.keys() | self._parked.tasks,
             claimed=self._claims.keys(),
             limit=room,
+            scan=scan,
         )
+        self._parked.add(scan.blocked.parked)
         for step in planned:
             self._start_append(step, view.seq, now)
 
@@ -436,7 +463,9 @@ class RouterService(Service):
             agent_id,
             never_held=never_held,
             seen=seen,
-            keyed=is_keyed(decision),
+            keys=decision if isinstance(decision, ClaimKeys) else None,
+            decided_ts=now,
+            blocks=ends_plan(decision),
         )
         prepared = self._prepare(step, seen, now)
         after: asyncio.Future[int] | None = None
@@ -576,11 +605,13 @@ class RouterService(Service):
         except ConcurrencyConflict:
             self.conflicts += 1
             self._in_flight.pop(task_id, None)
+            self._parked.release(None)  # a slot it was counted to take is free again
             self._doubt(decision)
             self._catch_up()
         except Exception:
             self.log.exception("router_append_failed", task_id=task_id)
             self._in_flight.pop(task_id, None)
+            self._parked.release(None)
             self._catch_up()
         finally:
             if chain is not None and not chain.stored.done():
@@ -759,11 +790,3 @@ def _log_failure(log: Any, what: str) -> Any:
             log.warning(what, error=repr(future.exception()))
 
     return done
-
-
-def _applied(agent: AgentView | None, entry: InFlight) -> bool:
-    """Whether the view already holds an assignment in flight (the stream can deliver an event to
-    the projection before the publisher hears where it was stored): laid over the view as well, its
-    slot would be counted twice and a task queued beside a free slot. (A decision about keys stays
-    until the server answers: its claim is what holds further keyed decisions back.)"""
-    return agent is not None and agent.in_flight.get(entry.task_id) == entry.attempt

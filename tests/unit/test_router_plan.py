@@ -5,25 +5,32 @@ what it records."""
 
 from __future__ import annotations
 
+import random
+
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.decide import Assign, Hold, is_keyed, next_decision, plan, route_task
-from services.router.keyed import ClaimKeys
-from services.router.overlay import assuming
-from shared.domain.routing.keys import parse_concurrency_limits
+from services.cli.bench.key_figures import key_peaks, violations
+from services.router.decide import Assign, Decision, Hold, Scan, ends_plan, next_decision, plan, route_task
+from services.router.keyed import CancelForKey, ClaimKeys, Parked
+from services.router.overlay import assuming, decided_in_view
+from shared.domain.routing.keys import parse_concurrency_limits, parse_rate_limits, running_count
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
     AgentRegistered,
     AnyEvent,
     BreakerHalfOpened,
+    KeySlotClaimed,
+    RateTokensTaken,
     TaskAssigned,
     TaskQueued,
     TaskSubmitted,
+    key_scope,
 )
 from shared.recorded import Recorded
+from tests.unit.keys_world import World
 
 
 class Log:
@@ -145,12 +152,257 @@ def test_a_task_delivered_to_another_router_is_left_to_it_until_it_is_held() -> 
     assert [step.decision.task_id for step in anyone] == ["t0"], "a held task is anyone's"
 
 
-def test_a_plan_ends_at_a_decision_about_keys() -> None:
-    log = fleet([4], [0], [0])
-    log.add(TaskSubmitted(task_id="keyed", task_type="type0", concurrency_key="repo-1"))
-    log.add(TaskSubmitted(task_id="after", task_type="type0"))
-    config = RoutingConfig(concurrency_limits=parse_concurrency_limits("repo-*=1"))
-    planned = plan(log.state, 0.0, config, after_seq=log.seq)
-    kinds = [type(step.decision) for step in planned]
-    assert kinds == [Assign, ClaimKeys], "the keyed task's claim ends the plan: nothing after it"
-    assert is_keyed(planned[-1].decision) and not is_keyed(planned[0].decision)
+def keyed_world(limits: str) -> World:
+    return World(RoutingConfig(concurrency_limits=parse_concurrency_limits(limits))).agents(3, capacity=4)
+
+
+def test_a_plan_goes_on_past_a_claim_of_keys_and_a_key_claimed_in_flight_waits_for_it() -> None:
+    world = keyed_world("repo-*=2")
+    world.submit("k1a", concurrency_key="repo-1").submit("k1b", concurrency_key="repo-1")
+    world.submit("k2", concurrency_key="repo-2").submit("free")
+    planned = plan(world.state, 0.0, world.config, after_seq=world.seq)
+    assert [(type(step.decision), step.decision.task_id) for step in planned] == [
+        (ClaimKeys, "k1a"),
+        (ClaimKeys, "k2"),
+        (Assign, "free"),
+    ], "other keys and unkeyed work go on; repo-1's second task waits for its first claim"
+    first = planned[0].decision
+    assert isinstance(first, ClaimKeys) and first.claim is not None and first.claim.running == 0
+
+    # repo-1's claim is stored and read back, its assignment not yet: the key is still claimed here
+    world.add(
+        KeySlotClaimed(scope=key_scope("concurrency", "repo-1"), key="repo-1", task_id="k1a", attempt=1)
+    )
+    again = plan(
+        world.state,
+        0.0,
+        world.config,
+        assumed=[first.assign.agent_id],
+        claims=[(first, 0.0)],
+        after_seq=world.seq,
+        skip={"k1a", "k2", "free"},
+    )
+    assert again == [], "a claim read back but not its assignment: the key's next claim still waits"
+
+    world.add(TaskAssigned(agent_id=first.assign.agent_id, task_id="k1a", attempt=1))
+    assert decided_in_view(world.state.fleet.tasks["k1a"], 1)
+    last = plan(world.state, 0.0, world.config, after_seq=world.seq, skip={"k2", "free"})
+    decision = last[0].decision
+    assert isinstance(decision, ClaimKeys) and decision.task_id == "k1b"
+    assert decision.claim is not None and decision.claim.running == 1
+
+
+def test_claims_in_flight_are_laid_over_the_keys_and_taken_back() -> None:
+    world = World(
+        RoutingConfig(
+            concurrency_limits=parse_concurrency_limits("repo-*=2"),
+            rate_limits=parse_rate_limits("openai=10/10"),
+        )
+    ).agents(2, capacity=4)
+    world.submit("t", concurrency_key="repo-1", rate_limit_key="openai", units=4)
+    planned = plan(world.state, 0.0, world.config, after_seq=world.seq)
+    claim = planned[0].decision
+    assert isinstance(claim, ClaimKeys) and claim.take is not None and claim.take.tokens_left == 6.0
+    before = encoded(world.state)
+    with assuming(world.state, [claim.assign.agent_id], world.seq, [(claim, 5.0)]) as laid:
+        keys = world.state.keys
+        assert running_count(keys, world.state.fleet, "repo-1") == 1
+        assert keys.buckets["openai"].tokens == 6.0 and keys.buckets["openai"].ts == 5.0
+        assert keys.served["repo-1"] == world.seq + 1
+        assert laid.busy == {("c", "repo-1"), ("r", "openai")}
+    assert encoded(world.state) == before, "the view is left as the log made it"
+
+
+def test_a_cancellation_for_a_key_ends_the_plan() -> None:
+    world = keyed_world("k=1:cancel_newest")
+    world.submit("t0", concurrency_key="k")
+    world.drive()
+    world.submit("t1", concurrency_key="k").submit("after")
+    planned = plan(world.state, 0.0, world.config, after_seq=world.seq)
+    assert [type(step.decision) for step in planned] == [CancelForKey]
+    assert ends_plan(planned[0].decision)
+
+
+class Pipeline:
+    """A router shell without NATS: plans on the view plus its decisions in flight, and stores them
+    a few events at a time, in order, as the server would (each claim against the key's last
+    sequence its decision saw: refused if another claim of the key came between)."""
+
+    def __init__(self, world: World, rng: random.Random) -> None:
+        self.world = world
+        self.rng = rng
+        self.in_flight: list[tuple[Decision, dict[str, int], float]] = []
+        self.pending_events: list[tuple[str, Decision]] = []
+        self.key_seq: dict[str, int] = {}
+        self.parked = Parked()
+
+    def plan(self, now: float) -> None:
+        world = self.world
+        tasks = world.state.fleet.tasks
+        self.in_flight = [
+            entry
+            for entry in self.in_flight
+            if not decided_in_view(tasks.get(entry[0].task_id), entry[0].attempt)
+        ]
+        if any(ends_plan(decision) for decision, _, _ in self.in_flight):
+            return
+        before = encoded(world.state)
+        scan = Scan(world.state, world.config)
+        planned = plan(
+            world.state,
+            now,
+            world.config,
+            assumed=[agent for d, _, _ in self.in_flight if (agent := _agent(d))],
+            claims=[(d, ts) for d, _, ts in self.in_flight if isinstance(d, ClaimKeys)],
+            after_seq=world.seq,
+            skip={d.task_id for d, _, _ in self.in_flight} | self.parked.tasks,
+            limit=self.rng.randint(1, 8),
+            scan=scan,
+        )
+        assert encoded(world.state) == before, "planning changed the view"
+        self.parked.add(scan.blocked.parked)
+        for step in planned:
+            decision = step.decision
+            self.in_flight.append((decision, dict(self.key_seq), now))
+            if isinstance(decision, ClaimKeys):
+                self.pending_events.append(("claim", decision))
+            self.pending_events.append(("decision", decision))
+
+    def store_all(self, now: float) -> None:
+        self.store_some(now, len(self.pending_events))
+
+    def store_some(self, now: float, count: int | None = None) -> None:
+        for _ in range(self.rng.randint(0, len(self.pending_events)) if count is None else count):
+            kind, decision = self.pending_events.pop(0)
+            seen = next(entry[1] for entry in self.in_flight if entry[0] is decision)
+            if kind == "claim":
+                assert isinstance(decision, ClaimKeys)
+                for key in _claimed_keys(decision):
+                    assert self.key_seq.get(key, 0) == seen.get(key, 0), "a claim the server refuses"
+                self._store_claim(decision, now)
+            else:
+                inner = decision.assign if isinstance(decision, ClaimKeys) else decision
+                self.world._append(inner, now)
+                self.in_flight = [entry for entry in self.in_flight if entry[0] is not decision]
+
+    def _store_claim(self, decision: ClaimKeys, now: float) -> None:
+        world = self.world
+        if decision.claim is not None:
+            world.add(
+                KeySlotClaimed(
+                    scope=key_scope("concurrency", decision.claim.key),
+                    key=decision.claim.key,
+                    task_id=decision.task_id,
+                    attempt=decision.attempt,
+                ),
+                ts=now,
+            )
+            self.key_seq["c:" + decision.claim.key] = world.seq
+        if decision.take is not None:
+            assert decision.take.tokens_left >= -1e-9, "more tokens taken than the bucket held"
+            world.add(
+                RateTokensTaken(
+                    scope=key_scope("rate", decision.take.key),
+                    key=decision.take.key,
+                    task_id=decision.task_id,
+                    attempt=decision.attempt,
+                    units=decision.take.units,
+                    tokens_left=decision.take.tokens_left,
+                ),
+                ts=now,
+            )
+            self.key_seq["r:" + decision.take.key] = world.seq
+
+
+def _agent(decision: Decision) -> str | None:
+    if isinstance(decision, ClaimKeys):
+        return decision.assign.agent_id
+    return decision.agent_id if isinstance(decision, Assign) else None
+
+
+def _claimed_keys(decision: ClaimKeys) -> list[str]:
+    keys = ["c:" + decision.claim.key] if decision.claim is not None else []
+    return keys + (["r:" + decision.take.key] if decision.take is not None else [])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    limits=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=4),
+    capacities=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=4),
+    tasks=st.lists(st.tuples(st.integers(min_value=-1, max_value=3), st.booleans()), max_size=40),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_pipelined_keyed_decisions_never_exceed_a_limit_or_a_capacity_and_every_claim_passes(
+    limits: list[int], capacities: list[int], tasks: list[tuple[int, bool]], seed: int
+) -> None:
+    """Decisions planned ahead of the view, stored a few events at a time (claims read back before
+    their assignments, tasks ending meanwhile): no key above its limit, no agent above its
+    capacity, no claim the server would refuse, no tokens beyond the bucket, and all work done."""
+    key_limits = {f"k{i}": limit for i, limit in enumerate(limits)}
+    config = RoutingConfig(
+        concurrency_limits=parse_concurrency_limits(",".join(f"{k}={v}" for k, v in key_limits.items())),
+        rate_limits=parse_rate_limits("r=2/1"),
+    )
+    world = World(config)
+    for index, capacity in enumerate(capacities):
+        world.add(AgentRegistered(agent_id=f"a{index}", capabilities={"x": 1.0}, capacity=capacity))
+    for index, (key, rated) in enumerate(tasks):
+        fields: dict[str, object] = {"rate_limit_key": "r"} if rated else {}
+        if 0 <= key < len(limits):
+            fields["concurrency_key"] = f"k{key}"
+        world.submit(f"t{index}", **fields)
+    rng = random.Random(seed)
+    pipeline = Pipeline(world, rng)
+    now = 0.0
+    for _ in range(400):
+        pipeline.plan(now)
+        pipeline.store_some(now)
+        for agent in world.state.fleet.agents.values():
+            assert len(agent.in_flight) <= agent.capacity
+        running = world.in_flight()
+        for task_id in rng.sample(running, k=rng.randint(0, len(running))):
+            world.complete(task_id, now)
+            pipeline.parked.release(world.state.fleet.tasks[task_id].spec.concurrency_key)  # as the shell
+        now += 0.5
+        if not world.state.fleet.queue and not pipeline.pending_events and not world.in_flight():
+            break
+    peaks, _ = key_peaks(world.log)
+    assert violations(peaks, key_limits) == {}
+    assert not world.state.fleet.queue, "work left waiting"
+
+
+def test_a_plan_names_the_tasks_it_passed_over_for_a_key_at_its_limit() -> None:
+    world = keyed_world("k=1")
+    world.submit("t0", concurrency_key="k").submit("t1", concurrency_key="k").submit(
+        "t2", concurrency_key="k"
+    )
+    world.drive()  # t0 runs; t1 and t2 are held for the key
+    assert world.in_flight("k") == ["t0"]
+    world.submit("free")
+    scan = Scan(world.state, world.config)
+    planned = plan(world.state, 0.0, world.config, after_seq=world.seq, scan=scan)
+    assert [step.decision.task_id for step in planned] == ["free"]
+    assert scan.blocked.parked == {"k": {"t1", "t2"}}, "held for a closed key: left out until it opens"
+    world.complete("t0")
+    again = plan(world.state, 0.0, world.config, after_seq=world.seq, skip={"free"})
+    assert [step.decision.task_id for step in again] == ["t1"], "a slot freed: the key's tasks are looked at"
+
+
+def test_tasks_parked_for_a_key_at_its_limit_run_once_its_slots_free() -> None:
+    world = keyed_world("k=2")
+    for index in range(8):
+        world.submit(f"t{index}", concurrency_key="k")
+    pipeline = Pipeline(world, random.Random(3))
+    parked_seen = 0
+    for round_ in range(60):
+        pipeline.plan(float(round_))
+        pipeline.store_all(float(round_))
+        parked_seen = max(parked_seen, len(pipeline.parked.tasks))
+        if round_ % 3 == 2:  # the key's tasks end now and then, while others wait for it
+            for task_id in world.in_flight():
+                world.complete(task_id, float(round_))
+                pipeline.parked.release("k")
+    assert parked_seen >= 3, "tasks of a key at its limit were parked"
+    assert not world.state.fleet.queue and not world.in_flight(), "every parked task ran"
+    peaks, _ = key_peaks(world.log)
+    assert violations(peaks, {"k": 2}) == {}

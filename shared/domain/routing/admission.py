@@ -37,6 +37,10 @@ RATE_LIMITED: Final = "rate_limited"
 ADMISSION_REASONS: Final = frozenset({CONCURRENCY_LIMITED, RATE_LIMITED})
 FAIR_WINDOW: Final = 32
 """How many admissible keyed tasks after the first one the router weighs to let keys take turns."""
+FAIR_SCAN: Final = 256
+"""How many waiting tasks after the first admissible one the router looks through to find them
+(behind thousands of tasks of keys at their limit, looking further would cost every decision a
+walk of the whole queue)."""
 
 
 class ClaimSlot(msgspec.Struct, frozen=True, kw_only=True):
