@@ -302,6 +302,9 @@ class Scan:
         self.limits = limits if limits is not None else keyed.limits_of(state, config)
         self.blocked = keyed.Blocked()
         self.unplaceable: set[tuple[object, ...]] = set()
+        self.holds: dict[str, KeyHold] = {}
+        """Tasks found waiting for their keys, in queue order: their holds are recorded after every
+        task that can start (a burst of keyed work fills the free slots first)."""
 
 
 def next_decision(
@@ -332,8 +335,9 @@ def next_decision(
     unplaceable = scan.unplaceable
     limits = scan.limits  # --- keys hook (services/router/keyed.py) ---
     blocked = scan.blocked
+    holds = scan.holds
     for index, (_rank, _seq, task_id) in enumerate(fleet.queue):
-        if task_id in skip:
+        if task_id in skip or task_id in holds:
             continue
         task = fleet.tasks.get(task_id)
         if task is None or task.not_before_ts > now:
@@ -354,6 +358,9 @@ def next_decision(
         # --- keys hook: concurrency keys and rate limits (services/router/keyed.py) ---
         admitted = keyed.admission(state, task, now, limits, blocked, busy)
         if admitted is None:
+            continue
+        if isinstance(admitted, keyed.KeyHold):
+            holds[task_id] = admitted  # recorded once nothing more can start
             continue
         if not isinstance(admitted, Go):
             return admitted
@@ -385,6 +392,9 @@ def next_decision(
         unplaceable.add(signature)
         if task.status == "pending":
             return decision
+    for task_id in holds:  # nothing more can start: a task waiting for its keys says why
+        if task_id not in skip:
+            return holds.pop(task_id)
     return None
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from services.cli.bench.key_figures import key_peaks, violations
 from services.router.decide import Assign, Decision, Hold, Scan, ends_plan, next_decision, plan, route_task
-from services.router.keyed import CancelForKey, ClaimKeys, Parked
+from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, Parked
 from services.router.overlay import assuming, decided_in_view
 from shared.domain.routing.keys import parse_concurrency_limits, parse_rate_limits, running_count
 from shared.domain.routing.policy import RoutingConfig
@@ -406,3 +406,14 @@ def test_tasks_parked_for_a_key_at_its_limit_run_once_its_slots_free() -> None:
     assert not world.state.fleet.queue and not world.in_flight(), "every parked task ran"
     peaks, _ = key_peaks(world.log)
     assert violations(peaks, {"k": 2}) == {}
+
+
+def test_tasks_that_can_start_are_decided_before_the_holds_of_tasks_waiting_for_their_keys() -> None:
+    world = keyed_world("k=1,j=1")
+    world.submit("running", concurrency_key="k").drive()
+    world.submit("waits", concurrency_key="k").submit("starts", concurrency_key="j")
+    planned = plan(world.state, 0.0, world.config, after_seq=world.seq)
+    assert [(type(step.decision), step.decision.task_id) for step in planned] == [
+        (ClaimKeys, "starts"),
+        (KeyHold, "waits"),
+    ]
