@@ -11,6 +11,12 @@ own report subject (``hive.evt.task.<task_id>.<type>.<agent_id>``) against the l
 task the agent knows, so a report on an attempt that was superseded (timed out, requeued,
 cancelled) is refused by the server; the agent then reads the last events of the task that matter
 and gives up the attempt (``AttemptSuperseded``) unless the conflict was harmless.
+
+``task.started`` is lazy (``shared/agent/lazy_start.py``, ``shared/domain/starts.py``): the work
+runs at once and its start is reported only if it still runs ``START_REPORT_AFTER_S`` later (by
+``START_REPORT_LATE_S`` after the assignment) or before its first progress; a quick task's
+completion implies it. An assignment received later than that is reported started before it runs,
+so the append fences it as before; a deferred start that is refused stops the handler.
 """
 
 from __future__ import annotations
@@ -167,6 +173,8 @@ class Agent:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._contexts: dict[str, TaskContext] = {}
         self._starts: dict[str, StartReport] = {}
+        self._reporting: set[str] = set()
+        """Tasks whose outcome (completed, failed) is being appended."""
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._heartbeats_paused = False
@@ -232,7 +240,9 @@ class Agent:
 
     @property
     def in_flight(self) -> int:
-        return len(self._running)
+        """Tasks in hand whose outcome is not yet being reported: once it is, Hive may count the
+        slot free (the router can assign the next task before this agent reads the append's ack)."""
+        return len(self._running) - len(self._reporting)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -481,15 +491,12 @@ class Agent:
             return
         now = time.time()
         context = TaskContext(event, self._report_progress, started_at=now)
-        started = TaskStarted(
-            task_id=event.task_id, agent_id=self.agent_id, attempt=event.attempt, session=self.session, ts=now
-        )
         delay = start_report_delay(event.ts, now)
         if delay <= 0:
             # An old assignment (the agent lagged): others may act on it as unstarted, so the start
             # is appended before the handler runs, which also refuses an attempt superseded meanwhile.
             try:
-                await self.report(context, started)
+                await self.report(context, self._started(context, now))
             except AttemptSuperseded as exc:
                 self.stats.fenced += 1
                 self.log.info(
@@ -499,7 +506,7 @@ class Agent:
                 return
         await msg.ack()
         self.stats.started += 1
-        start = StartReport(lambda: self._report_start(context, started), reported=delay <= 0)
+        start = StartReport(lambda: self._report_start(context, now), reported=delay <= 0)
         self._contexts[event.task_id] = context
         self._starts[event.task_id] = start
         self._idle.clear()
@@ -508,12 +515,21 @@ class Agent:
         )
         if delay > 0:
             start.after(delay, lambda: self._stop_superseded(context, start))
-        self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._running))
+        self.stats.max_concurrent = max(self.stats.max_concurrent, self.in_flight)
 
-    async def _report_start(self, context: TaskContext, started: TaskStarted) -> bool:
-        """Append the deferred ``task.started`` (with the time the work began); False if refused."""
+    def _started(self, context: TaskContext, began: float) -> TaskStarted:
+        return TaskStarted(
+            task_id=context.task_id,
+            agent_id=self.agent_id,
+            attempt=context.attempt,
+            session=self.session,
+            ts=began,
+        )
+
+    async def _report_start(self, context: TaskContext, began: float) -> bool:
+        """Append the deferred ``task.started`` (its time: when the work began); False if refused."""
         try:
-            await self.report(context, started)
+            await self.report(context, self._started(context, began))
         except AttemptSuperseded as exc:
             self.stats.fenced += 1
             self.log.info("start_refused", task_id=context.task_id, attempt=context.attempt, reason=str(exc))
@@ -584,6 +600,7 @@ class Agent:
             self._running.pop(context.task_id, None)
             self._contexts.pop(context.task_id, None)
             self._starts.pop(context.task_id, None)
+            self._reporting.discard(context.task_id)
             if not self._running:
                 self._idle.set()
 
@@ -620,6 +637,8 @@ class Agent:
         )
 
     async def _report_quietly(self, context: TaskContext, event: Event) -> None:
+        """Append the attempt's outcome; a refusal (superseded attempt) is only counted."""
+        self._reporting.add(context.task_id)
         try:
             await self.report(context, event)
         except AttemptSuperseded as exc:
