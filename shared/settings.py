@@ -306,7 +306,8 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     ),
     "rebalance_after_s": (
         "REBALANCE_AFTER_S",
-        "how long an assigned attempt may wait unstarted before the balancer moves it",
+        "how long an assigned attempt may wait unstarted before the balancer moves it (at least 1 s: "
+        "a younger one may be running with its start report deferred)",
     ),
     "rebalance_quality_tolerance": (
         "REBALANCE_QUALITY_TOLERANCE",

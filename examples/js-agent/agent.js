@@ -179,6 +179,9 @@ export class HiveAgent {
       lastSeq: body.task_seq ?? 0, // the task's last sequence we know: reports are appended against it
       abort: new AbortController(),
     };
+    // task.started is optional (docs/agent-protocol.md, Starting): the Python SDK sends it only
+    // for work still running after 0.25 s. This agent keeps it simple and reports every start
+    // before running, which also refuses an attempt taken away meanwhile; it costs one message.
     const started = protocol.event("task.started", {
       task_id: task.taskId,
       agent_id: this.id,

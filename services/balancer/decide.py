@@ -1,7 +1,9 @@
 """Rebalancing decisions, pure: which assigned-but-unstarted attempts to move, and to whom.
 
 Where work waits in Hive. The router never gives an agent more than its capacity and the SDK
-starts an assignment as soon as it reads it, so "assigned" normally lasts milliseconds. Work waits
+starts an assignment as soon as it reads it, so "assigned" normally lasts milliseconds, or until
+the work ends or reports its start (the SDK reports ``task.started`` only for work still running
+``START_REPORT_AFTER_S`` = 0.25 s after the assignment: ``shared/domain/starts.py``). Work waits
 *at an agent* when that agent does not start it: its assignment reader is stalled or lagging (a
 blocked event loop, a lost consumer, an agent that only starts work when its own workers free up)
 while its heartbeats still say it is alive, or its circuit breaker opened after the assignment was
@@ -11,7 +13,10 @@ made (the agent is failing; the router would not give it that work now). Work th
 A move is decided when all of these hold:
 
 * the attempt is ``assigned`` (not started) and has waited ``unstarted_after_s``, or its holder's
-  breaker is open; the holder is active or draining (silent agents are recovery's work);
+  breaker is open; the holder is active or draining (silent agents are recovery's work); and it
+  is at least ``START_REPORTED_WITHIN_S`` (1 s) old whatever ``unstarted_after_s`` says: a younger
+  one may be running with its start report deferred (the default ``REBALANCE_AFTER_S``, 2 s, is
+  8x the deferral bound);
 * it is not a probe of a half-open breaker (the breaker needs that probe's own outcome; recovery's
   timeout is the backstop);
 * the task was moved fewer than ``max_moves_per_task`` times;
@@ -49,6 +54,7 @@ from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
 from shared.domain.routing.scoring import score_candidate
 from shared.domain.routing.view import RouterState
+from shared.domain.starts import may_run_unreported
 from shared.events import PRIORITY_RANK, LoadBalancingStrategy
 
 MAX_NOTES: Final = 20
@@ -147,6 +153,8 @@ def waiting_attempts(state: RouterState, now: float, policy: RebalancePolicy) ->
             if task is None or task.status != "assigned" or task.attempt != attempt:
                 continue
             waited = max(0.0, now - (task.assigned_ts if task.assigned_ts is not None else now))
+            if may_run_unreported(task.assigned_ts, now):
+                continue  # its handler may be running, its task.started still to come
             if waited >= policy.unstarted_after_s or breaker_open:
                 found.append(Waiting(task=task, holder=holder, waited_s=waited))
     found.sort(key=lambda w: (-w.waited_s, -PRIORITY_RANK[w.task.spec.priority], w.task.task_id))

@@ -14,6 +14,7 @@ from services.recovery.decide import GiveUp, Requeue, after_lost_attempt
 from shared.domain.breaker_policy import BreakerPolicy, Probe, Trip
 from shared.domain.breakers import BreakersState
 from shared.domain.fleet import IN_FLIGHT, FleetState, TaskView
+from shared.domain.starts import START_REPORTED_WITHIN_S, may_run_unreported
 from shared.domain.strategies import Plan
 from shared.events import FailureType, Severity
 
@@ -115,6 +116,14 @@ def attempts_in_question(fleet: FleetState, incident: Incident) -> tuple[list[Ta
     return found, notes
 
 
+def _unstarted(task: TaskView, incident: Incident) -> bool:
+    """Not started: never received (a stalled agent's), or too old to be running with its start
+    report deferred (``shared/domain/starts.py``)."""
+    if task.status != "assigned":
+        return False
+    return incident.unstarted_only or not may_run_unreported(task.assigned_ts, incident.ts)
+
+
 def _breaker_step(
     plan: Plan, incident: Incident, breakers: BreakersState, policy: BreakerPolicy
 ) -> tuple[Trip | Probe | None, str]:
@@ -175,8 +184,14 @@ def plan_incident(
     steps: list[TaskStep] = []
     stops: list[StopWork] = []
     for task in tasks:
-        if "reassign" in actions or ("reassign_unstarted" in actions and task.status == "assigned"):
+        if "reassign" in actions or ("reassign_unstarted" in actions and _unstarted(task, incident)):
             steps.append(after_lost_attempt(task, incident.failure_type))
+        elif "reassign_unstarted" in actions and task.status == "assigned" and "retry" not in actions:
+            notes.append(
+                f"task {task.task_id} was assigned under {START_REPORTED_WITHIN_S:g} s ago: it may be "
+                "running with its start report deferred, left with its agent"
+            )
+            continue
         elif "retry" in actions:
             steps.append(
                 FailAttempt(

@@ -11,6 +11,12 @@ own report subject (``hive.evt.task.<task_id>.<type>.<agent_id>``) against the l
 task the agent knows, so a report on an attempt that was superseded (timed out, requeued,
 cancelled) is refused by the server; the agent then reads the last events of the task that matter
 and gives up the attempt (``AttemptSuperseded``) unless the conflict was harmless.
+
+``task.started`` is lazy (``shared/agent/lazy_start.py``, ``shared/domain/starts.py``): the work
+runs at once and its start is reported only if it still runs ``START_REPORT_AFTER_S`` later (by
+``START_REPORT_LATE_S`` after the assignment) or before its first progress; a quick task's
+completion implies it. An assignment received later than that is reported started before it runs,
+so the append fences it as before; a deferred start that is refused stops the handler.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ from shared.agent.context import TaskContext, TaskOutcome
 from shared.agent.errors import AgentSetupError, AttemptSuperseded, NonRetryableError
 from shared.agent.handlers import Handler, Handlers
 from shared.agent.inbox import inbox_ready, open_inbox, wait_for_inbox
+from shared.agent.lazy_start import StartReport
 from shared.agent.settle import Failure, failure_of, missing_handler, settle, timed_out
 from shared.bus import EventBus, EventTooDeep, EventTooLarge, connection_key, event_msg_seq
 from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
+from shared.domain.starts import start_report_delay
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -164,6 +172,9 @@ class Agent:
         self._owns_bus = False
         self._running: dict[str, asyncio.Task[None]] = {}
         self._contexts: dict[str, TaskContext] = {}
+        self._starts: dict[str, StartReport] = {}
+        self._reporting: set[str] = set()
+        """Tasks whose outcome (completed, failed) is being appended."""
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._heartbeats_paused = False
@@ -229,7 +240,9 @@ class Agent:
 
     @property
     def in_flight(self) -> int:
-        return len(self._running)
+        """Tasks in hand whose outcome is not yet being reported: once it is, Hive may count the
+        slot free (the router can assign the next task before this agent reads the append's ack)."""
+        return len(self._running) - len(self._reporting)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -476,36 +489,71 @@ class Agent:
         if event.task_id in self._running:
             await msg.ack()
             return
-        context = TaskContext(event, self._report_progress, started_at=time.time())
-        try:
-            await self.report(
-                context,
-                TaskStarted(
-                    task_id=event.task_id, agent_id=self.agent_id, attempt=event.attempt, session=self.session
-                ),
-            )
-        except AttemptSuperseded as exc:
-            self.stats.fenced += 1
-            self.log.info("assignment_refused", task_id=event.task_id, attempt=event.attempt, reason=str(exc))
-            await msg.ack()
-            return
+        now = time.time()
+        context = TaskContext(event, self._report_progress, started_at=now)
+        delay = start_report_delay(event.ts, now)
+        if delay <= 0:
+            # An old assignment (the agent lagged): others may act on it as unstarted, so the start
+            # is appended before the handler runs, which also refuses an attempt superseded meanwhile.
+            try:
+                await self.report(context, self._started(context, now))
+            except AttemptSuperseded as exc:
+                self.stats.fenced += 1
+                self.log.info(
+                    "assignment_refused", task_id=event.task_id, attempt=event.attempt, reason=str(exc)
+                )
+                await msg.ack()
+                return
         await msg.ack()
         self.stats.started += 1
+        start = StartReport(lambda: self._report_start(context, now), reported=delay <= 0)
         self._contexts[event.task_id] = context
+        self._starts[event.task_id] = start
         self._idle.clear()
         self._running[event.task_id] = asyncio.create_task(
-            self._execute(context), name=f"task-{event.task_id}"
+            self._execute(context, start), name=f"task-{event.task_id}"
         )
-        self.stats.max_concurrent = max(self.stats.max_concurrent, len(self._running))
+        if delay > 0:
+            start.after(delay, lambda: self._stop_superseded(context, start))
+        self.stats.max_concurrent = max(self.stats.max_concurrent, self.in_flight)
 
-    async def _execute(self, context: TaskContext) -> None:
+    def _started(self, context: TaskContext, began: float) -> TaskStarted:
+        return TaskStarted(
+            task_id=context.task_id,
+            agent_id=self.agent_id,
+            attempt=context.attempt,
+            session=self.session,
+            ts=began,
+        )
+
+    async def _report_start(self, context: TaskContext, began: float) -> bool:
+        """Append the deferred ``task.started`` (its time: when the work began); False if refused."""
+        try:
+            await self.report(context, self._started(context, began))
+        except AttemptSuperseded as exc:
+            self.stats.fenced += 1
+            self.log.info("start_refused", task_id=context.task_id, attempt=context.attempt, reason=str(exc))
+            return False
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            # Only while stopping (reports are retried through outages until then).
+            self.log.warning("start_report_failed", task_id=context.task_id, error=repr(exc))
+        return True
+
+    def _stop_superseded(self, context: TaskContext, start: StartReport) -> None:
+        """The deferred start was refused: the attempt is no longer ours, stop its handler."""
+        running = self._running.get(context.task_id)
+        if running is not None and self._contexts.get(context.task_id) is context and not start.finishing:
+            context._cancel()
+            running.cancel()
+
+    async def _execute(self, context: TaskContext, start: StartReport) -> None:
         started = time.monotonic()
         try:
             handler = self.handler_for(context.task_type)
             if handler is None:
                 failure = missing_handler(self.agent_id, context.task_type, self._handlers.by_type)
                 self.log.error("no_handler", task_id=context.task_id, task_type=context.task_type)
-                await self._fail(context, failure, started)
+                await self._fail(context, failure, started, start)
                 return
             try:
                 async with asyncio.timeout(context.timeout_s) as limit:
@@ -516,13 +564,17 @@ class Agent:
                     return
                 raise
             except Exception as exc:
+                start.finishing = True
                 failure = timed_out(context.timeout_s) if limit.expired() else failure_of(exc)
-                await self._fail(context, failure, started)
+                await self._fail(context, failure, started, start)
                 return
+            start.finishing = True
+            if not await start.settle():
+                return  # the start was refused: the attempt is superseded, its result would be too
             outcome = settle(value)
             if isinstance(outcome, Failure):
                 self.log.error("result_unstorable", task_id=context.task_id, error=outcome.error)
-                await self._fail(context, outcome, started)
+                await self._fail(context, outcome, started, start)
                 return
             completed = TaskCompleted(
                 task_id=context.task_id,
@@ -538,16 +590,23 @@ class Agent:
                 # Past `settle`'s checks and still no reader could take it (the server's own limit
                 # counts the whole event): a failure a retry cannot fix.
                 self.log.error("result_unstorable", task_id=context.task_id, error=str(exc))
-                await self._fail(context, Failure(error=f"result refused: {exc}", retryable=False), started)
+                await self._fail(
+                    context, Failure(error=f"result refused: {exc}", retryable=False), started, start
+                )
                 return
             self.stats.completed += 1
         finally:
+            start.cancel()
             self._running.pop(context.task_id, None)
             self._contexts.pop(context.task_id, None)
+            self._starts.pop(context.task_id, None)
+            self._reporting.discard(context.task_id)
             if not self._running:
                 self._idle.set()
 
-    async def _fail(self, context: TaskContext, failure: Failure, started: float) -> None:
+    async def _fail(self, context: TaskContext, failure: Failure, started: float, start: StartReport) -> None:
+        if not await start.settle():
+            return  # the start was refused: the attempt is superseded
         self.stats.failed += 1
         await self._report_quietly(
             context,
@@ -563,6 +622,9 @@ class Agent:
         )
 
     async def _report_progress(self, context: TaskContext, percent: float, message: str) -> None:
+        start = self._starts.get(context.task_id)
+        if start is not None and not await asyncio.shield(start.now()):
+            raise AttemptSuperseded(f"task {context.task_id!r} attempt {context.attempt}: start refused")
         await self.report(
             context,
             TaskProgress(
@@ -575,6 +637,8 @@ class Agent:
         )
 
     async def _report_quietly(self, context: TaskContext, event: Event) -> None:
+        """Append the attempt's outcome; a refusal (superseded attempt) is only counted."""
+        self._reporting.add(context.task_id)
         try:
             await self.report(context, event)
         except AttemptSuperseded as exc:

@@ -5,6 +5,9 @@ out-of-order facts (a result for a superseded attempt, an assignment for a task 
 change nothing, which is what makes redelivery and racing writers harmless. Used by the router
 (decisions), recovery (who holds what), the balancer (load) and the gateway (status).
 
+``task.started`` is optional: a completion or failure accepted from ``assigned`` implies it
+(``shared/domain/starts.py``), and sets ``started_ts`` to when the work began.
+
 A report on a task counts only when it comes from the agent holding that attempt
 (``report_from_holder``): the one rule every projection follows. Each service's view asks the fleet
 before anything applies an event (``admits``), so the fleet, the breakers, performance learning,
@@ -20,6 +23,7 @@ from typing import Any, Literal
 import msgspec
 
 from shared.domain.priority import virtual_time
+from shared.domain.starts import implied_start_ts
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -398,6 +402,8 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 agent = state.agents.get(event.agent_id)
                 if agent is not None:
                     agent.completed += 1
+                if task.started_ts is None:  # completed straight from assigned (lazy start)
+                    task.started_ts = implied_start_ts(event, task.assigned_ts)
                 task.result = event.result
                 task.quality = event.quality
                 task.progress = 100.0
@@ -408,6 +414,8 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 agent = state.agents.get(event.agent_id)
                 if agent is not None:
                     agent.failed += 1
+                if task.started_ts is None:
+                    task.started_ts = implied_start_ts(event, task.assigned_ts)
                 _release(state, task)
                 task.status = "retrying"
                 task.last_error = event.error

@@ -17,9 +17,11 @@ the window ending at ``now``:
   task's ``expected_quality_threshold`` (a completion without a quality meets a threshold of 0).
 * **failure_recovery_time_ms**: p95, over the incidents settled in the window, of the time from the
   failure until every attempt it took away runs again elsewhere (``task.started`` of a later
-  attempt) or has ended. For an agent declared unresponsive the failure time is its last heartbeat
-  (which overstates by up to one heartbeat interval); for a stalled agent, when recovery first saw
-  the assignment it never received pending; for a reported failure, the report.
+  attempt, or the start a later attempt's completion or failure implies when it ended before
+  reporting one: ``shared/domain/starts.py``) or has ended. For an agent declared unresponsive the
+  failure time is its last heartbeat (which overstates by up to one heartbeat interval); for a
+  stalled agent, when recovery first saw the assignment it never received pending; for a reported
+  failure, the report.
 * **system_throughput_tasks_per_second**: tasks completed in the window, divided by the time from
   the first of them (or the window's start, if later) to ``now``.
 * **workflow_completion_rate**: completed / (completed + failed) among workflows that ended in the
@@ -45,6 +47,7 @@ from shared.domain.fleet import (
 )
 from shared.domain.histogram import CumulativeHistogram, assignment_histogram, recovery_histogram
 from shared.domain.load_balance import LoadWindow, accepted_assignment, sample_assignment
+from shared.domain.starts import implied_start_ts
 from shared.domain.windows import (
     LatencyWindow,
     WindowSums,
@@ -116,6 +119,12 @@ def _open_incident(tracker: RecoveryTracker, key: str, start_ts: float, tasks: d
             tracker.by_task.pop(task_id, None)
 
 
+def _taken_attempt(tracker: RecoveryTracker, task_id: str) -> int:
+    """The attempt of `task_id` an open incident took away (0: none)."""
+    incident = tracker.open.get(tracker.by_task.get(task_id, ""))
+    return incident.tasks.get(task_id, 0) if incident is not None else 0
+
+
 def _settle(tracker: RecoveryTracker, task_id: str, ts: float, attempt: int | None) -> float | None:
     """The task's work runs again (attempt given) or ended (None); returns the incident's duration
     in seconds when that was its last task."""
@@ -159,7 +168,15 @@ def track_recovery(tracker: RecoveryTracker, recorded: Recorded) -> float | None
                 )
         case TaskStarted():
             return _settle(tracker, event.task_id, event.ts, event.attempt)
-        case TaskCompleted() | TaskFailed() | TaskCancelled():
+        case TaskCompleted() | TaskAttemptFailed():
+            # A later attempt that ended without task.started ran again from its implied start;
+            # a completion of any other attempt ends the task's part in the incident.
+            began = implied_start_ts(event, None)
+            if began is not None and event.attempt > _taken_attempt(tracker, event.task_id):
+                return _settle(tracker, event.task_id, began, event.attempt)
+            if isinstance(event, TaskCompleted):
+                return _settle(tracker, event.task_id, event.ts, None)
+        case TaskFailed() | TaskCancelled():
             return _settle(tracker, event.task_id, event.ts, None)
         case _:
             pass

@@ -12,6 +12,7 @@ from services.balancer.service import BalancerService
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
 from shared.bus import ConcurrencyConflict, EventBus
+from shared.domain.starts import START_REPORTED_WITHIN_S
 from shared.events import (
     AgentRegistered,
     LoadRebalanced,
@@ -105,7 +106,8 @@ async def test_a_move_decided_before_the_agent_started_is_refused_by_the_server_
         BalancerService, settings, enable_rebalancing=False, rebalance_after_s=0.0
     ) as balancer:
         await balancer.view.catch_up()
-        plan, versions = balancer.plan(time.time(), balancer.policy)
+        # Decided once the attempt is too old to be running with its start report deferred.
+        plan, versions = balancer.plan(time.time() + START_REPORTED_WITHIN_S, balancer.policy)
         assert [(m.task_id, m.to_agent_id) for m in plan.moves] == [("t", "idle")]
         # The agent starts the attempt between the decision and its append.
         await bus.append(
@@ -116,7 +118,9 @@ async def test_a_move_decided_before_the_agent_started_is_refused_by_the_server_
         refused = await balancer.carry_out(plan.moves, versions, "auto", "", made, refusals)  # type: ignore[arg-type]
         assert refused == 1 and made == [] and "started meanwhile" in refusals[0]
         await balancer.view.catch_up()
-        again = await balancer.rebalance(time.time(), balancer.policy, trigger="auto")
+        again = await balancer.rebalance(
+            time.time() + START_REPORTED_WITHIN_S, balancer.policy, trigger="auto"
+        )
         assert again.moves == []
     stored, _ = await bus.read_aggregate("task", "t")
     assert not [r for r in stored if isinstance(r.event, TaskRequeued)]

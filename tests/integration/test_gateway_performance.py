@@ -13,6 +13,7 @@ from services.gateway.service import GatewayService
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
 from shared.bus import EventBus
+from shared.domain import starts
 from shared.events import (
     AgentRegistered,
     LoadRebalanced,
@@ -112,8 +113,15 @@ async def test_a_bad_window_is_a_400_naming_it(http: httpx.AsyncClient, query: s
 
 
 async def test_optimize_moves_unstarted_work_and_a_dry_run_only_says_what_would_move(
-    settings: Settings, bus: EventBus, event_log: EventLog, http: httpx.AsyncClient
+    settings: Settings,
+    bus: EventBus,
+    event_log: EventLog,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Moves at once: no wait for the assignment to pass START_REPORTED_WITHIN_S (whose own tests
+    # are in test_balancer_decide and test_lazy_start).
+    monkeypatch.setattr(starts, "START_REPORTED_WITHIN_S", 0.0)
     await bus.append(
         AgentRegistered(agent_id="stalled", capabilities={"review": 0.9}, capacity=1, session="s"),
         expected=None,

@@ -121,10 +121,11 @@ async def test_a_zombie_whose_assignment_reader_froze_is_stalled_loses_its_work_
     ], "once each"
     [action] = [a for a in event_log.of_type(RecoveryActionTaken) if a.failure_type == "agent_stalled"]
     assert (action.strategy, sorted(action.task_ids)) == ("reassign", ["t1", "t2"])
-    # Reading its inbox again, the zombie tried to start what it had been given: fenced, twice.
-    assert zombie.stats.fenced == 2
-    zombie_started = {e.task_id for e in event_log.of_type(TaskStarted) if e.agent_id == "zombie"}
-    assert zombie_started == {"warm-up", "t3"}
+    # Reading its inbox again, the zombie tried to start what it had been given: fenced, twice (an
+    # assignment received this late is reported started before it runs, so it never ran).
+    assert zombie.stats.fenced == 2 and zombie.stats.started == 2
+    # Its quick tasks (warm-up, t3) appended no start: their completions imply it.
+    assert [e.task_id for e in event_log.of_type(TaskStarted) if e.agent_id == "zombie"] == []
     [back] = event_log.of_type(AgentRecovered)
     assert back.agent_id == "zombie" and back.reason.startswith("caught up")
     assert event_log.of_type(AgentUnresponsive) == [], "it never stopped beating"

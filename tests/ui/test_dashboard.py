@@ -299,6 +299,13 @@ def test_the_events_page_shows_the_log_live_filters_it_and_shows_it_as_of_a_sequ
     expect(page.locator('table#events tr[data-id="seen-live"][data-type="task.completed"]')).to_have_count(1)
     assert not_reloaded(page)
     snap(page, screenshots, "events")
+    # A quick task appends no task.started: its timeline still shows it ran, from its completion.
+    quick = http.get(
+        "/api/v1/events", params={"type": "task.started", "aggregate": "task", "id": "seen-live"}
+    )
+    assert quick.json()["items"] == []
+    go(page, "#/tasks/seen-live")
+    expect(page.locator("svg.timeline rect.ok")).to_have_count(1)
     go(page, "#/events?aggregate=task&id=live-task")
     rows = page.locator("table#events tbody tr")
     expect(page.locator('table#events tr[data-type="task.completed"]')).to_have_count(1)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from services.balancer.decide import Plan, RebalancePolicy, plan_moves
 from services.balancer.view import BalancerState, apply_balancer
 from services.router.decide import Assign, route_task
+from shared.domain.starts import START_REPORT_AFTER_S, START_REPORT_LATE_S, START_REPORTED_WITHIN_S
 from shared.events import (
     AgentDraining,
     AgentRegistered,
@@ -164,7 +165,9 @@ def test_moves_in_one_plan_never_fill_a_target_beyond_its_capacity() -> None:
     assert len(plan.notes) == 3 and all("free slot" in note for note in plan.notes)
 
 
-def test_a_probe_of_a_half_open_breaker_stays_but_work_at_an_open_breaker_moves_at_once() -> None:
+def test_a_probe_of_a_half_open_breaker_stays_but_work_at_an_open_breaker_moves_once_surely_unstarted() -> (
+    None
+):
     probing = state_of(
         agent("flaky"),
         agent("idle"),
@@ -174,7 +177,30 @@ def test_a_probe_of_a_half_open_breaker_stays_but_work_at_an_open_breaker_moves_
     plan = plan_moves(probing, now=110.0, policy=POLICY)
     assert plan.moves == [] and "probe" in plan.notes[0]
     tripped = state_of(agent("flaky"), agent("idle"), *stuck_on("flaky"), BreakerOpened(agent_id="flaky"))
-    assert only_move(plan_moves(tripped, now=100.1, policy=POLICY)) == ("t", "flaky", "idle")
+    # Younger than START_REPORTED_WITHIN_S, it may be running with its start report deferred.
+    assert plan_moves(tripped, now=100.1, policy=POLICY).moves == []
+    assert only_move(plan_moves(tripped, now=100.0 + START_REPORTED_WITHIN_S, policy=POLICY)) == (
+        "t",
+        "flaky",
+        "idle",
+    )
+
+
+def test_an_attempt_that_may_run_with_its_start_report_deferred_never_moves_whatever_the_limit() -> None:
+    """The SDK reports task.started of work still running START_REPORT_AFTER_S after it began, by
+    START_REPORT_LATE_S after its assignment: before START_REPORTED_WITHIN_S, "assigned" may mean
+    running, whatever limit an optimize request names."""
+    assert START_REPORT_LATE_S * 2 <= START_REPORTED_WITHIN_S <= RebalancePolicy().unstarted_after_s / 2
+    eager = RebalancePolicy(unstarted_after_s=0.0)
+    state = state_of(agent("busy"), agent("idle"), *stuck_on("busy"))
+    for now in (100.0, 100.0 + START_REPORT_AFTER_S, 100.0 + START_REPORTED_WITHIN_S - 0.01):
+        plan = plan_moves(state, now=now, policy=eager)
+        assert plan.moves == [] and plan.waiting == 0
+    assert only_move(plan_moves(state, now=100.0 + START_REPORTED_WITHIN_S, policy=eager)) == (
+        "t",
+        "busy",
+        "idle",
+    )
 
 
 def test_a_task_is_moved_at_most_max_moves_per_task_times() -> None:

@@ -139,3 +139,57 @@ def test_a_decision_carries_the_submissions_correlation_else_the_task_id() -> No
     assert correlation_of(state, "mine") == "order-7"
     assert correlation_of(state, "bare") == "bare"
     assert correlation_of(state, "forgotten") == "forgotten"
+
+
+def _assigned(ts: float = 100.2) -> list[AnyEvent]:
+    return [
+        AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=2),
+        TaskSubmitted(task_id="t", task_type="x", ts=100.0),
+        TaskAssigned(agent_id="a", task_id="t", attempt=1, ts=ts),
+    ]
+
+
+def test_a_completion_straight_from_assigned_implies_the_start_when_the_work_began() -> None:
+    """task.started is optional (the SDK skips it for work that ends within 0.25 s): the
+    completion says the attempt ran, from its time less the handler's duration."""
+    state = fold(
+        [*_assigned(), TaskCompleted(task_id="t", agent_id="a", attempt=1, duration_s=0.5, ts=101.0)]
+    )
+    task = state.tasks["t"]
+    assert task.status == "completed" and task.attempt == 1 and task.agent_id == "a"
+    assert task.started_ts == 100.5 and task.finished_ts == 101.0
+    assert state.agents["a"].in_flight == {} and state.agents["a"].completed == 1
+    assert state.totals == {"submitted": 1, "completed": 1}
+    # Never before the assignment (clocks differ), nor after the report (no duration told).
+    long = fold([*_assigned(), TaskCompleted(task_id="t", agent_id="a", attempt=1, duration_s=5.0, ts=101.0)])
+    assert long.tasks["t"].started_ts == 100.2
+    untimed = fold([*_assigned(), TaskCompleted(task_id="t", agent_id="a", attempt=1, ts=101.0)])
+    assert untimed.tasks["t"].started_ts == 101.0
+
+
+def test_an_agents_failure_straight_from_assigned_implies_the_start_and_retries_as_before() -> None:
+    failed = TaskAttemptFailed(task_id="t", agent_id="a", attempt=1, error="boom", duration_s=0.25, ts=101.0)
+    state = fold([*_assigned(), failed])
+    task = state.tasks["t"]
+    assert task.status == "retrying" and task.task_failures == 1 and task.last_error == "boom"
+    assert task.started_ts == 100.75 and state.agents["a"].in_flight == {}
+    # A failure of no duration (recovery's timeouts, lost agents) says nothing of the work running.
+    lost = TaskAttemptFailed(
+        task_id="t", agent_id="a", attempt=1, failure_type="agent_unresponsive", ts=101.0
+    )
+    assert fold([*_assigned(), lost]).tasks["t"].started_ts is None
+    retried = fold([*_assigned(), failed, TaskRequeued(task_id="t", attempt=2, ts=101.1)])
+    assert retried.tasks["t"].started_ts is None and retried.tasks["t"].status == "pending"
+
+
+def test_an_old_log_with_task_started_folds_as_before() -> None:
+    started = TaskStarted(task_id="t", agent_id="a", attempt=1, ts=100.3)
+    running = fold([*_assigned(), started])
+    assert running.tasks["t"].status == "running" and running.tasks["t"].started_ts == 100.3
+    done = fold([TaskCompleted(task_id="t", agent_id="a", attempt=1, duration_s=0.1, ts=101.0)], running)
+    assert done.tasks["t"].status == "completed" and done.tasks["t"].started_ts == 100.3
+    failed = fold(
+        [TaskAttemptFailed(task_id="t", agent_id="a", attempt=1, duration_s=0.1, ts=101.0)],
+        fold([*_assigned(), started]),
+    )
+    assert failed.tasks["t"].status == "retrying" and failed.tasks["t"].started_ts == 100.3

@@ -120,6 +120,28 @@ def test_recovery_time_runs_from_the_last_heartbeat_until_the_work_runs_elsewher
     assert near(found.failure_recovery_time_ms.value, 900.0)  # until the last of its two tasks
 
 
+def test_recovery_settles_at_the_start_a_later_attempts_outcome_implies_without_task_started() -> None:
+    """Work that ends within the SDK's start-report bound appends no task.started: its completion
+    (or its agent's failure) says when it began running elsewhere."""
+    view = view_of(
+        *agents("dead", "alive"),
+        TaskSubmitted(task_id="t1", task_type="x", ts=199.0),
+        TaskAssigned(agent_id="dead", task_id="t1", attempt=1, ts=199.0),
+        TaskSubmitted(task_id="t2", task_type="x", ts=199.0),
+        TaskAssigned(agent_id="dead", task_id="t2", attempt=1, ts=199.0),
+        AgentUnresponsive(agent_id="dead", last_seen_ts=200.0, in_flight={"t1": 1, "t2": 1}, ts=200.6),
+        TaskRequeued(task_id="t1", attempt=2, ts=200.61),
+        TaskAssigned(agent_id="alive", task_id="t1", attempt=2, ts=200.62),
+        TaskCompleted(task_id="t1", agent_id="alive", attempt=2, duration_s=0.05, ts=200.75),
+        TaskRequeued(task_id="t2", attempt=2, ts=200.61),
+        TaskAssigned(agent_id="alive", task_id="t2", attempt=2, ts=200.62),
+        TaskAttemptFailed(task_id="t2", agent_id="alive", attempt=2, duration_s=0.1, ts=201.0),
+    )
+    found = figures(view.metrics, now=210.0, window_s=60.0)
+    assert found.failure_recovery_time_ms.samples == 1
+    assert near(found.failure_recovery_time_ms.value, 900.0)  # t2 began at 200.9
+
+
 def test_the_cumulative_histograms_count_every_assignment_and_recovery_since_the_start_of_the_log() -> None:
     view = view_of(
         *agents("dead", "alive"),

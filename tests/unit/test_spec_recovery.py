@@ -17,6 +17,7 @@ from services.recovery.incidents import FailAttempt, Incident, plan_incident
 from shared.domain.breaker_policy import BreakerPolicy, Probe, Trip
 from shared.domain.breakers import BreakersState, BreakerView
 from shared.domain.fleet import FleetState, apply_fleet
+from shared.domain.starts import START_REPORTED_WITHIN_S
 from shared.domain.strategies import ACTIONS, SEVERITIES, STRATEGIES, choose_strategy, describe_strategies
 from shared.events import (
     AgentRegistered,
@@ -70,10 +71,10 @@ def one_started_one_waiting() -> FleetState:
     return fleet(
         AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=3, session="s"),
         TaskSubmitted(task_id="t1", task_type="x", workflow_id="w"),
-        TaskAssigned(agent_id="a", task_id="t1", attempt=1, session="s"),
+        TaskAssigned(agent_id="a", task_id="t1", attempt=1, session="s", ts=90.0),
         TaskStarted(task_id="t1", agent_id="a", attempt=1),
         TaskSubmitted(task_id="t2", task_type="x"),
-        TaskAssigned(agent_id="a", task_id="t2", attempt=1, session="s"),
+        TaskAssigned(agent_id="a", task_id="t2", attempt=1, session="s", ts=90.0),
     )
 
 
@@ -173,6 +174,22 @@ def test_load_shedding_moves_only_the_work_the_agent_has_not_started() -> None:
     )
     assert [step.task_id for step in steps.task_steps] == ["t2"]
     assert isinstance(steps.task_steps[0], Requeue) and steps.quarantine_until_ts is None
+
+
+def test_work_assigned_too_recently_to_have_reported_its_start_is_not_taken_as_unstarted() -> None:
+    """The SDK defers task.started up to START_REPORT_AFTER_S: an attempt assigned under
+    START_REPORTED_WITHIN_S before the incident may be running, and stays (with a note)."""
+    young = fleet(
+        AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=3, session="s"),
+        TaskSubmitted(task_id="t2", task_type="x"),
+        TaskAssigned(agent_id="a", task_id="t2", attempt=1, session="s", ts=99.9),
+    )
+    plan = choose_strategy("system_overload", "low")
+    steps = plan_incident(young, incident(), plan, 300.0)
+    assert steps.task_steps == [] and steps.stops == []
+    assert any("t2" in note and "deferred" in note for note in steps.notes), steps.notes
+    later = plan_incident(young, incident(ts=99.9 + START_REPORTED_WITHIN_S), plan, 300.0)
+    assert later.task_ids == ["t2"]
 
 
 def test_graceful_reassignment_keeps_new_work_away_and_lets_started_work_finish() -> None:

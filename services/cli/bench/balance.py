@@ -51,6 +51,7 @@ from shared.agent.simulated import SimulationProfile, make_simulated_agents, sim
 from shared.bus import EventBus, event_msg_seq
 from shared.domain.load_balance import accepted_assignment, group_loads
 from shared.domain.performance_metrics import MetricsView, apply_metrics_view, figures
+from shared.domain.starts import implied_start_ts
 from shared.events import Persona, TaskAssigned, TaskCompleted, TaskRequeued, TaskStarted
 from shared.recorded import Recorded, decode_recorded
 
@@ -254,10 +255,16 @@ def _judge(log: list[Recorded], phases: list[Phase], stalled: set[str]) -> None:
                 phase.stalled_assignments += 1
         elif phase is not None and isinstance(event, TaskRequeued) and event.reason == "rebalanced":
             phase.moves += 1
-        elif phase is not None and isinstance(event, TaskStarted) and event.agent_id not in stalled:
+        elif (
+            phase is not None
+            and isinstance(event, TaskStarted | TaskCompleted)
+            and event.agent_id not in stalled
+        ):
+            # A quick attempt appends no task.started: its completion says when it began.
             since = stuck_at.pop(event.task_id, None)
-            if since is not None:
-                phase.rescue_s.append(event.ts - since)
+            began = event.ts if isinstance(event, TaskStarted) else implied_start_ts(event, None)
+            if since is not None and began is not None:
+                phase.rescue_s.append(began - since)
         apply_metrics_view(view, recorded)
     for phase in phases:
         found = figures(view.metrics, now=phase.ended_ts, window_s=phase.span_s)

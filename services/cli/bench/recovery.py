@@ -34,6 +34,8 @@ from shared.events import (
     AgentUnresponsive,
     AnyEvent,
     TaskAssigned,
+    TaskAttemptFailed,
+    TaskCompleted,
     TaskRequeued,
     TaskStarted,
     TaskSubmitted,
@@ -98,13 +100,31 @@ class Watch:
         return [(at, event) for at, event in self.seen if at >= since and match(event)]
 
 
-def _last_time(watch: Watch, since: float, match: Callable[[AnyEvent], bool], keys: set[str]) -> float:
-    """When the last of `keys` (task or agent ids) got its first matching event after `since`."""
+def _began(event: AnyEvent) -> float | None:
+    """How long before its arrival `event` shows its attempt's work began, or None: 0 for
+    ``task.started``, the handler's duration for a completion (or an agent's failure) that came
+    without one (work that ends within the SDK's start-report bound appends no start)."""
+    if isinstance(event, TaskStarted):
+        return 0.0
+    if isinstance(event, TaskCompleted) or (isinstance(event, TaskAttemptFailed) and event.duration_s > 0):
+        return event.duration_s
+    return None
+
+
+def _last_time(
+    watch: Watch,
+    since: float,
+    match: Callable[[AnyEvent], bool],
+    keys: set[str],
+    earlier_by: Callable[[AnyEvent], float] = lambda _event: 0.0,
+) -> float:
+    """When the last of `keys` (task or agent ids) got its first matching event after `since`
+    (less `earlier_by` of that event: when it says the fact happened)."""
     firsts: dict[str, float] = {}
     for at, event in watch.first(match, since):
         key = getattr(event, "task_id", None) if not isinstance(event, AgentUnresponsive) else event.agent_id
         if key in keys and key not in firsts:
-            firsts[key] = at
+            firsts[key] = at - earlier_by(event)
     if set(firsts) != keys:
         return float("nan")
     return max(firsts.values()) - since
@@ -120,14 +140,22 @@ def _measure(watch: Watch, mode: str, since: float, victims: set[str], tasks: se
             watch, since, lambda e: isinstance(e, TaskAssigned) and e.agent_id not in victims, tasks
         ),
         running_s=_last_time(
-            watch, since, lambda e: isinstance(e, TaskStarted) and e.agent_id not in victims, tasks
+            watch,
+            since,
+            lambda e: _began(e) is not None and getattr(e, "agent_id", None) not in victims,
+            tasks,
+            lambda e: _began(e) or 0.0,
         ),
     )
 
 
 def _started_by(watch: Watch, agents: set[str], tasks: set[str]) -> Callable[[], bool]:
     def check() -> bool:
-        started = {e.task_id for _at, e in watch.seen if isinstance(e, TaskStarted) and e.agent_id in agents}
+        started = {
+            getattr(e, "task_id", "")
+            for _at, e in watch.seen
+            if _began(e) is not None and getattr(e, "agent_id", None) in agents
+        }
         return started >= tasks
 
     return check

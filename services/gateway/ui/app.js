@@ -441,7 +441,14 @@ function timeline(task, events) {
     const row = get(ev.attempt);
     if (e.type === "task.started") row.started = e.ts;
     if (["task.completed", "task.attempt_failed", "task.requeued", "task.failed", "task.cancelled"].includes(e.type) && !row.ended) {
-      row.ended = e.ts; row.outcome = e.type.split(".")[1];
+      row.ended = e.ts; row.outcome = e.type.split(".")[1]; row.duration = ev.duration_s || 0;
+    }
+  }
+  // task.started is optional: work that ended within the SDK's bound (0.25 s) ran from its end
+  // less its duration (as the fleet projection reads it; shared/domain/starts.py).
+  for (const r of attempts.values()) {
+    if (!r.started && r.ended && (r.outcome === "completed" || (r.outcome === "attempt_failed" && r.duration > 0))) {
+      r.started = Math.max(r.ended - r.duration, Math.min(r.assigned || r.ended, r.ended));
     }
   }
   const rows = [...attempts.values()].filter((r) => r.assigned || r.started).sort((a, b) => a.attempt - b.attempt);
