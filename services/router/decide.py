@@ -38,15 +38,15 @@ from shared.domain.routing.affinity import (
 )
 from shared.domain.routing.eligibility import (
     BELOW_THRESHOLD,
+    Eligibility,
     held_below_threshold,
-    ineligibility,
     quality_wait_end,
 )
 from shared.domain.routing.keys import Limits
 from shared.domain.routing.labels import describe
 from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
-from shared.domain.routing.scoring import Scored, score_candidate
+from shared.domain.routing.scoring import Scored, TaskScorer
 from shared.domain.routing.view import RouterState
 from shared.events import RejectedCandidate
 
@@ -87,11 +87,11 @@ Decision = Assign | Hold | Expire | ClaimKeys | CancelForKey | KeyHold
 
 
 def _rank_key(
-    state: RouterState, strategy: str, task: TaskView, agent: AgentView, scored: Scored
+    strategy: str, task: TaskView, agent: AgentView, scored: Scored, placement: tuple[float, bool]
 ) -> tuple[object, ...]:
     """Sort key, best first: the preferred agent of a retry, the task's preferred labels and its
-    affinity key's agent (``placement_preference``), then the strategy's order."""
-    preferred = (agent.agent_id != task.preferred_agent_id, *placement_preference(state, task, agent))
+    affinity key's agent (`placement`: ``placement_preference``), then the strategy's order."""
+    preferred = (agent.agent_id != task.preferred_agent_id, *placement)
     if strategy == "round_robin":
         return (*preferred, agent.last_assigned_seq, agent.agent_id)
     return (*preferred, -scored.score, agent.load, agent.last_assigned_seq, agent.agent_id)
@@ -110,13 +110,15 @@ def route_task(
     below_threshold: list[RejectedCandidate] = []
     qualified: list[tuple[AgentView, Scored]] = []
     below: list[Scored] = []
+    eligibility = Eligibility(state, task)
+    scorer = TaskScorer(state.performance, state.breakers, task, weights, now, reference)
     for agent in state.fleet.agents.values():
-        reason = ineligibility(state, agent, task)
+        reason = eligibility.why_not(agent)
         if reason is not None:
             if agent.status != "deregistered":
                 ineligible.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason=reason))
             continue
-        scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
+        scored = scorer.score(agent)
         if scored.prediction.quality < threshold:
             below.append(scored)
             below_threshold.append(
@@ -142,11 +144,12 @@ def route_task(
                 "which is at capacity",
             )
         return hold
-    free.sort(key=lambda pair: _rank_key(state, strategy, task, pair[0], pair[1]))
+    placements = {agent.agent_id: placement_preference(state, task, agent) for agent, _s in free}
+    free.sort(key=lambda pair: _rank_key(strategy, task, pair[0], pair[1], placements[pair[0].agent_id]))
     # Ties spread only among the agents the task's labels and affinity like as much as the leader.
-    placed = placement_preference(state, task, free[0][0])
+    placed = placements[free[0][0].agent_id]
     alike = next(
-        (i for i, (agent, _s) in enumerate(free) if placement_preference(state, task, agent) != placed),
+        (i for i, (agent, _s) in enumerate(free) if placements[agent.agent_id] != placed),
         len(free),
     )
     head = free[:alike]
