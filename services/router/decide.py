@@ -52,6 +52,16 @@ from shared.events import RejectedCandidate
 
 MAX_REJECTED_SHOWN = 5
 
+
+class _Alike:
+    """``placement_preference`` of every agent for a task without preferred labels or affinity key."""
+
+    def __getitem__(self, agent_id: str) -> tuple[float, bool]:
+        return (-0.0, True)
+
+
+_NO_PLACEMENT = _Alike()
+
 ALL_BUSY = "all_capable_agents_busy"
 NO_CAPABLE = "no_capable_agent"
 
@@ -144,7 +154,11 @@ def route_task(
                 "which is at capacity",
             )
         return hold
-    placements = {agent.agent_id: placement_preference(state, task, agent) for agent, _s in free}
+    placements = (
+        {agent.agent_id: placement_preference(state, task, agent) for agent, _s in free}
+        if task.spec.label_rules or task.spec.affinity_key
+        else _NO_PLACEMENT  # nothing to prefer: every agent alike (what placement_preference says)
+    )
     free.sort(key=lambda pair: _rank_key(strategy, task, pair[0], pair[1], placements[pair[0].agent_id]))
     # Ties spread only among the agents the task's labels and affinity like as much as the leader.
     placed = placements[free[0][0].agent_id]
@@ -261,19 +275,17 @@ def _expired(task: TaskView, now: float) -> bool:
 def next_expiry(state: RouterState, config: RoutingConfig | None = None) -> float | None:
     """The earliest deadline among tasks held below their quality threshold (when to look again);
     with `config`, also the earliest end of such a task's quality wait (``quality_wait_end``)."""
-    deadlines = [
-        task.spec.deadline_ts
-        for _rank, _seq, task_id in state.fleet.queue
-        if (task := state.fleet.tasks.get(task_id)) is not None
-        and held_below_threshold(task)
-        and task.spec.deadline_ts is not None
-    ]
-    if config is not None:
-        for _rank, _seq, task_id in state.fleet.queue:
-            task = state.fleet.tasks.get(task_id)
-            end = quality_wait_end(task, config.quality_wait_s) if task is not None else None
-            if end is not None:
-                deadlines.append(end)
+    deadlines: list[float] = []
+    tasks = state.fleet.tasks
+    for _rank, _seq, task_id in state.fleet.queue:  # one pass: a backlog can be long
+        task = tasks.get(task_id)
+        if task is None or not held_below_threshold(task):
+            continue  # (quality_wait_end is None for it too)
+        if task.spec.deadline_ts is not None:
+            deadlines.append(task.spec.deadline_ts)
+        end = quality_wait_end(task, config.quality_wait_s) if config is not None else None
+        if end is not None:
+            deadlines.append(end)
     return min(deadlines, default=None)
 
 
