@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from shared.domain.fleet import TaskView
 from shared.domain.routing.policy import effective_weights
-from shared.domain.routing.scoring import Scored, ScoreMemo, TaskScorer
+from shared.domain.routing.scoring import Scored, ScoreMemo, TaskScorer, _clamp
 from shared.events import (
     AgentRegistered,
     BreakerClosed,
@@ -137,3 +137,10 @@ def test_the_memo_keeps_a_bounded_number_of_kinds_of_task() -> None:
             memo,
         )
     assert len(memo._kinds) <= 2
+
+
+@given(st.one_of(st.floats(), st.sampled_from([-0.0, 0.0, 1.0, float("nan"), float("inf"), float("-inf")])))
+def test_clamping_is_min_of_one_and_max_of_zero(value: float) -> None:
+    expected = min(1.0, max(0.0, value))
+    clamped = _clamp(value)
+    assert clamped == expected and str(clamped) == str(expected)  # -0.0 and NaN alike

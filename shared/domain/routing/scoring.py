@@ -56,7 +56,9 @@ class Scored(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _clamp(value: float) -> float:
-    return min(1.0, max(0.0, value))
+    """``min(1.0, max(0.0, value))`` (NaN to 0.0 as well), without two calls: it runs per agent."""
+    value = value if value > 0.0 else 0.0
+    return value if value < 1.0 else 1.0
 
 
 def capability_score(agent: AgentView, task: TaskView) -> float:
@@ -185,14 +187,14 @@ class TaskScorer:
         persona = compatibility(agent.persona, self._profile)
         declared = DECLARED_CAPABILITY_SHARE * capability + (1.0 - DECLARED_CAPABILITY_SHARE) * persona
         prediction = predict_with(self._performance, self._outlook, agent.agent_id, declared)
-        performance_factor = min(1.0, max(0.0, prediction.quality + weights.risk * prediction.uncertainty))
+        performance_factor = _clamp(prediction.quality + weights.risk * prediction.uncertainty)
         timeliness = timeliness_score(self._task, prediction, self._outlook.reference_s, self._now)
         known = weights.capability * capability + weights.persona * persona
-        fit = min(1.0, known + weights.performance * performance_factor + weights.timeliness * timeliness)
-        expected_fit = min(
-            1.0, known + weights.performance * prediction.quality + weights.timeliness * timeliness
-        )
-        load = min(1.0, max(0.0, 1.0 - agent.utilisation))  # beyond 1 after a restart with less capacity
+        fit = known + weights.performance * performance_factor + weights.timeliness * timeliness
+        fit = fit if fit < 1.0 else 1.0  # min(1.0, fit)
+        expected_fit = known + weights.performance * prediction.quality + weights.timeliness * timeliness
+        expected_fit = expected_fit if expected_fit < 1.0 else 1.0
+        load = _clamp(1.0 - agent.utilisation)  # beyond 1 after a restart with less capacity
         breaker = weights.half_open_factor if half_open else 1.0
         availability = (1.0 - weights.load * (1.0 - load)) * breaker
         return Scored(
