@@ -121,13 +121,20 @@ def route_task(
     qualified: list[tuple[AgentView, Scored]] = []
     below: list[Scored] = []
     eligibility = Eligibility(state, task)
-    scorer = TaskScorer(state.performance, state.breakers, task, weights, now, reference)
+    eligible: list[AgentView] = []
     for agent in state.fleet.agents.values():
         reason = eligibility.why_not(agent)
         if reason is not None:
             if agent.status != "deregistered":
                 ineligible.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason=reason))
             continue
+        eligible.append(agent)
+    if threshold <= 0.0 and all(agent.free <= 0 for agent in eligible):
+        # Every eligible agent qualifies (no prediction is below 0) and none has room: the task
+        # waits whatever the scores, which are not worked out (a backlog holds every new task).
+        return _held(state, task, len(eligible), [], threshold)
+    scorer = TaskScorer(state.performance, state.breakers, task, weights, now, reference)
+    for agent in eligible:
         scored = scorer.score(agent)
         if scored.prediction.quality < threshold:
             below.append(scored)
@@ -143,17 +150,7 @@ def route_task(
         qualified.append((agent, scored))
     free = [(agent, scored) for agent, scored in qualified if agent.free > 0]
     if not free:
-        hold = _hold(task, qualified, below, threshold)
-        bound = bound_agent(state, task)
-        if bound is not None and hold.reason == ALL_BUSY:
-            hold = Hold(
-                task_id=task.task_id,
-                attempt=task.attempt,
-                reason=AFFINITY_BUSY,
-                detail=f"affinity key {task.spec.affinity_key!r} is bound to {bound} (hard), "
-                "which is at capacity",
-            )
-        return hold
+        return _held(state, task, len(qualified), below, threshold)
     placements = (
         {agent.agent_id: placement_preference(state, task, agent) for agent, _s in free}
         if task.spec.label_rules or task.spec.affinity_key
@@ -237,15 +234,29 @@ def _why_not_chosen(
     return why_not(best, scored, agent, weights, chosen)
 
 
-def _hold(
-    task: TaskView, qualified: list[tuple[AgentView, Scored]], below: list[Scored], threshold: float
-) -> Hold:
+def _held(state: RouterState, task: TaskView, qualified: int, below: list[Scored], threshold: float) -> Hold:
+    """Why the task waits: `qualified` agents could take it but have no room, `below` are predicted
+    below its threshold."""
+    hold = _hold(task, qualified, below, threshold)
+    bound = bound_agent(state, task)
+    if bound is not None and hold.reason == ALL_BUSY:
+        hold = Hold(
+            task_id=task.task_id,
+            attempt=task.attempt,
+            reason=AFFINITY_BUSY,
+            detail=f"affinity key {task.spec.affinity_key!r} is bound to {bound} (hard), "
+            "which is at capacity",
+        )
+    return hold
+
+
+def _hold(task: TaskView, qualified: int, below: list[Scored], threshold: float) -> Hold:
     if qualified:
         return Hold(
             task_id=task.task_id,
             attempt=task.attempt,
             reason=ALL_BUSY,
-            detail=f"{len(qualified)} capable agent(s), all at capacity",
+            detail=f"{qualified} capable agent(s), all at capacity",
         )
     if below:
         best = max(below, key=lambda s: (s.prediction.quality, s.agent_id))
