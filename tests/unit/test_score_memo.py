@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.domain.fleet import TaskView
 from shared.domain.routing.policy import effective_weights
-from shared.domain.routing.scoring import Scored, ScoreMemo, TaskScorer, _clamp
+from shared.domain.routing.scoring import Scored, ScoreMemo, TaskScorer, _clamp, shared_scores
 from shared.events import (
     AgentRegistered,
     BreakerClosed,
@@ -144,3 +146,11 @@ def test_clamping_is_min_of_one_and_max_of_zero(value: float) -> None:
     expected = min(1.0, max(0.0, value))
     clamped = _clamp(value)
     assert clamped == expected and str(clamped) == str(expected)  # -0.0 and NaN alike
+
+
+def test_each_thread_scores_with_a_memo_of_its_own() -> None:
+    found: list[ScoreMemo] = []
+    worker = threading.Thread(target=lambda: found.append(shared_scores()))
+    worker.start()
+    worker.join(timeout=5)
+    assert found and found[0] is not shared_scores() and shared_scores() is shared_scores()

@@ -11,6 +11,7 @@ is within 3%, which keeps work on the best agents and spreads it among equals.
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import msgspec
@@ -136,7 +137,7 @@ class TaskScorer:
         reference_s: float | None = None,
         memo: ScoreMemo | None = None,
     ) -> None:
-        """`memo`: where scores already worked out are kept (None: the shared ``SCORES``)."""
+        """`memo`: where scores already worked out are kept (None: this thread's, ``shared_scores``)."""
         if reference_s is None:
             reference_s = reference_duration(performance, task)
         self._performance = performance
@@ -148,7 +149,7 @@ class TaskScorer:
         self._profile = task.spec.profile
         self._outlook: Outlook = outlook(performance, task, reference_s)
         spec = task.spec
-        self._memo = (memo if memo is not None else SCORES).scores_for(
+        self._memo = (memo if memo is not None else shared_scores()).scores_for(
             performance,
             now,
             (
@@ -271,5 +272,13 @@ class ScoreMemo:
         self._kinds.clear()
 
 
-SCORES = ScoreMemo()
-"""The memo every ``TaskScorer`` of the process shares unless given its own."""
+_PER_THREAD = threading.local()
+
+
+def shared_scores() -> ScoreMemo:
+    """The memo every ``TaskScorer`` of this thread uses unless given its own (one per thread: a
+    memo is not made to be read and reset from two threads at once)."""
+    memo: ScoreMemo | None = getattr(_PER_THREAD, "memo", None)
+    if memo is None:
+        memo = _PER_THREAD.memo = ScoreMemo()
+    return memo
