@@ -32,8 +32,10 @@ def tracer(name: str) -> trace.Tracer:
 
 
 def inject_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Add the current trace context to outgoing NATS headers."""
-    propagate.inject(headers)
+    """Add the current trace context to outgoing NATS headers. Outside any span or baggage (a
+    router's decisions, most appends) there is nothing to carry: the propagators are not asked."""
+    if otel_context.get_current():
+        propagate.inject(headers)
     return headers
 
 

@@ -38,19 +38,29 @@ from shared.domain.routing.affinity import (
 )
 from shared.domain.routing.eligibility import (
     BELOW_THRESHOLD,
+    Eligibility,
     held_below_threshold,
-    ineligibility,
     quality_wait_end,
 )
 from shared.domain.routing.keys import Limits
 from shared.domain.routing.labels import describe
 from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
-from shared.domain.routing.scoring import Scored, score_candidate
+from shared.domain.routing.scoring import Scored, TaskScorer
 from shared.domain.routing.view import RouterState
 from shared.events import RejectedCandidate
 
 MAX_REJECTED_SHOWN = 5
+
+
+class _Alike:
+    """``placement_preference`` of every agent for a task without preferred labels or affinity key."""
+
+    def __getitem__(self, agent_id: str) -> tuple[float, bool]:
+        return (-0.0, True)
+
+
+_NO_PLACEMENT = _Alike()
 
 ALL_BUSY = "all_capable_agents_busy"
 NO_CAPABLE = "no_capable_agent"
@@ -87,11 +97,11 @@ Decision = Assign | Hold | Expire | ClaimKeys | CancelForKey | KeyHold
 
 
 def _rank_key(
-    state: RouterState, strategy: str, task: TaskView, agent: AgentView, scored: Scored
+    strategy: str, task: TaskView, agent: AgentView, scored: Scored, placement: tuple[float, bool]
 ) -> tuple[object, ...]:
     """Sort key, best first: the preferred agent of a retry, the task's preferred labels and its
-    affinity key's agent (``placement_preference``), then the strategy's order."""
-    preferred = (agent.agent_id != task.preferred_agent_id, *placement_preference(state, task, agent))
+    affinity key's agent (`placement`: ``placement_preference``), then the strategy's order."""
+    preferred = (agent.agent_id != task.preferred_agent_id, *placement)
     if strategy == "round_robin":
         return (*preferred, agent.last_assigned_seq, agent.agent_id)
     return (*preferred, -scored.score, agent.load, agent.last_assigned_seq, agent.agent_id)
@@ -110,13 +120,22 @@ def route_task(
     below_threshold: list[RejectedCandidate] = []
     qualified: list[tuple[AgentView, Scored]] = []
     below: list[Scored] = []
+    eligibility = Eligibility(state, task)
+    eligible: list[AgentView] = []
     for agent in state.fleet.agents.values():
-        reason = ineligibility(state, agent, task)
+        reason = eligibility.why_not(agent)
         if reason is not None:
             if agent.status != "deregistered":
                 ineligible.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason=reason))
             continue
-        scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
+        eligible.append(agent)
+    if threshold <= 0.0 and all(agent.free <= 0 for agent in eligible):
+        # Every eligible agent qualifies (no prediction is below 0) and none has room: the task
+        # waits whatever the scores, which are not worked out (a backlog holds every new task).
+        return _held(state, task, len(eligible), [], threshold)
+    scorer = TaskScorer(state.performance, state.breakers, task, weights, now, reference)
+    for agent in eligible:
+        scored = scorer.score(agent)
         if scored.prediction.quality < threshold:
             below.append(scored)
             below_threshold.append(
@@ -131,22 +150,17 @@ def route_task(
         qualified.append((agent, scored))
     free = [(agent, scored) for agent, scored in qualified if agent.free > 0]
     if not free:
-        hold = _hold(task, qualified, below, threshold)
-        bound = bound_agent(state, task)
-        if bound is not None and hold.reason == ALL_BUSY:
-            hold = Hold(
-                task_id=task.task_id,
-                attempt=task.attempt,
-                reason=AFFINITY_BUSY,
-                detail=f"affinity key {task.spec.affinity_key!r} is bound to {bound} (hard), "
-                "which is at capacity",
-            )
-        return hold
-    free.sort(key=lambda pair: _rank_key(state, strategy, task, pair[0], pair[1]))
+        return _held(state, task, len(qualified), below, threshold)
+    placements = (
+        {agent.agent_id: placement_preference(state, task, agent) for agent, _s in free}
+        if task.spec.label_rules or task.spec.affinity_key
+        else _NO_PLACEMENT  # nothing to prefer: every agent alike (what placement_preference says)
+    )
+    free.sort(key=lambda pair: _rank_key(strategy, task, pair[0], pair[1], placements[pair[0].agent_id]))
     # Ties spread only among the agents the task's labels and affinity like as much as the leader.
-    placed = placement_preference(state, task, free[0][0])
+    placed = placements[free[0][0].agent_id]
     alike = next(
-        (i for i, (agent, _s) in enumerate(free) if placement_preference(state, task, agent) != placed),
+        (i for i, (agent, _s) in enumerate(free) if placements[agent.agent_id] != placed),
         len(free),
     )
     head = free[:alike]
@@ -220,15 +234,29 @@ def _why_not_chosen(
     return why_not(best, scored, agent, weights, chosen)
 
 
-def _hold(
-    task: TaskView, qualified: list[tuple[AgentView, Scored]], below: list[Scored], threshold: float
-) -> Hold:
+def _held(state: RouterState, task: TaskView, qualified: int, below: list[Scored], threshold: float) -> Hold:
+    """Why the task waits: `qualified` agents could take it but have no room, `below` are predicted
+    below its threshold."""
+    hold = _hold(task, qualified, below, threshold)
+    bound = bound_agent(state, task)
+    if bound is not None and hold.reason == ALL_BUSY:
+        hold = Hold(
+            task_id=task.task_id,
+            attempt=task.attempt,
+            reason=AFFINITY_BUSY,
+            detail=f"affinity key {task.spec.affinity_key!r} is bound to {bound} (hard), "
+            "which is at capacity",
+        )
+    return hold
+
+
+def _hold(task: TaskView, qualified: int, below: list[Scored], threshold: float) -> Hold:
     if qualified:
         return Hold(
             task_id=task.task_id,
             attempt=task.attempt,
             reason=ALL_BUSY,
-            detail=f"{len(qualified)} capable agent(s), all at capacity",
+            detail=f"{qualified} capable agent(s), all at capacity",
         )
     if below:
         best = max(below, key=lambda s: (s.prediction.quality, s.agent_id))
@@ -258,19 +286,17 @@ def _expired(task: TaskView, now: float) -> bool:
 def next_expiry(state: RouterState, config: RoutingConfig | None = None) -> float | None:
     """The earliest deadline among tasks held below their quality threshold (when to look again);
     with `config`, also the earliest end of such a task's quality wait (``quality_wait_end``)."""
-    deadlines = [
-        task.spec.deadline_ts
-        for _rank, _seq, task_id in state.fleet.queue
-        if (task := state.fleet.tasks.get(task_id)) is not None
-        and held_below_threshold(task)
-        and task.spec.deadline_ts is not None
-    ]
-    if config is not None:
-        for _rank, _seq, task_id in state.fleet.queue:
-            task = state.fleet.tasks.get(task_id)
-            end = quality_wait_end(task, config.quality_wait_s) if task is not None else None
-            if end is not None:
-                deadlines.append(end)
+    deadlines: list[float] = []
+    tasks = state.fleet.tasks
+    for _rank, _seq, task_id in state.fleet.queue:  # one pass: a backlog can be long
+        task = tasks.get(task_id)
+        if task is None or not held_below_threshold(task):
+            continue  # (quality_wait_end is None for it too)
+        if task.spec.deadline_ts is not None:
+            deadlines.append(task.spec.deadline_ts)
+        end = quality_wait_end(task, config.quality_wait_s) if config is not None else None
+        if end is not None:
+            deadlines.append(end)
     return min(deadlines, default=None)
 
 

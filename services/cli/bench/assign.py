@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nats.aio.msg import Msg
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from services.cli.bench.cpu import CpuMeter, per_task_ms
 from services.cli.stack import Stack
 from shared.bus import EventBus, event_msg_seq
 from shared.events import TaskAssigned, TaskSubmitted
@@ -23,6 +24,7 @@ from shared.subjects import events_of_type, parse_event_subject
 
 CAPABILITY = "bench"
 TASK_PREFIX = "bench-"
+AGENTS = "agents"
 
 
 @dataclass
@@ -36,6 +38,9 @@ class AssignResult:
     p99_ms: float
     max_ms: float
     throughput_per_s: float
+    cpu_ms_per_assignment: dict[str, float] = field(default_factory=dict)
+    """CPU (user + system, from /proc) per assignment of each process, from the first submission
+    to the last assignment: what a decision costs the router whatever the shared machine's clock."""
     target_p99_ms: float = 20.0
 
     @property
@@ -126,6 +131,8 @@ async def measure_assignment(
                     bus.follow_raw(handler, stop_following, subject_filter=subject, start_seq=start_seq)
                 )
             )
+        meter = CpuMeter({**stack.process_ids(), AGENTS: [process.pid]})
+        meter.start()
         begin = time.perf_counter()
         for index in range(tasks):
             delay = begin + index / rate - time.perf_counter()
@@ -134,6 +141,7 @@ async def measure_assignment(
             await bus.append(TaskSubmitted(task_id=f"{TASK_PREFIX}{index}", task_type=CAPABILITY), expected=0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(times.complete.wait(), timeout=60 + tasks / rate)
+        cpu_s = meter.stop()
     finally:
         stop_following.set()
         await asyncio.gather(*followers, return_exceptions=True)
@@ -151,6 +159,7 @@ async def measure_assignment(
         p99_ms=percentile(latencies, 99),
         max_ms=max(latencies, default=float("nan")),
         throughput_per_s=len(latencies) / span if span > 0 else 0.0,
+        cpu_ms_per_assignment=per_task_ms(cpu_s, len(latencies)),
     )
 
 
@@ -180,6 +189,11 @@ def bench_assign(args: argparse.Namespace) -> int:
         print(f"  p99          {result.p99_ms:.2f} ms   (target < {result.target_p99_ms:.0f} ms)")
         print(f"  max          {result.max_ms:.2f} ms")
         print(f"  throughput   {result.throughput_per_s:.0f} tasks/s")
+        cpu = ", ".join(
+            f"{label} {ms:.3f}"
+            for label, ms in sorted(result.cpu_ms_per_assignment.items(), key=lambda i: -i[1])
+        )
+        print(f"  CPU ms/assignment  {cpu}")
         print(f"  verdict      {'target met' if result.met else 'target NOT met'}")
     return 0
 

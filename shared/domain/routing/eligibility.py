@@ -21,31 +21,50 @@ BELOW_THRESHOLD: Final = "below_quality_threshold"
 
 def ineligibility(state: RouterState, agent: AgentView, task: TaskView) -> str | None:
     """Why `agent` cannot take `task` at all (capacity and quality aside), or None if it could."""
-    if agent.status != "active":
-        return f"agent is {agent.status}"
-    blocked = admits(state.breakers, agent.agent_id)
-    if blocked is not None:
-        return blocked
-    if agent.agent_id in task.excluded_agent_ids:
-        return "excluded for this attempt"
-    needed = [task.spec.task_type, *task.spec.required_capabilities]
-    missing = [cap for cap in needed if cap not in agent.capabilities]
-    if missing:
-        return f"missing capabilities: {', '.join(sorted(set(missing)))}"
-    unmet = [
-        f"{key}={value}"
-        for key, value in sorted(task.spec.resource_constraints.items())
-        if agent.metadata.get(key) != value
-    ]
-    if unmet:
-        return f"resource constraints not met: {', '.join(unmet)}"
-    labels = unmet_requirements(task, agent)
-    if labels:
-        return f"labels not met: {', '.join(labels)}"
-    bound = bound_agent(state, task)
-    if bound is not None and agent.agent_id != bound:
-        return f"affinity key {task.spec.affinity_key!r} is bound to {bound} (hard)"
-    return None
+    return Eligibility(state, task).why_not(agent)
+
+
+class Eligibility:
+    """``ineligibility`` of many agents for one task: what only the task decides (its needs, the
+    agent its hard affinity binds it to) is worked out once. Read-only; made per decision."""
+
+    __slots__ = ("_bound", "_breakers", "_constraints", "_excluded", "_labelled", "_needed", "_task")
+
+    def __init__(self, state: RouterState, task: TaskView) -> None:
+        spec = task.spec
+        self._task = task
+        self._breakers = state.breakers
+        self._excluded = task.excluded_agent_ids
+        self._needed = [spec.task_type, *spec.required_capabilities]
+        self._constraints = sorted(spec.resource_constraints.items())
+        self._labelled = bool(spec.labels or spec.label_rules)
+        self._bound = bound_agent(state, task)
+
+    def why_not(self, agent: AgentView) -> str | None:
+        """Why `agent` cannot take the task at all (capacity and quality aside), or None."""
+        if agent.status != "active":
+            return f"agent is {agent.status}"
+        blocked = admits(self._breakers, agent.agent_id)
+        if blocked is not None:
+            return blocked
+        if agent.agent_id in self._excluded:
+            return "excluded for this attempt"
+        capabilities = agent.capabilities
+        missing = [cap for cap in self._needed if cap not in capabilities]
+        if missing:
+            return f"missing capabilities: {', '.join(sorted(set(missing)))}"
+        if self._constraints:
+            unmet = [f"{key}={value}" for key, value in self._constraints if agent.metadata.get(key) != value]
+            if unmet:
+                return f"resource constraints not met: {', '.join(unmet)}"
+        if self._labelled:
+            labels = unmet_requirements(self._task, agent)
+            if labels:
+                return f"labels not met: {', '.join(labels)}"
+        bound = self._bound
+        if bound is not None and agent.agent_id != bound:
+            return f"affinity key {self._task.spec.affinity_key!r} is bound to {bound} (hard)"
+        return None
 
 
 def held_below_threshold(task: TaskView) -> bool:

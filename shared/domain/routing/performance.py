@@ -260,6 +260,32 @@ _NO_RECORD: Final = AgentRecord()
 """What is known of an agent without outcomes (read only)."""
 
 
+class Outlook(msgspec.Struct, frozen=True, kw_only=True):
+    """What a prediction for one task reads that is the same for every agent: worked out once per
+    task when a decision predicts every agent of the fleet (``predict_with``)."""
+
+    task_type: str
+    style: str
+    fleet: Cell
+    """The fleet's outcomes on the type."""
+    fleet_success: float
+    """The fleet's success rate on the type, with the prior: an untried agent's prior."""
+    reference_s: float | None
+
+
+def outlook(state: PerformanceState, task: TaskView, reference_s: float | None = None) -> Outlook:
+    """The agent-independent part of predicting `task` (see ``predict``)."""
+    task_type = task.spec.task_type
+    fleet = state.fleet_by_type.get(task_type, EMPTY)
+    return Outlook(
+        task_type=task_type,
+        style=style_key(task),
+        fleet=fleet,
+        fleet_success=(fleet.successes + PRIOR_WEIGHT * PRIOR_SUCCESS) / (fleet.attempts + PRIOR_WEIGHT),
+        reference_s=reference_s,
+    )
+
+
 def predict(
     state: PerformanceState,
     agent_id: str,
@@ -269,9 +295,14 @@ def predict(
 ) -> Prediction:
     """Posterior expectation of the agent's outcome on `task`; `declared` is the prior quality,
     `reference_s` the duration expected of an agent not timed yet (see ``reference_duration``)."""
+    return predict_with(state, outlook(state, task, reference_s), agent_id, declared)
+
+
+def predict_with(state: PerformanceState, seen: Outlook, agent_id: str, declared: float) -> Prediction:
+    """``predict`` with the task's `seen` outlook already worked out (it must be of `state`)."""
     record = state.agents.get(agent_id, _NO_RECORD)
-    task_type = task.spec.task_type
-    style = style_key(task)
+    task_type = seen.task_type
+    style = seen.style
     overall = record.overall
     by_type = record.by_type.get(task_type, EMPTY)
     by_style = record.by_type_style.get(task_type)
@@ -294,14 +325,13 @@ def predict(
         1.0, max(0.0, (additive / additive_variance + exact.quality_sum / noise) / precision)
     )
 
-    fleet = state.fleet_by_type.get(task_type, EMPTY)
-    fleet_success = (fleet.successes + PRIOR_WEIGHT * PRIOR_SUCCESS) / (fleet.attempts + PRIOR_WEIGHT)
-    success = (by_type.successes + PRIOR_WEIGHT * fleet_success) / (by_type.attempts + PRIOR_WEIGHT)
+    success = (by_type.successes + PRIOR_WEIGHT * seen.fleet_success) / (by_type.attempts + PRIOR_WEIGHT)
     success_variance = success * (1.0 - success) / (by_type.attempts + PRIOR_WEIGHT + 1.0)
     uncertainty = math.sqrt(
         quality_if_success * quality_if_success * success_variance + success * success / precision
     )
 
+    reference_s = seen.reference_s
     if reference_s is None:
         duration = by_type.duration_mean
     else:
@@ -313,7 +343,7 @@ def predict(
         quality_if_success=quality_if_success,
         duration_s=duration,
         observations=by_type.attempts,
-        others_since_last=fleet.attempts - record.last_outcome_at.get(task_type, 0),
+        others_since_last=seen.fleet.attempts - record.last_outcome_at.get(task_type, 0),
     )
 
 

@@ -11,13 +11,24 @@ is within 3%, which keeps work on the best agents and spreads it among equals.
 
 from __future__ import annotations
 
+import threading
+from typing import NamedTuple
+
 import msgspec
 
 from shared.domain.breakers import BreakersState
 from shared.domain.fleet import AgentView, TaskView
-from shared.domain.routing.performance import PerformanceState, Prediction, predict, reference_duration
+from shared.domain.routing.performance import (
+    Outlook,
+    PerformanceState,
+    Prediction,
+    outlook,
+    predict_with,
+    reference_duration,
+)
 from shared.domain.routing.persona import compatibility
 from shared.domain.routing.policy import Weights
+from shared.events import Persona
 
 DECLARED_CAPABILITY_SHARE = 0.5
 """The prior quality of an agent without outcomes: this share of capability, the rest persona."""
@@ -46,12 +57,17 @@ class Scored(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _clamp(value: float) -> float:
-    return min(1.0, max(0.0, value))
+    """``min(1.0, max(0.0, value))`` (NaN to 0.0 as well), without two calls: it runs per agent."""
+    value = value if value > 0.0 else 0.0
+    return value if value < 1.0 else 1.0
 
 
 def capability_score(agent: AgentView, task: TaskView) -> float:
     """Mean and weakest proficiency over the task type and required capabilities, half each."""
-    needed = [task.spec.task_type, *task.spec.required_capabilities]
+    return _capability(agent, [task.spec.task_type, *task.spec.required_capabilities])
+
+
+def _capability(agent: AgentView, needed: list[str]) -> float:
     proficiencies = [agent.capabilities.get(name, 0.0) for name in needed]
     return _clamp(0.5 * sum(proficiencies) / len(proficiencies) + 0.5 * min(proficiencies))
 
@@ -88,43 +104,181 @@ def score_candidate(
     """Every factor of `agent` for `task`, and the score they make with `weights`.
 
     `reference_s` is ``reference_duration(performance, task)``, computed by the caller once per
-    task when it scores many agents (None: computed here).
+    task when it scores many agents (None: computed here). Scoring many agents for one task:
+    ``TaskScorer`` works out what they share once.
     """
-    if reference_s is None:
-        reference_s = reference_duration(performance, task)
-    capability = capability_score(agent, task)
-    persona = compatibility(agent.persona, task.spec.profile)
-    declared = DECLARED_CAPABILITY_SHARE * capability + (1.0 - DECLARED_CAPABILITY_SHARE) * persona
-    prediction = predict(performance, agent.agent_id, task, declared, reference_s)
-    performance_factor = min(1.0, max(0.0, prediction.quality + weights.risk * prediction.uncertainty))
-    timeliness = timeliness_score(task, prediction, reference_s, now)
+    return TaskScorer(performance, breakers, task, weights, now, reference_s).score(agent)
 
-    def fit_with(performance_value: float) -> float:
-        return min(
-            1.0,
-            weights.capability * capability
-            + weights.persona * persona
-            + weights.performance * performance_value
-            + weights.timeliness * timeliness,
+
+class TaskScorer:
+    """Scores agents for one task: what every candidate's score shares (the task's needs, the
+    fleet's outcomes on its type, the weights) is worked out once, not once per agent. Read-only
+    over the states it is given; made per decision (they change between decisions)."""
+
+    __slots__ = (
+        "_breakers",
+        "_memo",
+        "_needed",
+        "_now",
+        "_outlook",
+        "_performance",
+        "_profile",
+        "_task",
+        "_weights",
+    )
+
+    def __init__(
+        self,
+        performance: PerformanceState,
+        breakers: BreakersState,
+        task: TaskView,
+        weights: Weights,
+        now: float,
+        reference_s: float | None = None,
+        memo: ScoreMemo | None = None,
+    ) -> None:
+        """`memo`: where scores already worked out are kept (None: this thread's, ``shared_scores``)."""
+        if reference_s is None:
+            reference_s = reference_duration(performance, task)
+        self._performance = performance
+        self._breakers = breakers.breakers
+        self._task = task
+        self._weights = weights
+        self._now = now
+        self._needed = [task.spec.task_type, *task.spec.required_capabilities]
+        self._profile = task.spec.profile
+        self._outlook: Outlook = outlook(performance, task, reference_s)
+        spec = task.spec
+        self._memo = (memo if memo is not None else shared_scores()).scores_for(
+            performance,
+            now,
+            (
+                weights,
+                reference_s,
+                spec.task_type,
+                tuple(spec.required_capabilities),
+                spec.profile,
+                spec.deadline_ts,
+            ),
         )
 
-    fit = fit_with(performance_factor)
-    load = min(1.0, max(0.0, 1.0 - agent.utilisation))  # beyond 1 after a restart with less capacity
-    breaker_state = breakers.breakers.get(agent.agent_id)
-    breaker = weights.half_open_factor if breaker_state and breaker_state.status == "half_open" else 1.0
-    availability = (1.0 - weights.load * (1.0 - load)) * breaker
-    return Scored(
-        agent_id=agent.agent_id,
-        capability=capability,
-        persona=persona,
-        prediction=prediction,
-        performance=performance_factor,
-        timeliness=timeliness,
-        fit=fit,
-        expected_fit=fit_with(prediction.quality),
-        expected_fit_sd=weights.performance * prediction.aged_uncertainty,
-        load=load,
-        breaker=breaker,
-        availability=availability,
-        score=fit * availability,
-    )
+    def score(self, agent: AgentView) -> Scored:
+        """Every factor of `agent` for the task, and the score they make (``score_candidate``)."""
+        breaker_state = self._breakers.get(agent.agent_id)
+        half_open = breaker_state is not None and breaker_state.status == "half_open"
+        known = self._memo.get(agent.agent_id)
+        if (
+            known is not None
+            and known.capabilities is agent.capabilities
+            and known.persona is agent.persona
+            and known.load == len(agent.in_flight)
+            and known.capacity == agent.capacity
+            and known.half_open == half_open
+        ):
+            return known.scored
+        scored = self._score(agent, half_open)
+        self._memo[agent.agent_id] = _Known(
+            agent.capabilities, agent.persona, len(agent.in_flight), agent.capacity, half_open, scored
+        )
+        return scored
+
+    def _score(self, agent: AgentView, half_open: bool) -> Scored:
+        weights = self._weights
+        capability = _capability(agent, self._needed)
+        persona = compatibility(agent.persona, self._profile)
+        declared = DECLARED_CAPABILITY_SHARE * capability + (1.0 - DECLARED_CAPABILITY_SHARE) * persona
+        prediction = predict_with(self._performance, self._outlook, agent.agent_id, declared)
+        performance_factor = _clamp(prediction.quality + weights.risk * prediction.uncertainty)
+        timeliness = timeliness_score(self._task, prediction, self._outlook.reference_s, self._now)
+        known = weights.capability * capability + weights.persona * persona
+        fit = known + weights.performance * performance_factor + weights.timeliness * timeliness
+        fit = fit if fit < 1.0 else 1.0  # min(1.0, fit)
+        expected_fit = known + weights.performance * prediction.quality + weights.timeliness * timeliness
+        expected_fit = expected_fit if expected_fit < 1.0 else 1.0
+        load = _clamp(1.0 - agent.utilisation)  # beyond 1 after a restart with less capacity
+        breaker = weights.half_open_factor if half_open else 1.0
+        availability = (1.0 - weights.load * (1.0 - load)) * breaker
+        return Scored(
+            agent_id=agent.agent_id,
+            capability=capability,
+            persona=persona,
+            prediction=prediction,
+            performance=performance_factor,
+            timeliness=timeliness,
+            fit=fit,
+            expected_fit=expected_fit,
+            expected_fit_sd=weights.performance * prediction.aged_uncertainty,
+            load=load,
+            breaker=breaker,
+            availability=availability,
+            score=fit * availability,
+        )
+
+
+class _Known(NamedTuple):
+    """An agent's score for a kind of task, and what of the agent it was worked out on."""
+
+    capabilities: dict[str, float]
+    persona: Persona
+    load: int
+    capacity: int
+    half_open: bool
+    scored: Scored
+
+
+class ScoreMemo:
+    """Scores already worked out, for tasks that score alike, while nothing else they read changes.
+
+    A plan decides many tasks on the same view at the same instant, most of them alike (the same
+    type, needs, profile and weights), and between two of its decisions only the load of the agent
+    just given work changes: scoring every agent again for each task is most of a decision's CPU.
+
+    A score reads the agent (its capabilities and persona, replaced whole when it registers again;
+    its load and capacity; whether its breaker is half-open), the task's kind (the memo's key),
+    the weights and the reference duration (in the key too), `now` (deadlines) and the learned
+    performance. The memo keeps one instant of one performance state: it is emptied when `now`
+    changes, when another state is scored, or when the state learned an outcome (``learn``, its
+    only change, counts ``outcomes``). An agent's entry is used only while what it was worked out
+    on is the same (the same objects, the same numbers), so the scores are exactly those computed
+    afresh.
+    """
+
+    def __init__(self, max_kinds: int = 256) -> None:
+        self.max_kinds = max_kinds
+        self._performance: PerformanceState | None = None
+        """Held (not only its id) so that another state can never be taken for it."""
+        self._outcomes = -1
+        self._now = float("nan")
+        self._kinds: dict[tuple[object, ...], dict[str, _Known]] = {}
+
+    def scores_for(
+        self, performance: PerformanceState, now: float, kind: tuple[object, ...]
+    ) -> dict[str, _Known]:
+        """The scores known for tasks of `kind` on `performance` at `now` (agent id -> score)."""
+        if performance is not self._performance or performance.outcomes != self._outcomes or now != self._now:
+            self._performance = performance
+            self._outcomes = performance.outcomes
+            self._now = now
+            self._kinds.clear()
+        known = self._kinds.get(kind)
+        if known is None:
+            if len(self._kinds) >= self.max_kinds:
+                self._kinds.clear()
+            known = self._kinds[kind] = {}
+        return known
+
+    def clear(self) -> None:
+        self._performance = None
+        self._kinds.clear()
+
+
+_PER_THREAD = threading.local()
+
+
+def shared_scores() -> ScoreMemo:
+    """The memo every ``TaskScorer`` of this thread uses unless given its own (one per thread: a
+    memo is not made to be read and reset from two threads at once)."""
+    memo: ScoreMemo | None = getattr(_PER_THREAD, "memo", None)
+    if memo is None:
+        memo = _PER_THREAD.memo = ScoreMemo()
+    return memo

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Final
 
@@ -76,6 +77,7 @@ def check_confidence(confidence: float) -> float:
     return confidence
 
 
+@lru_cache(maxsize=256)
 def chi_square_quantile(probability: float, freedom: int) -> float:
     """The chi-square quantile: exact for 1 degree of freedom, else Wilson-Hilferty (within ~1%)."""
     if freedom == 1:
@@ -111,8 +113,16 @@ def separate(merits: Sequence[Merit], confidence: float) -> Separation:
 
     ``P(a > b) >= confidence`` is ``mean_a - mean_b >= z x sqrt(sd_a^2 + sd_b^2)``: only
     candidates with a higher mean can beat one, so each is compared with those above it.
+
+    Remembered for the last candidate sets (a plan splits the same free candidates again and again
+    while their evidence does not change): the answer is shared, read it, never change it.
     """
     check_confidence(confidence)
+    return _separate(tuple(merits), confidence)
+
+
+@lru_cache(maxsize=64)
+def _separate(merits: tuple[Merit, ...], confidence: float) -> Separation:
     ranked = sorted(merits, key=lambda m: (-m.mean, m.agent_id))
     family = family_confidence(confidence, len(ranked))
     if alike(ranked, family):
