@@ -11,6 +11,7 @@ credentials are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 
@@ -38,8 +39,9 @@ def make_private(path: str) -> None:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    for each in (path, f"{path}-wal", f"{path}-shm"):
-        if os.path.exists(each):
+    os.chmod(path, 0o600)
+    for each in (f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):  # another process closing the database removes them
             os.chmod(each, 0o600)
 
 
