@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.cli.bench.key_figures import key_peaks, slot_use, violations
+from services.cli.bench.key_figures import fill_time, key_peaks, refill_gaps, slot_use, violations
 from services.cli.bench.keys import limits_for
 from shared.events import TaskAssigned, TaskCompleted, TaskRequeued, TaskSubmitted
 
@@ -46,3 +46,17 @@ def test_limits_are_drawn_from_the_seed_within_their_bounds() -> None:
     limits = limits_for(1000, 1, 5, 7)
     assert limits == limits_for(1000, 1, 5, 7) and len(limits) == 1000
     assert set(limits.values()) == {1, 2, 3, 4, 5}
+
+
+def test_a_slot_freed_while_its_key_has_work_waiting_counts_until_the_keys_next_assignment() -> None:
+    events = [
+        TaskSubmitted(task_id="a", task_type="x", concurrency_key="k", ts=0.0),
+        TaskSubmitted(task_id="b", task_type="x", concurrency_key="k", ts=0.0),
+        TaskAssigned(agent_id="g", task_id="a", attempt=1, ts=0.5),
+        TaskCompleted(agent_id="g", task_id="a", attempt=1, ts=2.0),
+        TaskAssigned(agent_id="g", task_id="b", attempt=1, ts=2.25),
+        TaskCompleted(agent_id="g", task_id="b", attempt=1, ts=3.0),  # nothing waits: no gap
+    ]
+    assert refill_gaps(events) == [0.25]
+    assert fill_time(events, slots=1) == 0.5
+    assert fill_time(events, slots=3) is None

@@ -115,3 +115,42 @@ def slot_use(events: Sequence[AnyEvent], limits: Mapping[str, int], capacity: in
             unfinished[key] -= 1
             allowed += allowance(key) - before
     return SlotUse(used_slot_s=used, allowed_slot_s=possible)
+
+
+def refill_gaps(events: Sequence[AnyEvent]) -> list[float]:
+    """For each end of a keyed task while tasks of its key still wait: seconds until the key's next
+    assignment (how long a freed slot stays empty; the router's share of lost utilisation)."""
+    key_of: dict[str, str] = {}
+    waiting: dict[str, int] = {}
+    freed: dict[str, list[float]] = {}
+    gaps: list[float] = []
+    for event in events:
+        if isinstance(event, TaskSubmitted) and event.concurrency_key is not None:
+            key_of[event.task_id] = event.concurrency_key
+            waiting[event.concurrency_key] = waiting.get(event.concurrency_key, 0) + 1
+        elif isinstance(event, TaskAssigned) and event.task_id in key_of:
+            key = key_of[event.task_id]
+            waiting[key] = max(0, waiting.get(key, 0) - 1)
+            if freed.get(key):
+                gaps.append(max(0.0, event.ts - freed[key].pop(0)))
+        elif isinstance(event, TaskCompleted) and event.task_id in key_of:
+            key = key_of[event.task_id]
+            if waiting.get(key, 0) > 0:
+                freed.setdefault(key, []).append(event.ts)
+    return gaps
+
+
+def fill_time(events: Sequence[AnyEvent], slots: int, share: float = 0.9) -> float | None:
+    """Seconds from the first submission until `share` of `slots` ran at once (None: never)."""
+    start: float | None = None
+    running = 0
+    for event in events:
+        if isinstance(event, TaskSubmitted) and start is None:
+            start = event.ts
+        elif isinstance(event, TaskAssigned):
+            running += 1
+            if start is not None and running >= share * slots:
+                return event.ts - start
+        elif isinstance(event, TaskCompleted | TaskAttemptFailed):
+            running -= 1
+    return None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from services.cli.bench.common import on_private_stack, quiet, wait_for_services
-from services.cli.bench.key_figures import key_peaks, slot_use, violations
+from services.cli.bench.key_figures import fill_time, key_peaks, refill_gaps, slot_use, violations
 from services.cli.stack import Stack
 from shared.bus import EventBus
 from shared.events import AnyEvent, TaskAssigned, TaskCompleted, TaskSubmitted
@@ -48,6 +48,11 @@ class KeyRun:
     worst: dict[str, list[int]]
     held_at_end: int
     utilisation: float
+    fill_s: float | None
+    """Seconds until 90% of the slots ran at once."""
+    refill_p50_ms: float
+    refill_p99_ms: float
+    """How long a slot freed while its key's tasks waited stayed empty."""
 
 
 def limits_for(keys: int, low: int, high: int, seed: int) -> dict[str, int]:
@@ -122,6 +127,7 @@ async def measure(
     broken = violations(peaks, limits) if keyed else {}
     use = slot_use(events, limits if keyed else {}, capacity * agents)
     assigned = sorted(e.ts for e in events if isinstance(e, TaskAssigned))
+    gaps = sorted(refill_gaps(events)) or [0.0]
     return KeyRun(
         keyed=keyed,
         tasks=len(tasks),
@@ -133,6 +139,9 @@ async def measure(
         worst={key: list(pair) for key, pair in sorted(broken.items())[:5]},
         held_at_end=sum(at_end.values()),
         utilisation=use.utilisation,
+        fill_s=fill_time(events, min(sum(limits.values()), capacity * agents)),
+        refill_p50_ms=1000 * gaps[len(gaps) // 2],
+        refill_p99_ms=1000 * gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))],
     )
 
 
@@ -192,6 +201,11 @@ def bench_keys(args: argparse.Namespace) -> int:
     print(
         f"  assignments         {keyed.assignments_per_s:.0f}/s with keys, {plain.assignments_per_s:.0f}/s "
         "without (10th-90th percentile)"
+    )
+    fill = f"{keyed.fill_s:.1f} s" if keyed.fill_s is not None else "never"
+    print(
+        f"  filling the slots   {fill} to run 90% of them at once; a slot freed while its key's tasks "
+        f"waited stayed empty p50 {keyed.refill_p50_ms:.0f} ms, p99 {keyed.refill_p99_ms:.0f} ms"
     )
     met = (
         keyed.violations == 0
