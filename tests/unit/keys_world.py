@@ -82,28 +82,7 @@ class World:
                 ts=now,
             )
         elif isinstance(decision, ClaimKeys):
-            if decision.claim is not None:
-                self.add(
-                    KeySlotClaimed(
-                        scope=key_scope("concurrency", decision.claim.key),
-                        key=decision.claim.key,
-                        task_id=task.task_id,
-                        attempt=task.attempt,
-                    ),
-                    ts=now,
-                )
-            if decision.take is not None:
-                self.add(
-                    RateTokensTaken(
-                        scope=key_scope("rate", decision.take.key),
-                        key=decision.take.key,
-                        task_id=task.task_id,
-                        attempt=task.attempt,
-                        units=decision.take.units,
-                        tokens_left=decision.take.tokens_left,
-                    ),
-                    ts=now,
-                )
+            self.claim(decision, now)
             self._append(decision.assign, now)  # as the shell: the assignment follows its claim
         elif isinstance(decision, KeyHold | Hold):
             eligible = decision.eligible_ts if isinstance(decision, KeyHold) else None
@@ -123,6 +102,32 @@ class World:
             )
         elif isinstance(decision, Expire):
             self.add(TaskFailed(task_id=task.task_id, attempt=task.attempt, error=decision.error), ts=now)
+
+    def claim(self, decision: ClaimKeys, now: float = 0.0) -> None:
+        """Append what a claim of keys appends before its assignment (the slot, the tokens)."""
+        task = self.state.fleet.tasks[decision.task_id]
+        if decision.claim is not None:
+            self.add(
+                KeySlotClaimed(
+                    scope=key_scope("concurrency", decision.claim.key),
+                    key=decision.claim.key,
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                ),
+                ts=now,
+            )
+        if decision.take is not None:
+            self.add(
+                RateTokensTaken(
+                    scope=key_scope("rate", decision.take.key),
+                    key=decision.take.key,
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                    units=decision.take.units,
+                    tokens_left=decision.take.tokens_left,
+                ),
+                ts=now,
+            )
 
     def complete(self, task_id: str, now: float = 0.0) -> World:
         task = self.state.fleet.tasks[task_id]

@@ -23,7 +23,6 @@ from shared.events import (
     AnyEvent,
     BreakerHalfOpened,
     KeySlotClaimed,
-    RateTokensTaken,
     TaskAssigned,
     TaskQueued,
     TaskSubmitted,
@@ -286,32 +285,11 @@ class Pipeline:
                 self.in_flight = [entry for entry in self.in_flight if entry[0] is not decision]
 
     def _store_claim(self, decision: ClaimKeys, now: float) -> None:
-        world = self.world
-        if decision.claim is not None:
-            world.add(
-                KeySlotClaimed(
-                    scope=key_scope("concurrency", decision.claim.key),
-                    key=decision.claim.key,
-                    task_id=decision.task_id,
-                    attempt=decision.attempt,
-                ),
-                ts=now,
-            )
-            self.key_seq["c:" + decision.claim.key] = world.seq
         if decision.take is not None:
             assert decision.take.tokens_left >= -1e-9, "more tokens taken than the bucket held"
-            world.add(
-                RateTokensTaken(
-                    scope=key_scope("rate", decision.take.key),
-                    key=decision.take.key,
-                    task_id=decision.task_id,
-                    attempt=decision.attempt,
-                    units=decision.take.units,
-                    tokens_left=decision.take.tokens_left,
-                ),
-                ts=now,
-            )
-            self.key_seq["r:" + decision.take.key] = world.seq
+        self.world.claim(decision, now)
+        for key in _claimed_keys(decision):
+            self.key_seq[key] = self.world.seq
 
 
 def _agent(decision: Decision) -> str | None:
