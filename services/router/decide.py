@@ -382,7 +382,7 @@ def next_decision(
         if task.status == "queued" and signature in unplaceable and not expired and not settle:
             continue
         # --- keys hook: concurrency keys and rate limits (services/router/keyed.py) ---
-        admitted = keyed.admission(state, task, now, limits, blocked, busy)
+        admitted = keyed.admission(state, task, now, limits, blocked)
         if admitted is None:
             continue
         if isinstance(admitted, keyed.KeyHold):
@@ -395,7 +395,7 @@ def next_decision(
             if turn is not task:
                 fair = route_task(state, turn, now, config)
                 if isinstance(fair, Assign):
-                    go = keyed.admission(state, turn, now, limits, keyed.Blocked(), busy)
+                    go = keyed.admission(state, turn, now, limits, keyed.Blocked())
                     if isinstance(go, Go):
                         return keyed.before_assign(fair, turn, go)
         # --- end of the keys hook ---

@@ -167,13 +167,12 @@ def admission(
     now: float,
     limits: Limits,
     blocked: Blocked,
-    busy: Busy = (),
 ) -> Go | KeyHold | CancelForKey | None:
-    """What the task's keys say: go, record a hold, cancel a task, or None (wait; nothing to record)."""
+    """What the task's keys say: go, record a hold, cancel a task, or None (wait; nothing to record).
+    The caller has passed over a task of a key found closed or claimed in flight already
+    (``passed_over``, ``waits_for_own_claim``: cheaper than anything else it weighs)."""
     if not keyed(task):
         return Go()
-    if waits_for_own_claim(state, task, busy) or passed_over(state, task, blocked):
-        return None
     verdict = gate(state.keys, state.fleet, limits, task, now)
     if isinstance(verdict, Go):
         return verdict
