@@ -1162,9 +1162,18 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-def current_version(type_name: str) -> int:
-    cls = EVENT_TYPES[type_name]
+def _default_version(cls: type[Event]) -> int:
     return int(cls.__struct_defaults__[cls.__struct_fields__.index("v")])
+
+
+_CURRENT_VERSIONS: Final[dict[type[Event], int]] = {
+    cls: _default_version(cls) for cls in EVENT_TYPES.values()
+}
+"""Each event class's current ``v``, looked up once: every event read is checked against it."""
+
+
+def current_version(type_name: str) -> int:
+    return _CURRENT_VERSIONS[EVENT_TYPES[type_name]]
 
 
 def upcast(raw: dict[str, Any]) -> dict[str, Any]:
@@ -1214,7 +1223,7 @@ def _decode(data: bytes) -> AnyEvent:
         if not isinstance(version, int) or version >= _version_or_zero(raw.get("type")):
             raise EventDecodeError(str(typed_error)) from typed_error
         return _convert(upcast(raw))
-    if event.v < current_version(event.type_name()):
+    if event.v < _CURRENT_VERSIONS[type(event)]:
         return _convert(upcast(_raw_decoder.decode(data)))
     return event
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
@@ -252,7 +253,24 @@ def log_environment_notices(log: Any, env: Mapping[str, str]) -> None:
         emit(notice.event, variable=notice.variable, closest=notice.closest, message=notice.message)
 
 
+GC_THRESHOLDS = (20_000, 20, 10)
+"""The cyclic garbage collector's thresholds in a service process (CPython's are 700, 10, 10).
+
+A service holds a large, long-lived projection (every task, agent and assignment in view) and
+allocates a few dozen objects per event it reads or decides: with the defaults, young
+collections run every few events and promote most of what they scan, and full collections, which
+walk the whole projection, run every few thousand events (about 15% of the router's CPU at its
+ceiling). Its garbage is freed by reference counting; cycles are rare, so collecting them every
+20,000 allocations instead of 700 costs little memory."""
+
+
+def tune_gc() -> None:
+    """Collect cycles less often (``GC_THRESHOLDS``): set once per service process."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def _run_service(service_cls: type[Service], settings: Settings) -> None:
+    tune_gc()
     configure_logging(
         settings.log_level, service=service_cls.name, instance=settings.instance_name(service_cls.name)
     )

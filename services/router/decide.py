@@ -18,6 +18,7 @@ the view with the assignments decided before it assumed (``overlay.py``), and sa
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Collection, Sequence
 
 import msgspec
@@ -167,24 +168,36 @@ def route_task(
     tie = spread_ties(strategy, task, head, weights, config)
     free[:alike] = head
     chosen, best = free[0]
+    # Reasons are worded only for the runner-up and the rivals shown (the decision itself needs
+    # none of them), each once: the runner-up is usually among the rivals shown.
+    reasons: dict[str, str] = {}
+
+    def lost_because(agent: AgentView, scored: Scored) -> str:
+        said = reasons.get(agent.agent_id)
+        if said is None:
+            said = reasons[agent.agent_id] = _why_not_chosen(
+                strategy, task, chosen, best, agent, scored, weights, tie
+            )
+        return said
+
     runner_up: tuple[Scored, str] | None = None
     if len(free) > 1:
         agent, scored = free[1]
-        runner_up = (scored, _why_not_chosen(strategy, task, chosen, best, agent, scored, weights, tie))
-    # Reasons are worded only for the rivals shown: the decision itself needs none of them.
-    rivals = sorted(
-        [(agent, scored) for agent, scored in free[1:]] + [(a, s) for a, s in qualified if a.free <= 0],
-        key=lambda pair: (-pair[1].score, pair[0].agent_id),
+        runner_up = (scored, lost_because(agent, scored))
+    rivals = heapq.nsmallest(
+        MAX_REJECTED_SHOWN,
+        [*free[1:], *((a, s) for a, s in qualified if a.free <= 0)],
+        key=_rival_order,
     )
     scored_rejections = [
         RejectedCandidate(
             agent_id=agent.agent_id,
             score=round(scored.score, 4),
-            reason=_why_not_chosen(strategy, task, chosen, best, agent, scored, weights, tie)
+            reason=lost_because(agent, scored)
             if agent.free > 0
             else f"at capacity ({agent.load}/{agent.capacity})",
         )
-        for agent, scored in rivals[:MAX_REJECTED_SHOWN]
+        for agent, scored in rivals
     ]
     shown = (
         scored_rejections
@@ -205,6 +218,11 @@ def route_task(
             preference_note(state, task, chosen),
         ),
     )
+
+
+def _rival_order(pair: tuple[AgentView, Scored]) -> tuple[float, str]:
+    """Rivals shown best first (agent ids are unique: a total order)."""
+    return (-pair[1].score, pair[0].agent_id)
 
 
 def _with_note(text: str, note: str) -> str:
