@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -106,6 +107,26 @@ class EventTooDeep(HiveError, ValueError):
         self.field = field
 
 
+NO_RESPONDERS = "503"
+"""The status of a request nobody answers (a publish to a subject no stream stores)."""
+
+
+class _StreamAck(msgspec.Struct):
+    """JetStream's answer to a publish: where it stored the message, or why it did not."""
+
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+_ACK_DECODER = msgspec.json.Decoder(_StreamAck)
+
+
+def _time_out(answered: asyncio.Future[Msg]) -> None:
+    if not answered.done():
+        answered.set_exception(nats.errors.TimeoutError())
+
+
 class AppendResult(NamedTuple):
     seq: int
     duplicate: bool
@@ -175,6 +196,11 @@ class EventBus:
         self.user = user
         self.denials = denials
         self.trace_headers = trace_headers
+        self._acks: dict[str, asyncio.Future[Msg]] = {}
+        """Appends waiting for the server's answer, by the last token of their reply subject."""
+        self._ack_prefix: str | None = None
+        self._ack_opening = asyncio.Lock()
+        self._ack_tokens = itertools.count(1)
 
     @classmethod
     async def connect(
@@ -428,7 +454,7 @@ class EventBus:
         expected: int | None,
         timeout: float,
     ) -> AppendResult:
-        publish = self.js.publish(event.subject, data, timeout=timeout, headers=headers)
+        publish = self._request_ack(event.subject, data, headers, timeout)
         try:
             if self.denials is not None and self.user is not None:
                 ack = await self.denials.guard(self.user, event.subject, publish)
@@ -440,7 +466,48 @@ class EventBus:
                     self.metrics.append_conflicts.labels(self.service).inc()
                 raise ConcurrencyConflict(guarded, expected or 0, str(exc.description)) from exc
             raise
-        return AppendResult(int(ack.seq), bool(ack.duplicate))
+        return ack
+
+    async def _request_ack(
+        self, subject: str, data: bytes, headers: dict[str, str], timeout: float
+    ) -> AppendResult:
+        """Publish to the stream and wait for its acknowledgement: what nats-py's
+        ``JetStreamContext.publish`` does (the same errors), for less per append. The replies come
+        to one subscription of this connection and are matched by a counter (no random token, no
+        timer task per append), and the acknowledgement is decoded by msgspec."""
+        prefix = self._ack_prefix or await self._open_acks()
+        token = str(next(self._ack_tokens))
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[Msg] = loop.create_future()
+        self._acks[token] = answered
+        expiry = loop.call_later(timeout, _time_out, answered)
+        try:
+            await self.nc.publish(subject, data, reply=prefix + token, headers=headers)
+            msg = await answered
+        finally:
+            expiry.cancel()
+            self._acks.pop(token, None)
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            raise nats.js.errors.NoStreamResponseError
+        ack = _ACK_DECODER.decode(msg.data)
+        if ack.error is not None:
+            nats.js.errors.APIError.from_error(ack.error)  # raises the error's class
+        return AppendResult(ack.seq, ack.duplicate)
+
+    async def _open_acks(self) -> str:
+        """Subscribe once to this connection's append replies (``<inbox>.<counter>``)."""
+        async with self._ack_opening:
+            if self._ack_prefix is None:
+                prefix = f"{self.nc.new_inbox()}."
+                await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+                self._ack_prefix = prefix
+        return self._ack_prefix
+
+    async def _on_ack(self, msg: Msg) -> None:
+        assert self._ack_prefix is not None
+        answered = self._acks.pop(msg.subject[len(self._ack_prefix) :], None)
+        if answered is not None and not answered.done():
+            answered.set_result(msg)
 
     async def subject_at(self, seq: int) -> str | None:
         """The subject of the message stored at `seq` (None if there is none), by a direct get."""

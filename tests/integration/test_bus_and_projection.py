@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import msgspec
+import nats.errors
+import nats.js.errors
 import pytest
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.router.service import RouterService
-from shared.bus import ConcurrencyConflict, DeadLetter, EventBus
+from shared.bus import AppendResult, ConcurrencyConflict, DeadLetter, EventBus
 from shared.domain.message_ids import assign_msg_id
 from shared.domain.routing.view import ROUTER_VIEW
 from shared.embedded import EmbeddedNats
@@ -68,6 +70,43 @@ async def test_one_attempt_assigned_at_once_to_two_agents_is_stored_once(bus: Ev
     assert again.duplicate and again.seq == stored.seq
     other = await bus.append(TaskAssigned(agent_id="b", task_id="t2", attempt=1), expected=None)
     assert other.seq == stored.seq + 1, "nothing stored between them"
+
+
+async def test_appends_in_flight_at_once_each_get_their_own_answer(bus: EventBus) -> None:
+    """Appends share one reply subscription: each gets the server's answer to its own message,
+    refusals and duplicates included."""
+    first = await bus.append(TaskSubmitted(task_id="stale", task_type="x"), expected=0)
+    again = AgentRegistered(agent_id="twice")
+    await bus.append(again, expected=None)
+    events = [TaskSubmitted(task_id=f"t{index}", task_type="x") for index in range(60)]
+    outcomes = await asyncio.gather(
+        *(bus.append(event, expected=0) for event in events),
+        bus.append(TaskSubmitted(task_id="stale", task_type="x"), expected=0),
+        bus.append(again, expected=None),
+        return_exceptions=True,
+    )
+    *stored, stale, duplicate = outcomes
+    assert isinstance(stale, ConcurrencyConflict) and stale.expected == 0
+    assert isinstance(duplicate, AppendResult) and duplicate.duplicate
+    assert len({result.seq for result in stored if isinstance(result, AppendResult)}) == len(events)
+    for event, result in zip(events, stored, strict=True):
+        assert isinstance(result, AppendResult) and not result.duplicate and result.seq > first.seq
+        assert await bus.subject_at(result.seq) == event.subject
+    assert not bus._acks, "every answered append is forgotten"
+
+
+async def test_a_publish_no_stream_stores_or_nobody_answers_fails_as_with_nats_py(bus: EventBus) -> None:
+    """The errors of nats-py's ``JetStreamContext.publish``: no stream (NoStreamResponseError, which
+    an agent waits on while Hive starts), no answer in time (TimeoutError); nothing is left waiting."""
+    with pytest.raises(nats.js.errors.NoStreamResponseError):
+        await bus._request_ack("nowhere.stored", b"{}", {}, 5.0)
+    silent = await bus.nc.subscribe("limbo.silent")  # receives, never answers
+    try:
+        with pytest.raises(nats.errors.TimeoutError):
+            await bus._request_ack("limbo.silent", b"{}", {}, 0.2)
+    finally:
+        await silent.unsubscribe()
+    assert not bus._acks
 
 
 async def test_reading_a_range_returns_the_events_in_order(bus: EventBus) -> None:
