@@ -18,7 +18,6 @@ the view with the assignments decided before it assumed (``overlay.py``), and sa
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Collection, Sequence
 
 import msgspec
@@ -197,11 +196,9 @@ def route_task(
     if len(free) > 1:
         agent, scored = free[1]
         runner_up = (scored, lost_because(agent, scored))
-    rivals = heapq.nsmallest(
-        MAX_REJECTED_SHOWN,
-        [*free[1:], *((a, s) for a, s in qualified if a.free <= 0)],
-        key=_rival_order,
-    )
+    rivals = sorted([*free[1:], *((a, s) for a, s in qualified if a.free <= 0)], key=_rival_order)[
+        :MAX_REJECTED_SHOWN
+    ]
     scored_rejections = [
         RejectedCandidate(
             agent_id=agent.agent_id,

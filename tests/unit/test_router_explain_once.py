@@ -1,7 +1,8 @@
 """An assignment's explanation worded once per rival: the same decision, word for word, as before.
 
 ``route_task`` words the reason a rival lost once (the runner-up is usually among the rivals shown)
-and picks the rivals shown without sorting them all. ``_route_task_before`` is the code it replaced,
+and ranks the free candidates in one pass when no placement preference orders them.
+``_route_task_before`` is the code it replaced,
 kept here as the reference: on generated fleets both give the same decision, explanation,
 breakdown and rejected candidates.
 """
