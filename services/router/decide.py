@@ -18,6 +18,7 @@ the view with the assignments decided before it assumed (``overlay.py``), and sa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Sequence
 
 import msgspec
@@ -331,6 +332,10 @@ class Scan:
         self.holds: dict[str, KeyHold] = {}
         """Tasks found waiting for their keys, in queue order: their holds are recorded after every
         task that can start (a burst of keyed work fills the free slots first)."""
+        self.start = 0
+        """Where the next look at the queue begins: every task before it was passed over for a
+        reason the plan's decisions cannot undo (so a plan walks the queue once, not once per
+        decision)."""
 
 
 def next_decision(
@@ -362,14 +367,17 @@ def next_decision(
     limits = scan.limits  # --- keys hook (services/router/keyed.py) ---
     blocked = scan.blocked
     holds = scan.holds
-    for index, (_rank, _seq, task_id) in enumerate(fleet.queue):
+    tasks = fleet.tasks
+    start = scan.start
+    for index, (_rank, _seq, task_id) in enumerate(itertools.islice(fleet.queue, start, None), start):
         if task_id in skip or task_id in holds:
             continue
-        task = fleet.tasks.get(task_id)
+        task = tasks.get(task_id)
         if task is None or task.not_before_ts > now:
             continue
-        if claimed is not None and not _mine(task, claimed):
+        if claimed is not None and not _mine(task, task_id, claimed):
             continue
+        scan.start = index  # a decision about this task (or its fair turn) is returned from here
         if keyed.keyed(task) and (  # a key found closed, or claimed in flight: nothing to record
             keyed.passed_over(state, task, blocked) or keyed.waits_for_own_claim(state, task, busy)
         ):
@@ -378,8 +386,13 @@ def next_decision(
         if task.status == "queued" and not any_room and not expired:
             continue
         settle = _settle(task, now, config)
-        signature = _placement_signature(task)
-        if task.status == "queued" and signature in unplaceable and not expired and not settle:
+        if (
+            task.status == "queued"
+            and unplaceable
+            and not expired
+            and not settle
+            and _placement_signature(task) in unplaceable
+        ):
             continue
         # --- keys hook: concurrency keys and rate limits (services/router/keyed.py) ---
         admitted = keyed.admission(state, task, now, limits, blocked)
@@ -415,18 +428,19 @@ def next_decision(
                 error=f"deadline passed with no agent predicted to reach quality "
                 f"{task.spec.expected_quality_threshold:.2f}: {decision.detail.split(';')[0]}",
             )
-        unplaceable.add(signature)
+        unplaceable.add(_placement_signature(task))
         if task.status == "pending":
             return decision
+    scan.start = len(fleet.queue)
     for task_id in holds:  # nothing more can start: a task waiting for its keys says why
         if task_id not in skip:
             return holds.pop(task_id)
     return None
 
 
-def _mine(task: TaskView, claimed: Collection[str]) -> bool:
+def _mine(task: TaskView, task_id: str, claimed: Collection[str]) -> bool:
     """Whether an instance holding `claimed` decides `task` (see ``next_decision``)."""
-    if task.status != "pending" or task.task_id in claimed:
+    if task.status != "pending" or task_id in claimed:
         return True
     return task.not_before_ts > task.submitted_ts  # its time came: no delivery says whose it is
 

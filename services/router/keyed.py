@@ -92,6 +92,9 @@ class Blocked:
 
     def __init__(self) -> None:
         self.keys: set[tuple[str, str]] = set()
+        self.waits: dict[str, Wait] = {}
+        """Concurrency key found at its limit -> the gate's answer, the same for each of its tasks
+        not holding a slot (a burst of one key's new tasks is not weighed task by task)."""
         self.parked: dict[str, set[str]] = {}
         """Concurrency key -> tasks passed over for it."""
         self.weighed: dict[str, Candidate | None] = {}
@@ -102,6 +105,7 @@ class Blocked:
         """The key `task` waits for is closed (for the rest of the plan)."""
         if wait.reason == CONCURRENCY_LIMITED:
             self.keys.add(("c", task.spec.concurrency_key or ""))
+            self.waits[task.spec.concurrency_key or ""] = wait
         else:
             self.keys.add(("r", task.spec.rate_limit_key or ""))
 
@@ -173,22 +177,29 @@ def admission(
     (``passed_over``, ``waits_for_own_claim``: cheaper than anything else it weighs)."""
     if not keyed(task):
         return Go()
-    verdict = gate(state.keys, state.fleet, limits, task, now)
+    key = task.spec.concurrency_key
+    closed = blocked.waits.get(key) if key is not None else None
+    if closed is not None and not holds(state.keys, task):
+        verdict: Go | Wait | CancelTask = closed  # what the gate answered for the key's other tasks
+    else:
+        verdict = gate(state.keys, state.fleet, limits, task, now)
     if isinstance(verdict, Go):
         return verdict
     if isinstance(verdict, CancelTask):
         return CancelForKey(task_id=verdict.task_id, attempt=verdict.attempt, reason=verdict.reason)
     assert isinstance(verdict, Wait)
     blocked.close(task, verdict)
-    if task.status == "pending" or task.queued_reason != verdict.reason:
-        return KeyHold(
-            task_id=task.task_id,
-            attempt=task.attempt,
-            reason=verdict.reason,
-            detail=verdict.detail,
-            eligible_ts=verdict.eligible_ts,
-        )
-    return None
+    if task.status == "queued" and task.queued_reason == verdict.reason:
+        if verdict.reason == CONCURRENCY_LIMITED and not _admitted_before(state, task):
+            blocked.parked.setdefault(key or "", set()).add(task.task_id)  # like the key's others
+        return None
+    return KeyHold(
+        task_id=task.task_id,
+        attempt=task.attempt,
+        reason=verdict.reason,
+        detail=verdict.detail,
+        eligible_ts=verdict.eligible_ts,
+    )
 
 
 def passed_over(state: RouterState, task: TaskView, blocked: Blocked) -> bool:

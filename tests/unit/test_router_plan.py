@@ -6,15 +6,19 @@ what it records."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.cli.bench.key_figures import key_peaks, violations
+from services.router import decide, keyed
 from services.router.decide import Assign, Decision, Hold, Scan, ends_plan, next_decision, plan, route_task
 from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, Parked
 from services.router.overlay import assuming, decided_in_view
+from shared.domain.fleet import TaskView
 from shared.domain.routing.keys import parse_concurrency_limits, parse_rate_limits, running_count
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState, apply_router
@@ -395,3 +399,111 @@ def test_tasks_that_can_start_are_decided_before_the_holds_of_tasks_waiting_for_
         (ClaimKeys, "starts"),
         (KeyHold, "waits"),
     ]
+
+
+class _LookFromTheStart(Scan):
+    """A scan that forgets where the last look at the queue stopped (the walk before this change)."""
+
+    @property  # type: ignore[override]
+    def start(self) -> int:
+        return 0
+
+    @start.setter
+    def start(self, _value: int) -> None:
+        pass
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    limits=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=4),
+    capacities=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=4),
+    tasks=st.lists(
+        st.tuples(st.integers(min_value=-1, max_value=3), st.integers(min_value=0, max_value=2)), max_size=40
+    ),
+    ended=st.integers(min_value=0, max_value=6),
+)
+def test_a_plan_that_walks_the_queue_once_decides_as_one_that_looks_from_the_start_each_time(
+    limits: list[int], capacities: list[int], tasks: list[tuple[int, int]], ended: int
+) -> None:
+    """Whatever a plan passed over stays passed over for the rest of it: resuming where the last
+    look stopped, and answering a closed key's tasks from its first, changes no decision."""
+    world = keyed_world(",".join(f"k{index}={limit}" for index, limit in enumerate(limits)))
+    for index, capacity in enumerate(capacities):
+        world.add(AgentRegistered(agent_id=f"a{index}", capabilities={"x": 1.0}, capacity=capacity))
+    for index, (key, priority) in enumerate(tasks):
+        world.submit(
+            f"t{index}",
+            ts=float(index),
+            concurrency_key=f"k{key}" if key >= 0 else None,
+            priority=("low", "normal", "high")[priority],
+        )
+    world.drive()
+    for task_id in world.in_flight()[:ended]:  # slots and capacity free while keys' tasks wait
+        world.complete(task_id)
+    for index in range(len(tasks), len(tasks) + 6):
+        world.submit(f"t{index}", concurrency_key=f"k{index % len(limits)}")
+
+    def planned(scan: Scan) -> list[tuple[str, str, str | None]]:
+        steps = plan(world.state, 0.0, world.config, after_seq=world.seq, limit=1000, scan=scan)
+        return [
+            (type(step.decision).__name__, step.decision.task_id, _agent(step.decision)) for step in steps
+        ]
+
+    walked_once = Scan(world.state, world.config)
+    assert planned(walked_once) == planned(_LookFromTheStart(world.state, world.config))
+
+
+def test_a_key_at_its_limit_is_weighed_once_per_plan_however_many_of_its_tasks_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = keyed_world("k=1")
+    world.add(AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=100))
+    world.submit("running", concurrency_key="k").drive()
+    for index in range(40):
+        world.submit(f"new{index}", concurrency_key="k")
+    asked: list[str] = []
+    real_gate = keyed.gate
+
+    def counting_gate(*args: Any) -> Any:
+        asked.append(args[3].task_id)
+        return real_gate(*args)
+
+    monkeypatch.setattr(keyed, "gate", counting_gate)
+    steps = plan(world.state, 0.0, world.config, after_seq=world.seq, limit=1000)
+    assert [step.decision.task_id for step in steps] == [f"new{index}" for index in range(40)]
+    assert all(isinstance(step.decision, KeyHold) for step in steps)
+    assert len({step.decision.detail for step in steps}) == 1, "every task says the same why"
+    assert asked == ["new0"], "the key's other new tasks were answered from its first"
+
+
+def test_a_plan_parks_every_task_recorded_as_waiting_for_a_key_at_its_limit_the_first_one_too() -> None:
+    world = keyed_world("k=1")
+    world.submit("t0", concurrency_key="k").submit("t1", concurrency_key="k").submit(
+        "t2", concurrency_key="k"
+    )
+    world.drive()  # t0 runs; t1 and t2 are held for the key
+    scan = Scan(world.state, world.config)
+    assert plan(world.state, 0.0, world.config, after_seq=world.seq, scan=scan) == []
+    assert scan.blocked.parked == {"k": {"t1", "t2"}}, "the first of them would be weighed each plan"
+
+
+def test_a_plan_looks_at_each_waiting_task_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks passed over (here: delivered to another router instance) are not walked again for
+    each decision of the plan (at 1,000 keys, re-walking the queue was most of a plan's cost)."""
+    world = World().agents(2, capacity=20)
+    for index in range(50):
+        world.submit(f"theirs{index}")
+    for index in range(10):
+        world.submit(f"mine{index}")
+    looked: list[str] = []
+    real_mine = decide._mine
+
+    def counting_mine(task: TaskView, *args: Any) -> bool:
+        looked.append(task.task_id)
+        return real_mine(task, *args)
+
+    monkeypatch.setattr(decide, "_mine", counting_mine)
+    mine = {f"mine{index}" for index in range(10)}
+    steps = plan(world.state, 0.0, world.config, after_seq=world.seq, claimed=mine, limit=1000)
+    assert sorted(step.decision.task_id for step in steps) == sorted(mine)
+    assert len(looked) <= 60 + len(steps), f"{len(looked)} looks at 60 waiting tasks"
