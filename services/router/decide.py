@@ -324,10 +324,14 @@ class Scan:
     every hopeless task ahead in the queue.)"""
 
     def __init__(
-        self, state: RouterState, config: RoutingConfig | None, limits: Limits | None = None
+        self,
+        state: RouterState,
+        config: RoutingConfig | None,
+        limits: Limits | None = None,
+        weighed: keyed.Weighed | None = None,
     ) -> None:
         self.limits = limits if limits is not None else keyed.limits_of(state, config)
-        self.blocked = keyed.Blocked()
+        self.blocked = keyed.Blocked(weighed)
         self.unplaceable: set[tuple[object, ...]] = set()
         self.holds: dict[str, KeyHold] = {}
         """Tasks found waiting for their keys, in queue order: their holds are recorded after every

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from services.cli.bench.key_figures import key_peaks, violations
 from services.router import decide, keyed
 from services.router.decide import Assign, Decision, Hold, Scan, ends_plan, next_decision, plan, route_task
-from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, Parked
+from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, Parked, Weighed, touched_keys
 from services.router.overlay import assuming, decided_in_view
 from shared.domain.fleet import TaskView
 from shared.domain.routing.keys import parse_concurrency_limits, parse_rate_limits, running_count
@@ -26,9 +26,15 @@ from shared.events import (
     AgentRegistered,
     AnyEvent,
     BreakerHalfOpened,
+    ConcurrencyLimitSet,
     KeySlotClaimed,
     TaskAssigned,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
     TaskQueued,
+    TaskRequeued,
     TaskSubmitted,
     key_scope,
 )
@@ -231,13 +237,25 @@ class Pipeline:
     a few events at a time, in order, as the server would (each claim against the key's last
     sequence its decision saw: refused if another claim of the key came between)."""
 
-    def __init__(self, world: World, rng: random.Random) -> None:
+    def __init__(self, world: World, rng: random.Random, *, keep_weighed: bool = True) -> None:
         self.world = world
         self.rng = rng
         self.in_flight: list[tuple[Decision, dict[str, int], float]] = []
         self.pending_events: list[tuple[str, Decision]] = []
         self.key_seq: dict[str, int] = {}
         self.parked = Parked()
+        self.keep_weighed = keep_weighed
+        self.weighed = Weighed()
+        self.planned: list[list[tuple[str, str, str | None]]] = []
+        world.listeners.append(self._forget)
+
+    def _forget(self, event: AnyEvent) -> None:
+        """What the shell forgets of the standings weighed for fair turns as its view applies `event`."""
+        touched = touched_keys(self.world.state, event)
+        if touched is None:
+            self.weighed.forget(None)
+        for key in touched or ():
+            self.weighed.forget(key)
 
     def plan(self, now: float) -> None:
         world = self.world
@@ -250,7 +268,7 @@ class Pipeline:
         if any(ends_plan(decision) for decision, _, _ in self.in_flight):
             return
         before = encoded(world.state)
-        scan = Scan(world.state, world.config)
+        scan = Scan(world.state, world.config, weighed=self.weighed if self.keep_weighed else None)
         planned = plan(
             world.state,
             now,
@@ -264,6 +282,7 @@ class Pipeline:
         )
         assert encoded(world.state) == before, "planning changed the view"
         self.parked.add(scan.blocked.parked)
+        self.planned.append([_named(step.decision) for step in planned])
         for step in planned:
             decision = step.decision
             self.in_flight.append((decision, dict(self.key_seq), now))
@@ -294,6 +313,10 @@ class Pipeline:
         self.world.claim(decision, now)
         for key in _claimed_keys(decision):
             self.key_seq[key] = self.world.seq
+
+
+def _named(decision: Decision) -> tuple[str, str, str | None]:
+    return (type(decision).__name__, decision.task_id, _agent(decision))
 
 
 def _agent(decision: Decision) -> str | None:
@@ -507,3 +530,76 @@ def test_a_plan_looks_at_each_waiting_task_once(monkeypatch: pytest.MonkeyPatch)
     steps = plan(world.state, 0.0, world.config, after_seq=world.seq, claimed=mine, limit=1000)
     assert sorted(step.decision.task_id for step in steps) == sorted(mine)
     assert len(looked) <= 60 + len(steps), f"{len(looked)} looks at 60 waiting tasks"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limits=st.lists(st.integers(min_value=1, max_value=3), min_size=2, max_size=8),
+    capacities=st.lists(st.integers(min_value=2, max_value=6), min_size=1, max_size=4),
+    tasks=st.lists(st.tuples(st.integers(min_value=0, max_value=7), st.booleans()), max_size=60),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_fair_turns_weighed_in_earlier_plans_are_those_weighed_afresh(
+    limits: list[int], capacities: list[int], tasks: list[tuple[int, bool]], seed: int
+) -> None:
+    """A router keeping the standings it weighed between plans (forgetting a key's as its view
+    applies a change of it) decides exactly as one weighing them afresh for each plan, through
+    claims read back before their assignments, tasks ending and keys reopening."""
+
+    def run(keep_weighed: bool) -> list[list[tuple[str, str, str | None]]]:
+        config = RoutingConfig(
+            concurrency_limits=parse_concurrency_limits(",".join(f"k{i}={v}" for i, v in enumerate(limits))),
+            rate_limits=parse_rate_limits("r=2/1"),
+        )
+        world = World(config)
+        for index, capacity in enumerate(capacities):
+            world.add(AgentRegistered(agent_id=f"a{index}", capabilities={"x": 1.0}, capacity=capacity))
+        for index, (key, rated) in enumerate(tasks):
+            fields: dict[str, object] = {"concurrency_key": f"k{key % len(limits)}"}
+            if rated:
+                fields["rate_limit_key"] = "r"
+            world.submit(f"t{index}", **fields)
+        rng = random.Random(seed)
+        pipeline = Pipeline(world, rng, keep_weighed=keep_weighed)
+        now = 0.0
+        for _ in range(300):
+            pipeline.plan(now)
+            pipeline.store_some(now)
+            running = world.in_flight()
+            for task_id in rng.sample(running, k=rng.randint(0, len(running))):
+                world.complete(task_id, now)
+                pipeline.parked.release(world.state.fleet.tasks[task_id].spec.concurrency_key)
+            now += 0.5
+            if not world.state.fleet.queue and not pipeline.pending_events and not world.in_flight():
+                break
+        return pipeline.planned
+
+    kept = run(keep_weighed=True)
+    assert kept == run(keep_weighed=False)
+    assert sum(len(p) for p in kept) >= len(tasks)
+
+
+def test_the_events_that_change_how_a_key_s_tasks_stand_name_that_key() -> None:
+    world = keyed_world("k=2")
+    world.submit("t", concurrency_key="k").submit("free")
+    state = world.state
+    claim = KeySlotClaimed(scope=key_scope("concurrency", "k"), key="k", task_id="t", attempt=1)
+    assert touched_keys(state, claim) == ("k",)
+    for event in (
+        TaskAssigned(agent_id="a0", task_id="t", attempt=1),
+        TaskCompleted(task_id="t", agent_id="a0", attempt=1),
+        TaskAttemptFailed(task_id="t", agent_id="a0", attempt=1, failure_type="agent_unresponsive"),
+        TaskRequeued(task_id="t", attempt=2, reason="agent lost"),
+        TaskCancelled(task_id="t", reason="stop", attempt=1),
+        TaskFailed(task_id="t", attempt=1, error="x"),
+    ):
+        assert touched_keys(state, event) == ("k",), event
+    assert touched_keys(state, TaskCompleted(task_id="free", agent_id="a0", attempt=1)) == ()
+    assert touched_keys(state, TaskCompleted(task_id="unknown", agent_id="a0", attempt=1)) is None
+    assert (
+        touched_keys(
+            state, ConcurrencyLimitSet(scope=key_scope("concurrency", "k"), pattern="k", max_running=3)
+        )
+        is None
+    )
+    assert touched_keys(state, TaskSubmitted(task_id="new", task_type="x", concurrency_key="k")) == ()
