@@ -19,7 +19,7 @@ the view with the assignments decided before it assumed (``overlay.py``), and sa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
@@ -329,13 +329,15 @@ class Scan:
         config: RoutingConfig | None,
         limits: Limits | None = None,
         weighed: keyed.Weighed | None = None,
+        owed: Mapping[str, KeyHold] | None = None,
     ) -> None:
         self.limits = limits if limits is not None else keyed.limits_of(state, config)
         self.blocked = keyed.Blocked(weighed)
         self.unplaceable: set[tuple[object, ...]] = set()
-        self.holds: dict[str, KeyHold] = {}
-        """Tasks found waiting for their keys, in queue order: their holds are recorded after every
-        task that can start (a burst of keyed work fills the free slots first)."""
+        self.holds: dict[str, KeyHold] = dict(owed or {})
+        """Tasks found waiting for their keys (first those an earlier plan found: ``Parked.owed``),
+        their holds recorded after every task that can start (a burst of keyed work fills the free
+        slots first)."""
         self.start = 0
         """Where the next look at the queue begins: every task before it was passed over for a
         reason the plan's decisions cannot undo (so a plan walks the queue once, not once per
@@ -436,10 +438,19 @@ def next_decision(
         if task.status == "pending":
             return decision
     scan.start = len(fleet.queue)
-    for task_id in holds:  # nothing more can start: a task waiting for its keys says why
-        if task_id not in skip:
-            return holds.pop(task_id)
+    for task_id in list(holds):  # nothing more can start: a task waiting for its keys says why
+        if task_id in skip:
+            continue
+        hold = holds.pop(task_id)
+        task = tasks.get(task_id)
+        if task is not None and task.attempt == hold.attempt and _still_owed(task, hold):
+            return hold
     return None
+
+
+def _still_owed(task: TaskView, hold: KeyHold) -> bool:
+    """A hold found by an earlier plan is still to record: its task waits, its wait not recorded."""
+    return task.status == "pending" or (task.status == "queued" and task.queued_reason != hold.reason)
 
 
 def _mine(task: TaskView, task_id: str, claimed: Collection[str]) -> bool:

@@ -14,7 +14,7 @@ same priority, the one whose key runs the fewest goes first.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -190,21 +190,42 @@ class Parked:
     def __init__(self) -> None:
         self.by_key: dict[str, set[str]] = {}
         self.tasks: set[str] = set()
+        self.owed: dict[str, KeyHold] = {}
+        """New tasks found waiting for a concurrency key at its limit whose hold a plan has not
+        recorded yet (tasks that could start went first): recorded by a later plan without weighing
+        them again, unless their key changed meanwhile."""
+        self._owed_by_key: dict[str, set[str]] = {}
 
     def add(self, parked: dict[str, set[str]]) -> None:
         for key, tasks in parked.items():
             self.by_key.setdefault(key, set()).update(tasks)
             self.tasks.update(tasks)
 
+    def owe(self, holds: Mapping[str, KeyHold], tasks: Mapping[str, TaskView]) -> None:
+        """The holds a plan found and left unrecorded (replacing those owed before it): those of
+        concurrency keys are kept (a rate key's wait changes with time: weighed again)."""
+        self.owed.clear()
+        self._owed_by_key.clear()
+        for task_id, hold in holds.items():
+            task = tasks.get(task_id)
+            key = task.spec.concurrency_key if task is not None else None
+            if hold.reason == CONCURRENCY_LIMITED and key is not None:
+                self.owed[task_id] = hold
+                self._owed_by_key.setdefault(key, set()).add(task_id)
+
     def release(self, key: str | None) -> None:
         """A slot of `key` may have freed (None: of any key, or limits changed): look again."""
         if key is None:
             self.by_key.clear()
             self.tasks.clear()
+            self.owed.clear()
+            self._owed_by_key.clear()
             return
         tasks = self.by_key.pop(key, None)
         if tasks:
             self.tasks.difference_update(tasks)
+        for task_id in self._owed_by_key.pop(key, ()):
+            self.owed.pop(task_id, None)
 
 
 LIMIT_EVENTS = (ConcurrencyLimitSet, ConcurrencyLimitRemoved, RateLimitSet, RateLimitRemoved)

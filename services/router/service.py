@@ -436,7 +436,7 @@ class RouterService(Service):
             return  # a cancellation for a key is not laid over the view: wait until it is applied
         now = time.time()
         in_flight = self._in_flight.values()
-        scan = Scan(view.state, self.config, self._limits_in_force(), self._weighed)
+        scan = Scan(view.state, self.config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
             view.state,
             now,
@@ -450,6 +450,7 @@ class RouterService(Service):
             scan=scan,
         )
         self._parked.add(scan.blocked.parked)
+        self._parked.owe(scan.holds, view.state.fleet.tasks)
         for step in planned:
             self._start_append(step, view.seq, now)
 

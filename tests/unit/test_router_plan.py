@@ -268,7 +268,12 @@ class Pipeline:
         if any(ends_plan(decision) for decision, _, _ in self.in_flight):
             return
         before = encoded(world.state)
-        scan = Scan(world.state, world.config, weighed=self.weighed if self.keep_weighed else None)
+        scan = Scan(
+            world.state,
+            world.config,
+            weighed=self.weighed if self.keep_weighed else None,
+            owed=self.parked.owed,
+        )
         planned = plan(
             world.state,
             now,
@@ -282,6 +287,7 @@ class Pipeline:
         )
         assert encoded(world.state) == before, "planning changed the view"
         self.parked.add(scan.blocked.parked)
+        self.parked.owe(scan.holds, world.state.fleet.tasks)
         self.planned.append([_named(step.decision) for step in planned])
         for step in planned:
             decision = step.decision
@@ -603,3 +609,68 @@ def test_the_events_that_change_how_a_key_s_tasks_stand_name_that_key() -> None:
         is None
     )
     assert touched_keys(state, TaskSubmitted(task_id="new", task_type="x", concurrency_key="k")) == ()
+
+
+def test_holds_a_plan_left_unrecorded_are_recorded_by_the_next_without_weighing_them_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = keyed_world("k=1,j=1")
+    world.submit("running", concurrency_key="k").drive()
+    for index in range(3):
+        world.submit(f"waits{index}", concurrency_key="k")
+    world.submit("starts", concurrency_key="j")
+    parked = Parked()
+
+    def one_plan(limit: int) -> list[Decision]:
+        scan = Scan(world.state, world.config, owed=parked.owed)
+        in_flight = {"starts"} if limit > 1 else set()
+        steps = plan(world.state, 0.0, world.config, skip=in_flight, limit=limit, scan=scan)
+        parked.add(scan.blocked.parked)
+        parked.owe(scan.holds, world.state.fleet.tasks)
+        return [step.decision for step in steps]
+
+    first = one_plan(limit=1)
+    assert [(type(d), d.task_id) for d in first] == [(ClaimKeys, "starts")]
+    assert set(parked.owed) == {"waits0", "waits1", "waits2"}, "found waiting, not recorded yet"
+    asked: list[str] = []
+    real_gate = keyed.gate
+
+    def counting_gate(*args: Any) -> Any:
+        asked.append(args[3].task_id)
+        return real_gate(*args)
+
+    monkeypatch.setattr(keyed, "gate", counting_gate)
+    second = one_plan(limit=2)
+    assert [(type(d), d.task_id) for d in second] == [(KeyHold, "waits0"), (KeyHold, "waits1")]
+    assert asked == [], "what the first plan found was not weighed again"
+    assert set(parked.owed) == {"waits2"}
+
+
+def test_an_owed_hold_is_weighed_again_once_its_key_changed() -> None:
+    world = keyed_world("k=1")
+    world.submit("running", concurrency_key="k").drive()
+    world.submit("waits", concurrency_key="k").submit("free")
+    parked = Parked()
+    scan = Scan(world.state, world.config, owed=parked.owed)
+    assert [s.decision.task_id for s in plan(world.state, 0.0, world.config, limit=1, scan=scan)] == ["free"]
+    parked.owe(scan.holds, world.state.fleet.tasks)
+    assert set(parked.owed) == {"waits"}
+    world.complete("running")
+    parked.release("k")  # as the shell does when one of the key's tasks ends
+    assert parked.owed == {}
+    scan = Scan(world.state, world.config, owed=parked.owed)
+    steps = plan(world.state, 0.0, world.config, skip={"free"}, scan=scan)
+    assert [(type(s.decision), s.decision.task_id) for s in steps] == [(ClaimKeys, "waits")], "it starts"
+
+
+def test_an_owed_hold_whose_task_was_held_meanwhile_is_not_recorded_twice() -> None:
+    world = keyed_world("k=1")
+    world.submit("running", concurrency_key="k").drive()
+    world.submit("waits", concurrency_key="k").submit("free")
+    parked = Parked()
+    scan = Scan(world.state, world.config, owed=parked.owed)
+    plan(world.state, 0.0, world.config, limit=1, scan=scan)
+    parked.owe(scan.holds, world.state.fleet.tasks)
+    world.add(TaskQueued(task_id="waits", attempt=1, reason="concurrency_limit", detail="another router"))
+    scan = Scan(world.state, world.config, owed=parked.owed)
+    assert plan(world.state, 0.0, world.config, skip={"free"}, scan=scan) == []
