@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 
 from shared.bus import EventBus
 from shared.environment import environment_notices
+from shared.gcpause import GcPauses, freeze_startup_heap
 from shared.logging import configure_logging, get_logger
 from shared.metrics import ServiceMetrics
 from shared.projection import ProjectionRunner, S
@@ -45,6 +46,9 @@ class ServiceHealth(msgspec.Struct, kw_only=True):
     delivered: dict[str, int] = {}
     """Messages received per consumer (``projection:<name>``, ``work:<durable>``) since the start."""
     details: dict[str, Any] = {}
+    gc: dict[str, Any] = {}
+    """The garbage collector: objects frozen at the start, and per generation the collections since
+    the service was ready and their total and longest pause in ms (``shared/gcpause.py``)."""
 
 
 class Service:
@@ -56,12 +60,18 @@ class Service:
     reads_in_bursts: ClassVar[bool] = True
     """Projections read the log in bursts READ_LINGER_S apart (``shared/projection.py``); a service
     whose decisions must follow each event at once (the router) says False."""
+    owns_process: bool = False
+    """Set by ``run_service``: the process is this service's alone, so once started it freezes its
+    heap out of later garbage collections (``shared/gcpause.py``); not an instance run inside a
+    test or another program, whose objects are not its to freeze."""
 
     def __init__(self, settings: Settings) -> None:
         self.check_settings(settings)
         self.settings = settings
         self.instance = settings.instance_name(self.name)
         self.metrics = ServiceMetrics(self.name)
+        self.gc_pauses = GcPauses(self.name)
+        self.metrics.registry.register(self.gc_pauses)
         self.log = get_logger(f"hive.{self.name}").bind(service=self.name, instance=self.instance)
         self._bus: EventBus | None = None
         self.store: SnapshotStore | None = None
@@ -122,6 +132,7 @@ class Service:
 
     async def start(self) -> None:
         configure_tracing(self.name)
+        self.gc_pauses.install()
         self.started_ts = time.time()
         user, password = self.settings.nats_credentials
         self._bus = await EventBus.connect(
@@ -155,6 +166,11 @@ class Service:
         if self.settings.metrics_port >= 0 and self.serves_metrics_port:
             self.metrics_port = self.metrics.serve(self.settings.metrics_port)
         await self.on_started()
+        if self.owns_process:
+            # Imports and the projections just loaded live as long as the process: no full
+            # collection walks them again (a pause of the whole event loop).
+            self.log.info("heap_frozen", objects=freeze_startup_heap())
+        self.gc_pauses.reset()  # what is counted from now on: collections while serving
         self.ready.set()
         self.log.info(
             "service_started",
@@ -179,6 +195,7 @@ class Service:
         if self.store is not None:
             await self.store.close()
         self.metrics.close()
+        self.gc_pauses.close()
         self.log.info("service_stopped")
 
     def request_stop(self) -> None:
@@ -209,6 +226,7 @@ class Service:
                 **{f"work:{spec.durable}": spec.delivered for spec in self.work_specs},
             },
             details=self.details(),
+            gc={"frozen": gc.get_freeze_count(), "pauses": self.gc_pauses.summary()},
         )
 
     async def _answer_health(self, msg: Msg) -> None:
@@ -281,6 +299,7 @@ def _run_service(service_cls: type[Service], settings: Settings) -> None:
     except SettingsError as exc:
         log.error("invalid_settings", error=str(exc))
         raise SystemExit(2) from None
+    service.owns_process = True
     run_async(service.run())
 
 

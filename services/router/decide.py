@@ -18,7 +18,8 @@ the view with the assignments decided before it assumed (``overlay.py``), and sa
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import itertools
+from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
@@ -351,14 +352,24 @@ class Scan:
     every hopeless task ahead in the queue.)"""
 
     def __init__(
-        self, state: RouterState, config: RoutingConfig | None, limits: Limits | None = None
+        self,
+        state: RouterState,
+        config: RoutingConfig | None,
+        limits: Limits | None = None,
+        weighed: keyed.Weighed | None = None,
+        owed: Mapping[str, KeyHold] | None = None,
     ) -> None:
         self.limits = limits if limits is not None else keyed.limits_of(state, config)
-        self.blocked = keyed.Blocked()
+        self.blocked = keyed.Blocked(weighed)
         self.unplaceable: set[tuple[object, ...]] = set()
-        self.holds: dict[str, KeyHold] = {}
-        """Tasks found waiting for their keys, in queue order: their holds are recorded after every
-        task that can start (a burst of keyed work fills the free slots first)."""
+        self.holds: dict[str, KeyHold] = dict(owed or {})
+        """Tasks found waiting for their keys (first those an earlier plan found: ``Parked.owed``),
+        their holds recorded after every task that can start (a burst of keyed work fills the free
+        slots first)."""
+        self.start = 0
+        """Where the next look at the queue begins: every task before it was passed over for a
+        reason the plan's decisions cannot undo (so a plan walks the queue once, not once per
+        decision)."""
 
 
 def next_decision(
@@ -390,14 +401,17 @@ def next_decision(
     limits = scan.limits  # --- keys hook (services/router/keyed.py) ---
     blocked = scan.blocked
     holds = scan.holds
-    for index, (_rank, _seq, task_id) in enumerate(fleet.queue):
+    tasks = fleet.tasks
+    start = scan.start
+    for index, (_rank, _seq, task_id) in enumerate(itertools.islice(fleet.queue, start, None), start):
         if task_id in skip or task_id in holds:
             continue
-        task = fleet.tasks.get(task_id)
+        task = tasks.get(task_id)
         if task is None or task.not_before_ts > now:
             continue
-        if claimed is not None and not _mine(task, claimed):
+        if claimed is not None and not _mine(task, task_id, claimed):
             continue
+        scan.start = index  # a decision about this task (or its fair turn) is returned from here
         if keyed.keyed(task) and (  # a key found closed, or claimed in flight: nothing to record
             keyed.passed_over(state, task, blocked) or keyed.waits_for_own_claim(state, task, busy)
         ):
@@ -406,8 +420,13 @@ def next_decision(
         if task.status == "queued" and not any_room and not expired:
             continue
         settle = _settle(task, now, config)
-        signature = _placement_signature(task)
-        if task.status == "queued" and signature in unplaceable and not expired and not settle:
+        if (
+            task.status == "queued"
+            and unplaceable
+            and not expired
+            and not settle
+            and _placement_signature(task) in unplaceable
+        ):
             continue
         # --- keys hook: concurrency keys and rate limits (services/router/keyed.py) ---
         admitted = keyed.admission(state, task, now, limits, blocked)
@@ -443,18 +462,28 @@ def next_decision(
                 error=f"deadline passed with no agent predicted to reach quality "
                 f"{task.spec.expected_quality_threshold:.2f}: {decision.detail.split(';')[0]}",
             )
-        unplaceable.add(signature)
+        unplaceable.add(_placement_signature(task))
         if task.status == "pending":
             return decision
-    for task_id in holds:  # nothing more can start: a task waiting for its keys says why
-        if task_id not in skip:
-            return holds.pop(task_id)
+    scan.start = len(fleet.queue)
+    for task_id in list(holds):  # nothing more can start: a task waiting for its keys says why
+        if task_id in skip:
+            continue
+        hold = holds.pop(task_id)
+        task = tasks.get(task_id)
+        if task is not None and task.attempt == hold.attempt and _still_owed(task, hold):
+            return hold
     return None
 
 
-def _mine(task: TaskView, claimed: Collection[str]) -> bool:
+def _still_owed(task: TaskView, hold: KeyHold) -> bool:
+    """A hold found by an earlier plan is still to record: its task waits, its wait not recorded."""
+    return task.status == "pending" or (task.status == "queued" and task.queued_reason != hold.reason)
+
+
+def _mine(task: TaskView, task_id: str, claimed: Collection[str]) -> bool:
     """Whether an instance holding `claimed` decides `task` (see ``next_decision``)."""
-    if task.status != "pending" or task.task_id in claimed:
+    if task.status != "pending" or task_id in claimed:
         return True
     return task.not_before_ts > task.submitted_ts  # its time came: no delivery says whose it is
 

@@ -14,7 +14,7 @@ same priority, the one whose key runs the fewest goes first.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -37,6 +37,20 @@ from shared.domain.routing.admission import (
 from shared.domain.routing.keys import Limits, holds, running_count
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState
+from shared.events import (
+    ConcurrencyLimitRemoved,
+    ConcurrencyLimitSet,
+    Event,
+    KeySlotClaimed,
+    RateLimitRemoved,
+    RateLimitSet,
+    TaskAssigned,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskRequeued,
+)
 
 if TYPE_CHECKING:
     from services.router.decide import Assign
@@ -90,18 +104,22 @@ class Blocked:
     until one of its holders ends, is requeued or fails, or the limits change (a rate key opens
     again with time): a router may leave them out of its next looks at the queue until then."""
 
-    def __init__(self) -> None:
+    def __init__(self, weighed: Weighed | None = None) -> None:
         self.keys: set[tuple[str, str]] = set()
+        self.waits: dict[str, Wait] = {}
+        """Concurrency key found at its limit -> the gate's answer, the same for each of its tasks
+        not holding a slot (a burst of one key's new tasks is not weighed task by task)."""
         self.parked: dict[str, set[str]] = {}
         """Concurrency key -> tasks passed over for it."""
-        self.weighed: dict[str, Candidate | None] = {}
-        """Task id -> how it stands for a fair turn (None: not admissible). Within a plan a key
-        changes only by a claim of the plan, which makes it busy: what was weighed stays true."""
+        self.weighed = weighed if weighed is not None else Weighed()
+        """How tasks stand for a fair turn. Within a plan a key changes only by a claim of the
+        plan, which makes it busy: what was weighed stays true (between plans: ``Weighed``)."""
 
     def close(self, task: TaskView, wait: Wait) -> None:
         """The key `task` waits for is closed (for the rest of the plan)."""
         if wait.reason == CONCURRENCY_LIMITED:
             self.keys.add(("c", task.spec.concurrency_key or ""))
+            self.waits[task.spec.concurrency_key or ""] = wait
         else:
             self.keys.add(("r", task.spec.rate_limit_key or ""))
 
@@ -117,6 +135,54 @@ class Blocked:
         return spec.rate_limit_key is not None and ("r", spec.rate_limit_key) in self.keys
 
 
+Standing = tuple[bool, int, int]
+"""How a task stands for a fair turn: whether it holds its slot, its key's other running tasks,
+when its key was served last (``fair_pick``)."""
+
+
+class Weighed:
+    """How waiting tasks of concurrency keys stand for a fair turn (None: their key is closed to
+    them), by task. A standing changes only with its key (a claim or an assignment under it, one of
+    its tasks ending or requeued, a limit): a router that forgets a key's standings when its view
+    applies such an event keeps them between plans (each decision weighs up to ``FAIR_WINDOW``
+    tasks: weighing them afresh for each was a sixth of the router's work at 1,000 keys). Tasks
+    with a rate key are not kept (their bucket refills with time)."""
+
+    def __init__(self) -> None:
+        self.standing: dict[str, Standing | None] = {}
+        self._by_key: dict[str, set[str]] = {}
+
+    def keep(self, key: str, task: TaskView, standing: Standing | None) -> None:
+        if task.spec.rate_limit_key is None:
+            self.standing[task.spec.task_id] = standing
+            self._by_key.setdefault(key, set()).add(task.spec.task_id)
+
+    def forget(self, key: str | None) -> None:
+        """`key` changed (None: any key may have)."""
+        if key is None:
+            self.standing.clear()
+            self._by_key.clear()
+            return
+        for task_id in self._by_key.pop(key, ()):
+            self.standing.pop(task_id, None)
+
+
+def touched_keys(state: RouterState, event: Event) -> Collection[str] | None:
+    """The concurrency keys whose tasks' standings the applied `event` may change (None: any key):
+    a limit, a claim or an assignment under the key, or one of its tasks ending or requeued."""
+    if isinstance(event, LIMIT_EVENTS):
+        return None
+    if isinstance(event, KeySlotClaimed):
+        return (event.key,)
+    if isinstance(event, KEY_TASK_EVENTS):
+        task = state.fleet.tasks.get(event.task_id)
+        if task is None:
+            return None
+        key = task.spec.concurrency_key
+        return (key,) if key is not None else ()
+    return ()
+
+
 class Parked:
     """Tasks a router leaves out of its decisions until a slot of their key may have freed: what
     its plans parked (``Blocked.parked``), kept between plans."""
@@ -124,22 +190,47 @@ class Parked:
     def __init__(self) -> None:
         self.by_key: dict[str, set[str]] = {}
         self.tasks: set[str] = set()
+        self.owed: dict[str, KeyHold] = {}
+        """New tasks found waiting for a concurrency key at its limit whose hold a plan has not
+        recorded yet (tasks that could start went first): recorded by a later plan without weighing
+        them again, unless their key changed meanwhile."""
+        self._owed_by_key: dict[str, set[str]] = {}
 
     def add(self, parked: dict[str, set[str]]) -> None:
         for key, tasks in parked.items():
             self.by_key.setdefault(key, set()).update(tasks)
             self.tasks.update(tasks)
 
+    def owe(self, holds: Mapping[str, KeyHold], tasks: Mapping[str, TaskView]) -> None:
+        """The holds a plan found and left unrecorded (replacing those owed before it): those of
+        concurrency keys are kept (a rate key's wait changes with time: weighed again)."""
+        self.owed.clear()
+        self._owed_by_key.clear()
+        for task_id, hold in holds.items():
+            task = tasks.get(task_id)
+            key = task.spec.concurrency_key if task is not None else None
+            if hold.reason == CONCURRENCY_LIMITED and key is not None:
+                self.owed[task_id] = hold
+                self._owed_by_key.setdefault(key, set()).add(task_id)
+
     def release(self, key: str | None) -> None:
         """A slot of `key` may have freed (None: of any key, or limits changed): look again."""
         if key is None:
             self.by_key.clear()
             self.tasks.clear()
+            self.owed.clear()
+            self._owed_by_key.clear()
             return
         tasks = self.by_key.pop(key, None)
         if tasks:
             self.tasks.difference_update(tasks)
+        for task_id in self._owed_by_key.pop(key, ()):
+            self.owed.pop(task_id, None)
 
+
+LIMIT_EVENTS = (ConcurrencyLimitSet, ConcurrencyLimitRemoved, RateLimitSet, RateLimitRemoved)
+KEY_TASK_EVENTS = (TaskAssigned, TaskCompleted, TaskAttemptFailed, TaskFailed, TaskCancelled, TaskRequeued)
+"""Events of a task that change its concurrency key's slots or turn."""
 
 Busy = Collection[tuple[str, str]]
 """Keys with a claim of this router in flight: ("c", concurrency key), ("r", rate key)."""
@@ -173,22 +264,29 @@ def admission(
     (``passed_over``, ``waits_for_own_claim``: cheaper than anything else it weighs)."""
     if not keyed(task):
         return Go()
-    verdict = gate(state.keys, state.fleet, limits, task, now)
+    key = task.spec.concurrency_key
+    closed = blocked.waits.get(key) if key is not None else None
+    if closed is not None and not holds(state.keys, task):
+        verdict: Go | Wait | CancelTask = closed  # what the gate answered for the key's other tasks
+    else:
+        verdict = gate(state.keys, state.fleet, limits, task, now)
     if isinstance(verdict, Go):
         return verdict
     if isinstance(verdict, CancelTask):
         return CancelForKey(task_id=verdict.task_id, attempt=verdict.attempt, reason=verdict.reason)
     assert isinstance(verdict, Wait)
     blocked.close(task, verdict)
-    if task.status == "pending" or task.queued_reason != verdict.reason:
-        return KeyHold(
-            task_id=task.task_id,
-            attempt=task.attempt,
-            reason=verdict.reason,
-            detail=verdict.detail,
-            eligible_ts=verdict.eligible_ts,
-        )
-    return None
+    if task.status == "queued" and task.queued_reason == verdict.reason:
+        if verdict.reason == CONCURRENCY_LIMITED and not _admitted_before(state, task):
+            blocked.parked.setdefault(key or "", set()).add(task.task_id)  # like the key's others
+        return None
+    return KeyHold(
+        task_id=task.task_id,
+        attempt=task.attempt,
+        reason=verdict.reason,
+        detail=verdict.detail,
+        eligible_ts=verdict.eligible_ts,
+    )
 
 
 def passed_over(state: RouterState, task: TaskView, blocked: Blocked) -> bool:
@@ -228,8 +326,9 @@ def fair_turn(
         return task
     fleet = state.fleet
     horizon = fleet.queue[index][0] + PRIORITY_AGING_S
-    weighed = blocked.weighed if blocked is not None else {}
-    candidates = [_candidate(state, task, key)]
+    weighed = blocked.weighed if blocked is not None else Weighed()
+    standings = weighed.standing
+    candidates = [(task, *_standing(state, task, key))]
     seen = {key}
     for virtual, _seq, task_id in itertools.islice(fleet.queue, index + 1, index + 1 + FAIR_SCAN):
         if virtual > horizon or len(candidates) > FAIR_WINDOW:
@@ -243,25 +342,22 @@ def fair_turn(
         if waits_for_own_claim(state, other, busy) or (blocked and passed_over(state, other, blocked)):
             continue
         seen.add(other_key)
-        if task_id in weighed:
-            candidate = weighed[task_id]
+        if task_id in standings:
+            standing = standings[task_id]
         else:
             verdict = gate(state.keys, fleet, limits, other, now)
-            candidate = _candidate(state, other, other_key) if isinstance(verdict, Go) else None
-            weighed[task_id] = candidate
+            standing = _standing(state, other, other_key, verdict) if isinstance(verdict, Go) else None
+            weighed.keep(other_key, other, standing)
             if blocked is not None and isinstance(verdict, Wait):
                 blocked.close(other, verdict)
-        if candidate is not None:
-            candidates.append(candidate)
+        if standing is not None:
+            candidates.append((other, *standing))
     return fair_pick(candidates)
 
 
-Candidate = tuple[TaskView, bool, int, int]
-"""A task for a fair turn: whether it holds its slot, its key's other running tasks, when its key
-was served last (``fair_pick``)."""
-
-
-def _candidate(state: RouterState, task: TaskView, key: str) -> Candidate:
+def _standing(state: RouterState, task: TaskView, key: str, go: Go | None = None) -> Standing:
+    if go is not None and go.claim is not None:  # the gate counted the key's running tasks
+        return (False, go.claim.running, state.keys.served.get(key, 0))
     held = holds(state.keys, task)
     running = running_count(state.keys, state.fleet, key) - (1 if held else 0)
-    return (task, held, running, state.keys.served.get(key, 0))
+    return (held, running, state.keys.served.get(key, 0))

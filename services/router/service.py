@@ -37,7 +37,16 @@ from typing import Any
 from prometheus_client import Histogram
 
 from services.router.decide import Assign, Decision, Expire, Planned, Scan, ends_plan, next_expiry, plan
-from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, Parked, limits_of
+from services.router.keyed import (
+    LIMIT_EVENTS,
+    CancelForKey,
+    ClaimKeys,
+    KeyHold,
+    Parked,
+    Weighed,
+    limits_of,
+    touched_keys,
+)
 from services.router.overlay import decided_in_view
 from shared.agent.inbox import open_inbox
 from shared.background import cancel_and_wait
@@ -121,7 +130,6 @@ RELEASES = (TaskCompleted, TaskAttemptFailed, TaskFailed, TaskCancelled)
 """Events that free a slot. They are as frequent as tasks, and most of the time nothing waits: so
 they are not work events; every instance's projection notices them, and only an instance whose
 queue is not empty looks at it (racing instances are refereed by the agent's sequence)."""
-LIMIT_CHANGES = (ConcurrencyLimitSet, ConcurrencyLimitRemoved, RateLimitSet, RateLimitRemoved)
 CAPACITY = (AgentRegistered, AgentRecovered, BreakerClosed, BreakerHalfOpened, BreakerReset)
 
 
@@ -229,6 +237,8 @@ class RouterService(Service):
         self._limits: Limits | None = None
         self._parked = Parked()
         """Tasks of concurrency keys at their limit, left out of decisions until a slot may free."""
+        self._weighed = Weighed()
+        """How waiting keyed tasks stand for a fair turn, until their key changes."""
         self.view.add_listener(self._on_applied)
         self.assignment_duration = Histogram(
             "orchestration_task_assignment_duration_seconds",
@@ -257,12 +267,19 @@ class RouterService(Service):
         slot while tasks wait, added capacity, our own decision landing. A delayed task: the timer
         looks at the queue at its time."""
         event = recorded.event
-        if isinstance(event, LIMIT_CHANGES):
+        touched = touched_keys(self.view.state, event)
+        if touched is None:
+            self._weighed.forget(None)
+        for key in touched or ():
+            self._weighed.forget(key)
+        if isinstance(event, LIMIT_EVENTS):
             self._limits = None
             self._parked.release(None)
         elif isinstance(event, (*RELEASES, TaskRequeued)) and self._parked.tasks:
-            task = self.view.state.fleet.tasks.get(event.task_id)
-            self._parked.release(task.spec.concurrency_key if task is not None else None)
+            if touched is None:
+                self._parked.release(None)
+            for key in touched or ():
+                self._parked.release(key)  # one of the key's slots may have freed
         if isinstance(event, TaskSubmitted) and event.not_before_ts and event.not_before_ts > event.ts:
             earliest = self._starts[0][0] if self._starts else None
             heapq.heappush(self._starts, (event.not_before_ts, event.task_id))
@@ -419,7 +436,7 @@ class RouterService(Service):
             return  # a cancellation for a key is not laid over the view: wait until it is applied
         now = time.time()
         in_flight = self._in_flight.values()
-        scan = Scan(view.state, self.config, self._limits_in_force())
+        scan = Scan(view.state, self.config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
             view.state,
             now,
@@ -433,6 +450,7 @@ class RouterService(Service):
             scan=scan,
         )
         self._parked.add(scan.blocked.parked)
+        self._parked.owe(scan.holds, view.state.fleet.tasks)
         for step in planned:
             self._start_append(step, view.seq, now)
 
@@ -606,12 +624,14 @@ class RouterService(Service):
             self.conflicts += 1
             self._in_flight.pop(task_id, None)
             self._parked.release(None)  # a slot it was counted to take is free again
+            self._weighed.forget(None)
             self._doubt(decision)
             self._catch_up()
         except Exception:
             self.log.exception("router_append_failed", task_id=task_id)
             self._in_flight.pop(task_id, None)
             self._parked.release(None)
+            self._weighed.forget(None)
             self._catch_up()
         finally:
             if chain is not None and not chain.stored.done():

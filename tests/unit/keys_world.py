@@ -3,6 +3,8 @@ event the shell would append (claims, tokens, assignments, holds, cancellations)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from services.router.decide import Assign, Decision, Expire, Hold, next_decision
 from services.router.keyed import CancelForKey, ClaimKeys, KeyHold
 from shared.domain.routing.policy import RoutingConfig
@@ -32,6 +34,8 @@ class World:
         self.config = config or RoutingConfig()
         self.decisions: list[Decision] = []
         self.log: list[AnyEvent] = []
+        self.listeners: list[Callable[[AnyEvent], None]] = []
+        """Called with each event once applied (as the router shell's view listeners are)."""
 
     def add(self, *events: AnyEvent, ts: float | None = None) -> World:
         for event in events:
@@ -40,6 +44,8 @@ class World:
                 event = _at(event, ts)
             apply_router(self.state, Recorded(self.seq, event.subject, event))
             self.log.append(event)
+            for listener in self.listeners:
+                listener(event)
         return self
 
     def agents(self, count: int, capacity: int = 1, **labels: str) -> World:

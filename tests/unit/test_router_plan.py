@@ -6,15 +6,19 @@ what it records."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.cli.bench.key_figures import key_peaks, violations
+from services.router import decide, keyed
 from services.router.decide import Assign, Decision, Hold, Scan, ends_plan, next_decision, plan, route_task
-from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, Parked
+from services.router.keyed import CancelForKey, ClaimKeys, KeyHold, Parked, Weighed, touched_keys
 from services.router.overlay import assuming, decided_in_view
+from shared.domain.fleet import TaskView
 from shared.domain.routing.keys import parse_concurrency_limits, parse_rate_limits, running_count
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState, apply_router
@@ -22,9 +26,15 @@ from shared.events import (
     AgentRegistered,
     AnyEvent,
     BreakerHalfOpened,
+    ConcurrencyLimitSet,
     KeySlotClaimed,
     TaskAssigned,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
     TaskQueued,
+    TaskRequeued,
     TaskSubmitted,
     key_scope,
 )
@@ -227,13 +237,25 @@ class Pipeline:
     a few events at a time, in order, as the server would (each claim against the key's last
     sequence its decision saw: refused if another claim of the key came between)."""
 
-    def __init__(self, world: World, rng: random.Random) -> None:
+    def __init__(self, world: World, rng: random.Random, *, keep_weighed: bool = True) -> None:
         self.world = world
         self.rng = rng
         self.in_flight: list[tuple[Decision, dict[str, int], float]] = []
         self.pending_events: list[tuple[str, Decision]] = []
         self.key_seq: dict[str, int] = {}
         self.parked = Parked()
+        self.keep_weighed = keep_weighed
+        self.weighed = Weighed()
+        self.planned: list[list[tuple[str, str, str | None]]] = []
+        world.listeners.append(self._forget)
+
+    def _forget(self, event: AnyEvent) -> None:
+        """What the shell forgets of the standings weighed for fair turns as its view applies `event`."""
+        touched = touched_keys(self.world.state, event)
+        if touched is None:
+            self.weighed.forget(None)
+        for key in touched or ():
+            self.weighed.forget(key)
 
     def plan(self, now: float) -> None:
         world = self.world
@@ -246,7 +268,12 @@ class Pipeline:
         if any(ends_plan(decision) for decision, _, _ in self.in_flight):
             return
         before = encoded(world.state)
-        scan = Scan(world.state, world.config)
+        scan = Scan(
+            world.state,
+            world.config,
+            weighed=self.weighed if self.keep_weighed else None,
+            owed=self.parked.owed,
+        )
         planned = plan(
             world.state,
             now,
@@ -260,6 +287,8 @@ class Pipeline:
         )
         assert encoded(world.state) == before, "planning changed the view"
         self.parked.add(scan.blocked.parked)
+        self.parked.owe(scan.holds, world.state.fleet.tasks)
+        self.planned.append([_named(step.decision) for step in planned])
         for step in planned:
             decision = step.decision
             self.in_flight.append((decision, dict(self.key_seq), now))
@@ -290,6 +319,10 @@ class Pipeline:
         self.world.claim(decision, now)
         for key in _claimed_keys(decision):
             self.key_seq[key] = self.world.seq
+
+
+def _named(decision: Decision) -> tuple[str, str, str | None]:
+    return (type(decision).__name__, decision.task_id, _agent(decision))
 
 
 def _agent(decision: Decision) -> str | None:
@@ -395,3 +428,249 @@ def test_tasks_that_can_start_are_decided_before_the_holds_of_tasks_waiting_for_
         (ClaimKeys, "starts"),
         (KeyHold, "waits"),
     ]
+
+
+class _LookFromTheStart(Scan):
+    """A scan that forgets where the last look at the queue stopped (the walk before this change)."""
+
+    @property  # type: ignore[override]
+    def start(self) -> int:
+        return 0
+
+    @start.setter
+    def start(self, _value: int) -> None:
+        pass
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    limits=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=4),
+    capacities=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=4),
+    tasks=st.lists(
+        st.tuples(st.integers(min_value=-1, max_value=3), st.integers(min_value=0, max_value=2)), max_size=40
+    ),
+    ended=st.integers(min_value=0, max_value=6),
+)
+def test_a_plan_that_walks_the_queue_once_decides_as_one_that_looks_from_the_start_each_time(
+    limits: list[int], capacities: list[int], tasks: list[tuple[int, int]], ended: int
+) -> None:
+    """Whatever a plan passed over stays passed over for the rest of it: resuming where the last
+    look stopped, and answering a closed key's tasks from its first, changes no decision."""
+    world = keyed_world(",".join(f"k{index}={limit}" for index, limit in enumerate(limits)))
+    for index, capacity in enumerate(capacities):
+        world.add(AgentRegistered(agent_id=f"a{index}", capabilities={"x": 1.0}, capacity=capacity))
+    for index, (key, priority) in enumerate(tasks):
+        world.submit(
+            f"t{index}",
+            ts=float(index),
+            concurrency_key=f"k{key}" if key >= 0 else None,
+            priority=("low", "normal", "high")[priority],
+        )
+    world.drive()
+    for task_id in world.in_flight()[:ended]:  # slots and capacity free while keys' tasks wait
+        world.complete(task_id)
+    for index in range(len(tasks), len(tasks) + 6):
+        world.submit(f"t{index}", concurrency_key=f"k{index % len(limits)}")
+
+    def planned(scan: Scan) -> list[tuple[str, str, str | None]]:
+        steps = plan(world.state, 0.0, world.config, after_seq=world.seq, limit=1000, scan=scan)
+        return [
+            (type(step.decision).__name__, step.decision.task_id, _agent(step.decision)) for step in steps
+        ]
+
+    walked_once = Scan(world.state, world.config)
+    assert planned(walked_once) == planned(_LookFromTheStart(world.state, world.config))
+
+
+def test_a_key_at_its_limit_is_weighed_once_per_plan_however_many_of_its_tasks_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = keyed_world("k=1")
+    world.add(AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=100))
+    world.submit("running", concurrency_key="k").drive()
+    for index in range(40):
+        world.submit(f"new{index}", concurrency_key="k")
+    asked: list[str] = []
+    real_gate = keyed.gate
+
+    def counting_gate(*args: Any) -> Any:
+        asked.append(args[3].task_id)
+        return real_gate(*args)
+
+    monkeypatch.setattr(keyed, "gate", counting_gate)
+    steps = plan(world.state, 0.0, world.config, after_seq=world.seq, limit=1000)
+    assert [step.decision.task_id for step in steps] == [f"new{index}" for index in range(40)]
+    assert all(isinstance(step.decision, KeyHold) for step in steps)
+    assert len({step.decision.detail for step in steps}) == 1, "every task says the same why"
+    assert asked == ["new0"], "the key's other new tasks were answered from its first"
+
+
+def test_a_plan_parks_every_task_recorded_as_waiting_for_a_key_at_its_limit_the_first_one_too() -> None:
+    world = keyed_world("k=1")
+    world.submit("t0", concurrency_key="k").submit("t1", concurrency_key="k").submit(
+        "t2", concurrency_key="k"
+    )
+    world.drive()  # t0 runs; t1 and t2 are held for the key
+    scan = Scan(world.state, world.config)
+    assert plan(world.state, 0.0, world.config, after_seq=world.seq, scan=scan) == []
+    assert scan.blocked.parked == {"k": {"t1", "t2"}}, "the first of them would be weighed each plan"
+
+
+def test_a_plan_looks_at_each_waiting_task_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks passed over (here: delivered to another router instance) are not walked again for
+    each decision of the plan (at 1,000 keys, re-walking the queue was most of a plan's cost)."""
+    world = World().agents(2, capacity=20)
+    for index in range(50):
+        world.submit(f"theirs{index}")
+    for index in range(10):
+        world.submit(f"mine{index}")
+    looked: list[str] = []
+    real_mine = decide._mine
+
+    def counting_mine(task: TaskView, *args: Any) -> bool:
+        looked.append(task.task_id)
+        return real_mine(task, *args)
+
+    monkeypatch.setattr(decide, "_mine", counting_mine)
+    mine = {f"mine{index}" for index in range(10)}
+    steps = plan(world.state, 0.0, world.config, after_seq=world.seq, claimed=mine, limit=1000)
+    assert sorted(step.decision.task_id for step in steps) == sorted(mine)
+    assert len(looked) <= 60 + len(steps), f"{len(looked)} looks at 60 waiting tasks"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limits=st.lists(st.integers(min_value=1, max_value=3), min_size=2, max_size=8),
+    capacities=st.lists(st.integers(min_value=2, max_value=6), min_size=1, max_size=4),
+    tasks=st.lists(st.tuples(st.integers(min_value=0, max_value=7), st.booleans()), max_size=60),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_fair_turns_weighed_in_earlier_plans_are_those_weighed_afresh(
+    limits: list[int], capacities: list[int], tasks: list[tuple[int, bool]], seed: int
+) -> None:
+    """A router keeping the standings it weighed between plans (forgetting a key's as its view
+    applies a change of it) decides exactly as one weighing them afresh for each plan, through
+    claims read back before their assignments, tasks ending and keys reopening."""
+
+    def run(keep_weighed: bool) -> list[list[tuple[str, str, str | None]]]:
+        config = RoutingConfig(
+            concurrency_limits=parse_concurrency_limits(",".join(f"k{i}={v}" for i, v in enumerate(limits))),
+            rate_limits=parse_rate_limits("r=2/1"),
+        )
+        world = World(config)
+        for index, capacity in enumerate(capacities):
+            world.add(AgentRegistered(agent_id=f"a{index}", capabilities={"x": 1.0}, capacity=capacity))
+        for index, (key, rated) in enumerate(tasks):
+            fields: dict[str, object] = {"concurrency_key": f"k{key % len(limits)}"}
+            if rated:
+                fields["rate_limit_key"] = "r"
+            world.submit(f"t{index}", **fields)
+        rng = random.Random(seed)
+        pipeline = Pipeline(world, rng, keep_weighed=keep_weighed)
+        now = 0.0
+        for _ in range(300):
+            pipeline.plan(now)
+            pipeline.store_some(now)
+            running = world.in_flight()
+            for task_id in rng.sample(running, k=rng.randint(0, len(running))):
+                world.complete(task_id, now)
+                pipeline.parked.release(world.state.fleet.tasks[task_id].spec.concurrency_key)
+            now += 0.5
+            if not world.state.fleet.queue and not pipeline.pending_events and not world.in_flight():
+                break
+        return pipeline.planned
+
+    kept = run(keep_weighed=True)
+    assert kept == run(keep_weighed=False)
+    assert sum(len(p) for p in kept) >= len(tasks)
+
+
+def test_the_events_that_change_how_a_key_s_tasks_stand_name_that_key() -> None:
+    world = keyed_world("k=2")
+    world.submit("t", concurrency_key="k").submit("free")
+    state = world.state
+    claim = KeySlotClaimed(scope=key_scope("concurrency", "k"), key="k", task_id="t", attempt=1)
+    assert touched_keys(state, claim) == ("k",)
+    for event in (
+        TaskAssigned(agent_id="a0", task_id="t", attempt=1),
+        TaskCompleted(task_id="t", agent_id="a0", attempt=1),
+        TaskAttemptFailed(task_id="t", agent_id="a0", attempt=1, failure_type="agent_unresponsive"),
+        TaskRequeued(task_id="t", attempt=2, reason="agent lost"),
+        TaskCancelled(task_id="t", reason="stop", attempt=1),
+        TaskFailed(task_id="t", attempt=1, error="x"),
+    ):
+        assert touched_keys(state, event) == ("k",), event
+    assert touched_keys(state, TaskCompleted(task_id="free", agent_id="a0", attempt=1)) == ()
+    assert touched_keys(state, TaskCompleted(task_id="unknown", agent_id="a0", attempt=1)) is None
+    assert (
+        touched_keys(
+            state, ConcurrencyLimitSet(scope=key_scope("concurrency", "k"), pattern="k", max_running=3)
+        )
+        is None
+    )
+    assert touched_keys(state, TaskSubmitted(task_id="new", task_type="x", concurrency_key="k")) == ()
+
+
+def test_holds_a_plan_left_unrecorded_are_recorded_by_the_next_without_weighing_them_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = keyed_world("k=1,j=1")
+    world.submit("running", concurrency_key="k").drive()
+    for index in range(3):
+        world.submit(f"waits{index}", concurrency_key="k")
+    world.submit("starts", concurrency_key="j")
+    parked = Parked()
+
+    def one_plan(limit: int) -> list[Decision]:
+        scan = Scan(world.state, world.config, owed=parked.owed)
+        in_flight = {"starts"} if limit > 1 else set()
+        steps = plan(world.state, 0.0, world.config, skip=in_flight, limit=limit, scan=scan)
+        parked.add(scan.blocked.parked)
+        parked.owe(scan.holds, world.state.fleet.tasks)
+        return [step.decision for step in steps]
+
+    first = one_plan(limit=1)
+    assert [(type(d), d.task_id) for d in first] == [(ClaimKeys, "starts")]
+    assert set(parked.owed) == {"waits0", "waits1", "waits2"}, "found waiting, not recorded yet"
+    asked: list[str] = []
+    real_gate = keyed.gate
+
+    def counting_gate(*args: Any) -> Any:
+        asked.append(args[3].task_id)
+        return real_gate(*args)
+
+    monkeypatch.setattr(keyed, "gate", counting_gate)
+    second = one_plan(limit=2)
+    assert [(type(d), d.task_id) for d in second] == [(KeyHold, "waits0"), (KeyHold, "waits1")]
+    assert asked == [], "what the first plan found was not weighed again"
+    assert set(parked.owed) == {"waits2"}
+
+
+def test_an_owed_hold_is_weighed_again_once_its_key_changed() -> None:
+    world = keyed_world("k=1")
+    world.submit("running", concurrency_key="k").drive()
+    world.submit("waits", concurrency_key="k").submit("free")
+    parked = Parked()
+    scan = Scan(world.state, world.config, owed=parked.owed)
+    assert [s.decision.task_id for s in plan(world.state, 0.0, world.config, limit=1, scan=scan)] == ["free"]
+    parked.owe(scan.holds, world.state.fleet.tasks)
+    assert set(parked.owed) == {"waits"}
+    world.complete("running")
+    parked.release("k")  # as the shell does when one of the key's tasks ends
+    assert parked.owed == {}
+    scan = Scan(world.state, world.config, owed=parked.owed)
+    steps = plan(world.state, 0.0, world.config, skip={"free"}, scan=scan)
+    assert [(type(s.decision), s.decision.task_id) for s in steps] == [(ClaimKeys, "waits")], "it starts"
+
+
+def test_an_owed_hold_whose_task_was_held_meanwhile_is_not_recorded_twice() -> None:
+    world = keyed_world("k=1")
+    world.submit("running", concurrency_key="k").drive()
+    world.submit("waits", concurrency_key="k").submit("free")
+    parked = Parked()
+    scan = Scan(world.state, world.config, owed=parked.owed)
+    plan(world.state, 0.0, world.config, limit=1, scan=scan)
+    parked.owe(scan.holds, world.state.fleet.tasks)
+    world.add(TaskQueued(task_id="waits", attempt=1, reason="concurrency_limit", detail="another router"))
+    scan = Scan(world.state, world.config, owed=parked.owed)
+    assert plan(world.state, 0.0, world.config, skip={"free"}, scan=scan) == []

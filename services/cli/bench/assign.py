@@ -9,13 +9,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nats.aio.msg import Msg
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
 from services.cli.bench.cpu import CpuMeter, per_task_ms
-from services.cli.stack import Stack
+from services.cli.bench.throughput import parse_services
+from services.cli.stack import SERVICE_NAMES, Stack
 from shared.bus import EventBus, event_msg_seq
 from shared.events import TaskAssigned, TaskSubmitted
 from shared.natsclient import stored_at_ns
@@ -25,6 +27,13 @@ from shared.subjects import events_of_type, parse_event_subject
 CAPABILITY = "bench"
 TASK_PREFIX = "bench-"
 AGENTS = "agents"
+DEFAULT_SERVICES = ("router", "recovery")
+"""What the benchmark ran before it could run more: its figures stay comparable."""
+
+
+def parse_assign_services(text: str) -> tuple[str, ...]:
+    """``all`` (the five services, as ``hive up`` runs them) or a list as ``hive bench scale`` takes."""
+    return SERVICE_NAMES if text.strip() == "all" else parse_services(text)
 
 
 @dataclass
@@ -38,6 +47,17 @@ class AssignResult:
     p99_ms: float
     max_ms: float
     throughput_per_s: float
+    services: list[str] = field(default_factory=lambda: list(DEFAULT_SERVICES))
+    """The services that ran (one instance each, the routers apart)."""
+    decide_p50_ms: float = float("nan")
+    decide_p99_ms: float = float("nan")
+    """Stored submission -> the router's decision (``decided_at_ts``): reading and waiting to decide."""
+    store_p50_ms: float = float("nan")
+    store_p99_ms: float = float("nan")
+    """The router's decision -> its assignment stored: appending."""
+    gc_pauses: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Per service instance, its garbage collections since it was ready (``ServiceHealth.gc``
+    pauses, per generation: count, total_ms, max_ms); empty for a service that does not say."""
     cpu_ms_per_assignment: dict[str, float] = field(default_factory=dict)
     """CPU (user + system, from /proc) per assignment of each process, from the first submission
     to the last assignment: what a decision costs the router whatever the shared machine's clock."""
@@ -54,6 +74,8 @@ class StoredTimes:
     def __init__(self, expected: int) -> None:
         self.submitted: dict[str, int] = {}
         self.assigned: dict[str, int] = {}
+        self.decided: dict[str, int] = {}
+        """When the router decided each first assignment (its ``decided_at_ts``, ns; same clock)."""
         self.expected = expected
         self.complete = asyncio.Event()
 
@@ -61,7 +83,9 @@ class StoredTimes:
         self.submitted.setdefault(task_id, stored_ns)
         self._check()
 
-    def on_assigned(self, task_id: str, stored_ns: int) -> None:
+    def on_assigned(self, task_id: str, stored_ns: int, decided_ns: int = 0) -> None:
+        if task_id not in self.assigned and decided_ns:
+            self.decided[task_id] = decided_ns
         self.assigned.setdefault(task_id, stored_ns)
         self._check()
 
@@ -76,11 +100,45 @@ class StoredTimes:
             if task_id in self.submitted
         ]
 
+    def breakdown_ms(self) -> tuple[list[float], list[float]]:
+        """Per task: stored submission -> decided, and decided -> stored assignment (where the tail
+        is spent: reading and waiting to be decided, or appending)."""
+        deciding: list[float] = []
+        storing: list[float] = []
+        for task_id, decided in self.decided.items():
+            if task_id in self.submitted:
+                deciding.append((decided - self.submitted[task_id]) / 1e6)
+                storing.append((self.assigned[task_id] - decided) / 1e6)
+        return deciding, storing
+
     def span_s(self) -> float:
         """From the first stored submission to the last stored assignment."""
         if not self.submitted or not self.assigned:
             return 0.0
         return (max(self.assigned.values()) - min(self.submitted.values())) / 1e9
+
+
+def gc_pauses_of(replies: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Each instance's collections by generation, from its health answer (``ServiceHealth.gc``)."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for reply in replies:
+        pauses = (reply.get("gc") or {}).get("pauses")
+        if isinstance(pauses, dict) and pauses:
+            found[str(reply.get("instance"))] = pauses
+    return found
+
+
+def full_collections(pauses: dict[str, dict[str, dict[str, float]]]) -> str:
+    """``router-0 2 (longest 3.1 ms, 2.0 ms CPU)``: each instance's full collections and the
+    longest pause, wall-clock (the process may also wait for a core meanwhile) and CPU."""
+    described = []
+    for instance, by_gen in sorted(pauses.items()):
+        full = by_gen.get("2", {})
+        described.append(
+            f"{instance} {int(full.get('count', 0))} (longest {full.get('max_ms', 0.0):.1f} ms, "
+            f"{full.get('cpu_max_ms', 0.0):.1f} ms CPU)"
+        )
+    return ", ".join(described)
 
 
 async def measure_assignment(
@@ -119,7 +177,7 @@ async def measure_assignment(
             item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
             event = item.event if isinstance(item, Recorded) else None
             if isinstance(event, TaskAssigned) and event.task_id.startswith(TASK_PREFIX):
-                times.on_assigned(event.task_id, stored_at_ns(msg))
+                times.on_assigned(event.task_id, stored_at_ns(msg), int(event.decided_at_ts * 1e9))
 
         start_seq = await bus.last_sequence() + 1
         for handler, subject in (
@@ -142,6 +200,7 @@ async def measure_assignment(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(times.complete.wait(), timeout=60 + tasks / rate)
         cpu_s = meter.stop()
+        gc_pauses = gc_pauses_of(await bus.gather_health(1.0, expect=frozenset(stack.services)))
     finally:
         stop_following.set()
         await asyncio.gather(*followers, return_exceptions=True)
@@ -149,6 +208,7 @@ async def measure_assignment(
         await bus.close()
     latencies = times.latencies_ms()
     span = times.span_s()
+    deciding, storing = times.breakdown_ms()
     return AssignResult(
         agents=agents,
         tasks=tasks,
@@ -159,6 +219,12 @@ async def measure_assignment(
         p99_ms=percentile(latencies, 99),
         max_ms=max(latencies, default=float("nan")),
         throughput_per_s=len(latencies) / span if span > 0 else 0.0,
+        services=list(stack.services),
+        gc_pauses=gc_pauses,
+        decide_p50_ms=percentile(deciding, 50),
+        decide_p99_ms=percentile(deciding, 99),
+        store_p50_ms=percentile(storing, 50),
+        store_p99_ms=percentile(storing, 99),
         cpu_ms_per_assignment=per_task_ms(cpu_s, len(latencies)),
     )
 
@@ -173,7 +239,7 @@ def bench_assign(args: argparse.Namespace) -> int:
             capacity=args.capacity,
             work_ms=args.work_ms,
         ),
-        services=("router", "recovery"),
+        services=args.services,
         scale={"router": args.routers},
     )
     if args.json:
@@ -181,19 +247,26 @@ def bench_assign(args: argparse.Namespace) -> int:
     else:
         print(
             f"assignment latency: {args.agents} agents x capacity {args.capacity}, {args.tasks} tasks "
-            f"offered at {args.rate:.0f}/s, {args.routers} router(s)"
+            f"offered at {args.rate:.0f}/s, {args.routers} router(s); services: {', '.join(result.services)}"
         )
         print(f"  assigned     {result.assigned}/{result.tasks}")
         print(f"  p50          {result.p50_ms:.2f} ms")
         print(f"  p95          {result.p95_ms:.2f} ms")
         print(f"  p99          {result.p99_ms:.2f} ms   (target < {result.target_p99_ms:.0f} ms)")
         print(f"  max          {result.max_ms:.2f} ms")
+        print(
+            f"  of which     submitted -> decided p50 {result.decide_p50_ms:.2f}, p99 "
+            f"{result.decide_p99_ms:.2f} ms; decided -> stored p50 {result.store_p50_ms:.2f}, p99 "
+            f"{result.store_p99_ms:.2f} ms"
+        )
         print(f"  throughput   {result.throughput_per_s:.0f} tasks/s")
         cpu = ", ".join(
             f"{label} {ms:.3f}"
             for label, ms in sorted(result.cpu_ms_per_assignment.items(), key=lambda i: -i[1])
         )
         print(f"  CPU ms/assignment  {cpu}")
+        if result.gc_pauses:
+            print(f"  full GCs     {full_collections(result.gc_pauses)}  (since each was ready)")
         print(f"  verdict      {'target met' if result.met else 'target NOT met'}")
     return 0
 
@@ -206,5 +279,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     assign.add_argument("--rate", type=float, default=500.0, help="tasks offered per second")
     assign.add_argument("--work-ms", type=float, default=50.0, help="duration of a simulated task")
     assign.add_argument("--routers", type=int, default=1)
+    assign.add_argument(
+        "--services",
+        type=parse_assign_services,
+        default=DEFAULT_SERVICES,
+        help="comma-separated services to run, or all (the five, as hive up); default: router,recovery",
+    )
     assign.add_argument("--json", action="store_true", help="one JSON line instead of a table")
     assign.set_defaults(func=quiet(bench_assign))

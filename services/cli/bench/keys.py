@@ -22,6 +22,7 @@ from pathlib import Path
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from services.cli.bench.common import on_private_stack, quiet, wait_for_services
+from services.cli.bench.cpu import CpuMeter, per_task_ms
 from services.cli.bench.key_figures import fill_time, key_peaks, refill_gaps, slot_use, violations
 from services.cli.stack import Stack
 from shared.bus import EventBus
@@ -53,6 +54,8 @@ class KeyRun:
     refill_p50_ms: float
     refill_p99_ms: float
     """How long a slot freed while its key's tasks waited stayed empty."""
+    cpu_ms_per_task: dict[str, float]
+    """CPU of each process per completed task, over the run (from /proc)."""
 
 
 def limits_for(keys: int, low: int, high: int, seed: int) -> dict[str, int]:
@@ -98,6 +101,8 @@ async def measure(
                 start_seq=start_seq,
             )
         )
+        meter = CpuMeter({**stack.process_ids(), "agents": [process.pid]})
+        meter.start()
         begin = time.perf_counter()
         pending = iter(tasks)
 
@@ -114,6 +119,7 @@ async def measure(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=120 + len(tasks) / 20)
         elapsed = time.perf_counter() - begin
+        cpu_s = meter.stop()
         stop_following.set()
         await asyncio.gather(follower, return_exceptions=True)
         events: list[AnyEvent] = [
@@ -142,6 +148,7 @@ async def measure(
         fill_s=fill_time(events, min(sum(limits.values()), capacity * agents)),
         refill_p50_ms=1000 * gaps[len(gaps) // 2],
         refill_p99_ms=1000 * gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))],
+        cpu_ms_per_task=per_task_ms(cpu_s, len(seen)),
     )
 
 
@@ -207,6 +214,11 @@ def bench_keys(args: argparse.Namespace) -> int:
         f"  filling the slots   {fill} to run 90% of them at once; a slot freed while its key's tasks "
         f"waited stayed empty p50 {keyed.refill_p50_ms:.0f} ms, p99 {keyed.refill_p99_ms:.0f} ms"
     )
+    for measured in (keyed, plain):
+        cpu = ", ".join(
+            f"{label} {ms:.2f}" for label, ms in sorted(measured.cpu_ms_per_task.items(), key=lambda i: -i[1])
+        )
+        print(f"  CPU ms/task {'with' if measured.keyed else 'without'} keys  {cpu}")
     met = (
         keyed.violations == 0
         and keyed.held_at_end == 0
