@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import msgspec
 
@@ -54,6 +54,8 @@ from shared.events import (
 
 if TYPE_CHECKING:
     from services.router.decide import Assign
+
+V = TypeVar("V")
 
 
 class ClaimKeys(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,7 +142,30 @@ Standing = tuple[bool, int, int]
 when its key was served last (``fair_pick``)."""
 
 
-class Weighed:
+class ByKey(Generic[V]):
+    """Something known of waiting tasks, by task, valid until their concurrency key changes: a
+    key's entries are forgotten together."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, V] = {}
+        self._tasks: dict[str, set[str]] = {}
+
+    def put(self, key: str, task_id: str, value: V) -> None:
+        self.values[task_id] = value
+        self._tasks.setdefault(key, set()).add(task_id)
+
+    def forget(self, keys: Collection[str] | None) -> None:
+        """`keys` changed (None: any key may have; ``touched_keys`` says which)."""
+        if keys is None:
+            self.values.clear()
+            self._tasks.clear()
+            return
+        for key in keys:
+            for task_id in self._tasks.pop(key, ()):
+                self.values.pop(task_id, None)
+
+
+class Weighed(ByKey[Standing | None]):
     """How waiting tasks of concurrency keys stand for a fair turn (None: their key is closed to
     them), by task. A standing changes only with its key (a claim or an assignment under it, one of
     its tasks ending or requeued, a limit): a router that forgets a key's standings when its view
@@ -148,23 +173,9 @@ class Weighed:
     tasks: weighing them afresh for each was a sixth of the router's work at 1,000 keys). Tasks
     with a rate key are not kept (their bucket refills with time)."""
 
-    def __init__(self) -> None:
-        self.standing: dict[str, Standing | None] = {}
-        self._by_key: dict[str, set[str]] = {}
-
     def keep(self, key: str, task: TaskView, standing: Standing | None) -> None:
         if task.spec.rate_limit_key is None:
-            self.standing[task.spec.task_id] = standing
-            self._by_key.setdefault(key, set()).add(task.spec.task_id)
-
-    def forget(self, key: str | None) -> None:
-        """`key` changed (None: any key may have)."""
-        if key is None:
-            self.standing.clear()
-            self._by_key.clear()
-            return
-        for task_id in self._by_key.pop(key, ()):
-            self.standing.pop(task_id, None)
+            self.put(key, task.spec.task_id, standing)
 
 
 def touched_keys(state: RouterState, event: Event) -> Collection[str] | None:
@@ -190,42 +201,40 @@ class Parked:
     def __init__(self) -> None:
         self.by_key: dict[str, set[str]] = {}
         self.tasks: set[str] = set()
-        self.owed: dict[str, KeyHold] = {}
-        """New tasks found waiting for a concurrency key at its limit whose hold a plan has not
-        recorded yet (tasks that could start went first): recorded by a later plan without weighing
-        them again, unless their key changed meanwhile."""
-        self._owed_by_key: dict[str, set[str]] = {}
+        self._owed: ByKey[KeyHold] = ByKey()
 
     def add(self, parked: dict[str, set[str]]) -> None:
         for key, tasks in parked.items():
             self.by_key.setdefault(key, set()).update(tasks)
             self.tasks.update(tasks)
 
+    @property
+    def owed(self) -> dict[str, KeyHold]:
+        """New tasks found waiting for a concurrency key at its limit whose hold a plan has not
+        recorded yet (tasks that could start went first): recorded by a later plan without weighing
+        them again, unless their key changed meanwhile."""
+        return self._owed.values
+
     def owe(self, holds: Mapping[str, KeyHold], tasks: Mapping[str, TaskView]) -> None:
         """The holds a plan found and left unrecorded (replacing those owed before it): those of
         concurrency keys are kept (a rate key's wait changes with time: weighed again)."""
-        self.owed.clear()
-        self._owed_by_key.clear()
+        self._owed.forget(None)
         for task_id, hold in holds.items():
             task = tasks.get(task_id)
             key = task.spec.concurrency_key if task is not None else None
             if hold.reason == CONCURRENCY_LIMITED and key is not None:
-                self.owed[task_id] = hold
-                self._owed_by_key.setdefault(key, set()).add(task_id)
+                self._owed.put(key, task_id, hold)
 
     def release(self, key: str | None) -> None:
         """A slot of `key` may have freed (None: of any key, or limits changed): look again."""
+        self._owed.forget(None if key is None else (key,))
         if key is None:
             self.by_key.clear()
             self.tasks.clear()
-            self.owed.clear()
-            self._owed_by_key.clear()
             return
         tasks = self.by_key.pop(key, None)
         if tasks:
             self.tasks.difference_update(tasks)
-        for task_id in self._owed_by_key.pop(key, ()):
-            self.owed.pop(task_id, None)
 
 
 LIMIT_EVENTS = (ConcurrencyLimitSet, ConcurrencyLimitRemoved, RateLimitSet, RateLimitRemoved)
@@ -327,7 +336,7 @@ def fair_turn(
     fleet = state.fleet
     horizon = fleet.queue[index][0] + PRIORITY_AGING_S
     weighed = blocked.weighed if blocked is not None else Weighed()
-    standings = weighed.standing
+    standings = weighed.values
     candidates = [(task, *_standing(state, task, key))]
     seen = {key}
     for virtual, _seq, task_id in itertools.islice(fleet.queue, index + 1, index + 1 + FAIR_SCAN):

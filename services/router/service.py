@@ -268,10 +268,7 @@ class RouterService(Service):
         looks at the queue at its time."""
         event = recorded.event
         touched = touched_keys(self.view.state, event)
-        if touched is None:
-            self._weighed.forget(None)
-        for key in touched or ():
-            self._weighed.forget(key)
+        self._weighed.forget(touched)
         if isinstance(event, LIMIT_EVENTS):
             self._limits = None
             self._parked.release(None)

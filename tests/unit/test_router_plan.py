@@ -251,11 +251,7 @@ class Pipeline:
 
     def _forget(self, event: AnyEvent) -> None:
         """What the shell forgets of the standings weighed for fair turns as its view applies `event`."""
-        touched = touched_keys(self.world.state, event)
-        if touched is None:
-            self.weighed.forget(None)
-        for key in touched or ():
-            self.weighed.forget(key)
+        self.weighed.forget(touched_keys(self.world.state, event))
 
     def plan(self, now: float) -> None:
         world = self.world
