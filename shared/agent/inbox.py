@@ -90,10 +90,21 @@ async def inbox_ready(js: JetStreamContext, agent_id: str, registered_seq: int) 
     return serves(await _info(js, agent_id), agent_id, registered_seq + 1)
 
 
-async def wait_for_inbox(js: JetStreamContext, agent_id: str, registered_seq: int) -> None:
-    """Return once the inbox serves the session registered at `registered_seq` (opened by the
-    router); polls with a growing pause, until cancelled."""
+async def wait_for_inbox(
+    js: JetStreamContext, agent_id: str, registered_seq: int, stopping: asyncio.Event
+) -> bool:
+    """Wait until the inbox serves the session registered at `registered_seq` (opened by the
+    router), polling with a growing pause; True once it does, False if `stopping` was set first.
+
+    `stopping` ends the wait even when a cancellation is lost: on Python 3.11, ``asyncio.wait_for``
+    (inside nats-py's requests) drops a cancellation that arrives with the reply, and an agent
+    waiting for a router that never comes would then poll forever instead of exiting.
+    """
     pause = WAIT_FIRST_S
-    while not await inbox_ready(js, agent_id, registered_seq):
-        await asyncio.sleep(pause)
+    while not stopping.is_set():
+        if await inbox_ready(js, agent_id, registered_seq):
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), pause)
         pause = min(pause * 2, WAIT_MAX_S)
+    return False

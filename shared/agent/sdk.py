@@ -433,13 +433,14 @@ class Agent:
 
     # --- assignments ----------------------------------------------------------------------------
 
-    async def _await_inbox(self) -> None:
-        """Wait until the router opened the inbox of the current session (credentials required)."""
+    async def _await_inbox(self, stop: asyncio.Event) -> None:
+        """Wait until the router opened the inbox of the current session (credentials required),
+        or until `stop` is set."""
         assert self.bus is not None
         if await inbox_ready(self.bus.js, self.agent_id, self._registered_seq):
             return
         self.log.info("waiting_for_inbox", durable=self.durable, detail="the router opens it")
-        await wait_for_inbox(self.bus.js, self.agent_id, self._registered_seq)
+        await wait_for_inbox(self.bus.js, self.agent_id, self._registered_seq, stop)
 
     async def _assignment_loop(self, stop: asyncio.Event) -> None:
         assert self.bus is not None
@@ -449,7 +450,7 @@ class Agent:
 
         async def inbox() -> str:
             if self.inbox_provided:
-                await self._await_inbox()
+                await self._await_inbox(stop)
             return self.durable
 
         async def take(msg: Msg) -> None:

@@ -16,6 +16,9 @@ import httpx
 import pytest
 
 from services.cli.main import main
+from shared.agent import inbox, sdk
+from shared.agent.context import TaskContext
+from shared.agent.sdk import Agent
 from shared.bus import EventBus, NatsAuthError
 from shared.credentials import CredentialStore
 from shared.embedded import EmbeddedNats, free_port
@@ -112,6 +115,35 @@ async def test_hive_agent_connects_each_agent_as_itself(
             await agents.wait()
         await log.stop()
     assert "Violation" not in server.log_path.read_text()
+
+
+async def test_an_agent_waiting_for_its_inbox_stops_even_when_a_cancellation_is_lost(
+    secured: tuple[EmbeddedNats, CredentialStore, EventBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No router opens the inbox, and the check that polls for it swallows its cancellation (what
+    Python 3.11's ``asyncio.wait_for`` inside nats-py does when the reply comes with the cancel):
+    stopping the agent must still end its reader, not leave it polling forever."""
+    server, store, _ = secured
+    polls = asyncio.Event()
+
+    async def never_ready_and_deaf_to_cancel(*_: object) -> bool:
+        polls.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.005)
+        return False
+
+    monkeypatch.setattr(inbox, "inbox_ready", never_ready_and_deaf_to_cancel)
+    monkeypatch.setattr(sdk, "inbox_ready", never_ready_and_deaf_to_cancel)
+    async def work(_: TaskContext) -> str:
+        return "done"
+
+    agent = Agent("p-0", work, capabilities=["code"], heartbeat_interval_s=0.2)
+    credentials = store.credentials(agent_user("p-0"))
+    await agent.start(nats_url=server.url, user=credentials.user, password=credentials.password)
+    assert agent.inbox_provided
+    await asyncio.wait_for(polls.wait(), 10)
+    await asyncio.wait_for(agent.stop(), 10)
+    assert agent.bus is not None and agent.bus.nc.is_closed
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float = 90) -> str:
