@@ -134,6 +134,7 @@ async def test_an_agent_waiting_for_its_inbox_stops_even_when_a_cancellation_is_
 
     monkeypatch.setattr(inbox, "inbox_ready", never_ready_and_deaf_to_cancel)
     monkeypatch.setattr(sdk, "inbox_ready", never_ready_and_deaf_to_cancel)
+
     async def work(_: TaskContext) -> str:
         return "done"
 
