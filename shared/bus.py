@@ -201,6 +201,9 @@ class EventBus:
         self._ack_prefix: str | None = None
         self._ack_opening = asyncio.Lock()
         self._ack_tokens = itertools.count(1)
+        self.on_encoded: Callable[[Event, bytes], None] | None = None
+        """Told of each event about to be appended, with its bytes (a service that reads its own
+        appends back may keep them rather than decode them: ``services/router/reads.py``)."""
 
     @classmethod
     async def connect(
@@ -421,6 +424,8 @@ class EventBus:
         size = len(data) + sum(len(key) + len(value) + 4 for key, value in headers.items()) + 12
         if size > self.nc.max_payload:  # the server counts headers too, and drops the connection
             raise EventTooLarge(event, size, int(self.nc.max_payload))
+        if self.on_encoded is not None:
+            self.on_encoded(event, data)
         result = await self._publish(event, data, headers, guarded, expected, timeout)
         if result.duplicate and headers["Nats-Msg-Id"] != event.id:
             stored = await self.subject_at(result.seq)

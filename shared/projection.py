@@ -31,7 +31,7 @@ from shared.bus import ConcurrencyConflict, EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.projection_spec import ProjectionSpec
-from shared.recorded import Recorded, decode_recorded
+from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.snapshots import SnapshotStore
 from shared.subjects import (
     AGGREGATES,
@@ -100,6 +100,9 @@ class ProjectionRunner(Generic[S]):
         self.delivered = 0
         """Messages handed to this runner, re-deliveries included: the cost of its reading."""
         self.versions: dict[str, int] = {}
+        self.decode: Callable[[int, str, bytes], Recorded | Undecodable] = decode_recorded
+        """Turns a stored message into its event: a service that decoded (or appended) it already
+        may hand that over instead (``services/router/reads.py``); it must give what this gives."""
         self._pruned = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_ids = 0
@@ -289,7 +292,7 @@ class ProjectionRunner(Generic[S]):
         self.delivered += 1
         if seq <= self.seq:
             return None
-        item = decode_recorded(seq, subject, data)
+        item = self.decode(seq, subject, data)
         self._bump_version(subject, seq)
         problem: str | None = None
         if isinstance(item, Recorded):

@@ -102,6 +102,9 @@ class WorkSpec:
     after this long (the service's WORK_ACK_WAIT_S unless the spec asks for less)."""
     max_deliver: int = 20
     max_ack_pending: int = 2000
+    decode: Callable[[int, str, bytes], Recorded | Undecodable] = decode_recorded
+    """Turns a delivered message into its event (a service that decoded it already may hand that
+    over instead: ``services/router/reads.py``); it must give what ``decode_recorded`` gives."""
     handled: int = field(default=0, init=False)
     delivered: int = field(default=0, init=False)
     """Messages this instance received, undecodable and redelivered ones included."""
@@ -215,7 +218,7 @@ class WorkConsumer:
         self.spec.delivered += 1
         seq = event_msg_seq(msg)
         try:
-            item = decode_recorded(seq, msg.subject, msg.data)
+            item = self.spec.decode(seq, msg.subject, msg.data)
         except Exception as exc:  # decoding refuses with a reason; anything else must not stall the consumer
             item = Undecodable(seq, msg.subject, f"could not decode: {exc!r}")
         if isinstance(item, Undecodable):

@@ -49,7 +49,7 @@ from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
 from shared.domain.routing.scoring import Scored, TaskScorer
 from shared.domain.routing.view import RouterState
-from shared.events import RejectedCandidate
+from shared.events import RejectedCandidate, TaskAssigned
 
 MAX_REJECTED_SHOWN = 5
 
@@ -77,6 +77,43 @@ class Assign(msgspec.Struct, frozen=True, kw_only=True):
     breakdown: dict[str, float]
     rejected: list[RejectedCandidate]
     explanation: str
+
+
+def assignment_event(
+    decision: Assign,
+    task: TaskView,
+    *,
+    task_seq: int,
+    seen: int,
+    now: float,
+    mode: str,
+    assumed: list[str],
+    correlation: str,
+    causation: str,
+) -> TaskAssigned:
+    """The event an assignment appends: the decision, what it was decided on, and what the agent
+    needs to run the task."""
+    return TaskAssigned(
+        agent_id=decision.agent_id,
+        task_id=decision.task_id,
+        attempt=decision.attempt,
+        task_seq=task_seq,
+        session=decision.session,
+        task_type=task.spec.task_type,
+        payload=task.spec.payload,
+        timeout_s=task.spec.timeout_s,
+        strategy=decision.strategy,
+        score=decision.score,
+        breakdown=decision.breakdown,
+        rejected=decision.rejected,
+        explanation=decision.explanation,
+        decided_at_seq=seen,
+        decided_at_ts=now,
+        mode=mode,
+        assumed=assumed,
+        correlation_id=correlation,
+        causation_id=causation,
+    )
 
 
 class Hold(msgspec.Struct, frozen=True, kw_only=True):

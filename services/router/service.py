@@ -36,7 +36,17 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from services.router.decide import Assign, Decision, Expire, Planned, Scan, ends_plan, next_expiry, plan
+from services.router.decide import (
+    Assign,
+    Decision,
+    Expire,
+    Planned,
+    Scan,
+    assignment_event,
+    ends_plan,
+    next_expiry,
+    plan,
+)
 from services.router.keyed import (
     LIMIT_EVENTS,
     CancelForKey,
@@ -48,6 +58,7 @@ from services.router.keyed import (
     touched_keys,
 )
 from services.router.overlay import decided_in_view
+from services.router.reads import Decodings
 from shared.agent.inbox import open_inbox
 from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
@@ -80,7 +91,6 @@ from shared.events import (
     RateLimitRemoved,
     RateLimitSet,
     RateTokensTaken,
-    TaskAssigned,
     TaskAttemptFailed,
     TaskCancelled,
     TaskCancelRequested,
@@ -91,7 +101,7 @@ from shared.events import (
     TaskSubmitted,
     key_scope,
 )
-from shared.recorded import Recorded
+from shared.recorded import Recorded, Undecodable
 from shared.service import Service
 from shared.subjects import AGGREGATES, aggregate_subjects, entity_subjects, events_of_type
 from shared.work import Ticket, WorkSpec
@@ -197,6 +207,10 @@ class RouterService(Service):
 
     async def setup(self) -> None:
         self.view = self.projection(ROUTER_VIEW)
+        self.decodings = Decodings()
+        """What one of its readers decoded (or it appended), for the other (``reads.py``)."""
+        self.view.decode = self.decodings.for_view
+        self.bus.on_encoded = self.decodings.appending
         self.work(
             WorkSpec(
                 durable="router",
@@ -204,6 +218,7 @@ class RouterService(Service):
                 handler=self.on_trigger,
                 claim=self.claim,
                 ack_wait_s=CLAIM_ACK_WAIT_S,
+                decode=self._decode_work,
             )
         )
         self.config = RoutingConfig(
@@ -220,6 +235,10 @@ class RouterService(Service):
         self._claims: dict[str, Claim] = {}
         self._in_flight: dict[str, InFlight] = {}
         """Task id -> its decision not yet applied by the view, in the order decided."""
+        self._landing: list[int] = []
+        """Heap of the sequences decisions in flight were stored at: once the view applies the
+        smallest, decide again (it no longer holds a slot over the view). Looked at per applied event,
+        so not a walk over every decision in flight."""
         self._chains: dict[str, Chain] = {}
         self._unsure: set[str] = set()
         self._claims_checked = 0.0
@@ -288,9 +307,12 @@ class RouterService(Service):
         if (
             isinstance(event, (TaskSubmitted, TaskRequeued, *CAPACITY))
             or (isinstance(event, RELEASES) and self.view.state.fleet.queue)
-            or any(0 < entry.seq <= self.view.seq for entry in self._in_flight.values())
+            or (self._landing and self._landing[0] <= self.view.seq)
         ):
             self._wanted.set()
+
+    def _decode_work(self, seq: int, subject: str, data: bytes) -> Recorded | Undecodable:
+        return self.decodings.for_work(seq, subject, data, self.view.seq)
 
     def details(self) -> dict[str, Any]:
         state = self.view.state
@@ -303,6 +325,8 @@ class RouterService(Service):
             "conflicts": self.conflicts,
             "claims_held": len(self._claims),
             "appends_in_flight": len(self._appends),
+            "decoded": self.decodings.decoded,
+            "decodings_reused": self.decodings.reused,
             "orchestration_mode": self.config.mode,
             "default_strategy": self.config.default_strategy,
             "outcomes_learned": state.performance.outcomes,
@@ -425,6 +449,9 @@ class RouterService(Service):
             self._claims_checked = time.monotonic()
             self._settle_claims()
         tasks = view.state.fleet.tasks
+        landing = self._landing
+        while landing and landing[0] <= view.seq:
+            heapq.heappop(landing)
         for task_id, entry in list(self._in_flight.items()):
             if 0 < entry.seq <= view.seq or decided_in_view(tasks.get(task_id), entry.attempt):
                 del self._in_flight[task_id]  # read back (maybe before the server's answer): count it once
@@ -535,26 +562,16 @@ class RouterService(Service):
             )
             return Prepared(held, task_version, correlation, causation)
         if isinstance(decision, Assign):
-            event: Event = TaskAssigned(
-                agent_id=decision.agent_id,
-                task_id=decision.task_id,
-                attempt=decision.attempt,
+            event: Event = assignment_event(
+                decision,
+                task,
                 task_seq=task_version or 0,
-                session=decision.session,
-                task_type=task.spec.task_type,
-                payload=task.spec.payload,
-                timeout_s=task.spec.timeout_s,
-                strategy=decision.strategy,
-                score=decision.score,
-                breakdown=decision.breakdown,
-                rejected=decision.rejected,
-                explanation=decision.explanation,
-                decided_at_seq=seen,
-                decided_at_ts=now,
+                seen=seen,
+                now=now,
                 mode=self.config.mode,
                 assumed=step.assumed,
-                correlation_id=correlation,
-                causation_id=causation,
+                correlation=correlation,
+                causation=causation,
             )
             return Prepared(event, self._entity_version(decision.agent_id), correlation, causation)
         if isinstance(decision, Expire):
@@ -616,6 +633,8 @@ class RouterService(Service):
             self._unsure.discard(_guarded_key(decision))
             stored = 0 if result.duplicate else result.seq
             entry.seq = result.seq
+            if result.seq > 0:
+                heapq.heappush(self._landing, result.seq)
             self._landed(decision, entry, prepared.event, result)
         except ConcurrencyConflict:
             self.conflicts += 1

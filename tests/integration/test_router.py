@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from services.recovery.service import RecoveryService
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus
+from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import TaskAssigned, TaskCompleted, TaskQueued, TaskSubmitted
+from shared.projection import rebuild
 from shared.settings import Settings
 from tests.conftest import EventLog, running
 
@@ -66,6 +70,34 @@ async def test_three_routers_never_give_an_agent_more_than_its_capacity(
     assert max_in_flight_per_agent(event_log.events) == {"solo": 1}
     assert sum(r.assignments for r in routers) == 100
     assert len({t.task_id for t in event_log.of_type(TaskCompleted)}) == 100
+
+
+async def test_racing_routers_decode_none_of_their_own_appends_and_their_views_match_the_log(
+    settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    """Each router applies the assignments it stored as it holds them (not decoded again), each
+    submission it claims is decoded once for both its readers, and its view ends as a view that
+    decodes the whole log, rivals' assignments and refused appends included."""
+    agents = [Agent(f"racer{i}", quick, capabilities=["review"], capacity=2) for i in range(2)]
+    async with (
+        running(RouterService, settings, instance="r1") as r1,
+        running(RouterService, settings, instance="r2") as r2,
+    ):
+        for agent in agents:
+            await agent.start(bus)
+        for index in range(60):
+            await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="review"), expected=0)
+        await event_log.wait_for(lambda evs: sum(isinstance(e, TaskCompleted) for e in evs) >= 60, timeout=60)
+        for agent in agents:
+            await agent.stop()
+        for router in (r1, r2):
+            seq = await router.view.catch_up()
+            rebuilt, _ = await rebuild(bus, ROUTER_VIEW, stop_seq=seq)
+            assert msgspec.msgpack.encode(router.view.state) == msgspec.msgpack.encode(rebuilt)
+            read = router.view.delivered
+            assert router.decodings.reused >= router.assignments > 0, "an own assignment was decoded"
+            assert router.decodings.decoded <= read - router.assignments, "a message was decoded twice"
+    assert len(event_log.of_type(TaskAssigned)) == 60
 
 
 async def test_task_waits_in_queue_until_a_capable_agent_registers(

@@ -1,0 +1,110 @@
+"""Each event the router reads is decoded once, and the events it appends are not decoded at all.
+
+A router instance reads most events twice over: a task's submission (or requeue) comes to its work
+consumer and to its projection, and each assignment it appends (about 2 KB of explanation,
+breakdown, rivals and payload) comes back to its projection. Decoding is deterministic on the
+stored bytes, so whichever reader decodes a message first keeps the result, by stream sequence, for
+the other one. An event this instance appends is kept with the bytes it was sent as, by subject:
+when the projection reads exactly those bytes on that subject, it applies the event in hand
+(decoding them gives the same event, to the type of every field: a test says so); other bytes (a
+rival's event, an earlier attempt's) are decoded. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from shared.events import Event
+from shared.recorded import Recorded, Undecodable, decode_recorded
+
+FOR_VIEW_MAX = 4096
+"""Events kept for the projection, at most (it reads a few milliseconds behind the work consumer
+and the appends' acknowledgements; beyond, the oldest half is forgotten: one read while its append
+was being acknowledged is never asked for)."""
+APPENDING_MAX = 4096
+"""Appended events kept until read back, at most (beyond, the oldest half is forgotten: one refused
+by the server is never read back)."""
+FOR_WORK_MAX = 16384
+"""Work events the projection decoded, kept for the work consumer, at most. The work consumer may
+be thousands of events behind (a backlog waits in the stream): when full, those it went past (given
+to another instance) are forgotten, and new ones are not kept until there is room."""
+WORK_SUFFIXES = (".submitted", ".requeued")
+"""Subjects of the work events the projection reads as often as tasks (the rest are rare)."""
+
+Read = Recorded | Undecodable
+
+
+class Decodings:
+    """Decoded or appended events of this instance, kept by stream sequence until the other reader
+    of the same message takes them."""
+
+    def __init__(self, for_view_max: int = FOR_VIEW_MAX, for_work_max: int = FOR_WORK_MAX) -> None:
+        self.for_view_max = for_view_max
+        self.for_work_max = for_work_max
+        self._for_view: dict[int, Recorded] = {}
+        self._for_work: dict[int, Recorded] = {}
+        self._appending: dict[str, tuple[bytes, Event]] = {}
+        """Subject -> the bytes and event this instance last appended to it."""
+        self._work_at = 0
+        """The last sequence the work consumer was given: what it went past is not for it."""
+        self.decoded = 0
+        """Messages decoded."""
+        self.reused = 0
+        """Messages handed an event kept here instead of decoding them."""
+
+    def kept(self) -> int:
+        return len(self._for_view) + len(self._for_work) + len(self._appending)
+
+    def appending(self, event: Event, data: bytes) -> None:
+        """This instance sends `event` as `data`: read back as those bytes, it is not decoded."""
+        kept = self._appending
+        kept[event.subject] = (data, event)
+        if len(kept) > APPENDING_MAX:
+            for subject in list(kept)[: len(kept) - APPENDING_MAX // 2]:
+                del kept[subject]
+
+    def for_view(self, seq: int, subject: str, data: bytes) -> Read:
+        """What the projection applies at `seq`; a work event it decodes is kept for the work consumer."""
+        found = self._for_view.pop(seq, None)
+        if found is not None and found.subject == subject:
+            self.reused += 1
+            return found
+        sent = self._appending.pop(subject, None)
+        if sent is not None and sent[0] == data:
+            self.reused += 1
+            return Recorded(seq, subject, sent[1])  # type: ignore[arg-type]  # an AnyEvent member
+        item = self._decode(seq, subject, data)
+        if isinstance(item, Recorded) and seq > self._work_at and subject.endswith(WORK_SUFFIXES):
+            self._keep_for_work(item)
+        return item
+
+    def for_work(self, seq: int, subject: str, data: bytes, view_at: int) -> Read:
+        """What the work consumer is given at `seq`; what it decodes is kept for the projection (at
+        `view_at`) if it has not read it yet."""
+        self._work_at = max(self._work_at, seq)
+        found = self._for_work.pop(seq, None)
+        if found is not None and found.subject == subject:
+            self.reused += 1
+            return found
+        item = self._decode(seq, subject, data)
+        if isinstance(item, Recorded) and seq > view_at:
+            self._keep_for_view(item)
+        return item
+
+    def _decode(self, seq: int, subject: str, data: bytes) -> Read:
+        self.decoded += 1
+        return decode_recorded(seq, subject, data)
+
+    def _keep_for_view(self, recorded: Recorded) -> None:
+        kept = self._for_view
+        kept[recorded.seq] = recorded
+        if len(kept) > self.for_view_max:
+            for seq in list(kept)[: len(kept) - self.for_view_max // 2]:
+                del kept[seq]
+
+    def _keep_for_work(self, recorded: Recorded) -> None:
+        kept = self._for_work
+        if len(kept) >= self.for_work_max:
+            for seq in [seq for seq in kept if seq <= self._work_at]:
+                del kept[seq]
+            if len(kept) >= self.for_work_max:
+                return
+        kept[recorded.seq] = recorded
