@@ -19,7 +19,7 @@ FOR_VIEW_MAX = 4096
 """Events kept for the projection, at most (it reads a few milliseconds behind the work consumer
 and the appends' acknowledgements; beyond, the oldest half is forgotten: one read while its append
 was being acknowledged is never asked for)."""
-APPENDING_MAX = 4096
+APPENDING_MAX = 1024
 """Appended events kept until read back, at most (beyond, the oldest half is forgotten: one refused
 by the server is never read back)."""
 FOR_WORK_MAX = 16384
