@@ -21,11 +21,13 @@ from shared.events import (
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
+    TaskProgress,
     TaskRequeued,
     TaskSubmitted,
 )
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
+from shared.subjects import aggregate_filter
 
 REBALANCED = "rebalanced"
 """The reason of a ``task.requeued`` the balancer appends (an infrastructure failure: no budget used)."""
@@ -90,9 +92,27 @@ def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
     return state
 
 
+BALANCER_READS: tuple[str, ...] = tuple(
+    aggregate_filter(aggregate) for aggregate in ("agent", "task", "breaker", "system")
+)
+"""Every aggregate but the workflows (neither the router's view nor the balancer's figures read
+them); those it reads are read whole, so a move is appended against the very version of the task
+its plan saw (``ProjectionRunner.version``), and a start stored meanwhile refuses it."""
+PROGRESS = TaskProgress.event_type()
+
+
+def ignores_balancer(state: BalancerState, subject: str) -> bool:
+    """Skipped undecoded: a task's progress (a move waits for a start, which the agent reports
+    before any progress; no figure reads the percentage). Still counted in the task's version."""
+    tokens = subject.split(".")
+    return len(tokens) >= 5 and tokens[2] == "task" and tokens[4] == PROGRESS
+
+
 BALANCER_VIEW: ProjectionSpec[BalancerState] = ProjectionSpec(
     name="balancer",
     state_type=BalancerState,
     initial=BalancerState,
     apply=apply_balancer,
+    reads=BALANCER_READS,
+    ignores=ignores_balancer,
 )
