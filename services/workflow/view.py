@@ -14,7 +14,9 @@ from shared.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
+    TaskEvent,
     TaskFailed,
+    TaskNotice,
     TaskQueued,
     TaskRequeued,
     TaskSubmitted,
@@ -31,10 +33,14 @@ class WorkflowServiceState(msgspec.Struct, kw_only=True):
 
 
 def apply_workflow_service(state: WorkflowServiceState, recorded: Recorded) -> WorkflowServiceState:
+    """The fleet inside keeps the agents and only the tasks of dispatched steps (a schedule's task
+    is followed until submitted, by the schedules alone): no decision reads any other task."""
     if not admits(state.fleet, recorded):
         return state
     apply_workflows(state.flows, recorded)
-    apply_fleet(state.fleet, recorded)
+    event = recorded.event
+    if not isinstance(event, TaskEvent | TaskNotice) or event.task_id in state.flows.task_steps:
+        apply_fleet(state.fleet, recorded)
     apply_schedules(state.schedules, recorded)
     return state
 
@@ -70,7 +76,8 @@ SCHEDULE_TYPES: frozenset[str] = frozenset(
 def ignores_workflow_service(state: WorkflowServiceState, subject: str) -> bool:
     """What this view skips undecoded: events about a task that is neither a dispatched step's
     (``task_steps``, known from the step's dispatch, stored before its task's submission) nor a
-    schedule's target awaiting its submission, and system events other than the schedules'.
+    schedule's target awaiting its submission (which the schedules note), and system events other
+    than the schedules'.
 
     Most tasks belong to no workflow: their submission, assignment and end change nothing a
     workflow decision reads (a step's task, its holder for a cancellation, its end; the agents'
@@ -100,4 +107,5 @@ WORKFLOW_VIEW: ProjectionSpec[WorkflowServiceState] = ProjectionSpec(
     reads=WORKFLOW_READS,
     ignores=ignores_workflow_service,
 )
-"""Revision 1: the fleet inside keeps only the tasks of workflows and schedules (``ignores``)."""
+"""Revision 1: the fleet inside keeps only the tasks of dispatched steps, and tasks of no workflow
+are skipped undecoded (``ignores``)."""

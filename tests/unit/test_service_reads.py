@@ -204,14 +204,15 @@ def test_workflow_decisions_are_the_same_with_the_tasks_of_no_workflow_skipped()
         assert msgspec.to_builtins(read.schedules) == msgspec.to_builtins(every.schedules), end
         kind = ("x", ())
         assert capable_capacity(read.fleet, kind) == capable_capacity(every.fleet, kind), end
-        for task_id in (STEP_A, "n-1"):  # the tasks of the workflow and the schedule (not progress:
-            # the workflow view never read it)
+        for task_id in (STEP_A, "n-1"):  # the workflow's task, the schedule's (not progress: the
+            # workflow view never read it)
             mine, all_of_it = (msgspec.to_builtins(v.fleet.tasks.get(task_id)) for v in (read, every))
             for task in (mine, all_of_it):
                 if task is not None:
                     task.pop("progress")
             assert mine == all_of_it, (end, task_id)
     final = as_read(WORKFLOW_VIEW, log)
-    assert set(final.fleet.tasks) == {STEP_A, "n-1"}
+    assert set(final.fleet.tasks) == {STEP_A}, "a schedule's task is not kept once submitted"
+    assert final.schedules.targets == {}
     assert final.flows.workflows[WF].steps["a"].status == "completed"
     assert [type(a).__name__ for a in decide(final, WF)] == ["Dispatch"]
