@@ -10,7 +10,6 @@ from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.events import FailureReported, RecoveryActionTaken, TaskProgress
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
-from shared.subjects import aggregate_filter
 
 PROGRESS = TaskProgress.event_type()
 
@@ -30,13 +29,6 @@ def apply_recovery(state: RecoveryState, recorded: Recorded) -> RecoveryState:
     return state
 
 
-RECOVERY_READS: tuple[str, ...] = tuple(
-    aggregate_filter(aggregate) for aggregate in ("agent", "task", "breaker", "system")
-)
-"""Every aggregate but the workflows (nothing recovery keeps or decides reads them); those it reads
-are read whole, so the version of a task, an agent, a breaker or an incident it appends against is
-the one its decision saw (``ProjectionRunner.version``)."""
-
 TRACKED_SYSTEM_TYPES: frozenset[str] = frozenset(
     {FailureReported.event_type(), RecoveryActionTaken.event_type()}
 )
@@ -45,15 +37,20 @@ an incident's recovery); the others (keys' slots and tokens, scale advice...) it
 
 
 def ignores_recovery(state: RecoveryState, subject: str) -> bool:
-    """Skipped undecoded: a task's progress (no holder, outcome, breaker or timeout depends on it)
-    and system events other than ``TRACKED_SYSTEM_TYPES``. Still counted in their aggregate's
-    version."""
+    """Skipped undecoded: workflow events (nothing recovery keeps or decides reads them), a task's
+    progress (no holder, outcome, breaker or timeout depends on it) and system events other than
+    ``TRACKED_SYSTEM_TYPES``. Still counted in their aggregate's version, so what recovery appends
+    is guarded by the version its decision saw. Skipped rather than filtered out on the consumer
+    (see ``services/balancer/view.py``: ``ignores_balancer``)."""
     tokens = subject.split(".")
     if len(tokens) < 5:
         return False
-    if tokens[2] == "task":
+    aggregate = tokens[2]
+    if aggregate == "task":
         return tokens[4] == PROGRESS
-    return tokens[2] == "system" and tokens[4] not in TRACKED_SYSTEM_TYPES
+    if aggregate == "system":
+        return tokens[4] not in TRACKED_SYSTEM_TYPES
+    return aggregate == "workflow"
 
 
 RECOVERY_VIEW: ProjectionSpec[RecoveryState] = ProjectionSpec(
@@ -61,6 +58,5 @@ RECOVERY_VIEW: ProjectionSpec[RecoveryState] = ProjectionSpec(
     state_type=RecoveryState,
     initial=RecoveryState,
     apply=apply_recovery,
-    reads=RECOVERY_READS,
     ignores=ignores_recovery,
 )
