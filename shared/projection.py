@@ -99,6 +99,9 @@ class ProjectionRunner(Generic[S]):
         self.loaded_from_snapshot = 0
         self.delivered = 0
         """Messages handed to this runner, re-deliveries included: the cost of its reading."""
+        self.ignored = 0
+        """Messages skipped undecoded (``ProjectionSpec.ignores``)."""
+        self._ignores = spec.ignores
         self.versions: dict[str, int] = {}
         self.decode: Callable[[int, str, bytes], Recorded | Undecodable] = decode_recorded
         """Turns a stored message into its event: a service that decoded (or appended) it already
@@ -292,8 +295,13 @@ class ProjectionRunner(Generic[S]):
         self.delivered += 1
         if seq <= self.seq:
             return None
-        item = self.decode(seq, subject, data)
         self._bump_version(subject, seq)
+        if self._ignores is not None and self._ignores(self.state, subject):
+            self.ignored += 1
+            self._since_snapshot += 1
+            self._reached(seq)
+            return None
+        item = self.decode(seq, subject, data)
         problem: str | None = None
         if isinstance(item, Recorded):
             try:
@@ -396,6 +404,10 @@ async def rebuild(bus: EventBus, spec: ProjectionSpec[S], *, stop_seq: int | Non
     seq = 0
     async for item in bus.read(stop_seq=stop_seq):
         seq = item.seq
-        if isinstance(item, Recorded) and (spec.reads is None or reads(spec.reads, item.subject)):
+        if (
+            isinstance(item, Recorded)
+            and (spec.reads is None or reads(spec.reads, item.subject))
+            and (spec.ignores is None or not spec.ignores(state, item.subject))
+        ):
             state = spec.apply(state, item)
     return state, seq

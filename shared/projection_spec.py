@@ -41,6 +41,12 @@ class ProjectionSpec(Generic[S]):
     projection only those, so a service pays for reading only what its decisions need. Reading
     more later needs a new ``revision`` (a snapshot folded from fewer events is no start for a
     fold of more; one folded from more is)."""
+    ignores: Callable[[S, str], bool] | None = None
+    """Whether, in the given state, the event stored on a subject would change nothing ``apply``
+    keeps for the service's decisions (e.g. the end of a task that belongs to no workflow): the
+    runner then skips it before decoding it. Decided from the subject alone, so it costs a split,
+    not a decode; the state is the one the event would have been applied to, so folds stay
+    deterministic."""
 
     @cached_property
     def schema(self) -> str:
@@ -75,5 +81,6 @@ def fold(spec: ProjectionSpec[S], events: list[Recorded], state: S | None = None
     """Apply events in order to a state: the same path as the runner, without I/O."""
     current = spec.initial() if state is None else state
     for recorded in events:
-        current = spec.apply(current, recorded)
+        if spec.ignores is None or not spec.ignores(current, recorded.subject):
+            current = spec.apply(current, recorded)
     return current

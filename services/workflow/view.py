@@ -9,10 +9,14 @@ from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.schedules import SchedulesState, apply_schedules
 from shared.domain.workflows import WorkflowsState, apply_workflows
 from shared.events import (
+    EVENT_TYPES,
+    ScheduleEvent,
     TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
+    TaskEvent,
     TaskFailed,
+    TaskNotice,
     TaskQueued,
     TaskRequeued,
     TaskSubmitted,
@@ -29,10 +33,14 @@ class WorkflowServiceState(msgspec.Struct, kw_only=True):
 
 
 def apply_workflow_service(state: WorkflowServiceState, recorded: Recorded) -> WorkflowServiceState:
+    """The fleet inside keeps the agents and only the tasks of dispatched steps (a schedule's task
+    is followed until submitted, by the schedules alone): no decision reads any other task."""
     if not admits(state.fleet, recorded):
         return state
     apply_workflows(state.flows, recorded)
-    apply_fleet(state.fleet, recorded)
+    event = recorded.event
+    if not isinstance(event, TaskEvent | TaskNotice) or event.task_id in state.flows.task_steps:
+        apply_fleet(state.fleet, recorded)
     apply_schedules(state.schedules, recorded)
     return state
 
@@ -59,10 +67,45 @@ WORKFLOW_READS: tuple[str, ...] = (
 start or progress (a step waits for its task's end; a completion from ``assigned`` is one) nor
 breakers."""
 
+SCHEDULE_TYPES: frozenset[str] = frozenset(
+    cls.event_type() for cls in EVENT_TYPES.values() if issubclass(cls, ScheduleEvent)
+)
+"""The system events the view applies: the schedules'."""
+
+
+def ignores_workflow_service(state: WorkflowServiceState, subject: str) -> bool:
+    """What this view skips undecoded: events about a task that is neither a dispatched step's
+    (``task_steps``, known from the step's dispatch, stored before its task's submission) nor a
+    schedule's target awaiting its submission (which the schedules note), and system events other
+    than the schedules'.
+
+    Most tasks belong to no workflow: their submission, assignment and end change nothing a
+    workflow decision reads (a step's task, its holder for a cancellation, its end; the agents'
+    capacity comes from their own events). A notice stored before notices named their task
+    (five tokens) is decoded as before."""
+    tokens = subject.split(".")
+    if len(tokens) < 5:
+        return False
+    aggregate = tokens[2]
+    if aggregate == "task":
+        task_id = tokens[3]
+    elif aggregate == "agent" and len(tokens) == 6:
+        task_id = tokens[5]
+    elif aggregate == "system":
+        return tokens[4] not in SCHEDULE_TYPES
+    else:
+        return False
+    return task_id not in state.flows.task_steps and task_id not in state.schedules.targets
+
+
 WORKFLOW_VIEW: ProjectionSpec[WorkflowServiceState] = ProjectionSpec(
     name="workflow",
     state_type=WorkflowServiceState,
     initial=WorkflowServiceState,
     apply=apply_workflow_service,
+    revision=1,
     reads=WORKFLOW_READS,
+    ignores=ignores_workflow_service,
 )
+"""Revision 1: the fleet inside keeps only the tasks of dispatched steps, and tasks of no workflow
+are skipped undecoded (``ignores``)."""

@@ -105,6 +105,8 @@ def breaker_transition(
         return Close(reason="circuit breakers disabled") if status != "closed" else None
     if status == "closed":
         since = breaker.last_change_seq if breaker is not None else 0
+        if record is None or (record.last_fault_seq is not None and record.last_fault_seq <= since):
+            return None  # no failure in any window, and the threshold is above 0
         newer_than = max(since, judged_seq) if judged_seq is not None else None
         for stats in _windows(record, newer_than, since, now, policy):
             if stats.calls >= policy.min_calls and stats.failure_rate >= policy.failure_threshold:

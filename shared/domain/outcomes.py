@@ -46,6 +46,10 @@ class AgentOutcomes(msgspec.Struct, kw_only=True):
     """When the agent was declared unresponsive, oldest first."""
     stalled_ts: list[float] = []
     """When the agent was declared stalled, oldest first."""
+    last_fault_seq: int | None = None
+    """Sequence of the newest outcome that counts against the agent (``counts_against_agent``), 0
+    if none, as ``apply_outcomes`` keeps it (None: not kept, e.g. a record built by hand): a closed
+    breaker that moved since then has no failure in any window, so nothing can trip it."""
 
 
 class OutcomesState(msgspec.Struct, kw_only=True):
@@ -55,7 +59,7 @@ class OutcomesState(msgspec.Struct, kw_only=True):
 def _record(state: OutcomesState, agent_id: str) -> AgentOutcomes:
     found = state.agents.get(agent_id)
     if found is None:
-        found = AgentOutcomes()
+        found = AgentOutcomes(last_fault_seq=0)
         state.agents[agent_id] = found
     return found
 
@@ -84,7 +88,10 @@ def apply_outcomes(state: OutcomesState, recorded: Recorded) -> OutcomesState:
             outcome = Outcome(
                 recorded.seq, event.ts, False, event.duration_s, event.failure_type, event.retryable
             )
-            _push(_record(state, event.agent_id), outcome)
+            record = _record(state, event.agent_id)
+            _push(record, outcome)
+            if counts_against_agent(outcome):
+                record.last_fault_seq = recorded.seq
         case AgentUnresponsive():
             _episode(_record(state, event.agent_id).unresponsive_ts, event.ts)
         case AgentStalled():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.configured import breaker_policy
 from shared.domain.breaker_policy import BreakerPolicy, Close, Probe, Trip, breaker_transition, window_stats
-from shared.domain.breakers import BreakersState, admits, apply_breakers
+from shared.domain.breakers import BreakersState, BreakerView, admits, apply_breakers
 from shared.domain.outcomes import AgentOutcomes, Outcome, OutcomesState, apply_outcomes
 from shared.events import (
     AnyEvent,
@@ -210,3 +211,60 @@ def test_settings_that_would_keep_a_breaker_from_ever_tripping_are_refused() -> 
         load_settings({"BREAKER_FAILURE_THRESHOLD": "0"})
     policy = breaker_policy(load_settings({"ENABLE_CIRCUIT_BREAKERS": "false"}))
     assert policy.enabled is False and policy.window_size == 20
+
+
+FAILURE_KINDS = st.sampled_from(["agent_error", "task_timeout", "agent_unresponsive", "rebalanced"])
+
+
+@given(
+    outcomes=st.lists(
+        st.tuples(st.booleans(), FAILURE_KINDS, st.booleans(), st.floats(min_value=0.0, max_value=100.0)),
+        max_size=140,
+    ),
+    last_change=st.integers(min_value=0, max_value=150),
+    judged=st.none() | st.integers(min_value=0, max_value=150),
+    threshold=st.floats(min_value=0.05, max_value=1.0),
+    min_calls=st.integers(min_value=1, max_value=10),
+)
+def test_a_closed_breaker_with_no_fault_since_it_moved_is_judged_at_once_and_the_same(
+    outcomes: list[tuple[bool, str, bool, float]],
+    last_change: int,
+    judged: int | None,
+    threshold: float,
+    min_calls: int,
+) -> None:
+    """``last_fault_seq`` (kept by apply) spares the windows when none can hold a failure; the
+    verdict is the one of the full computation (a record that does not keep it)."""
+    state = OutcomesState()
+    for seq, (ok, kind, retryable, ts) in enumerate(outcomes, start=1):
+        event = (
+            TaskCompleted(task_id=f"t{seq}", agent_id="a", attempt=1, ts=ts)
+            if ok
+            else TaskAttemptFailed(
+                task_id=f"t{seq}",
+                agent_id="a",
+                attempt=1,
+                failure_type=kind,
+                retryable=retryable,
+                ts=ts,  # type: ignore[arg-type]
+            )
+        )
+        apply_outcomes(state, Recorded(seq, event.subject, event))
+    record = state.agents.get("a")
+    policy = BreakerPolicy(failure_threshold=threshold, min_calls=min_calls, window_s=60.0)
+    breaker = BreakerView(agent_id="a", last_change_seq=last_change) if last_change else None
+    unkept = msgspec.structs.replace(record, last_fault_seq=None) if record is not None else None
+    assert breaker_transition(breaker, record, 100.0, policy, judged) == breaker_transition(
+        breaker, unkept, 100.0, policy, judged
+    )
+
+
+def test_a_closed_breaker_without_faults_reads_no_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = OutcomesState()
+    for seq in range(1, 30):
+        event = TaskCompleted(task_id=f"t{seq}", agent_id="a", attempt=1, ts=90.0)
+        apply_outcomes(state, Recorded(seq, event.subject, event))
+    calls: list[int] = []
+    monkeypatch.setattr("shared.domain.breaker_policy.window_stats", lambda *args, **kwargs: calls.append(1))
+    assert breaker_transition(None, state.agents["a"], 100.0, BreakerPolicy(), judged_seq=0) is None
+    assert calls == []
