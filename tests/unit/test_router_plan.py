@@ -478,14 +478,8 @@ def test_a_plan_that_walks_the_queue_once_decides_as_one_that_looks_from_the_sta
     assert planned(walked_once) == planned(_LookFromTheStart(world.state, world.config))
 
 
-def test_a_key_at_its_limit_is_weighed_once_per_plan_however_many_of_its_tasks_wait(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    world = keyed_world("k=1")
-    world.add(AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=100))
-    world.submit("running", concurrency_key="k").drive()
-    for index in range(40):
-        world.submit(f"new{index}", concurrency_key="k")
+def count_gate_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the tasks the key gate is asked about from now on, in order."""
     asked: list[str] = []
     real_gate = keyed.gate
 
@@ -494,6 +488,18 @@ def test_a_key_at_its_limit_is_weighed_once_per_plan_however_many_of_its_tasks_w
         return real_gate(*args)
 
     monkeypatch.setattr(keyed, "gate", counting_gate)
+    return asked
+
+
+def test_a_key_at_its_limit_is_weighed_once_per_plan_however_many_of_its_tasks_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = keyed_world("k=1")
+    world.add(AgentRegistered(agent_id="a", capabilities={"x": 1.0}, capacity=100))
+    world.submit("running", concurrency_key="k").drive()
+    for index in range(40):
+        world.submit(f"new{index}", concurrency_key="k")
+    asked = count_gate_calls(monkeypatch)
     steps = plan(world.state, 0.0, world.config, after_seq=world.seq, limit=1000)
     assert [step.decision.task_id for step in steps] == [f"new{index}" for index in range(40)]
     assert all(isinstance(step.decision, KeyHold) for step in steps)
@@ -628,14 +634,7 @@ def test_holds_a_plan_left_unrecorded_are_recorded_by_the_next_without_weighing_
     first = one_plan(limit=1)
     assert [(type(d), d.task_id) for d in first] == [(ClaimKeys, "starts")]
     assert set(parked.owed) == {"waits0", "waits1", "waits2"}, "found waiting, not recorded yet"
-    asked: list[str] = []
-    real_gate = keyed.gate
-
-    def counting_gate(*args: Any) -> Any:
-        asked.append(args[3].task_id)
-        return real_gate(*args)
-
-    monkeypatch.setattr(keyed, "gate", counting_gate)
+    asked = count_gate_calls(monkeypatch)
     second = one_plan(limit=2)
     assert [(type(d), d.task_id) for d in second] == [(KeyHold, "waits0"), (KeyHold, "waits1")]
     assert asked == [], "what the first plan found was not weighed again"
