@@ -204,6 +204,9 @@ class EventBus:
         self.on_encoded: Callable[[Event, bytes], None] | None = None
         """Told of each event about to be appended, with its bytes (a service that reads its own
         appends back may keep them rather than decode them: ``services/router/reads.py``)."""
+        self.last_appended = 0
+        """The highest sequence an append through this bus was stored at (or found stored at): what
+        this service's own reads must have applied to see its own writes (the gateway's reads)."""
 
     @classmethod
     async def connect(
@@ -446,6 +449,8 @@ class EventBus:
                 )
                 headers["Nats-Msg-Id"] = event.id
                 result = await self._publish(event, data, headers, guarded, expected, timeout)
+        if result.seq > self.last_appended:
+            self.last_appended = result.seq
         if self.metrics:
             self.metrics.events_appended.labels(self.service, event.type_name()).inc()
         return result

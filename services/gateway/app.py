@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,12 +92,18 @@ def _provide(desk: object) -> Provide:
     return Provide(provider, sync_to_thread=False)
 
 
-def create_app(desks: Desks, api_token: str = "", max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Litestar:
+def create_app(
+    desks: Desks,
+    api_token: str = "",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    before_read: Callable[[], Awaitable[None]] | None = None,
+) -> Litestar:
+    """`before_read`: awaited before each read of the API (``GatewayCore.own_writes_applied``)."""
     return Litestar(
         route_handlers=ALL_ROUTES,
         dependencies=desks.dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=guard(api_token, max_body_bytes),
+        before_request=guard(api_token, max_body_bytes, before_read),
         request_max_body_size=max_body_bytes,
         openapi_config=openapi_config(),
         plugins=[StrictStructs()],

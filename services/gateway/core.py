@@ -3,10 +3,11 @@
 The bus (appends, and reads of the log), the gateway's projection (answers about work in flight,
 without the log), the query model (every task, workflow and agent of any age, in SQLite), the
 settings, and the reads more than one desk needs: read-your-writes (``wait_for_seq``,
-``query_ready``), a task from the projection or the query model (``find_task``), and the 404 that
-says why something is not there (``missing``). The desks (tasks, agents, workflows, events,
-recovery, performance, health, monitor) each take the core (the monitor also the performance desk,
-whose figures it samples); none knows the service that assembles them.
+``own_writes_applied``, ``query_ready``), a task from the projection or the query model
+(``find_task``), and the 404 that says why something is not there (``missing``). The desks
+(tasks, agents, workflows, events, recovery, performance, health, monitor) each take the core (the
+monitor also the performance desk, whose figures it samples); none knows the service that
+assembles them.
 """
 
 from __future__ import annotations
@@ -49,11 +50,23 @@ class GatewayCore:
                 f"after_seq {seq} is beyond the end of the log (its last sequence is {last})",
                 "after_seq",
             )
+        await self._applied(seq)
+
+    async def _applied(self, seq: int) -> None:
         timeout = self.read_wait_s
         try:
             await self.view.wait_for(seq, timeout)
         except TimeoutError:
             raise ApiError(503, "unavailable", f"not caught up to sequence {seq} within {timeout}s") from None
+
+    async def own_writes_applied(self) -> None:
+        """Before a read answers: this gateway has applied every write it acknowledged (503 if not
+        within ``read_wait_s``). Its projection reads the log in bursts (``READ_LINGER_S``), so a
+        read right after a write through the same gateway would otherwise miss it; writes made
+        elsewhere show within the linger, or at once with ``after_seq``."""
+        written = self.bus.last_appended
+        if written > self.view.seq:
+            await self._applied(written)
 
     async def caught_up_on(self, aggregate: str, aggregate_id: str) -> bool:
         """Whether the log holds events of the aggregate, once this gateway has applied all of them

@@ -1,4 +1,5 @@
-"""What every request passes before its handler: the bearer token, then a body within bounds.
+"""What every request passes before its handler: the bearer token, then a body within bounds; a
+read also waits until the gateway has applied its own acknowledged writes (``before_read``).
 
 One place for every route, so a route added later is covered without doing anything: the token
 (when ``HIVE_API_TOKEN`` is set; health and the API description are public), the body's size
@@ -27,6 +28,7 @@ dashboard's static files: public, the page asks for the token and sends it with 
 STREAM_PATH = "/api/v1/stream"
 """The live stream: a browser's EventSource sends no header, so it may show a ticket instead."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 Guard = Callable[[Request[Any, Any, Any]], Awaitable[Response[Any] | None]]
 
@@ -80,12 +82,17 @@ async def check_body(request: Request[Any, Any, Any], max_bytes: int) -> None:
         raise ApiError(400, "too_deep", f"the request body nests deeper than {MAX_NESTING} levels")
 
 
-def guard(api_token: str, max_body_bytes: int) -> Guard:
-    """The ``before_request`` hook of the application: token first, then the body."""
+def guard(
+    api_token: str, max_body_bytes: int, before_read: Callable[[], Awaitable[None]] | None = None
+) -> Guard:
+    """The ``before_request`` hook of the application: token first, then the body; a read of the
+    API (not health, not the dashboard's files) then awaits `before_read` (read-your-writes)."""
 
     async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
         check_token(request, api_token)
         await check_body(request, max_body_bytes)
+        if before_read is not None and request.method in READ_METHODS and not is_public(request.url.path):
+            await before_read()
         return None
 
     return before_request

@@ -50,9 +50,6 @@ VERSIONS_KEPT = 50_000
 class GatewayService(Service):
     name = "gateway"
     serves_metrics_port = False
-    reads_in_bursts = False
-    """Its query model follows the projection event by event (read in bursts, two of its tests
-    failed: a page missing tasks just stored, a resumed file unequal to a rebuild)."""
 
     async def setup(self) -> None:
         # Commands on older aggregates ask the server for their version: memory stays flat.
@@ -100,6 +97,7 @@ class GatewayService(Service):
             self.desks,
             api_token=self.settings.api_token,
             max_body_bytes=self.settings.gateway_max_body_bytes,
+            before_read=self.core.own_writes_applied,  # it reads in bursts: its own writes are waited for
         )
         settings = self.settings
         config = uvicorn.Config(

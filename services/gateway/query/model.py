@@ -241,8 +241,10 @@ class QueryModel:
 
     @property
     def position(self) -> int:
-        """The sequence the memory reflects: with the projection's, messages it could not decode too."""
-        return max(self.seq, self.projection.seq) if self.attached else self.seq
+        """The sequence the memory reflects: with the projection's, messages it could not decode too,
+        but only while it follows the projection: once closed it applies nothing more, and a write
+        must not claim what the projection applied since (the file would skip those events)."""
+        return max(self.seq, self.projection.seq) if self.attached and not self._closed else self.seq
 
     # --- writing ------------------------------------------------------------------------------------
 
