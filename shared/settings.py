@@ -286,8 +286,9 @@ SETTINGS_DOC: Final[dict[str, tuple[str, str]]] = {
     "work_ack_wait_s": ("WORK_ACK_WAIT_S", "seconds before an unacknowledged work event is redelivered"),
     "read_linger_s": (
         "READ_LINGER_S",
-        "recovery, balancer and workflow read the log in bursts at most this far apart "
-        "(0: each event as soon as it is stored); waiting for an answer reads at once",
+        "recovery, balancer, workflow and gateway read the log in bursts at most this far apart "
+        "(0: each event as soon as it is stored); waiting for an answer reads at once (a gateway "
+        "read: for the gateway's own writes and `after_seq`)",
     ),
     "work_max_deliver": (
         "WORK_MAX_DELIVER",

@@ -139,6 +139,22 @@ async def test_a_read_through_a_gateway_reading_in_bursts_sees_that_gateways_own
             assert listed[0]["status"] == "cancelled"
 
 
+async def test_a_read_after_an_own_write_the_gateway_cannot_apply_answers_503_not_a_stale_answer(
+    settings: Settings,
+) -> None:
+    async with gateway_at(settings, assign_wait_ms=0) as (gateway, http):
+        await gateway.view.stop(snapshot=False)  # this gateway reads no further
+        gateway.core.read_wait_s = 0.2
+        submitted = await http.post(ASSIGN, json={"task_id": "unseen", "task_type": "x"})
+        assert submitted.status_code == 202, submitted.text  # a write does not wait for the view
+        listed = await http.get("/api/v1/tasks", params={"limit": 1})
+        assert listed.status_code == 503 and listed.json()["error"]["code"] == "unavailable", listed.text
+        assert (await http.get("/api/v1/agents")).status_code == 503
+        assert (await http.get("/api/v1/schema/openapi.json")).status_code == 200  # public: not held
+        again = await http.post(ASSIGN, json={"task_id": "unseen-2", "task_type": "x"})
+        assert again.status_code == 202, again.text
+
+
 async def test_a_restarted_gateway_resumes_its_file_and_equals_a_fresh_rebuild(
     settings: Settings, bus: EventBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:

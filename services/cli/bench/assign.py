@@ -14,7 +14,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
-from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
+from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_readers, wait_for_services
 from services.cli.bench.cpu import CpuMeter, per_task_ms
 from services.cli.bench.throughput import parse_services
 from services.cli.stack import SERVICE_NAMES, Stack
@@ -199,6 +199,7 @@ async def measure_assignment(
             await bus.append(TaskSubmitted(task_id=f"{TASK_PREFIX}{index}", task_type=CAPABILITY), expected=0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(times.complete.wait(), timeout=60 + tasks / rate)
+        await wait_for_readers(bus)  # their catching up is this run's CPU too
         cpu_s = meter.stop()
         gc_pauses = gc_pauses_of(await bus.gather_health(1.0, expect=frozenset(stack.services)))
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
@@ -49,6 +50,22 @@ async def wait_for_services(bus: EventBus, expected: dict[str, int], timeout: fl
         if all(seen.get(name, 0) >= count for name, count in expected.items()):
             return
     raise RuntimeError(f"services {expected} did not become ready within {timeout}s")
+
+
+async def wait_for_readers(bus: EventBus, settle_s: float = 0.25, timeout: float = 60.0) -> None:
+    """Ask for health until every instance's projections read the log to its end, or stopped
+    reading for `settle_s` (one that reads only some events may never reach the end): a reader in
+    bursts lags a busy run, and the CPU it spends catching up is the run's, to be metered with it."""
+    last = await bus.last_sequence()
+    deadline = time.monotonic() + timeout
+    before: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        replies = await bus.gather_health(0.5)
+        now = {str(r.get("instance")): int(r.get("projection_seq") or 0) for r in replies}
+        if all(seq >= last or before.get(name) == seq for name, seq in now.items()):
+            return
+        before = now
+        await asyncio.sleep(settle_s)
 
 
 def quiet(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
-from services.cli.bench.common import on_private_stack, quiet, wait_for_services
+from services.cli.bench.common import on_private_stack, quiet, wait_for_readers, wait_for_services
 from services.cli.bench.cpu import CpuMeter, per_task_ms
 from services.cli.stack import SERVICE_NAMES, Stack
 from shared.bus import EventBus
@@ -128,6 +128,7 @@ async def measure_throughput(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=120 + tasks / 100)
         elapsed = time.perf_counter() - begin
+        await wait_for_readers(bus)  # their catching up is this run's CPU too
         cpu_s = meter.stop()
         delivered_after = await delivered_by_instance(bus)
         decided_after = await decided_by_instance(bus)
