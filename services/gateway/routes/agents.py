@@ -10,13 +10,13 @@ from litestar.params import FromQuery, JSONBody
 
 from services.gateway.agents import AgentDesk
 from services.gateway.openapi import READ, WRITE, refusals
-from services.gateway.params import PathId, only_known
+from services.gateway.params import AfterSeq, PathId, only_known
 from services.gateway.schemas import AgentOut, RegisterAgentRequest, RegisterAgentResponse
 from shared.domain.fleet import AgentStatus
 from shared.events import Capability
 
 Agents = NamedDependency[AgentDesk]
-LIST_AGENTS_PARAMS = frozenset({"status", "capability"})
+LIST_AGENTS_PARAMS = frozenset({"status", "capability", "after_seq"})
 
 
 @post(
@@ -33,7 +33,8 @@ async def register_agent(data: JSONBody[RegisterAgentRequest], agent_desk: Agent
     "/api/v1/agents",
     summary="List agents with their load",
     description="By agent id. status and capability (an agent offering it, at any proficiency) narrow "
-    "the list; an unknown query parameter is refused with 400.",
+    "the list; with after_seq, once the gateway has read the log that far (an agent registered "
+    "elsewhere); an unknown query parameter is refused with 400.",
     responses=refusals(*READ),
 )
 async def list_agents(
@@ -41,8 +42,11 @@ async def list_agents(
     agent_desk: Agents,
     status: FromQuery[AgentStatus | None] = None,
     capability: FromQuery[Capability | None] = None,
+    after_seq: AfterSeq = None,
 ) -> list[AgentOut]:
     only_known(request, LIST_AGENTS_PARAMS)
+    if after_seq is not None:
+        await agent_desk.core.wait_for_seq(after_seq)
     return agent_desk.listed(status, capability)
 
 
