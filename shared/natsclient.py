@@ -151,11 +151,18 @@ class LazyHeaders(dict[str, str]):
         return (dict, (dict(super().items()),))
 
 
+class StatusHeaders(dict[str, str]):
+    """The headers of a message whose version line carries a status: one the server sent itself."""
+
+    __slots__ = ()
+
+
 def inline_status(headers: dict[str, str] | None) -> str | None:
-    """The server's status code of a message (``100`` idle heartbeat, ``404``, ``408``, ...), or
-    None for a stored message, whatever headers it was published with: the server sends a status
-    on its version line, which nats-py (and ``HiveNatsClient``) files under ``Status``."""
-    if headers is None or type(headers) is LazyHeaders:
+    """The server's status code of a message (``100`` idle heartbeat, ``404``, ``408``, ``503``,
+    ...), or None for a stored message, whatever headers it was published with: the server sends a
+    status on its version line, which nats-py files under ``Status``, as it does a stored message's
+    own ``Status`` header (``HiveNatsClient`` tells them apart: ``StatusHeaders``)."""
+    if type(headers) is not StatusHeaders:
         return None
     return headers.get(STATUS)
 
@@ -173,16 +180,15 @@ class HiveNatsClient(Client):
         await super()._process_msg(sid, subject, reply, data, headers)
 
     async def _process_headers(self, headers: bytes) -> dict[str, str] | None:
-        """On a subscription read lazily, headers without a status line are parsed when first read
-        (``LazyHeaders``); a status (the server's own: heartbeats, the end of a pull request)
-        and every other subscription's headers at once, as nats-py does."""
+        """A status (the server's own: heartbeats, the end of a pull request, no responders) is
+        parsed at once into ``StatusHeaders``; on a subscription read lazily, other headers are
+        parsed when first read (``LazyHeaders``); elsewhere at once, as nats-py does."""
         if not headers:
             return None
-        if (
-            not self._lazy_headers
-            or len(headers) <= _HEADERS_START + len(_CRLF)
-            or headers[len(_VERSION_LINE)] == _SPACE
-        ):
+        if len(headers) > len(_VERSION_LINE) and headers[len(_VERSION_LINE)] == _SPACE:
+            parsed = await super()._process_headers(headers)
+            return StatusHeaders(parsed) if parsed is not None else None
+        if not self._lazy_headers or len(headers) <= _HEADERS_START + len(_CRLF):
             return await super()._process_headers(headers)
         return LazyHeaders(headers[_HEADERS_START:])
 

@@ -28,7 +28,7 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from shared.natsclient import STATUS, inline_status, pending_after, read_headers_lazily
+from shared.natsclient import inline_status, pending_after, read_headers_lazily
 
 PENDING_MESSAGES = "Nats-Pending-Messages"
 WATCH_S = 0.25
@@ -194,7 +194,7 @@ async def consume_bursts(
                 if msg.subject.startswith(prefix):  # a status, not a stored message
                     if msg.subject != reply:
                         continue  # the end of an earlier burst
-                    status = (msg.headers or {}).get(STATUS)
+                    status = inline_status(msg.headers)
                     if status in ("404", "408"):
                         break
                     raise ConsumerLost(f"status {status}: {(msg.headers or {}).get('Description', '')}")

@@ -8,9 +8,12 @@ import contextlib
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
+from shared.bus import EventBus
 from shared.embedded import EmbeddedNats
-from shared.natsclient import HiveNatsClient, LazyHeaders, inline_status, read_headers_lazily
+from shared.events import TaskSubmitted, encode_event
+from shared.natsclient import HiveNatsClient, LazyHeaders, StatusHeaders, inline_status, read_headers_lazily
 from shared.pull import consume
+from shared.recorded import Recorded
 
 
 async def test_a_stored_message_with_a_status_header_is_handled_not_taken_for_a_heartbeat(
@@ -71,7 +74,22 @@ async def test_a_status_on_a_lazily_read_subscription_is_parsed_at_once(nats_ser
         body = b'{"batch": 1, "no_wait": true}'
         await client.publish("$JS.API.CONSUMER.MSG.NEXT.EMPTY.reader", body, reply="answers.empty")
         status = await asyncio.wait_for(answer, 5.0)
-        assert type(status.headers) is dict, "a status is parsed on arrival"
+        assert isinstance(status.headers, StatusHeaders), "a status is parsed on arrival"
         assert inline_status(status.headers) == "404"
     finally:
         await client.close()
+
+
+async def test_an_event_stored_with_a_status_header_is_read_back_as_an_event(bus: EventBus) -> None:
+    """Direct gets and log reads tell the server's status from a header the publisher chose."""
+    before = TaskSubmitted(task_id="forged-1", task_type="review")
+    await bus.append(before, expected=0)
+    forged = TaskSubmitted(task_id="forged-1", task_type="review")
+    ack = await bus.js.publish(forged.subject, encode_event(forged), headers={"Status": "404"})
+    events, version = await bus.read_aggregate("task", "forged-1")
+    assert [item.event.id for item in events] == [before.id, forged.id]
+    assert version == ack.seq
+    assert await bus.aggregate_version("task", "forged-1") == ack.seq
+    assert await bus.subject_at(ack.seq) == forged.subject
+    last = await bus.last_on(forged.subject)
+    assert isinstance(last, Recorded) and last.event.id == forged.id
