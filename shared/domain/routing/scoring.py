@@ -167,20 +167,32 @@ class TaskScorer:
         breaker_state = self._breakers.get(agent.agent_id)
         half_open = breaker_state is not None and breaker_state.status == "half_open"
         known = self._memo.get(agent.agent_id)
+        load = len(agent.in_flight)
         if (
             known is not None
             and known.capabilities is agent.capabilities
             and known.persona is agent.persona
-            and known.load == len(agent.in_flight)
             and known.capacity == agent.capacity
             and known.half_open == half_open
         ):
-            return known.scored
-        scored = self._score(agent, half_open)
+            if known.load == load:
+                return known.scored
+            scored = self._reloaded(known.scored, agent)
+        else:
+            scored = self._score(agent, half_open)
         self._memo[agent.agent_id] = _Known(
-            agent.capabilities, agent.persona, len(agent.in_flight), agent.capacity, half_open, scored
+            agent.capabilities, agent.persona, load, agent.capacity, half_open, scored
         )
         return scored
+
+    def _reloaded(self, scored: Scored, agent: AgentView) -> Scored:
+        """`scored` (of the agent on the same view at another load) with its load now: only the
+        load, the availability and the score read the load (the rest is the same numbers)."""
+        load = _clamp(1.0 - agent.utilisation)
+        availability = (1.0 - self._weights.load * (1.0 - load)) * scored.breaker
+        return msgspec.structs.replace(
+            scored, load=load, availability=availability, score=scored.fit * availability
+        )
 
     def _score(self, agent: AgentView, half_open: bool) -> Scored:
         weights = self._weights
