@@ -252,7 +252,8 @@ class ScoreMemo:
     changes, when another state is scored, or when the state learned an outcome (``learn``, its
     only change, counts ``outcomes``). An agent's entry is used only while what it was worked out
     on is the same (the same objects, the same numbers), so the scores are exactly those computed
-    afresh.
+    afresh; when only its load differs (the agent just given work in a plan), the factors the load
+    does not touch are kept and its availability and score worked out again.
     """
 
     def __init__(self, max_kinds: int = 256) -> None:
