@@ -43,7 +43,7 @@ from shared.errors import HiveError
 from shared.events import Event, encode_event, too_deep_field
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
-from shared.natsclient import HiveNatsClient, pending_after, stream_seq
+from shared.natsclient import HiveNatsClient, inline_status, pending_after, read_headers_lazily, stream_seq
 from shared.nesting import MAX_NESTING
 from shared.permissions import inbox_prefix, parse_violation
 from shared.pull import Pace, consume_forever
@@ -497,7 +497,7 @@ class EventBus:
         finally:
             expiry.cancel()
             self._acks.pop(token, None)
-        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+        if inline_status(msg.headers) == NO_RESPONDERS:
             raise nats.js.errors.NoStreamResponseError
         ack = _ACK_DECODER.decode(msg.data)
         if ack.error is not None:
@@ -524,7 +524,7 @@ class EventBus:
         request = msgspec.json.encode({"seq": seq})
         reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
         headers = reply.headers or {}
-        if headers.get("Status") == "404":
+        if inline_status(reply.headers) == "404":
             return None
         if "Nats-Subject" not in headers:
             raise RuntimeError(f"direct get of sequence {seq} failed: {headers}")
@@ -539,7 +539,7 @@ class EventBus:
         request = msgspec.json.encode({"last_by_subj": subject_filter})
         reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
         headers = reply.headers or {}
-        if headers.get("Status") == "404":
+        if inline_status(reply.headers) == "404":
             return 0
         if "Nats-Sequence" not in headers:
             raise RuntimeError(f"direct get failed: {headers}")
@@ -551,7 +551,7 @@ class EventBus:
         what a user reads this way, as the server refuses a body that would name another filter."""
         reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}.{subject_filter}", b"", timeout=5)
         headers = reply.headers or {}
-        if headers.get("Status") == "404":
+        if inline_status(reply.headers) == "404":
             return None
         if "Nats-Sequence" not in headers or "Nats-Subject" not in headers:
             raise RuntimeError(f"direct get of {subject_filter} failed: {headers}")
@@ -600,6 +600,7 @@ class EventBus:
         name = await self._ephemeral_consumer(subject_filter, start_seq)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, pending_msgs_limit=batch * 2 + 16)
+        read_headers_lazily(self.nc, sub)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{name}"
         request = msgspec.json.encode({"batch": batch, "no_wait": True})
         try:
@@ -608,7 +609,7 @@ class EventBus:
                 received = 0
                 while received < batch:
                     msg = await sub.next_msg(timeout=10)
-                    if (msg.headers or {}).get("Status"):
+                    if inline_status(msg.headers):
                         break  # 404/408: nothing more for this request
                     received += 1
                     seq = event_msg_seq(msg)
@@ -622,6 +623,7 @@ class EventBus:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+            read_headers_lazily(self.nc, sub, lazily=False)
             with contextlib.suppress(Exception):
                 await self.js.delete_consumer(EVENTS_STREAM, name)
 

@@ -1,22 +1,31 @@
 """The NATS client Hive uses: nats-py's, with three per-message hot spots made cheap.
 
-Every event crosses several consumers, so per-message costs add up: header parsing (nats-py
-tests every character of every header name for whitespace in a generator), the JetStream
-metadata of a delivered message (nats-py also builds a datetime for each) and the socket writes
-(one per wake-up of nats-py's flusher; here one per two turns of the event loop). Behaviour is the
-same.
+Every event crosses several consumers, so per-message costs add up: header parsing (every stored
+event carries its append's ``Nats-Msg-Id`` and ``Nats-Expected-*`` headers, which no reader looks
+at: here they are parsed when first read, not on arrival), the JetStream metadata of a delivered
+message (nats-py also builds a datetime for each) and the socket writes (one per wake-up of
+nats-py's flusher; here one per two turns of the event loop). What a reader sees is the same,
+except that only the server's inline status line (``NATS/1.0 404 ...``) makes a message a status
+(``inline_status``): a stored message's own ``Status`` header does not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 _WHITESPACE = re.compile(r"\s")
 _CRLF = b"\r\n"
+_VERSION_LINE = b"NATS/1.0"
+_HEADERS_START = len(_VERSION_LINE) + len(_CRLF)
+_SPACE = 32
+STATUS = "Status"
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -36,8 +45,152 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
     return out
 
 
+class LazyHeaders(dict[str, str]):
+    """A stored message's headers, parsed from its raw lines the first time a method reads them.
+
+    Only for Hive's own JetStream readers (``read_headers_lazily``), whose code reads headers
+    through the dict's methods (``get``, ``in``, ``dict(...)``): a serialiser that walks a dict's
+    storage directly (``json.dumps``, msgspec) sees it empty until then.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__()
+        self._raw: bytes | None = raw
+
+    def _parsed(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            super().update(parse_header_lines(raw))
+
+    def __getitem__(self, key: str) -> str:
+        self._parsed()
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self._parsed()
+        return super().__contains__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._parsed()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._parsed()
+        return super().__len__()
+
+    def __eq__(self, other: object) -> bool:
+        self._parsed()
+        if isinstance(other, LazyHeaders):
+            other._parsed()
+        return super().__eq__(other)
+
+    def __repr__(self) -> str:
+        self._parsed()
+        return super().__repr__()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._parsed()
+        return super().get(key, default)
+
+    def keys(self) -> Any:
+        self._parsed()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._parsed()
+        return super().values()
+
+    def items(self) -> Any:
+        self._parsed()
+        return super().items()
+
+    def copy(self) -> dict[str, str]:
+        self._parsed()
+        return dict(super().items())
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._parsed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._parsed()
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._parsed()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, str]:
+        self._parsed()
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._parsed()
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: str) -> None:
+        self._parsed()
+        super().update(*args, **kwargs)
+
+    def clear(self) -> None:
+        self._raw = None
+        super().clear()
+
+    def __or__(self, other: Any) -> Any:
+        self._parsed()
+        return dict(super().items()) | other
+
+    def __ior__(self, other: Any) -> Any:
+        self._parsed()
+        return super().__ior__(other)
+
+    def __reduce__(self) -> Any:
+        self._parsed()
+        return (dict, (dict(super().items()),))
+
+
+class StatusHeaders(dict[str, str]):
+    """The headers of a message whose version line carries a status: one the server sent itself."""
+
+    __slots__ = ()
+
+
+def inline_status(headers: dict[str, str] | None) -> str | None:
+    """The server's status code of a message (``100`` idle heartbeat, ``404``, ``408``, ``503``,
+    ...), or None for a stored message, whatever headers it was published with: the server sends a
+    status on its version line, which nats-py files under ``Status``, as it does a stored message's
+    own ``Status`` header (``HiveNatsClient`` tells them apart: ``StatusHeaders``)."""
+    if type(headers) is not StatusHeaders:
+        return None
+    return headers.get(STATUS)
+
+
 class HiveNatsClient(Client):
     _parse_header_lines = staticmethod(parse_header_lines)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lazy_header_sids: set[int] = set()
+        self._lazy_headers = False
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        self._lazy_headers = sid in self.lazy_header_sids  # read by _process_headers, first thing
+        await super()._process_msg(sid, subject, reply, data, headers)
+
+    async def _process_headers(self, headers: bytes) -> dict[str, str] | None:
+        """A status (the server's own: heartbeats, the end of a pull request, no responders) is
+        parsed at once into ``StatusHeaders``; on a subscription read lazily, other headers are
+        parsed when first read (``LazyHeaders``); elsewhere at once, as nats-py does."""
+        if not headers:
+            return None
+        if len(headers) > len(_VERSION_LINE) and headers[len(_VERSION_LINE)] == _SPACE:
+            parsed = await super()._process_headers(headers)
+            return StatusHeaders(parsed) if parsed is not None else None
+        if not self._lazy_headers or len(headers) <= _HEADERS_START + len(_CRLF):
+            return await super()._process_headers(headers)
+        return LazyHeaders(headers[_HEADERS_START:])
 
     async def _flusher(self) -> None:
         """Write what is pending once the event loop has run the callbacks already due: what the
@@ -63,6 +216,19 @@ class HiveNatsClient(Client):
             finally:
                 if not flushed.done():
                     flushed.set_result(None)
+
+
+def read_headers_lazily(nc: Client, sub: Subscription, lazily: bool = True) -> None:
+    """Parse the headers of the messages ``sub`` receives when its handler first reads them.
+
+    For a reader whose code reads them only through the dict's methods, if at all (see
+    ``LazyHeaders``). ``lazily=False`` forgets the subscription once it is done.
+    """
+    if isinstance(nc, HiveNatsClient):
+        if lazily:
+            nc.lazy_header_sids.add(sub._id)
+        else:
+            nc.lazy_header_sids.discard(sub._id)
 
 
 def _ack_tokens(msg: Msg) -> list[str]:

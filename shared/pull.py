@@ -28,9 +28,8 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from shared.natsclient import pending_after
+from shared.natsclient import inline_status, pending_after, read_headers_lazily
 
-STATUS = "Status"
 PENDING_MESSAGES = "Nats-Pending-Messages"
 WATCH_S = 0.25
 ANSWER_TIMEOUT_S = 5.0
@@ -92,8 +91,7 @@ async def consume(
     async def on_message(msg: Msg) -> None:
         nonlocal pending, last_activity
         last_activity = time.monotonic()
-        headers = msg.headers
-        status = headers.get(STATUS) if headers else None
+        status = inline_status(msg.headers)
         if status is None:
             if stopping.is_set() or lost:
                 if nak_on_stop and msg.reply:
@@ -107,6 +105,7 @@ async def consume(
             return
         if status == "100" or lost:
             return  # idle heartbeat: the consumer is alive
+        headers = msg.headers
         assert headers is not None
         if status in ("408", "409") and PENDING_MESSAGES in headers:
             pending -= int(headers[PENDING_MESSAGES])
@@ -118,6 +117,7 @@ async def consume(
             lost.append(ConsumerLost(f"status {status}: {headers.get('Description', '')}"))
 
     sub = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=batch * 4 + 1024)
+    read_headers_lazily(nc, sub)
     try:
         await request()
         reconnects = nc.stats["reconnects"]
@@ -140,6 +140,7 @@ async def consume(
                 lost.append(ConsumerLost("consumer abandoned"))
             with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
                 await asyncio.wait_for(sub.drain(), 30)  # type: ignore[no-untyped-call]
+        read_headers_lazily(nc, sub, lazily=False)
 
 
 async def consume_bursts(
@@ -169,6 +170,7 @@ async def consume_bursts(
         signal.set()
 
     sub = await nc.subscribe(f"{prefix}.*", cb=on_message, pending_msgs_limit=batch * 4 + 1024)
+    read_headers_lazily(nc, sub)
     body = msgspec.json.encode({"batch": batch, "no_wait": True})
     reconnects = nc.stats["reconnects"]
     number = 0
@@ -192,7 +194,7 @@ async def consume_bursts(
                 if msg.subject.startswith(prefix):  # a status, not a stored message
                     if msg.subject != reply:
                         continue  # the end of an earlier burst
-                    status = (msg.headers or {}).get(STATUS)
+                    status = inline_status(msg.headers)
                     if status in ("404", "408"):
                         break
                     raise ConsumerLost(f"status {status}: {(msg.headers or {}).get('Description', '')}")
@@ -216,6 +218,7 @@ async def consume_bursts(
         if not nc.is_closed:
             with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
                 await sub.unsubscribe()
+        read_headers_lazily(nc, sub, lazily=False)
 
 
 LOST = (ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError)

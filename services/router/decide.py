@@ -156,7 +156,8 @@ def route_task(
     reference = reference_duration(state.performance, task)
     ineligible: list[RejectedCandidate] = []
     below_threshold: list[RejectedCandidate] = []
-    qualified: list[tuple[AgentView, Scored]] = []
+    free: list[tuple[AgentView, Scored]] = []
+    full: list[tuple[AgentView, Scored]] = []
     below: list[Scored] = []
     eligibility = Eligibility(state, task)
     eligible: list[AgentView] = []
@@ -185,10 +186,10 @@ def route_task(
                 )
             )
             continue
-        qualified.append((agent, scored))
-    free = [(agent, scored) for agent, scored in qualified if agent.free > 0]
+        # Qualified: with room (the candidates) or without (shown among the rivals).
+        (free if agent.capacity > len(agent.in_flight) else full).append((agent, scored))
     if not free:
-        return _held(state, task, len(qualified), below, threshold)
+        return _held(state, task, len(full), below, threshold)
     placements = (
         {agent.agent_id: placement_preference(state, task, agent) for agent, _s in free}
         if task.spec.label_rules or task.spec.affinity_key
@@ -234,9 +235,7 @@ def route_task(
     if len(free) > 1:
         agent, scored = free[1]
         runner_up = (scored, lost_because(agent, scored))
-    rivals = sorted([*free[1:], *((a, s) for a, s in qualified if a.free <= 0)], key=_rival_order)[
-        :MAX_REJECTED_SHOWN
-    ]
+    rivals = sorted([*free[1:], *full], key=_rival_order)[:MAX_REJECTED_SHOWN]
     scored_rejections = [
         RejectedCandidate(
             agent_id=agent.agent_id,
@@ -429,10 +428,7 @@ def next_decision(
     fleet = state.fleet
     if not fleet.queue:
         return None
-    any_room = any(
-        a.status == "active" and a.free > 0 and admits(state.breakers, a.agent_id) is None
-        for a in fleet.agents.values()
-    )
+    any_room: bool | None = None  # whether any agent has room: looked at once a queued task asks
     scan = scan or Scan(state, config)
     unplaceable = scan.unplaceable
     limits = scan.limits  # --- keys hook (services/router/keyed.py) ---
@@ -454,8 +450,11 @@ def next_decision(
         ):
             continue
         expired = _expired(task, now)
-        if task.status == "queued" and not any_room and not expired:
-            continue
+        if task.status == "queued" and not expired:
+            if any_room is None:
+                any_room = _any_room(state)
+            if not any_room:
+                continue
         settle = _settle(task, now, config)
         if (
             task.status == "queued"
@@ -511,6 +510,14 @@ def next_decision(
         if task is not None and task.attempt == hold.attempt and _still_owed(task, hold):
             return hold
     return None
+
+
+def _any_room(state: RouterState) -> bool:
+    """Some active agent has a free slot its breaker lets a task through."""
+    return any(
+        a.status == "active" and a.free > 0 and admits(state.breakers, a.agent_id) is None
+        for a in state.fleet.agents.values()
+    )
 
 
 def _still_owed(task: TaskView, hold: KeyHold) -> bool:

@@ -2,47 +2,59 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from services.router.ties import Tie, merit
 from shared.domain.fleet import AgentView, TaskView
 from shared.domain.routing.policy import Weights
 from shared.domain.routing.scoring import Scored
-from shared.domain.routing.separation import probability_better
+from shared.domain.routing.separation import Merit, probability_better
 
 
 def breakdown(scored: Scored, weights: Weights, tie: Tie | None = None) -> dict[str, float]:
     """Every factor of the chosen agent, the weights that combined them, and the prediction; with
     a strategy that spreads ties, the confidence and how the tie among equals was broken."""
     prediction = scored.prediction
+    # Rounded as they are put in (one dict, not a second one rounded from the first).
     values = {
-        "capability": scored.capability,
-        "persona": scored.persona,
-        "performance": scored.performance,
-        "timeliness": scored.timeliness,
-        "fit": scored.fit,
-        "load": scored.load,
-        "breaker": scored.breaker,
-        "availability": scored.availability,
-        "predicted_quality": prediction.quality,
-        "uncertainty": prediction.uncertainty,
-        "success_probability": prediction.success_probability,
-        "observations": float(prediction.observations),
-        "weight_capability": weights.capability,
-        "weight_persona": weights.persona,
-        "weight_performance": weights.performance,
-        "weight_timeliness": weights.timeliness,
-        "load_weight": weights.load,
-        "risk_tolerance": weights.risk,
+        "capability": round(scored.capability, 4),
+        "persona": round(scored.persona, 4),
+        "performance": round(scored.performance, 4),
+        "timeliness": round(scored.timeliness, 4),
+        "fit": round(scored.fit, 4),
+        "load": round(scored.load, 4),
+        "breaker": round(scored.breaker, 4),
+        "availability": round(scored.availability, 4),
+        "predicted_quality": round(prediction.quality, 4),
+        "uncertainty": round(prediction.uncertainty, 4),
+        "success_probability": round(prediction.success_probability, 4),
+        "observations": round(float(prediction.observations), 4),
+        **_weights_shown(weights),
     }
     if prediction.duration_s is not None:
-        values["predicted_duration_s"] = prediction.duration_s
+        values["predicted_duration_s"] = round(prediction.duration_s, 4)
     if tie is not None:
-        values["tie_confidence"] = tie.confidence
-        values["tied_candidates"] = float(len(tie.separation.contenders))
+        values["tie_confidence"] = round(tie.confidence, 4)
+        values["tied_candidates"] = round(float(len(tie.separation.contenders)), 4)
         values["candidates_alike"] = 1.0 if tie.separation.alike else 0.0
         values["tie_broken_by_load"] = 1.0 if tie.by_load else 0.0
         if tie.by_load:
-            values["leader_better_probability"] = tie.leader_better
-    return {key: round(value, 4) for key, value in values.items()}
+            values["leader_better_probability"] = round(tie.leader_better, 4)
+    return values
+
+
+@lru_cache(maxsize=64)
+def _weights_shown(weights: Weights) -> dict[str, float]:
+    """The weights' part of a breakdown, rounded (the same weights serve many decisions: a plan's
+    tasks of one kind). Shared: read it, never change it."""
+    return {
+        "weight_capability": round(weights.capability, 4),
+        "weight_persona": round(weights.persona, 4),
+        "weight_performance": round(weights.performance, 4),
+        "weight_timeliness": round(weights.timeliness, 4),
+        "load_weight": round(weights.load, 4),
+        "risk_tolerance": round(weights.risk, 4),
+    }
 
 
 def _persona_phrase(agent: AgentView, task: TaskView, persona: float) -> str:
@@ -137,10 +149,16 @@ def tie_rival_reason(
     if agent.utilisation > chosen.utilisation:
         return (
             f"score {scored.score:.3f}, not told apart from {chosen.agent_id} (better with probability "
-            f"{probability_better(merit(scored), merit(chosen_scored)):.2f}); busier "
+            f"{probability_better(_merit_of(tie, scored), _merit_of(tie, chosen_scored)):.2f}); busier "
             f"({agent.load}/{agent.capacity} vs {chosen.load}/{chosen.capacity} in flight)"
         )
     return None
+
+
+def _merit_of(tie: Tie, scored: Scored) -> Merit:
+    """The candidate's merit as the tie rule split it (worked out here for one it did not see)."""
+    known = tie.merits.get(scored.agent_id)
+    return known if known is not None else merit(scored)
 
 
 def why_not(

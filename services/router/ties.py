@@ -30,6 +30,9 @@ class Tie(msgspec.Struct, frozen=True, kw_only=True):
     """The leader is a contender and the chosen agent is another, less loaded one: load decided."""
     leader_better: float
     """P(the leader's merit > the chosen agent's)."""
+    merits: dict[str, Merit] = {}
+    """The free candidates' merits by agent id, as split (so the explanation does not work them
+    out again)."""
 
 
 def merit(scored: Scored) -> Merit:
@@ -60,12 +63,17 @@ def spread_ties(
     leader_agent, leader = free[0]
     if leader_agent.agent_id == task.preferred_agent_id:
         return None
-    separation = separate([merit(scored) for _agent, scored in free], config.confidence)
+    merits = [merit(scored) for _agent, scored in free]
+    separation = separate(merits, config.confidence)
     tied = set(separation.contenders)
-    position = min(
-        (index for index, (agent, _scored) in enumerate(free) if agent.agent_id in tied),
-        key=lambda index: (free[index][0].utilisation, index),
-    )
+    # The least loaded contender, the first in rank order among equally loaded ones.
+    position = -1
+    lowest = 0.0
+    for index, (agent, _scored) in enumerate(free):
+        if agent.agent_id in tied:
+            utilisation = len(agent.in_flight) / agent.capacity if agent.capacity else 1.0  # .utilisation
+            if position < 0 or utilisation < lowest:
+                position, lowest = index, utilisation
     chosen_agent, chosen = free.pop(position)
     free.insert(0, (chosen_agent, chosen))
     by_load = position != 0 and leader.agent_id in tied
@@ -74,5 +82,6 @@ def spread_ties(
         separation=separation,
         leader=leader,
         by_load=by_load,
-        leader_better=probability_better(merit(leader), merit(chosen)) if by_load else 0.5,
+        leader_better=probability_better(merits[0], merits[position]) if by_load else 0.5,
+        merits={m.agent_id: m for m in merits},
     )

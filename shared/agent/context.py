@@ -7,7 +7,6 @@ the task's last known sequence) stays in private attributes the SDK alone uses.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ class TaskContext:
         """Built by the SDK (or ``shared.agent.testing``) for each attempt; not by handlers."""
         self._assignment = assignment
         self._progress_sink = progress_sink
-        self._cancelled = asyncio.Event()
+        self._cancelled = False
         self._last_seq = assignment.task_seq
         """The task's last sequence this agent knows: its next report is appended against it."""
         self._deadline = started_at + assignment.timeout_s
@@ -86,7 +85,7 @@ class TaskContext:
 
     @property
     def is_cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled
 
     async def progress(self, percent: float, message: str = "") -> None:
         """Tell Hive how far the work is.
@@ -101,7 +100,7 @@ class TaskContext:
         await self._progress_sink(self, max(0.0, min(100.0, float(percent))), message)
 
     def _cancel(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True
 
     def __repr__(self) -> str:
         return f"TaskContext(task_id={self.task_id!r}, task_type={self.task_type!r}, attempt={self.attempt})"

@@ -34,14 +34,22 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
+from shared.agent.acks import AckBatch, ack_batch
 from shared.agent.connection import connection_for
 from shared.agent.context import TaskContext, TaskOutcome
 from shared.agent.errors import AgentSetupError, AttemptSuperseded, NonRetryableError
 from shared.agent.handlers import Handler, Handlers
-from shared.agent.inbox import inbox_ready, open_inbox, wait_for_inbox
+from shared.agent.inbox import inbox_ready, open_inbox, pull_batch, wait_for_inbox
 from shared.agent.lazy_start import StartReport
 from shared.agent.settle import Failure, failure_of, missing_handler, settle, timed_out
-from shared.bus import EventBus, EventTooDeep, EventTooLarge, connection_key, event_msg_seq
+from shared.bus import (
+    ConcurrencyConflict,
+    EventBus,
+    EventTooDeep,
+    EventTooLarge,
+    connection_key,
+    event_msg_seq,
+)
 from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
 from shared.domain.heartbeats import Heartbeat
@@ -170,6 +178,8 @@ class Agent:
         self.stats = AgentStats()
         self.bus: EventBus | None = None
         self._owns_bus = False
+        self._acks: AckBatch | None = None
+        """Where handled inbox messages wait to be acknowledged with others (``shared/agent/acks.py``)."""
         self._running: dict[str, asyncio.Task[None]] = {}
         self._contexts: dict[str, TaskContext] = {}
         self._starts: dict[str, StartReport] = {}
@@ -278,6 +288,7 @@ class Agent:
             )
             self._owns_bus = True
         self.bus = bus
+        self._acks = ack_batch(bus.nc)
         await self._register()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"hb-{self.agent_id}"))
         self._start_reading()
@@ -374,6 +385,8 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._running.values(), *self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._acks is not None:
+            await self._acks.flush()  # what was handled is acknowledged before the connection goes
         if self._owns_bus and self.bus is not None:
             await self.bus.close()
 
@@ -454,9 +467,10 @@ class Agent:
             return self.durable
 
         async def take(msg: Msg) -> None:
-            await self._on_message(msg)
-            # Handled and acknowledged: what the heartbeats now say the agent received.
-            self._received_seq = max(self._received_seq, event_msg_seq(msg))
+            seq = event_msg_seq(msg)
+            await self._on_message(msg, seq)
+            # Handled (its acknowledgement on its way): what the heartbeats now say the agent received.
+            self._received_seq = max(self._received_seq, seq)
 
         await consume_forever(
             self.bus.nc,
@@ -465,14 +479,19 @@ class Agent:
             take,
             stop,
             on_lost=on_lost,
-            batch=self.capacity + 16,
+            batch=pull_batch(self.capacity),
         )
 
-    async def _on_message(self, msg: Msg) -> None:
-        item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
+    def _ack(self, msg: Msg) -> None:
+        """Acknowledge a handled inbox message, with the others due on this connection."""
+        assert self._acks is not None
+        self._acks.add(msg)
+
+    async def _on_message(self, msg: Msg, seq: int) -> None:
+        item = decode_recorded(seq, msg.subject, msg.data)
         event = getattr(item, "event", None)
         if isinstance(event, AgentRestartRequested):
-            await msg.ack()
+            self._ack(msg)
             if event.session in ("", self.session):
                 hook = self.on_restart_requested or self.restart
                 self._tasks.append(asyncio.create_task(hook(event.reason), name=f"restart-{self.agent_id}"))
@@ -482,13 +501,13 @@ class Agent:
             if context is not None and context.attempt == event.attempt:
                 context._cancel()
                 self._running[event.task_id].cancel()
-            await msg.ack()
+            self._ack(msg)
             return
         if not isinstance(event, TaskAssigned) or (event.session and event.session != self.session):
-            await msg.ack()
+            self._ack(msg)
             return
         if event.task_id in self._running:
-            await msg.ack()
+            self._ack(msg)
             return
         now = time.time()
         context = TaskContext(event, self._report_progress, started_at=now)
@@ -503,9 +522,9 @@ class Agent:
                 self.log.info(
                     "assignment_refused", task_id=event.task_id, attempt=event.attempt, reason=str(exc)
                 )
-                await msg.ack()
+                self._ack(msg)
                 return
-        await msg.ack()
+        self._ack(msg)
         self.stats.started += 1
         start = StartReport(lambda: self._report_start(context, now), reported=delay <= 0)
         self._contexts[event.task_id] = context
@@ -653,6 +672,21 @@ class Agent:
         land is not stored twice) until it lands or the agent stops: a result is never dropped.
         """
         assert self.bus is not None
+        try:
+            # The usual case, without the layers of the retries below: stored at the first try.
+            stored = await self.bus.append(event, expected=context._last_seq)
+        except ConcurrencyConflict:
+            await self._report_retrying(context, event, refused=True)
+            return
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError):
+            await self._report_retrying(context, event, refused=False)
+            return
+        context._last_seq = max(context._last_seq, stored.seq)
+
+    async def _report_retrying(self, context: TaskContext, event: Event, *, refused: bool) -> None:
+        """``report`` once its first try was `refused` (the task changed: catch up first) or met an
+        outage: again, under the same message id, until stored, or AttemptSuperseded."""
+        assert self.bus is not None
         bus = self.bus
 
         async def once() -> None:
@@ -675,6 +709,8 @@ class Agent:
             context._last_seq = last_seq
 
         try:
+            if refused:
+                await catch_up()
             await retry_on_conflict(once, catch_up, what=f"task {context.task_id!r}")
         except KeepsChanging as exc:
             raise AttemptSuperseded(str(exc)) from None

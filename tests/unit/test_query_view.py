@@ -1,5 +1,6 @@
 """The query model's pure part: rows written batch by batch are those of a fresh fold of the whole log,
-also after a restart from the rows; cursors, filters and the schema id."""
+also after a restart from the rows and when noted from the gateway's projection instead of a fold of
+the model's own; cursors, filters and the schema id."""
 
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ from services.gateway.query.view import (
     Changes,
     QueryState,
     Rows,
+    Specs,
     agent_from_row,
     agent_row,
     apply_query,
     assignment_row,
+    note_applied,
     restored,
     rows_of,
     task_from_row,
@@ -36,11 +39,22 @@ from services.gateway.query.view import (
 )
 from services.gateway.schemas import TaskSummary
 from services.gateway.tasks import TASK_SUMMARY_FIELDS
+from services.gateway.view import GATEWAY_VIEW, GatewayState
 from services.gateway.workflow_schemas import WorkflowSummary
 from services.gateway.workflows import WORKFLOW_SUMMARY_FIELDS
-from shared.domain.fleet import TERMINAL, FleetState, apply_fleet
-from shared.domain.workflows import WorkflowsState, apply_workflows
-from shared.events import TaskSubmitted
+from shared.domain.fleet import TERMINAL, FleetState, admits, apply_fleet
+from shared.domain.workflows import WorkflowsState, apply_workflows, step_task_id
+from shared.events import (
+    AgentRegistered,
+    TaskAssigned,
+    TaskCompleted,
+    TaskRequeued,
+    TaskSubmitted,
+    WorkflowStarted,
+    WorkflowStep,
+    WorkflowStepDispatched,
+    WorkflowSubmitted,
+)
 from shared.recorded import Recorded
 from tests.varied_history import recorded, varied_events
 
@@ -86,10 +100,13 @@ class FakeStore:
 
 
 def expected_rows(log: list[Recorded]) -> FakeStore:
-    """A fresh fold of the whole log, nothing forgotten, as rows."""
+    """A fresh fold of the whole log, nothing forgotten, as rows (a report from an agent not holding
+    the task changes nothing, as in the gateway's view)."""
     fleet = FleetState(max_finished=10**9)
     workflows = WorkflowsState(max_finished=10**9)
     for item in log:
+        if not admits(fleet, item):
+            continue
         apply_fleet(fleet, item)
         apply_workflows(workflows, item)
     store = FakeStore()
@@ -117,6 +134,28 @@ def fold_in_batches(
                 assert_same_rows(store, expected_rows(log[: index + 1]))
     store.write(rows_of(changes, log[-1].seq))
     return state
+
+
+def follow_in_batches(
+    log: list[Recorded], every: int, store: FakeStore, view: GatewayState, specs: Specs | None = None
+) -> GatewayState:
+    """As the model once it follows the gateway's projection: the projection folds, the model notes."""
+    changes = Changes()
+    for item in log:
+        view = GATEWAY_VIEW.apply(view, item)
+        note_applied(view.fleet, view.workflows, changes, item)
+        if changes.events >= every:
+            store.write(rows_of(changes, item.seq, specs))
+            changes = Changes()
+    store.write(rows_of(changes, log[-1].seq, specs))
+    return view
+
+
+def projection_at(log: list[Recorded]) -> GatewayState:
+    view = GATEWAY_VIEW.initial()
+    for item in log:
+        view = GATEWAY_VIEW.apply(view, item)
+    return view
 
 
 def assert_same_rows(found: FakeStore, expected: FakeStore) -> None:
@@ -151,6 +190,84 @@ def test_a_model_restored_from_its_rows_goes_on_as_if_never_stopped(every: int, 
     fold_in_batches(LOG[:split], every, store, QueryState())
     fold_in_batches(LOG[split:], every, store, store.restore())
     assert_same_rows(store, expected_rows(LOG))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=10**6),
+    every=st.integers(min_value=1, max_value=300),
+    split=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_rows_noted_from_the_gateways_projection_are_those_of_a_fresh_fold_of_the_whole_log(
+    seed: int, every: int, split: float
+) -> None:
+    """The model folds the log itself up to where the projection stands, then only notes what the
+    projection applied (whose fleet keeps ended tasks, and whose workflows keep more ended ones):
+    the same rows as the fold of its own it no longer does."""
+    log = recorded(varied_events(150, seed=seed))
+    cut = round(split * len(log))
+    store = FakeStore()
+    if cut:
+        fold_in_batches(log[:cut], every, store, QueryState())
+    if cut < len(log):
+        follow_in_batches(log[cut:], every, store, projection_at(log[:cut]))
+    assert_same_rows(store, expected_rows(log))
+    own = FakeStore()
+    fold_in_batches(log, every, own, QueryState())
+    assert_same_rows(store, own)
+
+
+@settings(max_examples=10, deadline=None)
+@given(every=st.integers(min_value=1, max_value=40))
+def test_rows_noted_from_the_projection_after_every_write_are_those_of_a_fresh_fold_up_to_it(
+    every: int,
+) -> None:
+    store = FakeStore()
+    changes = Changes()
+    view = GATEWAY_VIEW.initial()
+    for index, item in enumerate(SHORT_LOG):
+        view = GATEWAY_VIEW.apply(view, item)
+        note_applied(view.fleet, view.workflows, changes, item)
+        if changes.events >= every:
+            store.write(rows_of(changes, item.seq))
+            changes = Changes()
+            assert_same_rows(store, expected_rows(SHORT_LOG[: index + 1]))
+
+
+def test_a_submission_is_encoded_once_for_all_the_writes_of_its_task_and_forgotten_when_it_ends() -> None:
+    specs: Specs = {}
+    cached, plain = FakeStore(), FakeStore()
+    view = follow_in_batches(LOG, 7, cached, GATEWAY_VIEW.initial(), specs)
+    follow_in_batches(LOG, 7, plain, GATEWAY_VIEW.initial())
+    assert_same_rows(cached, plain)
+    live = {task.submitted_seq for task in view.fleet.tasks.values() if not task.terminal}
+    assert specs and set(specs) <= live
+
+
+def test_a_late_report_from_an_agent_that_no_longer_holds_a_step_s_task_leaves_the_step_as_it_was() -> None:
+    """The gateway's view refuses it (``admits``): so do the rows, whichever way they are made."""
+    task = step_task_id("wf", "only")
+    log = recorded(
+        [
+            *(AgentRegistered(agent_id=agent, capabilities={"review": 0.9}) for agent in ("a", "b")),
+            WorkflowSubmitted(workflow_id="wf", steps=[WorkflowStep(step_id="only", task_type="review")]),
+            WorkflowStarted(workflow_id="wf", running=1),
+            WorkflowStepDispatched(workflow_id="wf", step_id="only", task_id=task),
+            TaskSubmitted(task_id=task, task_type="review", workflow_id="wf", step_id="only"),
+            TaskAssigned(agent_id="a", task_id=task, attempt=1),
+            TaskRequeued(task_id=task, attempt=2, reason="agent_unresponsive"),
+            TaskAssigned(agent_id="b", task_id=task, attempt=2),
+            TaskCompleted(task_id=task, agent_id="a", attempt=1, result="stale", quality=0.1),
+        ]
+    )
+    own, followed = FakeStore(), FakeStore()
+    fold_in_batches(log, 3, own, QueryState())
+    follow_in_batches(log, 3, followed, GATEWAY_VIEW.initial())
+    for store in (own, followed):
+        [row] = store.workflows.values()
+        step = workflow_from_row(row[13]).steps["only"]
+        assert (step.status, step.result) == ("dispatched", None)
+    assert_same_rows(own, followed)
 
 
 def test_a_second_submission_of_an_ended_task_changes_nothing() -> None:

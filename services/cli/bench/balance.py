@@ -48,7 +48,7 @@ from services.cli.bench.http import JsonClient
 from services.cli.stack import Stack
 from shared.agent.sdk import Agent
 from shared.agent.simulated import SimulationProfile, make_simulated_agents, simulated_handler
-from shared.bus import EventBus, event_msg_seq
+from shared.bus import EventBus
 from shared.domain.load_balance import accepted_assignment, group_loads
 from shared.domain.performance_metrics import MetricsView, apply_metrics_view, figures
 from shared.domain.starts import implied_start_ts
@@ -128,12 +128,12 @@ class StalledAgent(Agent):
     """Alive by its heartbeats, it takes its assignments and never starts them (an agent queueing work
     for workers that never free up). A simulation device: it answers nothing to its assignments."""
 
-    async def _on_message(self, msg: Msg) -> None:
-        item = decode_recorded(event_msg_seq(msg), msg.subject, msg.data)
+    async def _on_message(self, msg: Msg, seq: int) -> None:
+        item = decode_recorded(seq, msg.subject, msg.data)
         if isinstance(item, Recorded) and isinstance(item.event, TaskAssigned):
-            await msg.ack()
+            self._ack(msg)
             return
-        await super()._on_message(msg)
+        await super()._on_message(msg, seq)
 
 
 class Watch:

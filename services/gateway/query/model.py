@@ -3,10 +3,12 @@
 On start it claims this gateway's file (``files.py``), resumes from the sequence the file holds
 (or from 0 when the file is new, of an old schema, or was built from another stream), reads the
 log from there to where the gateway's projection stands, then follows that projection (a listener:
-each event is read and decoded once per gateway). Events are applied in memory (``view.py``) into
-a write buffer, written in one transaction per batch: every ``flush_events`` events, every
-``flush_interval_s``, and at once when a read waits for a sequence (``flushed_to``). Ended work
-older than ``retention_s`` is deleted every ``purge_interval_s``.
+each event is read and decoded once per gateway). While catching up, events are folded in memory
+(``view.py``) into the model's own state; once following, the projection has folded each event into
+the same fleet and workflows already, and the model only notes which of its objects changed (no
+second fold). The rows noted go into a write buffer, written in one transaction per batch: every
+``flush_events`` events, every ``flush_interval_s``, and at once when a read waits for a sequence
+(``flushed_to``). Ended work older than ``retention_s`` is deleted every ``purge_interval_s``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from nats.aio.msg import Msg
 
 from services.gateway.query.files import ClaimedFile, claim
 from services.gateway.query.store import QueryStore
-from services.gateway.query.view import Changes, QueryState, apply_query, restored, rows_of
+from services.gateway.query.view import (
+    Changes,
+    QueryState,
+    Specs,
+    apply_query,
+    note_applied,
+    restored,
+    rows_of,
+)
+from services.gateway.view import GatewayState
 from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
 from shared.natsclient import pending_after
@@ -40,7 +51,7 @@ class QueryModel:
     def __init__(
         self,
         bus: EventBus,
-        projection: ProjectionRunner[Any],
+        projection: ProjectionRunner[GatewayState],
         *,
         home: str,
         instance: str = "",
@@ -56,8 +67,11 @@ class QueryModel:
         self.flush_events = flush_events or FLUSH_EVENTS
         self.flush_interval_s = flush_interval_s or FLUSH_INTERVAL_S
         self.purge_interval_s = min(60.0, max(1.0, retention_s / 10))
-        self.state = QueryState()
+        self._own = QueryState()
+        """What the model folds itself while catching up (the projection's once it follows)."""
         self.changes = Changes()
+        self.specs: Specs = {}
+        """Submissions encoded by earlier writes of their task (``task_row``)."""
         self.seq = 0
         """Last sequence applied in memory."""
         self.flushed = 0
@@ -111,11 +125,11 @@ class QueryModel:
             await self.store.set_meta("stream_created", bounds.created)
             self.seq = self.flushed = seq
             self.purged_before_ts = float(meta.get("purged_before_ts") or 0.0)
-            self.state = restored(*await self.store.live())
+            self._own = restored(*await self.store.live())
         except BaseException:
             await self._release()
             raise
-        log.info("query_model_opened", file=self.path, seq=seq, live_tasks=len(self.state.fleet.tasks))
+        log.info("query_model_opened", file=self.path, seq=seq, live_tasks=len(self._own.fleet.tasks))
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name="query-model"))
@@ -168,6 +182,7 @@ class QueryModel:
             if self.seq >= target:
                 self.projection.add_listener(self._on_event)  # no await since the check: no gap
                 self.attached = True
+                self._own = QueryState()  # the projection's fleet and workflows hold the same now
                 break
             if (await self.bus.log_bounds()).first_seq > target:
                 self.seq = target  # what is left to read is gone from the log (STREAM_MAX_AGE_S)
@@ -224,17 +239,31 @@ class QueryModel:
                 log.exception("query_model_write_failed", file=self.path, seq=self.position)
                 await asyncio.sleep(WRITE_RETRY_S)
 
+    @property
+    def state(self) -> QueryState:
+        """The fleet and workflows the rows are written from: the model's own while it catches up,
+        the gateway projection's once it follows."""
+        if self.attached:
+            view = self.projection.state
+            return QueryState(fleet=view.fleet, workflows=view.workflows)
+        return self._own
+
     def _apply(self, recorded: Recorded) -> None:
         try:
-            apply_query(self.state, self.changes, recorded)
+            apply_query(self._own, self.changes, recorded)
         except Exception:
             log.exception("query_model_apply_failed", seq=recorded.seq, subject=recorded.subject)
 
     def _on_event(self, recorded: Recorded) -> None:
-        """Listener on the gateway's projection: apply, and ask for a write when one is due."""
+        """Listener on the gateway's projection (called once it applied the event): note the rows
+        the event changed, and ask for a write when one is due."""
         if self._closed or recorded.seq <= self.seq:
             return
-        self._apply(recorded)
+        view = self.projection.state
+        try:
+            note_applied(view.fleet, view.workflows, self.changes, recorded)
+        except Exception:
+            log.exception("query_model_apply_failed", seq=recorded.seq, subject=recorded.subject)
         self.seq = recorded.seq
         if self.changes.events >= self.flush_events or (self._waiters and self._waiters[0][0] <= self.seq):
             self._kick.set()
@@ -268,7 +297,8 @@ class QueryModel:
             if position <= self.flushed and not self.changes.events:
                 return
             changes, self.changes = self.changes, Changes()
-            rows = rows_of(changes, position)  # encoded now: the objects change with the next events
+            # Encoded now: the objects change with the next events.
+            rows = rows_of(changes, position, self.specs)
             try:
                 await self.store.write(rows)
             except BaseException:
@@ -316,6 +346,12 @@ class QueryModel:
 
     # --- health -------------------------------------------------------------------------------------
 
+    def _live_tasks(self) -> int:
+        """Tasks not ended in the memory the rows are written from (the projection's fleet keeps
+        ended ones too, listed in its ``finished``)."""
+        fleet = self.state.fleet
+        return len(fleet.tasks) - len(fleet.finished) if self.attached else len(fleet.tasks)
+
     def details(self) -> dict[str, Any]:
         return {
             "file": self.path,
@@ -324,7 +360,7 @@ class QueryModel:
             "catching_up": not self.attached,
             "catch_up_events": self.catch_up_events,
             "catch_up_s": round(self.catch_up_s, 3),
-            "live_tasks": len(self.state.fleet.tasks),
+            "live_tasks": self._live_tasks(),
             "retention_s": self.retention_s,
         }
 

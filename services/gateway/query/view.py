@@ -7,9 +7,12 @@ has ended never changes again (the fleet projection ignores whatever comes after
 event), so once written it needs no memory.
 
 ``apply_query`` folds an event into that state with the very apply functions of the fleet and
-workflow projections, so a row is what a fresh fold of the whole log says, and notes in
-``Changes`` which rows the event touched (noting a row too many costs one rewrite, never a wrong
-row). ``rows_of`` turns the changes into the tuples the store writes in one transaction.
+workflow projections (behind the same ``admits`` as the gateway's view), so a row is what a fresh
+fold of the whole log says, and notes in ``Changes`` which rows the event touched (noting a row too
+many costs one rewrite, never a wrong row). That fold runs only while the model catches up from its
+file; once it follows the gateway's projection, that projection has folded the same event into the
+same fleet and workflows already, and ``note_applied`` only notes the rows from there (no second
+fold). ``rows_of`` turns the changes into the tuples the store writes in one transaction.
 """
 
 from __future__ import annotations
@@ -20,9 +23,18 @@ from typing import Any
 
 import msgspec
 
-from shared.domain.fleet import WAITING, AgentView, AssignmentRecord, FleetState, TaskView, apply_fleet
+from shared.domain.fleet import (
+    TERMINAL,
+    WAITING,
+    AgentView,
+    AssignmentRecord,
+    FleetState,
+    TaskView,
+    admits,
+    apply_fleet,
+)
 from shared.domain.workflows import WorkflowsState, WorkflowView, apply_workflows, percent_done
-from shared.events import AgentEvent, TaskEvent, WorkflowEvent
+from shared.events import AgentEvent, TaskCancelled, TaskCompleted, TaskEvent, TaskFailed, WorkflowEvent
 from shared.recorded import Recorded
 
 ENDED_WORKFLOWS_KEPT = 200
@@ -78,9 +90,11 @@ def apply_query(state: QueryState, changes: Changes, recorded: Recorded) -> None
     decisions_before = len(task.assignments) if task is not None else 0
     step_before = workflows.task_steps.get(task_id) if task_id is not None else None
 
+    changes.events += 1
+    if not admits(fleet, recorded):  # as the gateway's view: a report from no holder changes nothing
+        return
     apply_fleet(fleet, recorded)  # an ended task leaves fleet.tasks, but `task` is the same object
     apply_workflows(workflows, recorded)
-    changes.events += 1
 
     if task_id is not None:
         task = task if task is not None else fleet.tasks.get(task_id)
@@ -91,6 +105,45 @@ def apply_query(state: QueryState, changes: Changes, recorded: Recorded) -> None
             for agent_id in (holder, task.agent_id):
                 _note_agent(fleet, changes, agent_id)
         step = step_before or workflows.task_steps.get(task_id)
+        if step is not None:
+            _note_workflow(workflows, changes, step[0])
+    if isinstance(event, AgentEvent):
+        _note_agent(fleet, changes, event.agent_id)
+    if isinstance(event, WorkflowEvent):
+        _note_workflow(workflows, changes, event.workflow_id)
+
+
+_ENDINGS = (TaskCompleted, TaskFailed, TaskCancelled)
+"""The events that end a task (``apply_fleet``'s ``_finish``): nothing else changes an ended task."""
+
+
+def note_applied(fleet: FleetState, workflows: WorkflowsState, changes: Changes, recorded: Recorded) -> None:
+    """Note in `changes` the rows `recorded` changed, in a fleet and workflows that have applied it
+    already (the gateway's projection, whose fleet keeps ended tasks a while): the rows
+    ``apply_query`` notes, without folding the event a second time.
+
+    Works from the state after the event alone: a new routing decision is the task's last record
+    with the event's sequence; the agent that held the task before the event is the one of its
+    last record (a task gets an agent only with a new record, and loses it with none), so noting
+    that agent and the current one notes every agent whose load the event changed. An ended task
+    changes only with the event that ends it: later events about it are not noted.
+    """
+    event = recorded.event
+    changes.events += 1
+    task_id = _task_id_of(event)
+    if task_id is not None:
+        task = fleet.tasks.get(task_id)
+        if task is not None and (task.status not in TERMINAL or isinstance(event, _ENDINGS)):
+            changes.tasks[task.submitted_seq] = task
+            decisions = task.assignments
+            if decisions:
+                last = decisions[-1]
+                if last.seq == recorded.seq:
+                    changes.assignments.append((task.submitted_seq, task_id, last))
+                _note_agent(fleet, changes, last.agent_id)
+                if task.agent_id != last.agent_id:
+                    _note_agent(fleet, changes, task.agent_id)
+        step = workflows.task_steps.get(task_id)
         if step is not None:
             _note_workflow(workflows, changes, step[0])
     if isinstance(event, AgentEvent):
@@ -138,14 +191,36 @@ class Rows:
     workflows: list[WorkflowRow]
 
 
-def task_row(task: TaskView) -> TaskRow:
-    """The task's searchable columns, and the whole view but its routing decisions (kept as rows)."""
+SPECS_KEPT = 10_000
+"""Encoded submissions kept for the tasks written and not ended (about 1 KB each): a task's row is
+written again as it moves on, and its submission never changes."""
+
+Specs = dict[int, msgspec.Raw]
+"""A task's submission as its row holds it (encoded JSON), by the sequence of the submission."""
+
+
+def task_row(task: TaskView, specs: Specs | None = None) -> TaskRow:
+    """The task's searchable columns, and the whole view but its routing decisions (kept as rows).
+
+    With `specs`, the submission is encoded once for all the writes of the task (the same bytes
+    spliced in, ``msgspec.Raw``) and forgotten with its last write, when the task has ended.
+    """
     spec = task.spec
     decisions = task.assignments
+    encoded: Any = spec
+    if specs is not None:
+        seq = task.submitted_seq
+        encoded = specs.pop(seq, None) if task.status in TERMINAL else specs.get(seq)
+        if encoded is None:
+            encoded = msgspec.Raw(_json.encode(spec))
+            if task.status not in TERMINAL and len(specs) < SPECS_KEPT:
+                specs[seq] = encoded
     task.assignments = []
+    task.spec = encoded
     try:
         view = _json.encode(task).decode()
     finally:
+        task.spec = spec
         task.assignments = decisions
     return (
         spec.task_id,
@@ -206,11 +281,12 @@ def workflow_row(workflow: WorkflowView) -> WorkflowRow:
     )
 
 
-def rows_of(changes: Changes, seq: int) -> Rows:
-    """Encode the buffer now (the objects keep changing once the next events apply)."""
+def rows_of(changes: Changes, seq: int, specs: Specs | None = None) -> Rows:
+    """Encode the buffer now (the objects keep changing once the next events apply); `specs`: the
+    submissions encoded by earlier writes (``task_row``)."""
     return Rows(
         seq=seq,
-        tasks=[task_row(task) for task in changes.tasks.values()],
+        tasks=[task_row(task, specs) for task in changes.tasks.values()],
         assignments=[assignment_row(*decision) for decision in changes.assignments],
         agents=[agent_row(agent) for agent in changes.agents.values()],
         workflows=[workflow_row(workflow) for workflow in changes.workflows.values()],

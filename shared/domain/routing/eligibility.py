@@ -28,7 +28,16 @@ class Eligibility:
     """``ineligibility`` of many agents for one task: what only the task decides (its needs, the
     agent its hard affinity binds it to) is worked out once. Read-only; made per decision."""
 
-    __slots__ = ("_bound", "_breakers", "_constraints", "_excluded", "_labelled", "_needed", "_task")
+    __slots__ = (
+        "_bound",
+        "_breakers",
+        "_constraints",
+        "_excluded",
+        "_labelled",
+        "_needed",
+        "_needed_set",
+        "_task",
+    )
 
     def __init__(self, state: RouterState, task: TaskView) -> None:
         spec = task.spec
@@ -36,6 +45,7 @@ class Eligibility:
         self._breakers = state.breakers
         self._excluded = task.excluded_agent_ids
         self._needed = [spec.task_type, *spec.required_capabilities]
+        self._needed_set = frozenset(self._needed)
         self._constraints = sorted(spec.resource_constraints.items())
         self._labelled = bool(spec.labels or spec.label_rules)
         self._bound = bound_agent(state, task)
@@ -44,14 +54,15 @@ class Eligibility:
         """Why `agent` cannot take the task at all (capacity and quality aside), or None."""
         if agent.status != "active":
             return f"agent is {agent.status}"
-        blocked = admits(self._breakers, agent.agent_id)
-        if blocked is not None:
-            return blocked
+        if agent.agent_id in self._breakers.breakers:  # (most agents have never had a breaker)
+            blocked = admits(self._breakers, agent.agent_id)
+            if blocked is not None:
+                return blocked
         if agent.agent_id in self._excluded:
             return "excluded for this attempt"
         capabilities = agent.capabilities
-        missing = [cap for cap in self._needed if cap not in capabilities]
-        if missing:
+        if not self._needed_set <= capabilities.keys():
+            missing = [cap for cap in self._needed if cap not in capabilities]
             return f"missing capabilities: {', '.join(sorted(set(missing)))}"
         if self._constraints:
             unmet = [f"{key}={value}" for key, value in self._constraints if agent.metadata.get(key) != value]

@@ -12,6 +12,7 @@ exploration. ``describe_policies`` renders these tables for the README, which a 
 from __future__ import annotations
 
 import math
+import threading
 from typing import Final
 
 import msgspec
@@ -170,8 +171,56 @@ def signal_weights(strategy: RoutingStrategy, adaptive: AdaptiveState) -> dict[s
 def effective_weights(
     strategy: RoutingStrategy, mode: OrchestrationMode, task: TaskSubmitted, adaptive: AdaptiveState
 ) -> Weights:
-    """The weights for routing `task` with `strategy` in `mode`."""
+    """The weights for routing `task` with `strategy` in `mode` (remembered: ``WeightsMemo``)."""
     strategy = canonical(strategy)
+    known = shared_weights().weights_for(adaptive)
+    key = (strategy, mode, task.deadline_ts is not None, task.priority)
+    weights = known.get(key)
+    if weights is None:
+        weights = known[key] = _effective_weights(strategy, mode, task, adaptive)
+    return weights
+
+
+class WeightsMemo:
+    """Weights already worked out, while the adaptive state they read does not change.
+
+    Every decision needs the weights of its task, and they depend only on the strategy, the mode,
+    whether the task has a deadline, its priority and (``adaptive``) the learned losses: a plan's
+    tasks are mostly of one kind, and between two outcomes the weights are the same numbers. The
+    adaptive state changes only by ``observe``, which counts ``outcomes`` with every change of the
+    losses: the memo keeps the weights of one state at one count (the state itself held, so that
+    another can never be taken for it) and forgets them when either differs.
+    """
+
+    def __init__(self) -> None:
+        self._adaptive: AdaptiveState | None = None
+        self._outcomes = -1
+        self._weights: dict[tuple[str, str, bool, str], Weights] = {}
+
+    def weights_for(self, adaptive: AdaptiveState) -> dict[tuple[str, str, bool, str], Weights]:
+        """(strategy, mode, has a deadline, priority) -> weights, for `adaptive` as it is now."""
+        if adaptive is not self._adaptive or adaptive.outcomes != self._outcomes:
+            self._adaptive = adaptive
+            self._outcomes = adaptive.outcomes
+            self._weights.clear()
+        return self._weights
+
+
+_PER_THREAD = threading.local()
+
+
+def shared_weights() -> WeightsMemo:
+    """This thread's ``WeightsMemo`` (one per thread, as ``scoring.shared_scores``)."""
+    memo: WeightsMemo | None = getattr(_PER_THREAD, "memo", None)
+    if memo is None:
+        memo = _PER_THREAD.memo = WeightsMemo()
+    return memo
+
+
+def _effective_weights(
+    strategy: RoutingStrategy, mode: OrchestrationMode, task: TaskSubmitted, adaptive: AdaptiveState
+) -> Weights:
+    """``effective_weights`` worked out (`strategy` canonical)."""
     base = STRATEGIES[strategy]
     profile = MODES[mode]
     signals = signal_weights(strategy, adaptive)

@@ -167,20 +167,32 @@ class TaskScorer:
         breaker_state = self._breakers.get(agent.agent_id)
         half_open = breaker_state is not None and breaker_state.status == "half_open"
         known = self._memo.get(agent.agent_id)
+        load = len(agent.in_flight)
         if (
             known is not None
             and known.capabilities is agent.capabilities
             and known.persona is agent.persona
-            and known.load == len(agent.in_flight)
             and known.capacity == agent.capacity
             and known.half_open == half_open
         ):
-            return known.scored
-        scored = self._score(agent, half_open)
+            if known.load == load:
+                return known.scored
+            scored = self._reloaded(known.scored, agent)
+        else:
+            scored = self._score(agent, half_open)
         self._memo[agent.agent_id] = _Known(
-            agent.capabilities, agent.persona, len(agent.in_flight), agent.capacity, half_open, scored
+            agent.capabilities, agent.persona, load, agent.capacity, half_open, scored
         )
         return scored
+
+    def _reloaded(self, scored: Scored, agent: AgentView) -> Scored:
+        """`scored` (of the agent on the same view at another load) with its load now: only the
+        load, the availability and the score read the load (the rest is the same numbers)."""
+        load = _clamp(1.0 - agent.utilisation)
+        availability = (1.0 - self._weights.load * (1.0 - load)) * scored.breaker
+        return msgspec.structs.replace(
+            scored, load=load, availability=availability, score=scored.fit * availability
+        )
 
     def _score(self, agent: AgentView, half_open: bool) -> Scored:
         weights = self._weights
@@ -240,7 +252,8 @@ class ScoreMemo:
     changes, when another state is scored, or when the state learned an outcome (``learn``, its
     only change, counts ``outcomes``). An agent's entry is used only while what it was worked out
     on is the same (the same objects, the same numbers), so the scores are exactly those computed
-    afresh.
+    afresh; when only its load differs (the agent just given work in a plan), the factors the load
+    does not touch are kept and its availability and score worked out again.
     """
 
     def __init__(self, max_kinds: int = 256) -> None:

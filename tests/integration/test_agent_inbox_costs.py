@@ -1,0 +1,149 @@
+"""What an agent's inbox costs per assignment on a real nats-server: acknowledgements due on one
+connection leave in one write, never before the message is handled and never lost when the agent
+stops; pull requests ask for as much as the inbox lets wait, so they are few."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import nats.errors
+import pytest
+
+from shared.agent import acks as acks_module
+from shared.agent.acks import AckBatch
+from shared.agent.inbox import pull_batch
+from shared.agent.sdk import Agent, TaskContext
+from shared.bus import EventBus
+from shared.events import AnyEvent, TaskAssigned, TaskCompleted
+from shared.permissions import agent_durable
+from shared.settings import Settings
+from shared.subjects import EVENTS_STREAM
+from tests.conftest import EventLog
+
+
+@pytest.fixture
+async def agent_bus(settings: Settings, bus: EventBus) -> AsyncIterator[EventBus]:
+    """The agent's own connection (the test's appends and reads go over `bus`)."""
+    connection = await EventBus.connect(settings.nats_url, "agent")
+    yield connection
+    await connection.close()
+
+
+def ack_writes(bus: EventBus) -> tuple[list[int], asyncio.Event]:
+    """Per socket write of `bus` that carries acknowledgements, how many it carries (filled as the
+    connection writes), and an event set at the first such write."""
+    transport: Any = bus.nc._transport
+    real_writelines = transport.writelines
+    found: list[int] = []
+    written = asyncio.Event()
+
+    def counting(commands: list[bytes]) -> None:
+        acks = sum(1 for command in commands if command.startswith(b"PUB $JS.ACK."))
+        if acks:
+            found.append(acks)
+            written.set()
+        real_writelines(commands)
+
+    transport.writelines = counting
+    return found, written
+
+
+def completed(count: int) -> Callable[[list[AnyEvent]], bool]:
+    return lambda events: sum(isinstance(e, TaskCompleted) for e in events) >= count
+
+
+async def ack_pending(bus: EventBus, agent_id: str) -> int:
+    info = await bus.js.consumer_info(EVENTS_STREAM, agent_durable(agent_id))
+    return int(info.num_ack_pending)
+
+
+def assign(agent_id: str, task_id: str) -> TaskAssigned:
+    return TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=1, task_type="x")
+
+
+async def quick(context: TaskContext) -> str:
+    return "done"
+
+
+async def test_acknowledgements_of_assignments_taken_apart_leave_in_one_write(
+    bus: EventBus, agent_bus: EventBus, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(acks_module, "ACK_LINGER_S", 2.0)  # longer than the test takes to assign
+    agent = Agent("acker", quick, capabilities=["x"], capacity=4)
+    await agent.start(agent_bus)
+    writes, written = ack_writes(agent_bus)
+    try:
+        for index in range(3):
+            await bus.append(assign("acker", f"t{index}"), expected=None)
+            await event_log.wait_for(completed(index + 1))  # taken and done before the next
+        assert writes == []  # handled, not yet acknowledged: held for the others
+        assert await ack_pending(bus, "acker") == 3
+        await asyncio.wait_for(written.wait(), 10.0)
+        await agent_bus.nc.flush()  # the server has read them once this round trip is answered
+        assert await ack_pending(bus, "acker") == 0
+    finally:
+        await agent.stop()
+    assert writes == [3], "the three acknowledgements in one write"
+
+
+async def test_an_agent_stopping_acknowledges_what_it_handled_before_it_leaves(
+    bus: EventBus, agent_bus: EventBus, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(acks_module, "ACK_LINGER_S", 60.0)
+    agent = Agent("leaver", quick, capabilities=["x"], capacity=2)
+    await agent.start(agent_bus)
+    await bus.append(assign("leaver", "t"), expected=None)
+    await event_log.wait_for(completed(1))
+    assert await ack_pending(bus, "leaver") == 1  # held
+    await agent.stop()
+    await agent_bus.nc.flush()
+    assert await ack_pending(bus, "leaver") == 0
+
+
+async def test_acknowledgements_that_cannot_be_sent_are_dropped_without_error(
+    settings: Settings, bus: EventBus, agent_bus: EventBus
+) -> None:
+    agent = Agent("closer", quick, capabilities=["x"], capacity=1)
+    await agent.start(agent_bus)  # opens its inbox
+    await agent.stop()
+    await bus.append(assign("closer", "t"), expected=None)
+    # A delivery of that inbox, taken by hand on a connection that then closes.
+    reader = await EventBus.connect(settings.nats_url, "reader")
+    subscription = await reader.js.pull_subscribe_bind(agent_durable("closer"), EVENTS_STREAM)
+    (msg,) = await subscription.fetch(1, timeout=5)
+    await reader.nc.close()
+    batch = AckBatch(linger_s=60.0)
+    batch.add(msg)
+    await batch.flush()  # nothing sent, nothing raised: the message comes again after ack_wait
+    assert batch.held == 0
+    assert await ack_pending(bus, "closer") == 1
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await msg.ack()  # what the batch met
+
+
+async def test_an_agent_asks_its_inbox_for_as_many_messages_as_may_wait_unacknowledged(
+    bus: EventBus, agent_bus: EventBus, event_log: EventLog
+) -> None:
+    """Each pull request is a message for the server: an agent of capacity 1 taking 40
+    assignments asks twice (for capacity + 64, then again once half have come), not once per 8."""
+    pulls: list[str] = []
+    real_publish = agent_bus.nc.publish
+
+    async def counting(subject: str, payload: bytes = b"", reply: str = "", headers: Any = None) -> None:
+        if subject.startswith("$JS.API.CONSUMER.MSG.NEXT."):
+            pulls.append(subject)
+        await real_publish(subject, payload, reply=reply, headers=headers)
+
+    agent_bus.nc.publish = counting  # type: ignore[method-assign]
+    agent = Agent("puller", quick, capabilities=["x"], capacity=1)
+    await agent.start(agent_bus)
+    try:
+        for index in range(40):
+            await bus.append(assign("puller", f"t{index}"), expected=None)
+        await event_log.wait_for(completed(40))
+    finally:
+        await agent.stop()
+    assert pull_batch(1) == 65
+    assert len(pulls) <= 2, pulls
