@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
 
 from services.cli import agents as agents_module
 from shared.service import GC_THRESHOLDS
-
-
-@pytest.fixture
-def restored_gc() -> Iterator[None]:
-    before = gc.get_threshold()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 def test_the_agents_process_runs_with_the_services_gc_thresholds_and_a_frozen_startup_heap(

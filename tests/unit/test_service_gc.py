@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -11,15 +11,6 @@ import pytest
 import shared.service as service_module
 from shared.service import GC_THRESHOLDS, Service, _run_service
 from shared.settings import load_settings
-
-
-@pytest.fixture
-def restored_gc() -> Iterator[None]:
-    before = gc.get_threshold()
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 class _Idle(Service):

@@ -96,6 +96,7 @@ def apply_query(state: QueryState, changes: Changes, recorded: Recorded) -> None
     apply_fleet(fleet, recorded)  # an ended task leaves fleet.tasks, but `task` is the same object
     apply_workflows(workflows, recorded)
 
+    step = None
     if task_id is not None:
         task = task if task is not None else fleet.tasks.get(task_id)
         if task is not None:
@@ -105,12 +106,7 @@ def apply_query(state: QueryState, changes: Changes, recorded: Recorded) -> None
             for agent_id in (holder, task.agent_id):
                 _note_agent(fleet, changes, agent_id)
         step = step_before or workflows.task_steps.get(task_id)
-        if step is not None:
-            _note_workflow(workflows, changes, step[0])
-    if isinstance(event, AgentEvent):
-        _note_agent(fleet, changes, event.agent_id)
-    if isinstance(event, WorkflowEvent):
-        _note_workflow(workflows, changes, event.workflow_id)
+    _note_step_agent_workflow(fleet, workflows, changes, event, step)
 
 
 _ENDINGS = (TaskCompleted, TaskFailed, TaskCancelled)
@@ -143,9 +139,21 @@ def note_applied(fleet: FleetState, workflows: WorkflowsState, changes: Changes,
                 _note_agent(fleet, changes, last.agent_id)
                 if task.agent_id != last.agent_id:
                     _note_agent(fleet, changes, task.agent_id)
-        step = workflows.task_steps.get(task_id)
-        if step is not None:
-            _note_workflow(workflows, changes, step[0])
+    step = workflows.task_steps.get(task_id) if task_id is not None else None
+    _note_step_agent_workflow(fleet, workflows, changes, event, step)
+
+
+def _note_step_agent_workflow(
+    fleet: FleetState,
+    workflows: WorkflowsState,
+    changes: Changes,
+    event: object,
+    step: tuple[str, str] | None,
+) -> None:
+    """The rows both ways of noting share: the workflow of the task's step, the agent an agent
+    event is about, the workflow a workflow event is about."""
+    if step is not None:
+        _note_workflow(workflows, changes, step[0])
     if isinstance(event, AgentEvent):
         _note_agent(fleet, changes, event.agent_id)
     if isinstance(event, WorkflowEvent):
