@@ -78,6 +78,10 @@ class Service:
         self.runners: list[ProjectionRunner[Any]] = []
         self.work_specs: list[WorkSpec] = []
         self.workers: list[WorkConsumer] = []
+        self.frozen_objects = 0
+        """How many objects the start froze (0 unless ``owns_process``): counted once, since
+        ``gc.get_freeze_count()`` walks them all (milliseconds for a large view, on every health
+        answer)."""
         self.started_ts = 0.0
         self.metrics_port: int | None = None
         self.ready = asyncio.Event()
@@ -169,7 +173,8 @@ class Service:
         if self.owns_process:
             # Imports and the projections just loaded live as long as the process: no full
             # collection walks them again (a pause of the whole event loop).
-            self.log.info("heap_frozen", objects=freeze_startup_heap())
+            self.frozen_objects = freeze_startup_heap()
+            self.log.info("heap_frozen", objects=self.frozen_objects)
         self.gc_pauses.reset()  # what is counted from now on: collections while serving
         self.ready.set()
         self.log.info(
@@ -226,7 +231,7 @@ class Service:
                 **{f"work:{spec.durable}": spec.delivered for spec in self.work_specs},
             },
             details=self.details(),
-            gc={"frozen": gc.get_freeze_count(), "pauses": self.gc_pauses.summary()},
+            gc={"frozen": self.frozen_objects, "pauses": self.gc_pauses.summary()},
         )
 
     async def _answer_health(self, msg: Msg) -> None:
