@@ -54,7 +54,7 @@ async def test_the_router_freezes_what_it_loaded_once_started(
         def walk_of_every_frozen_object() -> int:
             raise AssertionError("a health answer counted the frozen heap again")
 
-        monkeypatch.setattr(service_module.gc, "get_freeze_count", walk_of_every_frozen_object)
+        monkeypatch.setattr(gc, "get_freeze_count", walk_of_every_frozen_object)
         health = router.health()
         # counted once, at the freeze: frozen objects freed since only lower the live count
         assert health.gc["frozen"] > 0 and health.gc["frozen"] >= frozen
