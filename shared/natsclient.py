@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -28,6 +29,11 @@ _VERSION_LINE = b"NATS/1.0"
 _HEADERS_START = len(_VERSION_LINE) + len(_CRLF)
 _SPACE = 32
 STATUS = "Status"
+
+log = structlog.get_logger()
+
+DirectHandler = Callable[[Msg], None]
+"""Takes a subscription's message in the read loop itself (``deliver_directly``): must not block."""
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -178,6 +184,7 @@ class HiveNatsClient(Client):
         super().__init__()
         self._ps = WireParser(self)  # nats-py only ever calls reset() on it after this
         self.lazy_header_sids: set[int] = set()
+        self.direct_handlers: dict[int, DirectHandler] = {}
         self._lazy_headers = False
 
     def deliver_now(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
@@ -193,12 +200,12 @@ class HiveNatsClient(Client):
         if sub._jsi is not None or sub._future is not None:
             return False
         size = len(data)
-        limit = sub._pending_bytes_limit
-        if limit > 0 and sub._pending_size + size >= limit:
-            return False
+        direct = self.direct_handlers.get(sid)
         queue = sub._pending_queue
-        if queue.full():
-            return False
+        if direct is None:
+            limit = sub._pending_bytes_limit
+            if (limit > 0 and sub._pending_size + size >= limit) or queue.full():
+                return False
         hdr: dict[str, str] | None = None
         if headers:
             if (
@@ -216,13 +223,29 @@ class HiveNatsClient(Client):
         msg = self._build_message(sid, subject, reply, data, hdr)
         if not msg:
             return True
+        if direct is not None:
+            _hand_over(direct, msg)
+            return True
         sub._pending_size += size
         queue.put_nowait(msg)
         return True
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         self._lazy_headers = sid in self.lazy_header_sids  # read by _process_headers, first thing
-        await super()._process_msg(sid, subject, reply, data, headers)
+        direct = self.direct_handlers.get(sid)
+        sub = self._subs.get(sid)
+        if direct is None or sub is None or sub._jsi is not None or sub._future is not None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        # What deliver_now declined on a subscription handed over directly: a status, mostly.
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        sub._received += 1
+        if sub._max_msgs > 0 and sub._received >= sub._max_msgs:
+            self._subs.pop(sid, None)
+        msg = self._build_message(sid, subject, reply, data, await self._process_headers(headers))
+        if msg:
+            _hand_over(direct, msg)
 
     async def _process_headers(self, headers: bytes) -> dict[str, str] | None:
         """A status (the server's own: heartbeats, the end of a pull request, no responders) is
@@ -274,6 +297,29 @@ def read_headers_lazily(nc: Client, sub: Subscription, lazily: bool = True) -> N
             nc.lazy_header_sids.add(sub._id)
         else:
             nc.lazy_header_sids.discard(sub._id)
+
+
+def deliver_directly(nc: Client, sub: Subscription, handler: DirectHandler | None) -> None:
+    """Hand each message of `sub` to `handler` as it is read, not through the subscription's queue
+    and task (a queue put, a task switch, a get and a coroutine per message); None stops it.
+
+    In arrival order, statuses included; no pending limits (the handler takes each message at
+    once). For a handler that only stores or signals: it runs in the connection's read loop, so
+    it must not block, and what it raises is logged, not raised there. Hive's client only: on
+    another, the subscription's own callback goes on taking the messages.
+    """
+    if isinstance(nc, HiveNatsClient):
+        if handler is not None:
+            nc.direct_handlers[sub._id] = handler
+        else:
+            nc.direct_handlers.pop(sub._id, None)
+
+
+def _hand_over(handler: DirectHandler, msg: Msg) -> None:
+    try:
+        handler(msg)
+    except Exception:
+        log.exception("nats_direct_handler_failed", subject=msg.subject)
 
 
 def _ack_tokens(msg: Msg) -> list[str]:

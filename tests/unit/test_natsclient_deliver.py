@@ -9,7 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.subscription import Subscription
 
-from shared.natsclient import HiveNatsClient, read_headers_lazily
+from shared.natsclient import (
+    HiveNatsClient,
+    LazyHeaders,
+    StatusHeaders,
+    deliver_directly,
+    inline_status,
+    read_headers_lazily,
+)
 
 HEADERS = st.sampled_from(
     [
@@ -121,5 +128,57 @@ def test_a_request_future_a_status_and_a_full_queue_are_declined_untouched() -> 
         assert not client.deliver_now(5, b"x", b"", b"a", None)
         assert client.stats["in_msgs"] == before["in_msgs"] + 2
         assert client._subs[5]._received == 2
+
+    asyncio.run(run())
+
+
+def hmsg(sid: int, subject: bytes, reply: bytes, headers: bytes, data: bytes) -> bytes:
+    args = b" ".join([b"HMSG", subject, str(sid).encode(), *([reply] if reply else [])])
+    return b"%s %d %d\r\n%s%s\r\n" % (args, len(headers), len(headers) + len(data), headers, data)
+
+
+def test_a_direct_subscription_gets_every_message_in_order_statuses_included_and_none_queued() -> None:
+    stored = b"NATS/1.0\r\nNats-Msg-Id: a-1\r\n\r\n"
+    status = b"NATS/1.0 404 No Messages\r\n\r\n"
+
+    async def run() -> None:
+        client = client_with_subscriptions([])
+        sub = client._subs[1]
+        handed: list[Any] = []
+
+        def take(msg: Any) -> None:
+            handed.append(msg)
+            if msg.data == b"boom":
+                raise RuntimeError("a handler's failure is logged, not raised in the read loop")
+
+        deliver_directly(client, sub, take)
+        stream = (
+            hmsg(1, b"ev.a", b"$JS.ACK.S.C.1.1.1.4.2", stored, b"first")
+            + b"MSG _INBOX.x.1 1 4\r\nboom\r\n"
+            + hmsg(1, b"_INBOX.x.1", b"", status, b"")
+            + hmsg(1, b"ev.b", b"$JS.ACK.S.C.1.2.2.4.0", stored, b"last")
+        )
+        await client._ps.parse(stream)
+        assert [(m.subject, m.data) for m in handed] == [
+            ("ev.a", b"first"),
+            ("_INBOX.x.1", b"boom"),
+            ("_INBOX.x.1", b""),
+            ("ev.b", b"last"),
+        ]
+        assert isinstance(handed[0].headers, LazyHeaders) and dict(handed[0].headers) == {
+            "Nats-Msg-Id": "a-1"
+        }
+        assert isinstance(handed[2].headers, StatusHeaders) and inline_status(handed[2].headers) == "404"
+        assert sub._pending_queue.empty() and sub._received == 4
+        assert client.stats["in_msgs"] == 4
+
+        deliver_directly(client, sub, None)
+        await client._ps.parse(hmsg(1, b"ev.c", b"", stored, b"queued again"))
+        assert len(handed) == 4 and sub._pending_queue.qsize() == 1
+
+        deliver_directly(client, sub, take)
+        del client._subs[1]  # unsubscribed: counted, handed to nobody, as nats-py does
+        await client._ps.parse(b"MSG ev.d 1 4\r\nlate\r\n")
+        assert len(handed) == 4 and client.stats["in_msgs"] == 6
 
     asyncio.run(run())
