@@ -1,6 +1,8 @@
-"""The NATS client Hive uses: nats-py's, with three per-message hot spots made cheap.
+"""The NATS client Hive uses: nats-py's, with its per-message hot spots made cheap.
 
-Every event crosses several consumers, so per-message costs add up: header parsing (every stored
+Every event crosses several consumers, so per-message costs add up: reading the wire (Hive's own
+parser, ``shared.wire``, and a hand-over without a coroutine, ``deliver_now``; a burst reader
+takes each message in the read loop itself, ``deliver_directly``), header parsing (every stored
 event carries its append's ``Nats-Msg-Id`` and ``Nats-Expected-*`` headers, which no reader looks
 at: here they are parsed when first read, not on arrival), the JetStream metadata of a delivered
 message (nats-py also builds a datetime for each) and the socket writes (one per wake-up of
@@ -16,11 +18,11 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from shared.logging import get_logger
 from shared.wire import WireParser
 
 _WHITESPACE = re.compile(r"\s")
@@ -30,7 +32,7 @@ _HEADERS_START = len(_VERSION_LINE) + len(_CRLF)
 _SPACE = 32
 STATUS = "Status"
 
-log = structlog.get_logger()
+log = get_logger("hive.nats")
 
 DirectHandler = Callable[[Msg], None]
 """Takes a subscription's message in the read loop itself (``deliver_directly``): must not block."""
