@@ -139,31 +139,35 @@ OTHER = st.sampled_from(
         b'INFO {"connect_urls":["a:1"]}\r\n',
     ]
 )
-MALFORMED = st.sampled_from(
-    [
-        b"MSG a b 5\r\nhello\r\n",
-        b"MSG a 1 5 \r\nhello\r\n",
-        b"MSG a 1 x 5 6\r\nhello\r\n",
-        b"MSG a 1\r5\r\nhello\r\n",
-        b"MSG a 1 r\n5\r\nhello\r\n",
-        b"MSG\r\na 1 5\r\nhello\r\n",
-        b"MSG a 1_0 5\r\nhello\r\n",
-        b"MSG a +1 5\r\nhello\r\n",
-        b"HMSG a 1 x 5\r\n",
-        b"HMSG a 1 5 5\r\n 7 9\r\n",
-        b"HMSG a 1 5 5\r\n7\r\nNATS/\r\n",
-        b"HMSG a 1 12 12\r\n3NATS/1.0\r\n\r\n\r\n",
-        b"HMSGX a 1 2 3\r\n",
-        b"MSGX a 1 2\r\n",
-        b"HMSG a 1 2\r\n",
-        b"-ERR \r\n",
-        b"-ERR 'x\r\n",
-        b"INFO {bad json\r\n",
-        b"FOO bar\r\n",
-        b"\r\n",
-        b"MSG a 1 99999999",
-    ]
-)
+TRICKY = [
+    b"MSG a 1 r\r5\r\nhello\r\n",
+    b"MSG a 1 r\x0b5\r\nhello\r\n",
+    b"HMSG a 1 r\n12 17\r\nNATS/1.0\r\n\r\nhello\r\n",
+    b"HMSG a 1 r\t12\t17\r\nNATS/1.0\r\n\r\nhello\r\n",
+    b"HMSG a 1 12 17\r\n\t9 9\r\nNATS/1.0\r\n\r\nhello\r\n",
+    b"MSG a b 5\r\nhello\r\n",
+    b"MSG a 1 5 \r\nhello\r\n",
+    b"MSG a 1 x 5 6\r\nhello\r\n",
+    b"MSG a 1\r5\r\nhello\r\n",
+    b"MSG a 1 r\n5\r\nhello\r\n",
+    b"MSG\r\na 1 5\r\nhello\r\n",
+    b"MSG a 1_0 5\r\nhello\r\n",
+    b"MSG a +1 5\r\nhello\r\n",
+    b"HMSG a 1 x 5\r\n",
+    b"HMSG a 1 5 5\r\n 7 9\r\n",
+    b"HMSG a 1 5 5\r\n7\r\nNATS/\r\n",
+    b"HMSG a 1 12 12\r\n3NATS/1.0\r\n\r\n\r\n",
+    b"HMSGX a 1 2 3\r\n",
+    b"MSGX a 1 2\r\n",
+    b"HMSG a 1 2\r\n",
+    b"-ERR \r\n",
+    b"-ERR 'x\r\n",
+    b"INFO {bad json\r\n",
+    b"FOO bar\r\n",
+    b"\r\n",
+    b"MSG a 1 99999999",
+]
+MALFORMED = st.sampled_from(TRICKY)
 OP = st.one_of(message(), message(), message(), OTHER, MALFORMED, st.binary(max_size=12))
 
 
@@ -175,13 +179,13 @@ def split_stream(draw: st.DrawFn, ops: st.SearchStrategy[bytes]) -> list[bytes]:
     return [stream[a:b] for a, b in itertools.pairwise(bounds)] + [b""]
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(split_stream(OP))
 def test_any_stream_split_anywhere_gives_the_calls_nats_py_gives(chunks: list[bytes]) -> None:
     assert_same(chunks)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(message(sids=st.integers(0, 12)), min_size=1, max_size=12), st.data())
 def test_well_formed_streams_deliver_every_message(messages: list[bytes], data: st.DataObject) -> None:
     stream = b"".join(messages)
@@ -204,6 +208,12 @@ def test_a_malformed_line_raises_a_protocol_error_like_nats_py(stream: bytes, er
     for parser_class in (Parser, WireParser):
         _, states = run(parser_class, [stream])
         assert states == [("raised", ProtocolError, (error,))]
+
+
+@pytest.mark.parametrize("stream", TRICKY)
+def test_each_tricky_line_is_judged_as_nats_py_judges_it_whole_or_byte_by_byte(stream: bytes) -> None:
+    assert_same([stream + b"PING\r\n"])
+    assert_same([stream[i : i + 1] for i in range(len(stream))] + [b"PING\r\n"])
 
 
 def test_a_message_split_byte_by_byte_arrives_once_whole() -> None:
