@@ -1,6 +1,8 @@
-"""The NATS client Hive uses: nats-py's, with three per-message hot spots made cheap.
+"""The NATS client Hive uses: nats-py's, with its per-message hot spots made cheap.
 
-Every event crosses several consumers, so per-message costs add up: header parsing (every stored
+Every event crosses several consumers, so per-message costs add up: reading the wire (Hive's own
+parser, ``shared.wire``, and a hand-over without a coroutine, ``deliver_now``; a burst reader
+takes each message in the read loop itself, ``deliver_directly``), header parsing (every stored
 event carries its append's ``Nats-Msg-Id`` and ``Nats-Expected-*`` headers, which no reader looks
 at: here they are parsed when first read, not on arrival), the JetStream metadata of a delivered
 message (nats-py also builds a datetime for each) and the socket writes (one per wake-up of
@@ -13,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from shared.logging import get_logger
+from shared.wire import WireParser
 
 _WHITESPACE = re.compile(r"\s")
 _CRLF = b"\r\n"
@@ -26,6 +31,11 @@ _VERSION_LINE = b"NATS/1.0"
 _HEADERS_START = len(_VERSION_LINE) + len(_CRLF)
 _SPACE = 32
 STATUS = "Status"
+
+log = get_logger("hive.nats")
+
+DirectHandler = Callable[[Msg], None]
+"""Takes a subscription's message in the read loop itself (``deliver_directly``): must not block."""
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -55,8 +65,7 @@ class LazyHeaders(dict[str, str]):
 
     __slots__ = ("_raw",)
 
-    def __init__(self, raw: bytes) -> None:
-        super().__init__()
+    def __init__(self, raw: bytes) -> None:  # dict's own __init__ has nothing to do: not called
         self._raw: bytes | None = raw
 
     def _parsed(self) -> None:
@@ -168,16 +177,77 @@ def inline_status(headers: dict[str, str] | None) -> str | None:
 
 
 class HiveNatsClient(Client):
+    """nats-py's client with Hive's parser (``shared.wire``), lazily parsed headers, direct
+    hand-over to Hive's own pull readers and fewer socket writes."""
+
     _parse_header_lines = staticmethod(parse_header_lines)
 
     def __init__(self) -> None:
         super().__init__()
+        self._ps = WireParser(self)  # nats-py only ever calls reset() on it after this
         self.lazy_header_sids: set[int] = set()
+        self.direct_handlers: dict[int, DirectHandler] = {}
         self._lazy_headers = False
+
+    def deliver_now(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
+        """``_process_msg`` without a coroutine, for the messages where it would await nothing:
+        False, having changed nothing, for any other (a JetStream push subscription, a request's
+        future, a status, headers parsed on arrival, a subscription over its pending limits), which
+        ``WireParser`` then hands to ``_process_msg``. Same counters, same order, same message."""
+        sub = self._subs.get(sid)
+        if sub is None:
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
+            return True
+        if sub._jsi is not None or sub._future is not None:
+            return False
+        size = len(data)
+        direct = self.direct_handlers.get(sid)
+        queue = sub._pending_queue
+        if direct is None:
+            limit = sub._pending_bytes_limit
+            if (limit > 0 and sub._pending_size + size >= limit) or queue.full():
+                return False
+        hdr: dict[str, str] | None = None
+        if headers:
+            if (
+                sid not in self.lazy_header_sids
+                or len(headers) <= _HEADERS_START + len(_CRLF)
+                or headers[len(_VERSION_LINE)] == _SPACE
+            ):
+                return False
+            hdr = LazyHeaders(headers[_HEADERS_START:])
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += size
+        sub._received += 1
+        if sub._max_msgs > 0 and sub._received >= sub._max_msgs:
+            self._subs.pop(sid, None)
+        msg = self._build_message(sid, subject, reply, data, hdr)
+        if not msg:
+            return True
+        if direct is not None:
+            _hand_over(direct, msg)
+            return True
+        sub._pending_size += size
+        queue.put_nowait(msg)
+        return True
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         self._lazy_headers = sid in self.lazy_header_sids  # read by _process_headers, first thing
-        await super()._process_msg(sid, subject, reply, data, headers)
+        direct = self.direct_handlers.get(sid)
+        sub = self._subs.get(sid)
+        if direct is None or sub is None or sub._jsi is not None or sub._future is not None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        # What deliver_now declined on a subscription handed over directly: a status, mostly.
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        sub._received += 1
+        if sub._max_msgs > 0 and sub._received >= sub._max_msgs:
+            self._subs.pop(sid, None)
+        msg = self._build_message(sid, subject, reply, data, await self._process_headers(headers))
+        if msg:
+            _hand_over(direct, msg)
 
     async def _process_headers(self, headers: bytes) -> dict[str, str] | None:
         """A status (the server's own: heartbeats, the end of a pull request, no responders) is
@@ -229,6 +299,29 @@ def read_headers_lazily(nc: Client, sub: Subscription, lazily: bool = True) -> N
             nc.lazy_header_sids.add(sub._id)
         else:
             nc.lazy_header_sids.discard(sub._id)
+
+
+def deliver_directly(nc: Client, sub: Subscription, handler: DirectHandler | None) -> None:
+    """Hand each message of `sub` to `handler` as it is read, not through the subscription's queue
+    and task (a queue put, a task switch, a get and a coroutine per message); None stops it.
+
+    In arrival order, statuses included; no pending limits (the handler takes each message at
+    once). For a handler that only stores or signals: it runs in the connection's read loop, so
+    it must not block, and what it raises is logged, not raised there. Hive's client only: on
+    another, the subscription's own callback goes on taking the messages.
+    """
+    if isinstance(nc, HiveNatsClient):
+        if handler is not None:
+            nc.direct_handlers[sub._id] = handler
+        else:
+            nc.direct_handlers.pop(sub._id, None)
+
+
+def _hand_over(handler: DirectHandler, msg: Msg) -> None:
+    try:
+        handler(msg)
+    except Exception:
+        log.exception("nats_direct_handler_failed", subject=msg.subject)
 
 
 def _ack_tokens(msg: Msg) -> list[str]:

@@ -28,7 +28,7 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from shared.natsclient import inline_status, pending_after, read_headers_lazily
+from shared.natsclient import deliver_directly, inline_status, pending_after, read_headers_lazily
 
 PENDING_MESSAGES = "Nats-Pending-Messages"
 WATCH_S = 0.25
@@ -165,12 +165,16 @@ async def consume_bursts(
     arrived: deque[Msg] = deque()
     signal = asyncio.Event()
 
-    async def on_message(msg: Msg) -> None:
+    def arrive(msg: Msg) -> None:
         arrived.append(msg)
         signal.set()
 
+    async def on_message(msg: Msg) -> None:
+        arrive(msg)
+
     sub = await nc.subscribe(f"{prefix}.*", cb=on_message, pending_msgs_limit=batch * 4 + 1024)
     read_headers_lazily(nc, sub)
+    deliver_directly(nc, sub, arrive)  # Hive's client: no queue nor task switch per message
     body = msgspec.json.encode({"batch": batch, "no_wait": True})
     reconnects = nc.stats["reconnects"]
     number = 0
@@ -219,6 +223,7 @@ async def consume_bursts(
             with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
                 await sub.unsubscribe()
         read_headers_lazily(nc, sub, lazily=False)
+        deliver_directly(nc, sub, None)
 
 
 LOST = (ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError)
