@@ -14,7 +14,7 @@ import msgspec
 
 from shared.domain.fleet import admits
 from shared.domain.load_balance import LoadWindow, sample_assignment
-from shared.domain.routing.view import RouterState, apply_router
+from shared.domain.routing.view import RouterState, apply_admitted
 from shared.domain.windows import WindowSums
 from shared.events import (
     ScaleRecommended,
@@ -87,7 +87,7 @@ def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
             state.scale[event.capability] = event
         case _:
             pass
-    apply_router(state.router, recorded)
+    apply_admitted(state.router, recorded)  # admitted above, on the same fleet
     return state
 
 

@@ -41,6 +41,12 @@ class RouterState(msgspec.Struct, kw_only=True):
 def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
     if not admits(state.fleet, recorded):
         return state
+    return apply_admitted(state, recorded)
+
+
+def apply_admitted(state: RouterState, recorded: Recorded) -> RouterState:
+    """``apply_router`` for an event its fleet ``admits`` (asked by the caller, before anything
+    applied it): a view that holds this state and asks first itself (the balancer's) asks once."""
     outcome = outcome_of(state.fleet, recorded)
     if outcome is not None:
         learn(state.performance, outcome)
