@@ -8,9 +8,12 @@ import random
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import services.balancer.decide as balancer_decide
+from services.balancer.decide import RebalancePolicy, plan_moves
 from services.balancer.view import BalancerState, apply_balancer
 from shared.domain.fleet import WAITING, AssignmentRecord, FleetState, TaskView, apply_fleet
 from shared.domain.routing.adaptive import RECORDED_AS, SIGNALS, AdaptiveState, observe
@@ -39,6 +42,7 @@ from shared.events import (
     AgentStalled,
     AgentUnresponsive,
     AnyEvent,
+    LoadBalancingStrategy,
     TaskAssigned,
     TaskAttemptFailed,
     TaskCancelled,
@@ -364,13 +368,75 @@ def test_only_waiting_tasks_are_ever_queued(events: list[AnyEvent]) -> None:
 @given(st.lists(fleet_events(), max_size=60))
 def test_the_balancer_keeps_the_very_router_state_the_router_does(events: list[AnyEvent]) -> None:
     """The balancer asks ``admits`` once and applies the router's view with ``apply_admitted``: its
-    router state is the router's own, byte for byte, after every event."""
+    router state is the router's own, byte for byte, after every event, but for the adaptive
+    weights, which it does not learn (no move reads them)."""
     router, balancer = RouterState(), BalancerState()
     for seq, event in enumerate(events, start=1):
         recorded = Recorded(seq, event.subject, event)
         apply_router(router, recorded)
         apply_balancer(balancer, recorded)
-        assert msgspec.msgpack.encode(balancer.router) == msgspec.msgpack.encode(router)
+        assert balancer.router.adaptive == AdaptiveState()
+        unlearned = msgspec.structs.replace(router, adaptive=AdaptiveState())
+        assert msgspec.msgpack.encode(balancer.router) == msgspec.msgpack.encode(unlearned)
+
+
+def test_the_balancer_learns_no_adaptive_weights() -> None:
+    """Outcomes with the scores of their assignment teach the router's weights, not the balancer's."""
+    events: list[AnyEvent] = [AgentRegistered(agent_id="a", capabilities={"review": 1.0}, capacity=4)]
+    breakdown = dict.fromkeys(RECORDED_AS.values(), 0.5)
+    for index in range(3):
+        events += [
+            TaskSubmitted(task_id=f"t{index}", task_type="review"),
+            TaskAssigned(task_id=f"t{index}", agent_id="a", attempt=1, breakdown=breakdown),
+            TaskCompleted(task_id=f"t{index}", agent_id="a", attempt=1, quality=0.9),
+        ]
+    router, balancer = RouterState(), BalancerState()
+    for seq, event in enumerate(events, start=1):
+        apply_router(router, Recorded(seq, event.subject, event))
+        apply_balancer(balancer, Recorded(seq, event.subject, event))
+    assert router.adaptive.outcomes == 3
+    assert balancer.router.adaptive == AdaptiveState()
+    assert balancer.router.performance == router.performance
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=50.0), min_size=3, max_size=3),
+    st.integers(min_value=1, max_value=500),
+    st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=4, max_size=12),
+    st.sampled_from(["adaptive_hybrid", "performance_based", "capability_aware", "least_connections"]),
+)
+def test_a_plan_reads_no_adaptive_weight(
+    losses: list[float], outcomes_seen: int, qualities: list[float], strategy: LoadBalancingStrategy
+) -> None:
+    """Why the balancer need not learn the weights: with any learned weights a plan is the same
+    (moves, their predicted qualities, notes, efficiencies)."""
+    events: list[AnyEvent] = [
+        AgentRegistered(agent_id=name, capabilities={"review": proficiency}, capacity=3, ts=1.0)
+        for name, proficiency in (("slow", 0.9), ("b", 0.6), ("c", 0.8), ("d", 0.7))
+    ]
+    for index, quality in enumerate(qualities):
+        name = ("b", "c", "d")[index % 3]
+        events += [
+            TaskSubmitted(task_id=f"done{index}", task_type="review", ts=2.0),
+            TaskAssigned(task_id=f"done{index}", agent_id=name, attempt=1, ts=2.0),
+            TaskCompleted(task_id=f"done{index}", agent_id=name, attempt=1, quality=quality, ts=3.0),
+        ]
+    for index in range(3):
+        events += [
+            TaskSubmitted(task_id=f"stuck{index}", task_type="review", ts=100.0),
+            TaskAssigned(task_id=f"stuck{index}", agent_id="slow", attempt=1, ts=100.0),
+        ]
+    state = BalancerState()
+    for seq, event in enumerate(events, start=1):
+        apply_balancer(state, Recorded(seq, event.subject, event))
+    policy = RebalancePolicy(quality_tolerance=0.5, strategy=strategy)
+    unlearned = plan_moves(state, now=110.0, policy=policy)
+    learned = AdaptiveState(losses=dict(zip(SIGNALS, losses, strict=True)), outcomes=outcomes_seen)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(balancer_decide, "UNLEARNED", learned)
+        assert plan_moves(state, now=110.0, policy=policy) == unlearned
+    assert unlearned.waiting == 3
 
 
 def test_the_fleets_cases_are_of_unrelated_classes() -> None:
