@@ -49,6 +49,7 @@ import msgspec
 from services.balancer.view import BalancerState
 from shared.domain.fleet import WAITING, AgentView, TaskView
 from shared.domain.load_balance import fleet_efficiency
+from shared.domain.routing.adaptive import AdaptiveState
 from shared.domain.routing.eligibility import ineligibility
 from shared.domain.routing.performance import reference_duration
 from shared.domain.routing.policy import RoutingConfig, Weights, effective_weights, strategy_of
@@ -58,6 +59,10 @@ from shared.domain.starts import may_run_unreported
 from shared.events import PRIORITY_RANK, LoadBalancingStrategy
 
 MAX_NOTES: Final = 20
+
+UNLEARNED: Final = AdaptiveState()
+"""The adaptive weights a plan scores with: the starting ones. A move reads no score, only what
+no weight enters (``_predicted``), so the balancer's view does not learn them (``view.py``)."""
 
 
 class RebalancePolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -172,7 +177,7 @@ def _predicted(
     """The router's predicted quality of `agent` on `task` (what its score is built on), the
     quality it vouches for (the prediction minus one standard deviation) and its capability score.
     `weights` and `reference` depend on the task alone: the caller computes them once for all
-    candidates."""
+    candidates. No weight enters these three figures (only the score, not read here)."""
     scored = score_candidate(state.performance, state.breakers, agent, task, weights, now, reference)
     prediction = scored.prediction
     return prediction.quality, max(0.0, prediction.quality - prediction.uncertainty), scored.capability
@@ -214,7 +219,7 @@ def plan_moves(
         if state.moved.get(task.task_id, 0) >= policy.max_moves_per_task:
             note(item, f"already moved {policy.max_moves_per_task} time(s)")
             continue
-        weights = effective_weights(strategy_of(task, config), config.mode, task.spec, router.adaptive)
+        weights = effective_weights(strategy_of(task, config), config.mode, task.spec, UNLEARNED)
         reference = reference_duration(router.performance, task)
         holder_quality, holder_vouched, _capability = _predicted(
             router, holder, task, now, weights, reference

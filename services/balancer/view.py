@@ -1,7 +1,11 @@
 """The balancer's projection, kept by a pure apply.
 
-* ``router``: the router's own view (fleet, breakers, learned performance, adaptive weights),
-  folded by the router's apply, so a move is judged by exactly the predictions the router makes;
+* ``router``: the router's own view (fleet, breakers, learned performance), folded by the
+  router's apply, so a move is judged by exactly the predictions the router makes; but for the
+  adaptive weights, left unlearned: they weigh a score's signals, and a move reads no score, only
+  the predicted quality, its uncertainty and the declared capability (``decide._predicted``),
+  which no weight enters. Not learning them saves every outcome's ``observe``; a snapshot made
+  when they were learned still loads (the same shape), its weights unread;
 * ``load``: load-balancing efficiency samples (``shared/domain/load_balance.py``);
 * ``demand``: per task type, arrivals and completed durations per second (scale advice);
 * ``moved``: how often each live task was moved already (bounded: finished tasks leave);
@@ -14,7 +18,7 @@ import msgspec
 
 from shared.domain.fleet import admits
 from shared.domain.load_balance import LoadWindow, sample_assignment
-from shared.domain.routing.view import RouterState, apply_router
+from shared.domain.routing.view import RouterState, apply_admitted
 from shared.domain.windows import WindowSums
 from shared.events import (
     ScaleRecommended,
@@ -87,7 +91,7 @@ def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
             state.scale[event.capability] = event
         case _:
             pass
-    apply_router(state.router, recorded)
+    apply_admitted(state.router, recorded, adaptive=False)  # admitted above, on the same fleet
     return state
 
 

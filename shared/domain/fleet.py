@@ -227,7 +227,8 @@ def _release(state: FleetState, task: TaskView) -> None:
 
 def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float) -> None:
     _release(state, task)
-    _dequeue(state, task)
+    if task.status in WAITING:  # only a waiting task is in the queue (most end in flight)
+        _dequeue(state, task)
     task.status = status
     task.finished_ts = ts
     _count(state, status)
@@ -242,7 +243,7 @@ def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float) ->
 def current_attempt(state: FleetState, task_id: str, attempt: int) -> TaskView | None:
     """The task if `attempt` is its current attempt and it is not finished, else None."""
     task = state.tasks.get(task_id)
-    if task is None or task.terminal or task.attempt != attempt:
+    if task is None or task.status in TERMINAL or task.attempt != attempt:
         return None
     return task
 
@@ -283,8 +284,121 @@ def correlation_of(state: FleetState, task_id: str) -> str:
 
 
 def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
+    """Apply one event. Cases are tried in order (one class check each): the task events every
+    task brings come first, the agents' rarer ones after."""
     event = recorded.event
     match event:
+        case TaskAssigned():
+            task = current_attempt(state, event.task_id, event.attempt)
+            agent = state.agents.get(event.agent_id)
+            if task is None or agent is None or task.status not in WAITING:
+                return state
+            _dequeue(state, task)
+            task.status = "assigned"
+            task.agent_id = event.agent_id
+            task.assigned_ts = event.ts
+            task.queued_reason = ""
+            task.queued_detail = ""
+            task.eligible_ts = None
+            task.assignments.append(
+                AssignmentRecord(
+                    agent_id=event.agent_id,
+                    attempt=event.attempt,
+                    seq=recorded.seq,
+                    ts=event.ts,
+                    session=event.session,
+                    strategy=event.strategy,
+                    score=event.score,
+                    breakdown=dict(event.breakdown),
+                    rejected=list(event.rejected),
+                    explanation=event.explanation,
+                )
+            )
+            agent.in_flight[event.task_id] = event.attempt
+            agent.assigned_total += 1
+            agent.last_assigned_seq = recorded.seq
+        case TaskSubmitted():
+            if event.task_id in state.tasks:
+                return state
+            task = TaskView(
+                spec=event,
+                submitted_seq=recorded.seq,
+                submitted_ts=event.ts,
+                not_before_ts=event.not_before_ts or 0.0,
+            )
+            state.tasks[event.task_id] = task
+            _enqueue(state, task)
+            _count(state, "submitted")
+        case TaskCompleted():
+            task = report_from_holder(state, event)
+            if task is not None:
+                agent = state.agents.get(event.agent_id)
+                if agent is not None:
+                    agent.completed += 1
+                if task.started_ts is None:  # completed straight from assigned (lazy start)
+                    task.started_ts = implied_start_ts(event, task.assigned_ts)
+                task.result = event.result
+                task.quality = event.quality
+                task.progress = 100.0
+                _finish(state, task, "completed", event.ts)
+        case TaskQueued():
+            task = current_attempt(state, event.task_id, event.attempt)
+            if task is not None and task.status in WAITING:
+                task.status = "queued"
+                task.queued_reason = event.reason
+                task.queued_detail = event.detail
+                task.eligible_ts = event.eligible_ts
+        case TaskStarted():
+            task = report_from_holder(state, event)
+            if task is not None and task.status == "assigned":
+                task.status = "running"
+                task.started_ts = event.ts
+        case TaskProgress():
+            task = report_from_holder(state, event)
+            if task is not None:
+                task.progress = event.percent
+        case TaskAttemptFailed():
+            task = report_from_holder(state, event)
+            if task is not None:
+                agent = state.agents.get(event.agent_id)
+                if agent is not None:
+                    agent.failed += 1
+                if task.started_ts is None:
+                    task.started_ts = implied_start_ts(event, task.assigned_ts)
+                _release(state, task)
+                task.status = "retrying"
+                task.last_error = event.error
+                task.failure_type = event.failure_type
+                if event.failure_type not in INFRASTRUCTURE_FAILURES:
+                    task.task_failures += 1
+        case TaskRequeued():
+            task = state.tasks.get(event.task_id)
+            if task is None or task.terminal or event.attempt != task.attempt + 1:
+                return state
+            _release(state, task)
+            task.attempt = event.attempt
+            task.status = "pending"
+            task.agent_id = None
+            task.assigned_ts = None
+            task.started_ts = None
+            task.progress = 0.0
+            task.not_before_ts = event.not_before_ts
+            task.preferred_agent_id = event.preferred_agent_id
+            task.excluded_agent_ids = list(event.excluded_agent_ids)
+            if event.reason:
+                task.last_error = task.last_error or event.reason
+            _enqueue(state, task)
+            _count(state, "requeued")
+        case TaskFailed():
+            task = state.tasks.get(event.task_id)
+            if task is not None and not task.terminal:
+                task.last_error = event.error or task.last_error
+                task.failure_type = event.failure_type
+                _finish(state, task, "failed", event.ts)
+        case TaskCancelled():
+            task = state.tasks.get(event.task_id)
+            if task is not None and not task.terminal:
+                _finish(state, task, "cancelled", event.ts)
         case AgentRegistered():
             agent = state.agents.get(event.agent_id)
             if agent is None:
@@ -339,117 +453,6 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 agent.quarantined_until_ts = event.until_ts
                 agent.last_change_ts = event.ts
                 agent.stall = None
-        case TaskAssigned():
-            task = current_attempt(state, event.task_id, event.attempt)
-            agent = state.agents.get(event.agent_id)
-            if task is None or agent is None or task.status not in WAITING:
-                return state
-            _dequeue(state, task)
-            task.status = "assigned"
-            task.agent_id = event.agent_id
-            task.assigned_ts = event.ts
-            task.queued_reason = ""
-            task.queued_detail = ""
-            task.eligible_ts = None
-            task.assignments.append(
-                AssignmentRecord(
-                    agent_id=event.agent_id,
-                    attempt=event.attempt,
-                    seq=recorded.seq,
-                    ts=event.ts,
-                    session=event.session,
-                    strategy=event.strategy,
-                    score=event.score,
-                    breakdown=dict(event.breakdown),
-                    rejected=list(event.rejected),
-                    explanation=event.explanation,
-                )
-            )
-            agent.in_flight[event.task_id] = event.attempt
-            agent.assigned_total += 1
-            agent.last_assigned_seq = recorded.seq
-        case TaskSubmitted():
-            if event.task_id in state.tasks:
-                return state
-            task = TaskView(
-                spec=event,
-                submitted_seq=recorded.seq,
-                submitted_ts=event.ts,
-                not_before_ts=event.not_before_ts or 0.0,
-            )
-            state.tasks[event.task_id] = task
-            _enqueue(state, task)
-            _count(state, "submitted")
-        case TaskQueued():
-            task = current_attempt(state, event.task_id, event.attempt)
-            if task is not None and task.status in WAITING:
-                task.status = "queued"
-                task.queued_reason = event.reason
-                task.queued_detail = event.detail
-                task.eligible_ts = event.eligible_ts
-        case TaskStarted():
-            task = report_from_holder(state, event)
-            if task is not None and task.status == "assigned":
-                task.status = "running"
-                task.started_ts = event.ts
-        case TaskProgress():
-            task = report_from_holder(state, event)
-            if task is not None:
-                task.progress = event.percent
-        case TaskCompleted():
-            task = report_from_holder(state, event)
-            if task is not None:
-                agent = state.agents.get(event.agent_id)
-                if agent is not None:
-                    agent.completed += 1
-                if task.started_ts is None:  # completed straight from assigned (lazy start)
-                    task.started_ts = implied_start_ts(event, task.assigned_ts)
-                task.result = event.result
-                task.quality = event.quality
-                task.progress = 100.0
-                _finish(state, task, "completed", event.ts)
-        case TaskAttemptFailed():
-            task = report_from_holder(state, event)
-            if task is not None:
-                agent = state.agents.get(event.agent_id)
-                if agent is not None:
-                    agent.failed += 1
-                if task.started_ts is None:
-                    task.started_ts = implied_start_ts(event, task.assigned_ts)
-                _release(state, task)
-                task.status = "retrying"
-                task.last_error = event.error
-                task.failure_type = event.failure_type
-                if event.failure_type not in INFRASTRUCTURE_FAILURES:
-                    task.task_failures += 1
-        case TaskRequeued():
-            task = state.tasks.get(event.task_id)
-            if task is None or task.terminal or event.attempt != task.attempt + 1:
-                return state
-            _release(state, task)
-            task.attempt = event.attempt
-            task.status = "pending"
-            task.agent_id = None
-            task.assigned_ts = None
-            task.started_ts = None
-            task.progress = 0.0
-            task.not_before_ts = event.not_before_ts
-            task.preferred_agent_id = event.preferred_agent_id
-            task.excluded_agent_ids = list(event.excluded_agent_ids)
-            if event.reason:
-                task.last_error = task.last_error or event.reason
-            _enqueue(state, task)
-            _count(state, "requeued")
-        case TaskFailed():
-            task = state.tasks.get(event.task_id)
-            if task is not None and not task.terminal:
-                task.last_error = event.error or task.last_error
-                task.failure_type = event.failure_type
-                _finish(state, task, "failed", event.ts)
-        case TaskCancelled():
-            task = state.tasks.get(event.task_id)
-            if task is not None and not task.terminal:
-                _finish(state, task, "cancelled", event.ts)
         case _:
             pass
     return state

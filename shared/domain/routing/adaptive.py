@@ -35,20 +35,33 @@ class AdaptiveState(msgspec.Struct, kw_only=True):
     outcomes: int = 0
 
 
+_RECORDED_KEYS: Final = tuple(RECORDED_AS.values())
+_SIGNAL_KEYS: Final = tuple((signal, RECORDED_AS[signal]) for signal in SIGNALS)
+"""(signal, its key in the breakdown), in ``SIGNALS`` order: ``observe`` runs per outcome."""
+
+
 def observe(state: AdaptiveState, outcome: Outcome) -> AdaptiveState:
     """Charge each signal its error on this outcome, using the scores recorded at assignment."""
-    if outcome.success and outcome.quality is None:
+    success = outcome.success
+    quality = outcome.quality
+    if success and quality is None:
         return state
-    realised = outcome.quality if outcome.success and outcome.quality is not None else 0.0
-    records = outcome.task.assignments
-    if not records or records[-1].attempt != outcome.task.attempt:
+    realised = quality if success and quality is not None else 0.0
+    task = outcome.task
+    records = task.assignments
+    if not records:
         return state
-    scores = records[-1].breakdown
-    if not all(key in scores for key in RECORDED_AS.values()):
+    last = records[-1]
+    if last.attempt != task.attempt:
         return state
-    for signal in SIGNALS:
-        error = scores[RECORDED_AS[signal]] - realised
-        state.losses[signal] = DISCOUNT * state.losses.get(signal, 0.0) + error * error
+    scores = last.breakdown
+    for key in _RECORDED_KEYS:
+        if key not in scores:
+            return state
+    losses = state.losses
+    for signal, key in _SIGNAL_KEYS:
+        error = scores[key] - realised
+        losses[signal] = DISCOUNT * losses.get(signal, 0.0) + error * error
     state.outcomes += 1
     return state
 

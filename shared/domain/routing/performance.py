@@ -136,19 +136,6 @@ def style_key(task: TaskView) -> str:
     return task.spec.profile.preferred_cognitive_style or ANY_STYLE
 
 
-def _record_outcome(cell: Cell, success: bool, quality: float | None, duration_s: float | None) -> None:
-    cell.attempts += 1
-    if success:
-        cell.successes += 1
-    if success and quality is not None:
-        cell.rated += 1
-        cell.quality_sum += quality
-        cell.quality_sq += quality * quality
-    if success and duration_s is not None and duration_s > 0:
-        cell.timed += 1
-        cell.duration_sum += duration_s
-
-
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     """One attempt's result that says something about the agent that ran it."""
 
@@ -191,25 +178,55 @@ def outcome_of(fleet: FleetState, recorded: Recorded) -> Outcome | None:
 
 
 def learn(state: PerformanceState, outcome: Outcome) -> PerformanceState:
-    """Count one outcome, then refit the agent's additive quality model."""
-    record = state.agents.get(outcome.agent_id)
+    """Count one outcome, then refit the agent's additive quality model.
+
+    Runs for every outcome in every view that learns (router, balancer): the cells are found
+    without building spares, and the four are counted alike in one pass."""
+    agents = state.agents
+    record = agents.get(outcome.agent_id)
     if record is None:
-        record = state.agents[outcome.agent_id] = AgentRecord()
-    task_type = outcome.task.spec.task_type
-    style = style_key(outcome.task)
-    cells = (
-        record.overall,
-        record.by_type.setdefault(task_type, Cell()),
-        record.by_type_style.setdefault(task_type, {}).setdefault(style, Cell()),
-        state.fleet_by_type.setdefault(task_type, Cell()),
-    )
-    for cell in cells:
-        _record_outcome(cell, outcome.success, outcome.quality, outcome.duration_s)
-    record.last_outcome_at[task_type] = state.fleet_by_type[task_type].attempts
-    if outcome.success and outcome.quality is not None:
+        record = agents[outcome.agent_id] = AgentRecord()
+    spec = outcome.task.spec
+    task_type = spec.task_type
+    style = spec.profile.preferred_cognitive_style or ANY_STYLE
+    by_type = record.by_type.get(task_type)
+    if by_type is None:
+        by_type = record.by_type[task_type] = Cell()
+    by_style = record.by_type_style.get(task_type)
+    if by_style is None:
+        by_style = record.by_type_style[task_type] = {}
+    exact = by_style.get(style)
+    if exact is None:
+        exact = by_style[style] = Cell()
+    fleet = state.fleet_by_type.get(task_type)
+    if fleet is None:
+        fleet = state.fleet_by_type[task_type] = Cell()
+    success = outcome.success
+    quality = outcome.quality if success else None
+    duration_s = outcome.duration_s
+    timed = success and duration_s is not None and duration_s > 0
+    for cell in (record.overall, by_type, exact, fleet):
+        cell.attempts += 1
+        if success:
+            cell.successes += 1
+        if quality is not None:
+            cell.rated += 1
+            cell.quality_sum += quality
+            cell.quality_sq += quality * quality
+        if timed:
+            cell.timed += 1
+            cell.duration_sum += duration_s
+    record.last_outcome_at[task_type] = fleet.attempts
+    if quality is not None:
         _refit(record)
     state.outcomes += 1
     return state
+
+
+_NOISE_PRIOR: Final = PRIOR_WEIGHT * NOISE_SD**2
+"""The prior's share of the pooled noise (``_refit``): the very float its formula gives."""
+_TYPE_PRIOR_VARIANCE: Final = TYPE_SD**2
+_STYLE_PRIOR_VARIANCE: Final = STYLE_SD**2
 
 
 def _refit(record: AgentRecord) -> None:
@@ -218,42 +235,98 @@ def _refit(record: AgentRecord) -> None:
     Also how much is known of each style effect: outcomes of a style on a type count only as far
     as the type was also seen with other styles (``n_ts x (1 - n_ts / n_t)``, the effective size
     of a contrast); a style only ever seen on one type cannot be told from that type's effect.
+
+    Runs after every rated outcome, so it is written for cost, with every float worked out by the
+    same operations in the same order as the plain formulas (``tests/unit/test_learn_cost.py``
+    checks it against them, byte for byte): what does not change between sweeps (each cell's
+    distance to the agent's mean, each effect's denominator) is worked out once; effects are
+    indexed lists during the sweeps and written back in the order they first appear. Not lazy:
+    each refit starts from the effects the last one left (warm start), so skipping one changes
+    every later number.
     """
-    cells = [
-        (task_type, style, cell)
-        for task_type, by_style in record.by_type_style.items()
-        for style, cell in by_style.items()
-        if cell.rated
-    ]
-    squares = sum(max(0.0, cell.quality_sq - cell.rated * cell.quality_mean**2) for _t, _s, cell in cells)
-    freedom = sum(cell.rated - 1 for _t, _s, cell in cells)
-    noise = (squares + PRIOR_WEIGHT * NOISE_SD**2) / (freedom + PRIOR_WEIGHT)
-    record.noise_variance = noise
+    overall = record.overall
+    by_type = record.by_type
+    mean = overall.quality_sum / overall.rated if overall.rated else 0.0
+    if len(record.by_type_style) == 1:
+        ((task_type, cells),) = record.by_type_style.items()
+        if len(cells) == 1:
+            _refit_one(record, task_type, *next(iter(cells.items())), mean)
+            return
+    type_index: dict[str, int] = {}
+    style_index: dict[str, int] = {}
+    type_counts: list[int] = []
+    style_counts: list[int] = []
+    rows: list[tuple[int, int, int, float]] = []
+    """(type index, style index, rated, cell mean - agent mean) per rated cell, in cell order."""
+    squares_terms: list[float] = []
+    freedom = 0
     information: dict[str, float] = {}
-    for task_type, style, cell in cells:
-        share = cell.rated / record.by_type[task_type].rated
-        information[style] = information.get(style, 0.0) + cell.rated * (1.0 - share)
+    for task_type, cells in record.by_type_style.items():
+        for style, cell in cells.items():
+            rated = cell.rated
+            if not rated:
+                continue
+            quality_mean = cell.quality_sum / rated
+            squares_terms.append(max(0.0, cell.quality_sq - rated * quality_mean**2))
+            freedom += rated - 1
+            t = type_index.get(task_type)
+            if t is None:
+                t = type_index[task_type] = len(type_counts)
+                type_counts.append(0)
+            type_counts[t] += rated
+            s = style_index.get(style)
+            if s is None:
+                s = style_index[style] = len(style_counts)
+                style_counts.append(0)
+            style_counts[s] += rated
+            share = rated / by_type[task_type].rated
+            information[style] = information.get(style, 0.0) + rated * (1.0 - share)
+            rows.append((t, s, rated, quality_mean - mean))
+    noise = (sum(squares_terms) + _NOISE_PRIOR) / (freedom + PRIOR_WEIGHT)
+    record.noise_variance = noise
     record.style_information = information
-    mean = record.overall.quality_mean
-    types = record.type_effect
+    type_denominators = [count + noise / _TYPE_PRIOR_VARIANCE for count in type_counts]
+    style_denominators = [count + noise / _STYLE_PRIOR_VARIANCE for count in style_counts]
     styles = record.style_effect
+    style_values = [styles.get(style, 0.0) for style in style_index]
+    type_values = [0.0] * len(type_counts)
     for _sweep in range(FIT_SWEEPS):
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        for task_type, style, cell in cells:
-            residual = cell.quality_mean - mean - styles.get(style, 0.0)
-            sums[task_type] = sums.get(task_type, 0.0) + cell.rated * residual
-            counts[task_type] = counts.get(task_type, 0) + cell.rated
-        for task_type, total in sums.items():
-            types[task_type] = total / (counts[task_type] + noise / TYPE_SD**2)
-        sums.clear()
-        counts.clear()
-        for task_type, style, cell in cells:
-            residual = cell.quality_mean - mean - types.get(task_type, 0.0)
-            sums[style] = sums.get(style, 0.0) + cell.rated * residual
-            counts[style] = counts.get(style, 0) + cell.rated
-        for style, total in sums.items():
-            styles[style] = total / (counts[style] + noise / STYLE_SD**2)
+        sums = [0.0] * len(type_counts)
+        for t, s, rated, distance in rows:
+            sums[t] = sums[t] + rated * (distance - style_values[s])
+        for t, total in enumerate(sums):
+            type_values[t] = total / type_denominators[t]
+        sums = [0.0] * len(style_counts)
+        for t, s, rated, distance in rows:
+            sums[s] = sums[s] + rated * (distance - type_values[t])
+        for s, total in enumerate(sums):
+            style_values[s] = total / style_denominators[s]
+    types = record.type_effect
+    for task_type, t in type_index.items():
+        types[task_type] = type_values[t]
+    for style, s in style_index.items():
+        styles[style] = style_values[s]
+
+
+def _refit_one(record: AgentRecord, task_type: str, style: str, cell: Cell, mean: float) -> None:
+    """``_refit`` of an agent with outcomes of one type x style alone (an agent that does one kind
+    of work): the same operations, on plain floats."""
+    rated = cell.rated
+    quality_mean = cell.quality_sum / rated
+    squares = sum((max(0.0, cell.quality_sq - rated * quality_mean**2),))
+    noise = (squares + _NOISE_PRIOR) / (rated - 1 + PRIOR_WEIGHT)
+    record.noise_variance = noise
+    record.style_information = {style: 0.0 + rated * (1.0 - rated / record.by_type[task_type].rated)}
+    distance = quality_mean - mean
+    type_denominator = rated + noise / _TYPE_PRIOR_VARIANCE
+    style_denominator = rated + noise / _STYLE_PRIOR_VARIANCE
+    style_value = record.style_effect.get(style, 0.0)
+    type_value = 0.0
+    for _sweep in range(FIT_SWEEPS):
+        type_value = (0.0 + rated * (distance - style_value)) / type_denominator
+        style_value = (0.0 + rated * (distance - type_value)) / style_denominator
+    record.type_effect[task_type] = type_value
+    record.style_effect[style] = style_value
 
 
 _NO_RECORD: Final = AgentRecord()
