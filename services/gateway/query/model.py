@@ -7,8 +7,9 @@ each event is read and decoded once per gateway). While catching up, events are 
 (``view.py``) into the model's own state; once following, the projection has folded each event into
 the same fleet and workflows already, and the model only notes which of its objects changed (no
 second fold). The rows noted go into a write buffer, written in one transaction per batch: every
-``flush_events`` events, every ``flush_interval_s``, and at once when a read waits for a sequence
-(``flushed_to``). Ended work older than ``retention_s`` is deleted every ``purge_interval_s``.
+``flush_events`` events, every ``flush_interval_s`` while reads come (``unread_flush_interval_s``
+while none do: fewer rewrites of the rows of tasks still moving on), and at once when a read waits
+for a sequence (``flushed_to``). Ended work older than ``retention_s`` is deleted every ``purge_interval_s``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ log = get_logger("hive.gateway.query")
 FLUSH_EVENTS = 2_000
 CATCH_UP_FLUSH_EVENTS = 5_000
 FLUSH_INTERVAL_S = 0.1
+"""Between two writes while reads come: a read waits for the write of everything applied, so a
+small buffer answers it sooner."""
+UNREAD_FLUSH_INTERVAL_S = 1.0
+"""Between two writes while no read came for ``READS_RECENT_S``: a task's row is rewritten at each
+write while the task moves on (submitted, assigned, ended), so writing less often folds its steps
+into fewer rewrites (under load, about half the CPU of the writes). No answer changes: a read always
+waits for the write of everything applied first (``flushed_to``)."""
+READS_RECENT_S = 10.0
+"""A read within this long keeps the short interval (a dashboard polling every few seconds)."""
 WRITE_RETRY_S = 1.0
 
 
@@ -58,6 +68,7 @@ class QueryModel:
         retention_s: float = 0.0,
         flush_events: int | None = None,
         flush_interval_s: float | None = None,
+        unread_flush_interval_s: float | None = None,
     ) -> None:
         self.bus = bus
         self.projection = projection
@@ -66,6 +77,11 @@ class QueryModel:
         self.retention_s = retention_s
         self.flush_events = flush_events or FLUSH_EVENTS
         self.flush_interval_s = flush_interval_s or FLUSH_INTERVAL_S
+        self.unread_flush_interval_s = max(
+            self.flush_interval_s, unread_flush_interval_s or UNREAD_FLUSH_INTERVAL_S
+        )
+        self._read_at = float("-inf")
+        """When a read last waited for the file (monotonic seconds)."""
         self.purge_interval_s = min(60.0, max(1.0, retention_s / 10))
         self._own = QueryState()
         """What the model folds itself while catching up (the projection's once it follows)."""
@@ -280,7 +296,7 @@ class QueryModel:
     async def _flush_forever(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.flush_interval_s)
+                await asyncio.wait_for(self._kick.wait(), self.flush_wait_s(time.monotonic()))
             self._kick.clear()
             try:
                 await self._flush()
@@ -311,8 +327,16 @@ class QueryModel:
             if not fut.done():
                 fut.set_result(None)
 
+    def flush_wait_s(self, now: float) -> float:
+        """How long the buffer waits for its next write (unless it fills or a read waits): short
+        while reads come, longer while none did (``UNREAD_FLUSH_INTERVAL_S``)."""
+        if now - self._read_at < READS_RECENT_S:
+            return self.flush_interval_s
+        return self.unread_flush_interval_s
+
     async def flushed_to(self, seq: int, timeout: float) -> None:
         """Return once the file holds everything up to `seq` (writing what is applied at once)."""
+        self._read_at = time.monotonic()
         if self.flushed >= seq:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -1,0 +1,71 @@
+"""When the query model writes its buffer: every 100 ms while reads come, every second while none
+do (a task's row is rewritten at each write while it moves on), and at once for a read."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from services.gateway.query.model import (
+    FLUSH_INTERVAL_S,
+    READS_RECENT_S,
+    UNREAD_FLUSH_INTERVAL_S,
+    QueryModel,
+)
+from services.gateway.query.store import QueryStore
+from services.gateway.view import GATEWAY_VIEW
+from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted, encode_event
+from shared.projection import ProjectionRunner
+
+
+def _model(**kwargs: Any) -> QueryModel:
+    return QueryModel(None, None, home="/nonexistent", **kwargs)  # type: ignore[arg-type]  # no I/O here
+
+
+async def test_the_buffer_waits_longer_while_no_read_comes_and_the_short_interval_once_one_does() -> None:
+    model = _model()
+    assert FLUSH_INTERVAL_S < UNREAD_FLUSH_INTERVAL_S
+    assert model.flush_wait_s(time.monotonic()) == UNREAD_FLUSH_INTERVAL_S, "no read yet: write seldom"
+    await model.flushed_to(0, 1.0)  # a read (the file holds sequence 0 already: it returns at once)
+    read_at = time.monotonic()
+    assert model.flush_wait_s(read_at) == FLUSH_INTERVAL_S
+    assert model.flush_wait_s(read_at + READS_RECENT_S / 2) == FLUSH_INTERVAL_S
+    assert model.flush_wait_s(read_at + READS_RECENT_S + 0.1) == UNREAD_FLUSH_INTERVAL_S, "reads stopped"
+
+
+def test_the_unread_interval_is_never_shorter_than_the_one_while_reads_come() -> None:
+    assert _model(flush_interval_s=0.5).flush_wait_s(time.monotonic()) == UNREAD_FLUSH_INTERVAL_S
+    assert _model(flush_interval_s=3.0).flush_wait_s(time.monotonic()) == 3.0
+    assert _model(unread_flush_interval_s=5.0).flush_wait_s(time.monotonic()) == 5.0
+
+
+async def test_a_read_while_the_model_waits_its_long_interval_still_finds_everything_applied(
+    tmp_path: Path,
+) -> None:
+    """The long interval only spaces the writes nobody waits for: a read writes the buffer at once."""
+    projection = ProjectionRunner(None, GATEWAY_VIEW)  # type: ignore[arg-type]  # fed by hand, no NATS
+    model = QueryModel(None, projection, home=str(tmp_path), unread_flush_interval_s=3600.0)  # type: ignore[arg-type]
+    model._store = await QueryStore(tmp_path / "query.sqlite").open()
+    model.attached = True
+    projection.add_listener(model._on_event)
+    writer = asyncio.create_task(model._flush_forever())
+    try:
+        events = [
+            AgentRegistered(agent_id="a1", capabilities={"review": 0.9}, capacity=2),
+            TaskSubmitted(task_id="t1", task_type="review"),
+            TaskAssigned(agent_id="a1", task_id="t1", attempt=1, strategy="adaptive", score=0.5),
+            TaskCompleted(task_id="t1", agent_id="a1", attempt=1, result="done", quality=0.9),
+        ]
+        for seq, event in enumerate(events, start=1):
+            assert projection.apply_message(seq, event.subject, encode_event(event)) is None
+        assert model.flushed == 0, "nothing written yet: the model waits its long interval"
+        await model.flushed_to(projection.seq, 5.0)
+        task = await model.store.task("t1")
+        assert task is not None and task.status == "completed" and len(task.assignments) == 1
+        assert int((await model.store.meta())["seq"]) == len(events)
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await model.store.close()
