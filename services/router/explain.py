@@ -11,6 +11,32 @@ from shared.domain.routing.scoring import Scored
 from shared.domain.routing.separation import Merit, probability_better
 
 
+@lru_cache(maxsize=4096)
+def _fixed3(value: float) -> str:
+    return f"{value:.3f}"
+
+
+@lru_cache(maxsize=4096)
+def _fixed2(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def f3(value: float) -> str:
+    """``f"{value:.3f}"``, remembered: a plan words the same scores again and again (the chosen
+    agent's against each rival, a rival's in each decision it loses). 0.0 and -0.0 are one key but
+    are written apart, and NaN is no key: those are written afresh."""
+    if value == 0.0 or value != value:
+        return f"{value:.3f}"
+    return _fixed3(value)
+
+
+def f2(value: float) -> str:
+    """``f"{value:.2f}"``, remembered (as ``f3``)."""
+    if value == 0.0 or value != value:
+        return f"{value:.2f}"
+    return _fixed2(value)
+
+
 def breakdown(scored: Scored, weights: Weights, tie: Tie | None = None) -> dict[str, float]:
     """Every factor of the chosen agent, the weights that combined them, and the prediction; with
     a strategy that spreads ties, the confidence and how the tie among equals was broken."""
@@ -60,7 +86,7 @@ def _weights_shown(weights: Weights) -> dict[str, float]:
 def _persona_phrase(agent: AgentView, task: TaskView, persona: float) -> str:
     preferred = task.spec.profile.preferred_cognitive_style
     wanted = f"the task prefers {preferred}" if preferred else "the task prefers no style"
-    return f"persona {persona:.2f} ({agent.persona.cognitive_style}; {wanted})"
+    return f"persona {f2(persona)} ({agent.persona.cognitive_style}; {wanted})"
 
 
 def _prediction_phrase(scored: Scored, task: TaskView) -> str:
@@ -78,7 +104,7 @@ def _prediction_phrase(scored: Scored, task: TaskView) -> str:
         adjusted = (
             f"; {'+' if shift > 0 else ''}{shift:.2f} for risk ({'explore' if shift > 0 else 'caution'})"
         )
-    return f"predicted quality {prediction.quality:.2f} ± {prediction.uncertainty:.2f} ({basis}{adjusted})"
+    return f"predicted quality {f2(prediction.quality)} ± {f2(prediction.uncertainty)} ({basis}{adjusted})"
 
 
 def explanation(
@@ -92,9 +118,9 @@ def explanation(
 ) -> str:
     """One paragraph a dispatcher would write: the choice, its numbers and the closest alternative."""
     text = (
-        f"{strategy} ({mode} mode): {chosen.agent_id} scored {scored.score:.3f} = fit {scored.fit:.3f} "
-        f"x availability {scored.availability:.3f}. P{_prediction_phrase(scored, task)[1:]}; "
-        f"capability {scored.capability:.2f}; {_persona_phrase(chosen, task, scored.persona)}; "
+        f"{strategy} ({mode} mode): {chosen.agent_id} scored {f3(scored.score)} = fit {f3(scored.fit)} "
+        f"x availability {f3(scored.availability)}. P{_prediction_phrase(scored, task)[1:]}; "
+        f"capability {f2(scored.capability)}; {_persona_phrase(chosen, task, scored.persona)}; "
         f"load {chosen.load}/{chosen.capacity}"
     )
     if scored.breaker < 1.0:
@@ -116,22 +142,22 @@ def _tie_phrase(tie: Tie, chosen: AgentView) -> str:
     if tied == 1:
         return (
             f"The evidence ranks it first: every other free candidate has one better than it with "
-            f"probability >= {tie.confidence:.2f}."
+            f"probability >= {f2(tie.confidence)}."
         )
     if tie.separation.alike:
         basis = (
             f"the {tied} free candidates' predictions do not differ at confidence "
-            f"{tie.separation.family_confidence:.3f} (taken together)"
+            f"{f3(tie.separation.family_confidence)} (taken together)"
         )
     else:
         basis = (
             f"{tied} contenders (none has a candidate better than it with probability "
-            f">= {tie.confidence:.2f})"
+            f">= {f2(tie.confidence)})"
         )
     if tie.by_load:
         return (
             f"Tie broken by load: {basis}; {tie.leader.agent_id} scored higher (better with probability "
-            f"{tie.leader_better:.2f}) but {chosen.agent_id} is less loaded."
+            f"{f2(tie.leader_better)}) but {chosen.agent_id} is less loaded."
         )
     return f"Tie among equals: {basis}; {chosen.agent_id} is the least loaded of them and ranks first."
 
@@ -143,13 +169,13 @@ def tie_rival_reason(
     beaten = tie.separation.beaten_by.get(agent.agent_id)
     if beaten is not None:
         return (
-            f"score {scored.score:.3f}; {beaten[0]} is better with probability {beaten[1]:.2f} "
-            f"(>= {tie.confidence:.2f})"
+            f"score {f3(scored.score)}; {beaten[0]} is better with probability {f2(beaten[1])} "
+            f"(>= {f2(tie.confidence)})"
         )
     if agent.utilisation > chosen.utilisation:
         return (
-            f"score {scored.score:.3f}, not told apart from {chosen.agent_id} (better with probability "
-            f"{probability_better(_merit_of(tie, scored), _merit_of(tie, chosen_scored)):.2f}); busier "
+            f"score {f3(scored.score)}, not told apart from {chosen.agent_id} (better with probability "
+            f"{f2(probability_better(_merit_of(tie, scored), _merit_of(tie, chosen_scored)))}); busier "
             f"({agent.load}/{agent.capacity} vs {chosen.load}/{chosen.capacity} in flight)"
         )
     return None
@@ -165,24 +191,29 @@ def why_not(
     chosen: Scored, other: Scored, other_agent: AgentView, weights: Weights, chosen_agent: AgentView
 ) -> str:
     """The factor that cost `other` the most against `chosen`, with both values."""
-    gaps = {
-        "capability": weights.capability * (chosen.capability - other.capability) * chosen.availability,
-        "persona": weights.persona * (chosen.persona - other.persona) * chosen.availability,
-        "performance": weights.performance * (chosen.performance - other.performance) * chosen.availability,
-        "timeliness": weights.timeliness * (chosen.timeliness - other.timeliness) * chosen.availability,
-        "availability": other.fit * (chosen.availability - other.availability),
-    }
-    factor = max(gaps, key=lambda name: (gaps[name], name))
+    availability = chosen.availability
+    # ``max`` of the gaps by (gap, name), in the same order and with the same comparisons, without
+    # a dict and a key function per rival.
+    factor = "capability"
+    top = weights.capability * (chosen.capability - other.capability) * availability
+    for name, gap in (
+        ("persona", weights.persona * (chosen.persona - other.persona) * availability),
+        ("performance", weights.performance * (chosen.performance - other.performance) * availability),
+        ("timeliness", weights.timeliness * (chosen.timeliness - other.timeliness) * availability),
+        ("availability", other.fit * (chosen.availability - other.availability)),
+    ):
+        if (gap, name) > (top, factor):
+            top, factor = gap, name
     if factor == "performance":
         detail = (
-            f"lower predicted quality ({other.prediction.quality:.2f} vs {chosen.prediction.quality:.2f})"
+            f"lower predicted quality ({f2(other.prediction.quality)} vs {f2(chosen.prediction.quality)})"
         )
     elif factor == "capability":
-        detail = f"lower capability ({other.capability:.2f} vs {chosen.capability:.2f})"
+        detail = f"lower capability ({f2(other.capability)} vs {f2(chosen.capability)})"
     elif factor == "persona":
-        detail = f"weaker persona fit ({other.persona:.2f} vs {chosen.persona:.2f})"
+        detail = f"weaker persona fit ({f2(other.persona)} vs {f2(chosen.persona)})"
     elif factor == "timeliness":
-        detail = f"less timely ({other.timeliness:.2f} vs {chosen.timeliness:.2f})"
+        detail = f"less timely ({f2(other.timeliness)} vs {f2(chosen.timeliness)})"
     elif other.breaker < chosen.breaker:
         detail = "circuit breaker half-open"
     else:
@@ -190,4 +221,4 @@ def why_not(
             f"busier ({other_agent.load}/{other_agent.capacity} vs "
             f"{chosen_agent.load}/{chosen_agent.capacity} in flight)"
         )
-    return f"score {other.score:.3f} < {chosen.score:.3f}: {detail}"
+    return f"score {f3(other.score)} < {f3(chosen.score)}: {detail}"
