@@ -37,35 +37,49 @@ def f2(value: float) -> str:
     return _fixed2(value)
 
 
+@lru_cache(maxsize=4096, typed=True)
+def _rounded4(value: float) -> float:
+    return round(value, 4)
+
+
+def r4(value: float) -> float:
+    """``round(value, 4)``, remembered (a plan rounds the same factors of the same agents again and
+    again, and rounding a float to digits writes it out and reads it back). Kept by type: an int is
+    rounded to an int; 0.0 and -0.0, and NaN, are rounded afresh (as ``f3``)."""
+    if value == 0.0 or value != value:
+        return round(value, 4)
+    return _rounded4(value)
+
+
 def breakdown(scored: Scored, weights: Weights, tie: Tie | None = None) -> dict[str, float]:
     """Every factor of the chosen agent, the weights that combined them, and the prediction; with
     a strategy that spreads ties, the confidence and how the tie among equals was broken."""
     prediction = scored.prediction
     # Rounded as they are put in (one dict, not a second one rounded from the first).
     values = {
-        "capability": round(scored.capability, 4),
-        "persona": round(scored.persona, 4),
-        "performance": round(scored.performance, 4),
-        "timeliness": round(scored.timeliness, 4),
-        "fit": round(scored.fit, 4),
-        "load": round(scored.load, 4),
-        "breaker": round(scored.breaker, 4),
-        "availability": round(scored.availability, 4),
-        "predicted_quality": round(prediction.quality, 4),
-        "uncertainty": round(prediction.uncertainty, 4),
-        "success_probability": round(prediction.success_probability, 4),
-        "observations": round(float(prediction.observations), 4),
+        "capability": r4(scored.capability),
+        "persona": r4(scored.persona),
+        "performance": r4(scored.performance),
+        "timeliness": r4(scored.timeliness),
+        "fit": r4(scored.fit),
+        "load": r4(scored.load),
+        "breaker": r4(scored.breaker),
+        "availability": r4(scored.availability),
+        "predicted_quality": r4(prediction.quality),
+        "uncertainty": r4(prediction.uncertainty),
+        "success_probability": r4(prediction.success_probability),
+        "observations": r4(float(prediction.observations)),
         **_weights_shown(weights),
     }
     if prediction.duration_s is not None:
-        values["predicted_duration_s"] = round(prediction.duration_s, 4)
+        values["predicted_duration_s"] = r4(prediction.duration_s)
     if tie is not None:
-        values["tie_confidence"] = round(tie.confidence, 4)
-        values["tied_candidates"] = round(float(len(tie.separation.contenders)), 4)
+        values["tie_confidence"] = r4(tie.confidence)
+        values["tied_candidates"] = r4(float(len(tie.separation.contenders)))
         values["candidates_alike"] = 1.0 if tie.separation.alike else 0.0
         values["tie_broken_by_load"] = 1.0 if tie.by_load else 0.0
         if tie.by_load:
-            values["leader_better_probability"] = round(tie.leader_better, 4)
+            values["leader_better_probability"] = r4(tie.leader_better)
     return values
 
 

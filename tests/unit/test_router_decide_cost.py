@@ -301,6 +301,7 @@ def _forget_everything() -> None:
     explain._weights_shown.cache_clear()
     explain._fixed2.cache_clear()
     explain._fixed3.cache_clear()
+    explain._rounded4.cache_clear()
     ties.shared_splits().clear()
 
 
