@@ -145,7 +145,7 @@ _FREES_KEYS = (*RELEASES, TaskRequeued)
 _NEW_WORK = (TaskSubmitted, TaskRequeued, *CAPACITY)
 
 
-@dataclass
+@dataclass(slots=True)
 class Claim:
     """A task's submission or requeue this instance holds until the attempt is decided."""
 
@@ -155,7 +155,7 @@ class Claim:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     """A decision appended (or being appended) whose effect the view has not applied yet."""
 
@@ -176,7 +176,7 @@ class InFlight:
     """Where it was stored, once the server said so."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """What a decision appends, built in the same step as the decision (the view moves on after)."""
 
@@ -194,7 +194,7 @@ class Prepared:
     instance's claim the decision never saw, and two claims for the last slot would both pass."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Chain:
     """This instance's last assignment to an agent: the next one is appended against its sequence."""
 
@@ -617,16 +617,20 @@ class RouterService(Service):
     def _version(self, aggregate: str, aggregate_id: str) -> int | None:
         """The aggregate's last sequence as the view saw it (it does not read task reports it has no
         use for: ``ROUTER_VIEW.reads``); None, for the server to say, once a guess was refused."""
-        if f"{aggregate}.{aggregate_id}" in self._unsure:
+        if self._unsure and f"{aggregate}.{aggregate_id}" in self._unsure:
             return None
         return self.view.seen_version(aggregate, aggregate_id)
 
     def _entity_version(self, agent_id: str) -> int | None:
         """The last sequence of everything about the agent as the view saw it (None: ask the server)."""
-        found = [self._version(aggregate, agent_id) for aggregate in AGGREGATES]
-        if any(version is None for version in found):
-            return None
-        return max(version or 0 for version in found)
+        latest = 0
+        for aggregate in AGGREGATES:
+            version = self._version(aggregate, agent_id)
+            if version is None:
+                return None
+            if version > latest:
+                latest = version
+        return latest
 
     async def _append(
         self,
