@@ -472,21 +472,35 @@ class RouterService(Service):
         landing = self._landing
         while landing and landing[0] <= view.seq:
             heapq.heappop(landing)
-        for task_id, entry in list(self._in_flight.items()):
-            if 0 < entry.seq <= view.seq or decided_in_view(tasks.get(task_id), entry.attempt):
-                del self._in_flight[task_id]  # read back (maybe before the server's answer): count it once
+        # One walk over the decisions in flight: those the view shows are forgotten, the rest are
+        # laid over it (their agents and claims of keys, in the order decided).
+        seen = view.seq
+        gone: list[str] = []
+        assumed: list[str] = []
+        claims: list[tuple[ClaimKeys, float]] = []
+        blocked = False
+        for task_id, entry in self._in_flight.items():
+            if 0 < entry.seq <= seen or decided_in_view(tasks.get(task_id), entry.attempt):
+                gone.append(task_id)  # read back (maybe before the server's answer): count it once
+                continue
+            blocked = blocked or entry.blocks
+            if entry.agent_id:
+                assumed.append(entry.agent_id)
+            if entry.keys is not None:
+                claims.append((entry.keys, entry.decided_ts))
+        for task_id in gone:
+            del self._in_flight[task_id]
         room = MAX_APPENDS - len(self._appends)
-        if room <= 0 or any(entry.blocks for entry in self._in_flight.values()):
+        if room <= 0 or blocked:
             return  # a cancellation for a key is not laid over the view: wait until it is applied
         now = time.time()
-        in_flight = self._in_flight.values()
         scan = Scan(view.state, self.config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
             view.state,
             now,
             self.config,
-            assumed=[entry.agent_id for entry in in_flight if entry.agent_id],
-            claims=[(entry.keys, entry.decided_ts) for entry in in_flight if entry.keys is not None],
+            assumed=assumed,
+            claims=claims,
             after_seq=view.seq,
             skip=self._in_flight.keys() | self._parked.tasks,
             claimed=self._claims.keys(),
