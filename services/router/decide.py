@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 import msgspec
 
 from services.router import keyed
-from services.router.explain import breakdown, explanation, r4, tie_rival_reason, why_not
+from services.router.explain import breakdown, explanation, tie_rival_reason, why_not
 from services.router.keyed import CancelForKey, ClaimKeys, KeyHold
 from services.router.overlay import assuming
 from services.router.ties import Tie, spread_ties
@@ -181,7 +181,7 @@ def route_task(
             below_threshold.append(
                 RejectedCandidate(
                     agent_id=agent.agent_id,
-                    score=r4(scored.score),
+                    score=round(scored.score, 4),
                     reason=f"predicted quality {scored.prediction.quality:.2f} below the task's "
                     f"threshold {threshold:.2f}",
                 )
@@ -241,7 +241,7 @@ def route_task(
     scored_rejections = [
         RejectedCandidate(
             agent_id=agent.agent_id,
-            score=r4(scored.score),
+            score=round(scored.score, 4),
             reason=lost_because(agent, scored)
             if agent.free > 0
             else f"at capacity ({agent.load}/{agent.capacity})",
@@ -259,7 +259,7 @@ def route_task(
         agent_id=chosen.agent_id,
         session=chosen.session,
         strategy=strategy,
-        score=r4(best.score),
+        score=round(best.score, 4),
         breakdown=breakdown(best, weights, tie),
         rejected=shown[:MAX_REJECTED_SHOWN],
         explanation=_with_note(

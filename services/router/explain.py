@@ -11,75 +11,35 @@ from shared.domain.routing.scoring import Scored
 from shared.domain.routing.separation import Merit, probability_better
 
 
-@lru_cache(maxsize=4096)
-def _fixed3(value: float) -> str:
-    return f"{value:.3f}"
-
-
-@lru_cache(maxsize=4096)
-def _fixed2(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def f3(value: float) -> str:
-    """``f"{value:.3f}"``, remembered: a plan words the same scores again and again (the chosen
-    agent's against each rival, a rival's in each decision it loses). 0.0 and -0.0 are one key but
-    are written apart, and NaN is no key: those are written afresh."""
-    if value == 0.0 or value != value:
-        return f"{value:.3f}"
-    return _fixed3(value)
-
-
-def f2(value: float) -> str:
-    """``f"{value:.2f}"``, remembered (as ``f3``)."""
-    if value == 0.0 or value != value:
-        return f"{value:.2f}"
-    return _fixed2(value)
-
-
-@lru_cache(maxsize=4096, typed=True)
-def _rounded4(value: float) -> float:
-    return round(value, 4)
-
-
-def r4(value: float) -> float:
-    """``round(value, 4)``, remembered (a plan rounds the same factors of the same agents again and
-    again, and rounding a float to digits writes it out and reads it back). Kept by type: an int is
-    rounded to an int; 0.0 and -0.0, and NaN, are rounded afresh (as ``f3``)."""
-    if value == 0.0 or value != value:
-        return round(value, 4)
-    return _rounded4(value)
-
-
 def breakdown(scored: Scored, weights: Weights, tie: Tie | None = None) -> dict[str, float]:
     """Every factor of the chosen agent, the weights that combined them, and the prediction; with
     a strategy that spreads ties, the confidence and how the tie among equals was broken."""
     prediction = scored.prediction
     # Rounded as they are put in (one dict, not a second one rounded from the first).
     values = {
-        "capability": r4(scored.capability),
-        "persona": r4(scored.persona),
-        "performance": r4(scored.performance),
-        "timeliness": r4(scored.timeliness),
-        "fit": r4(scored.fit),
-        "load": r4(scored.load),
-        "breaker": r4(scored.breaker),
-        "availability": r4(scored.availability),
-        "predicted_quality": r4(prediction.quality),
-        "uncertainty": r4(prediction.uncertainty),
-        "success_probability": r4(prediction.success_probability),
-        "observations": r4(float(prediction.observations)),
+        "capability": round(scored.capability, 4),
+        "persona": round(scored.persona, 4),
+        "performance": round(scored.performance, 4),
+        "timeliness": round(scored.timeliness, 4),
+        "fit": round(scored.fit, 4),
+        "load": round(scored.load, 4),
+        "breaker": round(scored.breaker, 4),
+        "availability": round(scored.availability, 4),
+        "predicted_quality": round(prediction.quality, 4),
+        "uncertainty": round(prediction.uncertainty, 4),
+        "success_probability": round(prediction.success_probability, 4),
+        "observations": round(float(prediction.observations), 4),
         **_weights_shown(weights),
     }
     if prediction.duration_s is not None:
-        values["predicted_duration_s"] = r4(prediction.duration_s)
+        values["predicted_duration_s"] = round(prediction.duration_s, 4)
     if tie is not None:
-        values["tie_confidence"] = r4(tie.confidence)
-        values["tied_candidates"] = r4(float(len(tie.separation.contenders)))
+        values["tie_confidence"] = round(tie.confidence, 4)
+        values["tied_candidates"] = round(float(len(tie.separation.contenders)), 4)
         values["candidates_alike"] = 1.0 if tie.separation.alike else 0.0
         values["tie_broken_by_load"] = 1.0 if tie.by_load else 0.0
         if tie.by_load:
-            values["leader_better_probability"] = r4(tie.leader_better)
+            values["leader_better_probability"] = round(tie.leader_better, 4)
     return values
 
 
@@ -100,7 +60,7 @@ def _weights_shown(weights: Weights) -> dict[str, float]:
 def _persona_phrase(agent: AgentView, task: TaskView, persona: float) -> str:
     preferred = task.spec.profile.preferred_cognitive_style
     wanted = f"the task prefers {preferred}" if preferred else "the task prefers no style"
-    return f"persona {f2(persona)} ({agent.persona.cognitive_style}; {wanted})"
+    return f"persona {persona:.2f} ({agent.persona.cognitive_style}; {wanted})"
 
 
 def _prediction_phrase(scored: Scored, task: TaskView) -> str:
@@ -118,7 +78,7 @@ def _prediction_phrase(scored: Scored, task: TaskView) -> str:
         adjusted = (
             f"; {'+' if shift > 0 else ''}{shift:.2f} for risk ({'explore' if shift > 0 else 'caution'})"
         )
-    return f"predicted quality {f2(prediction.quality)} ± {f2(prediction.uncertainty)} ({basis}{adjusted})"
+    return f"predicted quality {prediction.quality:.2f} ± {prediction.uncertainty:.2f} ({basis}{adjusted})"
 
 
 def explanation(
@@ -132,9 +92,9 @@ def explanation(
 ) -> str:
     """One paragraph a dispatcher would write: the choice, its numbers and the closest alternative."""
     text = (
-        f"{strategy} ({mode} mode): {chosen.agent_id} scored {f3(scored.score)} = fit {f3(scored.fit)} "
-        f"x availability {f3(scored.availability)}. P{_prediction_phrase(scored, task)[1:]}; "
-        f"capability {f2(scored.capability)}; {_persona_phrase(chosen, task, scored.persona)}; "
+        f"{strategy} ({mode} mode): {chosen.agent_id} scored {scored.score:.3f} = fit {scored.fit:.3f} "
+        f"x availability {scored.availability:.3f}. P{_prediction_phrase(scored, task)[1:]}; "
+        f"capability {scored.capability:.2f}; {_persona_phrase(chosen, task, scored.persona)}; "
         f"load {chosen.load}/{chosen.capacity}"
     )
     if scored.breaker < 1.0:
@@ -156,22 +116,22 @@ def _tie_phrase(tie: Tie, chosen: AgentView) -> str:
     if tied == 1:
         return (
             f"The evidence ranks it first: every other free candidate has one better than it with "
-            f"probability >= {f2(tie.confidence)}."
+            f"probability >= {tie.confidence:.2f}."
         )
     if tie.separation.alike:
         basis = (
             f"the {tied} free candidates' predictions do not differ at confidence "
-            f"{f3(tie.separation.family_confidence)} (taken together)"
+            f"{tie.separation.family_confidence:.3f} (taken together)"
         )
     else:
         basis = (
             f"{tied} contenders (none has a candidate better than it with probability "
-            f">= {f2(tie.confidence)})"
+            f">= {tie.confidence:.2f})"
         )
     if tie.by_load:
         return (
             f"Tie broken by load: {basis}; {tie.leader.agent_id} scored higher (better with probability "
-            f"{f2(tie.leader_better)}) but {chosen.agent_id} is less loaded."
+            f"{tie.leader_better:.2f}) but {chosen.agent_id} is less loaded."
         )
     return f"Tie among equals: {basis}; {chosen.agent_id} is the least loaded of them and ranks first."
 
@@ -183,13 +143,13 @@ def tie_rival_reason(
     beaten = tie.separation.beaten_by.get(agent.agent_id)
     if beaten is not None:
         return (
-            f"score {f3(scored.score)}; {beaten[0]} is better with probability {f2(beaten[1])} "
-            f"(>= {f2(tie.confidence)})"
+            f"score {scored.score:.3f}; {beaten[0]} is better with probability {beaten[1]:.2f} "
+            f"(>= {tie.confidence:.2f})"
         )
     if agent.utilisation > chosen.utilisation:
         return (
-            f"score {f3(scored.score)}, not told apart from {chosen.agent_id} (better with probability "
-            f"{f2(probability_better(_merit_of(tie, scored), _merit_of(tie, chosen_scored)))}); busier "
+            f"score {scored.score:.3f}, not told apart from {chosen.agent_id} (better with probability "
+            f"{probability_better(_merit_of(tie, scored), _merit_of(tie, chosen_scored)):.2f}); busier "
             f"({agent.load}/{agent.capacity} vs {chosen.load}/{chosen.capacity} in flight)"
         )
     return None
@@ -220,14 +180,14 @@ def why_not(
             top, factor = gap, name
     if factor == "performance":
         detail = (
-            f"lower predicted quality ({f2(other.prediction.quality)} vs {f2(chosen.prediction.quality)})"
+            f"lower predicted quality ({other.prediction.quality:.2f} vs {chosen.prediction.quality:.2f})"
         )
     elif factor == "capability":
-        detail = f"lower capability ({f2(other.capability)} vs {f2(chosen.capability)})"
+        detail = f"lower capability ({other.capability:.2f} vs {chosen.capability:.2f})"
     elif factor == "persona":
-        detail = f"weaker persona fit ({f2(other.persona)} vs {f2(chosen.persona)})"
+        detail = f"weaker persona fit ({other.persona:.2f} vs {chosen.persona:.2f})"
     elif factor == "timeliness":
-        detail = f"less timely ({f2(other.timeliness)} vs {f2(chosen.timeliness)})"
+        detail = f"less timely ({other.timeliness:.2f} vs {chosen.timeliness:.2f})"
     elif other.breaker < chosen.breaker:
         detail = "circuit breaker half-open"
     else:
@@ -235,4 +195,4 @@ def why_not(
             f"busier ({other_agent.load}/{other_agent.capacity} vs "
             f"{chosen_agent.load}/{chosen_agent.capacity} in flight)"
         )
-    return f"score {f3(other.score)} < {f3(chosen.score)}: {detail}"
+    return f"score {other.score:.3f} < {chosen.score:.3f}: {detail}"

@@ -299,9 +299,6 @@ def _forget_everything() -> None:
     shared_weights().weights_for(AdaptiveState())  # another state: what it held is forgotten
     separation._separate.cache_clear()
     explain._weights_shown.cache_clear()
-    explain._fixed2.cache_clear()
-    explain._fixed3.cache_clear()
-    explain._rounded4.cache_clear()
     ties.shared_splits().clear()
 
 
