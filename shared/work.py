@@ -225,7 +225,6 @@ class WorkConsumer:
             await self.bus.dead_letter(msg.subject, msg.data, item.reason, seq)
             await msg.term()
             return
-        delivered = delivery_count(msg)
         if self.spec.claim is not None:
             while len(self.claimed) >= self.spec.max_claims and not self._stopping.is_set():
                 self._room.clear()
@@ -237,7 +236,7 @@ class WorkConsumer:
             self._claim_settled(ticket)
         self.in_hand[seq] = Ticket(msg, item)  # touched while in hand, if the handler takes long
         try:
-            await self._run_handler(msg, item, seq, delivered)
+            await self._run_handler(msg, item, seq, delivery_count(msg))
         finally:
             self.in_hand.pop(seq, None)
 

@@ -18,6 +18,7 @@ the view with the assignments decided before it assumed (``overlay.py``), and sa
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 
@@ -235,7 +236,8 @@ def route_task(
     if len(free) > 1:
         agent, scored = free[1]
         runner_up = (scored, lost_because(agent, scored))
-    rivals = sorted([*free[1:], *full], key=_rival_order)[:MAX_REJECTED_SHOWN]
+    # ``sorted(...)[:MAX_REJECTED_SHOWN]``, without ordering the rivals not shown.
+    rivals = heapq.nsmallest(MAX_REJECTED_SHOWN, [*free[1:], *full], key=_rival_order)
     scored_rejections = [
         RejectedCandidate(
             agent_id=agent.agent_id,

@@ -165,14 +165,19 @@ def why_not(
     chosen: Scored, other: Scored, other_agent: AgentView, weights: Weights, chosen_agent: AgentView
 ) -> str:
     """The factor that cost `other` the most against `chosen`, with both values."""
-    gaps = {
-        "capability": weights.capability * (chosen.capability - other.capability) * chosen.availability,
-        "persona": weights.persona * (chosen.persona - other.persona) * chosen.availability,
-        "performance": weights.performance * (chosen.performance - other.performance) * chosen.availability,
-        "timeliness": weights.timeliness * (chosen.timeliness - other.timeliness) * chosen.availability,
-        "availability": other.fit * (chosen.availability - other.availability),
-    }
-    factor = max(gaps, key=lambda name: (gaps[name], name))
+    availability = chosen.availability
+    # ``max`` of the gaps by (gap, name), in the same order and with the same comparisons, without
+    # a dict and a key function per rival.
+    factor = "capability"
+    top = weights.capability * (chosen.capability - other.capability) * availability
+    for name, gap in (
+        ("persona", weights.persona * (chosen.persona - other.persona) * availability),
+        ("performance", weights.performance * (chosen.performance - other.performance) * availability),
+        ("timeliness", weights.timeliness * (chosen.timeliness - other.timeliness) * availability),
+        ("availability", other.fit * (chosen.availability - other.availability)),
+    ):
+        if (gap, name) > (top, factor):
+            top, factor = gap, name
     if factor == "performance":
         detail = (
             f"lower predicted quality ({other.prediction.quality:.2f} vs {chosen.prediction.quality:.2f})"

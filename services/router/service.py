@@ -145,7 +145,7 @@ _FREES_KEYS = (*RELEASES, TaskRequeued)
 _NEW_WORK = (TaskSubmitted, TaskRequeued, *CAPACITY)
 
 
-@dataclass
+@dataclass(slots=True)
 class Claim:
     """A task's submission or requeue this instance holds until the attempt is decided."""
 
@@ -155,7 +155,7 @@ class Claim:
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     """A decision appended (or being appended) whose effect the view has not applied yet."""
 
@@ -176,7 +176,7 @@ class InFlight:
     """Where it was stored, once the server said so."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """What a decision appends, built in the same step as the decision (the view moves on after)."""
 
@@ -194,7 +194,7 @@ class Prepared:
     instance's claim the decision never saw, and two claims for the last slot would both pass."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Chain:
     """This instance's last assignment to an agent: the next one is appended against its sequence."""
 
@@ -472,21 +472,35 @@ class RouterService(Service):
         landing = self._landing
         while landing and landing[0] <= view.seq:
             heapq.heappop(landing)
-        for task_id, entry in list(self._in_flight.items()):
-            if 0 < entry.seq <= view.seq or decided_in_view(tasks.get(task_id), entry.attempt):
-                del self._in_flight[task_id]  # read back (maybe before the server's answer): count it once
+        # One walk over the decisions in flight: those the view shows are forgotten, the rest are
+        # laid over it (their agents and claims of keys, in the order decided).
+        seen = view.seq
+        gone: list[str] = []
+        assumed: list[str] = []
+        claims: list[tuple[ClaimKeys, float]] = []
+        blocked = False
+        for task_id, entry in self._in_flight.items():
+            if 0 < entry.seq <= seen or decided_in_view(tasks.get(task_id), entry.attempt):
+                gone.append(task_id)  # read back (maybe before the server's answer): count it once
+                continue
+            blocked = blocked or entry.blocks
+            if entry.agent_id:
+                assumed.append(entry.agent_id)
+            if entry.keys is not None:
+                claims.append((entry.keys, entry.decided_ts))
+        for task_id in gone:
+            del self._in_flight[task_id]
         room = MAX_APPENDS - len(self._appends)
-        if room <= 0 or any(entry.blocks for entry in self._in_flight.values()):
+        if room <= 0 or blocked:
             return  # a cancellation for a key is not laid over the view: wait until it is applied
         now = time.time()
-        in_flight = self._in_flight.values()
         scan = Scan(view.state, self.config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
             view.state,
             now,
             self.config,
-            assumed=[entry.agent_id for entry in in_flight if entry.agent_id],
-            claims=[(entry.keys, entry.decided_ts) for entry in in_flight if entry.keys is not None],
+            assumed=assumed,
+            claims=claims,
             after_seq=view.seq,
             skip=self._in_flight.keys() | self._parked.tasks,
             claimed=self._claims.keys(),
@@ -617,16 +631,20 @@ class RouterService(Service):
     def _version(self, aggregate: str, aggregate_id: str) -> int | None:
         """The aggregate's last sequence as the view saw it (it does not read task reports it has no
         use for: ``ROUTER_VIEW.reads``); None, for the server to say, once a guess was refused."""
-        if f"{aggregate}.{aggregate_id}" in self._unsure:
+        if self._unsure and f"{aggregate}.{aggregate_id}" in self._unsure:
             return None
         return self.view.seen_version(aggregate, aggregate_id)
 
     def _entity_version(self, agent_id: str) -> int | None:
         """The last sequence of everything about the agent as the view saw it (None: ask the server)."""
-        found = [self._version(aggregate, agent_id) for aggregate in AGGREGATES]
-        if any(version is None for version in found):
-            return None
-        return max(version or 0 for version in found)
+        latest = 0
+        for aggregate in AGGREGATES:
+            version = self._version(aggregate, agent_id)
+            if version is None:
+                return None
+            if version > latest:
+                latest = version
+        return latest
 
     async def _append(
         self,

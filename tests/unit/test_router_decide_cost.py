@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import services.router.decide as decide
 import services.router.explain as explain
+import services.router.ties as ties
 import shared.domain.routing.separation as separation
 from services.router.decide import Assign, Hold, plan
 from shared.domain.fleet import TaskView
@@ -298,6 +299,7 @@ def _forget_everything() -> None:
     shared_weights().weights_for(AdaptiveState())  # another state: what it held is forgotten
     separation._separate.cache_clear()
     explain._weights_shown.cache_clear()
+    ties.shared_splits().clear()
 
 
 LEARNS_BETWEEN_PLANS = [
