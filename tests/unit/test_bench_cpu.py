@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import time
 
+import pytest
+
 from services.cli.bench.cpu import CpuMeter, cpu_seconds, per_task_ms
-from services.cli.bench.scale import figures, service_of
+from services.cli.bench.scale import figures, median_pair, positive_int, service_of, system_change
 from services.cli.bench.throughput import ThroughputResult, deliveries_per_task
 
 
@@ -115,3 +118,24 @@ def test_the_scale_model_sums_a_services_instances_and_shares_its_decisions_amon
     recovery = figures("recovery", one, many)
     assert [f.share for f in recovery.per_instance] == [None, None], "nothing decided: no share"
     assert service_of("router-12") == "router"
+
+
+def test_several_rounds_detail_the_pair_whose_whole_system_change_is_the_median() -> None:
+    def pair(one_ms: float, many_ms: float) -> tuple[ThroughputResult, ThroughputResult]:
+        return result({"router-0": one_ms, "bench client": 9.0}, {}, {}), result(
+            {"router-0": many_ms}, {}, {}
+        )
+
+    rounds = [pair(2.0, 3.0), pair(2.0, 2.2), pair(2.0, 2.6)]  # +50%, +10%, +30%: the client not counted
+    assert [round(system_change(*p), 2) for p in rounds] == [0.5, 0.1, 0.3]
+    assert median_pair(rounds) is rounds[2]
+    assert median_pair(rounds[:2]) is rounds[1], "an even count: the lower middle one"
+    with pytest.raises(ValueError):
+        median_pair([])
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "two"])
+def test_rounds_must_be_a_whole_number_of_at_least_one(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive_int(text)
+    assert positive_int("3") == 3

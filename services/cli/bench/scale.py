@@ -8,6 +8,10 @@ cost at most 15% more in total), and per instance its CPU and the messages it re
 its share of the service's decisions (each should fall as 1/N). Those per-instance figures are
 what the README's model of a 16- and 64-core deployment is built from. On a 2-core machine the
 instances share the same cores: the figures are costs, not speed-ups.
+
+The whole system's change moves by tens of percent from one pair of runs to the next on a shared
+machine, so ``--rounds N`` runs N pairs, one instance then several, alternately, prints each pair's
+change and their median, and details the pair whose change is the median.
 """
 
 from __future__ import annotations
@@ -57,6 +61,28 @@ class ScaleResult:
     one: ThroughputResult
     many: ThroughputResult
     services: list[ServiceFigures]
+    rounds: list[float] | None = None
+    """The whole system's change in each pair of runs, in the order run (``--rounds``)."""
+
+    @property
+    def change(self) -> float:
+        """How much more (or less) the whole system costs per task with the added instances."""
+        return system_change(self.one, self.many)
+
+
+def system_change(one: ThroughputResult, many: ThroughputResult) -> float:
+    one_ms = one.system_cpu_ms_per_task
+    return many.system_cpu_ms_per_task / one_ms - 1 if one_ms else 0.0
+
+
+def median_pair(
+    pairs: list[tuple[ThroughputResult, ThroughputResult]],
+) -> tuple[ThroughputResult, ThroughputResult]:
+    """The pair whose whole-system change is the median (the lower middle one of an even count)."""
+    if not pairs:
+        raise ValueError("no pair of runs to choose from")
+    ranked = sorted(range(len(pairs)), key=lambda index: system_change(*pairs[index]))
+    return pairs[ranked[(len(ranked) - 1) // 2]]
 
 
 def service_of(instance: str) -> str:
@@ -89,18 +115,27 @@ def figures(service: str, one: ThroughputResult, many: ThroughputResult) -> Serv
 
 def run_scale(args: argparse.Namespace) -> ScaleResult:
     scaled = {name: args.instances for name in SCALED if name in args.services}
-    one = run_throughput(args)
-    many = run_throughput(args, scale=scaled)
+    pairs = [(run_throughput(args), run_throughput(args, scale=scaled)) for _ in range(args.rounds)]
+    one, many = median_pair(pairs)
     services = [figures(name, one, many) for name in args.services]
-    return ScaleResult(one=one, many=many, services=services)
+    rounds = [system_change(*pair) for pair in pairs] if len(pairs) > 1 else None
+    return ScaleResult(one=one, many=many, services=services, rounds=rounds)
 
 
 def bench_scale(args: argparse.Namespace) -> int:
     result = run_scale(args)
     if args.json:
-        print(json.dumps(asdict(result) | {"changes": {s.service: s.change for s in result.services}}))
+        changes = {s.service: s.change for s in result.services}
+        print(json.dumps(asdict(result) | {"changes": changes, "change": result.change}))
         return 0
     one, many = result.one, result.many
+    if result.rounds is not None:
+        ordered = sorted(result.rounds)
+        print(
+            f"scale: {len(result.rounds)} pairs of runs, whole system's change "
+            f"{', '.join(f'{change:+.0%}' for change in result.rounds)} (in the order run); "
+            f"median {ordered[(len(ordered) - 1) // 2]:+.0%}, detailed below"
+        )
     print(
         f"scale: {one.tasks} tasks kept {one.outstanding} deep, {one.agents} agents x capacity "
         f"{one.capacity}; 1 instance of each service, then {args.instances} of "
@@ -151,5 +186,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=SERVICE_NAMES,
         help="comma-separated services to run (default: all five, as hive up)",
     )
+    bench.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="pairs of runs (one instance, then several), alternately; the median pair is detailed",
+    )
     bench.add_argument("--json", action="store_true", help="one JSON line instead of a table")
     bench.set_defaults(func=quiet(bench_scale))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
