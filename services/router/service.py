@@ -362,7 +362,8 @@ class RouterService(Service):
 
     async def _expiry_timer(self) -> None:
         """Look at the queue when the earliest quality-held task reaches its deadline or the end of
-        its quality wait, and when the earliest delayed task may start."""
+        its quality wait, when the earliest delayed task may start, and every ``EXPIRY_POLL_S``
+        while work waits and nothing is in flight."""
         while True:
             self._timer_woken.clear()
             deadline = self._next_wake()
@@ -377,8 +378,14 @@ class RouterService(Service):
                     await asyncio.sleep(EXPIRY_POLL_S)  # being decided, or not ours to expire
                 continue
             wait = EXPIRY_POLL_S if deadline is None else min(EXPIRY_POLL_S, deadline - now)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._timer_woken.wait(), max(wait, 0.001))
+            except TimeoutError:
+                if self.view.state.fleet.queue and not self._in_flight:
+                    # A net under the wake-ups of ``_on_applied``: should one be missed (a slot
+                    # freed in a race with a decision landing), waiting work is looked at again
+                    # within EXPIRY_POLL_S rather than at the next event.
+                    self.dispatch()
 
     async def _settled(self, timeout: float = EXPIRY_POLL_S) -> None:
         """Until the decisions asked for are made and the view shows them (or `timeout`)."""
