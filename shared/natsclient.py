@@ -217,11 +217,7 @@ class HiveNatsClient(Client):
             ):
                 return False
             hdr = LazyHeaders(headers[_HEADERS_START:])
-        self.stats["in_msgs"] += 1
-        self.stats["in_bytes"] += size
-        sub._received += 1
-        if sub._max_msgs > 0 and sub._received >= sub._max_msgs:
-            self._subs.pop(sid, None)
+        self._count_received(sid, sub, size)
         msg = self._build_message(sid, subject, reply, data, hdr)
         if not msg:
             return True
@@ -240,14 +236,19 @@ class HiveNatsClient(Client):
             await super()._process_msg(sid, subject, reply, data, headers)
             return
         # What deliver_now declined on a subscription handed over directly: a status, mostly.
-        self.stats["in_msgs"] += 1
-        self.stats["in_bytes"] += len(data)
-        sub._received += 1
-        if sub._max_msgs > 0 and sub._received >= sub._max_msgs:
-            self._subs.pop(sid, None)
+        self._count_received(sid, sub, len(data))
         msg = self._build_message(sid, subject, reply, data, await self._process_headers(headers))
         if msg:
             _hand_over(direct, msg)
+
+    def _count_received(self, sid: int, sub: Subscription, size: int) -> None:
+        """nats-py's bookkeeping of a message taken for `sub`: the client's counters, the
+        subscription's, and its end once it has received its ``max_msgs``."""
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += size
+        sub._received += 1
+        if sub._max_msgs > 0 and sub._received >= sub._max_msgs:
+            self._subs.pop(sid, None)
 
     async def _process_headers(self, headers: bytes) -> dict[str, str] | None:
         """A status (the server's own: heartbeats, the end of a pull request, no responders) is
