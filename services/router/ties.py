@@ -10,11 +10,10 @@ says is better is alone among the contenders and wins while it has room.
 
 from __future__ import annotations
 
-import threading
-
 import msgspec
 
 from shared.domain.fleet import AgentView, TaskView
+from shared.domain.perthread import PerThread
 from shared.domain.routing.policy import STRATEGIES, RoutingConfig, Weights
 from shared.domain.routing.scoring import Scored
 from shared.domain.routing.separation import Merit, Separation, probability_better, separate
@@ -106,15 +105,8 @@ class SplitMemo:
 MAX_MERITS_KEPT = 4096
 """Agents whose merit a ``SplitMemo`` keeps at most (then it starts again)."""
 
-_PER_THREAD = threading.local()
-
-
-def shared_splits() -> SplitMemo:
-    """This thread's ``SplitMemo`` (a memo is not made to be read and changed by two threads)."""
-    memo: SplitMemo | None = getattr(_PER_THREAD, "memo", None)
-    if memo is None:
-        memo = _PER_THREAD.memo = SplitMemo()
-    return memo
+shared_splits = PerThread(SplitMemo)
+"""This thread's ``SplitMemo``."""
 
 
 def spread_ties(

@@ -12,12 +12,12 @@ exploration. ``describe_policies`` renders these tables for the README, which a 
 from __future__ import annotations
 
 import math
-import threading
 from typing import Final
 
 import msgspec
 
 from shared.domain.fleet import TaskView
+from shared.domain.perthread import PerThread
 from shared.domain.routing.adaptive import AdaptiveState, adaptive_weights
 from shared.domain.routing.keys import ConcurrencyLimit, RateLimit
 from shared.domain.routing.separation import DEFAULT_CONFIDENCE
@@ -206,15 +206,8 @@ class WeightsMemo:
         return self._weights
 
 
-_PER_THREAD = threading.local()
-
-
-def shared_weights() -> WeightsMemo:
-    """This thread's ``WeightsMemo`` (one per thread, as ``scoring.shared_scores``)."""
-    memo: WeightsMemo | None = getattr(_PER_THREAD, "memo", None)
-    if memo is None:
-        memo = _PER_THREAD.memo = WeightsMemo()
-    return memo
+shared_weights = PerThread(WeightsMemo)
+"""This thread's ``WeightsMemo``."""
 
 
 def _effective_weights(

@@ -11,13 +11,13 @@ is within 3%, which keeps work on the best agents and spreads it among equals.
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import msgspec
 
 from shared.domain.breakers import BreakersState
 from shared.domain.fleet import AgentView, TaskView
+from shared.domain.perthread import PerThread
 from shared.domain.routing.performance import (
     Outlook,
     PerformanceState,
@@ -285,13 +285,5 @@ class ScoreMemo:
         self._kinds.clear()
 
 
-_PER_THREAD = threading.local()
-
-
-def shared_scores() -> ScoreMemo:
-    """The memo every ``TaskScorer`` of this thread uses unless given its own (one per thread: a
-    memo is not made to be read and reset from two threads at once)."""
-    memo: ScoreMemo | None = getattr(_PER_THREAD, "memo", None)
-    if memo is None:
-        memo = _PER_THREAD.memo = ScoreMemo()
-    return memo
+shared_scores = PerThread(ScoreMemo)
+"""The memo every ``TaskScorer`` of this thread uses unless given its own."""
