@@ -116,7 +116,10 @@ def test_what_a_score_reads_changing_makes_it_worked_out_again() -> None:
     log = _fleet()
     memo = ScoreMemo()
     first = _scores(log, TASKS[0], 100.0, memo)
-    assert all(a is not b for a, b in zip(first, _scores(log, TASKS[0], 101.0, memo), strict=True))  # later
+    later = _scores(log, TASKS[0], 101.0, memo)
+    assert all(a is b for a, b in zip(first, later, strict=True))  # no deadline: `now` is not read
+    deadline = _scores(log, TASKS[2], 100.0, memo)
+    assert all(a is not b for a, b in zip(deadline, _scores(log, TASKS[2], 101.0, memo), strict=True))
     log.add(
         TaskSubmitted(task_id="w", task_type="review"), TaskAssigned(agent_id="a1", task_id="w", attempt=1)
     )

@@ -22,7 +22,7 @@ never per task, and is a pure function of the log: replay gives the same numbers
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -329,7 +329,7 @@ def _refit_one(record: AgentRecord, task_type: str, style: str, cell: Cell, mean
     record.style_effect[style] = style_value
 
 
-_NO_RECORD: Final = AgentRecord()
+NO_RECORD: Final = AgentRecord()
 """What is known of an agent without outcomes (read only)."""
 
 
@@ -373,9 +373,38 @@ def predict(
 
 def predict_with(state: PerformanceState, seen: Outlook, agent_id: str, declared: float) -> Prediction:
     """``predict`` with the task's `seen` outlook already worked out (it must be of `state`)."""
-    record = state.agents.get(agent_id, _NO_RECORD)
-    task_type = seen.task_type
-    style = seen.style
+    record = state.agents.get(agent_id, NO_RECORD)
+    return predict_from(seen, evidence_of(record, seen.task_type, seen.style, declared))
+
+
+class Evidence(NamedTuple):
+    """What a prediction reads of one agent's own outcomes on a type x style, with its declared
+    prior: all of it but the fleet's outcomes on the type and the reference duration (``Outlook``).
+
+    It changes only when the agent learns an outcome (``learn`` counts its ``overall.attempts``),
+    so a router deciding between outcomes of others keeps it (``ScoreMemo``) and works out only
+    ``predict_from``. The counts are copied out, never the cells: ``learn`` changes cells in place.
+    """
+
+    quality_if_success: float
+    quality_if_success_squared: float
+    precision: float
+    """Precision of ``quality_if_success`` (1 / its posterior variance)."""
+    successes: int
+    attempts: int
+    attempts_weighted: float
+    """``attempts + PRIOR_WEIGHT``."""
+    variance_denominator: float
+    """``attempts + PRIOR_WEIGHT + 1.0``."""
+    duration_sum: float
+    timed_weighted: float
+    """``timed + PRIOR_WEIGHT``."""
+    duration_mean: float | None
+    last_outcome_at: int
+
+
+def evidence_of(record: AgentRecord, task_type: str, style: str, declared: float) -> Evidence:
+    """The agent-only part of ``predict_with`` (its `record`, ``NO_RECORD`` if it has none)."""
     overall = record.overall
     by_type = record.by_type.get(task_type, EMPTY)
     by_style = record.by_type_style.get(task_type)
@@ -397,26 +426,44 @@ def predict_with(state: PerformanceState, seen: Outlook, agent_id: str, declared
     quality_if_success = min(
         1.0, max(0.0, (additive / additive_variance + exact.quality_sum / noise) / precision)
     )
-
-    success = (by_type.successes + PRIOR_WEIGHT * seen.fleet_success) / (by_type.attempts + PRIOR_WEIGHT)
-    success_variance = success * (1.0 - success) / (by_type.attempts + PRIOR_WEIGHT + 1.0)
-    uncertainty = math.sqrt(
-        quality_if_success * quality_if_success * success_variance + success * success / precision
+    attempts = by_type.attempts
+    return Evidence(
+        quality_if_success=quality_if_success,
+        quality_if_success_squared=quality_if_success * quality_if_success,
+        precision=precision,
+        successes=by_type.successes,
+        attempts=attempts,
+        attempts_weighted=attempts + PRIOR_WEIGHT,
+        variance_denominator=attempts + PRIOR_WEIGHT + 1.0,
+        duration_sum=by_type.duration_sum,
+        timed_weighted=by_type.timed + PRIOR_WEIGHT,
+        duration_mean=by_type.duration_mean,
+        last_outcome_at=record.last_outcome_at.get(task_type, 0),
     )
 
+
+def predict_from(seen: Outlook, evidence: Evidence) -> Prediction:
+    """The prediction of an agent with `evidence` for a task with the outlook `seen`: what the
+    fleet's outcomes on the type (its success rate, its count) and the reference duration add."""
+    success = (evidence.successes + PRIOR_WEIGHT * seen.fleet_success) / evidence.attempts_weighted
+    success_variance = success * (1.0 - success) / evidence.variance_denominator
+    quality_if_success = evidence.quality_if_success
+    uncertainty = math.sqrt(
+        evidence.quality_if_success_squared * success_variance + success * success / evidence.precision
+    )
     reference_s = seen.reference_s
     if reference_s is None:
-        duration = by_type.duration_mean
+        duration = evidence.duration_mean
     else:
-        duration = (by_type.duration_sum + PRIOR_WEIGHT * reference_s) / (by_type.timed + PRIOR_WEIGHT)
+        duration = (evidence.duration_sum + PRIOR_WEIGHT * reference_s) / evidence.timed_weighted
     return Prediction(
         quality=min(1.0, max(0.0, success * quality_if_success)),
         uncertainty=uncertainty,
         success_probability=success,
         quality_if_success=quality_if_success,
         duration_s=duration,
-        observations=by_type.attempts,
-        others_since_last=seen.fleet.attempts - record.last_outcome_at.get(task_type, 0),
+        observations=evidence.attempts,
+        others_since_last=seen.fleet.attempts - evidence.last_outcome_at,
     )
 
 

@@ -19,11 +19,14 @@ from shared.domain.breakers import BreakersState
 from shared.domain.fleet import AgentView, TaskView
 from shared.domain.perthread import PerThread
 from shared.domain.routing.performance import (
-    Outlook,
+    NO_RECORD,
+    AgentRecord,
+    Evidence,
     PerformanceState,
     Prediction,
+    evidence_of,
     outlook,
-    predict_with,
+    predict_from,
     reference_duration,
 )
 from shared.domain.routing.persona import compatibility
@@ -117,13 +120,16 @@ class TaskScorer:
 
     __slots__ = (
         "_breakers",
-        "_memo",
+        "_known",
         "_needed",
         "_now",
         "_outlook",
-        "_performance",
+        "_parts",
         "_profile",
+        "_records",
+        "_style",
         "_task",
+        "_task_type",
         "_weights",
     )
 
@@ -140,33 +146,39 @@ class TaskScorer:
         """`memo`: where scores already worked out are kept (None: this thread's, ``shared_scores``)."""
         if reference_s is None:
             reference_s = reference_duration(performance, task)
-        self._performance = performance
+        self._records = performance.agents
         self._breakers = breakers.breakers
         self._task = task
         self._weights = weights
         self._now = now
-        self._needed = [task.spec.task_type, *task.spec.required_capabilities]
-        self._profile = task.spec.profile
-        self._outlook: Outlook = outlook(performance, task, reference_s)
         spec = task.spec
-        self._memo = (memo if memo is not None else shared_scores()).scores_for(
+        self._task_type = spec.task_type
+        self._needed = [spec.task_type, *spec.required_capabilities]
+        self._profile = spec.profile
+        seen = self._outlook = outlook(performance, task, reference_s)
+        self._style = seen.style
+        deadline = spec.deadline_ts
+        self._parts, self._known = (memo if memo is not None else shared_scores()).scores_for(
             performance,
-            now,
+            (spec.task_type, tuple(spec.required_capabilities), spec.profile),
             (
                 weights,
                 reference_s,
-                spec.task_type,
-                tuple(spec.required_capabilities),
-                spec.profile,
-                spec.deadline_ts,
+                deadline,
+                None if deadline is None else now,  # only a deadline makes a score read `now`
+                seen.fleet_success,
+                seen.fleet.attempts,
             ),
         )
 
     def score(self, agent: AgentView) -> Scored:
         """Every factor of `agent` for the task, and the score they make (``score_candidate``)."""
-        breaker_state = self._breakers.get(agent.agent_id)
+        agent_id = agent.agent_id
+        breaker_state = self._breakers.get(agent_id)
         half_open = breaker_state is not None and breaker_state.status == "half_open"
-        known = self._memo.get(agent.agent_id)
+        record = self._records.get(agent_id, NO_RECORD)
+        attempts = record.overall.attempts
+        known = self._known.get(agent_id)
         load = len(agent.in_flight)
         if (
             known is not None
@@ -174,16 +186,42 @@ class TaskScorer:
             and known.persona is agent.persona
             and known.capacity == agent.capacity
             and known.half_open == half_open
+            and known.record is record
+            and known.attempts == attempts
         ):
             if known.load == load:
                 return known.scored
             scored = self._reloaded(known.scored, agent)
         else:
-            scored = self._score(agent, half_open)
-        self._memo[agent.agent_id] = _Known(
-            agent.capabilities, agent.persona, load, agent.capacity, half_open, scored
+            scored = self._score(agent, half_open, self._part(agent, record, attempts))
+        self._known[agent_id] = _Known(
+            agent.capabilities, agent.persona, load, agent.capacity, half_open, record, attempts, scored
         )
         return scored
+
+    def _part(self, agent: AgentView, record: AgentRecord, attempts: int) -> _Part:
+        """What of the agent's score the fleet, the weights and the instant leave alone: remembered
+        while the agent is not registered again and learns no outcome of its own."""
+        part = self._parts.get(agent.agent_id)
+        if part is None or part.capabilities is not agent.capabilities or part.persona is not agent.persona:
+            capability = _capability(agent, self._needed)
+            persona = compatibility(agent.persona, self._profile)
+            declared = DECLARED_CAPABILITY_SHARE * capability + (1.0 - DECLARED_CAPABILITY_SHARE) * persona
+        elif part.record is not record or part.attempts != attempts:
+            capability, persona, declared = part.capability, part.persona_score, part.declared
+        else:
+            return part
+        part = self._parts[agent.agent_id] = _Part(
+            agent.capabilities,
+            agent.persona,
+            capability,
+            persona,
+            declared,
+            record,
+            attempts,
+            evidence_of(record, self._task_type, self._style, declared),
+        )
+        return part
 
     def _reloaded(self, scored: Scored, agent: AgentView) -> Scored:
         """`scored` (of the agent on the same view at another load) with its load now: only the
@@ -194,12 +232,11 @@ class TaskScorer:
             scored, load=load, availability=availability, score=scored.fit * availability
         )
 
-    def _score(self, agent: AgentView, half_open: bool) -> Scored:
+    def _score(self, agent: AgentView, half_open: bool, part: _Part) -> Scored:
         weights = self._weights
-        capability = _capability(agent, self._needed)
-        persona = compatibility(agent.persona, self._profile)
-        declared = DECLARED_CAPABILITY_SHARE * capability + (1.0 - DECLARED_CAPABILITY_SHARE) * persona
-        prediction = predict_with(self._performance, self._outlook, agent.agent_id, declared)
+        capability = part.capability
+        persona = part.persona_score
+        prediction = predict_from(self._outlook, part.evidence)
         performance_factor = _clamp(prediction.quality + weights.risk * prediction.uncertainty)
         timeliness = timeliness_score(self._task, prediction, self._outlook.reference_s, self._now)
         known = weights.capability * capability + weights.persona * persona
@@ -227,58 +264,97 @@ class TaskScorer:
         )
 
 
+class _Part(NamedTuple):
+    """An agent's capability, persona and declared prior for a kind of task (while its
+    capabilities and persona are the same objects), and the evidence of its own outcomes (while
+    its record is the same object at the same count)."""
+
+    capabilities: dict[str, float]
+    persona: Persona
+    capability: float
+    persona_score: float
+    declared: float
+    record: AgentRecord
+    attempts: int
+    evidence: Evidence
+
+
 class _Known(NamedTuple):
-    """An agent's score for a kind of task, and what of the agent it was worked out on."""
+    """An agent's score for a kind of task in a context, and what of the agent it was worked out on."""
 
     capabilities: dict[str, float]
     persona: Persona
     load: int
     capacity: int
     half_open: bool
+    record: AgentRecord
+    attempts: int
     scored: Scored
 
 
+class _Kind:
+    """One kind of task's memo: the agents' parts, and their whole scores per context."""
+
+    __slots__ = ("contexts", "parts")
+
+    def __init__(self) -> None:
+        self.parts: dict[str, _Part] = {}
+        self.contexts: dict[tuple[object, ...], dict[str, _Known]] = {}
+
+
 class ScoreMemo:
-    """Scores already worked out, for tasks that score alike, while nothing else they read changes.
+    """Scores already worked out, and the parts of them that outlast a change, exact either way.
 
-    A plan decides many tasks on the same view at the same instant, most of them alike (the same
-    type, needs, profile and weights), and between two of its decisions only the load of the agent
-    just given work changes: scoring every agent again for each task is most of a decision's CPU.
+    A plan decides many tasks on the same view at the same instant, most of them alike, and
+    between two of its decisions only the load of the agent just given work changes; at a low
+    rate every decision has an instant of its own and an outcome is learned between almost every
+    two. Scoring every agent again for each task was most of a decision's CPU.
 
-    A score reads the agent (its capabilities and persona, replaced whole when it registers again;
-    its load and capacity; whether its breaker is half-open), the task's kind (the memo's key),
-    the weights and the reference duration (in the key too), `now` (deadlines) and the learned
-    performance. The memo keeps one instant of one performance state: it is emptied when `now`
-    changes, when another state is scored, or when the state learned an outcome (``learn``, its
-    only change, counts ``outcomes``). An agent's entry is used only while what it was worked out
-    on is the same (the same objects, the same numbers), so the scores are exactly those computed
-    afresh; when only its load differs (the agent just given work in a plan), the factors the load
-    does not touch are kept and its availability and score worked out again.
+    What a score reads, and where the memo keys it:
+
+    * the kind of task (type, required capabilities, profile): the memo's kinds;
+    * the agent's capabilities and persona (replaced whole when it registers again), its own
+      learned record (``learn``, the state's only change, counts ``overall.attempts`` with every
+      outcome of the agent: the record held, its count compared), its load, its capacity and
+      whether its breaker is half-open: compared per agent;
+    * the context, the same for every agent: the weights, the reference duration, the deadline and
+      `now` (read by the timeliness of a task with a deadline, and nothing else), the fleet's
+      success rate and outcome count on the type (every outcome on the type moves the count, which
+      ages every agent's uncertainty): a whole score is kept per context.
+
+    So a whole score is used again only on the same numbers. An outcome on the type makes a new
+    context, but of each agent that did not report it, the part that reads neither the context nor
+    the load (capability, persona, declared prior, the ``Evidence`` of its record) is kept and
+    only ``predict_from`` and the weighing are worked out again. When only an agent's load
+    differs (the agent just given work in a plan), its availability and score are.
     """
 
-    def __init__(self, max_kinds: int = 256) -> None:
+    def __init__(self, max_kinds: int = 256, max_contexts: int = 8) -> None:
         self.max_kinds = max_kinds
+        self.max_contexts = max_contexts
         self._performance: PerformanceState | None = None
         """Held (not only its id) so that another state can never be taken for it."""
-        self._outcomes = -1
-        self._now = float("nan")
-        self._kinds: dict[tuple[object, ...], dict[str, _Known]] = {}
+        self._kinds: dict[tuple[object, ...], _Kind] = {}
 
     def scores_for(
-        self, performance: PerformanceState, now: float, kind: tuple[object, ...]
-    ) -> dict[str, _Known]:
-        """The scores known for tasks of `kind` on `performance` at `now` (agent id -> score)."""
-        if performance is not self._performance or performance.outcomes != self._outcomes or now != self._now:
+        self, performance: PerformanceState, kind: tuple[object, ...], context: tuple[object, ...]
+    ) -> tuple[dict[str, _Part], dict[str, _Known]]:
+        """The parts known for tasks of `kind` on `performance`, and the scores known in `context`
+        (agent id -> each)."""
+        if performance is not self._performance:
             self._performance = performance
-            self._outcomes = performance.outcomes
-            self._now = now
             self._kinds.clear()
         known = self._kinds.get(kind)
         if known is None:
             if len(self._kinds) >= self.max_kinds:
                 self._kinds.clear()
-            known = self._kinds[kind] = {}
-        return known
+            known = self._kinds[kind] = _Kind()
+        scores = known.contexts.get(context)
+        if scores is None:
+            if len(known.contexts) >= self.max_contexts:
+                known.contexts.clear()
+            scores = known.contexts[context] = {}
+        return known.parts, scores
 
     def clear(self) -> None:
         self._performance = None
