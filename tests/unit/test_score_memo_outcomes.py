@@ -436,3 +436,15 @@ def test_a_record_replaced_whole_is_not_taken_for_the_one_it_replaced() -> None:
     after = _scores(log, KINDS[0], 100.0, memo)
     assert after["a1"] != first["a1"]
     assert repr(after) == repr(_scores(log, KINDS[0], 100.0, ScoreMemo()))
+
+
+def test_contexts_of_an_older_count_of_the_fleets_outcomes_are_dropped() -> None:
+    log = _fleet()
+    memo = ScoreMemo()
+    _scores(log, KINDS[2], 100.0, memo)
+    _scores(log, KINDS[2], 100.5, memo)  # the same count, another instant: both kept
+    kind = memo._kinds[("review", (), KINDS[2].profile)]
+    assert len(kind.contexts) == 2
+    log.outcomes("a0", "review", [0.5])
+    _scores(log, KINDS[2], 100.5, memo)
+    assert len(kind.contexts) == 1  # the count only grows: the older contexts can never be asked for

@@ -366,7 +366,7 @@ class ScoreMemo:
         self, performance: PerformanceState, kind: tuple[object, ...], context: tuple[object, ...]
     ) -> tuple[dict[str, _Part], dict[str, _Known]]:
         """The parts known for tasks of `kind` on `performance`, and the scores known in `context`
-        (agent id -> each)."""
+        (agent id -> each). `context` ends with the fleet's outcome count on the task's type."""
         if performance is not self._performance:
             self._performance = performance
             self._kinds.clear()
@@ -375,11 +375,16 @@ class ScoreMemo:
             if len(self._kinds) >= self.max_kinds:
                 self._kinds.clear()
             known = self._kinds[kind] = _Kind()
-        scores = known.contexts.get(context)
+        contexts = known.contexts
+        scores = contexts.get(context)
         if scores is None:
-            if len(known.contexts) >= self.max_contexts:
-                known.contexts.clear()
-            scores = known.contexts[context] = {}
+            # Contexts come in the order of the fleet's count on the type, which only grows: once
+            # the last one's count is not this one's, none of them can be asked for again.
+            if contexts and (
+                len(contexts) >= self.max_contexts or next(reversed(contexts))[-1] != context[-1]
+            ):
+                contexts.clear()
+            scores = contexts[context] = {}
         return known.parts, scores
 
     def clear(self) -> None:
