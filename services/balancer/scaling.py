@@ -69,11 +69,12 @@ def capability_scope(capability: str) -> str:
 
 
 def _queue_depths(state: BalancerState, now: float) -> dict[str, int]:
-    fleet = state.router.fleet
+    """Per task type, its tasks waiting for an agent now. Found by their status (the balancer's
+    view keeps no sorted queue, ``view.py``): the very tasks the fleet's queue holds, which is
+    its waiting tasks and nothing else (``tests/unit/test_learn_cost.py``)."""
     depths: dict[str, int] = {}
-    for _rank, _seq, task_id in fleet.queue:
-        task = fleet.tasks.get(task_id)
-        if task is None or task.status not in WAITING or task.not_before_ts > now:
+    for task in state.router.fleet.tasks.values():
+        if task.status not in WAITING or task.not_before_ts > now:
             continue
         if held_below_threshold(task):
             continue

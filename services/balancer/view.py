@@ -1,11 +1,17 @@
 """The balancer's projection, kept by a pure apply.
 
-* ``router``: the router's own view (fleet, breakers, learned performance), folded by the
-  router's apply, so a move is judged by exactly the predictions the router makes; but for the
-  adaptive weights, left unlearned: they weigh a score's signals, and a move reads no score, only
-  the predicted quality, its uncertainty and the declared capability (``decide._predicted``),
-  which no weight enters. Not learning them saves every outcome's ``observe``; a snapshot made
-  when they were learned still loads (the same shape), its weights unread;
+* ``router``: of the router's own view, what a move, the scale advice and the balancer's figures
+  read, folded by the router's own functions, so a move is judged by exactly the predictions the
+  router makes (``learn`` on the same outcomes) among the agents it would consider (the fleet, the
+  breakers, a hard affinity key's agent). Not kept, because no decision or figure of the
+  balancer reads them (``apply_router_part``): the adaptive weights (they weigh a score's
+  signals; a move reads no score, only the predicted quality, its uncertainty and the declared
+  capability, ``decide._predicted``), the fleet's sorted queue (the scale advice counts the
+  waiting tasks by their status when it is evaluated, every few seconds, rather than every
+  submission, assignment and requeue sorting one in or out), each task's assignment records (the
+  routing explanations: a copy of every ``task.assigned``'s breakdown and rejected candidates),
+  and of the keys all but ``affinity`` (limits, slots, tokens). Those fields stay in the shape,
+  empty;
 * ``load``: load-balancing efficiency samples (``shared/domain/load_balance.py``);
 * ``demand``: per task type, arrivals and completed durations per second (scale advice);
 * ``moved``: how often each live task was moved already (bounded: finished tasks leave);
@@ -16,9 +22,12 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.domain.fleet import admits
+from shared.domain.breakers import apply_breakers
+from shared.domain.fleet import admits, apply_fleet
 from shared.domain.load_balance import LoadWindow, sample_assignment
-from shared.domain.routing.view import RouterState, apply_admitted
+from shared.domain.routing.keys import apply_affinity
+from shared.domain.routing.performance import learn, outcome_of
+from shared.domain.routing.view import RouterState
 from shared.domain.windows import WindowSums
 from shared.events import (
     ScaleRecommended,
@@ -61,6 +70,21 @@ def _demand(state: BalancerState, task_type: str) -> TypeDemand:
     return found
 
 
+def apply_router_part(router: RouterState, recorded: Recorded) -> RouterState:
+    """``routing.view.apply_admitted`` (an event the fleet ``admits``, asked by the caller) keeping
+    only what the balancer reads (module docstring): outcomes learned before the fleet applies the
+    event, as the router does, and the same fleet, breakers, performance and affinity after every
+    event (``tests/unit/test_balancer_apply.py`` checks it against the router's own apply)."""
+    fleet = router.fleet
+    outcome = outcome_of(fleet, recorded)
+    if outcome is not None:
+        learn(router.performance, outcome)
+    apply_fleet(fleet, recorded, queue=False, assignments=False)
+    apply_breakers(router.breakers, recorded)
+    apply_affinity(router.keys, fleet, recorded)
+    return router
+
+
 def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
     """Balancer figures first (they read the fleet before the event), then the router's view."""
     fleet = state.router.fleet
@@ -91,18 +115,22 @@ def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
             state.scale[event.capability] = event
         case _:
             pass
-    apply_admitted(state.router, recorded, adaptive=False)  # admitted above, on the same fleet
+    apply_router_part(state.router, recorded)  # admitted above, on the same fleet
     return state
 
 
 PROGRESS = TaskProgress.event_type()
+SCALE_RECOMMENDED = ScaleRecommended.event_type()
 
 
 def ignores_balancer(state: BalancerState, subject: str) -> bool:
     """Skipped undecoded: workflow events (neither the router's view nor the balancer's figures
-    read them) and a task's progress (a move waits for a start, which the agent reports before any
-    progress; no figure reads the percentage). Still counted in their aggregate's version, so a
-    move is appended against the very version of the task its plan saw.
+    read them), a task's progress (a move waits for a start, which the agent reports before any
+    progress; no figure reads the percentage) and every system event but the scale advice (the
+    others are keys' limits, slots and tokens, which the view no longer keeps, or facts no
+    decision reads; an optimize request comes through the work consumer, its answer is found by
+    its scope's version). Still counted in their aggregate's version, so a move is appended
+    against the very version of the task its plan saw, and advice against its scope's.
 
     Skipped rather than filtered out on the consumer: a consumer with several filter subjects
     costs the server, and this reader, more per message (measured: twice the reader's CPU on a log
@@ -110,7 +138,12 @@ def ignores_balancer(state: BalancerState, subject: str) -> bool:
     tokens = subject.split(".")
     if len(tokens) < 5:
         return False
-    return tokens[2] == "workflow" or (tokens[2] == "task" and tokens[4] == PROGRESS)
+    aggregate = tokens[2]
+    if aggregate == "task":
+        return tokens[4] == PROGRESS
+    if aggregate == "system":
+        return tokens[4] != SCALE_RECOMMENDED
+    return aggregate == "workflow"
 
 
 BALANCER_VIEW: ProjectionSpec[BalancerState] = ProjectionSpec(
@@ -118,5 +151,8 @@ BALANCER_VIEW: ProjectionSpec[BalancerState] = ProjectionSpec(
     state_type=BalancerState,
     initial=BalancerState,
     apply=apply_balancer,
+    revision=1,
     ignores=ignores_balancer,
 )
+"""Revision 1: the router part keeps no queue, assignment records nor keys but affinity
+(``apply_router_part``); a snapshot of revision 0 holds them, and is rebuilt from the log."""

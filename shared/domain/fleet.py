@@ -225,9 +225,9 @@ def _release(state: FleetState, task: TaskView) -> None:
         del agent.in_flight[task.task_id]
 
 
-def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float) -> None:
+def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float, queue: bool = True) -> None:
     _release(state, task)
-    if task.status in WAITING:  # only a waiting task is in the queue (most end in flight)
+    if queue and task.status in WAITING:  # only a waiting task is in the queue (most end in flight)
         _dequeue(state, task)
     task.status = status
     task.finished_ts = ts
@@ -283,9 +283,16 @@ def correlation_of(state: FleetState, task_id: str) -> str:
 # --- apply ----------------------------------------------------------------------------------------
 
 
-def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
+def apply_fleet(
+    state: FleetState, recorded: Recorded, *, queue: bool = True, assignments: bool = True
+) -> FleetState:
     """Apply one event. Cases are tried in order (one class check each): the task events every
-    task brings come first, the agents' rarer ones after."""
+    task brings come first, the agents' rarer ones after.
+
+    `queue` False keeps no ``queue`` (it stays as it was: empty) and `assignments` False no
+    ``TaskView.assignments``: for a view whose decisions read neither (the balancer's: it finds
+    the waiting tasks by their status, when it decides), so it neither sorts every submission in
+    nor copies every routing explanation. Everything else is kept alike."""
     event = recorded.event
     match event:
         case TaskAssigned():
@@ -293,27 +300,29 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             agent = state.agents.get(event.agent_id)
             if task is None or agent is None or task.status not in WAITING:
                 return state
-            _dequeue(state, task)
+            if queue:
+                _dequeue(state, task)
             task.status = "assigned"
             task.agent_id = event.agent_id
             task.assigned_ts = event.ts
             task.queued_reason = ""
             task.queued_detail = ""
             task.eligible_ts = None
-            task.assignments.append(
-                AssignmentRecord(
-                    agent_id=event.agent_id,
-                    attempt=event.attempt,
-                    seq=recorded.seq,
-                    ts=event.ts,
-                    session=event.session,
-                    strategy=event.strategy,
-                    score=event.score,
-                    breakdown=dict(event.breakdown),
-                    rejected=list(event.rejected),
-                    explanation=event.explanation,
+            if assignments:
+                task.assignments.append(
+                    AssignmentRecord(
+                        agent_id=event.agent_id,
+                        attempt=event.attempt,
+                        seq=recorded.seq,
+                        ts=event.ts,
+                        session=event.session,
+                        strategy=event.strategy,
+                        score=event.score,
+                        breakdown=dict(event.breakdown),
+                        rejected=list(event.rejected),
+                        explanation=event.explanation,
+                    )
                 )
-            )
             agent.in_flight[event.task_id] = event.attempt
             agent.assigned_total += 1
             agent.last_assigned_seq = recorded.seq
@@ -327,7 +336,8 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 not_before_ts=event.not_before_ts or 0.0,
             )
             state.tasks[event.task_id] = task
-            _enqueue(state, task)
+            if queue:
+                _enqueue(state, task)
             _count(state, "submitted")
         case TaskCompleted():
             task = report_from_holder(state, event)
@@ -340,7 +350,7 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
                 task.result = event.result
                 task.quality = event.quality
                 task.progress = 100.0
-                _finish(state, task, "completed", event.ts)
+                _finish(state, task, "completed", event.ts, queue)
         case TaskQueued():
             task = current_attempt(state, event.task_id, event.attempt)
             if task is not None and task.status in WAITING:
@@ -387,18 +397,19 @@ def apply_fleet(state: FleetState, recorded: Recorded) -> FleetState:
             task.excluded_agent_ids = list(event.excluded_agent_ids)
             if event.reason:
                 task.last_error = task.last_error or event.reason
-            _enqueue(state, task)
+            if queue:
+                _enqueue(state, task)
             _count(state, "requeued")
         case TaskFailed():
             task = state.tasks.get(event.task_id)
             if task is not None and not task.terminal:
                 task.last_error = event.error or task.last_error
                 task.failure_type = event.failure_type
-                _finish(state, task, "failed", event.ts)
+                _finish(state, task, "failed", event.ts, queue)
         case TaskCancelled():
             task = state.tasks.get(event.task_id)
             if task is not None and not task.terminal:
-                _finish(state, task, "cancelled", event.ts)
+                _finish(state, task, "cancelled", event.ts, queue)
         case AgentRegistered():
             agent = state.agents.get(event.agent_id)
             if agent is None:

@@ -310,6 +310,20 @@ def apply_keys(state: KeysState, fleet: FleetState, recorded: Recorded) -> KeysS
     return state
 
 
+def apply_affinity(state: KeysState, fleet: FleetState, recorded: Recorded) -> KeysState:
+    """``apply_keys`` for a view that reads only ``affinity`` (the balancer's, for a hard key's
+    binding: ``affinity.bound_agent``): the same affinity after every event, and nothing else kept
+    (no limits, slots, tokens nor served keys; they weigh in no move). The fleet applied it already."""
+    event = recorded.event
+    if isinstance(event, TaskAssigned):
+        task = fleet.tasks.get(event.task_id)
+        if task is None or task.agent_id != event.agent_id or task.attempt != event.attempt:
+            return state
+        if task.spec.affinity_key is not None:
+            state.affinity[task.spec.affinity_key] = event.agent_id
+    return state
+
+
 def _release(state: KeysState, fleet: FleetState, task_id: str) -> None:
     task = fleet.tasks.get(task_id)
     taken = state.taken.get(task_id)
