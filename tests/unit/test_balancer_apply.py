@@ -24,10 +24,12 @@ from services.balancer.view import (
     apply_balancer,
     ignores_balancer,
 )
-from shared.domain.fleet import WAITING, FleetState, admits, correlation_of
+from shared.domain.breakers import apply_breakers
+from shared.domain.fleet import WAITING, FleetState, admits, apply_fleet, correlation_of
 from shared.domain.load_balance import fleet_efficiency, sample_assignment
 from shared.domain.routing.eligibility import BELOW_THRESHOLD
-from shared.domain.routing.keys import KeysState, apply_affinity
+from shared.domain.routing.keys import KeysState, apply_affinity, apply_keys
+from shared.domain.routing.performance import learn, outcome_of
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState, apply_admitted
 from shared.events import (
@@ -99,8 +101,18 @@ def reference_apply(state: BalancerState, recorded: Recorded) -> BalancerState:
             state.scale[event.capability] = event
         case _:
             pass
-    apply_admitted(state.router, recorded, adaptive=False)
+    _reference_router_apply(state.router, recorded)
     return state
+
+
+def _reference_router_apply(router: RouterState, recorded: Recorded) -> None:
+    """The router's apply without the adaptive weights, as revision 0 of the balancer applied it."""
+    outcome = outcome_of(router.fleet, recorded)
+    if outcome is not None:
+        learn(router.performance, outcome)
+    apply_fleet(router.fleet, recorded)
+    apply_breakers(router.breakers, recorded)
+    apply_keys(router.keys, router.fleet, recorded)
 
 
 def reference_ignores(state: BalancerState, subject: str) -> bool:

@@ -44,16 +44,13 @@ def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
     return apply_admitted(state, recorded)
 
 
-def apply_admitted(state: RouterState, recorded: Recorded, *, adaptive: bool = True) -> RouterState:
+def apply_admitted(state: RouterState, recorded: Recorded) -> RouterState:
     """``apply_router`` for an event its fleet ``admits`` (asked by the caller, before anything
-    applied it): a view that holds this state and asks first itself (the balancer's) asks once.
-    `adaptive` False leaves the adaptive weights' losses as they are: for a view whose decisions
-    read no score the weights make (the balancer's: predictions and capability only)."""
+    applied it)."""
     outcome = outcome_of(state.fleet, recorded)
     if outcome is not None:
         learn(state.performance, outcome)
-        if adaptive:
-            observe(state.adaptive, outcome)
+        observe(state.adaptive, outcome)
     apply_fleet(state.fleet, recorded)
     apply_breakers(state.breakers, recorded)
     apply_keys(state.keys, state.fleet, recorded)
