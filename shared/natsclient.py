@@ -18,9 +18,11 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from nats.aio.client import Client
+from nats import errors
+from nats.aio.client import Client, _validate_subject
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.protocol.command import pub_cmd
 
 from shared.logging import get_logger
 from shared.wire import WireParser
@@ -31,6 +33,8 @@ _VERSION_LINE = b"NATS/1.0"
 _HEADERS_START = len(_VERSION_LINE) + len(_CRLF)
 _SPACE = 32
 STATUS = "Status"
+DEFERRED_WRITE_S = 0.05
+"""Longest a message sent with ``publish_soon`` waits for another write to leave with."""
 
 log = get_logger("hive.nats")
 
@@ -188,6 +192,48 @@ class HiveNatsClient(Client):
         self.lazy_header_sids: set[int] = set()
         self.direct_handlers: dict[int, DirectHandler] = {}
         self._lazy_headers = False
+        self._deferred_write: asyncio.TimerHandle | None = None
+
+    def publish_soon(self, subject: str, payload: bytes = b"") -> None:
+        """``publish`` of a message nobody waits on (an acknowledgement), without a write of its
+        own: it leaves with this connection's next write (an append, a pull request, another
+        publish), or ``DEFERRED_WRITE_S`` later if none comes. At a moderate rate each write is a
+        wake-up of both the server and the flusher, and an acknowledgement had one to itself. Same
+        checks and errors as ``publish``; ``flush``, ``drain`` and ``close`` write it too."""
+        if not self._skip_subject_validation:
+            _validate_subject(subject)
+        if self.is_closed:
+            raise errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise errors.ConnectionDrainingError
+        size = len(payload)
+        if not self.is_connected and (
+            self._max_pending_size <= 0 or size + self._pending_data_size > self._max_pending_size
+        ):
+            raise errors.OutboundBufferLimitError
+        if size > self._max_payload:
+            raise errors.MaxPayloadError
+        command = pub_cmd(subject, "", payload)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += size
+        self._pending.append(command)
+        self._pending_data_size += len(command)
+        if self._max_pending_size > 0 and self._pending_data_size > self._max_pending_size:
+            self._write_deferred()  # as much as a publish may leave pending: out now
+        elif self._deferred_write is None:
+            self._deferred_write = asyncio.get_running_loop().call_later(
+                DEFERRED_WRITE_S, self._write_deferred
+            )
+
+    def _write_deferred(self) -> None:
+        """Wake the flusher for what ``publish_soon`` left pending, unless a write is due anyway
+        (or the connection is down: reconnecting writes what is pending)."""
+        if self._deferred_write is not None:
+            self._deferred_write.cancel()
+            self._deferred_write = None
+        queue = self._flush_queue
+        if self._pending_data_size > 0 and self.is_connected and queue is not None and queue.empty():
+            queue.put_nowait(asyncio.get_running_loop().create_future())
 
     def deliver_now(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
         """``_process_msg`` without a coroutine, for the messages where it would await nothing:
@@ -316,6 +362,19 @@ def deliver_directly(nc: Client, sub: Subscription, handler: DirectHandler | Non
             nc.direct_handlers[sub._id] = handler
         else:
             nc.direct_handlers.pop(sub._id, None)
+
+
+def ack_soon(msg: Msg) -> bool:
+    """Acknowledge a JetStream delivery with ``publish_soon`` (no write of its own): True, or False
+    having done nothing when its connection is not Hive's (then ``await msg.ack()``). Raises what
+    ``Msg.ack`` raises for a message that is not a delivery or was acknowledged already."""
+    client = msg._client
+    if not isinstance(client, HiveNatsClient):
+        return False
+    msg._check_reply()
+    client.publish_soon(msg.reply)
+    msg._ackd = True
+    return True
 
 
 def _hand_over(handler: DirectHandler, msg: Msg) -> None:
