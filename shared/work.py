@@ -1,7 +1,8 @@
 """Durable work consumers: the events a service must act on, split across its instances.
 
 All instances of a service bind the same durable pull consumer, so each event is handled by one
-of them. An event is acknowledged after its handler returns; a handler may ask for a delayed
+of them. An event is acknowledged after its handler returns (the acknowledgement, which nobody waits on,
+leaves with the connection's next write: ``shared.natsclient.ack_soon``); a handler may ask for a delayed
 redelivery (``Retry``), and a handler that keeps failing, or a message that is not a valid event,
 goes to ``hive.dlq.<service>`` with the reason. The service goes on either way.
 
@@ -277,7 +278,8 @@ class WorkConsumer:
         if isinstance(outcome, Retry):
             await msg.nak(delay=max(outcome.delay_s, 0.001))
             return
-        await msg.ack()
+        if not ack_soon(msg):  # nobody waits on it: it leaves with the connection's next write
+            await msg.ack()
         self.spec.handled += 1
         metrics = self.bus.metrics
         if metrics is not None:

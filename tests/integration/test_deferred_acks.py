@@ -19,10 +19,10 @@ from shared.bus import EventBus
 from shared.embedded import EmbeddedNats
 from shared.events import TaskCompleted, TaskSubmitted
 from shared.natsclient import DEFERRED_WRITE_S, HiveNatsClient, ack_soon
-from shared.recorded import decode_recorded
+from shared.recorded import Recorded, decode_recorded
 from shared.settings import Settings
 from shared.subjects import EVENTS_STREAM, events_of_type
-from shared.work import Ticket
+from shared.work import Ticket, WorkConsumer, WorkSpec
 from tests.conftest import EventLog, running
 
 
@@ -230,3 +230,39 @@ async def test_the_router_acknowledges_each_claim_with_its_next_append(
             assert any(command.startswith(b"HPUB hive.evt.") for command in write), write
         await agent.stop()
     assert await ack_pending(bus, "router") == 0, "stopping wrote the last one"
+
+
+async def test_a_handled_work_event_is_acknowledged_with_the_next_write(
+    settings: Settings, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(natsclient, "DEFERRED_WRITE_S", 30.0)  # only another write takes it out
+    handled: list[int] = []
+    arrived = asyncio.Event()
+
+    async def handle(recorded: Recorded) -> None:
+        handled.append(recorded.seq)
+        arrived.set()
+
+    worker = await EventBus.connect(settings.nats_url, "work")
+    spec = WorkSpec(
+        durable="handled", filters=[events_of_type("task", TaskSubmitted.event_type())], handler=handle
+    )
+    consumer = WorkConsumer(worker, spec)
+    await consumer.start()
+    try:
+        client = worker.nc
+        assert isinstance(client, HiveNatsClient)
+        writes = count_writes(client)
+        stored = await bus.append(TaskSubmitted(task_id="w1", task_type="x"), expected=0)
+        await asyncio.wait_for(arrived.wait(), 5.0)
+        for _ in range(5):
+            await asyncio.sleep(0)  # turns of the loop: the flusher is not woken for it
+        assert handled == [stored.seq] and spec.handled == 1
+        assert not any(command.startswith(b"PUB $JS.ACK.") for write in writes for command in write)
+        await client.publish("elsewhere", b"")
+        assert await ack_pending(bus, "handled") == 0
+        [write] = [write for write in writes if any(c.startswith(b"PUB $JS.ACK.") for c in write)]
+        assert any(command.startswith(b"PUB elsewhere ") for command in write)
+    finally:
+        await consumer.stop()
+        await worker.close()
