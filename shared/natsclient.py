@@ -6,9 +6,10 @@ takes each message in the read loop itself, ``deliver_directly``), header parsin
 event carries its append's ``Nats-Msg-Id`` and ``Nats-Expected-*`` headers, which no reader looks
 at: here they are parsed when first read, not on arrival), the JetStream metadata of a delivered
 message (nats-py also builds a datetime for each) and the socket writes (one per wake-up of
-nats-py's flusher; here one per two turns of the event loop). What a reader sees is the same,
-except that only the server's inline status line (``NATS/1.0 404 ...``) makes a message a status
-(``inline_status``): a stored message's own ``Status`` header does not.
+nats-py's flusher; here one per two turns of the event loop, from a callback rather than the
+flusher task, and none of its own for what nobody waits on: ``publish_soon``, ``ack_soon``). What
+a reader sees is the same, except that only the server's inline status line (``NATS/1.0 404 ...``)
+makes a message a status (``inline_status``): a stored message's own ``Status`` header does not.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from nats import errors
 from nats.aio.client import Client, _validate_subject
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
 from nats.protocol.command import pub_cmd
 
 from shared.logging import get_logger
@@ -193,6 +195,8 @@ class HiveNatsClient(Client):
         self.direct_handlers: dict[int, DirectHandler] = {}
         self._lazy_headers = False
         self._deferred_write: asyncio.TimerHandle | None = None
+        self._write_due = False
+        self._write_failure: asyncio.Future[None] | None = None
 
     def publish_soon(self, subject: str, payload: bytes = b"") -> None:
         """``publish`` of a message nobody waits on (an acknowledgement), without a write of its
@@ -226,14 +230,13 @@ class HiveNatsClient(Client):
             )
 
     def _write_deferred(self) -> None:
-        """Wake the flusher for what ``publish_soon`` left pending, unless a write is due anyway
-        (or the connection is down: reconnecting writes what is pending)."""
+        """Write what ``publish_soon`` left pending, unless a write is due anyway (or the
+        connection is down: reconnecting writes what is pending)."""
         if self._deferred_write is not None:
             self._deferred_write.cancel()
             self._deferred_write = None
-        queue = self._flush_queue
-        if self._pending_data_size > 0 and self.is_connected and queue is not None and queue.empty():
-            queue.put_nowait(asyncio.get_running_loop().create_future())
+        if self._pending_data_size > 0 and self.is_connected:
+            self._write_soon()
 
     def deliver_now(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
         """``_process_msg`` without a coroutine, for the messages where it would await nothing:
@@ -308,6 +311,62 @@ class HiveNatsClient(Client):
         if not self._lazy_headers or len(headers) <= _HEADERS_START + len(_CRLF):
             return await super()._process_headers(headers)
         return LazyHeaders(headers[_HEADERS_START:])
+
+    async def _flush_pending(self, force_flush: bool = False) -> Any:
+        """Write what is pending two turns of the event loop from now, from a callback, as the
+        flusher task would (what the tasks woken meanwhile add leaves in the same write), without
+        its wake-up, queue and three futures per write (as much as the write itself costs). The
+        flusher still writes when a caller waits on the write (``force_flush``), when the socket
+        has a backlog (it waits for it to drain), and while the connection is not up."""
+        if force_flush or not self._writes_directly():
+            return await super()._flush_pending(force_flush)
+        self._write_soon()
+        return None
+
+    def _write_soon(self) -> None:
+        if not self._write_due:
+            self._write_due = True
+            asyncio.get_running_loop().call_soon(self._write_turn, True)
+
+    def _writes_directly(self) -> bool:
+        """Connected over TCP, with a flusher to fall back on and no backlog on the socket."""
+        transport = self._transport
+        if not self.is_connected or self.is_connecting or type(transport) is not TcpTransport:
+            return False
+        writer = transport._io_writer
+        flusher = self._flusher_task
+        return (
+            writer is not None
+            and writer.transport.get_write_buffer_size() == 0
+            and flusher is not None
+            and not flusher.done()
+        )
+
+    def _write_turn(self, again: bool) -> None:
+        if again:  # one more turn: what the tasks woken with the first command add goes along
+            asyncio.get_running_loop().call_soon(self._write_turn, False)
+            return
+        self._write_due = False
+        if self._pending_data_size <= 0:
+            return
+        if not self._writes_directly():  # the flusher writes it (and waits for a backlog)
+            queue = self._flush_queue
+            if self.is_connected and queue is not None and queue.empty():
+                queue.put_nowait(asyncio.get_running_loop().create_future())
+            return
+        assert self._transport is not None
+        pending, self._pending, self._pending_data_size = self._pending, [], 0
+        try:
+            self._transport.writelines(pending)
+        except OSError as exc:
+            self._write_failure = asyncio.ensure_future(self._write_failed(exc))
+        except (RuntimeError, AttributeError):  # a loop or connection closing: as the flusher does
+            return
+
+    async def _write_failed(self, exc: OSError) -> None:
+        """What the flusher does when a write fails: tell, then reconnect."""
+        await self._error_cb(exc)
+        await self._process_op_err(exc)
 
     async def _flusher(self) -> None:
         """Write what is pending once the event loop has run the callbacks already due: what the
