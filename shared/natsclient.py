@@ -235,8 +235,13 @@ class HiveNatsClient(Client):
         if self._deferred_write is not None:
             self._deferred_write.cancel()
             self._deferred_write = None
-        if self._pending_data_size > 0 and self.is_connected:
+        queue = self._flush_queue
+        if self._pending_data_size <= 0 or not self.is_connected:
+            return
+        if self._up_over_tcp():
             self._write_soon()
+        elif queue is not None and queue.empty():  # another transport: its flusher writes
+            queue.put_nowait(asyncio.get_running_loop().create_future())
 
     def deliver_now(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
         """``_process_msg`` without a coroutine, for the messages where it would await nothing:
@@ -316,48 +321,47 @@ class HiveNatsClient(Client):
         """Write what is pending two turns of the event loop from now, from a callback, as the
         flusher task would (what the tasks woken meanwhile add leaves in the same write), without
         its wake-up, queue and three futures per write (as much as the write itself costs). The
-        flusher still writes when a caller waits on the write (``force_flush``), when the socket
-        has a backlog (it waits for it to drain), and while the connection is not up."""
-        if force_flush or not self._writes_directly():
+        flusher still writes when a caller waits on the write (``force_flush``) and when the socket
+        has a backlog (it waits for it to drain); nats-py's own way serves while the connection is
+        not up."""
+        if self._write_due and not force_flush:
+            return None  # written in a turn or two anyway
+        if force_flush or not self._up_over_tcp():
             return await super()._flush_pending(force_flush)
         self._write_soon()
         return None
+
+    def _up_over_tcp(self) -> bool:
+        return self.is_connected and not self.is_connecting and type(self._transport) is TcpTransport
 
     def _write_soon(self) -> None:
         if not self._write_due:
             self._write_due = True
             asyncio.get_running_loop().call_soon(self._write_turn, True)
 
-    def _writes_directly(self) -> bool:
-        """Connected over TCP, with a flusher to fall back on and no backlog on the socket."""
-        transport = self._transport
-        if not self.is_connected or self.is_connecting or type(transport) is not TcpTransport:
-            return False
-        writer = transport._io_writer
-        flusher = self._flusher_task
-        return (
-            writer is not None
-            and writer.transport.get_write_buffer_size() == 0
-            and flusher is not None
-            and not flusher.done()
-        )
-
     def _write_turn(self, again: bool) -> None:
         if again:  # one more turn: what the tasks woken with the first command add goes along
             asyncio.get_running_loop().call_soon(self._write_turn, False)
             return
         self._write_due = False
-        if self._pending_data_size <= 0:
-            return
-        if not self._writes_directly():  # the flusher writes it (and waits for a backlog)
-            queue = self._flush_queue
-            if self.is_connected and queue is not None and queue.empty():
+        if self._pending_data_size <= 0 or not self._up_over_tcp():
+            return  # nothing to write, or reconnecting (which writes what is pending)
+        transport = self._transport
+        assert isinstance(transport, TcpTransport) and transport._io_writer is not None
+        flusher = self._flusher_task
+        queue = self._flush_queue
+        if (
+            transport._io_writer.transport.get_write_buffer_size() > 0
+            and flusher is not None
+            and not flusher.done()
+            and queue is not None
+        ):
+            if queue.empty():  # the flusher writes it once the backlog has drained
                 queue.put_nowait(asyncio.get_running_loop().create_future())
             return
-        assert self._transport is not None
         pending, self._pending, self._pending_data_size = self._pending, [], 0
         try:
-            self._transport.writelines(pending)
+            transport.writelines(pending)  # type: ignore[no-untyped-call]
         except OSError as exc:
             self._write_failure = asyncio.ensure_future(self._write_failed(exc))
         except (RuntimeError, AttributeError):  # a loop or connection closing: as the flusher does

@@ -81,6 +81,11 @@ async def test_a_publish_is_written_without_waking_the_flusher(nats_server: Embe
         await client.publish("direct.two", b"2")
         assert [(await sub.next_msg(timeout=5.0)).data for _ in range(2)] == [b"1", b"2"]
         assert wakes == [], "written by a callback of the loop, not by the flusher task"
+        flusher: Any = client._flusher_task
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await client.publish("direct.three", b"3")  # written all the same with no flusher left
+        assert (await sub.next_msg(timeout=5.0)).data == b"3"
     finally:
         await client.close()
 
