@@ -43,7 +43,14 @@ from shared.errors import HiveError
 from shared.events import Event, encode_event, too_deep_field
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
-from shared.natsclient import HiveNatsClient, inline_status, pending_after, read_headers_lazily, stream_seq
+from shared.natsclient import (
+    HiveNatsClient,
+    deliver_directly,
+    inline_status,
+    pending_after,
+    read_headers_lazily,
+    stream_seq,
+)
 from shared.nesting import MAX_NESTING
 from shared.permissions import inbox_prefix, parse_violation
 from shared.pull import Pace, consume_forever
@@ -509,11 +516,18 @@ class EventBus:
         async with self._ack_opening:
             if self._ack_prefix is None:
                 prefix = f"{self.nc.new_inbox()}."
-                await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+                sub = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+                # Hive's client answers each append in its read loop: no queue, task switch nor
+                # coroutine per reply (the subscription's callback serves any other client).
+                deliver_directly(self.nc, sub, self._answer)
                 self._ack_prefix = prefix
         return self._ack_prefix
 
     async def _on_ack(self, msg: Msg) -> None:
+        self._answer(msg)
+
+    def _answer(self, msg: Msg) -> None:
+        """Hand an append's reply to the append waiting for it (none: it timed out)."""
         assert self._ack_prefix is not None
         answered = self._acks.pop(msg.subject[len(self._ack_prefix) :], None)
         if answered is not None and not answered.done():

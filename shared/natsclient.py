@@ -6,9 +6,10 @@ takes each message in the read loop itself, ``deliver_directly``), header parsin
 event carries its append's ``Nats-Msg-Id`` and ``Nats-Expected-*`` headers, which no reader looks
 at: here they are parsed when first read, not on arrival), the JetStream metadata of a delivered
 message (nats-py also builds a datetime for each) and the socket writes (one per wake-up of
-nats-py's flusher; here one per two turns of the event loop). What a reader sees is the same,
-except that only the server's inline status line (``NATS/1.0 404 ...``) makes a message a status
-(``inline_status``): a stored message's own ``Status`` header does not.
+nats-py's flusher; here one per two turns of the event loop, from a callback rather than the
+flusher task, and none of its own for what nobody waits on: ``publish_soon``, ``ack_soon``). What
+a reader sees is the same, except that only the server's inline status line (``NATS/1.0 404 ...``)
+makes a message a status (``inline_status``): a stored message's own ``Status`` header does not.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from nats.aio.client import Client
+from nats import errors
+from nats.aio.client import Client, _validate_subject
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
+from nats.protocol.command import pub_cmd
 
 from shared.logging import get_logger
 from shared.wire import WireParser
@@ -31,6 +35,8 @@ _VERSION_LINE = b"NATS/1.0"
 _HEADERS_START = len(_VERSION_LINE) + len(_CRLF)
 _SPACE = 32
 STATUS = "Status"
+DEFERRED_WRITE_S = 0.05
+"""Longest a message sent with ``publish_soon`` waits for another write to leave with."""
 
 log = get_logger("hive.nats")
 
@@ -188,6 +194,54 @@ class HiveNatsClient(Client):
         self.lazy_header_sids: set[int] = set()
         self.direct_handlers: dict[int, DirectHandler] = {}
         self._lazy_headers = False
+        self._deferred_write: asyncio.TimerHandle | None = None
+        self._write_due = False
+        self._write_failure: asyncio.Future[None] | None = None
+
+    def publish_soon(self, subject: str, payload: bytes = b"") -> None:
+        """``publish`` of a message nobody waits on (an acknowledgement), without a write of its
+        own: it leaves with this connection's next write (an append, a pull request, another
+        publish), or ``DEFERRED_WRITE_S`` later if none comes. At a moderate rate each write is a
+        wake-up of both the server and the flusher, and an acknowledgement had one to itself. Same
+        checks and errors as ``publish``; ``flush``, ``drain`` and ``close`` write it too."""
+        if not self._skip_subject_validation:
+            _validate_subject(subject)
+        if self.is_closed:
+            raise errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise errors.ConnectionDrainingError
+        size = len(payload)
+        if not self.is_connected and (
+            self._max_pending_size <= 0 or size + self._pending_data_size > self._max_pending_size
+        ):
+            raise errors.OutboundBufferLimitError
+        if size > self._max_payload:
+            raise errors.MaxPayloadError
+        command = pub_cmd(subject, "", payload)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += size
+        self._pending.append(command)
+        self._pending_data_size += len(command)
+        if self._max_pending_size > 0 and self._pending_data_size > self._max_pending_size:
+            self._write_deferred()  # as much as a publish may leave pending: out now
+        elif self._deferred_write is None:
+            self._deferred_write = asyncio.get_running_loop().call_later(
+                DEFERRED_WRITE_S, self._write_deferred
+            )
+
+    def _write_deferred(self) -> None:
+        """Write what ``publish_soon`` left pending, unless a write is due anyway (or the
+        connection is down: reconnecting writes what is pending)."""
+        if self._deferred_write is not None:
+            self._deferred_write.cancel()
+            self._deferred_write = None
+        queue = self._flush_queue
+        if self._pending_data_size <= 0 or not self.is_connected:
+            return
+        if self._up_over_tcp():
+            self._write_soon()
+        elif queue is not None and queue.empty():  # another transport: its flusher writes
+            queue.put_nowait(asyncio.get_running_loop().create_future())
 
     def deliver_now(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> bool:
         """``_process_msg`` without a coroutine, for the messages where it would await nothing:
@@ -263,6 +317,61 @@ class HiveNatsClient(Client):
             return await super()._process_headers(headers)
         return LazyHeaders(headers[_HEADERS_START:])
 
+    async def _flush_pending(self, force_flush: bool = False) -> Any:
+        """Write what is pending two turns of the event loop from now, from a callback, as the
+        flusher task would (what the tasks woken meanwhile add leaves in the same write), without
+        its wake-up, queue and three futures per write (as much as the write itself costs). The
+        flusher still writes when a caller waits on the write (``force_flush``) and when the socket
+        has a backlog (it waits for it to drain); nats-py's own way serves while the connection is
+        not up."""
+        if self._write_due and not force_flush:
+            return None  # written in a turn or two anyway
+        if force_flush or not self._up_over_tcp():
+            return await super()._flush_pending(force_flush)
+        self._write_soon()
+        return None
+
+    def _up_over_tcp(self) -> bool:
+        return self.is_connected and not self.is_connecting and type(self._transport) is TcpTransport
+
+    def _write_soon(self) -> None:
+        if not self._write_due:
+            self._write_due = True
+            asyncio.get_running_loop().call_soon(self._write_turn, True)
+
+    def _write_turn(self, again: bool) -> None:
+        if again:  # one more turn: what the tasks woken with the first command add goes along
+            asyncio.get_running_loop().call_soon(self._write_turn, False)
+            return
+        self._write_due = False
+        if self._pending_data_size <= 0 or not self._up_over_tcp():
+            return  # nothing to write, or reconnecting (which writes what is pending)
+        transport = self._transport
+        assert isinstance(transport, TcpTransport) and transport._io_writer is not None
+        flusher = self._flusher_task
+        queue = self._flush_queue
+        if (
+            transport._io_writer.transport.get_write_buffer_size() > 0
+            and flusher is not None
+            and not flusher.done()
+            and queue is not None
+        ):
+            if queue.empty():  # the flusher writes it once the backlog has drained
+                queue.put_nowait(asyncio.get_running_loop().create_future())
+            return
+        pending, self._pending, self._pending_data_size = self._pending, [], 0
+        try:
+            transport.writelines(pending)  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            self._write_failure = asyncio.ensure_future(self._write_failed(exc))
+        except (RuntimeError, AttributeError):  # a loop or connection closing: as the flusher does
+            return
+
+    async def _write_failed(self, exc: OSError) -> None:
+        """What the flusher does when a write fails: tell, then reconnect."""
+        await self._error_cb(exc)
+        await self._process_op_err(exc)
+
     async def _flusher(self) -> None:
         """Write what is pending once the event loop has run the callbacks already due: what the
         tasks woken with the first command add (appends, acknowledgements, pull requests) leaves in
@@ -316,6 +425,19 @@ def deliver_directly(nc: Client, sub: Subscription, handler: DirectHandler | Non
             nc.direct_handlers[sub._id] = handler
         else:
             nc.direct_handlers.pop(sub._id, None)
+
+
+def ack_soon(msg: Msg) -> bool:
+    """Acknowledge a JetStream delivery with ``publish_soon`` (no write of its own): True, or False
+    having done nothing when its connection is not Hive's (then ``await msg.ack()``). Raises what
+    ``Msg.ack`` raises for a message that is not a delivery or was acknowledged already."""
+    client = msg._client
+    if not isinstance(client, HiveNatsClient):
+        return False
+    msg._check_reply()
+    client.publish_soon(msg.reply)
+    msg._ackd = True
+    return True
 
 
 def _hand_over(handler: DirectHandler, msg: Msg) -> None:

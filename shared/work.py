@@ -1,7 +1,8 @@
 """Durable work consumers: the events a service must act on, split across its instances.
 
 All instances of a service bind the same durable pull consumer, so each event is handled by one
-of them. An event is acknowledged after its handler returns; a handler may ask for a delayed
+of them. An event is acknowledged after its handler returns (the acknowledgement, which nobody waits on,
+leaves with the connection's next write: ``shared.natsclient.ack_soon``); a handler may ask for a delayed
 redelivery (``Retry``), and a handler that keeps failing, or a message that is not a valid event,
 goes to ``hive.dlq.<service>`` with the reason. The service goes on either way.
 
@@ -30,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from shared.background import cancel_and_wait
 from shared.bus import EventBus, event_msg_seq
 from shared.logging import get_logger
-from shared.natsclient import delivery_count
+from shared.natsclient import HiveNatsClient, ack_soon, delivery_count
 from shared.pull import consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import EVENTS_STREAM
@@ -65,6 +66,19 @@ class Ticket:
     async def ack(self) -> None:
         """Done with it: it is delivered to no one again."""
         await self._settle(self.msg.ack())
+
+    def ack_soon(self) -> bool:
+        """``ack`` without a write of its own (``shared.natsclient.ack_soon``): it leaves with the
+        connection's next write, within ``DEFERRED_WRITE_S``. False, having done nothing, on a
+        connection that is not Hive's (``await ack()`` then)."""
+        if not isinstance(self.msg._client, HiveNatsClient):
+            return False
+        if not self.settled:
+            self.settled = True
+            if self._on_settled is not None:
+                self._on_settled(self)
+            ack_soon(self.msg)
+        return True
 
     async def retry(self, delay_s: float = 0.0) -> None:
         """Deliver it again (to any instance) after `delay_s`."""
@@ -264,7 +278,8 @@ class WorkConsumer:
         if isinstance(outcome, Retry):
             await msg.nak(delay=max(outcome.delay_s, 0.001))
             return
-        await msg.ack()
+        if not ack_soon(msg):  # nobody waits on it: it leaves with the connection's next write
+            await msg.ack()
         self.spec.handled += 1
         metrics = self.bus.metrics
         if metrics is not None:

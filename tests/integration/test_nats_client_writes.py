@@ -48,3 +48,97 @@ async def test_a_command_added_by_a_task_woken_with_the_first_leaves_in_the_same
         assert writes == [2], "both commands in one write"
     finally:
         await client.close()
+
+
+async def connected_with_queue_watch(server: EmbeddedNats) -> tuple[HiveNatsClient, list[int], Any]:
+    """A client whose flusher wake-ups are counted (each command put on its queue)."""
+    client = HiveNatsClient()
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    await client.connect(server.url, error_cb=on_error)
+    await client.flush()
+    queue: Any = client._flush_queue
+    wakes: list[int] = []
+    real_put_nowait = queue.put_nowait
+
+    def counting(item: Any) -> None:
+        wakes.append(1)
+        real_put_nowait(item)
+
+    queue.put_nowait = counting
+    client.errors = errors  # type: ignore[attr-defined]
+    return client, wakes, queue
+
+
+async def test_a_publish_is_written_without_waking_the_flusher(nats_server: EmbeddedNats) -> None:
+    client, wakes, _ = await connected_with_queue_watch(nats_server)
+    try:
+        sub = await client.subscribe("direct.*")
+        await client.publish("direct.one", b"1")
+        await client.publish("direct.two", b"2")
+        assert [(await sub.next_msg(timeout=5.0)).data for _ in range(2)] == [b"1", b"2"]
+        assert wakes == [], "written by a callback of the loop, not by the flusher task"
+        flusher: Any = client._flusher_task
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        await client.publish("direct.three", b"3")  # written all the same with no flusher left
+        assert (await sub.next_msg(timeout=5.0)).data == b"3"
+    finally:
+        await client.close()
+
+
+async def test_the_flusher_writes_when_the_socket_has_a_backlog(nats_server: EmbeddedNats) -> None:
+    client, wakes, _ = await connected_with_queue_watch(nats_server)
+    try:
+        sub = await client.subscribe("backlog.*")
+        await client.publish("backlog.zero", b"0")
+        assert (await sub.next_msg(timeout=5.0)).data == b"0"
+        assert wakes == [], "no backlog: written by a callback of the loop"
+        transport: Any = client._transport
+        socket_transport = transport._io_writer.transport
+        real_size = socket_transport.get_write_buffer_size
+        try:
+            socket_transport.get_write_buffer_size = lambda: 1  # as if a write were waiting
+            await client.publish("backlog.one", b"1")
+            msg = await sub.next_msg(timeout=5.0)
+        finally:
+            socket_transport.get_write_buffer_size = real_size
+        assert msg.data == b"1"
+        assert wakes, "the flusher, which waits for the backlog to drain, wrote it"
+    finally:
+        await client.close()
+
+
+async def test_a_failed_write_is_reported_and_the_connection_made_again(nats_server: EmbeddedNats) -> None:
+    client, wakes, _ = await connected_with_queue_watch(nats_server)
+    reconnected = asyncio.Event()
+    client._reconnected_cb = _set_event(reconnected)
+    try:
+        transport: Any = client._transport
+        real_writelines = transport.writelines
+
+        def failing(commands: list[bytes]) -> None:
+            transport.writelines = real_writelines  # once
+            raise ConnectionResetError("written to a dead socket")
+
+        transport.writelines = failing
+        await client.publish("failing.one", b"1")
+        await asyncio.wait_for(reconnected.wait(), 10.0)
+        errors: list[Exception] = client.errors  # type: ignore[attr-defined]
+        assert any(isinstance(exc, ConnectionResetError) for exc in errors)
+        assert wakes == [], "reported from the direct write, not by the flusher"
+        sub = await client.subscribe("failing.*")
+        await client.publish("failing.two", b"2")
+        assert (await sub.next_msg(timeout=5.0)).data == b"2"
+    finally:
+        await client.close()
+
+
+def _set_event(event: asyncio.Event) -> Any:
+    async def callback() -> None:
+        event.set()
+
+    return callback
