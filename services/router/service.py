@@ -363,7 +363,7 @@ class RouterService(Service):
     async def _expiry_timer(self) -> None:
         """Look at the queue when the earliest quality-held task reaches its deadline or the end of
         its quality wait, when the earliest delayed task may start, and every ``EXPIRY_POLL_S``
-        while work waits and nothing is in flight."""
+        while work waits."""
         while True:
             self._timer_woken.clear()
             deadline = self._next_wake()
@@ -381,10 +381,12 @@ class RouterService(Service):
             try:
                 await asyncio.wait_for(self._timer_woken.wait(), max(wait, 0.001))
             except TimeoutError:
-                if self.view.state.fleet.queue and not self._in_flight:
+                if self.view.state.fleet.queue:
                     # A net under the wake-ups of ``_on_applied``: should one be missed (a slot
                     # freed in a race with a decision landing), waiting work is looked at again
-                    # within EXPIRY_POLL_S rather than at the next event.
+                    # within EXPIRY_POLL_S rather than at the next event. Decisions in flight do
+                    # not stop it: a look forgets those the view shows, so one whose landing
+                    # woke nothing cannot hold the queue up either.
                     self.dispatch()
 
     async def _settled(self, timeout: float = EXPIRY_POLL_S) -> None:

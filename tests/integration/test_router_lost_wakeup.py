@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import services.router.service as router_module
-from services.router.service import RouterService
+from services.router.service import InFlight, RouterService
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
 from shared.bus import EventBus
 from shared.events import TaskCompleted, TaskQueued, TaskSubmitted
@@ -38,4 +38,38 @@ async def test_waiting_work_is_looked_at_again_when_a_freed_slot_woke_nothing(
         await event_log.wait_for(
             lambda events: sum(isinstance(e, TaskCompleted) for e in events) >= 2, timeout=5.0
         )
+        await agent.stop()
+
+
+async def test_a_decision_in_flight_that_woke_nothing_does_not_stop_the_look_at_waiting_work(
+    settings: Settings, bus: EventBus, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry left in flight (its landing read before its answer, the wake-up lost) must not
+    disable the net: the look forgets what the view shows and decides the waiting work."""
+    monkeypatch.setattr(router_module, "EXPIRY_POLL_S", 30.0)  # no look until the stage is set
+    hearing = RouterService._on_applied
+
+    def deaf_to_completions(self: RouterService, recorded: Recorded) -> None:
+        if not isinstance(recorded.event, TaskCompleted):
+            hearing(self, recorded)
+
+    monkeypatch.setattr(RouterService, "_on_applied", deaf_to_completions)
+    agent = Agent("only", _done, capabilities={"review": 0.9}, capacity=1)
+    async with running(RouterService, settings) as router:
+        await agent.start(bus)
+        await bus.append(TaskSubmitted(task_id="first", task_type="review"), expected=0)
+        await bus.append(TaskSubmitted(task_id="second", task_type="review"), expected=0)
+        await event_log.wait_for(
+            lambda events: (
+                any(isinstance(e, TaskQueued) for e in events)
+                and any(isinstance(e, TaskCompleted) for e in events)
+            )
+        )
+        router._in_flight["first"] = InFlight("first", 1, "only", seq=1)  # shown by the view long ago
+        monkeypatch.setattr(router_module, "EXPIRY_POLL_S", 0.2)
+        router._timer_woken.set()  # the timer waits again, with the short poll
+        await event_log.wait_for(
+            lambda events: sum(isinstance(e, TaskCompleted) for e in events) >= 2, timeout=5.0
+        )
+        assert "first" not in router._in_flight
         await agent.stop()
