@@ -211,6 +211,8 @@ def _enqueue(state: FleetState, task: TaskView) -> None:
 
 
 def _dequeue(state: FleetState, task: TaskView) -> None:
+    if not state.queue:  # nothing waits (or a view that keeps no queue): no key to work out
+        return
     key = task.queue_key
     index = bisect.bisect_left(state.queue, key)
     if index < len(state.queue) and state.queue[index] == key:
@@ -225,9 +227,9 @@ def _release(state: FleetState, task: TaskView) -> None:
         del agent.in_flight[task.task_id]
 
 
-def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float, queue: bool = True) -> None:
+def _finish(state: FleetState, task: TaskView, status: TaskStatus, ts: float) -> None:
     _release(state, task)
-    if queue and task.status in WAITING:  # only a waiting task is in the queue (most end in flight)
+    if task.status in WAITING:  # only a waiting task is in the queue (most end in flight)
         _dequeue(state, task)
     task.status = status
     task.finished_ts = ts
@@ -289,7 +291,7 @@ def apply_fleet(
     """Apply one event. Cases are tried in order (one class check each): the task events every
     task brings come first, the agents' rarer ones after.
 
-    `queue` False keeps no ``queue`` (it stays as it was: empty) and `assignments` False no
+    `queue` False puts nothing in ``queue`` (it stays empty) and `assignments` False keeps no
     ``TaskView.assignments``: for a view whose decisions read neither (the balancer's: it finds
     the waiting tasks by their status, when it decides), so it neither sorts every submission in
     nor copies every routing explanation. Everything else is kept alike."""
@@ -300,8 +302,7 @@ def apply_fleet(
             agent = state.agents.get(event.agent_id)
             if task is None or agent is None or task.status not in WAITING:
                 return state
-            if queue:
-                _dequeue(state, task)
+            _dequeue(state, task)
             task.status = "assigned"
             task.agent_id = event.agent_id
             task.assigned_ts = event.ts
@@ -350,7 +351,7 @@ def apply_fleet(
                 task.result = event.result
                 task.quality = event.quality
                 task.progress = 100.0
-                _finish(state, task, "completed", event.ts, queue)
+                _finish(state, task, "completed", event.ts)
         case TaskQueued():
             task = current_attempt(state, event.task_id, event.attempt)
             if task is not None and task.status in WAITING:
@@ -405,11 +406,11 @@ def apply_fleet(
             if task is not None and not task.terminal:
                 task.last_error = event.error or task.last_error
                 task.failure_type = event.failure_type
-                _finish(state, task, "failed", event.ts, queue)
+                _finish(state, task, "failed", event.ts)
         case TaskCancelled():
             task = state.tasks.get(event.task_id)
             if task is not None and not task.terminal:
-                _finish(state, task, "cancelled", event.ts, queue)
+                _finish(state, task, "cancelled", event.ts)
         case AgentRegistered():
             agent = state.agents.get(event.agent_id)
             if agent is None:
