@@ -11,7 +11,6 @@ is within 3%, which keeps work on the best agents and spreads it among equals.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import msgspec
@@ -20,7 +19,6 @@ from shared.domain.breakers import BreakersState
 from shared.domain.fleet import AgentView, TaskView
 from shared.domain.perthread import PerThread
 from shared.domain.routing.performance import (
-    DRIFT_VARIANCE,
     NO_RECORD,
     AgentRecord,
     Evidence,
@@ -122,7 +120,6 @@ class TaskScorer:
 
     __slots__ = (
         "_breakers",
-        "_deadline",
         "_known",
         "_needed",
         "_now",
@@ -160,7 +157,7 @@ class TaskScorer:
         self._profile = spec.profile
         seen = self._outlook = outlook(performance, task, reference_s)
         self._style = seen.style
-        deadline = self._deadline = spec.deadline_ts
+        deadline = spec.deadline_ts
         self._parts, self._known = (memo if memo is not None else shared_scores()).scores_for(
             performance,
             (spec.task_type, tuple(spec.required_capabilities), spec.profile),
@@ -236,40 +233,19 @@ class TaskScorer:
         )
 
     def _score(self, agent: AgentView, half_open: bool, part: _Part) -> Scored:
-        """The factors and the score, from the agent's `part` and what the decision shares: it runs
-        for every agent at every decision at a low rate, so ``_clamp``, ``timeliness_score``
-        (without a deadline) and ``Prediction.aged_uncertainty`` are written out, the same
-        operations in the same order."""
+        """The factors and the score, from the agent's `part` and what the decision shares."""
         weights = self._weights
         capability = part.capability
         persona = part.persona_score
         prediction = predict_from(self._outlook, part.evidence)
-        quality = prediction.quality
-        uncertainty = prediction.uncertainty
-        performance_factor = quality + weights.risk * uncertainty
-        performance_factor = performance_factor if performance_factor > 0.0 else 0.0  # _clamp
-        performance_factor = performance_factor if performance_factor < 1.0 else 1.0
-        reference_s = self._outlook.reference_s
-        if self._deadline is not None:
-            timeliness = timeliness_score(self._task, prediction, reference_s, self._now)
-        else:  # timeliness_score without a deadline
-            duration = prediction.duration_s
-            if duration is None or reference_s is None or reference_s + duration <= 0:
-                timeliness = 0.5
-            else:
-                timeliness = reference_s / (reference_s + duration)
-                timeliness = timeliness if timeliness > 0.0 else 0.0
-                timeliness = timeliness if timeliness < 1.0 else 1.0
-        performance_weight = weights.performance
-        timeliness_weight = weights.timeliness
+        performance_factor = _clamp(prediction.quality + weights.risk * prediction.uncertainty)
+        timeliness = timeliness_score(self._task, prediction, self._outlook.reference_s, self._now)
         known = weights.capability * capability + weights.persona * persona
-        fit = known + performance_weight * performance_factor + timeliness_weight * timeliness
+        fit = known + weights.performance * performance_factor + weights.timeliness * timeliness
         fit = fit if fit < 1.0 else 1.0  # min(1.0, fit)
-        expected_fit = known + performance_weight * quality + timeliness_weight * timeliness
+        expected_fit = known + weights.performance * prediction.quality + weights.timeliness * timeliness
         expected_fit = expected_fit if expected_fit < 1.0 else 1.0
-        load = 1.0 - agent.utilisation  # beyond 1 after a restart with less capacity
-        load = load if load > 0.0 else 0.0
-        load = load if load < 1.0 else 1.0
+        load = _clamp(1.0 - agent.utilisation)  # beyond 1 after a restart with less capacity
         breaker = weights.half_open_factor if half_open else 1.0
         availability = (1.0 - weights.load * (1.0 - load)) * breaker
         return Scored(
@@ -281,8 +257,7 @@ class TaskScorer:
             timeliness=timeliness,
             fit=fit,
             expected_fit=expected_fit,
-            expected_fit_sd=performance_weight
-            * math.sqrt(uncertainty**2 + DRIFT_VARIANCE * prediction.others_since_last),  # aged
+            expected_fit_sd=weights.performance * prediction.aged_uncertainty,
             load=load,
             breaker=breaker,
             availability=availability,
