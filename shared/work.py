@@ -73,10 +73,7 @@ class Ticket:
         connection that is not Hive's (``await ack()`` then)."""
         if not isinstance(self.msg._client, HiveNatsClient):
             return False
-        if not self.settled:
-            self.settled = True
-            if self._on_settled is not None:
-                self._on_settled(self)
+        if self._mark_settled():
             ack_soon(self.msg)
         return True
 
@@ -85,13 +82,19 @@ class Ticket:
         await self._settle(self.msg.nak(delay=max(delay_s, 0.001)) if delay_s > 0 else self.msg.nak())
 
     async def _settle(self, settling: Awaitable[None]) -> None:
-        if self.settled:
+        if not self._mark_settled():
             settling.close()  # type: ignore[attr-defined]  # a coroutine never awaited
             return
+        await settling
+
+    def _mark_settled(self) -> bool:
+        """True the first time only: from now on it is settled, and its holder is told."""
+        if self.settled:
+            return False
         self.settled = True
         if self._on_settled is not None:
             self._on_settled(self)
-        await settling
+        return True
 
 
 Claim = Callable[[Recorded, Ticket], Awaitable[bool]]
