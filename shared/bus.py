@@ -53,7 +53,7 @@ from shared.natsclient import (
 )
 from shared.nesting import MAX_NESTING
 from shared.permissions import inbox_prefix, parse_violation
-from shared.pull import Pace, consume_forever
+from shared.pull import Pace, StoredHandle, consume_forever
 from shared.recorded import Recorded, Undecodable, decode_recorded
 from shared.subjects import (
     ALL_DLQ,
@@ -170,8 +170,8 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """Bytes of the original message (``data`` holds at most ``DEAD_LETTER_DATA_MAX`` of them)."""
 
 
-def event_msg_seq(msg: Msg) -> int:
-    return stream_seq(msg)
+event_msg_seq = stream_seq
+"""Stream sequence of a stored event as delivered (``shared.natsclient.stream_seq``)."""
 
 
 def connection_key(nc: NatsClient) -> str:
@@ -650,13 +650,16 @@ class EventBus:
         start_seq: int,
         label: str = "follow",
         pace: Pace | None = None,
+        stored: StoredHandle | None = None,
     ) -> None:
         """Hand every stored message (matching `subject_filter`, one filter or several) from
         `start_seq` on to `handler`, in order, until stopped.
 
         Uses an ephemeral, ack-less consumer of its own; when it is lost (server restart, network)
         a new one starts right after the last message handed over, so nothing is skipped or repeated.
-        With `pace`, messages are read in bursts (``shared.pull.consume_bursts``).
+        With `pace`, messages are read in bursts (``shared.pull.consume_bursts``), and with `stored`
+        as well, Hive's client hands each to `stored` as its sequence, subject and payload, with no
+        message object built (`handler` still gets them on another client): both must do the same.
         """
         next_seq = start_seq
 
@@ -667,6 +670,24 @@ class EventBus:
                 return
             await handler(msg)
             next_seq = seq + 1
+
+        async def track_after(outcome: Awaitable[None], seq: int) -> None:
+            nonlocal next_seq
+            await outcome
+            next_seq = seq + 1
+
+        def track_stored(seq: int, subject: str, data: bytes) -> Awaitable[None] | None:
+            """``track`` for a message handed over as bytes; a coroutine only when `stored` returns
+            something to await."""
+            nonlocal next_seq
+            if seq < next_seq:
+                return None
+            assert stored is not None
+            outcome = stored(seq, subject, data)
+            if outcome is not None:
+                return track_after(outcome, seq)
+            next_seq = seq + 1
+            return None
 
         async def open_consumer() -> str:
             return await self._ephemeral_consumer(subject_filter, next_seq)
@@ -690,6 +711,7 @@ class EventBus:
             nak_on_stop=False,
             close_consumer=close_consumer,
             pace=pace,
+            handle_stored=track_stored if stored is not None else None,
         )
 
     async def follow(

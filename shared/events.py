@@ -22,7 +22,7 @@ from msgspec import Meta, field
 from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
 from shared.nesting import MAX_NESTING, openers, value_nests_deeper
-from shared.subjects import event_subject, notice_subject, report_subject
+from shared.subjects import EVENTS_PREFIX, event_subject, notice_subject, report_subject
 
 # --- shared value types -------------------------------------------------------------------------
 
@@ -1232,11 +1232,48 @@ class _StoredVersion(msgspec.Struct):
     v: int = 1
 
 
+def _subject_form(cls: type[Event]) -> Callable[[Any], str] | None:
+    """How `cls`'s ``subject`` is built, written out for its id fields (what the ``subject`` and
+    ``aggregate_id`` properties compute through two properties and two class methods); None for a
+    class whose ``subject`` or ``aggregate_id`` is not one of the base classes' (then the property
+    serves)."""
+    event_type = cls.event_type()
+    id_field = _ID_FIELDS.get(cls.aggregate_id)
+    if id_field is None:
+        return None
+    if cls.subject is TaskNotice.subject:
+        prefix, middle = f"{EVENTS_PREFIX}.agent.", f".{event_type}."
+        return lambda event: prefix + event.agent_id + middle + event.task_id
+    if cls.subject is TaskReport.subject:
+        prefix, middle = f"{EVENTS_PREFIX}.task.", f".{event_type}."
+        return lambda event: prefix + event.task_id + middle + event.agent_id
+    if cls.subject is not Event.subject:
+        return None
+    prefix, suffix = f"{EVENTS_PREFIX}.{cls.AGGREGATE}.", f".{event_type}"
+    return lambda event: prefix + getattr(event, id_field) + suffix
+
+
+_ID_FIELDS: Final[dict[object, str]] = {
+    AgentEvent.aggregate_id: "agent_id",
+    TaskEvent.aggregate_id: "task_id",
+    WorkflowEvent.aggregate_id: "workflow_id",
+    BreakerEvent.aggregate_id: "agent_id",
+    SystemEvent.aggregate_id: "scope",
+}
+"""The field each base class's ``aggregate_id`` property returns."""
+_SUBJECT_FORMS: Final[dict[type[Event], Callable[[Any], str]]] = {
+    cls: form for cls in EVENT_TYPES.values() if (form := _subject_form(cls)) is not None
+}
+"""Each event class's ``subject``, as a function cheaper than the property (every event read is
+checked against the subject it was stored on); tests/unit/test_read_path.py compares the two."""
+
+
 def stored_on(event: Event, subject: str, data: bytes) -> bool:
     """Whether `subject` is where `event` (decoded from `data`) belongs: its own subject or, for a
     report or notice stored as version 1 (before their subjects gained a sixth token), the
     five-token form."""
-    if event.subject == subject:
+    form = _SUBJECT_FORMS.get(type(event))
+    if (form(event) if form is not None else event.subject) == subject:
         return True
     if not isinstance(event, TaskReport | TaskNotice):
         return False
@@ -1257,6 +1294,10 @@ _WITH_FREE_FORM = (
     FailureReported,
     ScheduleCreated,
 )
+_HAS_FREE_FORM: Final[dict[type[Event], bool]] = {
+    cls: issubclass(cls, _WITH_FREE_FORM) for cls in EVENT_TYPES.values()
+}
+"""``isinstance(event, _WITH_FREE_FORM)`` of each event class, looked up rather than tested."""
 
 
 def too_deep_field(event: Event, data: bytes) -> str | None:
@@ -1264,7 +1305,10 @@ def too_deep_field(event: Event, data: bytes) -> str | None:
 
     Quick for almost every event: no field nests deeper than its whole message has brackets.
     """
-    if not isinstance(event, _WITH_FREE_FORM) or openers(data) <= MAX_NESTING:
+    free_form = _HAS_FREE_FORM.get(type(event))
+    if free_form is None:
+        free_form = isinstance(event, _WITH_FREE_FORM)
+    if not free_form or openers(data) <= MAX_NESTING:
         return None
     for name, value in free_form_fields(event):
         if value_nests_deeper(value, MAX_NESTING):

@@ -42,6 +42,10 @@ log = get_logger("hive.nats")
 
 DirectHandler = Callable[[Msg], None]
 """Takes a subscription's message in the read loop itself (``deliver_directly``): must not block."""
+StoredHandler = Callable[[bytes, bytes, bytes], bool]
+"""Offered a subscription's message as its subject, reply subject and payload, raw, in the read
+loop itself (``deliver_stored``): True if it took it, False to have it built and handed over as
+usual. Must not block."""
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -193,6 +197,7 @@ class HiveNatsClient(Client):
         self._ps = WireParser(self)  # nats-py only ever calls reset() on it after this
         self.lazy_header_sids: set[int] = set()
         self.direct_handlers: dict[int, DirectHandler] = {}
+        self.stored_handlers: dict[int, StoredHandler] = {}
         self._lazy_headers = False
         self._deferred_write: asyncio.TimerHandle | None = None
         self._write_due = False
@@ -262,16 +267,18 @@ class HiveNatsClient(Client):
             limit = sub._pending_bytes_limit
             if (limit > 0 and sub._pending_size + size >= limit) or queue.full():
                 return False
-        hdr: dict[str, str] | None = None
-        if headers:
-            if (
-                sid not in self.lazy_header_sids
-                or len(headers) <= _HEADERS_START + len(_CRLF)
-                or headers[len(_VERSION_LINE)] == _SPACE
-            ):
-                return False
-            hdr = LazyHeaders(headers[_HEADERS_START:])
+        if headers and (
+            sid not in self.lazy_header_sids
+            or len(headers) <= _HEADERS_START + len(_CRLF)
+            or headers[len(_VERSION_LINE)] == _SPACE
+        ):
+            return False
         self._count_received(sid, sub, size)
+        if direct is not None:
+            stored = self.stored_handlers.get(sid)
+            if stored is not None and stored(subject, reply, data):
+                return True  # taken as bytes: no message built, no headers kept
+        hdr = LazyHeaders(headers[_HEADERS_START:]) if headers else None
         msg = self._build_message(sid, subject, reply, data, hdr)
         if not msg:
             return True
@@ -427,6 +434,20 @@ def deliver_directly(nc: Client, sub: Subscription, handler: DirectHandler | Non
             nc.direct_handlers.pop(sub._id, None)
 
 
+def deliver_stored(nc: Client, sub: Subscription, handler: StoredHandler | None) -> None:
+    """Offer each message of `sub`, handed over directly (``deliver_directly``), to `handler` as
+    raw bytes first: subject, reply subject and payload, before any message object or headers are
+    built (a reader of stored messages needs nothing else). What it declines (returns False), and
+    what ``deliver_now`` declines anyway (a status, headers parsed on arrival), goes on to the
+    direct handler as a message. None stops it. Hive's client only: elsewhere, nothing changes.
+    Exceptions are not caught: they leave the read loop as a message that cannot be built does."""
+    if isinstance(nc, HiveNatsClient):
+        if handler is not None:
+            nc.stored_handlers[sub._id] = handler
+        else:
+            nc.stored_handlers.pop(sub._id, None)
+
+
 def ack_soon(msg: Msg) -> bool:
     """Acknowledge a JetStream delivery with ``publish_soon`` (no write of its own): True, or False
     having done nothing when its connection is not Hive's (then ``await msg.ack()``). Raises what
@@ -447,34 +468,35 @@ def _hand_over(handler: DirectHandler, msg: Msg) -> None:
         log.exception("nats_direct_handler_failed", subject=msg.subject)
 
 
-def _ack_tokens(msg: Msg) -> list[str]:
-    """The tokens of a JetStream delivery's reply subject, in the v1 (9-token) layout.
+def ack_tokens(reply: str) -> list[str]:
+    """The tokens of a JetStream delivery's reply subject, in the v1 (9-token) layout: stream
+    sequence at 5, delivery count at 4, stored at (ns) at 7, pending after at 8.
 
     v2 subjects (``$JS.ACK.<domain>.<account>.<stream>...``, 12 tokens or more) are cut down to it.
     """
-    tokens = msg.reply.split(".")
+    tokens = reply.split(".")
     if len(tokens) >= 12:
         return tokens[:2] + tokens[4:11]
     if len(tokens) != 9:
-        raise ValueError(f"not a JetStream delivery: {msg.reply!r}")
+        raise ValueError(f"not a JetStream delivery: {reply!r}")
     return tokens
 
 
 def stream_seq(msg: Msg) -> int:
     """Stream sequence of a JetStream delivery."""
-    return int(_ack_tokens(msg)[5])
+    return int(ack_tokens(msg.reply)[5])
 
 
 def delivery_count(msg: Msg) -> int:
     """How many times this message has been delivered to the consumer."""
-    return int(_ack_tokens(msg)[4])
+    return int(ack_tokens(msg.reply)[4])
 
 
 def pending_after(msg: Msg) -> int:
     """Messages still pending for the consumer after this one."""
-    return int(_ack_tokens(msg)[8])
+    return int(ack_tokens(msg.reply)[8])
 
 
 def stored_at_ns(msg: Msg) -> int:
     """When the server stored the message (Unix nanoseconds, server clock)."""
-    return int(_ack_tokens(msg)[7])
+    return int(ack_tokens(msg.reply)[7])

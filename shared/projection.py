@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import heapq
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import msgspec
@@ -36,9 +36,10 @@ from shared.snapshots import SnapshotStore
 from shared.subjects import (
     AGGREGATES,
     ALL_EVENTS,
+    NOTICE_TYPES,
+    REPORT_TYPES,
     aggregate_subjects,
     entity_subjects,
-    parse_event_subject,
     reads,
     whole_aggregates,
 )
@@ -53,6 +54,25 @@ URGENT_POLL_S = 0.002
 back empty is made again after this long, not after the linger."""
 
 log = get_logger("hive.projection")
+
+
+def version_key(subject: str) -> str | None:
+    """``<aggregate>.<id>`` of an event's subject, whose version the runner keeps: what
+    ``parse_event_subject`` reads of it, without its tuple and formatting (each message read)."""
+    parts = subject.split(".")
+    count = len(parts)
+    if count != 5:
+        if count != 6:
+            return None
+        aggregate = parts[2]
+        if not (
+            (aggregate == "task" and parts[4] in REPORT_TYPES)
+            or (aggregate == "agent" and parts[4] in NOTICE_TYPES)
+        ):
+            return None
+    if parts[0] != "hive" or parts[1] != "evt":
+        return None
+    return parts[2] + "." + parts[3]
 
 
 class Snapshot(msgspec.Struct, Generic[S]):
@@ -272,13 +292,10 @@ class ProjectionRunner(Generic[S]):
 
     # --- applying -------------------------------------------------------------------------------
 
-    def _bump_version(self, subject: str, seq: int) -> None:
-        parsed = parse_event_subject(subject)
-        if parsed is None:
-            return
-        key = f"{parsed[0]}.{parsed[1]}"
+    def _add_version(self, key: str, seq: int) -> None:
+        """Keep the version of an aggregate not in ``versions`` (any more), pruning the oldest
+        beyond ``max_versions``."""
         versions = self.versions
-        versions.pop(key, None)
         versions[key] = seq
         if len(versions) > self.max_versions:
             self._pruned = True
@@ -295,11 +312,20 @@ class ProjectionRunner(Generic[S]):
         self.delivered += 1
         if seq <= self.seq:
             return None
-        self._bump_version(subject, seq)
+        key = version_key(subject)
+        if key is not None:
+            versions = self.versions
+            if versions.pop(key, None) is None or len(versions) >= self.max_versions:
+                self._add_version(key, seq)  # one more aggregate than before: the bound may prune
+            else:
+                versions[key] = seq  # moved to the end: the newest, pruned last
         if self._ignores is not None and self._ignores(self.state, subject):
             self.ignored += 1
             self._since_snapshot += 1
-            self._reached(seq)
+            if seq > self.seq:
+                self.seq = seq
+            if self._waiters:
+                self._reached(seq)
             return None
         item = self.decode(seq, subject, data)
         problem: str | None = None
@@ -317,7 +343,10 @@ class ProjectionRunner(Generic[S]):
         else:
             problem = item.reason
         self._since_snapshot += 1
-        self._reached(seq)
+        if seq > self.seq:
+            self.seq = seq
+        if self._waiters:
+            self._reached(seq)
         return problem
 
     async def _pump(self) -> None:
@@ -329,24 +358,36 @@ class ProjectionRunner(Generic[S]):
             start_seq=self.seq + 1,
             label=f"projection {self.spec.name}",
             pace=self._pace if self.linger_s > 0 else None,
+            stored=self._on_stored,
         )
 
     async def _on_msg(self, msg: Msg) -> None:
-        seq = event_msg_seq(msg)
-        problem = self.apply_message(seq, msg.subject, msg.data)
+        outcome = self._on_stored(event_msg_seq(msg), msg.subject, msg.data)
+        if outcome is not None:
+            await outcome
+
+    def _on_stored(self, seq: int, subject: str, data: bytes) -> Awaitable[None] | None:
+        """Apply a stored message; what it could not apply is dead-lettered (the coroutine
+        returned), then the snapshot is considered, as after any message."""
+        problem = self.apply_message(seq, subject, data)
         if problem is not None:
-            await self._dead_letter(msg, seq, problem)
+            return self._dead_letter(subject, data, seq, problem)
+        self._after_message()
+        return None
+
+    def _after_message(self) -> None:
         if self._since_snapshot % 256 == 0:
             if self.metrics:
                 self.metrics.projection_seq.labels(self.bus.service, self.spec.name).set(self.seq)
             self._maybe_snapshot()
 
-    async def _dead_letter(self, msg: Msg, seq: int, reason: str) -> None:
+    async def _dead_letter(self, subject: str, data: bytes, seq: int, reason: str) -> None:
         """Keep what this projection could not apply; a failure to do so is logged, and it goes on."""
         try:
-            await self.bus.dead_letter(msg.subject, msg.data, reason, seq)
+            await self.bus.dead_letter(subject, data, reason, seq)
         except Exception as exc:
             log.warning("dead_letter_failed", projection=self.spec.name, seq=seq, error=repr(exc))
+        self._after_message()
 
     # --- snapshots ------------------------------------------------------------------------------
 

@@ -28,7 +28,14 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from shared.natsclient import deliver_directly, inline_status, pending_after, read_headers_lazily
+from shared.natsclient import (
+    ack_tokens,
+    deliver_directly,
+    deliver_stored,
+    inline_status,
+    pending_after,
+    read_headers_lazily,
+)
 
 PENDING_MESSAGES = "Nats-Pending-Messages"
 WATCH_S = 0.25
@@ -37,6 +44,9 @@ ANSWER_TIMEOUT_S = 5.0
 
 Pace = Callable[[], Awaitable[None]]
 """Returns when a reader in bursts should ask for the next burst (``consume_bursts``)."""
+StoredHandle = Callable[[int, str, bytes], Awaitable[None] | None]
+"""Takes a stored message as its stream sequence, subject and payload (``consume_bursts``): None
+when done with it, or what to await before the next one."""
 
 
 class ConsumerLost(Exception):
@@ -152,6 +162,7 @@ async def consume_bursts(
     pace: Pace,
     *,
     batch: int = 1024,
+    handle_stored: StoredHandle | None = None,
 ) -> None:
     """Read an ack-less consumer in bursts until `stopping` is set; raise ConsumerLost if it goes away.
 
@@ -159,15 +170,29 @@ async def consume_bursts(
     and says when nothing is left. Once caught up, the next burst waits for `pace`. A status sent to
     the request's own reply subject ends the burst (404, 408) or says the consumer is lost; a
     stored message is never taken for a status, whatever headers it carries.
+
+    With `handle_stored`, Hive's client hands over each stored message as its bytes
+    (``deliver_stored``) and `handle_stored` gets its sequence, subject and payload, read off the
+    reply subject once, instead of `handle` a message object (statuses, and every message on
+    another client, still come as messages).
     """
     subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
     prefix = nc.new_inbox()
-    arrived: deque[Msg] = deque()
+    arrived: deque[Msg | tuple[str, str, bytes]] = deque()
     signal = asyncio.Event()
 
     def arrive(msg: Msg) -> None:
         arrived.append(msg)
         signal.set()
+
+    inbox = prefix.encode()
+
+    def arrive_stored(subject: bytes, reply: bytes, data: bytes) -> bool:
+        if subject.startswith(inbox):
+            return False  # on the request's own subject: judged as a message, below
+        arrived.append((subject.decode(), reply.decode(), data))
+        signal.set()
+        return True
 
     async def on_message(msg: Msg) -> None:
         arrive(msg)
@@ -175,6 +200,8 @@ async def consume_bursts(
     sub = await nc.subscribe(f"{prefix}.*", cb=on_message, pending_msgs_limit=batch * 4 + 1024)
     read_headers_lazily(nc, sub)
     deliver_directly(nc, sub, arrive)  # Hive's client: no queue nor task switch per message
+    if handle_stored is not None:
+        deliver_stored(nc, sub, arrive_stored)
     body = msgspec.json.encode({"batch": batch, "no_wait": True})
     reconnects = nc.stats["reconnects"]
     number = 0
@@ -195,6 +222,18 @@ async def consume_bursts(
                         raise ConsumerLost("a pull request went unanswered") from None
                     continue
                 msg = arrived.popleft()
+                if type(msg) is tuple:  # a stored message's subject, reply subject and payload
+                    assert handle_stored is not None
+                    tokens = ack_tokens(msg[1])
+                    received += 1
+                    outcome = handle_stored(int(tokens[5]), msg[0], msg[2])
+                    if outcome is not None:
+                        await outcome
+                    left = int(tokens[8])
+                    if left == 0 or received >= batch:
+                        break
+                    continue
+                assert isinstance(msg, Msg)
                 if msg.subject.startswith(prefix):  # a status, not a stored message
                     if msg.subject != reply:
                         continue  # the end of an earlier burst
@@ -224,6 +263,7 @@ async def consume_bursts(
                 await sub.unsubscribe()
         read_headers_lazily(nc, sub, lazily=False)
         deliver_directly(nc, sub, None)
+        deliver_stored(nc, sub, None)
 
 
 LOST = (ConsumerLost, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError)
@@ -242,6 +282,7 @@ async def consume_forever(
     nak_on_stop: bool = True,
     close_consumer: Callable[[str], Awaitable[None]] | None = None,
     pace: Pace | None = None,
+    handle_stored: StoredHandle | None = None,
 ) -> None:
     """``consume`` (with `pace`: ``consume_bursts``) until `stopping` is set; when the consumer is
     lost, open it again and go on.
@@ -250,14 +291,16 @@ async def consume_forever(
     that starts where the last left off). When it is lost, `on_lost` says why (a log line), and
     after a pause it is bound or opened again; the loop ends early only when the connection is
     closed. `close_consumer` releases a consumer after each run (deletes an ephemeral one rather
-    than leaving it to expire).
+    than leaving it to expire). `handle_stored`: see ``consume_bursts`` (with `pace` only).
     """
     while not stopping.is_set():
         name = ""
         try:
             name = consumer if isinstance(consumer, str) else await consumer()
             if pace is not None:
-                await consume_bursts(nc, stream, name, handle, stopping, pace, batch=batch)
+                await consume_bursts(
+                    nc, stream, name, handle, stopping, pace, batch=batch, handle_stored=handle_stored
+                )
             else:
                 await consume(nc, stream, name, handle, stopping, batch=batch, nak_on_stop=nak_on_stop)
         except asyncio.CancelledError:
