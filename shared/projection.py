@@ -324,7 +324,8 @@ class ProjectionRunner(Generic[S]):
             self._since_snapshot += 1
             if seq > self.seq:
                 self.seq = seq
-            if self._waiters:
+            waiters = self._waiters
+            if waiters and waiters[0][0] <= self.seq:
                 self._reached(seq)
             return None
         item = self.decode(seq, subject, data)
@@ -345,8 +346,9 @@ class ProjectionRunner(Generic[S]):
         self._since_snapshot += 1
         if seq > self.seq:
             self.seq = seq
-        if self._waiters:
-            self._reached(seq)
+        waiters = self._waiters
+        if waiters and waiters[0][0] <= self.seq:
+            self._reached(seq)  # someone waits for this sequence, or one before it
         return problem
 
     async def _pump(self) -> None:
