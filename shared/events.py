@@ -1243,14 +1243,14 @@ def _subject_form(cls: type[Event]) -> Callable[[Any], str] | None:
         return None
     if cls.subject is TaskNotice.subject:
         prefix, middle = f"{EVENTS_PREFIX}.agent.", f".{event_type}."
-        return lambda event: prefix + event.agent_id + middle + event.task_id
+        return lambda event: f"{prefix}{event.agent_id}{middle}{event.task_id}"
     if cls.subject is TaskReport.subject:
         prefix, middle = f"{EVENTS_PREFIX}.task.", f".{event_type}."
-        return lambda event: prefix + event.task_id + middle + event.agent_id
+        return lambda event: f"{prefix}{event.task_id}{middle}{event.agent_id}"
     if cls.subject is not Event.subject:
         return None
     prefix, suffix = f"{EVENTS_PREFIX}.{cls.AGGREGATE}.", f".{event_type}"
-    return lambda event: prefix + getattr(event, id_field) + suffix
+    return lambda event: f"{prefix}{getattr(event, id_field)}{suffix}"
 
 
 _ID_FIELDS: Final[dict[object, str]] = {
