@@ -162,6 +162,7 @@ def route_task(
     below: list[Scored] = []
     eligibility = Eligibility(state, task)
     eligible: list[AgentView] = []
+    room = False  # whether an eligible agent has a free slot (``AgentView.free > 0``)
     for agent in state.fleet.agents.values():
         reason = eligibility.why_not(agent)
         if reason is not None:
@@ -169,7 +170,8 @@ def route_task(
                 ineligible.append(RejectedCandidate(agent_id=agent.agent_id, score=0.0, reason=reason))
             continue
         eligible.append(agent)
-    if threshold <= 0.0 and all(agent.free <= 0 for agent in eligible):
+        room = room or agent.capacity > len(agent.in_flight)
+    if threshold <= 0.0 and not room:
         # Every eligible agent qualifies (no prediction is below 0) and none has room: the task
         # waits whatever the scores, which are not worked out (a backlog holds every new task).
         return _held(state, task, len(eligible), [], threshold)
@@ -236,17 +238,15 @@ def route_task(
     if len(free) > 1:
         agent, scored = free[1]
         runner_up = (scored, lost_because(agent, scored))
-    # ``sorted(...)[:MAX_REJECTED_SHOWN]``, without ordering the rivals not shown.
-    rivals = heapq.nsmallest(MAX_REJECTED_SHOWN, [*free[1:], *full], key=_rival_order)
     scored_rejections = [
         RejectedCandidate(
-            agent_id=agent.agent_id,
+            agent_id=agent_id,
             score=round(scored.score, 4),
             reason=lost_because(agent, scored)
-            if agent.free > 0
-            else f"at capacity ({agent.load}/{agent.capacity})",
+            if agent.capacity > len(agent.in_flight)  # ``agent.free > 0``
+            else f"at capacity ({len(agent.in_flight)}/{agent.capacity})",
         )
-        for agent, scored in rivals
+        for _score, agent_id, agent, scored in rivals_shown(free, full)
     ]
     shown = (
         scored_rejections
@@ -269,9 +269,15 @@ def route_task(
     )
 
 
-def _rival_order(pair: tuple[AgentView, Scored]) -> tuple[float, str]:
-    """Rivals shown best first (agent ids are unique: a total order)."""
-    return (-pair[1].score, pair[0].agent_id)
+def rivals_shown(
+    free: list[tuple[AgentView, Scored]], full: list[tuple[AgentView, Scored]]
+) -> list[tuple[float, str, AgentView, Scored]]:
+    """The rivals of ``free[0]`` shown, best first by (score, agent id), each with that key:
+    ``sorted(free[1:] + full, key=...)[:MAX_REJECTED_SHOWN]`` without ordering the rivals not shown
+    nor calling a key function per rival (agent ids are unique: agents are never compared)."""
+    return heapq.nsmallest(
+        MAX_REJECTED_SHOWN, [(-s.score, a.agent_id, a, s) for part in (free[1:], full) for a, s in part]
+    )
 
 
 def _with_note(text: str, note: str) -> str:

@@ -243,3 +243,75 @@ def assignment_like(explanation: str) -> Event:
     return TaskAssigned(
         agent_id="a", task_id="t", attempt=1, explanation=explanation, payload={"k": [1, 2.5]}
     )
+
+
+class _KeptBeforeRouterdec(Decodings):
+    """``Decodings`` as it kept work events before they were known to be kept in stream order:
+    when full, a walk over every one kept (the reference the new walk must agree with)."""
+
+    def _keep_for_work(self, recorded: Recorded) -> None:
+        kept = self._for_work
+        if len(kept) >= self.for_work_max:
+            for seq in [seq for seq in kept if seq <= self._work_at]:
+                del kept[seq]
+            if len(kept) >= self.for_work_max:
+                return
+        kept[recorded.seq] = recorded
+
+
+class _CountingDict(dict[int, Recorded]):
+    """A dict that counts the keys its iteration yields."""
+
+    walked = 0
+
+    def __iter__(self) -> Any:
+        for key in super().__iter__():
+            _CountingDict.walked += 1
+            yield key
+
+
+def test_a_full_store_for_the_work_consumer_is_not_walked_whole_for_every_submission() -> None:
+    """A backlog: the projection reads thousands of submissions the work consumer has not reached.
+    Once full, keeping (or not) one more looks at the events gone past, not at all of them."""
+    decodings = Decodings(for_work_max=500)
+    decodings._for_work = _CountingDict()
+    _CountingDict.walked = 0
+    for seq in range(1, 1501):
+        event = TaskSubmitted(task_id=f"t{seq}", task_type="x")
+        decodings.for_view(seq, event.subject, encode_event(event))
+    assert decodings.kept() == 500
+    assert _CountingDict.walked < 5 * 1000  # a walk over all of them per submission: 500,000
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["view", "work", "again"]), st.integers(0, 6), st.integers(0, 8)),
+        max_size=120,
+    ),
+    st.integers(1, 6),
+)
+def test_kept_work_events_are_the_ones_the_walk_over_all_of_them_kept(
+    steps: list[tuple[str, int, int]], most: int
+) -> None:
+    """Against the walk over every event kept: the same events kept, in the same order, the same
+    answers and counts, whatever the interleaving of the readers (and a view reading some again)."""
+    new, old = Decodings(for_work_max=most), _KeptBeforeRouterdec(for_work_max=most)
+    view_at = work_at = 0
+    for reader, step, back in steps:
+        if reader == "work":
+            work_at += step
+            seq, at = work_at, view_at
+        else:
+            view_at = max(1, view_at - back) if reader == "again" else view_at + step + 1
+            seq, at = view_at, 0
+        event = TaskSubmitted(task_id=f"t{seq}", task_type="x")
+        data = encode_event(event)
+        if reader == "work":
+            answers = [d.for_work(seq, event.subject, data, at) for d in (new, old)]
+        else:
+            answers = [d.for_view(seq, event.subject, data) for d in (new, old)]
+        assert answers[0] == answers[1]
+        assert list(new._for_work) == list(old._for_work)
+        assert list(new._for_view) == list(old._for_view)
+        assert (new.decoded, new.reused) == (old.decoded, old.reused)
