@@ -53,7 +53,7 @@ UNREAD_FLUSH_INTERVAL_S = 5.0
 """Between two writes while no read came for ``READS_RECENT_S``: a task's row is rewritten at each
 write while the task moves on (submitted, assigned, ended), so writing seldom folds its steps into
 fewer rewrites: a task that lives about a second (the load of ``hive bench throughput``) is written
-about 2 times per task with 1 s between writes, 1.2 times with 5 s, and each write's commit and WAL
+about 2 times with 1 s between writes, 1.3 times with 5 s, and each write's commit and WAL
 pages are shared by more rows. No answer changes: a read always waits for the write of everything
 applied first (``flushed_to``); the first read after a quiet while waits for that larger write
 (tens of milliseconds at a few hundred tasks per second)."""
