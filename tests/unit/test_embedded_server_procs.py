@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.embedded import GO_MAX_PROCS, server_environment, server_procs, usable_cores
+from shared import embedded
+from shared.embedded import GO_MAX_PROCS, machine_cores, server_environment, server_procs, usable_cores
 
 
 def test_on_two_cores_the_server_runs_go_code_on_one_thread() -> None:
@@ -59,3 +64,19 @@ def test_a_quota_gives_at_most_the_affinity_and_at_least_one_core(affinity: int,
     cores = usable_cores(affinity, f"{quota} 100000")
     assert cores is not None
     assert 1 <= cores <= affinity
+
+
+def test_without_a_cgroup_quota_file_the_cores_are_the_affinity(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(embedded, "CPU_MAX", tmp_path / "absent")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
+    assert machine_cores() == 3
+
+
+def test_a_cgroup_quota_file_limits_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    quota = tmp_path / "cpu.max"
+    quota.write_text("100000 100000\n")
+    monkeypatch.setattr(embedded, "CPU_MAX", quota)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
+    assert machine_cores() == 1
