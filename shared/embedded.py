@@ -176,8 +176,8 @@ def server_procs(cores: int | None) -> int:
     It shares the machine with Hive's services and agents (single-threaded Python processes, which
     do most of the work per task). With a thread per core, each message that wakes the server wakes
     an idle thread too, which looks for work and finds none: on 2 cores, capped at one, it spent
-    about 23% less CPU per task for the same work (a load shaped like ``hive bench throughput``'s, at
-    a fixed rate).
+    about 23% less CPU per task for a load shaped like ``hive bench throughput``'s at a fixed rate on
+    a busy machine, and 9% less in that benchmark itself (the README's figures).
     """
     return max(1, (cores or 1) // 2)
 
