@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
+import pytest
+
 from shared.bus import EventBus
-from shared.embedded import EmbeddedNats
+from shared.embedded import GO_MAX_PROCS, EmbeddedNats, machine_cores, server_procs
 from shared.events import TaskSubmitted
 
 
@@ -23,3 +27,12 @@ async def test_a_store_written_under_the_global_account_is_adopted_with_its_even
         await bus.close()
     assert [r.event.task_id for r in events] == ["kept"]  # type: ignore[union-attr]
     assert (store / "jetstream" / "HIVE").is_dir() and not (store / "jetstream" / "$G").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_embedded_server_runs_go_code_on_half_the_cores(tmp_path: Path) -> None:
+    with EmbeddedNats(tmp_path / "nats", port=0) as server:
+        assert server.process is not None
+        environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
+    expected = os.environ.get(GO_MAX_PROCS, str(server_procs(machine_cores())))
+    assert f"{GO_MAX_PROCS}={expected}".encode() in environ
