@@ -322,11 +322,7 @@ class ProjectionRunner(Generic[S]):
         if self._ignores is not None and self._ignores(self.state, subject):
             self.ignored += 1
             self._since_snapshot += 1
-            if seq > self.seq:
-                self.seq = seq
-            waiters = self._waiters
-            if waiters and waiters[0][0] <= self.seq:
-                self._reached(seq)
+            self._reached(seq)
             return None
         item = self.decode(seq, subject, data)
         problem: str | None = None
@@ -344,11 +340,7 @@ class ProjectionRunner(Generic[S]):
         else:
             problem = item.reason
         self._since_snapshot += 1
-        if seq > self.seq:
-            self.seq = seq
-        waiters = self._waiters
-        if waiters and waiters[0][0] <= self.seq:
-            self._reached(seq)  # someone waits for this sequence, or one before it
+        self._reached(seq)
         return problem
 
     async def _pump(self) -> None:
