@@ -230,20 +230,19 @@ async def consume_bursts(
                     if outcome is not None:
                         await outcome
                     left = int(tokens[8])
-                    if left == 0 or received >= batch:
-                        break
-                    continue
-                assert isinstance(msg, Msg)
-                if msg.subject.startswith(prefix):  # a status, not a stored message
-                    if msg.subject != reply:
-                        continue  # the end of an earlier burst
-                    status = inline_status(msg.headers)
-                    if status in ("404", "408"):
-                        break
-                    raise ConsumerLost(f"status {status}: {(msg.headers or {}).get('Description', '')}")
-                received += 1
-                await handle(msg)
-                left = pending_after(msg)
+                else:
+                    assert isinstance(msg, Msg)
+                    if msg.subject.startswith(prefix):  # a status, not a stored message
+                        if msg.subject != reply:
+                            continue  # the end of an earlier burst
+                        status = inline_status(msg.headers)
+                        if status in ("404", "408"):
+                            break
+                        description = (msg.headers or {}).get("Description", "")
+                        raise ConsumerLost(f"status {status}: {description}")
+                    received += 1
+                    await handle(msg)
+                    left = pending_after(msg)
                 if left == 0 or received >= batch:
                     break
             if nc.stats["reconnects"] != reconnects:
