@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,22 @@ def log_events(path: Path) -> list[str]:
     return events
 
 
+async def every_service_has_read_to(bus: EventBus, seq: int, timeout_s: float = 30.0) -> None:
+    """Ask for health until every service reports its projections at `seq` or past it: a reader in
+    bursts may not have read what was just appended, and a service that read nothing has nothing
+    to snapshot."""
+    deadline = time.monotonic() + timeout_s
+    behind: set[str] = set(SERVICE_NAMES)
+    while time.monotonic() < deadline:
+        replies = await bus.gather_health(0.5, expect=frozenset(SERVICE_NAMES))
+        behind = set(SERVICE_NAMES) - {
+            str(r.get("service")) for r in replies if int(r.get("projection_seq") or 0) >= seq
+        }
+        if not behind:
+            return
+    raise AssertionError(f"{sorted(behind)} did not read to sequence {seq} within {timeout_s} s")
+
+
 async def test_every_service_stops_cleanly_on_sigterm_and_restarts_from_its_snapshot(tmp_path: Path) -> None:
     stack = local_stack(tmp_path / "hive")
     stack.start()
@@ -33,6 +50,7 @@ async def test_every_service_stops_cleanly_on_sigterm_and_restarts_from_its_snap
         await bus.append(AgentRegistered(agent_id="a", capabilities={"x": 1.0}), expected=None)
         for index in range(20):
             await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="x"), expected=0)
+        await every_service_has_read_to(bus, await bus.last_sequence())
         await bus.close()
         for name in SERVICE_NAMES:
             record = stack.processes[f"{name}-0"]
