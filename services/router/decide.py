@@ -176,8 +176,7 @@ def route_task(
         # waits whatever the scores, which are not worked out (a backlog holds every new task).
         return _held(state, task, len(eligible), [], threshold)
     scorer = TaskScorer(state.performance, state.breakers, task, weights, now, reference)
-    for agent in eligible:
-        scored = scorer.score(agent)
+    for agent, scored in zip(eligible, scorer.score_many(eligible), strict=True):
         if scored.prediction.quality < threshold:
             below.append(scored)
             below_threshold.append(
@@ -219,7 +218,7 @@ def route_task(
             len(free),
         )
     head = free[:alike]
-    tie = spread_ties(strategy, task, head, weights, config)
+    tie = spread_ties(strategy, task, head, weights, config, merits=scorer.merits)
     free[:alike] = head
     chosen, best = free[0]
     # Reasons are worded only for the runner-up and the rivals shown (the decision itself needs
@@ -264,7 +263,10 @@ def route_task(
         rejected=shown[:MAX_REJECTED_SHOWN],
         explanation=_with_note(
             explanation(strategy, config.mode, chosen, best, task, runner_up, tie),
-            preference_note(state, task, chosen),
+            # Without labels, label rules or an affinity key there is nothing to note: "".
+            preference_note(state, task, chosen)
+            if task.spec.label_rules or task.spec.labels or task.spec.affinity_key is not None
+            else "",
         ),
     )
 

@@ -8,7 +8,7 @@ from services.router.ties import Tie, merit
 from shared.domain.fleet import AgentView, TaskView
 from shared.domain.routing.policy import Weights
 from shared.domain.routing.scoring import Scored
-from shared.domain.routing.separation import Merit, probability_better
+from shared.domain.routing.separation import probability_better
 
 
 def breakdown(scored: Scored, weights: Weights, tie: Tie | None = None) -> dict[str, float]:
@@ -146,19 +146,22 @@ def tie_rival_reason(
             f"score {scored.score:.3f}; {beaten[0]} is better with probability {beaten[1]:.2f} "
             f"(>= {tie.confidence:.2f})"
         )
-    if agent.utilisation > chosen.utilisation:
+    # ``agent.utilisation > chosen.utilisation`` and their ``load``s, without the properties.
+    load, capacity = len(agent.in_flight), agent.capacity
+    chosen_load, chosen_capacity = len(chosen.in_flight), chosen.capacity
+    if (load / capacity if capacity else 1.0) > (chosen_load / chosen_capacity if chosen_capacity else 1.0):
+        merits = tie.merits
+        mine = merits.get(scored.agent_id)
+        theirs = merits.get(chosen_scored.agent_id)
+        better = probability_better(
+            mine if mine is not None else merit(scored),
+            theirs if theirs is not None else merit(chosen_scored),
+        )
         return (
             f"score {scored.score:.3f}, not told apart from {chosen.agent_id} (better with probability "
-            f"{probability_better(_merit_of(tie, scored), _merit_of(tie, chosen_scored)):.2f}); busier "
-            f"({agent.load}/{agent.capacity} vs {chosen.load}/{chosen.capacity} in flight)"
+            f"{better:.2f}); busier ({load}/{capacity} vs {chosen_load}/{chosen_capacity} in flight)"
         )
     return None
-
-
-def _merit_of(tie: Tie, scored: Scored) -> Merit:
-    """The candidate's merit as the tie rule split it (worked out here for one it did not see)."""
-    known = tie.merits.get(scored.agent_id)
-    return known if known is not None else merit(scored)
 
 
 def why_not(

@@ -10,6 +10,8 @@ says is better is alone among the contenders and wins while it has room.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from shared.domain.fleet import AgentView, TaskView
@@ -116,6 +118,7 @@ def spread_ties(
     weights: Weights,
     config: RoutingConfig,
     memo: SplitMemo | None = None,
+    merits: Mapping[str, Merit] | None = None,
 ) -> Tie | None:
     """Put first the least loaded contender of `free` (in rank order; reordered in place).
 
@@ -123,6 +126,8 @@ def spread_ties(
     when the decision must not explore (risk tolerance at or below 0: ``fault_tolerant`` mode,
     critical tasks: an unproven agent would be as good as any) or when a retry's preferred agent
     is free. `memo`: where merits and splits already worked out are kept (None: this thread's).
+    `merits`: the candidates' merits by agent id as their scores were made with them
+    (``TaskScorer.merits``; None: worked out here).
     """
     if len(free) < 2 or not STRATEGIES[strategy].spread_ties or weights.risk <= 0:
         return None
@@ -130,8 +135,11 @@ def spread_ties(
     if leader_agent.agent_id == task.preferred_agent_id:
         return None
     memo = memo if memo is not None else shared_splits()
-    merits = [memo.merit(scored) for _agent, scored in free]
-    separation, by_agent, tied = memo.separate(merits, config.confidence)
+    if merits is None:
+        candidates = [memo.merit(scored) for _agent, scored in free]
+    else:
+        candidates = [merits[agent.agent_id] for agent, _scored in free]
+    separation, by_agent, tied = memo.separate(candidates, config.confidence)
     # The least loaded contender, the first in rank order among equally loaded ones.
     position = -1
     lowest = 0.0
@@ -148,6 +156,6 @@ def spread_ties(
         separation=separation,
         leader=leader,
         by_load=by_load,
-        leader_better=probability_better(merits[0], merits[position]) if by_load else 0.5,
+        leader_better=probability_better(candidates[0], candidates[position]) if by_load else 0.5,
         merits=by_agent,
     )

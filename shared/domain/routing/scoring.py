@@ -11,6 +11,8 @@ is within 3%, which keeps work on the best agents and spreads it among equals.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import msgspec
@@ -19,18 +21,20 @@ from shared.domain.breakers import BreakersState
 from shared.domain.fleet import AgentView, TaskView
 from shared.domain.perthread import PerThread
 from shared.domain.routing.performance import (
+    DRIFT_VARIANCE,
     NO_RECORD,
+    PRIOR_WEIGHT,
     AgentRecord,
     Evidence,
     PerformanceState,
     Prediction,
     evidence_of,
     outlook,
-    predict_from,
     reference_duration,
 )
 from shared.domain.routing.persona import compatibility
 from shared.domain.routing.policy import Weights
+from shared.domain.routing.separation import Merit
 from shared.events import Persona
 
 DECLARED_CAPABILITY_SHARE = 0.5
@@ -120,13 +124,19 @@ class TaskScorer:
 
     __slots__ = (
         "_breakers",
+        "_deadline",
+        "_fleet_attempts",
         "_known",
         "_needed",
+        "merits",
         "_now",
         "_outlook",
         "_parts",
+        "_prior_duration",
+        "_prior_success",
         "_profile",
         "_records",
+        "_reference_s",
         "_style",
         "_task",
         "_task_type",
@@ -157,7 +167,15 @@ class TaskScorer:
         self._profile = spec.profile
         seen = self._outlook = outlook(performance, task, reference_s)
         self._style = seen.style
-        deadline = spec.deadline_ts
+        deadline = self._deadline = spec.deadline_ts
+        # What ``predict_from`` reads of the outlook, the same for every agent (the same products).
+        self._reference_s = reference_s
+        self._prior_success = PRIOR_WEIGHT * seen.fleet_success
+        self._prior_duration = None if reference_s is None else PRIOR_WEIGHT * reference_s
+        self._fleet_attempts = seen.fleet.attempts
+        self.merits: dict[str, Merit] = {}
+        """Agent id -> the merit (``ties.merit``) of the score ``score_many`` last gave it, made with
+        the score: the tie rule reads them (the same object while the score reads the same numbers)."""
         self._parts, self._known = (memo if memo is not None else shared_scores()).scores_for(
             performance,
             (spec.task_type, tuple(spec.required_capabilities), spec.profile),
@@ -173,31 +191,146 @@ class TaskScorer:
 
     def score(self, agent: AgentView) -> Scored:
         """Every factor of `agent` for the task, and the score they make (``score_candidate``)."""
-        agent_id = agent.agent_id
-        breaker_state = self._breakers.get(agent_id)
-        half_open = breaker_state is not None and breaker_state.status == "half_open"
-        record = self._records.get(agent_id, NO_RECORD)
-        attempts = record.overall.attempts
-        known = self._known.get(agent_id)
-        load = len(agent.in_flight)
-        if (
-            known is not None
-            and known.capabilities is agent.capabilities
-            and known.persona is agent.persona
-            and known.capacity == agent.capacity
-            and known.half_open == half_open
-            and known.record is record
-            and known.attempts == attempts
-        ):
-            if known.load == load:
-                return known.scored
-            scored = self._reloaded(known.scored, agent)
-        else:
-            scored = self._score(agent, half_open, self._part(agent, record, attempts))
-        self._known[agent_id] = _Known(
-            agent.capabilities, agent.persona, load, agent.capacity, half_open, record, attempts, scored
-        )
-        return scored
+        return self.score_many((agent,))[0]
+
+    def score_many(self, agents: Iterable[AgentView]) -> list[Scored]:
+        """``score`` of each of `agents`, in order: a decision scores every eligible agent.
+
+        ``predict_from``, ``timeliness_score``, ``Prediction.aged_uncertainty`` and ``ties.merit``
+        are written out, operation for operation (the same floats), with what every agent shares
+        (the weights, the outlook) read once: after each outcome on the type every candidate is
+        scored again."""
+        breakers = self._breakers
+        records = self._records
+        known_scores = self._known
+        merits = self.merits
+        parts = self._parts
+        weights = self._weights
+        w_capability, w_persona = weights.capability, weights.persona
+        w_performance, w_timeliness = weights.performance, weights.timeliness
+        w_load, w_risk, half_open_factor = weights.load, weights.risk, weights.half_open_factor
+        prior_success = self._prior_success
+        prior_duration = self._prior_duration
+        fleet_attempts = self._fleet_attempts
+        reference_s = self._reference_s
+        deadline = self._deadline
+        scores: list[Scored] = []
+        for agent in agents:
+            agent_id = agent.agent_id
+            breaker_state = breakers.get(agent_id)
+            half_open = breaker_state is not None and breaker_state.status == "half_open"
+            record = records.get(agent_id, NO_RECORD)
+            attempts = record.overall.attempts
+            known = known_scores.get(agent_id)
+            load = len(agent.in_flight)
+            capacity = agent.capacity
+            if (
+                known is not None
+                and known.capabilities is agent.capabilities
+                and known.persona is agent.persona
+                and known.capacity == capacity
+                and known.half_open == half_open
+                and known.record is record
+                and known.attempts == attempts
+            ):
+                merit = merits[agent_id] = known.merit
+                if known.load == load:
+                    scores.append(known.scored)
+                    continue
+                scored = self._reloaded(known.scored, agent)
+            else:
+                part = parts.get(agent_id)
+                if (
+                    part is None
+                    or part.record is not record
+                    or part.attempts != attempts
+                    or part.capabilities is not agent.capabilities
+                    or part.persona is not agent.persona
+                ):
+                    part = self._part(agent, record, attempts)
+                capability = part.capability
+                persona = part.persona_score
+                evidence = part.evidence
+                # --- predict_from(self._outlook, evidence) ---
+                success = (evidence.successes + prior_success) / evidence.attempts_weighted
+                success_variance = success * (1.0 - success) / evidence.variance_denominator
+                quality_if_success = evidence.quality_if_success
+                uncertainty = math.sqrt(
+                    evidence.quality_if_success_squared * success_variance
+                    + success * success / evidence.precision
+                )
+                if prior_duration is None:
+                    duration = evidence.duration_mean
+                else:
+                    duration = (evidence.duration_sum + prior_duration) / evidence.timed_weighted
+                quality = success * quality_if_success
+                quality = quality if quality > 0.0 else 0.0  # min(1.0, max(0.0, quality))
+                quality = quality if quality < 1.0 else 1.0
+                others_since_last = fleet_attempts - evidence.last_outcome_at
+                prediction = Prediction(
+                    quality=quality,
+                    uncertainty=uncertainty,
+                    success_probability=success,
+                    quality_if_success=quality_if_success,
+                    duration_s=duration,
+                    observations=evidence.attempts,
+                    others_since_last=others_since_last,
+                )
+                # --- the factors ---
+                performance_factor = _clamp(quality + w_risk * uncertainty)
+                if deadline is not None:
+                    timeliness = timeliness_score(self._task, prediction, reference_s, self._now)
+                elif duration is None or reference_s is None or reference_s + duration <= 0:
+                    timeliness = 0.5
+                else:
+                    timeliness = _clamp(reference_s / (reference_s + duration))
+                declared = w_capability * capability + w_persona * persona
+                fit = declared + w_performance * performance_factor + w_timeliness * timeliness
+                fit = fit if fit < 1.0 else 1.0  # min(1.0, fit)
+                expected_fit = declared + w_performance * quality + w_timeliness * timeliness
+                expected_fit = expected_fit if expected_fit < 1.0 else 1.0
+                free = _clamp(1.0 - (load / capacity if capacity else 1.0))  # 1 - .utilisation
+                breaker = half_open_factor if half_open else 1.0
+                availability = (1.0 - w_load * (1.0 - free)) * breaker
+                expected_fit_sd = w_performance * math.sqrt(
+                    uncertainty**2 + DRIFT_VARIANCE * others_since_last  # .aged_uncertainty
+                )
+                scored = Scored(
+                    agent_id=agent_id,
+                    capability=capability,
+                    persona=persona,
+                    prediction=prediction,
+                    performance=performance_factor,
+                    timeliness=timeliness,
+                    fit=fit,
+                    expected_fit=expected_fit,
+                    expected_fit_sd=expected_fit_sd,
+                    load=free,
+                    breaker=breaker,
+                    availability=availability,
+                    score=fit * availability,
+                )
+                merit = merits[agent_id] = Merit(  # ties.merit(scored)
+                    agent_id=agent_id, mean=expected_fit * breaker, sd=expected_fit_sd * breaker
+                )
+            # ``_Known(...)`` without the keyword-capable ``__new__`` of a NamedTuple (a decision
+            # makes one per candidate after every outcome): the same tuple.
+            known_scores[agent_id] = tuple.__new__(
+                _Known,
+                (
+                    agent.capabilities,
+                    agent.persona,
+                    load,
+                    capacity,
+                    half_open,
+                    record,
+                    attempts,
+                    scored,
+                    merit,
+                ),
+            )
+            scores.append(scored)
+        return scores
 
     def _part(self, agent: AgentView, record: AgentRecord, attempts: int) -> _Part:
         """What of the agent's score the fleet, the weights and the instant leave alone: remembered
@@ -232,38 +365,6 @@ class TaskScorer:
             scored, load=load, availability=availability, score=scored.fit * availability
         )
 
-    def _score(self, agent: AgentView, half_open: bool, part: _Part) -> Scored:
-        """The factors and the score, from the agent's `part` and what the decision shares."""
-        weights = self._weights
-        capability = part.capability
-        persona = part.persona_score
-        prediction = predict_from(self._outlook, part.evidence)
-        performance_factor = _clamp(prediction.quality + weights.risk * prediction.uncertainty)
-        timeliness = timeliness_score(self._task, prediction, self._outlook.reference_s, self._now)
-        known = weights.capability * capability + weights.persona * persona
-        fit = known + weights.performance * performance_factor + weights.timeliness * timeliness
-        fit = fit if fit < 1.0 else 1.0  # min(1.0, fit)
-        expected_fit = known + weights.performance * prediction.quality + weights.timeliness * timeliness
-        expected_fit = expected_fit if expected_fit < 1.0 else 1.0
-        load = _clamp(1.0 - agent.utilisation)  # beyond 1 after a restart with less capacity
-        breaker = weights.half_open_factor if half_open else 1.0
-        availability = (1.0 - weights.load * (1.0 - load)) * breaker
-        return Scored(
-            agent_id=agent.agent_id,
-            capability=capability,
-            persona=persona,
-            prediction=prediction,
-            performance=performance_factor,
-            timeliness=timeliness,
-            fit=fit,
-            expected_fit=expected_fit,
-            expected_fit_sd=weights.performance * prediction.aged_uncertainty,
-            load=load,
-            breaker=breaker,
-            availability=availability,
-            score=fit * availability,
-        )
-
 
 class _Part(NamedTuple):
     """An agent's capability, persona and declared prior for a kind of task (while its
@@ -291,6 +392,8 @@ class _Known(NamedTuple):
     record: AgentRecord
     attempts: int
     scored: Scored
+    merit: Merit
+    """``ties.merit(scored)`` (the same for the score at another load: a merit reads no load)."""
 
 
 class _Kind:

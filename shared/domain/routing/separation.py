@@ -114,10 +114,14 @@ def alike(merits: Sequence[Merit], confidence: float) -> bool:
     """Cochran's Q does not reject "one common merit" at `confidence` (one candidate: trivially)."""
     if len(merits) < 2:
         return True
-    weights = [1.0 / max(m.sd, _TINY_SD) ** 2 for m in merits]
+    # The sums of the same terms in the same order as over generators (``sum`` of a list: fewer
+    # frames); ``max(sd, tiny)`` written out (the same value, NaN included: ``max`` keeps its first
+    # argument unless the second is greater).
+    means = [m.mean for m in merits]
+    weights = [1.0 / (_TINY_SD if m.sd < _TINY_SD else m.sd) ** 2 for m in merits]
     total = sum(weights)
-    centre = sum(w * m.mean for w, m in zip(weights, merits, strict=True)) / total
-    q = sum(w * (m.mean - centre) ** 2 for w, m in zip(weights, merits, strict=True))
+    centre = sum([w * mean for w, mean in zip(weights, means, strict=True)]) / total
+    q = sum([w * (mean - centre) ** 2 for w, mean in zip(weights, means, strict=True)])
     return q < chi_square_quantile(confidence, len(merits) - 1)
 
 
@@ -133,7 +137,10 @@ def separate(merits: Sequence[Merit], confidence: float) -> Separation:
     come in, and between two decisions of a plan the free candidates change order, not merit).
     """
     check_confidence(confidence)
-    return _separate(tuple(sorted(merits, key=_by_merit)), confidence)
+    # Sorted by ``_by_merit`` without a key function call per candidate: the same keys in front of
+    # each (agent ids are unique: two merits are never compared themselves).
+    ranked = sorted([(-m.mean, m.agent_id, m) for m in merits])
+    return _separate(tuple([m for _mean, _id, m in ranked]), confidence)
 
 
 def _by_merit(merit: Merit) -> tuple[float, str]:
