@@ -8,6 +8,12 @@ service does after a wake (with the limits of keys kept between plans, as it kee
 ``plan`` is timed (``time.process_time``: CPU, not wall time, so
 other processes on the machine count little). The digest of every decision made (agent, score,
 breakdown, rivals, explanation) lets two versions of the code be compared byte for byte.
+
+CPU time is noisy on a shared machine; instructions are not. Counted by callgrind, only inside
+the plans (``--toggle-collect=_operator_call``, see ``replay``)::
+
+    valgrind --tool=callgrind --toggle-collect=_operator_call \
+        python -m services.cli.bench.route_cost --tasks 1000 --repeat 1 --rates 1000
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import hashlib
 import heapq
 import json
+import operator
 import random
 import sys
 import time
@@ -89,7 +96,9 @@ def replay(
             )
         log.add(TaskSubmitted(task_id=f"bench-task-{index}", task_type=TASK_TYPE), now)
         begin = time.process_time()
-        planned = plan(log.state, now, config, scan=Scan(log.state, config, limits))
+        # Called through ``operator.call`` so that callgrind can count the instructions of the plans
+        # alone: ``valgrind --tool=callgrind --toggle-collect=_operator_call python -m ...``.
+        planned = operator.call(plan, log.state, now, config, scan=Scan(log.state, config, limits))
         spent += time.process_time() - begin
         for item in planned:
             decision = item.decision
