@@ -128,7 +128,6 @@ class TaskScorer:
         "_fleet_attempts",
         "_known",
         "_needed",
-        "merits",
         "_now",
         "_outlook",
         "_parts",
@@ -141,6 +140,7 @@ class TaskScorer:
         "_task",
         "_task_type",
         "_weights",
+        "merits",
     )
 
     def __init__(

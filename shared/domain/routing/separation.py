@@ -138,9 +138,9 @@ def separate(merits: Sequence[Merit], confidence: float) -> Separation:
     """
     check_confidence(confidence)
     # Sorted by ``_by_merit`` without a key function call per candidate: the same keys in front of
-    # each (agent ids are unique: two merits are never compared themselves).
-    ranked = sorted([(-m.mean, m.agent_id, m) for m in merits])
-    return _separate(tuple([m for _mean, _id, m in ranked]), confidence)
+    # each, then its position (what a stable sort keeps for equal keys; never the merits compared).
+    ranked = sorted([(-m.mean, m.agent_id, index, m) for index, m in enumerate(merits)])
+    return _separate(tuple([m for _mean, _id, _index, m in ranked]), confidence)
 
 
 def _by_merit(merit: Merit) -> tuple[float, str]:
