@@ -13,6 +13,7 @@ import pytest
 from services.cli.bench.assign import (
     CpuTimeline,
     StoredTimes,
+    balancer_moves_of,
     full_collections,
     gc_pauses_of,
     parse_assign_services,
@@ -126,3 +127,13 @@ def test_the_timeline_samples_each_process_s_cpu_per_tick() -> None:
     assert 0 < sum(cpu["busy"] for _, _, cpu in ticks) <= (after - before) / 1e6
     assert all(cpu["gone"] == 0 for _, _, cpu in ticks)
     assert run_ns(2**22 + 7) is None
+
+
+def test_the_balancers_moves_are_summed_from_their_health_answers() -> None:
+    replies: list[dict[str, Any]] = [
+        {"service": "balancer", "details": {"moves_made": 2, "moves_refused": 5}},
+        {"service": "balancer", "details": {"moves_made": 1}},
+        {"service": "router", "details": {"moves_made": 9}},
+    ]
+    assert balancer_moves_of(replies) == {"made": 3, "refused": 5}
+    assert balancer_moves_of(replies[2:]) == {}, "no balancer ran: nothing to say"

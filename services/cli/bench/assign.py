@@ -64,6 +64,9 @@ class AssignResult:
     cpu_ms_per_assignment: dict[str, float] = field(default_factory=dict)
     """CPU (user + system, from /proc) per assignment of each process, from the first submission
     to the last assignment: what a decision costs the router whatever the shared machine's clock."""
+    balancer_moves: dict[str, int] = field(default_factory=dict)
+    """The balancers' moves made and refused by the server (``moves_made``, ``moves_refused`` of
+    their health): a refused move is an append and a catch-up spent for nothing."""
     slow_windows: list[dict[str, Any]] = field(default_factory=list)
     """The 50 ms ticks in which the slowest assignments waited, with each process's CPU ms then."""
     tail_cpu_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -251,6 +254,17 @@ def write_timeline(path: Path, times: StoredTimes, timeline: CpuTimeline) -> Non
     path.write_text(json.dumps(record))
 
 
+def balancer_moves_of(replies: list[dict[str, Any]]) -> dict[str, int]:
+    """Moves made and refused, summed over the balancer instances' health answers."""
+    found = {"made": 0, "refused": 0}
+    for reply in replies:
+        if reply.get("service") == "balancer":
+            details = reply.get("details") or {}
+            found["made"] += int(details.get("moves_made") or 0)
+            found["refused"] += int(details.get("moves_refused") or 0)
+    return found if any(reply.get("service") == "balancer" for reply in replies) else {}
+
+
 def gc_pauses_of(replies: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """Each instance's collections by generation, from its health answer (``ServiceHealth.gc``)."""
     found: dict[str, dict[str, dict[str, float]]] = {}
@@ -346,7 +360,9 @@ async def measure_assignment(
         cpu_s = meter.stop()
         if timeline_path is not None:
             write_timeline(timeline_path, times, timeline)
-        gc_pauses = gc_pauses_of(await bus.gather_health(1.0, expect=frozenset(stack.services)))
+        replies = await bus.gather_health(1.0, expect=frozenset(stack.services))
+        gc_pauses = gc_pauses_of(replies)
+        moves = balancer_moves_of(replies)
     finally:
         stop_following.set()
         await asyncio.gather(*followers, return_exceptions=True)
@@ -367,6 +383,7 @@ async def measure_assignment(
         throughput_per_s=len(latencies) / span if span > 0 else 0.0,
         services=list(stack.services),
         gc_pauses=gc_pauses,
+        balancer_moves=moves,
         decide_p50_ms=percentile(deciding, 50),
         decide_p99_ms=percentile(deciding, 99),
         store_p50_ms=percentile(storing, 50),
@@ -429,6 +446,9 @@ def bench_assign(args: argparse.Namespace) -> int:
                 if ms >= 1
             )
             print(f"  slow tick    +{window['at_ms']:.0f} ms worst {window['worst_ms']:.1f} ms: {busy}")
+        if result.balancer_moves:
+            moves = result.balancer_moves
+            print(f"  balancer     {moves['made']} moves made, {moves['refused']} refused by the server")
         if result.gc_pauses:
             print(f"  full GCs     {full_collections(result.gc_pauses)}  (since each was ready)")
         print(f"  verdict      {'target met' if result.met else 'target NOT met'}")
