@@ -79,6 +79,7 @@ class Stack:
     auth: bool = False
     agent_ids: tuple[str, ...] = ()
     agent_prefix: str = "sim"
+    """``hive agent --prefix``: the simulated agents are ``<prefix>-0`` ... (``agent_ids`` their ids)."""
     background_nice: int = 0
     """Niceness the services other than the router start with (``hive up --nice-background``,
     ``hive bench assign --nice-background``; 0: all alike, the default). On a machine with few
@@ -86,7 +87,6 @@ class Stack:
     catching up a burst, the gateway's write): the assignment latency's tail, at the cost of those
     services' own reaction (the gateway's answers, recovery's, the balancer's moves) under load.
     nats-server is never niced: every service waits on it."""
-    """``hive agent --prefix``: the simulated agents are ``<prefix>-0`` ... (``agent_ids`` their ids)."""
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     agent_process: subprocess.Popen[bytes] | None = None
     _passwords: dict[str, str] = field(default_factory=dict)

@@ -62,7 +62,8 @@ READS_RECENT_S = 10.0
 WRITE_RETRY_S = 1.0
 WRITE_PAUSE_S = 0.005
 """Between two slices of a write nobody waits for (``QueryStore.write``): the core goes to the
-router and nats-server, and 5,000 rows take about 150 ms instead of 60 ms of a core at once."""
+router and nats-server. 2,500 tasks and their 2,500 decisions (5 s at 500 tasks/s): ~60 ms of CPU
+at once before; now 20 slices of ~3 ms, ~0.2 s in all, for ~10% more CPU (thread hops)."""
 
 
 class QueryModel:
