@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -28,6 +29,8 @@ from shared.permissions import ADMIN, SERVICES, agent_user
 from shared.settings import Settings, env_for, load_settings
 
 SERVICE_NAMES = SERVICES
+FOREGROUND: tuple[str, ...] = ("router",)
+"""The services an assignment waits for: never niced by ``background_nice``."""
 
 
 @dataclass
@@ -77,6 +80,13 @@ class Stack:
     agent_ids: tuple[str, ...] = ()
     agent_prefix: str = "sim"
     """``hive agent --prefix``: the simulated agents are ``<prefix>-0`` ... (``agent_ids`` their ids)."""
+    background_nice: int = 0
+    """Niceness the services other than the router start with (``hive up --nice-background``,
+    ``hive bench assign --nice-background``; 0: all alike, the default). On a machine with few
+    cores the router then gets a core first when the others want one at the same moment (a reader
+    catching up a burst, the gateway's write): the assignment latency's tail, at the cost of those
+    services' own reaction (the gateway's answers, recovery's, the balancer's moves) under load.
+    nats-server is never niced: every service waits on it."""
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     agent_process: subprocess.Popen[bytes] | None = None
     _passwords: dict[str, str] = field(default_factory=dict)
@@ -211,7 +221,7 @@ class Stack:
             stdout=None if self.inherit_logs else log_file,
             stderr=None if self.inherit_logs else subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=self.child_setup(name),
         )
         record = ServiceProcess(name, index, process, log_file)
         previous = self.processes.get(record.instance)
@@ -220,6 +230,22 @@ class Stack:
             previous.log_file.close()
         self.processes[record.instance] = record
         return record
+
+    def niceness(self, name: str) -> int:
+        """What a service's process adds to its niceness when it starts."""
+        return 0 if name in FOREGROUND else max(0, self.background_nice)
+
+    def child_setup(self, name: str) -> Callable[[], None]:
+        """Run in a service's process before it starts (``preexec_fn``): die with this supervisor,
+        and take the niceness of its kind."""
+        niceness = self.niceness(name)
+
+        def setup() -> None:
+            die_with_parent()
+            if niceness:
+                os.nice(niceness)
+
+        return setup
 
     def start(self, wait_ready_s: float = 60.0) -> None:
         """Start nats-server and every service instance, then wait until all report healthy."""
@@ -389,6 +415,7 @@ def local_stack(
     cluster_size: int = 1,
     auth: bool = False,
     agent_ids: tuple[str, ...] = (),
+    background_nice: int = 0,
     **settings: object,
 ) -> Stack:
     """A stack on free ports under `home` (tests and benchmarks); `auth` as ``hive up`` runs it."""
@@ -409,4 +436,5 @@ def local_stack(
         cluster_size=cluster_size,
         auth=auth,
         agent_ids=agent_ids,
+        background_nice=background_nice,
     )

@@ -172,3 +172,51 @@ async def test_two_balancer_instances_advise_once_and_a_redelivered_request_is_a
     answer = answers[1].event
     assert isinstance(answer, LoadRebalanced) and answer.moves == [] and answer.trigger == "request"
     assert answers[1].seq > request.seq
+
+
+async def test_a_tick_reads_what_the_log_holds_before_planning_so_a_started_attempt_is_not_moved(
+    settings: Settings, bus: EventBus, event_log: EventLog, router: RouterService
+) -> None:
+    """A view read in bursts lags: the start below is stored, not read yet (a 1 s linger). Planned
+    from that view, the move was appended and refused by the server; read first, none is planned."""
+    await register_stalled(bus)
+    await bus.append(TaskSubmitted(task_id="t", task_type="review"), expected=0)
+    assignment = await assigned_to(event_log, "stalled", "t")
+    await register_stalled(bus, "idle")
+    async with running(
+        BalancerService, settings, rebalance_after_s=0.0, read_linger_s=1.0, **QUIET
+    ) as balancer:
+        await balancer.view.catch_up()
+        await bus.append(
+            TaskStarted(task_id="t", agent_id="stalled", attempt=1), expected=assignment.task_seq
+        )
+        await balancer.tick(time.time() + START_REPORTED_WITHIN_S)
+        assert balancer.moves_refused == 0 and balancer.moves_made == 0
+        assert balancer.view.state.router.fleet.tasks["t"].status == "running"
+    stored, _ = await bus.read_aggregate("task", "t")
+    assert not [r for r in stored if isinstance(r.event, TaskRequeued)]
+
+
+async def test_a_tick_whose_view_cannot_catch_up_in_time_plans_nothing(
+    settings: Settings,
+    bus: EventBus,
+    event_log: EventLog,
+    router: RouterService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await register_stalled(bus)
+    await bus.append(TaskSubmitted(task_id="t", task_type="review"), expected=0)
+    await assigned_to(event_log, "stalled", "t")
+    await register_stalled(bus, "idle")
+    async with running(BalancerService, settings, rebalance_after_s=0.0, **QUIET) as balancer:
+        await balancer.view.catch_up()
+
+        async def never(timeout: float = 10.0) -> int:
+            raise TimeoutError
+
+        monkeypatch.setattr(balancer.view, "catch_up", never)
+        await balancer.tick(time.time() + START_REPORTED_WITHIN_S)
+        assert balancer.moves_made == 0 and balancer.moves_refused == 0
+        monkeypatch.undo()
+        await balancer.tick(time.time() + START_REPORTED_WITHIN_S)  # caught up: the move is made
+        assert balancer.moves_made == 1

@@ -79,7 +79,7 @@ class _CountingStore:
     def __init__(self) -> None:
         self.writes: list[Rows] = []
 
-    async def write(self, rows: Rows) -> None:
+    async def write(self, rows: Rows, **_pacing: Any) -> None:
         self.writes.append(rows)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
+import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +64,14 @@ class AssignResult:
     cpu_ms_per_assignment: dict[str, float] = field(default_factory=dict)
     """CPU (user + system, from /proc) per assignment of each process, from the first submission
     to the last assignment: what a decision costs the router whatever the shared machine's clock."""
+    balancer_moves: dict[str, int] = field(default_factory=dict)
+    """The balancers' moves made and refused by the server (``moves_made``, ``moves_refused`` of
+    their health): a refused move is an append and a catch-up spent for nothing."""
+    slow_windows: list[dict[str, Any]] = field(default_factory=list)
+    """The 50 ms ticks in which the slowest assignments waited, with each process's CPU ms then."""
+    tail_cpu_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per process: mean CPU ms per 50 ms tick while p99-or-slower assignments waited, and in the
+    other ticks of the run."""
     target_p99_ms: float = 20.0
 
     @property
@@ -118,6 +129,142 @@ class StoredTimes:
         return (max(self.assigned.values()) - min(self.submitted.values())) / 1e9
 
 
+def run_ns(pid: int) -> int | None:
+    """Nanoseconds a process ran on a CPU (every thread, ``/proc/<pid>/task/*/schedstat``): finer
+    than ``/proc/<pid>/stat``'s 10 ms ticks, to tell what ran in a 50 ms window."""
+    total = 0
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/schedstat", "rb") as stat:
+                total += int(stat.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total
+
+
+class CpuTimeline:
+    """Each process's CPU per tick (wall-clock ns, the clock of the server's store times), sampled
+    in a thread of its own so that a busy event loop does not stretch the ticks."""
+
+    def __init__(self, pids: dict[str, list[int]], tick_s: float = 0.05) -> None:
+        self.pids = pids
+        self.tick_s = tick_s
+        self.samples: list[tuple[int, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-timeline", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> tuple[int, dict[str, int]]:
+        found = {}
+        for label, pids in self.pids.items():
+            found[label] = sum(run_ns(pid) or 0 for pid in pids)
+        return time.time_ns(), found
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self.samples.append(self._sample())
+            next_at += self.tick_s
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def ticks(self) -> list[tuple[int, int, dict[str, float]]]:
+        """(start ns, end ns, CPU ms of each label) for each tick."""
+        out = []
+        for (t0, a), (t1, b) in zip(self.samples, self.samples[1:], strict=False):
+            out.append((t0, t1, {label: (b[label] - a[label]) / 1e6 for label in b}))
+        return out
+
+
+def slow_windows(
+    times: StoredTimes, ticks: list[tuple[int, int, dict[str, float]]], *, top: int = 5
+) -> list[dict[str, Any]]:
+    """The ticks in which the slowest assignments waited, with what each process ran then.
+
+    For each tick: the assignments whose wait (stored submission -> stored assignment) overlaps
+    it, and their worst latency; the `top` ticks by that worst latency, each with every process's
+    CPU ms in it (a tick is ``CpuTimeline.tick_s``: 50 ms, so 50 means a whole core)."""
+    if not ticks:
+        return []
+    starts = [t0 for t0, _, _ in ticks]
+    worst = [0.0] * len(ticks)
+    for task_id, stored in times.assigned.items():
+        submitted = times.submitted.get(task_id)
+        if submitted is None:
+            continue
+        latency = (stored - submitted) / 1e6
+        first = max(0, bisect.bisect_right(starts, submitted) - 1)
+        last = max(0, bisect.bisect_right(starts, stored) - 1)
+        for index in range(first, min(last, len(ticks) - 1) + 1):
+            worst[index] = max(worst[index], latency)
+    order = sorted(range(len(ticks)), key=lambda i: -worst[i])[:top]
+    return [
+        {"at_ms": (ticks[i][0] - ticks[0][0]) / 1e6, "worst_ms": worst[i], "cpu_ms": ticks[i][2]}
+        for i in sorted(order)
+    ]
+
+
+def tail_shares(
+    times: StoredTimes, ticks: list[tuple[int, int, dict[str, float]]], *, q: float = 99
+) -> dict[str, tuple[float, float]]:
+    """Per process: its mean CPU ms per tick over the ticks where assignments beyond the `q`th
+    percentile waited, and over all the others: who runs more when the tail happens."""
+    if not ticks:
+        return {}
+    latencies = times.latencies_ms()
+    cut = percentile(latencies, q)
+    starts = [t0 for t0, _, _ in ticks]
+    slow: set[int] = set()
+    for task_id, stored in times.assigned.items():
+        submitted = times.submitted.get(task_id)
+        if submitted is None or (stored - submitted) / 1e6 < cut:
+            continue
+        first = max(0, bisect.bisect_right(starts, submitted) - 1)
+        last = max(0, bisect.bisect_right(starts, stored) - 1)
+        slow.update(range(first, min(last, len(ticks) - 1) + 1))
+    lo = min(times.submitted.values(), default=0)
+    hi = max(times.assigned.values(), default=0)
+    active = [i for i, (t0, t1, _) in enumerate(ticks) if t1 >= lo and t0 <= hi]
+    others = [i for i in active if i not in slow]
+    shares = {}
+    for label in ticks[0][2]:
+        in_slow = sum(ticks[i][2][label] for i in slow) / max(1, len(slow))
+        in_rest = sum(ticks[i][2][label] for i in others) / max(1, len(others))
+        shares[label] = (in_slow, in_rest)
+    return shares
+
+
+def write_timeline(path: Path, times: StoredTimes, timeline: CpuTimeline) -> None:
+    """Each task's store times (ns) and each process's CPU per tick, for a closer look."""
+    record = {
+        "submitted": times.submitted,
+        "assigned": times.assigned,
+        "decided": times.decided,
+        "ticks": timeline.ticks(),
+    }
+    path.write_text(json.dumps(record))
+
+
+def balancer_moves_of(replies: list[dict[str, Any]]) -> dict[str, int]:
+    """Moves made and refused, summed over the balancer instances' health answers."""
+    found = {"made": 0, "refused": 0}
+    for reply in replies:
+        if reply.get("service") == "balancer":
+            details = reply.get("details") or {}
+            found["made"] += int(details.get("moves_made") or 0)
+            found["refused"] += int(details.get("moves_refused") or 0)
+    return found if any(reply.get("service") == "balancer" for reply in replies) else {}
+
+
 def gc_pauses_of(replies: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """Each instance's collections by generation, from its health answer (``ServiceHealth.gc``)."""
     found: dict[str, dict[str, dict[str, float]]] = {}
@@ -142,7 +289,14 @@ def full_collections(pauses: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 async def measure_assignment(
-    stack: Stack, *, agents: int, tasks: int, rate: float, capacity: int, work_ms: float
+    stack: Stack,
+    *,
+    agents: int,
+    tasks: int,
+    rate: float,
+    capacity: int,
+    work_ms: float,
+    timeline_path: Path | None = None,
 ) -> AssignResult:
     """Offer `tasks` at `rate`/s (open loop) and time submission -> assignment of each.
 
@@ -191,6 +345,8 @@ async def measure_assignment(
             )
         meter = CpuMeter({**stack.process_ids(), AGENTS: [process.pid]})
         meter.start()
+        timeline = CpuTimeline(meter.pids)  # type: ignore[arg-type]
+        timeline.start()
         begin = time.perf_counter()
         for index in range(tasks):
             delay = begin + index / rate - time.perf_counter()
@@ -200,8 +356,13 @@ async def measure_assignment(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(times.complete.wait(), timeout=60 + tasks / rate)
         await wait_for_readers(bus)  # their catching up is this run's CPU too
+        timeline.stop()
         cpu_s = meter.stop()
-        gc_pauses = gc_pauses_of(await bus.gather_health(1.0, expect=frozenset(stack.services)))
+        if timeline_path is not None:
+            write_timeline(timeline_path, times, timeline)
+        replies = await bus.gather_health(1.0, expect=frozenset(stack.services))
+        gc_pauses = gc_pauses_of(replies)
+        moves = balancer_moves_of(replies)
     finally:
         stop_following.set()
         await asyncio.gather(*followers, return_exceptions=True)
@@ -222,11 +383,14 @@ async def measure_assignment(
         throughput_per_s=len(latencies) / span if span > 0 else 0.0,
         services=list(stack.services),
         gc_pauses=gc_pauses,
+        balancer_moves=moves,
         decide_p50_ms=percentile(deciding, 50),
         decide_p99_ms=percentile(deciding, 99),
         store_p50_ms=percentile(storing, 50),
         store_p99_ms=percentile(storing, 99),
         cpu_ms_per_assignment=per_task_ms(cpu_s, len(latencies)),
+        slow_windows=slow_windows(times, timeline.ticks()),
+        tail_cpu_ms=tail_shares(times, timeline.ticks()),
     )
 
 
@@ -239,9 +403,11 @@ def bench_assign(args: argparse.Namespace) -> int:
             rate=args.rate,
             capacity=args.capacity,
             work_ms=args.work_ms,
+            timeline_path=args.timeline,
         ),
         services=args.services,
         scale={"router": args.routers},
+        background_nice=args.nice_background,
     )
     if args.json:
         print(json.dumps(asdict(result)))
@@ -249,6 +415,7 @@ def bench_assign(args: argparse.Namespace) -> int:
         print(
             f"assignment latency: {args.agents} agents x capacity {args.capacity}, {args.tasks} tasks "
             f"offered at {args.rate:.0f}/s, {args.routers} router(s); services: {', '.join(result.services)}"
+            + (f"; all but the router niced +{args.nice_background}" if args.nice_background else "")
         )
         print(f"  assigned     {result.assigned}/{result.tasks}")
         print(f"  p50          {result.p50_ms:.2f} ms")
@@ -266,6 +433,22 @@ def bench_assign(args: argparse.Namespace) -> int:
             for label, ms in sorted(result.cpu_ms_per_assignment.items(), key=lambda i: -i[1])
         )
         print(f"  CPU ms/assignment  {cpu}")
+        if result.tail_cpu_ms:
+            tail = ", ".join(
+                f"{label} {slow:.1f}/{rest:.1f}"
+                for label, (slow, rest) in sorted(result.tail_cpu_ms.items(), key=lambda i: i[1][1] - i[1][0])
+            )
+            print(f"  CPU ms/50 ms tick while p99 waited / otherwise  {tail}")
+        for window in result.slow_windows:
+            busy = ", ".join(
+                f"{label} {ms:.0f}"
+                for label, ms in sorted(window["cpu_ms"].items(), key=lambda i: -i[1])
+                if ms >= 1
+            )
+            print(f"  slow tick    +{window['at_ms']:.0f} ms worst {window['worst_ms']:.1f} ms: {busy}")
+        if result.balancer_moves:
+            moves = result.balancer_moves
+            print(f"  balancer     {moves['made']} moves made, {moves['refused']} refused by the server")
         if result.gc_pauses:
             print(f"  full GCs     {full_collections(result.gc_pauses)}  (since each was ready)")
         print(f"  verdict      {'target met' if result.met else 'target NOT met'}")
@@ -286,5 +469,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=DEFAULT_SERVICES,
         help="comma-separated services to run, or all (the five, as hive up); default: router,recovery",
     )
+    assign.add_argument(
+        "--nice-background",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start every service but the router N steps nicer, as hive up --nice-background; default 0",
+    )
     assign.add_argument("--json", action="store_true", help="one JSON line instead of a table")
+    assign.add_argument(
+        "--timeline",
+        type=Path,
+        default=None,
+        help="also write each task's store times and each process's CPU per 50 ms tick (JSON) here",
+    )
     assign.set_defaults(func=quiet(bench_assign))
