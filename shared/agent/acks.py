@@ -68,7 +68,9 @@ class AckBatch:
             log.debug("ack_dropped", subject=msg.subject, error=repr(exc))
             return
         if queued:
-            self._queued.add(msg._client)
+            client = msg._client
+            if client not in self._queued:  # a new weak reference for each add otherwise
+                self._queued.add(client)
             return
         self._held.append(msg)
         if len(self._held) >= self.held_max:
