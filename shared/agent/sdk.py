@@ -37,6 +37,7 @@ from nats.aio.msg import Msg
 from shared.agent.acks import AckBatch, ack_batch
 from shared.agent.connection import connection_for
 from shared.agent.context import TaskContext, TaskOutcome
+from shared.agent.deadline import Deadline
 from shared.agent.errors import AgentSetupError, AttemptSuperseded, NonRetryableError
 from shared.agent.handlers import Handler, Handlers
 from shared.agent.inbox import InboxPlace, inbox_ready, open_inbox, open_own_inbox, pull_batch, wait_for_inbox
@@ -591,19 +592,24 @@ class Agent:
                 self.log.error("no_handler", task_id=context.task_id, task_type=context.task_type)
                 await self._fail(context, failure, started, start)
                 return
+            limit = Deadline(context.timeout_s)  # asyncio.timeout's behaviour, for less
             try:
-                async with asyncio.timeout(context.timeout_s) as limit:
-                    value = await handler(context)
-            except asyncio.CancelledError:
-                if context.is_cancelled:
-                    self.log.info("task_cancelled", task_id=context.task_id)
-                    return
-                raise
-            except Exception as exc:
+                value = await handler(context)
+            except BaseException as exc:
+                if limit.close(exc):
+                    exc = TimeoutError()  # what asyncio.timeout raises: the handler ran past it
+                elif isinstance(exc, asyncio.CancelledError):
+                    if context.is_cancelled:
+                        self.log.info("task_cancelled", task_id=context.task_id)
+                        return
+                    raise
+                elif not isinstance(exc, Exception):
+                    raise
                 start.finishing = True
-                failure = timed_out(context.timeout_s) if limit.expired() else failure_of(exc)
+                failure = timed_out(context.timeout_s) if limit.expired else failure_of(exc)
                 await self._fail(context, failure, started, start)
                 return
+            limit.close(None)
             start.finishing = True
             if not await start.settle():
                 return  # the start was refused: the attempt is superseded, its result would be too
