@@ -596,15 +596,16 @@ class Agent:
             try:
                 value = await handler(context)
             except BaseException as exc:
-                if limit.close(exc):
-                    exc = TimeoutError()  # what asyncio.timeout raises: the handler ran past it
-                elif isinstance(exc, asyncio.CancelledError):
-                    if context.is_cancelled:
-                        self.log.info("task_cancelled", task_id=context.task_id)
-                        return
-                    raise
-                elif not isinstance(exc, Exception):
-                    raise
+                # The deadline's own cancellation is a timeout (asyncio.timeout's TimeoutError);
+                # any other cancellation or BaseException goes on as before.
+                if not limit.close(exc):
+                    if isinstance(exc, asyncio.CancelledError):
+                        if context.is_cancelled:
+                            self.log.info("task_cancelled", task_id=context.task_id)
+                            return
+                        raise
+                    if not isinstance(exc, Exception):
+                        raise
                 start.finishing = True
                 failure = timed_out(context.timeout_s) if limit.expired else failure_of(exc)
                 await self._fail(context, failure, started, start)
