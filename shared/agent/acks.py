@@ -1,13 +1,18 @@
-"""Acknowledgements of inbox messages, sent together rather than one socket write each.
+"""Acknowledgements of inbox messages, without a socket write of their own.
 
 An agent acknowledges each inbox message once it is handled (an assignment once its handler runs,
 or once its start is stored when it arrived late): never earlier, so what is lost in transit comes
 again. Sent at once, each acknowledgement took a socket write of its own on the agent's side and a
 read of its own on the server's whenever assignments arrive apart (the usual case: a few a second
-per agent). Held for at most ``ACK_LINGER_S`` instead, the acknowledgements due on one connection
-(``hive agent`` runs many agents on one) leave in one turn of the event loop, hence in one write,
-often with an append: with 20 agents taking 500 assignments a second, the agents' process wrote
-0.6-0.8 times per assignment instead of 1.1-1.3, and nats-server read 3.7-4.0 times instead of 4.5-5.
+per agent). On Hive's client an acknowledgement is queued on the connection (``ack_soon``) and
+leaves with its next write: the agent's next append (a task's completion, mostly), pull request or
+heartbeat, or ``DEFERRED_WRITE_S`` (50 ms) later if none comes. Before, they were held for
+``ACK_LINGER_S`` and then left together in a write of their own (a timer and a task per batch, a
+coroutine per acknowledgement): at 500 assignments a second, one write in six of the agents'
+process carried acknowledgements only.
+
+On another client (nats-py's own) the acknowledgements due on one connection are held for at most
+``ACK_LINGER_S`` and leave in one turn of the event loop, hence in one write.
 
 Nothing waits for them: the server redelivers only after the inbox's ``ack_wait`` (30 s), and the
 agent's heartbeats say what it handled (``received_seq``). ``flush`` sends what is held at once
@@ -19,6 +24,7 @@ hand or superseded is then only acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from typing import Final
 
@@ -27,9 +33,10 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from shared.logging import get_logger
+from shared.natsclient import HiveNatsClient, ack_soon
 
 ACK_LINGER_S: Final = 0.02
-"""How long an acknowledgement may wait for others to leave with it."""
+"""How long an acknowledgement may wait for others to leave with it (another client than Hive's)."""
 ACK_HELD_MAX: Final = 64
 """Sent at once when this many are held: an inbox lets capacity + 64 messages wait unacknowledged."""
 
@@ -37,7 +44,7 @@ log = get_logger("hive.agent.acks")
 
 
 class AckBatch:
-    """The acknowledgements held for one connection."""
+    """The acknowledgements of one connection."""
 
     def __init__(self, *, linger_s: float | None = None, held_max: int | None = None) -> None:
         self.linger_s = ACK_LINGER_S if linger_s is None else linger_s
@@ -45,13 +52,26 @@ class AckBatch:
         self._held: list[Msg] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._queued: weakref.WeakSet[NatsClient] = weakref.WeakSet()
+        """Hive's connections an acknowledgement was queued on since the last ``flush``."""
 
     @property
     def held(self) -> int:
         return len(self._held)
 
     def add(self, msg: Msg) -> None:
-        """Acknowledge `msg` within ``linger_s``, with whatever else is due by then."""
+        """Acknowledge `msg`: with the connection's next write (Hive's client), else within
+        ``linger_s`` with whatever else is due by then."""
+        try:
+            queued = ack_soon(msg)
+        except nats.errors.Error as exc:  # closed or draining: the message comes again if it must
+            log.debug("ack_dropped", subject=msg.subject, error=repr(exc))
+            return
+        if queued:
+            client = msg._client
+            if client not in self._queued:  # a new weak reference for each add otherwise
+                self._queued.add(client)
+            return
         self._held.append(msg)
         if len(self._held) >= self.held_max:
             self._send_held()
@@ -59,8 +79,15 @@ class AckBatch:
             self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._send_held)
 
     async def flush(self) -> None:
-        """Send what is held now, and wait until every acknowledgement taken so far has been sent."""
+        """Send what is held or queued now, and wait until every acknowledgement taken so far has
+        been sent."""
         self._send_held()
+        queued = list(self._queued)
+        self._queued = weakref.WeakSet()
+        for client in queued:
+            if isinstance(client, HiveNatsClient) and client.is_connected:
+                with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                    await client.flush(timeout=2)
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
 

@@ -37,9 +37,10 @@ from nats.aio.msg import Msg
 from shared.agent.acks import AckBatch, ack_batch
 from shared.agent.connection import connection_for
 from shared.agent.context import TaskContext, TaskOutcome
+from shared.agent.deadline import Deadline
 from shared.agent.errors import AgentSetupError, AttemptSuperseded, NonRetryableError
 from shared.agent.handlers import Handler, Handlers
-from shared.agent.inbox import inbox_ready, open_inbox, pull_batch, wait_for_inbox
+from shared.agent.inbox import InboxPlace, inbox_ready, open_inbox, open_own_inbox, pull_batch, wait_for_inbox
 from shared.agent.lazy_start import StartReport
 from shared.agent.settle import Failure, failure_of, missing_handler, settle, timed_out
 from shared.bus import (
@@ -48,7 +49,6 @@ from shared.bus import (
     EventTooDeep,
     EventTooLarge,
     connection_key,
-    event_msg_seq,
 )
 from shared.command import KeepsChanging, retry_on_conflict
 from shared.domain.fencing import attempt_verdict
@@ -70,6 +70,7 @@ from shared.events import (
 )
 from shared.ids import check_id, new_id
 from shared.logging import configure_logging, get_logger
+from shared.natsclient import ack_tokens
 from shared.permissions import agent_durable
 from shared.pull import consume_forever
 from shared.recorded import Recorded, decode_recorded
@@ -192,9 +193,9 @@ class Agent:
         """Stops the current assignment reader (``stop``, ``pause_assignments``); each reader has
         its own, so one resumed while the paused one still hands messages back is never doubled."""
         self._beat_seq = 0
-        self._received_seq = 0
-        """Stream sequence of the last inbox message taken (the registration's before the first):
-        every heartbeat says it, so recovery can tell an agent that stopped reading (stalled)."""
+        self._place = InboxPlace()
+        """Where the inbox stands: the last message taken, and where to open it again if the
+        server forgets it (``shared/agent/inbox.py``)."""
         self._idle = asyncio.Event()
         self._idle.set()
         self._registered_seq = 0
@@ -247,6 +248,12 @@ class Agent:
         """Whether the router opens this agent's inbox: it runs under a NATS user of its own, and
         agents may create no consumer."""
         return self.bus is not None and self.bus.user is not None
+
+    @property
+    def _received_seq(self) -> int:
+        """Stream sequence of the last inbox message taken (the registration's before the first):
+        every heartbeat says it, so recovery can tell an agent that stopped reading (stalled)."""
+        return self._place.handled
 
     @property
     def in_flight(self) -> int:
@@ -334,9 +341,9 @@ class Agent:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, REGISTER_RETRY_MAX_S)
         self._registered_seq = registered.seq
-        self._received_seq = registered.seq
+        self._place.reset(registered.seq)
         if not self.inbox_provided:
-            await open_inbox(self.bus.js, self.agent_id, registered.seq, self.capacity)
+            await open_inbox(self.bus.js, self.agent_id, registered.seq, self.capacity, in_memory=True)
         self.log.info("agent_registered", session=self.session, capacity=self.capacity, seq=registered.seq)
 
     async def restart(self, reason: str = "") -> None:
@@ -462,15 +469,25 @@ class Agent:
             self.log.warning("assignment_consumer_lost", error=repr(exc))
 
         async def inbox() -> str:
+            assert self.bus is not None
             if self.inbox_provided:
                 await self._await_inbox(stop)
+            else:
+                await open_own_inbox(
+                    self.bus.js, self.agent_id, self._registered_seq, self.capacity, self._place
+                )
             return self.durable
 
+        place = self._place
+
         async def take(msg: Msg) -> None:
-            seq = event_msg_seq(msg)
+            tokens = ack_tokens(msg.reply)
+            seq = int(tokens[5])
+            place.delivered(int(tokens[6]))
             await self._on_message(msg, seq)
             # Handled (its acknowledgement on its way): what the heartbeats now say the agent received.
-            self._received_seq = max(self._received_seq, seq)
+            if seq > place.handled:
+                place.handled = seq
 
         await consume_forever(
             self.bus.nc,
@@ -575,19 +592,25 @@ class Agent:
                 self.log.error("no_handler", task_id=context.task_id, task_type=context.task_type)
                 await self._fail(context, failure, started, start)
                 return
+            limit = Deadline(context.timeout_s)  # asyncio.timeout's behaviour, for less
             try:
-                async with asyncio.timeout(context.timeout_s) as limit:
-                    value = await handler(context)
-            except asyncio.CancelledError:
-                if context.is_cancelled:
-                    self.log.info("task_cancelled", task_id=context.task_id)
-                    return
-                raise
-            except Exception as exc:
+                value = await handler(context)
+            except BaseException as exc:
+                # The deadline's own cancellation is a timeout (asyncio.timeout's TimeoutError);
+                # any other cancellation or BaseException goes on as before.
+                if not limit.close(exc):
+                    if isinstance(exc, asyncio.CancelledError):
+                        if context.is_cancelled:
+                            self.log.info("task_cancelled", task_id=context.task_id)
+                            return
+                        raise
+                    if not isinstance(exc, Exception):
+                        raise
                 start.finishing = True
-                failure = timed_out(context.timeout_s) if limit.expired() else failure_of(exc)
+                failure = timed_out(context.timeout_s) if limit.expired else failure_of(exc)
                 await self._fail(context, failure, started, start)
                 return
+            limit.close(None)
             start.finishing = True
             if not await start.settle():
                 return  # the start was refused: the attempt is superseded, its result would be too

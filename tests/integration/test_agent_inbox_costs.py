@@ -11,12 +11,12 @@ from typing import Any
 import nats.errors
 import pytest
 
-from shared.agent import acks as acks_module
-from shared.agent.acks import AckBatch
+from shared import natsclient
+from shared.agent.acks import AckBatch, ack_batch
 from shared.agent.inbox import pull_batch
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus
-from shared.events import AnyEvent, TaskAssigned, TaskCompleted
+from shared.events import AnyEvent, TaskAssigned, TaskCancelRequested, TaskCompleted
 from shared.permissions import agent_durable
 from shared.settings import Settings
 from shared.subjects import EVENTS_STREAM
@@ -31,18 +31,18 @@ async def agent_bus(settings: Settings, bus: EventBus) -> AsyncIterator[EventBus
     await connection.close()
 
 
-def ack_writes(bus: EventBus) -> tuple[list[int], asyncio.Event]:
-    """Per socket write of `bus` that carries acknowledgements, how many it carries (filled as the
-    connection writes), and an event set at the first such write."""
+def ack_writes(bus: EventBus) -> tuple[list[tuple[int, int]], asyncio.Event]:
+    """Per socket write of `bus` that carries acknowledgements, how many it carries and how many
+    other commands (filled as the connection writes), and an event set at the first such write."""
     transport: Any = bus.nc._transport
     real_writelines = transport.writelines
-    found: list[int] = []
+    found: list[tuple[int, int]] = []
     written = asyncio.Event()
 
     def counting(commands: list[bytes]) -> None:
         acks = sum(1 for command in commands if command.startswith(b"PUB $JS.ACK."))
         if acks:
-            found.append(acks)
+            found.append((acks, len(commands) - acks))
             written.set()
         real_writelines(commands)
 
@@ -67,10 +67,12 @@ async def quick(context: TaskContext) -> str:
     return "done"
 
 
-async def test_acknowledgements_of_assignments_taken_apart_leave_in_one_write(
-    bus: EventBus, agent_bus: EventBus, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+async def test_acknowledgements_leave_with_the_agents_next_write_never_in_one_of_their_own(
+    bus: EventBus, agent_bus: EventBus, event_log: EventLog
 ) -> None:
-    monkeypatch.setattr(acks_module, "ACK_LINGER_S", 2.0)  # longer than the test takes to assign
+    """Each assignment's acknowledgement leaves with the write of its completion (the next thing
+    the agent sends): no write, and no server read, carries acknowledgements alone. (They were
+    held ``ACK_LINGER_S`` and sent in a write of their own.)"""
     agent = Agent("acker", quick, capabilities=["x"], capacity=4)
     await agent.start(agent_bus)
     writes, written = ack_writes(agent_bus)
@@ -78,24 +80,53 @@ async def test_acknowledgements_of_assignments_taken_apart_leave_in_one_write(
         for index in range(3):
             await bus.append(assign("acker", f"t{index}"), expected=None)
             await event_log.wait_for(completed(index + 1))  # taken and done before the next
-        assert writes == []  # handled, not yet acknowledged: held for the others
-        assert await ack_pending(bus, "acker") == 3
         await asyncio.wait_for(written.wait(), 10.0)
         await agent_bus.nc.flush()  # the server has read them once this round trip is answered
         assert await ack_pending(bus, "acker") == 0
     finally:
         await agent.stop()
-    assert writes == [3], "the three acknowledgements in one write"
+    assert sum(acks for acks, _ in writes) == 3
+    assert all(others > 0 for _, others in writes), writes
+
+
+async def test_acknowledgements_leave_on_their_own_when_nothing_else_is_written(
+    bus: EventBus, agent_bus: EventBus, event_log: EventLog
+) -> None:
+    """An agent that appends nothing after taking a message (a cancellation of a task it does
+    not hold) still acknowledges it, within ``DEFERRED_WRITE_S``."""
+    agent = Agent("idler", quick, capabilities=["x"], capacity=1)
+    await agent.start(agent_bus)
+    writes, written = ack_writes(agent_bus)
+    try:
+        await bus.append(TaskCancelRequested(agent_id="idler", task_id="other", attempt=1), expected=None)
+        await asyncio.wait_for(written.wait(), 10.0)
+        await agent_bus.nc.flush()
+        assert await ack_pending(bus, "idler") == 0
+    finally:
+        await agent.stop()
+    assert writes[0][0] == 1
 
 
 async def test_an_agent_stopping_acknowledges_what_it_handled_before_it_leaves(
     bus: EventBus, agent_bus: EventBus, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(acks_module, "ACK_LINGER_S", 60.0)
-    agent = Agent("leaver", quick, capabilities=["x"], capacity=2)
+    monkeypatch.setattr(natsclient, "DEFERRED_WRITE_S", 60.0)
+    agent = Agent("leaver", quick, capabilities=["x"], capacity=2, heartbeat_interval_s=60.0)
     await agent.start(agent_bus)
     await bus.append(assign("leaver", "t"), expected=None)
     await event_log.wait_for(completed(1))
+    batch = ack_batch(agent_bus.nc)
+    real_add = batch.add
+    taken = asyncio.Event()
+
+    def add(msg: Any) -> None:
+        real_add(msg)
+        if ".task_cancel_requested." in msg.subject:
+            taken.set()
+
+    monkeypatch.setattr(batch, "add", add)
+    await bus.append(TaskCancelRequested(agent_id="leaver", task_id="gone", attempt=1), expected=None)
+    await asyncio.wait_for(taken.wait(), 10)  # taken: its acknowledgement queued, not written
     assert await ack_pending(bus, "leaver") == 1  # held
     await agent.stop()
     await agent_bus.nc.flush()
