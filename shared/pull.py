@@ -37,6 +37,7 @@ from shared.natsclient import (
     inline_status,
     pending_after,
     read_headers_lazily,
+    reply_stream_seq,
 )
 
 PENDING_MESSAGES = "Nats-Pending-Messages"
@@ -191,7 +192,9 @@ async def consume_stored(
     pending = 0
     asked = False
     """More messages should be asked for (by the loop below: a pull request is a publish)."""
-    last_activity = time.monotonic()
+    arrivals = 0
+    """Messages and statuses read: the loop below notes when they last changed (no clock read per
+    message)."""
     lost: list[ConsumerLost] = []
     waiting: deque[tuple[int, str, bytes] | Msg] = deque()
     """Read while an earlier one was awaited: handed over in order once it is done."""
@@ -241,35 +244,40 @@ async def consume_stored(
             outcome = handle(item)
         busy = asyncio.ensure_future(finish(outcome))
 
-    def counted() -> None:
-        nonlocal pending, asked
+    def arrive_stored(subject: bytes, reply: bytes, data: bytes) -> bool:
+        """``take`` of a stored message, written out: what each message read runs."""
+        nonlocal pending, asked, arrivals, busy
+        if subject.startswith(raw_inbox):
+            return False  # on the request's own subject: a status, judged as a message (arrive)
+        arrivals += 1
+        if stopping.is_set() or lost:
+            return True  # nothing to hand back: the consumer acknowledges nothing
         pending -= 1
         if pending <= half and not asked:
             asked = True
             wake()
-
-    def arrive_stored(subject: bytes, reply: bytes, data: bytes) -> bool:
-        nonlocal last_activity
-        if subject.startswith(raw_inbox):
-            return False  # on the request's own subject: a status, judged as a message (arrive)
-        last_activity = time.monotonic()
-        if stopping.is_set() or lost:
-            return True  # nothing to hand back: the consumer acknowledges nothing
-        counted()
         try:
-            take((int(ack_tokens(reply.decode())[5]), subject.decode(), data))
+            if busy is not None:
+                waiting.append((reply_stream_seq(reply), subject.decode(), data))
+            else:
+                outcome = handle_stored(reply_stream_seq(reply), subject.decode(), data)
+                if outcome is not None:
+                    busy = asyncio.ensure_future(finish(outcome))
         except Exception:
             failed("read")
         return True
 
     def arrive(msg: Msg) -> None:
-        nonlocal pending, asked, last_activity
-        last_activity = time.monotonic()
+        nonlocal pending, asked, arrivals
+        arrivals += 1
         status = inline_status(msg.headers)
         if status is None:  # a stored message the client would not hand over as bytes
             if stopping.is_set() or lost:
                 return
-            counted()
+            pending -= 1
+            if pending <= half and not asked:
+                asked = True
+                wake()
             try:
                 take(msg)
             except Exception:
@@ -313,6 +321,8 @@ async def consume_stored(
     try:
         await request()
         reconnects = nc.stats["reconnects"]
+        noted = arrivals
+        last_activity = time.monotonic()
         while not stopping.is_set():
             if asked:
                 asked = False
@@ -328,7 +338,10 @@ async def consume_stored(
                 raise lost[0]
             if nc.stats["reconnects"] != reconnects:
                 raise ConsumerLost("reconnected")  # a restarted server forgot our pull requests
-            if time.monotonic() - last_activity > heartbeat_s * 3:
+            if arrivals != noted:
+                noted = arrivals
+                last_activity = time.monotonic()
+            elif time.monotonic() - last_activity > heartbeat_s * 3:
                 raise ConsumerLost("no message nor heartbeat")
     finally:
         halt.cancel()
