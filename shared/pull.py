@@ -237,21 +237,17 @@ async def consume_stored(
             waiting.clear()
             busy = None
 
-    def take(item: tuple[int, str, bytes] | Msg) -> None:
+    def take(msg: Msg) -> None:
+        """Hand over a stored message that came as an object: always something to await."""
         nonlocal busy
         if busy is not None:
-            waiting.append(item)
+            waiting.append(msg)
             return
-        if isinstance(item, tuple):
-            outcome = handle_stored(*item)
-            if outcome is None:
-                return
-        else:
-            outcome = handle(item)
-        busy = asyncio.ensure_future(finish(outcome))
+        busy = asyncio.ensure_future(finish(handle(msg)))
 
     def arrive_stored(subject: bytes, reply: bytes, data: bytes) -> bool:
-        """``take`` of a stored message, written out: what each message read runs."""
+        """A stored message as bytes, handed over at once unless one before it is still in hand:
+        what each message read runs."""
         nonlocal pending, asked, arrivals, busy
         if subject.startswith(raw_inbox):
             return False  # on the request's own subject: a status, judged as a message (arrive)
