@@ -657,9 +657,11 @@ class EventBus:
 
         Uses an ephemeral, ack-less consumer of its own; when it is lost (server restart, network)
         a new one starts right after the last message handed over, so nothing is skipped or repeated.
-        With `pace`, messages are read in bursts (``shared.pull.consume_bursts``), and with `stored`
-        as well, Hive's client hands each to `stored` as its sequence, subject and payload, with no
-        message object built (`handler` still gets them on another client): both must do the same.
+        With `pace`, messages are read in bursts (``shared.pull.consume_bursts``). With `stored`,
+        Hive's client hands each to `stored` as its sequence, subject and payload, with no message
+        object built (in bursts, or one at a time as each is read: ``consume_stored``); `handler`
+        still gets them on another client (and any the client builds an object for): both must do
+        the same.
         """
         next_seq = start_seq
 

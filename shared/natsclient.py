@@ -482,6 +482,14 @@ def ack_tokens(reply: str) -> list[str]:
     return tokens
 
 
+def reply_stream_seq(reply: bytes) -> int:
+    """Stream sequence of a JetStream delivery, read off its raw reply subject (``ack_tokens``)."""
+    tokens = reply.split(b".")
+    if len(tokens) == 9:
+        return int(tokens[5])
+    return int(ack_tokens(reply.decode())[5])
+
+
 def stream_seq(msg: Msg) -> int:
     """Stream sequence of a JetStream delivery."""
     return int(ack_tokens(msg.reply)[5])

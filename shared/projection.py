@@ -5,9 +5,11 @@ sequence of every aggregate, needed for optimistic concurrency), reads the rest 
 ordered, ack-less consumer of its own, applies each event in stream order, and snapshots now and
 then. ``apply`` is deterministic (no clock, no I/O); for speed it may mutate and return ``state``.
 
-With a ``linger_s``, the runner reads in bursts (``shared.pull.consume_bursts``): once caught up it
-waits up to that long before asking for what was stored meanwhile, so a busy log costs one
-wake-up per burst instead of one per event. Whoever needs the projection current does not wait for
+Each stored message is taken as its bytes (sequence, subject, payload: ``_on_stored``), with no
+message object built: one at a time as each is read (``shared.pull.consume_stored``), or, with a
+``linger_s``, in bursts (``shared.pull.consume_bursts``): once caught up it waits up to that long
+before asking for what was stored meanwhile, so a busy log costs one wake-up per burst instead of
+one per event. Whoever needs the projection current does not wait for
 the linger: ``wait_for`` (and so ``catch_up``) and ``urgent`` make it read at once and keep reading
 until they are answered.
 What a projection is (``ProjectionSpec``, its derived snapshot schema, ``fold``) lives in the pure

@@ -12,6 +12,12 @@ reader spends, ten times what decoding and applying costs. A reader that need no
 the moment it is stored (a projection whose decisions run on a timer, or wait for a sequence they
 name) reads in bursts instead (``consume_bursts``): it asks for everything stored at once, hands it
 over, and asks again when its ``pace`` says so, paying one wake-up per burst.
+
+A reader that must see each event at once but needs only its bytes (the router's projection: it
+must see a release the moment it is stored) reads with ``consume_stored``: the stored messages of
+an ack-less consumer are handed over in the connection's read loop as they are read, with no
+message object, queue, task switch nor coroutine per message (the router read about 3.5 messages
+per task that way, and building, queueing and handing over each one cost more than applying it).
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from shared.logging import get_logger
 from shared.natsclient import (
+    HiveNatsClient,
     ack_tokens,
     deliver_directly,
     deliver_stored,
     inline_status,
     pending_after,
     read_headers_lazily,
+    reply_stream_seq,
 )
 
 PENDING_MESSAGES = "Nats-Pending-Messages"
@@ -45,8 +54,10 @@ ANSWER_TIMEOUT_S = 5.0
 Pace = Callable[[], Awaitable[None]]
 """Returns when a reader in bursts should ask for the next burst (``consume_bursts``)."""
 StoredHandle = Callable[[int, str, bytes], Awaitable[None] | None]
-"""Takes a stored message as its stream sequence, subject and payload (``consume_bursts``): None
-when done with it, or what to await before the next one."""
+"""Takes a stored message as its stream sequence, subject and payload (``consume_bursts``,
+``consume_stored``): None when done with it, or what to await before the next one."""
+
+log = get_logger("hive.pull")
 
 
 class ConsumerLost(Exception):
@@ -151,6 +162,201 @@ async def consume(
             with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
                 await asyncio.wait_for(sub.drain(), 30)  # type: ignore[no-untyped-call]
         read_headers_lazily(nc, sub, lazily=False)
+
+
+async def consume_stored(
+    nc: NatsClient,
+    stream: str,
+    consumer: str,
+    handle: Callable[[Msg], Awaitable[None]],
+    handle_stored: StoredHandle,
+    stopping: asyncio.Event,
+    *,
+    batch: int = 256,
+    expires_s: float = 30.0,
+    heartbeat_s: float = 1.0,
+) -> None:
+    """``consume`` for an ack-less consumer whose stored messages are wanted as bytes: each is handed
+    to `handle_stored` (its sequence, subject and payload) in the connection's read loop as soon as
+    it is read, with no message object, queue, task switch nor coroutine (on Hive's client,
+    ``deliver_stored``; on another, this is ``consume`` with `handle`).
+
+    Same pull requests, heartbeats and losses as ``consume``, in the same order. What must be
+    awaited (what `handle_stored` returns, a stored message that came as an object for `handle`)
+    is awaited in a task of its own, and the messages read meanwhile wait their turn behind it. On
+    stop, what is in hand is finished and the rest is dropped (nothing to hand back: no acks).
+    What `handle_stored` raises is logged and the next message goes on, as a subscription's
+    callback does.
+    """
+    if not isinstance(nc, HiveNatsClient):
+        await consume(nc, stream, consumer, handle, stopping, batch=batch, nak_on_stop=False)
+        return
+    subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+    inbox = nc.new_inbox()
+    raw_inbox = inbox.encode()
+    half = batch // 2
+    pending = 0
+    asked = False
+    """More messages should be asked for (by the loop below: a pull request is a publish)."""
+    arrivals = 0
+    """Messages and statuses read: the loop below notes when they last changed (no clock read per
+    message)."""
+    lost: list[ConsumerLost] = []
+    waiting: deque[tuple[int, str, bytes] | Msg] = deque()
+    """Read while an earlier one was awaited: handed over in order once it is done."""
+    busy: asyncio.Task[None] | None = None
+    woken: asyncio.Future[object] | None = None
+
+    def wake() -> None:
+        if woken is not None and not woken.done():
+            woken.set_result(None)
+
+    def failed(where: str) -> None:
+        log.exception("stored_handler_failed", stream=stream, consumer=consumer, stage=where)
+
+    async def finish(first: Awaitable[None]) -> None:
+        """Await what a message left, then hand over those that waited, until none is left."""
+        nonlocal busy
+        try:
+            try:
+                await first
+            except Exception:
+                failed("awaited")
+            while waiting and not stopping.is_set() and not lost:
+                item = waiting.popleft()
+                try:
+                    if isinstance(item, tuple):
+                        outcome = handle_stored(*item)
+                        if outcome is not None:
+                            await outcome
+                    else:
+                        await handle(item)
+                except Exception:
+                    failed("awaited")
+        finally:
+            waiting.clear()
+            busy = None
+
+    def take(msg: Msg) -> None:
+        """Hand over a stored message that came as an object: always something to await."""
+        nonlocal busy
+        if busy is not None:
+            waiting.append(msg)
+            return
+        busy = asyncio.ensure_future(finish(handle(msg)))
+
+    def arrive_stored(subject: bytes, reply: bytes, data: bytes) -> bool:
+        """A stored message as bytes, handed over at once unless one before it is still in hand:
+        what each message read runs."""
+        nonlocal pending, asked, arrivals, busy
+        if subject.startswith(raw_inbox):
+            return False  # on the request's own subject: a status, judged as a message (arrive)
+        arrivals += 1
+        if stopping.is_set() or lost:
+            return True  # nothing to hand back: the consumer acknowledges nothing
+        pending -= 1
+        if pending <= half and not asked:
+            asked = True
+            wake()
+        try:
+            if busy is not None:
+                waiting.append((reply_stream_seq(reply), subject.decode(), data))
+            else:
+                outcome = handle_stored(reply_stream_seq(reply), subject.decode(), data)
+                if outcome is not None:
+                    busy = asyncio.ensure_future(finish(outcome))
+        except Exception:
+            failed("read")
+        return True
+
+    def arrive(msg: Msg) -> None:
+        nonlocal pending, asked, arrivals
+        arrivals += 1
+        status = inline_status(msg.headers)
+        if status is None:  # a stored message the client would not hand over as bytes
+            if stopping.is_set() or lost:
+                return
+            pending -= 1
+            if pending <= half and not asked:
+                asked = True
+                wake()
+            try:
+                take(msg)
+            except Exception:
+                failed("read")
+            return
+        if status == "100" or lost:
+            return  # idle heartbeat: the consumer is alive
+        headers = msg.headers
+        assert headers is not None
+        if status in ("408", "409") and PENDING_MESSAGES in headers:
+            pending -= int(headers[PENDING_MESSAGES])
+            asked = True
+        elif status == "404":
+            pending = 0
+            asked = True
+        else:
+            lost.append(ConsumerLost(f"status {status}: {headers.get('Description', '')}"))
+        wake()
+
+    async def request() -> None:
+        nonlocal pending
+        want = batch - pending
+        if want <= 0:
+            return
+        body = {"batch": want, "expires": int(expires_s * 1e9), "idle_heartbeat": int(heartbeat_s * 1e9)}
+        pending += want  # before the publish: messages may come back before it returns
+        try:
+            await nc.publish(subject, msgspec.json.encode(body), reply=inbox)
+        except BaseException:
+            pending -= want
+            raise
+
+    async def unexpected(msg: Msg) -> None:
+        arrive(msg)  # only if the client handed a message to the subscription's own queue
+
+    sub = await nc.subscribe(inbox, cb=unexpected, pending_msgs_limit=batch * 4 + 1024)
+    read_headers_lazily(nc, sub)
+    deliver_directly(nc, sub, arrive)
+    deliver_stored(nc, sub, arrive_stored)
+    halt: asyncio.Future[object] = asyncio.ensure_future(stopping.wait())
+    try:
+        await request()
+        reconnects = nc.stats["reconnects"]
+        noted = arrivals
+        last_activity = time.monotonic()
+        while not stopping.is_set():
+            if asked:
+                asked = False
+                await request()
+                continue
+            woken = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait((woken, halt), timeout=WATCH_S, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+                woken = None
+            if lost:
+                raise lost[0]
+            if nc.stats["reconnects"] != reconnects:
+                raise ConsumerLost("reconnected")  # a restarted server forgot our pull requests
+            if arrivals != noted:
+                noted = arrivals
+                last_activity = time.monotonic()
+            elif time.monotonic() - last_activity > heartbeat_s * 3:
+                raise ConsumerLost("no message nor heartbeat")
+    finally:
+        halt.cancel()
+        if not stopping.is_set() and not lost:
+            lost.append(ConsumerLost("consumer abandoned"))
+        deliver_stored(nc, sub, None)
+        deliver_directly(nc, sub, None)
+        read_headers_lazily(nc, sub, lazily=False)
+        if not nc.is_closed:
+            with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                await sub.unsubscribe()
+        if busy is not None:  # the message in hand is finished; those waiting are dropped
+            await asyncio.wait({busy}, timeout=30)
 
 
 async def consume_bursts(
@@ -290,7 +496,8 @@ async def consume_forever(
     that starts where the last left off). When it is lost, `on_lost` says why (a log line), and
     after a pause it is bound or opened again; the loop ends early only when the connection is
     closed. `close_consumer` releases a consumer after each run (deletes an ephemeral one rather
-    than leaving it to expire). `handle_stored`: see ``consume_bursts`` (with `pace` only).
+    than leaving it to expire). `handle_stored`: see ``consume_bursts`` (with `pace`) and
+    ``consume_stored`` (without: for an ack-less consumer only).
     """
     while not stopping.is_set():
         name = ""
@@ -300,6 +507,8 @@ async def consume_forever(
                 await consume_bursts(
                     nc, stream, name, handle, stopping, pace, batch=batch, handle_stored=handle_stored
                 )
+            elif handle_stored is not None:
+                await consume_stored(nc, stream, name, handle, handle_stored, stopping, batch=batch)
             else:
                 await consume(nc, stream, name, handle, stopping, batch=batch, nak_on_stop=nak_on_stop)
         except asyncio.CancelledError:

@@ -17,6 +17,13 @@ from shared.domain.routing.adaptive import AdaptiveState, observe
 from shared.domain.routing.keys import KeysState, apply_keys
 from shared.domain.routing.performance import PerformanceState, learn, outcome_of
 from shared.events import (
+    AgentDeregistered,
+    AgentDraining,
+    AgentQuarantined,
+    AgentRecovered,
+    AgentRegistered,
+    AgentStalled,
+    AgentUnresponsive,
     TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
@@ -38,7 +45,28 @@ class RouterState(msgspec.Struct, kw_only=True):
     keys: KeysState = msgspec.field(default_factory=KeysState)
 
 
+FLEET_ONLY: frozenset[type] = frozenset(
+    {
+        TaskSubmitted,
+        TaskQueued,
+        AgentRegistered,
+        AgentDraining,
+        AgentDeregistered,
+        AgentUnresponsive,
+        AgentStalled,
+        AgentRecovered,
+        AgentQuarantined,
+    }
+)
+"""Events (of exactly these types) that only the fleet applies: none is a report (the fleet
+admits it), none is an outcome to learn from, and the breakers and the keys have no case for them.
+A submission is about a third of what the router reads: it skips the four other dispatches."""
+
+
 def apply_router(state: RouterState, recorded: Recorded) -> RouterState:
+    if type(recorded.event) in FLEET_ONLY:
+        apply_fleet(state.fleet, recorded)
+        return state
     if not admits(state.fleet, recorded):
         return state
     return apply_admitted(state, recorded)
