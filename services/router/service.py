@@ -248,7 +248,9 @@ class RouterService(Service):
         self._unsure: set[str] = set()
         self._claims_checked = 0.0
         """``<aggregate>.<id>`` whose version the server says next (a guess of the view was refused)."""
-        self._appends: set[asyncio.Task[None]] = set()
+        self._appends: set[asyncio.Future[Any]] = set()
+        """Each decision being appended: a future set when its append is over (a task only for a
+        decision that appends more than one event or must ask the server a version first)."""
         self._wanted = asyncio.Event()
         self._decided = asyncio.Event()
         """Set after each round of decisions (the expiry timer waits for its own to land)."""
@@ -569,9 +571,25 @@ class RouterService(Service):
             chain = Chain(entry, asyncio.get_running_loop().create_future())
             self._chains[agent_id] = chain
         self._in_flight[decision.task_id] = entry
-        append = asyncio.create_task(self._append(step, entry, prepared, after, chain))
-        self._appends.add(append)
-        append.add_done_callback(self._appends.discard)
+        if prepared.expected is None or _one_append(decision) is None:
+            append = asyncio.create_task(self._append(step, entry, prepared, after, chain))
+            self._appends.add(append)
+            append.add_done_callback(self._appends.discard)
+            return
+        # One event against a version the decision read: appended from callbacks, with no task
+        # (at a moderate rate each wake-up decides about one task, and a task per append cost as
+        # much as the append's own work). After a previous assignment to the agent still in
+        # flight: once it is stored, against its sequence.
+        over = asyncio.get_running_loop().create_future()
+        self._appends.add(over)
+        if after is None:
+            self._append_soon(decision, entry, prepared, None, chain, over)
+        elif after.done():
+            self._append_soon(decision, entry, prepared, after.result(), chain, over)
+        else:
+            after.add_done_callback(
+                lambda stored: self._append_soon(decision, entry, prepared, stored.result(), chain, over)
+            )
 
     def _prepare(self, step: Planned, seen: int, now: float) -> Prepared:
         """The event a decision appends and the version it is appended against, read now, in the
@@ -672,41 +690,97 @@ class RouterService(Service):
     ) -> None:
         """Append one decision; on a refusal, catch up before deciding again."""
         decision = step.decision
-        task_id = decision.task_id
-        expected = prepared.expected
         stored = -1
         try:
-            if after is not None:  # our previous assignment to this agent: appended against its seq
-                previous = await after
-                if previous < 0:  # the agent changed under it: so it did under this one
-                    raise ConcurrencyConflict(
-                        entity_subjects(entry.agent_id or ""), 0, "chained on a refusal"
-                    )
-                expected = max(previous, expected or 0) if previous else expected
+            previous = await after if after is not None else None
+            expected = _chained(entry, prepared.expected, previous)
             result = await self._store(decision, prepared, expected, entry.seen)
-            self._unsure.discard(_guarded_key(decision))
-            stored = 0 if result.duplicate else result.seq
-            entry.seq = result.seq
-            if result.seq > 0:
-                heapq.heappush(self._landing, result.seq)
-            self._landed(decision, entry, prepared.event, result)
-        except ConcurrencyConflict:
+            stored = self._stored(decision, entry, prepared, result)
+        except Exception as exc:
+            self._refused(decision, exc)
+        finally:
+            self._appended(chain, stored)
+
+    def _append_soon(
+        self,
+        decision: Decision,
+        entry: InFlight,
+        prepared: Prepared,
+        previous: int | None,
+        chain: Chain | None,
+        over: asyncio.Future[None],
+    ) -> None:
+        """``_append`` of a decision that appends one event against a version it read
+        (``_one_append``), started now: its answer comes to ``_append_answered``."""
+        appended = _one_append(decision)
+        assert appended is not None
+        msg_id, expected_filter = appended
+        try:
+            expected = _chained(entry, prepared.expected, previous)
+            answer = self.bus.append_soon(
+                prepared.event, expected=expected, msg_id=msg_id, expected_filter=expected_filter
+            )
+        except Exception as exc:
+            self._refused(decision, exc)
+            self._appended(chain, -1)
+            self._over(over)
+            return
+        answer.add_done_callback(
+            lambda answered: self._append_answered(decision, entry, prepared, answered, chain, over)
+        )
+
+    def _append_answered(
+        self,
+        decision: Decision,
+        entry: InFlight,
+        prepared: Prepared,
+        answered: asyncio.Future[AppendResult],
+        chain: Chain | None,
+        over: asyncio.Future[None],
+    ) -> None:
+        stored = -1
+        try:
+            stored = self._stored(decision, entry, prepared, answered.result())
+        except Exception as exc:
+            self._refused(decision, exc)
+        finally:
+            self._appended(chain, stored)
+            self._over(over)
+
+    def _over(self, over: asyncio.Future[None]) -> None:
+        self._appends.discard(over)
+        over.set_result(None)
+
+    def _stored(self, decision: Decision, entry: InFlight, prepared: Prepared, result: AppendResult) -> int:
+        """A decision is stored: what its next chained assignment is appended against."""
+        self._unsure.discard(_guarded_key(decision))
+        entry.seq = result.seq
+        if result.seq > 0:
+            heapq.heappush(self._landing, result.seq)
+        self._landed(decision, entry, prepared.event, result)
+        return 0 if result.duplicate else result.seq
+
+    def _refused(self, decision: Decision, exc: Exception) -> None:
+        """A decision was not stored: on a refusal, catch up before deciding again."""
+        task_id = decision.task_id
+        if isinstance(exc, ConcurrencyConflict):
             self.conflicts += 1
             self._in_flight.pop(task_id, None)
             self._parked.release(None)  # a slot it was counted to take is free again
             self._weighed.forget(None)
             self._doubt(decision)
             self._catch_up()
-        except Exception:
-            self.log.exception("router_append_failed", task_id=task_id)
-            self._in_flight.pop(task_id, None)
-            self._parked.release(None)
-            self._weighed.forget(None)
-            self._catch_up()
-        finally:
-            if chain is not None and not chain.stored.done():
-                chain.stored.set_result(stored)
-            self._wanted.set()
+            return
+        self.log.error("router_append_failed", task_id=task_id, exc_info=exc)
+        self._in_flight.pop(task_id, None)
+        self._parked.release(None)
+        self._weighed.forget(None)
+        self._catch_up()
+
+    def _appended(self, chain: Chain | None, stored: int) -> None:
+        if chain is not None and not chain.stored.done():
+            chain.stored.set_result(stored)
+        self._wanted.set()
 
     async def _store(
         self, decision: Decision, prepared: Prepared, expected: int | None, seen: int
@@ -739,26 +813,10 @@ class RouterService(Service):
                         notice, expected=None, msg_id=notice_msg_id(decision.task_id, notice.attempt)
                     )
             return result
-        if isinstance(decision, KeyHold):
-            return await self.bus.append(
-                event,
-                expected=expected,
-                msg_id=key_hold_msg_id(decision.task_id, decision.attempt, decision.reason),
-            )
-        if isinstance(decision, Assign):
-            # Against everything about the agent, its breaker included: an assignment decided before
-            # the router saw the breaker open (or the agent go silent) is refused, not stored.
-            return await self.bus.append(
-                event,
-                expected=expected,
-                msg_id=assign_msg_id(decision.task_id, decision.attempt),
-                expected_filter=entity_subjects(decision.agent_id),
-            )
-        if isinstance(decision, Expire):
-            return await self.bus.append(event, expected=expected, msg_id=failed_msg_id(decision.task_id))
-        return await self.bus.append(
-            event, expected=expected, msg_id=queued_msg_id(decision.task_id, decision.attempt)
-        )
+        appended = _one_append(decision)
+        assert appended is not None  # every other decision appends one event
+        msg_id, expected_filter = appended
+        return await self.bus.append(event, expected=expected, msg_id=msg_id, expected_filter=expected_filter)
 
     async def _claim_keys(self, decision: ClaimKeys, prepared: Prepared, seen: int) -> AppendResult:
         """Claim the task's concurrency slot and/or take its rate tokens, each against the key's
@@ -859,6 +917,32 @@ class RouterService(Service):
             await asyncio.sleep(EXPIRY_POLL_S)
         finally:
             self._wanted.set()
+
+
+def _chained(entry: InFlight, expected: int | None, previous: int | None) -> int | None:
+    """The version a decision is appended against, after our previous assignment to its agent
+    (None: none in flight) was stored at `previous` (0: a duplicate, nothing stored; -1: refused)."""
+    if previous is None:
+        return expected
+    if previous < 0:  # the agent changed under it: so it did under this one
+        raise ConcurrencyConflict(entity_subjects(entry.agent_id or ""), 0, "chained on a refusal")
+    return max(previous, expected or 0) if previous else expected
+
+
+def _one_append(decision: Decision) -> tuple[str, str | None] | None:
+    """The message id and guarded filter of a decision that appends one event (None: a claim of
+    keys or a cancellation for a key, which append more)."""
+    if isinstance(decision, Assign):
+        # Against everything about the agent, its breaker included: an assignment decided before
+        # the router saw the breaker open (or the agent go silent) is refused, not stored.
+        return assign_msg_id(decision.task_id, decision.attempt), entity_subjects(decision.agent_id)
+    if isinstance(decision, KeyHold):
+        return key_hold_msg_id(decision.task_id, decision.attempt, decision.reason), None
+    if isinstance(decision, Expire):
+        return failed_msg_id(decision.task_id), None
+    if isinstance(decision, ClaimKeys | CancelForKey):
+        return None
+    return queued_msg_id(decision.task_id, decision.attempt), None
 
 
 def _guarded_key(decision: Decision) -> str:
