@@ -190,6 +190,18 @@ def hpub_command(subject: str, reply: str, headers: dict[str, str], payload: byt
     )
 
 
+_VALID_TOKENS: set[str] = set()
+"""Ids and subject tokens found valid (``check_id``) by recent appends: an agent's id, an event
+type, is checked once, not at each append."""
+_VALID_TOKENS_MAX = 4096
+
+
+def _valid_token(token: str) -> None:
+    if len(_VALID_TOKENS) >= _VALID_TOKENS_MAX:
+        _VALID_TOKENS.clear()
+    _VALID_TOKENS.add(token)
+
+
 class _PendingAppend:
     """An ``append_soon`` waiting for the server's answer (answered from the read loop)."""
 
@@ -546,9 +558,11 @@ class EventBus:
         self, event: Event, expected: int | None, msg_id: str | None, expected_filter: str | None
     ) -> tuple[bytes, dict[str, str], str]:
         """An append's payload, headers and guarded filter, checked before anything is sent."""
-        check_id(event.aggregate_id, f"{event.AGGREGATE} id")
+        if event.aggregate_id not in _VALID_TOKENS:
+            _valid_token(check_id(event.aggregate_id, f"{event.AGGREGATE} id"))
         for token in event.subject.split(".")[4:]:
-            check_id(token, f"subject token of {event.type_name()}")
+            if token not in _VALID_TOKENS:
+                _valid_token(check_id(token, f"subject token of {event.type_name()}"))
         data = encode_event(event)
         field = too_deep_field(event, data)
         if field is not None:

@@ -74,7 +74,8 @@ from shared.domain.message_ids import (
     notice_msg_id,
     queued_msg_id,
 )
-from shared.domain.routing.admission import rate_wake
+from shared.domain.routing.admission import RATE_LIMITED, rate_wake
+from shared.domain.routing.eligibility import BELOW_THRESHOLD
 from shared.domain.routing.keys import Limits, parse_concurrency_limits, parse_rate_limits
 from shared.domain.routing.policy import RoutingConfig, signal_weights
 from shared.domain.routing.view import ROUTER_VIEW
@@ -143,6 +144,8 @@ queue is not empty looks at it (racing instances are refereed by the agent's seq
 CAPACITY = (AgentRegistered, AgentRecovered, BreakerClosed, BreakerHalfOpened, BreakerReset)
 _FREES_KEYS = (*RELEASES, TaskRequeued)
 _NEW_WORK = (TaskSubmitted, TaskRequeued, *CAPACITY)
+_TIMED_HOLDS = (BELOW_THRESHOLD, RATE_LIMITED)
+"""Holds whose task the timer looks at in time (``next_expiry``, ``rate_wake``)."""
 
 
 @dataclass(slots=True)
@@ -234,6 +237,10 @@ class RouterService(Service):
         self.assignments = 0
         self.expired = 0
         self.conflicts = 0
+        self.rounds = 0
+        """Wake-ups of the decision loop that looked at the queue."""
+        self.idle_rounds = 0
+        """Of those, the ones that started no append."""
         self._claims: dict[str, Claim] = {}
         self._to_ack: list[Ticket] = []
         """Claims settled, waiting to be acknowledged (``_settle``)."""
@@ -260,6 +267,10 @@ class RouterService(Service):
         self._starts: list[tuple[float, str]] = []
         """(not_before_ts, task id) of delayed tasks: when the timer must look at the queue."""
         self._timer_woken = asyncio.Event()
+        self._timed_holds: object = None
+        """The state whose queue a walk found holding no task the timer waits for (held below its
+        quality threshold with a deadline or a wait, or by a rate limit), until the view applies
+        such a hold again: ``_next_wake`` does not walk a long backlog each time for nothing."""
         self._limits: Limits | None = None
         self._parked = Parked()
         """Tasks of concurrency keys at their limit, left out of decisions until a slot may free."""
@@ -283,6 +294,9 @@ class RouterService(Service):
         self.dispatch()  # slots may have freed while this instance was starting
 
     async def on_stopping(self) -> None:
+        self.log.info(
+            "router_rounds", rounds=self.rounds, idle=self.idle_rounds, assignments=self.assignments
+        )
         for task in (self._expiry_task, self._decider, self._catching_up):
             await cancel_and_wait(task)
         if self._appends:  # let the decisions in flight land: their claims are then acknowledged
@@ -295,6 +309,8 @@ class RouterService(Service):
         slot while tasks wait, added capacity, our own decision landing. A delayed task: the timer
         looks at the queue at its time."""
         event = recorded.event
+        if isinstance(event, TaskQueued) and event.reason in _TIMED_HOLDS:
+            self._timed_holds = None
         touched = touched_keys(self.view.state, event)
         if touched != ():
             self._weighed.forget(touched)
@@ -333,6 +349,8 @@ class RouterService(Service):
             "assignments_made": self.assignments,
             "expired": self.expired,
             "conflicts": self.conflicts,
+            "decide_rounds": self.rounds,
+            "rounds_deciding_nothing": self.idle_rounds,
             "claims_held": len(self._claims),
             "appends_in_flight": len(self._appends),
             "decoded": self.decodings.decoded,
@@ -354,10 +372,14 @@ class RouterService(Service):
         """The earliest deadline or end of quality wait of a held task, start of a delayed one, or
         refill of the bucket a rate-limited task waits for."""
         state = self.view.state
-        deadline = next_expiry(state, self.config)
-        refill = rate_wake(state.keys, state.fleet, self._limits_in_force(), time.time())
-        if refill is not None and (deadline is None or refill < deadline):
-            deadline = refill
+        deadline: float | None = None
+        if self._timed_holds is not state:  # (a hold only starts to count with a TaskQueued)
+            deadline = next_expiry(state, self.config)
+            refill = rate_wake(state.keys, state.fleet, self._limits_in_force(), time.time())
+            if refill is not None and (deadline is None or refill < deadline):
+                deadline = refill
+            if deadline is None:
+                self._timed_holds = state
         if self._starts and (deadline is None or self._starts[0][0] < deadline):
             return self._starts[0][0]
         return deadline
@@ -470,18 +492,20 @@ class RouterService(Service):
         while True:
             await self._wanted.wait()
             self._wanted.clear()
+            self.rounds += 1
             try:
-                self._decide()
+                if not self._decide():
+                    self.idle_rounds += 1
             except Exception:
                 self.log.exception("router_decision_failed")
             self._decided.set()
             await asyncio.sleep(0)  # let the appends just started go out before deciding more
 
-    def _decide(self) -> None:
-        """Plan on the view plus what is in flight, and start appending each decision. Synchronous:
-        the view cannot move while it runs."""
+    def _decide(self) -> int:
+        """Plan on the view plus what is in flight, and start appending each decision (how many).
+        Synchronous: the view cannot move while it runs."""
         if self._catching_up is not None and not self._catching_up.done():
-            return
+            return 0
         view = self.view
         if time.monotonic() >= self._claims_checked + CLAIMS_CHECK_S:
             self._claims_checked = time.monotonic()
@@ -510,7 +534,9 @@ class RouterService(Service):
             del self._in_flight[task_id]
         room = MAX_APPENDS - len(self._appends)
         if room <= 0 or blocked:
-            return  # a cancellation for a key is not laid over the view: wait until it is applied
+            return 0  # a cancellation for a key is not laid over the view: wait until it is applied
+        if not view.state.fleet.queue and not self._parked.owed:
+            return 0  # nothing waits: a plan would decide nothing and change nothing (no overlay)
         now = time.time()
         scan = Scan(view.state, self.config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
@@ -529,6 +555,7 @@ class RouterService(Service):
         self._parked.owe(scan.holds, view.state.fleet.tasks)
         for step in planned:
             self._start_append(step, view.seq, now)
+        return len(planned)
 
     def _settle_claims(self) -> None:
         """Acknowledge the claims whose attempt the view shows decided (by anyone) or gone."""
