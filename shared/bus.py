@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -25,6 +27,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.client import _validate_subject
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -139,6 +142,91 @@ class AppendResult(NamedTuple):
     duplicate: bool
 
 
+def _acknowledged(msg: Msg) -> AppendResult:
+    """The stream's acknowledgement of a publish; raises what nats-py's ``publish`` raises."""
+    if inline_status(msg.headers) == NO_RESPONDERS:
+        raise nats.js.errors.NoStreamResponseError
+    ack = _ACK_DECODER.decode(msg.data)
+    if ack.error is not None:
+        nats.js.errors.APIError.from_error(ack.error)  # raises the error's class
+    return AppendResult(ack.seq, ack.duplicate)
+
+
+_HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+_HEADER_NAMES: dict[str, bytes] = {}
+"""Header names checked once, as they go on the wire (``<name>: ``)."""
+
+
+def _header_name(key: str) -> bytes:
+    name = _HEADER_NAMES.get(key)
+    if name is None:
+        stripped = key.strip()
+        if not stripped:
+            name = b""
+        elif not _HEADER_KEY.fullmatch(stripped):
+            raise nats.errors.BadHeaderError(stripped)
+        else:
+            name = stripped.encode() + b": "
+        if len(_HEADER_NAMES) < 1024:
+            _HEADER_NAMES[key] = name
+    return name
+
+
+def hpub_command(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
+    """The ``HPUB`` command nats-py's ``publish`` writes for these arguments, byte for byte (the
+    same checks and errors), with each header name's bytes built once."""
+    _validate_subject(subject)
+    lines = [b"NATS/1.0\r\n"]
+    for key, value in headers.items():
+        name = _header_name(key)
+        if name:  # nats-py skips empty names
+            lines.append(name + value.strip().translate(_HEADER_VALUE_NEWLINES).encode() + b"\r\n")
+    lines.append(b"\r\n")
+    header = b"".join(lines)
+    size = len(header)
+    return b"".join(
+        (f"HPUB {subject} {reply} {size} {size + len(payload)}\r\n".encode(), header, payload, b"\r\n")
+    )
+
+
+_VALID_TOKENS: set[str] = set()
+"""Ids and subject tokens found valid (``check_id``) by recent appends: an agent's id, an event
+type, is checked once, not at each append."""
+_VALID_TOKENS_MAX = 4096
+
+
+def _valid_token(token: str) -> None:
+    if len(_VALID_TOKENS) >= _VALID_TOKENS_MAX:
+        _VALID_TOKENS.clear()
+    _VALID_TOKENS.add(token)
+
+
+class _PendingAppend:
+    """An ``append_soon`` waiting for the server's answer (answered from the read loop)."""
+
+    __slots__ = ("answered", "data", "event", "expected", "expiry", "guarded", "headers", "timeout")
+
+    def __init__(
+        self,
+        event: Event,
+        data: bytes,
+        headers: dict[str, str],
+        guarded: str,
+        expected: int | None,
+        timeout: float,
+        answered: asyncio.Future[AppendResult],
+    ) -> None:
+        self.event = event
+        self.data = data
+        self.headers = headers
+        self.guarded = guarded
+        self.expected = expected
+        self.timeout = timeout
+        self.answered = answered
+        self.expiry: asyncio.TimerHandle | None = None
+
+
 class LogBounds(NamedTuple):
     """What the event stream holds now: its first and last sequence, and when it was created (a
     stream created anew starts again at 1: what was built from the old one no longer matches)."""
@@ -203,8 +291,10 @@ class EventBus:
         self.user = user
         self.denials = denials
         self.trace_headers = trace_headers
-        self._acks: dict[str, asyncio.Future[Msg]] = {}
+        self._acks: dict[str, asyncio.Future[Msg] | _PendingAppend] = {}
         """Appends waiting for the server's answer, by the last token of their reply subject."""
+        self._checks: set[asyncio.Future[AppendResult]] = set()
+        """Duplicates under a shared key an ``append_soon`` checks (``_stored``)."""
         self._ack_prefix: str | None = None
         self._ack_opening = asyncio.Lock()
         self._ack_tokens = itertools.count(1)
@@ -417,9 +507,62 @@ class EventBus:
         e.g. one spanning every aggregate that competes for a shared limit, or everything about
         one entity across aggregates (an agent and its breaker).
         """
-        check_id(event.aggregate_id, f"{event.AGGREGATE} id")
+        data, headers, guarded = self._encoded(event, expected, msg_id, expected_filter)
+        result = await self._publish(event, data, headers, guarded, expected, timeout)
+        return await self._stored(event, data, headers, guarded, expected, timeout, result)
+
+    def append_soon(
+        self,
+        event: Event,
+        *,
+        expected: int | None,
+        msg_id: str | None = None,
+        timeout: float = 5.0,
+        expected_filter: str | None = None,
+    ) -> asyncio.Future[AppendResult]:
+        """``append``, started now, without a task or coroutine of its own: the message is written
+        with the connection's next write and the future is answered from the read loop when the
+        server's acknowledgement arrives (a router appends each decision this way: a task per
+        append, its coroutines and futures cost as much as the append's own bytes). Same result,
+        same errors (set on the future, never raised here). Where this cannot be done (another
+        client than Hive's, a connection not up, a user whose refused publishes are watched, the
+        reply subscription not opened yet), it is ``append`` in a task."""
+        loop = asyncio.get_running_loop()
+        prefix = self._ack_prefix
+        if prefix is None or not self._writes_now() or (self.denials is not None and self.user is not None):
+            return loop.create_task(
+                self.append(
+                    event, expected=expected, msg_id=msg_id, timeout=timeout, expected_filter=expected_filter
+                )
+            )
+        answered: asyncio.Future[AppendResult] = loop.create_future()
+        try:
+            data, headers, guarded = self._encoded(event, expected, msg_id, expected_filter)
+            token = str(next(self._ack_tokens))
+            command = hpub_command(event.subject, prefix + token, headers, data)
+        except Exception as exc:
+            answered.set_exception(exc)
+            return answered
+        pending = _PendingAppend(event, data, headers, guarded, expected, timeout, answered)
+        self._acks[token] = pending
+        pending.expiry = loop.call_later(timeout, self._ack_timed_out, token)
+        try:
+            self._write_now(command, len(data))
+        except Exception as exc:
+            pending.expiry.cancel()
+            self._acks.pop(token, None)
+            answered.set_exception(exc)
+        return answered
+
+    def _encoded(
+        self, event: Event, expected: int | None, msg_id: str | None, expected_filter: str | None
+    ) -> tuple[bytes, dict[str, str], str]:
+        """An append's payload, headers and guarded filter, checked before anything is sent."""
+        if event.aggregate_id not in _VALID_TOKENS:
+            _valid_token(check_id(event.aggregate_id, f"{event.AGGREGATE} id"))
         for token in event.subject.split(".")[4:]:
-            check_id(token, f"subject token of {event.type_name()}")
+            if token not in _VALID_TOKENS:
+                _valid_token(check_id(token, f"subject token of {event.type_name()}"))
         data = encode_event(event)
         field = too_deep_field(event, data)
         if field is not None:
@@ -436,7 +579,20 @@ class EventBus:
             raise EventTooLarge(event, size, int(self.nc.max_payload))
         if self.on_encoded is not None:
             self.on_encoded(event, data)
-        result = await self._publish(event, data, headers, guarded, expected, timeout)
+        return data, headers, guarded
+
+    async def _stored(
+        self,
+        event: Event,
+        data: bytes,
+        headers: dict[str, str],
+        guarded: str,
+        expected: int | None,
+        timeout: float,
+        result: AppendResult,
+    ) -> AppendResult:
+        """What an append's answer means: a duplicate under a shared key is checked (and stored
+        under the event's own id if someone else's message holds the key); counted."""
         if result.duplicate and headers["Nats-Msg-Id"] != event.id:
             stored = await self.subject_at(result.seq)
             if stored != event.subject and not (stored is not None and same_notice(stored, event.subject)):
@@ -456,11 +612,14 @@ class EventBus:
                 )
                 headers["Nats-Msg-Id"] = event.id
                 result = await self._publish(event, data, headers, guarded, expected, timeout)
+        self._count(event, result)
+        return result
+
+    def _count(self, event: Event, result: AppendResult) -> None:
         if result.seq > self.last_appended:
             self.last_appended = result.seq
         if self.metrics:
             self.metrics.events_appended.labels(self.service, event.type_name()).inc()
-        return result
 
     async def _publish(
         self,
@@ -478,12 +637,16 @@ class EventBus:
             else:
                 ack = await publish
         except nats.js.errors.APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
-                if self.metrics:
-                    self.metrics.append_conflicts.labels(self.service).inc()
-                raise ConcurrencyConflict(guarded, expected or 0, str(exc.description)) from exc
-            raise
+            raise self._refused(exc, guarded, expected) from exc
         return ack
+
+    def _refused(self, exc: nats.js.errors.APIError, guarded: str, expected: int | None) -> Exception:
+        """What a refused append raises: a conflict for a stale expected sequence, else the error."""
+        if exc.err_code == WRONG_LAST_SEQUENCE:
+            if self.metrics:
+                self.metrics.append_conflicts.labels(self.service).inc()
+            return ConcurrencyConflict(guarded, expected or 0, str(exc.description))
+        return exc
 
     async def _request_ack(
         self, subject: str, data: bytes, headers: dict[str, str], timeout: float
@@ -499,17 +662,80 @@ class EventBus:
         self._acks[token] = answered
         expiry = loop.call_later(timeout, _time_out, answered)
         try:
-            await self.nc.publish(subject, data, reply=prefix + token, headers=headers)
+            if self._writes_now():  # the command built here, with no coroutine of nats-py's
+                self._write_now(hpub_command(subject, prefix + token, headers, data), len(data))
+            else:
+                await self.nc.publish(subject, data, reply=prefix + token, headers=headers)
             msg = await answered
         finally:
             expiry.cancel()
             self._acks.pop(token, None)
-        if inline_status(msg.headers) == NO_RESPONDERS:
-            raise nats.js.errors.NoStreamResponseError
-        ack = _ACK_DECODER.decode(msg.data)
-        if ack.error is not None:
-            nats.js.errors.APIError.from_error(ack.error)  # raises the error's class
-        return AppendResult(ack.seq, ack.duplicate)
+        return _acknowledged(msg)
+
+    def _writes_now(self) -> bool:
+        """Whether a command can be queued for Hive's client's next write here (a connection up
+        over TCP; otherwise nats-py's ``publish`` buffers or refuses it as it should)."""
+        nc = self.nc
+        return isinstance(nc, HiveNatsClient) and nc._up_over_tcp() and not nc.is_draining_pubs
+
+    def _write_now(self, command: bytes, size: int) -> None:
+        """Queue a publish command for the connection's next write: what nats-py's ``publish``
+        does once it has built the command (its checks, counters and pending buffer)."""
+        nc = self.nc
+        assert isinstance(nc, HiveNatsClient)
+        if size > nc.max_payload:
+            raise nats.errors.MaxPayloadError
+        nc.stats["out_msgs"] += 1
+        nc.stats["out_bytes"] += size
+        nc._pending.append(command)
+        nc._pending_data_size += len(command)
+        nc._write_soon()
+
+    def _ack_timed_out(self, token: str) -> None:
+        pending = self._acks.pop(token, None)
+        if isinstance(pending, _PendingAppend) and not pending.answered.done():
+            pending.answered.set_exception(nats.errors.TimeoutError())
+
+    def _answered_soon(self, pending: _PendingAppend, msg: Msg) -> None:
+        """The server's answer to an ``append_soon``: its result, or its error, on its future."""
+        answered = pending.answered
+        if pending.expiry is not None:
+            pending.expiry.cancel()
+        if answered.done():
+            return
+        try:
+            result = _acknowledged(msg)
+        except nats.js.errors.APIError as exc:
+            refusal = self._refused(exc, pending.guarded, pending.expected)
+            if refusal is not exc:
+                refusal.__cause__ = exc
+            answered.set_exception(refusal)
+            return
+        except Exception as exc:
+            answered.set_exception(exc)
+            return
+        event = pending.event
+        if result.duplicate and pending.headers["Nats-Msg-Id"] != event.id:  # rare: checked in a task
+            p = pending
+            check = asyncio.ensure_future(
+                self._stored(event, p.data, p.headers, p.guarded, p.expected, p.timeout, result)
+            )
+            self._checks.add(check)
+            check.add_done_callback(functools.partial(self._checked, answered))
+            return
+        self._count(event, result)
+        answered.set_result(result)
+
+    def _checked(self, answered: asyncio.Future[AppendResult], check: asyncio.Future[AppendResult]) -> None:
+        self._checks.discard(check)
+        if answered.done():
+            return
+        if check.cancelled():
+            answered.cancel()
+        elif (exc := check.exception()) is not None:
+            answered.set_exception(exc)
+        else:
+            answered.set_result(check.result())
 
     async def _open_acks(self) -> str:
         """Subscribe once to this connection's append replies (``<inbox>.<counter>``)."""
@@ -530,7 +756,9 @@ class EventBus:
         """Hand an append's reply to the append waiting for it (none: it timed out)."""
         assert self._ack_prefix is not None
         answered = self._acks.pop(msg.subject[len(self._ack_prefix) :], None)
-        if answered is not None and not answered.done():
+        if isinstance(answered, _PendingAppend):
+            self._answered_soon(answered, msg)
+        elif answered is not None and not answered.done():
             answered.set_result(msg)
 
     async def subject_at(self, seq: int) -> str | None:

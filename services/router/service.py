@@ -74,7 +74,8 @@ from shared.domain.message_ids import (
     notice_msg_id,
     queued_msg_id,
 )
-from shared.domain.routing.admission import rate_wake
+from shared.domain.routing.admission import RATE_LIMITED, rate_wake
+from shared.domain.routing.eligibility import BELOW_THRESHOLD
 from shared.domain.routing.keys import Limits, parse_concurrency_limits, parse_rate_limits
 from shared.domain.routing.policy import RoutingConfig, signal_weights
 from shared.domain.routing.view import ROUTER_VIEW
@@ -143,6 +144,8 @@ queue is not empty looks at it (racing instances are refereed by the agent's seq
 CAPACITY = (AgentRegistered, AgentRecovered, BreakerClosed, BreakerHalfOpened, BreakerReset)
 _FREES_KEYS = (*RELEASES, TaskRequeued)
 _NEW_WORK = (TaskSubmitted, TaskRequeued, *CAPACITY)
+_TIMED_HOLDS = (BELOW_THRESHOLD, RATE_LIMITED)
+"""Holds whose task the timer looks at in time (``next_expiry``, ``rate_wake``)."""
 
 
 @dataclass(slots=True)
@@ -234,6 +237,10 @@ class RouterService(Service):
         self.assignments = 0
         self.expired = 0
         self.conflicts = 0
+        self.rounds = 0
+        """Wake-ups of the decision loop that looked at the queue."""
+        self.idle_rounds = 0
+        """Of those, the ones that started no append."""
         self._claims: dict[str, Claim] = {}
         self._to_ack: list[Ticket] = []
         """Claims settled, waiting to be acknowledged (``_settle``)."""
@@ -248,7 +255,9 @@ class RouterService(Service):
         self._unsure: set[str] = set()
         self._claims_checked = 0.0
         """``<aggregate>.<id>`` whose version the server says next (a guess of the view was refused)."""
-        self._appends: set[asyncio.Task[None]] = set()
+        self._appends: set[asyncio.Future[Any]] = set()
+        """Each decision being appended: a future set when its append is over (a task only for a
+        decision that appends more than one event or must ask the server a version first)."""
         self._wanted = asyncio.Event()
         self._decided = asyncio.Event()
         """Set after each round of decisions (the expiry timer waits for its own to land)."""
@@ -258,6 +267,10 @@ class RouterService(Service):
         self._starts: list[tuple[float, str]] = []
         """(not_before_ts, task id) of delayed tasks: when the timer must look at the queue."""
         self._timer_woken = asyncio.Event()
+        self._timed_holds: object = None
+        """The state whose queue a walk found holding no task the timer waits for (held below its
+        quality threshold with a deadline or a wait, or by a rate limit), until the view applies
+        such a hold again: ``_next_wake`` does not walk a long backlog each time for nothing."""
         self._limits: Limits | None = None
         self._parked = Parked()
         """Tasks of concurrency keys at their limit, left out of decisions until a slot may free."""
@@ -281,6 +294,9 @@ class RouterService(Service):
         self.dispatch()  # slots may have freed while this instance was starting
 
     async def on_stopping(self) -> None:
+        self.log.info(
+            "router_rounds", rounds=self.rounds, idle=self.idle_rounds, assignments=self.assignments
+        )
         for task in (self._expiry_task, self._decider, self._catching_up):
             await cancel_and_wait(task)
         if self._appends:  # let the decisions in flight land: their claims are then acknowledged
@@ -293,6 +309,8 @@ class RouterService(Service):
         slot while tasks wait, added capacity, our own decision landing. A delayed task: the timer
         looks at the queue at its time."""
         event = recorded.event
+        if isinstance(event, TaskQueued) and event.reason in _TIMED_HOLDS:
+            self._timed_holds = None
         touched = touched_keys(self.view.state, event)
         if touched != ():
             self._weighed.forget(touched)
@@ -331,6 +349,8 @@ class RouterService(Service):
             "assignments_made": self.assignments,
             "expired": self.expired,
             "conflicts": self.conflicts,
+            "decide_rounds": self.rounds,
+            "rounds_deciding_nothing": self.idle_rounds,
             "claims_held": len(self._claims),
             "appends_in_flight": len(self._appends),
             "decoded": self.decodings.decoded,
@@ -352,10 +372,14 @@ class RouterService(Service):
         """The earliest deadline or end of quality wait of a held task, start of a delayed one, or
         refill of the bucket a rate-limited task waits for."""
         state = self.view.state
-        deadline = next_expiry(state, self.config)
-        refill = rate_wake(state.keys, state.fleet, self._limits_in_force(), time.time())
-        if refill is not None and (deadline is None or refill < deadline):
-            deadline = refill
+        deadline: float | None = None
+        if self._timed_holds is not state:  # (a hold only starts to count with a TaskQueued)
+            deadline = next_expiry(state, self.config)
+            refill = rate_wake(state.keys, state.fleet, self._limits_in_force(), time.time())
+            if refill is not None and (deadline is None or refill < deadline):
+                deadline = refill
+            if deadline is None:
+                self._timed_holds = state
         if self._starts and (deadline is None or self._starts[0][0] < deadline):
             return self._starts[0][0]
         return deadline
@@ -468,18 +492,20 @@ class RouterService(Service):
         while True:
             await self._wanted.wait()
             self._wanted.clear()
+            self.rounds += 1
             try:
-                self._decide()
+                if not self._decide():
+                    self.idle_rounds += 1
             except Exception:
                 self.log.exception("router_decision_failed")
             self._decided.set()
             await asyncio.sleep(0)  # let the appends just started go out before deciding more
 
-    def _decide(self) -> None:
-        """Plan on the view plus what is in flight, and start appending each decision. Synchronous:
-        the view cannot move while it runs."""
+    def _decide(self) -> int:
+        """Plan on the view plus what is in flight, and start appending each decision (how many).
+        Synchronous: the view cannot move while it runs."""
         if self._catching_up is not None and not self._catching_up.done():
-            return
+            return 0
         view = self.view
         if time.monotonic() >= self._claims_checked + CLAIMS_CHECK_S:
             self._claims_checked = time.monotonic()
@@ -508,7 +534,9 @@ class RouterService(Service):
             del self._in_flight[task_id]
         room = MAX_APPENDS - len(self._appends)
         if room <= 0 or blocked:
-            return  # a cancellation for a key is not laid over the view: wait until it is applied
+            return 0  # a cancellation for a key is not laid over the view: wait until it is applied
+        if not view.state.fleet.queue and not self._parked.owed:
+            return 0  # nothing waits: a plan would decide nothing and change nothing (no overlay)
         now = time.time()
         scan = Scan(view.state, self.config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
@@ -527,6 +555,7 @@ class RouterService(Service):
         self._parked.owe(scan.holds, view.state.fleet.tasks)
         for step in planned:
             self._start_append(step, view.seq, now)
+        return len(planned)
 
     def _settle_claims(self) -> None:
         """Acknowledge the claims whose attempt the view shows decided (by anyone) or gone."""
@@ -569,9 +598,25 @@ class RouterService(Service):
             chain = Chain(entry, asyncio.get_running_loop().create_future())
             self._chains[agent_id] = chain
         self._in_flight[decision.task_id] = entry
-        append = asyncio.create_task(self._append(step, entry, prepared, after, chain))
-        self._appends.add(append)
-        append.add_done_callback(self._appends.discard)
+        if prepared.expected is None or _one_append(decision) is None:
+            append = asyncio.create_task(self._append(step, entry, prepared, after, chain))
+            self._appends.add(append)
+            append.add_done_callback(self._appends.discard)
+            return
+        # One event against a version the decision read: appended from callbacks, with no task
+        # (at a moderate rate each wake-up decides about one task, and a task per append cost as
+        # much as the append's own work). After a previous assignment to the agent still in
+        # flight: once it is stored, against its sequence.
+        over = asyncio.get_running_loop().create_future()
+        self._appends.add(over)
+        if after is None:
+            self._append_soon(decision, entry, prepared, None, chain, over)
+        elif after.done():
+            self._append_soon(decision, entry, prepared, after.result(), chain, over)
+        else:
+            after.add_done_callback(
+                lambda stored: self._append_soon(decision, entry, prepared, stored.result(), chain, over)
+            )
 
     def _prepare(self, step: Planned, seen: int, now: float) -> Prepared:
         """The event a decision appends and the version it is appended against, read now, in the
@@ -672,41 +717,97 @@ class RouterService(Service):
     ) -> None:
         """Append one decision; on a refusal, catch up before deciding again."""
         decision = step.decision
-        task_id = decision.task_id
-        expected = prepared.expected
         stored = -1
         try:
-            if after is not None:  # our previous assignment to this agent: appended against its seq
-                previous = await after
-                if previous < 0:  # the agent changed under it: so it did under this one
-                    raise ConcurrencyConflict(
-                        entity_subjects(entry.agent_id or ""), 0, "chained on a refusal"
-                    )
-                expected = max(previous, expected or 0) if previous else expected
+            previous = await after if after is not None else None
+            expected = _chained(entry, prepared.expected, previous)
             result = await self._store(decision, prepared, expected, entry.seen)
-            self._unsure.discard(_guarded_key(decision))
-            stored = 0 if result.duplicate else result.seq
-            entry.seq = result.seq
-            if result.seq > 0:
-                heapq.heappush(self._landing, result.seq)
-            self._landed(decision, entry, prepared.event, result)
-        except ConcurrencyConflict:
+            stored = self._stored(decision, entry, prepared, result)
+        except Exception as exc:
+            self._refused(decision, exc)
+        finally:
+            self._appended(chain, stored)
+
+    def _append_soon(
+        self,
+        decision: Decision,
+        entry: InFlight,
+        prepared: Prepared,
+        previous: int | None,
+        chain: Chain | None,
+        over: asyncio.Future[None],
+    ) -> None:
+        """``_append`` of a decision that appends one event against a version it read
+        (``_one_append``), started now: its answer comes to ``_append_answered``."""
+        appended = _one_append(decision)
+        assert appended is not None
+        msg_id, expected_filter = appended
+        try:
+            expected = _chained(entry, prepared.expected, previous)
+            answer = self.bus.append_soon(
+                prepared.event, expected=expected, msg_id=msg_id, expected_filter=expected_filter
+            )
+        except Exception as exc:
+            self._refused(decision, exc)
+            self._appended(chain, -1)
+            self._over(over)
+            return
+        answer.add_done_callback(
+            lambda answered: self._append_answered(decision, entry, prepared, answered, chain, over)
+        )
+
+    def _append_answered(
+        self,
+        decision: Decision,
+        entry: InFlight,
+        prepared: Prepared,
+        answered: asyncio.Future[AppendResult],
+        chain: Chain | None,
+        over: asyncio.Future[None],
+    ) -> None:
+        stored = -1
+        try:
+            stored = self._stored(decision, entry, prepared, answered.result())
+        except Exception as exc:
+            self._refused(decision, exc)
+        finally:
+            self._appended(chain, stored)
+            self._over(over)
+
+    def _over(self, over: asyncio.Future[None]) -> None:
+        self._appends.discard(over)
+        over.set_result(None)
+
+    def _stored(self, decision: Decision, entry: InFlight, prepared: Prepared, result: AppendResult) -> int:
+        """A decision is stored: what its next chained assignment is appended against."""
+        self._unsure.discard(_guarded_key(decision))
+        entry.seq = result.seq
+        if result.seq > 0:
+            heapq.heappush(self._landing, result.seq)
+        self._landed(decision, entry, prepared.event, result)
+        return 0 if result.duplicate else result.seq
+
+    def _refused(self, decision: Decision, exc: Exception) -> None:
+        """A decision was not stored: on a refusal, catch up before deciding again."""
+        task_id = decision.task_id
+        if isinstance(exc, ConcurrencyConflict):
             self.conflicts += 1
             self._in_flight.pop(task_id, None)
             self._parked.release(None)  # a slot it was counted to take is free again
             self._weighed.forget(None)
             self._doubt(decision)
             self._catch_up()
-        except Exception:
-            self.log.exception("router_append_failed", task_id=task_id)
-            self._in_flight.pop(task_id, None)
-            self._parked.release(None)
-            self._weighed.forget(None)
-            self._catch_up()
-        finally:
-            if chain is not None and not chain.stored.done():
-                chain.stored.set_result(stored)
-            self._wanted.set()
+            return
+        self.log.error("router_append_failed", task_id=task_id, exc_info=exc)
+        self._in_flight.pop(task_id, None)
+        self._parked.release(None)
+        self._weighed.forget(None)
+        self._catch_up()
+
+    def _appended(self, chain: Chain | None, stored: int) -> None:
+        if chain is not None and not chain.stored.done():
+            chain.stored.set_result(stored)
+        self._wanted.set()
 
     async def _store(
         self, decision: Decision, prepared: Prepared, expected: int | None, seen: int
@@ -739,26 +840,10 @@ class RouterService(Service):
                         notice, expected=None, msg_id=notice_msg_id(decision.task_id, notice.attempt)
                     )
             return result
-        if isinstance(decision, KeyHold):
-            return await self.bus.append(
-                event,
-                expected=expected,
-                msg_id=key_hold_msg_id(decision.task_id, decision.attempt, decision.reason),
-            )
-        if isinstance(decision, Assign):
-            # Against everything about the agent, its breaker included: an assignment decided before
-            # the router saw the breaker open (or the agent go silent) is refused, not stored.
-            return await self.bus.append(
-                event,
-                expected=expected,
-                msg_id=assign_msg_id(decision.task_id, decision.attempt),
-                expected_filter=entity_subjects(decision.agent_id),
-            )
-        if isinstance(decision, Expire):
-            return await self.bus.append(event, expected=expected, msg_id=failed_msg_id(decision.task_id))
-        return await self.bus.append(
-            event, expected=expected, msg_id=queued_msg_id(decision.task_id, decision.attempt)
-        )
+        appended = _one_append(decision)
+        assert appended is not None  # every other decision appends one event
+        msg_id, expected_filter = appended
+        return await self.bus.append(event, expected=expected, msg_id=msg_id, expected_filter=expected_filter)
 
     async def _claim_keys(self, decision: ClaimKeys, prepared: Prepared, seen: int) -> AppendResult:
         """Claim the task's concurrency slot and/or take its rate tokens, each against the key's
@@ -859,6 +944,32 @@ class RouterService(Service):
             await asyncio.sleep(EXPIRY_POLL_S)
         finally:
             self._wanted.set()
+
+
+def _chained(entry: InFlight, expected: int | None, previous: int | None) -> int | None:
+    """The version a decision is appended against, after our previous assignment to its agent
+    (None: none in flight) was stored at `previous` (0: a duplicate, nothing stored; -1: refused)."""
+    if previous is None:
+        return expected
+    if previous < 0:  # the agent changed under it: so it did under this one
+        raise ConcurrencyConflict(entity_subjects(entry.agent_id or ""), 0, "chained on a refusal")
+    return max(previous, expected or 0) if previous else expected
+
+
+def _one_append(decision: Decision) -> tuple[str, str | None] | None:
+    """The message id and guarded filter of a decision that appends one event (None: a claim of
+    keys or a cancellation for a key, which append more)."""
+    if isinstance(decision, Assign):
+        # Against everything about the agent, its breaker included: an assignment decided before
+        # the router saw the breaker open (or the agent go silent) is refused, not stored.
+        return assign_msg_id(decision.task_id, decision.attempt), entity_subjects(decision.agent_id)
+    if isinstance(decision, KeyHold):
+        return key_hold_msg_id(decision.task_id, decision.attempt, decision.reason), None
+    if isinstance(decision, Expire):
+        return failed_msg_id(decision.task_id), None
+    if isinstance(decision, ClaimKeys | CancelForKey):
+        return None
+    return queued_msg_id(decision.task_id, decision.attempt), None
 
 
 def _guarded_key(decision: Decision) -> str:

@@ -1,0 +1,57 @@
+"""At a moderate rate each wake-up of the router's decisions decides about one task, and about as many
+wake-ups decide nothing (its own assignment landing in its view): those, with nothing waiting,
+lay no overlay and make no plan."""
+
+from __future__ import annotations
+
+import pytest
+
+import services.router.service as router_module
+from services.router.service import RouterService
+from shared.agent.sdk import Agent, TaskContext
+from shared.bus import EventBus
+from shared.events import TaskAssigned, TaskCompleted, TaskSubmitted
+from shared.settings import Settings
+from tests.conftest import EventLog, running
+
+
+async def quick(context: TaskContext) -> str:
+    return "done"
+
+
+async def test_a_wake_up_with_nothing_waiting_makes_no_plan(
+    settings: Settings, bus: EventBus, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = {"rounds": 0, "plans": 0}
+    decide = RouterService._decide
+    plan = router_module.plan
+
+    def counted_decide(self: RouterService) -> object:
+        counts["rounds"] += 1
+        return decide(self)
+
+    def counted_plan(*args: object, **kwargs: object) -> object:
+        counts["plans"] += 1
+        return plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RouterService, "_decide", counted_decide)
+    monkeypatch.setattr(router_module, "plan", counted_plan)
+    agents = [Agent(f"ag{index}", quick, capabilities=["review"], capacity=2) for index in range(2)]
+    async with running(RouterService, settings) as router:
+        for agent in agents:
+            await agent.start(bus)
+        await bus.append(TaskSubmitted(task_id="warm", task_type="review"), expected=0)
+        await event_log.wait_for(lambda evs: any(isinstance(e, TaskCompleted) for e in evs), timeout=10)
+        counts.update(rounds=0, plans=0)
+        for index in range(30):  # one at a time: the queue is empty between them
+            await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="review"), expected=0)
+            await event_log.wait_for(
+                lambda evs, n=index: sum(isinstance(e, TaskCompleted) for e in evs) >= n + 2, timeout=10
+            )
+        for agent in agents:
+            await agent.stop()
+        assert router.assignments == 31
+        assert router.details()["decide_rounds"] >= counts["rounds"]
+    assert len({a.task_id for a in event_log.of_type(TaskAssigned)}) == 31
+    assert counts["rounds"] >= 30
+    assert counts["plans"] <= 30 + 5, f"{counts} for 30 tasks decided one at a time"
