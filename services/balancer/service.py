@@ -46,9 +46,6 @@ MAX_ROUNDS: Final = 5
 """Plans made again after refused moves, per rebalance."""
 SCALE_EVERY_S: Final = 5.0
 """Scale advice needs no sub-second reaction; evaluating it reads the whole queue."""
-PLAN_CATCH_UP_S: Final = 1.0
-"""How long a tick waits for its view to read what the log holds before planning moves; a view
-still behind then plans nothing this tick (it reads on, the next tick tries again)."""
 AUTO = "auto"
 REQUEST = "request"
 
@@ -166,28 +163,13 @@ class BalancerService(Service):
         """Move unstarted work (when enabled), re-evaluate scale advice (now and then, when enabled),
         refresh gauges."""
         if self.settings.enable_rebalancing:
-            if await self._view_current():
-                await self.rebalance(now, self.policy, trigger=AUTO)
+            await self.rebalance(now, self.policy, trigger=AUTO)
         else:
             self.waiting = len(waiting_attempts(self.view.state.router, now, self.policy))
         if self.settings.enable_predictive_scaling and now - self._last_scale_at >= SCALE_EVERY_S:
             self._last_scale_at = now
             await self.recommend_scaling(now)
         self._refresh_gauges(now)
-
-    async def _view_current(self) -> bool:
-        """Read what the log holds before planning: a view read in bursts lags, by thousands of
-        events on a busy machine, and there an attempt the agent started long ago still looks
-        unstarted. Planned from it, every move was refused by the server (an append each, then a
-        catch-up and the same plan again, up to MAX_ROUNDS): ~100 refused moves and none made in
-        a ``hive bench assign --services all`` run at 500/s on a loaded machine, bursts of the
-        balancer's and nats-server's CPU every two seconds, when the router needed it."""
-        try:
-            await self.view.catch_up(timeout=PLAN_CATCH_UP_S)
-        except TimeoutError:
-            self.log.info("rebalance_deferred", reason="view behind the log", view_seq=self.view.seq)
-            return False
-        return True
 
     async def rebalance(
         self,
