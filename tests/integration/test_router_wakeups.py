@@ -10,6 +10,7 @@ import services.router.service as router_module
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus
+from shared.domain.routing.view import RouterState
 from shared.events import TaskAssigned, TaskCompleted, TaskSubmitted
 from shared.settings import Settings
 from tests.conftest import EventLog, running
@@ -22,7 +23,7 @@ async def quick(context: TaskContext) -> str:
 async def test_a_wake_up_with_nothing_waiting_makes_no_plan(
     settings: Settings, bus: EventBus, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counts = {"rounds": 0, "plans": 0}
+    counts = {"rounds": 0, "plans": 0, "plans_on_empty_queue": 0}
     decide = RouterService._decide
     plan = router_module.plan
 
@@ -30,9 +31,10 @@ async def test_a_wake_up_with_nothing_waiting_makes_no_plan(
         counts["rounds"] += 1
         return decide(self)
 
-    def counted_plan(*args: object, **kwargs: object) -> object:
+    def counted_plan(state: RouterState, *args: object, **kwargs: object) -> object:
         counts["plans"] += 1
-        return plan(*args, **kwargs)  # type: ignore[arg-type]
+        counts["plans_on_empty_queue"] += not state.fleet.queue
+        return plan(state, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(RouterService, "_decide", counted_decide)
     monkeypatch.setattr(router_module, "plan", counted_plan)
@@ -42,7 +44,7 @@ async def test_a_wake_up_with_nothing_waiting_makes_no_plan(
             await agent.start(bus)
         await bus.append(TaskSubmitted(task_id="warm", task_type="review"), expected=0)
         await event_log.wait_for(lambda evs: any(isinstance(e, TaskCompleted) for e in evs), timeout=10)
-        counts.update(rounds=0, plans=0)
+        counts.update(rounds=0, plans=0, plans_on_empty_queue=0)
         for index in range(30):  # one at a time: the queue is empty between them
             await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="review"), expected=0)
             await event_log.wait_for(
@@ -54,4 +56,8 @@ async def test_a_wake_up_with_nothing_waiting_makes_no_plan(
         assert router.details()["decide_rounds"] >= counts["rounds"]
     assert len({a.task_id for a in event_log.of_type(TaskAssigned)}) == 31
     assert counts["rounds"] >= 30
-    assert counts["plans"] <= 30 + 5, f"{counts} for 30 tasks decided one at a time"
+    # Nothing is owed here (no keys): a plan on an empty queue is one that could decide nothing. A
+    # plan may still come while the view shows a submission whose claim has not arrived yet (the
+    # projection reads faster than the work consumer), so the total is not bounded by the tasks.
+    assert counts["plans_on_empty_queue"] == 0, f"{counts} for 30 tasks decided one at a time"
+    assert counts["plans"] < counts["rounds"], counts
