@@ -64,6 +64,17 @@ class ConsumerLost(Exception):
     """No message and no heartbeat for too long, or the server says the consumer is gone."""
 
 
+def after_status(status: str, headers: dict[str, str], pending: int) -> int | ConsumerLost:
+    """What a status on a pull request's reply subject (not a heartbeat) says: the messages still
+    pending, after which more are asked for (408/409 with the count the request gave up, 404 for
+    none left), or that the consumer is lost (any other status)."""
+    if status in ("408", "409") and PENDING_MESSAGES in headers:
+        return pending - int(headers[PENDING_MESSAGES])
+    if status == "404":
+        return 0
+    return ConsumerLost(f"status {status}: {headers.get('Description', '')}")
+
+
 async def pause_before_retry(nc: NatsClient, delay_s: float = 0.2) -> bool:
     """Wait before re-creating a lost consumer; False when retrying makes no sense any more.
 
@@ -126,16 +137,13 @@ async def consume(
             return
         if status == "100" or lost:
             return  # idle heartbeat: the consumer is alive
-        headers = msg.headers
-        assert headers is not None
-        if status in ("408", "409") and PENDING_MESSAGES in headers:
-            pending -= int(headers[PENDING_MESSAGES])
-            await request()
-        elif status == "404":
-            pending = 0
-            await request()
+        assert msg.headers is not None
+        verdict = after_status(status, msg.headers, pending)
+        if isinstance(verdict, ConsumerLost):
+            lost.append(verdict)
         else:
-            lost.append(ConsumerLost(f"status {status}: {headers.get('Description', '')}"))
+            pending = verdict
+            await request()
 
     sub = await nc.subscribe(inbox, cb=on_message, pending_msgs_limit=batch * 4 + 1024)
     read_headers_lazily(nc, sub)
@@ -287,16 +295,13 @@ async def consume_stored(
             return
         if status == "100" or lost:
             return  # idle heartbeat: the consumer is alive
-        headers = msg.headers
-        assert headers is not None
-        if status in ("408", "409") and PENDING_MESSAGES in headers:
-            pending -= int(headers[PENDING_MESSAGES])
-            asked = True
-        elif status == "404":
-            pending = 0
-            asked = True
+        assert msg.headers is not None
+        verdict = after_status(status, msg.headers, pending)
+        if isinstance(verdict, ConsumerLost):
+            lost.append(verdict)
         else:
-            lost.append(ConsumerLost(f"status {status}: {headers.get('Description', '')}"))
+            pending = verdict
+            asked = True
         wake()
 
     async def request() -> None:
