@@ -673,23 +673,14 @@ class EventBus:
         return _acknowledged(msg)
 
     def _writes_now(self) -> bool:
-        """Whether a command can be queued for Hive's client's next write here (a connection up
-        over TCP; otherwise nats-py's ``publish`` buffers or refuses it as it should)."""
+        """Whether this connection is Hive's and can queue a built command for its next write."""
         nc = self.nc
-        return isinstance(nc, HiveNatsClient) and nc._up_over_tcp() and not nc.is_draining_pubs
+        return isinstance(nc, HiveNatsClient) and nc.writes_now()
 
     def _write_now(self, command: bytes, size: int) -> None:
-        """Queue a publish command for the connection's next write: what nats-py's ``publish``
-        does once it has built the command (its checks, counters and pending buffer)."""
         nc = self.nc
         assert isinstance(nc, HiveNatsClient)
-        if size > nc.max_payload:
-            raise nats.errors.MaxPayloadError
-        nc.stats["out_msgs"] += 1
-        nc.stats["out_bytes"] += size
-        nc._pending.append(command)
-        nc._pending_data_size += len(command)
-        nc._write_soon()
+        nc.write_now(command, size)
 
     def _ack_timed_out(self, token: str) -> None:
         pending = self._acks.pop(token, None)

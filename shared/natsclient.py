@@ -222,17 +222,33 @@ class HiveNatsClient(Client):
             raise errors.OutboundBufferLimitError
         if size > self._max_payload:
             raise errors.MaxPayloadError
-        command = pub_cmd(subject, "", payload)
-        self.stats["out_msgs"] += 1
-        self.stats["out_bytes"] += size
-        self._pending.append(command)
-        self._pending_data_size += len(command)
+        self._queue(pub_cmd(subject, "", payload), size)
         if self._max_pending_size > 0 and self._pending_data_size > self._max_pending_size:
             self._write_deferred()  # as much as a publish may leave pending: out now
         elif self._deferred_write is None:
             self._deferred_write = asyncio.get_running_loop().call_later(
                 DEFERRED_WRITE_S, self._write_deferred
             )
+
+    def writes_now(self) -> bool:
+        """Whether a built command can be queued for the next write here (up over TCP, not
+        draining); otherwise ``publish`` buffers or refuses it as it should."""
+        return self._up_over_tcp() and not self.is_draining_pubs
+
+    def write_now(self, command: bytes, size: int) -> None:
+        """Queue a publish command built by the caller (of a `size`-byte payload) for the
+        connection's next write: what ``publish`` does once it has built one."""
+        if size > self._max_payload:
+            raise errors.MaxPayloadError
+        self._queue(command, size)
+        self._write_soon()
+
+    def _queue(self, command: bytes, size: int) -> None:
+        """A publish command's counters and its place in what the next write sends."""
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += size
+        self._pending.append(command)
+        self._pending_data_size += len(command)
 
     def _write_deferred(self) -> None:
         """Write what ``publish_soon`` left pending, unless a write is due anyway (or the
