@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from nats import errors
-from nats.aio.client import Client, _validate_subject
+from nats.aio.client import PING_PROTO, Client, _validate_subject
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.aio.transport import TcpTransport
@@ -353,6 +353,28 @@ class HiveNatsClient(Client):
             return await super()._flush_pending(force_flush)
         self._write_soon()
         return None
+
+    async def _send_ping(self, future: asyncio.Future[bool] | None = None) -> None:
+        """A PING written behind every command still pending, in the same write. nats-py writes a
+        PING straight to the socket, ahead of what this client holds back for a turn or two
+        (``_write_soon``): the PONG that ``flush`` waits for would then vouch for none of it, and a
+        subscription made just before ``flush`` could still be unknown to the server when it
+        returned (a service said it was ready while its health subscription was not yet there)."""
+        if not self._up_over_tcp():
+            await super()._send_ping(future)
+            return
+        transport = self._transport
+        assert transport is not None
+        pending, self._pending, self._pending_data_size = self._pending, [], 0
+        pending.append(PING_PROTO)
+        try:
+            transport.writelines(pending)
+        except BaseException:
+            pending.pop()
+            self._pending[:0] = pending  # as a failed write leaves them: pending, in order
+            self._pending_data_size += sum(len(command) for command in pending)
+            raise
+        self._pongs.append(future if future is not None else asyncio.get_running_loop().create_future())
 
     def _up_over_tcp(self) -> bool:
         return self.is_connected and not self.is_connecting and type(self._transport) is TcpTransport

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from nats.aio.msg import Msg
 
 from shared.embedded import EmbeddedNats
@@ -142,3 +143,84 @@ def _set_event(event: asyncio.Event) -> Any:
         event.set()
 
     return callback
+
+
+async def test_flush_vouches_for_a_subscription_made_just_before_it(nats_server: EmbeddedNats) -> None:
+    """The PING whose PONG ``flush`` waits for leaves behind the SUB still pending, never ahead
+    of it: once ``flush`` returns the server knows the subscription, and a message another
+    connection publishes at once reaches it (a service's health subscription, before it says
+    it is ready)."""
+    client = HiveNatsClient()
+    other = HiveNatsClient()
+    await client.connect(nats_server.url)
+    await other.connect(nats_server.url)
+    try:
+        transport: Any = client._transport
+        written: list[bytes] = []
+        real_write, real_writelines = transport.write, transport.writelines
+
+        def recording_write(data: bytes) -> None:
+            written.append(bytes(data))
+            real_write(data)
+
+        def recording_writelines(commands: list[bytes]) -> None:
+            written.extend(bytes(command) for command in commands)
+            real_writelines(commands)
+
+        transport.write, transport.writelines = recording_write, recording_writelines
+        sub = await client.subscribe("ready.probe")
+        await client.flush()
+        stream = b"".join(written)
+        assert b"SUB ready.probe" in stream and b"PING\r\n" in stream
+        assert stream.index(b"SUB ready.probe") < stream.index(b"PING\r\n"), stream
+        await other.publish("ready.probe", b"hello")
+        await other.flush()
+        msg = await sub.next_msg(timeout=5.0)
+        assert msg.data == b"hello"
+    finally:
+        await other.close()
+        await client.close()
+
+
+async def test_a_flush_while_commands_are_pending_keeps_their_order_and_counts(
+    nats_server: EmbeddedNats,
+) -> None:
+    """What was pending leaves with the PING, in order, and nothing is counted twice."""
+    client = HiveNatsClient()
+    await client.connect(nats_server.url)
+    try:
+        sub = await client.subscribe("order.*")
+        await client.flush()
+        for n in range(5):
+            await client.publish(f"order.{n}", str(n).encode())
+        await client.flush()
+        assert client._pending == [] and client._pending_data_size == 0
+        got = [(await sub.next_msg(timeout=5.0)).data for _ in range(5)]
+        assert got == [b"0", b"1", b"2", b"3", b"4"]
+    finally:
+        await client.close()
+
+
+async def test_a_ping_whose_write_fails_leaves_what_was_pending_in_order(nats_server: EmbeddedNats) -> None:
+    client = HiveNatsClient()
+    await client.connect(nats_server.url)
+    transport: Any = client._transport
+    real_writelines = transport.writelines
+    try:
+        client._pending = [b"PUB a 1\r\nx\r\n", b"PUB b 1\r\ny\r\n"]
+        client._pending_data_size = 24
+
+        def broken(commands: list[bytes]) -> None:
+            raise OSError("socket gone")
+
+        transport.writelines = broken
+        pongs = list(client._pongs)
+        with pytest.raises(OSError, match="socket gone"):  # the caller's, as with nats-py's own PING
+            await client._send_ping()
+        assert client._pending == [b"PUB a 1\r\nx\r\n", b"PUB b 1\r\ny\r\n"]
+        assert client._pending_data_size == 24
+        assert client._pongs == pongs, "no PONG awaited for a PING that never left"
+    finally:
+        transport.writelines = real_writelines
+        client._pending, client._pending_data_size = [], 0
+        await client.close()
