@@ -43,7 +43,7 @@ from nats.js.api import (
 from shared.denials import Denials
 from shared.domain.message_ids import dead_letter_msg_id
 from shared.errors import HiveError
-from shared.events import Event, encode_event, too_deep_field
+from shared.events import Event, encode_event, subject_of, too_deep_field
 from shared.ids import check_id, new_id
 from shared.logging import get_logger
 from shared.natsclient import (
@@ -181,7 +181,10 @@ def hpub_command(subject: str, reply: str, headers: dict[str, str], payload: byt
     for key, value in headers.items():
         name = _header_name(key)
         if name:  # nats-py skips empty names
-            lines.append(name + value.strip().translate(_HEADER_VALUE_NEWLINES).encode() + b"\r\n")
+            value = value.strip()
+            if "\r" in value or "\n" in value:  # (``translate`` with a table: ~2 µs per value)
+                value = value.translate(_HEADER_VALUE_NEWLINES)
+            lines.append(name + value.encode() + b"\r\n")
     lines.append(b"\r\n")
     header = b"".join(lines)
     size = len(header)
@@ -539,7 +542,7 @@ class EventBus:
         try:
             data, headers, guarded = self._encoded(event, expected, msg_id, expected_filter)
             token = str(next(self._ack_tokens))
-            command = hpub_command(event.subject, prefix + token, headers, data)
+            command = hpub_command(subject_of(event), prefix + token, headers, data)
         except Exception as exc:
             answered.set_exception(exc)
             return answered
@@ -560,7 +563,7 @@ class EventBus:
         """An append's payload, headers and guarded filter, checked before anything is sent."""
         if event.aggregate_id not in _VALID_TOKENS:
             _valid_token(check_id(event.aggregate_id, f"{event.AGGREGATE} id"))
-        for token in event.subject.split(".")[4:]:
+        for token in subject_of(event).split(".")[4:]:
             if token not in _VALID_TOKENS:
                 _valid_token(check_id(token, f"subject token of {event.type_name()}"))
         data = encode_event(event)
@@ -574,7 +577,9 @@ class EventBus:
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = guarded
         if self.trace_headers is not None:
             self.trace_headers(headers)
-        size = len(data) + sum(len(key) + len(value) + 4 for key, value in headers.items()) + 12
+        size = len(data) + 12
+        for key, value in headers.items():
+            size += len(key) + len(value) + 4
         if size > self.nc.max_payload:  # the server counts headers too, and drops the connection
             raise EventTooLarge(event, size, int(self.nc.max_payload))
         if self.on_encoded is not None:
@@ -630,7 +635,7 @@ class EventBus:
         expected: int | None,
         timeout: float,
     ) -> AppendResult:
-        publish = self._request_ack(event.subject, data, headers, timeout)
+        publish = self._request_ack(subject_of(event), data, headers, timeout)
         try:
             if self.denials is not None and self.user is not None:
                 ack = await self.denials.guard(self.user, event.subject, publish)
