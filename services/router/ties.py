@@ -188,7 +188,7 @@ def uncrowded_contender(
     then keep to different agents: each instance's assignment is appended against its agent's last
     sequence, and two to one agent decided on the same view refuse one another."""
     position: int | None = None
-    best = lowest + CROWDED_SLACK
+    best = lowest + CROWDED_SLACK + 1e-9  # (7/20 + 0.1 < 9/20 in floats)
     for index, (agent, _scored) in enumerate(free):
         if agent.agent_id in tied and agent.agent_id not in crowded:
             utilisation = len(agent.in_flight) / agent.capacity if agent.capacity else 1.0
