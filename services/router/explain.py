@@ -38,6 +38,8 @@ def breakdown(scored: Scored, weights: Weights, tie: Tie | None = None) -> dict[
         values["tied_candidates"] = round(float(len(tie.separation.contenders)), 4)
         values["candidates_alike"] = 1.0 if tie.separation.alike else 0.0
         values["tie_broken_by_load"] = 1.0 if tie.by_load else 0.0
+        if tie.uncrowded:
+            values["tie_avoided_rival_agent"] = 1.0
         if tie.by_load:
             values["leader_better_probability"] = round(tie.leader_better, 4)
     return values
@@ -128,6 +130,12 @@ def _tie_phrase(tie: Tie, chosen: AgentView) -> str:
             f"{tied} contenders (none has a candidate better than it with probability "
             f">= {tie.confidence:.2f})"
         )
+    if tie.uncrowded:
+        return (
+            f"Tie among equals: {basis}; {chosen.agent_id} is nearly the least loaded of them, whose "
+            "least loaded was just given work by another router instance (instances keep to "
+            "different agents, not to refuse each other's assignments)."
+        )
     if tie.by_load:
         return (
             f"Tie broken by load: {basis}; {tie.leader.agent_id} scored higher (better with probability "
@@ -160,6 +168,11 @@ def tie_rival_reason(
         return (
             f"score {scored.score:.3f}, not told apart from {chosen.agent_id} (better with probability "
             f"{better:.2f}); busier ({load}/{capacity} vs {chosen_load}/{chosen_capacity} in flight)"
+        )
+    if agent.agent_id in tie.avoided and agent.agent_id in tie.separation.contenders:
+        return (
+            f"score {scored.score:.3f}, not told apart from {chosen.agent_id}; just given work by "
+            "another router instance"
         )
     return None
 

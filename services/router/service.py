@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from prometheus_client import Histogram
 
 from services.router.decide import (
@@ -92,6 +93,7 @@ from shared.events import (
     RateLimitRemoved,
     RateLimitSet,
     RateTokensTaken,
+    TaskAssigned,
     TaskAttemptFailed,
     TaskCancelled,
     TaskCancelRequested,
@@ -118,6 +120,9 @@ MAX_UNSURE = 10_000
 MAX_APPENDS = 32
 """Appends of decisions in flight at once, per instance."""
 CLAIM_ACK_WAIT_S = 1.0
+CROWDED_S = 0.5
+"""How long an agent another router instance gave work to counts as theirs for this one's ties
+(``RoutingConfig.crowded``): instances deciding from the same view keep to different agents."""
 """A claimed submission held this long without a word from its instance goes to another one (the
 instance says it is still working on it every third of that)."""
 
@@ -276,6 +281,9 @@ class RouterService(Service):
         """Tasks of concurrency keys at their limit, left out of decisions until a slot may free."""
         self._weighed = Weighed()
         """How waiting keyed tasks stand for a fair turn, until their key changes."""
+        self._rival_work: dict[str, float] = {}
+        """Agent id -> when the view last applied an assignment to it this instance did not decide
+        (monotonic; those older than ``CROWDED_S`` are dropped as plans read it)."""
         self.view.add_listener(self._on_applied)
         self.assignment_duration = Histogram(
             "orchestration_task_assignment_duration_seconds",
@@ -330,6 +338,9 @@ class RouterService(Service):
             return
         if not self.ready.is_set():
             return
+        if type(event) is TaskAssigned and event.task_id not in self._in_flight:
+            # Another instance's (or one of ours whose answer was lost: it only steers ties a while).
+            self._rival_work[event.agent_id] = time.monotonic()
         if (
             isinstance(event, _NEW_WORK)
             or (isinstance(event, RELEASES) and self.view.state.fleet.queue)
@@ -538,11 +549,12 @@ class RouterService(Service):
         if not view.state.fleet.queue and not self._parked.owed:
             return 0  # nothing waits: a plan would decide nothing and change nothing (no overlay)
         now = time.time()
-        scan = Scan(view.state, self.config, self._limits_in_force(), self._weighed, self._parked.owed)
+        config = self._deciding_config()
+        scan = Scan(view.state, config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
             view.state,
             now,
-            self.config,
+            config,
             assumed=assumed,
             claims=claims,
             after_seq=view.seq,
@@ -556,6 +568,17 @@ class RouterService(Service):
         for step in planned:
             self._start_append(step, view.seq, now)
         return len(planned)
+
+    def _deciding_config(self) -> RoutingConfig:
+        """The routing configuration with the agents other instances gave work to just now."""
+        if not self._rival_work:
+            return self.config
+        since = time.monotonic() - CROWDED_S
+        for agent_id in [agent_id for agent_id, at in self._rival_work.items() if at < since]:
+            del self._rival_work[agent_id]
+        if not self._rival_work:
+            return self.config
+        return msgspec.structs.replace(self.config, crowded=frozenset(self._rival_work))
 
     def _settle_claims(self) -> None:
         """Acknowledge the claims whose attempt the view shows decided (by anyone) or gone."""
@@ -795,7 +818,8 @@ class RouterService(Service):
             self._in_flight.pop(task_id, None)
             self._parked.release(None)  # a slot it was counted to take is free again
             self._weighed.forget(None)
-            self._doubt(decision)
+            if _assignment(decision) is None:
+                self._doubt(decision)  # (the view reads everything about an agent: see ``_doubt``)
             self._catch_up()
             return
         self.log.error("router_append_failed", task_id=task_id, exc_info=exc)
@@ -925,8 +949,12 @@ class RouterService(Service):
             self.log.info("task_expired", task_id=decision.task_id, error=decision.error)
 
     def _doubt(self, decision: Decision) -> None:
-        """A decision was refused: the version it was appended against is asked of the server next
-        time (what the view does not read may have moved it)."""
+        """A decision guarded by its task was refused: the task's version is asked of the server
+        next time (what the view does not read, a start or a progress report, may have moved it).
+        Not one guarded by its agent: the view reads everything about an agent and its breaker, so
+        once caught up (``_catch_up``) its version is the server's; asking it again at every later
+        decision for that agent (the server's being newer than the decision's view as long as
+        another instance keeps giving the agent work) refused them all without trying."""
         if len(self._unsure) >= MAX_UNSURE:
             self._unsure.clear()
         self._unsure.add(_guarded_key(decision))

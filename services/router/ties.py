@@ -10,7 +10,7 @@ says is better is alone among the contenders and wins while it has room.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import msgspec
 
@@ -36,6 +36,13 @@ class Tie(msgspec.Struct, frozen=True, kw_only=True):
     merits: dict[str, Merit] = {}
     """The free candidates' merits by agent id, as split (so the explanation does not work them
     out again)."""
+    avoided: frozenset[str] = frozenset()
+    """Agents other router instances gave work to just now, passed over for a contender nearly as
+    little loaded (``RoutingConfig.crowded``; empty: the least loaded contender was chosen)."""
+
+    @property
+    def uncrowded(self) -> bool:
+        return bool(self.avoided)
 
 
 def merit(scored: Scored) -> Merit:
@@ -148,6 +155,11 @@ def spread_ties(
             utilisation = len(agent.in_flight) / agent.capacity if agent.capacity else 1.0  # .utilisation
             if position < 0 or utilisation < lowest:
                 position, lowest = index, utilisation
+    uncrowded = False
+    if config.crowded and free[position][0].agent_id in config.crowded:
+        elsewhere = uncrowded_contender(free, tied, config.crowded, lowest)
+        if elsewhere is not None:
+            position, uncrowded = elsewhere, True
     chosen_agent, chosen = free.pop(position)
     free.insert(0, (chosen_agent, chosen))
     by_load = position != 0 and leader.agent_id in tied
@@ -158,4 +170,28 @@ def spread_ties(
         by_load=by_load,
         leader_better=probability_better(candidates[0], candidates[position]) if by_load else 0.5,
         merits=by_agent,
+        avoided=config.crowded if uncrowded else frozenset(),
     )
+
+
+CROWDED_SLACK = 0.1
+"""How much more loaded (utilisation) than the least loaded contender another one may be, to be
+chosen instead of an agent other router instances gave work to just now."""
+
+
+def uncrowded_contender(
+    free: list[tuple[AgentView, Scored]], tied: Collection[str], crowded: Collection[str], lowest: float
+) -> int | None:
+    """The position in `free` of the least loaded contender no other router instance gave work to
+    just now, within ``CROWDED_SLACK`` of the `lowest` utilisation (the first in rank order among
+    equally loaded ones); None when there is none. Instances deciding at once from the same view
+    then keep to different agents: each instance's assignment is appended against its agent's last
+    sequence, and two to one agent decided on the same view refuse one another."""
+    position: int | None = None
+    best = lowest + CROWDED_SLACK + 1e-9  # (7/20 + 0.1 < 9/20 in floats)
+    for index, (agent, _scored) in enumerate(free):
+        if agent.agent_id in tied and agent.agent_id not in crowded:
+            utilisation = len(agent.in_flight) / agent.capacity if agent.capacity else 1.0
+            if utilisation < best or (position is None and utilisation <= best):
+                position, best = index, utilisation
+    return position

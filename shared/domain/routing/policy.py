@@ -39,6 +39,11 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
     """CONCURRENCY_LIMITS (the API's limits, in the log, replace them pattern by pattern)."""
     rate_limits: tuple[RateLimit, ...] = ()
     """RATE_LIMITS."""
+    crowded: frozenset[str] = frozenset()
+    """Agents other router instances gave work to just now (their assignments applied by the view):
+    a strategy that spreads ties gives a task to another contender nearly as little loaded
+    (``ties.spread_ties``), so instances deciding at once from the same view keep to different agents
+    instead of picking the same least loaded one and refusing each other's assignments."""
 
 
 class StrategyWeights(msgspec.Struct, frozen=True, kw_only=True):

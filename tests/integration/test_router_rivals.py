@@ -1,0 +1,98 @@
+"""Router instances deciding at once, against a real nats-server: each notices the agents the others
+give work to and keeps its ties off them for a while, and a refused assignment costs one decision
+again, not a round trip to the server (and a refusal) for every later decision about its agent."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.router.decide import Assign, Hold
+from services.router.service import CROWDED_S, RouterService
+from shared.agent.sdk import Agent, TaskContext
+from shared.bus import ConcurrencyConflict, EventBus
+from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
+from shared.settings import Settings
+from tests.conftest import EventLog, running
+from tests.integration.test_router import max_in_flight_per_agent
+
+
+async def test_another_instances_assignment_crowds_its_agent_for_a_while_and_an_own_one_does_not(
+    settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    async with running(RouterService, settings, instance="r1") as router:
+        await bus.append(
+            AgentRegistered(agent_id="busy", capabilities={"review": 0.8}, capacity=4), expected=0
+        )
+        stored = await bus.append(TaskAssigned(agent_id="busy", task_id="theirs", attempt=1), expected=None)
+        await router.view.wait_for(stored.seq)
+        assert router._deciding_config().crowded == frozenset({"busy"})
+        assert router._deciding_config() is not router.config
+        router._rival_work["busy"] -= CROWDED_S  # as if CROWDED_S had passed
+        assert router._deciding_config() is router.config, "an old assignment crowds nothing"
+        assert router._rival_work == {}
+        await bus.append(TaskSubmitted(task_id="mine", task_type="review"), expected=0)
+        await event_log.wait_for(
+            lambda evs: any(isinstance(e, TaskAssigned) and e.task_id == "mine" for e in evs)
+        )
+        await router.view.catch_up()
+        assert router.assignments == 1
+        assert router._rival_work == {}, "its own assignment crowds nothing"
+
+
+async def test_a_refused_assignment_does_not_send_later_decisions_for_its_agent_to_the_server(
+    settings: Settings, bus: EventBus
+) -> None:
+    """The view reads everything about an agent: once caught up, its version is the server's. (It
+    asked the server at every later decision for the agent, and refused each one whose agent had
+    been given work after the decision's view, as long as another instance kept giving it work.)
+    A refused hold still asks: the view does not read a task's start or progress."""
+    async with running(RouterService, settings, instance="r1") as router:
+        assign = Assign(
+            task_id="t",
+            attempt=1,
+            agent_id="x",
+            session="",
+            strategy="adaptive",
+            score=0.5,
+            breakdown={},
+            rejected=[],
+            explanation="",
+        )
+        router._refused(assign, ConcurrencyConflict("hive.evt.*.x.>", 3, "refused"))
+        assert "agent.x" not in router._unsure
+        assert router._version("agent", "x") is not None
+        hold = Hold(task_id="t", attempt=1, reason="all_capable_agents_busy", detail="")
+        router._refused(hold, ConcurrencyConflict("hive.evt.task.t.>", 3, "refused"))
+        assert "task.t" in router._unsure
+        assert router._version("task", "t") is None
+        assert router.conflicts == 2
+
+
+async def quick(context: TaskContext) -> str:
+    await asyncio.sleep(0.001)
+    return "done"
+
+
+async def test_two_routers_share_a_burst_with_few_refusals_and_never_overfill_an_agent(
+    settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    agents = [Agent(f"peer{i}", quick, capabilities=["review"], capacity=3) for i in range(6)]
+    async with (
+        running(RouterService, settings, instance="r1") as r1,
+        running(RouterService, settings, instance="r2") as r2,
+    ):
+        for agent in agents:
+            await agent.start(bus)
+        for index in range(300):
+            await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="review"), expected=0)
+        await event_log.wait_for(
+            lambda evs: sum(isinstance(e, TaskCompleted) for e in evs) >= 300, timeout=60
+        )
+        for agent in agents:
+            await agent.stop()
+        routers = (r1, r2)
+    assigned = event_log.of_type(TaskAssigned)
+    assert len(assigned) == 300 and len({a.task_id for a in assigned}) == 300, "nothing lost or doubled"
+    assert all(peak <= 3 for peak in max_in_flight_per_agent(event_log.events).values())
+    assert sum(r.assignments for r in routers) == 300
+    assert not any(key.startswith("agent.") for r in routers for key in r._unsure)
