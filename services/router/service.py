@@ -120,11 +120,11 @@ MAX_UNSURE = 10_000
 MAX_APPENDS = 32
 """Appends of decisions in flight at once, per instance."""
 CLAIM_ACK_WAIT_S = 1.0
+"""A claimed submission held this long without a word from its instance goes to another one (the
+instance says it is still working on it every third of that)."""
 CROWDED_S = 0.5
 """How long an agent another router instance gave work to counts as theirs for this one's ties
 (``RoutingConfig.crowded``): instances deciding from the same view keep to different agents."""
-"""A claimed submission held this long without a word from its instance goes to another one (the
-instance says it is still working on it every third of that)."""
 
 TRIGGERS: list[type[Event]] = [
     TaskSubmitted,
