@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
@@ -141,6 +142,10 @@ class ProjectionRunner(Generic[S]):
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._urgent = 0
+        self._asked_at = time.monotonic()
+        """When (monotonic) the read now under way was asked for, at the latest: the last burst's end."""
+        self._complete_at: float | None = None
+        """When (monotonic) the log held nothing this view had not applied, as far as it knows."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -272,24 +277,48 @@ class ProjectionRunner(Generic[S]):
         finally:
             self._urgent -= 1
 
+    def lag_s(self) -> float:
+        """How far behind the log this view may be, in seconds: everything stored more than this
+        long ago is applied. A decision that judges how long something has *not* happened must
+        count only up to then (``services/balancer``). A reader in bursts knows it each time a
+        burst ends at the end of the log (``_pace``) or a ``catch_up`` returns; before either,
+        ``inf``. A reader of each event as it is stored does not know it: 0, as if current."""
+        if self.linger_s <= 0:
+            return 0.0
+        if self._complete_at is None:
+            return math.inf
+        return max(0.0, time.monotonic() - self._complete_at)
+
+    def _complete_since(self, asked_at: float) -> None:
+        """Everything stored before `asked_at` (monotonic) is applied."""
+        if self._complete_at is None or asked_at > self._complete_at:
+            self._complete_at = asked_at
+
     async def _pace(self) -> None:
         """When to read the next burst: soon while somebody waits, else after the linger (or when
-        somebody starts waiting)."""
-        if self._urgent or any(not fut.done() for _seq, _id, fut in self._waiters):
-            await asyncio.sleep(URGENT_POLL_S)
-            return
-        self._hurry.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.linger_s):
-                await self._hurry.wait()
+        somebody starts waiting). Called when a burst ended at the end of the log: everything
+        stored before that burst was asked for is applied."""
+        self._complete_since(self._asked_at)
+        try:
+            if self._urgent or any(not fut.done() for _seq, _id, fut in self._waiters):
+                await asyncio.sleep(URGENT_POLL_S)
+                return
+            self._hurry.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.linger_s):
+                    await self._hurry.wait()
+        finally:
+            self._asked_at = time.monotonic()  # the next burst is asked for after this
 
     async def catch_up(self, timeout: float = 10.0) -> int:
         """Apply everything the stream holds right now (of what it reads); returns that sequence."""
+        asked_at = time.monotonic()
         last = await self.bus.last_sequence()
         if self.filters is not None and self.seq < last:
             async with asyncio.timeout(timeout):
                 await self._reach(last)
         await self.wait_for(last, timeout)
+        self._complete_since(asked_at)
         return last
 
     # --- applying -------------------------------------------------------------------------------
@@ -347,6 +376,7 @@ class ProjectionRunner(Generic[S]):
 
     async def _pump(self) -> None:
         """Follow the log from the next sequence, with a consumer of its own (resumed when lost)."""
+        self._asked_at = time.monotonic()
         await self.bus.follow_raw(
             self._on_msg,
             self._stopping,

@@ -144,8 +144,19 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     efficiency_after: float | None
 
 
-def waiting_attempts(state: RouterState, now: float, policy: RebalancePolicy) -> list[Waiting]:
-    """Unstarted attempts past the limit (or at an open breaker), longest waiting first."""
+def waiting_attempts(
+    state: RouterState, now: float, policy: RebalancePolicy, seen_until: float | None = None
+) -> list[Waiting]:
+    """Unstarted attempts past the limit (or at an open breaker), longest waiting first.
+
+    `seen_until`: the time up to which the view has applied everything the log held (None: `now`,
+    a current view). An attempt has waited unstarted only as long as the view can vouch for: a
+    view 3 s behind the log sees every attempt of the last 3 s unstarted, started or finished
+    meanwhile, and a move of one would only be refused by the server (an append and a catch-up
+    for nothing). So the wait, and the age under which a start report may still be deferred,
+    count up to `seen_until`."""
+    if seen_until is not None and seen_until < now:
+        now = seen_until
     found: list[Waiting] = []
     fleet = state.fleet
     for holder in fleet.agents.values():
@@ -189,12 +200,17 @@ def _breaker_closed(state: RouterState, agent_id: str) -> bool:
 
 
 def plan_moves(
-    state: BalancerState, now: float, policy: RebalancePolicy, config: RoutingConfig | None = None
+    state: BalancerState,
+    now: float,
+    policy: RebalancePolicy,
+    config: RoutingConfig | None = None,
+    seen_until: float | None = None,
 ) -> Plan:
-    """The moves to make now, most-waiting first, and notes on the waiting work left in place."""
+    """The moves to make now, most-waiting first, and notes on the waiting work left in place.
+    `seen_until`: how far the view is complete (``waiting_attempts``)."""
     config = config or RoutingConfig()
     router = state.router
-    waiting = waiting_attempts(router, now, policy)
+    waiting = waiting_attempts(router, now, policy, seen_until)
     stuck_holders = {w.holder.agent_id for w in waiting}
     planned_in: dict[str, int] = {}
     shifts: dict[str, int] = {}

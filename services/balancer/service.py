@@ -165,7 +165,9 @@ class BalancerService(Service):
         if self.settings.enable_rebalancing:
             await self.rebalance(now, self.policy, trigger=AUTO)
         else:
-            self.waiting = len(waiting_attempts(self.view.state.router, now, self.policy))
+            self.waiting = len(
+                waiting_attempts(self.view.state.router, now, self.policy, self.seen_until(now))
+            )
         if self.settings.enable_predictive_scaling and now - self._last_scale_at >= SCALE_EVERY_S:
             self._last_scale_at = now
             await self.recommend_scaling(now)
@@ -214,9 +216,14 @@ class BalancerService(Service):
                 await self.writer.summary(scope, outcome, expected=0, trigger=AUTO, dry_run=False)
         return outcome
 
+    def seen_until(self, now: float) -> float:
+        """`now` less how far the view may be behind the log: what it has not seen happen by then
+        may have happened since (``decide.waiting_attempts``)."""
+        return now - self.view.lag_s()
+
     def plan(self, now: float, policy: RebalancePolicy) -> tuple[Plan, dict[str, int | None]]:
         """A plan, and the task versions it was made on (read in the same step, no await between)."""
-        plan = plan_moves(self.view.state, now, policy, self.config)
+        plan = plan_moves(self.view.state, now, policy, self.config, self.seen_until(now))
         return plan, {move.task_id: self.view.version("task", move.task_id) for move in plan.moves}
 
     async def carry_out(

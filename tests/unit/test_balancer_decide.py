@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.balancer.decide import Plan, RebalancePolicy, plan_moves
+from services.balancer.decide import Plan, RebalancePolicy, plan_moves, waiting_attempts
 from services.balancer.view import BalancerState, apply_balancer
 from services.router.decide import Assign, route_task
 from shared.domain.starts import START_REPORT_AFTER_S, START_REPORT_LATE_S, START_REPORTED_WITHIN_S
@@ -25,6 +27,7 @@ from shared.events import (
 )
 from shared.projection import Snapshot
 from shared.recorded import Recorded
+from tests.unit.test_balancer_apply import histories, recorded_log
 
 POLICY = RebalancePolicy(unstarted_after_s=2.0, quality_tolerance=0.05)
 
@@ -313,3 +316,55 @@ def test_a_move_costs_the_task_no_retry_budget_and_teaches_the_router_nothing_ab
     assert task.attempt == 2 and task.task_failures == 0 and task.status == "pending"
     assert state.router.fleet.agents["slow"].in_flight == {}
     assert "slow" not in state.router.performance.agents
+
+
+# --- a view behind the log ------------------------------------------------------------------------
+
+
+def test_an_attempt_has_waited_only_as_long_as_the_view_has_seen() -> None:
+    """3 s after the assignment by the clock, but the view has read the log only 1.5 s past it: the
+    start or the end may be stored already, so nothing moves; once it has read 2.5 s past, it does."""
+    state = state_of(agent("slow"), agent("idle"), *stuck_on("slow"))
+    behind = plan_moves(state, now=103.0, policy=POLICY, seen_until=101.5)
+    assert behind.moves == [] and behind.waiting == 0
+    plan = plan_moves(state, now=103.0, policy=POLICY, seen_until=102.5)
+    assert only_move(plan) == ("t", "slow", "idle") and plan.moves[0].waited_s == 2.5
+    assert waiting_attempts(state.router, 103.0, POLICY, seen_until=101.5) == []
+
+
+def test_a_view_behind_counts_the_start_report_bound_up_to_what_it_has_seen_too() -> None:
+    """At an open breaker the wait does not matter, but an attempt younger than
+    START_REPORTED_WITHIN_S by what the view has seen may have reported its start since."""
+    tripped = state_of(agent("flaky"), agent("idle"), *stuck_on("flaky"), BreakerOpened(agent_id="flaky"))
+    now = 100.0 + START_REPORTED_WITHIN_S + 1.0
+    assert plan_moves(tripped, now=now, policy=POLICY, seen_until=100.5).moves == []
+    assert only_move(plan_moves(tripped, now=now, policy=POLICY, seen_until=now - 1.0))[2] == "idle"
+
+
+def test_a_view_that_never_caught_up_moves_nothing() -> None:
+    state = state_of(agent("slow"), agent("idle"), *stuck_on("slow"))
+    assert plan_moves(state, now=200.0, policy=POLICY, seen_until=-math.inf).moves == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    histories(),
+    st.sampled_from([0.0, 1.5, 4.0, 30.0]),
+    st.floats(0.0, 40.0),
+    st.sampled_from([0.0, 2.0]),
+)
+def test_a_view_behind_decides_what_the_old_computation_decided_at_its_horizon(
+    events: list[AnyEvent], now: float, lag: float, unstarted_after_s: float
+) -> None:
+    """The attempts found waiting are those the old computation found at `now - lag`; a current
+    view (no horizon, or one at or past `now`) plans exactly what it planned before."""
+    state = BalancerState()
+    for recorded in recorded_log(events):
+        apply_balancer(state, recorded)
+    policy = RebalancePolicy(unstarted_after_s=unstarted_after_s)
+    assert waiting_attempts(state.router, now, policy, now - lag) == waiting_attempts(
+        state.router, now - lag, policy
+    )
+    old = plan_moves(state, now, policy)
+    assert plan_moves(state, now, policy, None, now) == old
+    assert plan_moves(state, now, policy, None, now + lag) == old
