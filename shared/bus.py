@@ -510,8 +510,8 @@ class EventBus:
         e.g. one spanning every aggregate that competes for a shared limit, or everything about
         one entity across aggregates (an agent and its breaker).
         """
-        data, headers, guarded = self._encoded(event, expected, msg_id, expected_filter)
-        result = await self._publish(event, data, headers, guarded, expected, timeout)
+        data, headers, guarded, subject = self._encoded(event, expected, msg_id, expected_filter)
+        result = await self._publish(event, subject, data, headers, guarded, expected, timeout)
         return await self._stored(event, data, headers, guarded, expected, timeout, result)
 
     def append_soon(
@@ -540,9 +540,9 @@ class EventBus:
             )
         answered: asyncio.Future[AppendResult] = loop.create_future()
         try:
-            data, headers, guarded = self._encoded(event, expected, msg_id, expected_filter)
+            data, headers, guarded, subject = self._encoded(event, expected, msg_id, expected_filter)
             token = str(next(self._ack_tokens))
-            command = hpub_command(subject_of(event), prefix + token, headers, data)
+            command = hpub_command(subject, prefix + token, headers, data)
         except Exception as exc:
             answered.set_exception(exc)
             return answered
@@ -559,11 +559,13 @@ class EventBus:
 
     def _encoded(
         self, event: Event, expected: int | None, msg_id: str | None, expected_filter: str | None
-    ) -> tuple[bytes, dict[str, str], str]:
-        """An append's payload, headers and guarded filter, checked before anything is sent."""
+    ) -> tuple[bytes, dict[str, str], str, str]:
+        """An append's payload, headers, guarded filter and subject (formed once per append),
+        checked before anything is sent."""
         if event.aggregate_id not in _VALID_TOKENS:
             _valid_token(check_id(event.aggregate_id, f"{event.AGGREGATE} id"))
-        for token in subject_of(event).split(".")[4:]:
+        subject = subject_of(event)
+        for token in subject.split(".")[4:]:
             if token not in _VALID_TOKENS:
                 _valid_token(check_id(token, f"subject token of {event.type_name()}"))
         data = encode_event(event)
@@ -584,7 +586,7 @@ class EventBus:
             raise EventTooLarge(event, size, int(self.nc.max_payload))
         if self.on_encoded is not None:
             self.on_encoded(event, data)
-        return data, headers, guarded
+        return data, headers, guarded, subject
 
     async def _stored(
         self,
@@ -616,7 +618,9 @@ class EventBus:
                     stored_seq=result.seq,
                 )
                 headers["Nats-Msg-Id"] = event.id
-                result = await self._publish(event, data, headers, guarded, expected, timeout)
+                result = await self._publish(
+                    event, subject_of(event), data, headers, guarded, expected, timeout
+                )
         self._count(event, result)
         return result
 
@@ -629,16 +633,17 @@ class EventBus:
     async def _publish(
         self,
         event: Event,
+        subject: str,
         data: bytes,
         headers: dict[str, str],
         guarded: str,
         expected: int | None,
         timeout: float,
     ) -> AppendResult:
-        publish = self._request_ack(subject_of(event), data, headers, timeout)
+        publish = self._request_ack(subject, data, headers, timeout)
         try:
             if self.denials is not None and self.user is not None:
-                ack = await self.denials.guard(self.user, event.subject, publish)
+                ack = await self.denials.guard(self.user, subject, publish)
             else:
                 ack = await publish
         except nats.js.errors.APIError as exc:

@@ -109,7 +109,7 @@ def _bus(max_payload: int) -> EventBus:
 @pytest.mark.parametrize("expected", [None, 0, 41])
 def test_an_event_is_refused_as_too_large_exactly_where_it_was(expected: int | None) -> None:
     event = TaskCompleted(task_id="t-1", agent_id="a-1", attempt=1, result={"r": "x" * 50})
-    data, headers, _guarded = _bus(1 << 20)._encoded(event, expected, "m-1", None)
+    data, headers, _guarded, _subject = _bus(1 << 20)._encoded(event, expected, "m-1", None)
     limit = old_size(data, headers)
     assert _bus(limit)._encoded(event, expected, "m-1", None)[0] == data
     with pytest.raises(EventTooLarge):
