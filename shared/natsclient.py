@@ -499,6 +499,20 @@ def ack_soon(msg: Msg) -> bool:
     return True
 
 
+def progress_soon(msg: Msg) -> bool:
+    """``Msg.in_progress`` with ``publish_soon``: the same ``+WPI`` to the delivery's reply subject,
+    with no coroutine and no write of its own. True, or False having done nothing when its
+    connection is not Hive's (then ``await msg.in_progress()``). Raises what ``in_progress`` raises
+    for a message that is not a delivery."""
+    client = msg._client
+    if not isinstance(client, HiveNatsClient):
+        return False
+    if not msg.reply:
+        raise errors.NotJSMessageError
+    client.publish_soon(msg.reply, Msg.Ack.Progress)
+    return True
+
+
 def _hand_over(handler: DirectHandler, msg: Msg) -> None:
     try:
         handler(msg)

@@ -522,6 +522,16 @@ def next_decision(
     return None
 
 
+def all_skipped(
+    queue: Sequence[tuple[object, object, str]], in_flight: Collection[str], parked: Collection[str]
+) -> bool:
+    """Whether every task in `queue` is in `in_flight` or `parked`: a plan skipping both (and owing
+    no hold) decides nothing then, whatever the view (``next_decision`` passes each over first)."""
+    if len(queue) > len(in_flight) + len(parked):
+        return False
+    return all(task_id in in_flight or task_id in parked for _rank, _seq, task_id in queue)
+
+
 def _any_room(state: RouterState) -> bool:
     """Some active agent has a free slot its breaker lets a task through."""
     return any(

@@ -43,6 +43,7 @@ from services.router.decide import (
     Expire,
     Planned,
     Scan,
+    all_skipped,
     assignment_event,
     ends_plan,
     next_expiry,
@@ -546,8 +547,11 @@ class RouterService(Service):
         room = MAX_APPENDS - len(self._appends)
         if room <= 0 or blocked:
             return 0  # a cancellation for a key is not laid over the view: wait until it is applied
-        if not view.state.fleet.queue and not self._parked.owed:
-            return 0  # nothing waits: a plan would decide nothing and change nothing (no overlay)
+        if not self._parked.owed and all_skipped(view.state.fleet.queue, self._in_flight, self._parked.tasks):
+            # Nothing waits but what is being decided or parked (an answer or a landing woke this
+            # round, about every other round at a moderate rate): a plan would skip every task and
+            # change nothing.
+            return 0
         now = time.time()
         config = self._deciding_config()
         scan = Scan(view.state, config, self._limits_in_force(), self._weighed, self._parked.owed)

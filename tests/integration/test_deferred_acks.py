@@ -18,7 +18,7 @@ from shared.agent.sdk import Agent, TaskContext, TaskOutcome
 from shared.bus import EventBus
 from shared.embedded import EmbeddedNats
 from shared.events import TaskCompleted, TaskSubmitted
-from shared.natsclient import DEFERRED_WRITE_S, HiveNatsClient, ack_soon
+from shared.natsclient import DEFERRED_WRITE_S, HiveNatsClient, ack_soon, progress_soon
 from shared.recorded import Recorded, decode_recorded
 from shared.settings import Settings
 from shared.subjects import EVENTS_STREAM, events_of_type
@@ -157,6 +157,31 @@ async def test_a_delivery_acknowledged_soon_is_acknowledged_once(bus: EventBus) 
     assert await ack_pending(bus, "soon") == 0
 
 
+async def test_a_delivery_told_in_progress_soon_sends_nats_pys_bytes_with_its_next_write(
+    bus: EventBus,
+) -> None:
+    msg = await delivered(bus, "progress")
+    client = bus.nc
+    assert isinstance(client, HiveNatsClient)
+    await client.flush()
+    writes = count_writes(client)
+    await msg.in_progress()  # nats-py's own way, for the bytes
+    await client.flush()
+    theirs = [command for write in writes for command in write if b"+WPI" in command]
+    writes.clear()
+    assert progress_soon(msg) is True
+    for _ in range(5):
+        await asyncio.sleep(0)  # turns of the loop: no write of its own
+    assert writes == []
+    await client.flush()
+    ours = [command for write in writes for command in write if b"+WPI" in command]
+    assert len(theirs) == 1 and ours == theirs
+    assert not msg._ackd and ack_soon(msg) is True  # still in hand: acknowledged once, later
+    assert await ack_pending(bus, "progress") == 0
+    with pytest.raises(nats.errors.NotJSMessageError):
+        progress_soon(Msg(_client=client, subject="x", reply="", data=b""))
+
+
 async def test_acknowledging_soon_on_another_client_does_nothing(nats_server: EmbeddedNats) -> None:
     plain = await nats.connect(nats_server.url)
     other = EventBus(plain, "plain")
@@ -164,6 +189,7 @@ async def test_acknowledging_soon_on_another_client_does_nothing(nats_server: Em
         await other.ensure_streams()
         msg = await delivered(other, "plain")
         assert ack_soon(msg) is False
+        assert progress_soon(msg) is False
         assert not msg._ackd
         ticket = Ticket(msg, decode_recorded(1, msg.subject, msg.data))  # type: ignore[arg-type]
         assert ticket.ack_soon() is False and not ticket.settled

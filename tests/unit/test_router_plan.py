@@ -669,3 +669,31 @@ def test_an_owed_hold_whose_task_was_held_meanwhile_is_not_recorded_twice() -> N
     world.add(TaskQueued(task_id="waits", attempt=1, reason="concurrency_limit", detail="another router"))
     scan = Scan(world.state, world.config, owed=parked.owed)
     assert plan(world.state, 0.0, world.config, skip={"free"}, scan=scan) == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    capacities=st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=4),
+    tasks=st.lists(st.integers(min_value=0, max_value=3), max_size=12),
+    held=st.sets(st.integers(min_value=0, max_value=11)),
+    in_flight=st.sets(st.integers(min_value=0, max_value=14)),
+    parked=st.sets(st.integers(min_value=0, max_value=14)),
+)
+def test_a_round_skips_its_plan_only_when_every_waiting_task_is_in_flight_or_parked(
+    capacities: list[int], tasks: list[int], held: set[int], in_flight: set[int], parked: set[int]
+) -> None:
+    """``all_skipped`` (the router's idle rounds return before planning) says exactly that every
+    task in the queue is skipped, and then a plan skipping them decides nothing and leaves the view
+    as it was; otherwise the plan is made as before."""
+    log = fleet(capacities, [0, 1, 2], tasks)
+    for index in held & set(range(len(tasks))):
+        log.add(TaskQueued(task_id=f"t{index}", attempt=1, reason="all_capable_agents_busy"))
+    flying = {f"t{index}": index for index in in_flight}  # ids beyond the tasks too: long gone
+    parked_ids = {f"t{index}" for index in parked}
+    queue = log.state.fleet.queue
+    every = all(task_id in flying or task_id in parked_ids for _rank, _seq, task_id in queue)
+    assert decide.all_skipped(queue, flying, parked_ids) is every
+    if every:
+        before = encoded(log.state)
+        assert plan(log.state, 0.0, after_seq=log.seq, skip=flying.keys() | parked_ids, limit=32) == []
+        assert encoded(log.state) == before
