@@ -1309,17 +1309,56 @@ _HAS_FREE_FORM: Final[dict[type[Event], bool]] = {
 def too_deep_field(event: Event, data: bytes) -> str | None:
     """The first free-form field of `event` (encoded as `data`) nested deeper than ``MAX_NESTING``.
 
-    Quick for almost every event: no field nests deeper than its whole message has brackets.
+    Quick for almost every event: a field that holds no container nests one level at most, and no
+    field nests deeper than its whole message has brackets. The first is looked at first: counting
+    the brackets reads every byte (about 2 µs per KB, twice: 4.7 µs for a 2.3 KB assignment, at
+    every append and every reader's decoding of one), looking at a small payload or result's values
+    a fraction of a µs.
     """
     free_form = _HAS_FREE_FORM.get(type(event))
     if free_form is None:
         free_form = isinstance(event, _WITH_FREE_FORM)
-    if not free_form or openers(data) <= MAX_NESTING:
+    if not free_form or _shallow_fields(event) or openers(data) <= MAX_NESTING:
         return None
     for name, value in free_form_fields(event):
         if value_nests_deeper(value, MAX_NESTING):
             return name
     return None
+
+
+_SHALLOW_LOOK: Final = 16
+"""The most values ``_shallow`` looks at: a larger container is left to the bracket count."""
+_CONTAINERS: Final = (dict, list, tuple)
+"""What ``nesting_of`` counts as a level (and their subclasses)."""
+
+
+def _shallow(value: Any) -> bool:
+    """Whether `value` surely nests one level at most: a scalar, or a plain dict, list or tuple of
+    at most ``_SHALLOW_LOOK`` values none of which is a container. False when unsure."""
+    kind = type(value)
+    if kind is dict:
+        if len(value) > _SHALLOW_LOOK:
+            return False
+        values: Any = value.values()
+    elif kind is list or kind is tuple:
+        if len(value) > _SHALLOW_LOOK:
+            return False
+        values = value
+    else:
+        return not isinstance(value, _CONTAINERS)
+    for item in values:  # noqa: SIM110 - a loop: no generator per event read or appended
+        if isinstance(item, _CONTAINERS):
+            return False
+    return True
+
+
+def _shallow_fields(event: Event) -> bool:
+    """Whether every free-form field of `event` surely nests one level at most (``_shallow``)."""
+    if type(event) is TaskSubmitted or type(event) is TaskAssigned:
+        return _shallow(event.payload)
+    if type(event) is TaskCompleted:
+        return _shallow(event.result)
+    return all(_shallow(value) for _name, value in free_form_fields(event))
 
 
 def free_form_fields(event: Event) -> Iterator[tuple[str, Any]]:

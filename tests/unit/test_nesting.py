@@ -9,7 +9,14 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.nesting import MAX_NESTING, json_nesting, json_nests_deeper, nesting_of, value_nests_deeper
+from shared.nesting import (
+    MAX_NESTING,
+    json_nesting,
+    json_nests_deeper,
+    nesting_of,
+    openers,
+    value_nests_deeper,
+)
 
 # Strings full of what a naive bracket counter would miscount: brackets, quotes, backslashes.
 tricky_text = st.text(alphabet='[]{}"\\ab', max_size=8)
@@ -18,6 +25,11 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
     max_leaves=30,
 )
+
+
+@given(st.binary(max_size=300) | st.text(alphabet='[]{}()<>ab"', max_size=300).map(str.encode))
+def test_openers_counts_every_opening_bracket_byte(data: bytes) -> None:
+    assert openers(data) == data.count(b"[") + data.count(b"{")
 
 
 def nested(depth: int) -> Any:

@@ -32,10 +32,12 @@ from shared.events import (
     TaskStarted,
     TaskSubmitted,
     WorkflowStep,
+    WorkflowStepAdded,
     WorkflowSubmitted,
     _decode,
     encode_event,
     free_form_fields,
+    too_deep_field,
 )
 from shared.natsclient import HiveNatsClient, deliver_directly, deliver_stored
 from shared.nesting import MAX_NESTING, openers, value_nests_deeper
@@ -242,6 +244,61 @@ EXAMPLES = _examples()
 def _subjects_for(event: Event) -> list[str]:
     five = event_subject(event.AGGREGATE, event.aggregate_id, event.event_type())
     return [event.subject, five, five + ".other", "hive.evt.task.elsewhere.submitted", "nope"]
+
+
+def _nested(depth: int, inner: Any) -> Any:
+    value = inner
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(alphabet="[]{}a", max_size=4))
+FREE_FORM = st.one_of(
+    SCALARS,
+    st.recursive(
+        SCALARS,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=20),
+            st.dictionaries(st.text(alphabet="ab[{", max_size=3), inner, max_size=20),
+        ),
+        max_leaves=40,
+    ),
+    st.builds(_nested, st.integers(0, MAX_NESTING + 3), SCALARS),
+    st.builds(
+        lambda n, wide: {**{f"k{i}": i for i in range(wide)}, "deep": _deep(n)},
+        st.integers(0, 70),
+        st.integers(0, 20),
+    ),
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FREE_FORM, st.sampled_from(["submitted", "assigned", "completed", "workflow", "step", "failure"]))
+def test_too_deep_field_answers_what_the_bracket_count_first_answered(value: Any, kind: str) -> None:
+    """The shallow look first (``_shallow_fields``), then the bracket count: the same field named,
+    or none, as with the bracket count alone, whatever the free-form fields hold."""
+    payload = value if isinstance(value, dict) else {"v": value}
+    event: Event
+    if kind == "submitted":
+        event = TaskSubmitted(task_id="t", task_type="x", payload=payload)
+    elif kind == "assigned":
+        event = TaskAssigned(agent_id="a", task_id="t", attempt=1, payload=payload)
+    elif kind == "completed":
+        event = TaskCompleted(task_id="t", agent_id="a", attempt=1, result=value)
+    elif kind == "workflow":
+        step = WorkflowStep(step_id="s", task_type="x", payload=payload)
+        event = WorkflowSubmitted(workflow_id="w", steps=[step], context=payload)
+    elif kind == "step":
+        event = WorkflowStepAdded(
+            workflow_id="w", step=WorkflowStep(step_id="s", task_type="x", payload=payload)
+        )
+    else:
+        event = FailureReported(scope="i", failure_type="agent_error", context=payload)
+    data = encode_event(event)
+    assert too_deep_field(event, data) == old_too_deep_field(event, data)
+    decoded = msgspec.json.decode(data, type=type(event))
+    assert too_deep_field(decoded, data) == old_too_deep_field(decoded, data)
 
 
 @settings(max_examples=400, deadline=None)

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_readers, wait_for_services
@@ -24,8 +25,9 @@ from services.cli.bench.throughput import parse_services
 from services.cli.stack import SERVICE_NAMES, Stack
 from shared.bus import EventBus
 from shared.events import TaskAssigned, TaskSubmitted
+from shared.ids import new_id
 from shared.natsclient import stored_at_ns
-from shared.subjects import events_of_type, parse_event_subject
+from shared.subjects import EVENTS_STREAM, events_of_type, parse_event_subject
 
 CAPABILITY = "bench"
 TASK_PREFIX = "bench-"
@@ -33,10 +35,18 @@ AGENTS = "agents"
 DEFAULT_SERVICES = ("router", "recovery")
 """What the benchmark ran before it could run more: its figures stay comparable."""
 FOLLOW_PACE_S = 0.05
-"""How often the benchmark reads the submissions and assignments stored meanwhile. Both ends of a
-latency are the server's store times, so reading them late changes no figure; read as each is
-stored, they cost the server two deliveries per task and this process a wake-up for each (the
-system's cores, shared with the benchmark, carried that)."""
+"""How often the benchmark reads the submissions and assignments stored meanwhile, once it reads
+them (``COUNT_PACE_S``)."""
+READ_S = 30.0
+"""The longest the benchmark waits, once the run is over, to have read every task's submission and
+first assignment (past the run's own deadline)."""
+COUNT_PACE_S = 0.1
+"""How often the benchmark asks the server how many assignments were stored, while it does not read
+them. Both ends of a latency are the server's store times, so reading them late changes no figure:
+the submissions and assignments are read once as many assignments as tasks are stored. Read as
+each is stored, even in bursts, they cost the server two deliveries per task and this process a
+read of each while the system worked (the system's cores, shared with the benchmark, carried that);
+a count is one request to the server, whatever the rate."""
 
 
 class _Decided(msgspec.Struct):
@@ -145,6 +155,42 @@ class StoredTimes:
         if not self.submitted or not self.assigned:
             return 0.0
         return (max(self.assigned.values()) - min(self.submitted.values())) / 1e9
+
+
+async def open_counter(bus: EventBus, subject: str, start_seq: int, *, timeout_s: float) -> str:
+    """A consumer nobody reads, from `start_seq` on `subject`: how many messages it has pending is
+    how many were stored there since (``stored_count``). In memory, gone `timeout_s` after the
+    last question."""
+    name = f"bench-count-{new_id()}"
+    await bus.js.add_consumer(
+        EVENTS_STREAM,
+        ConsumerConfig(
+            name=name,
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(1, start_seq),
+            filter_subject=subject,
+            inactive_threshold=timeout_s,
+            mem_storage=True,
+            num_replicas=1,
+        ),
+    )
+    return name
+
+
+async def stored_count(bus: EventBus, counter: str) -> int:
+    """Messages stored on the counter's subject since its start (``open_counter``)."""
+    info = await bus.js.consumer_info(EVENTS_STREAM, counter)
+    return int(info.num_pending or 0)
+
+
+async def wait_for_count(bus: EventBus, counter: str, count: int, deadline: float) -> None:
+    """Until `count` messages were stored on the counter's subject, asking every ``COUNT_PACE_S``,
+    or the `deadline` (``time.monotonic``) passed."""
+    while time.monotonic() < deadline:
+        if await stored_count(bus, counter) >= count:
+            return
+        await asyncio.sleep(COUNT_PACE_S)
 
 
 def run_ns(pid: int) -> int | None:
@@ -336,6 +382,7 @@ async def measure_assignment(
     times = StoredTimes(tasks)
     stop_following = asyncio.Event()
     followers: list[asyncio.Task[None]] = []
+    counters: list[str] = []
     try:
         await wait_for_services(bus, stack.instance_counts())
         await wait_for_agents(bus, agents)
@@ -357,17 +404,24 @@ async def measure_assignment(
             await asyncio.sleep(FOLLOW_PACE_S)
 
         start_seq = await bus.last_sequence() + 1
-        for handler, subject in (
-            (on_submitted, events_of_type("task", TaskSubmitted.event_type())),
-            (on_assigned, events_of_type("agent", TaskAssigned.event_type())),
-        ):
-            followers.append(
-                asyncio.create_task(
-                    bus.follow_raw(
-                        handler, stop_following, subject_filter=subject, start_seq=start_seq, pace=pace
+        assigned_subject = events_of_type("agent", TaskAssigned.event_type())
+        counter = await open_counter(bus, assigned_subject, start_seq, timeout_s=120 + 2 * tasks / rate)
+        counters.append(counter)
+
+        def follow() -> None:
+            """Read the submissions and assignments from the run's start on (and as stored)."""
+            for handler, subject in (
+                (on_submitted, events_of_type("task", TaskSubmitted.event_type())),
+                (on_assigned, assigned_subject),
+            ):
+                followers.append(
+                    asyncio.create_task(
+                        bus.follow_raw(
+                            handler, stop_following, subject_filter=subject, start_seq=start_seq, pace=pace
+                        )
                     )
                 )
-            )
+
         meter = CpuMeter({**stack.process_ids(), AGENTS: [process.pid]})
         meter.start()
         client_cpu_s = cpu_seconds(os.getpid()) or 0.0
@@ -379,12 +433,18 @@ async def measure_assignment(
             if delay > 0:
                 await asyncio.sleep(delay)
             await bus.append(TaskSubmitted(task_id=f"{TASK_PREFIX}{index}", task_type=CAPABILITY), expected=0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(times.complete.wait(), timeout=60 + tasks / rate)
+        deadline = time.monotonic() + 60 + tasks / rate
+        await wait_for_count(bus, counter, tasks, deadline)
         await wait_for_readers(bus)  # their catching up is this run's CPU too
         timeline.stop()
         cpu_s = meter.stop()
         client_cpu_s = (cpu_seconds(os.getpid()) or 0.0) - client_cpu_s
+        # The run is over (as many assignments as tasks stored, every reader caught up): what is
+        # read now costs the system nothing it is measured for. A task assigned twice counted
+        # twice: the reading follows what is still stored until each task has its assignment.
+        follow()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(times.complete.wait(), max(READ_S, deadline - time.monotonic()))
         if timeline_path is not None:
             write_timeline(timeline_path, times, timeline)
         replies = await bus.gather_health(1.0, expect=frozenset(stack.services))
@@ -393,6 +453,9 @@ async def measure_assignment(
     finally:
         stop_following.set()
         await asyncio.gather(*followers, return_exceptions=True)
+        for counter in counters:
+            with contextlib.suppress(Exception):
+                await bus.js.delete_consumer(EVENTS_STREAM, counter)
         stop_agent_process(process)
         await bus.close()
     latencies = times.latencies_ms()
