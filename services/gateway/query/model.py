@@ -63,14 +63,21 @@ applied first (``flushed_to``); the first read after a quiet while waits for tha
 (tens of milliseconds at a few hundred tasks per second)."""
 READS_RECENT_S = 10.0
 """A read within this long keeps the short interval (a dashboard polling every few seconds)."""
+WRITE_PAUSE_RATIO = 3.0
+"""A pause lasts this many times the slice before it took (wall-clock: encoding, SQLite's thread,
+and waiting for a core on a busy machine), at least ``WRITE_PAUSE_S``: a paced write keeps about a
+quarter of a core. With a fixed 5 ms pause the 5-s write at 500 tasks/s kept the gateway at 20 to 30
+ms of CPU per 50 ms for ~0.3 s (``hive bench assign --services all``)."""
+WRITE_PAUSE_MAX_S = 0.05
 ABSORB_ROUNDS = 3
 """A paced write takes what was noted while its slices went, paced again while more than a slice,
 this many times at most; the last time at once (it ends the write)."""
 WRITE_RETRY_S = 1.0
 WRITE_PAUSE_S = 0.005
-"""Between two slices of a write nobody waits for (``QueryStore.write``): the core goes to the
-router and nats-server. 2,500 tasks and their 2,500 decisions (5 s at 500 tasks/s): ~60 ms of CPU
-at once before; now 20 slices of ~3 ms, ~0.2 s in all, for ~10% more CPU (thread hops)."""
+"""Between two slices of a write nobody waits for (``_parts``: each slice encoded after the pause
+before it): the core goes to the router and nats-server. 2,500 tasks and their 2,500 decisions (5 s
+at 500 tasks/s): ~60 ms of CPU at once before; now 20 slices of ~3 ms, ~0.2 s in all, for ~10% more
+CPU (thread hops)."""
 
 
 class QueryModel:
@@ -125,6 +132,8 @@ class QueryModel:
         self.catch_up_flush_events = CATCH_UP_FLUSH_EVENTS
         self.write_pause_s = WRITE_PAUSE_S
         self.slice_rows = WRITE_SLICE_ROWS
+        self._slice_began = 0.0
+        """When the slice now written began (monotonic): the pause after it is in proportion."""
         self._stopping = False
 
     @property
@@ -370,6 +379,7 @@ class QueryModel:
         meanwhile is paced as well while it is more than a slice, for at most ``ABSORB_ROUNDS``."""
         size = self.slice_rows
         pending = taken[0]
+        self._slice_began = time.monotonic()
         first = True
         for rounds in range(1, ABSORB_ROUNDS + 1):
             slices = rows_in_slices(pending, size, lambda: self.position, self.specs)
@@ -393,8 +403,11 @@ class QueryModel:
         and stopping want the write done at once."""
         if not self.attached or self._stopping or self._waiters or self.write_pause_s <= 0:
             return
+        took = time.monotonic() - self._slice_began
+        pause = min(WRITE_PAUSE_MAX_S, max(self.write_pause_s, took * WRITE_PAUSE_RATIO))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._kick.wait(), self.write_pause_s)
+            await asyncio.wait_for(self._kick.wait(), pause)
+        self._slice_began = time.monotonic()
 
     def flush_wait_s(self, now: float) -> float:
         """How long the buffer waits for its next write (unless it fills or a read waits): short
