@@ -317,7 +317,9 @@ async def test_a_write_in_parts_cancelled_between_two_parts_leaves_the_file_as_i
         nonlocal pauses
         pauses += 1
         if pauses == 2:  # tasks come while the write goes: more than a slice, taken in a 2nd round
-            late = [TaskSubmitted(task_id=f"late{index}", task_type="bench") for index in range(15)]
+            late: list[Event] = [
+                TaskSubmitted(task_id=f"late{index}", task_type="bench") for index in range(15)
+            ]
             _feed(projection, late, model.position + 1)
         if pauses == 12:  # held in the 2nd round (9 parts in the 1st): what it took is in flight
             held.set()
@@ -343,3 +345,20 @@ async def test_a_write_in_parts_cancelled_between_two_parts_leaves_the_file_as_i
 
 async def _no_pause() -> None:
     return None
+
+
+async def test_a_pause_lasts_in_proportion_to_the_slice_before_it(tmp_path: Path) -> None:
+    """Three times the slice's wall time, at least ``write_pause_s`` and at most 50 ms: a slow slice
+    (a busy machine, a large slice) gives the core away for longer."""
+    _projection, model = _following(tmp_path)
+    model.write_pause_s = 0.001
+    model._slice_began = time.monotonic() - 0.012  # a slice of 12 ms: a 36 ms pause
+    started = time.monotonic()
+    await model._between_slices()
+    took = time.monotonic() - started
+    assert took >= 0.03, f"{took * 1e3:.1f} ms"
+    assert model._slice_began >= started + took - 0.001  # the next slice is timed from the pause's end
+    model._slice_began = time.monotonic() - 10.0  # capped
+    started = time.monotonic()
+    await asyncio.wait_for(model._between_slices(), 1.0)
+    assert time.monotonic() - started >= 0.045
