@@ -69,15 +69,16 @@ and waiting for a core on a busy machine), at least ``WRITE_PAUSE_S``: a paced w
 quarter of a core. With a fixed 5 ms pause the 5-s write at 500 tasks/s kept the gateway at 20 to 30
 ms of CPU per 50 ms for ~0.3 s (``hive bench assign --services all``)."""
 WRITE_PAUSE_MAX_S = 0.05
+"""The longest pause: a slice slowed by a busy machine does not stretch the write for long."""
 ABSORB_ROUNDS = 3
 """A paced write takes what was noted while its slices went, paced again while more than a slice,
 this many times at most; the last time at once (it ends the write)."""
 WRITE_RETRY_S = 1.0
 WRITE_PAUSE_S = 0.005
-"""Between two slices of a write nobody waits for (``_parts``: each slice encoded after the pause
-before it): the core goes to the router and nats-server. 2,500 tasks and their 2,500 decisions (5 s
-at 500 tasks/s): ~60 ms of CPU at once before; now 20 slices of ~3 ms, ~0.2 s in all, for ~10% more
-CPU (thread hops)."""
+"""The shortest pause between two slices of a write nobody waits for (``_parts``: each slice encoded
+after the pause before it; ``WRITE_PAUSE_RATIO``): the core goes to the router and nats-server.
+2,500 tasks and their 2,500 decisions (5 s at 500 tasks/s) were ~60 ms of CPU at once; paced, 20
+slices of a few ms each."""
 
 
 class QueryModel:
