@@ -4,7 +4,9 @@ while none do (a task's row is rewritten at each write while it moves on), and a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,20 @@ class _CountingStore:
 
     async def write(self, rows: Rows, **_pacing: Any) -> None:
         self.writes.append(rows)
+
+    async def write_parts(self, parts: AsyncIterator[Rows]) -> int:
+        """A write in parts counts as one write of all its rows."""
+        whole = Rows(seq=-1, tasks=[], assignments=[], agents=[], workflows=[])
+        async for part in parts:
+            for mine, theirs in zip(_tables(whole), _tables(part), strict=True):
+                mine.extend(theirs)
+            whole = dataclasses.replace(whole, seq=part.seq)
+        self.writes.append(whole)
+        return whole.seq
+
+
+def _tables(rows: Rows) -> tuple[list[Any], ...]:
+    return rows.tasks, rows.assignments, rows.agents, rows.workflows
 
 
 async def test_under_a_steady_load_nobody_reads_a_task_s_row_is_written_about_once() -> None:

@@ -217,3 +217,148 @@ async def test_a_paced_write_cancelled_midway_is_written_whole_by_the_next(tmp_p
         assert (await model.store.counts())["tasks"] == 600
     finally:
         await model.store.close()
+
+
+def _more_events(tasks: int, ended: int, more: int) -> list[Event]:
+    """What comes while a write of `_events(tasks, ended)` goes: the running tasks end, new tasks
+    come and are assigned, and an agent registers again (its row changes)."""
+    events: list[Event] = []
+    for index in range(ended, tasks):
+        task_id, agent_id = f"t{index}", f"a{index % 2}"
+        events.append(TaskStarted(task_id=task_id, agent_id=agent_id, attempt=1))
+        events.append(TaskCompleted(task_id=task_id, agent_id=agent_id, attempt=1, quality=0.7))
+    for index in range(tasks, tasks + more):
+        task_id, agent_id = f"t{index}", f"a{index % 2}"
+        events.append(TaskSubmitted(task_id=task_id, task_type="bench"))
+        events.append(TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=1, score=0.5))
+    events.insert(len(events) // 2, AgentRegistered(agent_id="a1", capabilities={"bench": 0.5}, capacity=9))
+    return events
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tasks=st.integers(1, 60),
+    ended=st.integers(0, 60),
+    more=st.integers(0, 60),
+    slice_rows=st.integers(1, 40),
+    per_pause=st.integers(1, 12),
+)
+def test_a_write_encoded_in_slices_while_events_come_stores_the_state_at_its_sequence(
+    tmp_path_factory: pytest.TempPathFactory,
+    tasks: int,
+    ended: int,
+    more: int,
+    slice_rows: int,
+    per_pause: int,
+) -> None:
+    """Events apply between the slices (the objects change under the write): the file holds, with
+    the sequence it says, exactly what one write at once of the state at that sequence holds."""
+    folder = tmp_path_factory.mktemp("moving")
+    ended = min(ended, tasks)
+    first, later = _events(tasks, ended), _more_events(tasks, ended, more)
+
+    async def sliced() -> int:
+        projection, model = _following(folder)
+        model._store = await QueryStore(folder / "sliced.sqlite").open()
+        model.slice_rows = slice_rows
+        seq = _feed(projection, first)
+        coming = iter(enumerate(later, start=seq + 1))
+
+        async def between() -> None:  # a few events apply before each slice is encoded
+            for _ in range(per_pause):
+                found = next(coming, None)
+                if found is not None:
+                    assert (
+                        projection.apply_message(found[0], found[1].subject, encode_event(found[1])) is None
+                    )
+
+        model._between_slices = between  # type: ignore[method-assign]
+        try:
+            await model._flush()
+            assert int((await model.store.meta())["seq"]) == model.flushed
+            return model.flushed
+        finally:
+            await model.store.close()
+
+    async def at_once(seq: int) -> None:
+        projection = ProjectionRunner(None, GATEWAY_VIEW)  # type: ignore[arg-type]  # fed by hand
+        model = QueryModel(None, projection, home=str(folder))  # type: ignore[arg-type]
+        model.attached = True
+        projection.add_listener(model._on_event)
+        _feed(projection, (first + later)[:seq])
+        store = await QueryStore(folder / "at_once.sqlite").open()
+        try:
+            await store.write(rows_of(model.changes, seq, model.specs))
+        finally:
+            await store.close()
+
+    async def both() -> int:
+        seq = await sliced()
+        await at_once(seq)
+        return seq
+
+    seq = asyncio.run(both())
+    assert seq >= len(first)
+    assert _content(folder / "sliced.sqlite") == _content(folder / "at_once.sqlite")
+
+
+async def test_a_write_in_parts_cancelled_between_two_parts_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    """``stop`` cancels the writer in a pause: the transaction rolls back, and the buffers it took
+    (what it was writing and what came meanwhile) are kept for the next write, which stores them."""
+    projection, model = _following(tmp_path)
+    path = tmp_path / "query.sqlite"
+    model._store = await QueryStore(path).open()
+    model.slice_rows = 10
+    before = _content(path)
+    pauses = 0
+    held = asyncio.Event()
+
+    async def between() -> None:
+        nonlocal pauses
+        pauses += 1
+        if pauses == 2:  # tasks come while the write goes: more than a slice, taken in a 2nd round
+            late: list[Event] = [
+                TaskSubmitted(task_id=f"late{index}", task_type="bench") for index in range(15)
+            ]
+            _feed(projection, late, model.position + 1)
+        if pauses == 12:  # held in the 2nd round (9 parts in the 1st): what it took is in flight
+            held.set()
+            await asyncio.sleep(30)
+
+    model._between_slices = between  # type: ignore[method-assign]
+    try:
+        seq = _feed(projection, _events(40, 10))
+        writer = asyncio.create_task(model._flush())
+        await asyncio.wait_for(held.wait(), 10.0)
+        assert not model.changes.tasks, "the tasks that came are taken by the write"
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        assert _content(path) == before and model.flushed == 0
+        model._between_slices = _no_pause  # type: ignore[method-assign]
+        await model._flush()
+        assert model.flushed == seq + 15 and int((await model.store.meta())["seq"]) == seq + 15
+        assert (await model.store.counts())["tasks"] == 55
+        assert (await model.store.counts())["attempts"] == 40
+    finally:
+        await model.store.close()
+
+
+async def _no_pause() -> None:
+    return None
+
+
+async def test_a_pause_lasts_in_proportion_to_the_slice_before_it(tmp_path: Path) -> None:
+    """Three times the slice's wall time, at least ``write_pause_s`` and at most 50 ms: a slow slice
+    (a busy machine, a large slice) gives the core away for longer."""
+    _projection, model = _following(tmp_path)
+    model.write_pause_s = 0.001
+    model._slice_began = time.monotonic() - 0.012  # a slice of 12 ms: a 36 ms pause
+    started = time.monotonic()
+    await model._between_slices()
+    took = time.monotonic() - started
+    assert took >= 0.03, f"{took * 1e3:.1f} ms"
+    assert model._slice_began >= started + took - 0.001  # the next slice is timed from the pause's end
+    model._slice_began = time.monotonic() - 10.0  # capped
+    started = time.monotonic()
+    await asyncio.wait_for(model._between_slices(), 1.0)
+    assert time.monotonic() - started >= 0.045

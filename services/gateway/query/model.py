@@ -18,19 +18,23 @@ import asyncio
 import contextlib
 import heapq
 import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from nats.aio.msg import Msg
 
 from services.gateway.query.files import ClaimedFile, claim
-from services.gateway.query.store import QueryStore
+from services.gateway.query.store import WRITE_SLICE_ROWS, QueryStore
 from services.gateway.query.view import (
     Changes,
     QueryState,
+    Rows,
     Specs,
     apply_query,
     note_applied,
     restored,
+    row_count,
+    rows_in_slices,
     rows_of,
 )
 from services.gateway.view import GatewayState
@@ -59,11 +63,22 @@ applied first (``flushed_to``); the first read after a quiet while waits for tha
 (tens of milliseconds at a few hundred tasks per second)."""
 READS_RECENT_S = 10.0
 """A read within this long keeps the short interval (a dashboard polling every few seconds)."""
+WRITE_PAUSE_RATIO = 3.0
+"""A pause lasts this many times the slice before it took (wall-clock: encoding, SQLite's thread,
+and waiting for a core on a busy machine), at least ``WRITE_PAUSE_S``: a paced write keeps about a
+quarter of a core. With a fixed 5 ms pause the 5-s write at 500 tasks/s kept the gateway at 20 to 30
+ms of CPU per 50 ms for ~0.3 s (``hive bench assign --services all``)."""
+WRITE_PAUSE_MAX_S = 0.05
+"""The longest pause: a slice slowed by a busy machine does not stretch the write for long."""
+ABSORB_ROUNDS = 3
+"""A paced write takes what was noted while its slices went, paced again while more than a slice,
+this many times at most; the last time at once (it ends the write)."""
 WRITE_RETRY_S = 1.0
 WRITE_PAUSE_S = 0.005
-"""Between two slices of a write nobody waits for (``QueryStore.write``): the core goes to the
-router and nats-server. 2,500 tasks and their 2,500 decisions (5 s at 500 tasks/s): ~60 ms of CPU
-at once before; now 20 slices of ~3 ms, ~0.2 s in all, for ~10% more CPU (thread hops)."""
+"""The shortest pause between two slices of a write nobody waits for (``_parts``: each slice encoded
+after the pause before it; ``WRITE_PAUSE_RATIO``): the core goes to the router and nats-server.
+2,500 tasks and their 2,500 decisions (5 s at 500 tasks/s) were ~60 ms of CPU at once; paced, 20
+slices of a few ms each."""
 
 
 class QueryModel:
@@ -117,6 +132,9 @@ class QueryModel:
         self._flush_lock = asyncio.Lock()
         self.catch_up_flush_events = CATCH_UP_FLUSH_EVENTS
         self.write_pause_s = WRITE_PAUSE_S
+        self.slice_rows = WRITE_SLICE_ROWS
+        self._slice_began = 0.0
+        """When the slice now written began (monotonic): the pause after it is in proportion."""
         self._stopping = False
 
     @property
@@ -324,13 +342,22 @@ class QueryModel:
             position = self.position
             if position <= self.flushed and not self.changes.events:
                 return
-            changes, self.changes = self.changes, Changes()
-            # Encoded now: the objects change with the next events.
-            rows = rows_of(changes, position, self.specs)
+            taken = [self.changes]
+            self.changes = Changes()
             try:
-                await self.store.write(rows, between=self._between_slices)
+                if self.attached and not self._stopping:
+                    parts = self._parts(taken)
+                    try:
+                        position = await self.store.write_parts(parts)
+                    finally:
+                        await parts.aclose()
+                else:  # catching up (reading on meanwhile into its own buffer) or stopping
+                    # Encoded now: the objects change with the next events.
+                    rows = rows_of(taken[0], position, self.specs)
+                    await self.store.write(rows, between=self._between_slices)
             except BaseException:
-                self.changes = _merged(changes, self.changes)
+                for older in reversed(taken):
+                    self.changes = _merged(older, self.changes)
                 raise
             self.flushed = max(self.flushed, position)
         waiters = self._waiters
@@ -339,14 +366,49 @@ class QueryModel:
             if not fut.done():
                 fut.set_result(None)
 
+    async def _parts(self, taken: list[Changes]) -> AsyncGenerator[Rows]:
+        """The rows of the buffer taken (``taken[0]``), encoded a slice at a time, each just before it
+        is stored, with the core given away before every slice but the first (``_between_slices``):
+        the encoding, not only SQLite's work, comes in pieces (2,500 tasks and their decisions were
+        ~20 ms or more of the event loop at once).
+
+        The objects change while the slices go, so a row encoded early may be stale by the last:
+        every row noted since the write began (the live buffer, taken too, into `taken`) is
+        encoded again in a later part, the last part taking at once, with the sequence the write
+        stores, all that was noted up to it. So each row stored is its state at that sequence
+        (``Rows``: consistent with its seq), as one write at once would have stored it. What came
+        meanwhile is paced as well while it is more than a slice, for at most ``ABSORB_ROUNDS``."""
+        size = self.slice_rows
+        pending = taken[0]
+        self._slice_began = time.monotonic()
+        first = True
+        for rounds in range(1, ABSORB_ROUNDS + 1):
+            slices = rows_in_slices(pending, size, lambda: self.position, self.specs)
+            while True:
+                if not first:
+                    await self._between_slices()  # before encoding: a slice is as fresh as it is stored
+                first = False
+                part = next(slices, None)
+                if part is None:
+                    break
+                yield part
+            pending, self.changes = self.changes, Changes()
+            taken.append(pending)
+            if row_count(pending) <= size or rounds == ABSORB_ROUNDS:
+                yield rows_of(pending, self.position, self.specs)  # no await since the take
+                return
+
     async def _between_slices(self) -> None:
         """Paced only while following and nobody waits: a read waiting for the file (it kicks the
         writer, which ends the pause and the pacing of the rest of this write), catching up at start
         and stopping want the write done at once."""
         if not self.attached or self._stopping or self._waiters or self.write_pause_s <= 0:
             return
+        took = time.monotonic() - self._slice_began
+        pause = min(WRITE_PAUSE_MAX_S, max(self.write_pause_s, took * WRITE_PAUSE_RATIO))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._kick.wait(), self.write_pause_s)
+            await asyncio.wait_for(self._kick.wait(), pause)
+        self._slice_began = time.monotonic()
 
     def flush_wait_s(self, now: float) -> float:
         """How long the buffer waits for its next write (unless it fills or a read waits): short

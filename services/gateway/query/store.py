@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -173,16 +173,21 @@ WRITE_SLICE_ROWS: Final = 250
 """Rows per statement of a write (``QueryStore.write``): a few milliseconds of SQLite each."""
 
 
-def _slices(rows: Rows, size: int) -> Iterable[tuple[str, list[Any]]]:
-    """Each table's rows in the order a write stores them (tasks, their decisions, agents,
-    workflows), cut into runs of at most `size`."""
-    size = max(1, size)
-    for statement, table in (
+def _tables_of(rows: Rows) -> tuple[tuple[str, list[Any]], ...]:
+    """Each table's rows with the statement that stores them, in the order a write stores them."""
+    return (
         (_UPSERT_TASK, rows.tasks),
         (_INSERT_ASSIGNMENT, rows.assignments),
         (_UPSERT_AGENT, rows.agents),
         (_UPSERT_WORKFLOW, rows.workflows),
-    ):
+    )
+
+
+def _slices(rows: Rows, size: int) -> Iterable[tuple[str, list[Any]]]:
+    """Each table's rows in the order a write stores them (tasks, their decisions, agents,
+    workflows), cut into runs of at most `size`."""
+    size = max(1, size)
+    for statement, table in _tables_of(rows):
         for start in range(0, len(table), size):
             yield statement, list(table[start : start + size])
 
@@ -313,6 +318,34 @@ class QueryStore:
                 await db.execute("ROLLBACK")
                 raise
             await db.execute("COMMIT")
+
+    async def write_parts(self, parts: AsyncIterator[Rows]) -> int:
+        """Store rows that come in parts, and the last part's sequence, all or nothing (one
+        transaction); returns that sequence.
+
+        The parts are awaited one by one (the caller encodes each when asked, and may give the core
+        away before it): a later part may hold a row again, newer, and its upsert wins. The file is
+        consistent with the last part's sequence if every row changed after its part was encoded
+        is in a later part (``QueryModel._parts``).
+        """
+        async with self._write_lock:
+            db = self.writer
+            seq = -1
+            await db.execute("BEGIN")
+            try:
+                async for part in parts:
+                    for statement, table in _tables_of(part):
+                        if table:
+                            await db.executemany(statement, table)
+                    seq = part.seq
+                if seq < 0:
+                    raise ValueError("a write of no parts")
+                await db.execute(_SET_META, ("seq", seq))
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+            return seq
 
     async def purge(self, before_ts: float, batch: int = 5000) -> tuple[int, int]:
         """Forget tasks and workflows that ended before `before_ts` (in batches: reads go on);

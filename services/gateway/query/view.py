@@ -17,7 +17,7 @@ fold). ``rows_of`` turns the changes into the tuples the store writes in one tra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -299,6 +299,33 @@ def rows_of(changes: Changes, seq: int, specs: Specs | None = None) -> Rows:
         agents=[agent_row(agent) for agent in changes.agents.values()],
         workflows=[workflow_row(workflow) for workflow in changes.workflows.values()],
     )
+
+
+def row_count(changes: Changes) -> int:
+    """Rows a write of `changes` stores."""
+    return len(changes.tasks) + len(changes.assignments) + len(changes.agents) + len(changes.workflows)
+
+
+def rows_in_slices(
+    changes: Changes, size: int, position: Callable[[], int], specs: Specs | None = None
+) -> Iterator[Rows]:
+    """The rows of `changes` encoded a slice at a time (at most `size` rows of one table each), as
+    the caller asks for the next: each slice is the state of its rows at ``position()`` when it was
+    encoded (the objects may change between two slices; the caller writes again, later in the same
+    transaction, every row noted as changed meanwhile: ``QueryModel._parts``)."""
+    size = max(1, size)
+    tables: tuple[tuple[list[Any], Callable[[Any], Any], str], ...] = (
+        (list(changes.tasks.values()), lambda task: task_row(task, specs), "tasks"),
+        (changes.assignments, lambda decision: assignment_row(*decision), "assignments"),
+        (list(changes.agents.values()), agent_row, "agents"),
+        (list(changes.workflows.values()), workflow_row, "workflows"),
+    )
+    for objects, encode, table in tables:
+        for start in range(0, len(objects), size):
+            part: dict[str, list[Any]] = {"tasks": [], "assignments": [], "agents": [], "workflows": []}
+            seq = position()
+            part[table] = [encode(item) for item in objects[start : start + size]]
+            yield Rows(seq=seq, **part)
 
 
 # --- reading back ---------------------------------------------------------------------------------
