@@ -802,9 +802,11 @@ class EventBus:
 
     # --- reading --------------------------------------------------------------------------------
 
-    async def _ephemeral_consumer(self, subject_filter: str | list[str], start_seq: int) -> str:
+    async def ephemeral_consumer(
+        self, subject_filter: str | list[str], start_seq: int, *, inactive_s: float = 30.0
+    ) -> str:
         """An ack-less, in-memory consumer from `start_seq`, under a random name (one filter or
-        several)."""
+        several), gone `inactive_s` after it was last used."""
         name = f"{self.service}-read-{new_id()}"
         filters = [subject_filter] if isinstance(subject_filter, str) else subject_filter
         several = len(filters) > 1
@@ -817,7 +819,7 @@ class EventBus:
                 opt_start_seq=max(1, start_seq),
                 filter_subject=None if several else filters[0],
                 filter_subjects=filters if several else None,
-                inactive_threshold=30.0,
+                inactive_threshold=inactive_s,
                 mem_storage=True,
                 num_replicas=1,
             ),
@@ -840,7 +842,7 @@ class EventBus:
             stop_seq = await self.last_sequence()
         if stop_seq < start_seq:
             return
-        name = await self._ephemeral_consumer(subject_filter, start_seq)
+        name = await self.ephemeral_consumer(subject_filter, start_seq)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, pending_msgs_limit=batch * 2 + 16)
         read_headers_lazily(self.nc, sub)
@@ -921,7 +923,7 @@ class EventBus:
             return None
 
         async def open_consumer() -> str:
-            return await self._ephemeral_consumer(subject_filter, next_seq)
+            return await self.ephemeral_consumer(subject_filter, next_seq)
 
         async def close_consumer(name: str) -> None:
             await self.js.delete_consumer(EVENTS_STREAM, name)

@@ -16,7 +16,6 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.cli.bench.agent_process import spawn_agent_process, stop_agent_process, wait_for_agents
 from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_readers, wait_for_services
@@ -25,7 +24,6 @@ from services.cli.bench.throughput import parse_services
 from services.cli.stack import SERVICE_NAMES, Stack
 from shared.bus import EventBus
 from shared.events import TaskAssigned, TaskSubmitted
-from shared.ids import new_id
 from shared.natsclient import stored_at_ns
 from shared.subjects import EVENTS_STREAM, events_of_type, parse_event_subject
 
@@ -161,21 +159,7 @@ async def open_counter(bus: EventBus, subject: str, start_seq: int, *, timeout_s
     """A consumer nobody reads, from `start_seq` on `subject`: how many messages it has pending is
     how many were stored there since (``stored_count``). In memory, gone `timeout_s` after the
     last question."""
-    name = f"bench-count-{new_id()}"
-    await bus.js.add_consumer(
-        EVENTS_STREAM,
-        ConsumerConfig(
-            name=name,
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=max(1, start_seq),
-            filter_subject=subject,
-            inactive_threshold=timeout_s,
-            mem_storage=True,
-            num_replicas=1,
-        ),
-    )
-    return name
+    return await bus.ephemeral_consumer(subject, start_seq, inactive_s=timeout_s)
 
 
 async def stored_count(bus: EventBus, counter: str) -> int:
