@@ -46,6 +46,18 @@ async def quick(context: TaskContext) -> str:
     return "done"
 
 
+async def run_burst(bus: EventBus, event_log: EventLog, agents: list[Agent], tasks: int) -> None:
+    """Start `agents`, submit `tasks` review tasks (``t0``...) and wait until that many completed,
+    then stop the agents: the routers running meanwhile shared the burst."""
+    for agent in agents:
+        await agent.start(bus)
+    for index in range(tasks):
+        await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="review"), expected=0)
+    await event_log.wait_for(lambda evs: sum(isinstance(e, TaskCompleted) for e in evs) >= tasks, timeout=60)
+    for agent in agents:
+        await agent.stop()
+
+
 async def test_three_routers_never_give_an_agent_more_than_its_capacity(
     settings: Settings, bus: EventBus, event_log: EventLog
 ) -> None:
@@ -55,13 +67,7 @@ async def test_three_routers_never_give_an_agent_more_than_its_capacity(
         running(RouterService, settings, instance="r2") as r2,
         running(RouterService, settings, instance="r3") as r3,
     ):
-        await agent.start(bus)
-        for index in range(100):
-            await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="review"), expected=0)
-        await event_log.wait_for(
-            lambda evs: sum(isinstance(e, TaskCompleted) for e in evs) >= 100, timeout=60
-        )
-        await agent.stop()
+        await run_burst(bus, event_log, [agent], 100)
         routers = (r1, r2, r3)
     assigned = event_log.of_type(TaskAssigned)
     assert len({a.task_id for a in assigned}) == 100
@@ -83,13 +89,7 @@ async def test_racing_routers_decode_none_of_their_own_appends_and_their_views_m
         running(RouterService, settings, instance="r1") as r1,
         running(RouterService, settings, instance="r2") as r2,
     ):
-        for agent in agents:
-            await agent.start(bus)
-        for index in range(60):
-            await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="review"), expected=0)
-        await event_log.wait_for(lambda evs: sum(isinstance(e, TaskCompleted) for e in evs) >= 60, timeout=60)
-        for agent in agents:
-            await agent.stop()
+        await run_burst(bus, event_log, agents, 60)
         for router in (r1, r2):
             seq = await router.view.catch_up()
             rebuilt, _ = await rebuild(bus, ROUTER_VIEW, stop_seq=seq)

@@ -4,16 +4,14 @@ again, not a round trip to the server (and a refusal) for every later decision a
 
 from __future__ import annotations
 
-import asyncio
-
 from services.router.decide import Assign, Hold
 from services.router.service import CROWDED_S, RouterService
-from shared.agent.sdk import Agent, TaskContext
+from shared.agent.sdk import Agent
 from shared.bus import ConcurrencyConflict, EventBus
-from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskSubmitted
+from shared.events import AgentRegistered, TaskAssigned, TaskSubmitted
 from shared.settings import Settings
 from tests.conftest import EventLog, running
-from tests.integration.test_router import max_in_flight_per_agent
+from tests.integration.test_router import max_in_flight_per_agent, quick, run_burst
 
 
 async def test_another_instances_assignment_crowds_its_agent_for_a_while_and_an_own_one_does_not(
@@ -68,11 +66,6 @@ async def test_a_refused_assignment_does_not_send_later_decisions_for_its_agent_
         assert router.conflicts == 2
 
 
-async def quick(context: TaskContext) -> str:
-    await asyncio.sleep(0.001)
-    return "done"
-
-
 async def test_two_routers_share_a_burst_with_few_refusals_and_never_overfill_an_agent(
     settings: Settings, bus: EventBus, event_log: EventLog
 ) -> None:
@@ -81,15 +74,7 @@ async def test_two_routers_share_a_burst_with_few_refusals_and_never_overfill_an
         running(RouterService, settings, instance="r1") as r1,
         running(RouterService, settings, instance="r2") as r2,
     ):
-        for agent in agents:
-            await agent.start(bus)
-        for index in range(300):
-            await bus.append(TaskSubmitted(task_id=f"t{index}", task_type="review"), expected=0)
-        await event_log.wait_for(
-            lambda evs: sum(isinstance(e, TaskCompleted) for e in evs) >= 300, timeout=60
-        )
-        for agent in agents:
-            await agent.stop()
+        await run_burst(bus, event_log, agents, 300)
         routers = (r1, r2)
     assigned = event_log.of_type(TaskAssigned)
     assert len(assigned) == 300 and len({a.task_id for a in assigned}) == 300, "nothing lost or doubled"
