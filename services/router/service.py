@@ -628,7 +628,7 @@ class RouterService(Service):
         if prepared.expected is None or _one_append(decision) is None:
             append = asyncio.create_task(self._append(step, entry, prepared, after, chain))
             self._appends.add(append)
-            append.add_done_callback(self._appends.discard)
+            append.add_done_callback(self._over_task)
             return
         # One event against a version the decision read: appended from callbacks, with no task
         # (at a moderate rate each wake-up decides about one task, and a task per append cost as
@@ -801,9 +801,16 @@ class RouterService(Service):
             self._appended(chain, stored)
             self._over(over)
 
+    def _over_task(self, append: asyncio.Future[Any]) -> None:
+        self._appends.discard(append)
+        if not self._appends:
+            self._decided.set()
+
     def _over(self, over: asyncio.Future[None]) -> None:
         self._appends.discard(over)
         over.set_result(None)
+        if not self._appends:
+            self._decided.set()  # (``_settled`` waits for the appends too)
 
     def _stored(self, decision: Decision, entry: InFlight, prepared: Prepared, result: AppendResult) -> int:
         """A decision is stored: what its next chained assignment is appended against."""
@@ -833,9 +840,14 @@ class RouterService(Service):
         self._catch_up()
 
     def _appended(self, chain: Chain | None, stored: int) -> None:
+        """An append is over. Only a plan that ran out of room (``MAX_APPENDS``) can decide more for
+        it: a decision stored is laid over the view until its landing wakes the loop, one refused
+        catches up first (``_refused``). About every other round at a moderate rate was an answer's,
+        deciding nothing."""
         if chain is not None and not chain.stored.done():
             chain.stored.set_result(stored)
-        self._wanted.set()
+        if len(self._appends) >= MAX_APPENDS:
+            self._wanted.set()
 
     async def _store(
         self, decision: Decision, prepared: Prepared, expected: int | None, seen: int
