@@ -547,12 +547,19 @@ class RouterService(Service):
         room = MAX_APPENDS - len(self._appends)
         if room <= 0 or blocked:
             return 0  # a cancellation for a key is not laid over the view: wait until it is applied
-        if not self._parked.owed and all_skipped(view.state.fleet.queue, self._in_flight, self._parked.tasks):
-            # Nothing waits but what is being decided or parked (an answer or a landing woke this
-            # round, about every other round at a moderate rate): a plan would skip every task and
-            # change nothing.
-            return 0
         now = time.time()
+        if not self._parked.owed and all_skipped(
+            view.state.fleet.queue,
+            self._in_flight,
+            self._parked.tasks,
+            tasks=tasks,
+            claimed=self._claims,
+            now=now,
+        ):
+            # Nothing waits but what is being decided, parked, not due or not claimed yet (a
+            # landing, or a submission applied before its claim, woke this round): a plan would
+            # skip every task and change nothing.
+            return 0
         config = self._deciding_config()
         scan = Scan(view.state, config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
