@@ -53,6 +53,8 @@ from shared.domain.routing.view import RouterState
 from shared.events import RejectedCandidate, TaskAssigned
 
 MAX_REJECTED_SHOWN = 5
+SKIP_LOOK = 64
+"""Tasks neither in flight nor parked that ``all_skipped`` looks at before leaving it to a plan."""
 
 
 class _Alike:
@@ -523,13 +525,38 @@ def next_decision(
 
 
 def all_skipped(
-    queue: Sequence[tuple[object, object, str]], in_flight: Collection[str], parked: Collection[str]
+    queue: Sequence[tuple[object, object, str]],
+    in_flight: Collection[str],
+    parked: Collection[str],
+    *,
+    tasks: Mapping[str, TaskView] | None = None,
+    claimed: Collection[str] | None = None,
+    now: float = 0.0,
+    look: int = SKIP_LOOK,
 ) -> bool:
     """Whether every task in `queue` is in `in_flight` or `parked`: a plan skipping both (and owing
-    no hold) decides nothing then, whatever the view (``next_decision`` passes each over first)."""
-    if len(queue) > len(in_flight) + len(parked):
+    no hold) decides nothing then, whatever the view (``next_decision`` passes each over first).
+
+    With `tasks` and `claimed` (a plan's own), also a task not due at `now` or left to the instance
+    its submission was delivered to (``_mine``): the router's projection often applies a submission
+    before its work consumer claims it, and that wake-up made a whole plan for nothing. Such tasks
+    are looked at only while few (`look` beyond those in flight or parked): past that, the plan
+    walks them anyway."""
+    skippable = len(in_flight) + len(parked)
+    if tasks is None or claimed is None:
+        if len(queue) > skippable:
+            return False
+        return all(task_id in in_flight or task_id in parked for _rank, _seq, task_id in queue)
+    if len(queue) > skippable + look:
         return False
-    return all(task_id in in_flight or task_id in parked for _rank, _seq, task_id in queue)
+    for _rank, _seq, task_id in queue:
+        if task_id in in_flight or task_id in parked:
+            continue
+        task = tasks.get(task_id)
+        if task is None or task.not_before_ts > now or not _mine(task, task_id, claimed):
+            continue
+        return False
+    return True
 
 
 def _any_room(state: RouterState) -> bool:

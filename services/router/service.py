@@ -547,12 +547,19 @@ class RouterService(Service):
         room = MAX_APPENDS - len(self._appends)
         if room <= 0 or blocked:
             return 0  # a cancellation for a key is not laid over the view: wait until it is applied
-        if not self._parked.owed and all_skipped(view.state.fleet.queue, self._in_flight, self._parked.tasks):
-            # Nothing waits but what is being decided or parked (an answer or a landing woke this
-            # round, about every other round at a moderate rate): a plan would skip every task and
-            # change nothing.
-            return 0
         now = time.time()
+        if not self._parked.owed and all_skipped(
+            view.state.fleet.queue,
+            self._in_flight,
+            self._parked.tasks,
+            tasks=tasks,
+            claimed=self._claims,
+            now=now,
+        ):
+            # Nothing waits but what is being decided, parked, not due or not claimed yet (a
+            # landing, or a submission applied before its claim, woke this round): a plan would
+            # skip every task and change nothing.
+            return 0
         config = self._deciding_config()
         scan = Scan(view.state, config, self._limits_in_force(), self._weighed, self._parked.owed)
         planned = plan(
@@ -628,7 +635,7 @@ class RouterService(Service):
         if prepared.expected is None or _one_append(decision) is None:
             append = asyncio.create_task(self._append(step, entry, prepared, after, chain))
             self._appends.add(append)
-            append.add_done_callback(self._appends.discard)
+            append.add_done_callback(self._over_task)
             return
         # One event against a version the decision read: appended from callbacks, with no task
         # (at a moderate rate each wake-up decides about one task, and a task per append cost as
@@ -801,9 +808,16 @@ class RouterService(Service):
             self._appended(chain, stored)
             self._over(over)
 
+    def _over_task(self, append: asyncio.Future[Any]) -> None:
+        self._appends.discard(append)
+        if not self._appends:
+            self._decided.set()
+
     def _over(self, over: asyncio.Future[None]) -> None:
         self._appends.discard(over)
         over.set_result(None)
+        if not self._appends:
+            self._decided.set()  # (``_settled`` waits for the appends too)
 
     def _stored(self, decision: Decision, entry: InFlight, prepared: Prepared, result: AppendResult) -> int:
         """A decision is stored: what its next chained assignment is appended against."""
@@ -833,9 +847,14 @@ class RouterService(Service):
         self._catch_up()
 
     def _appended(self, chain: Chain | None, stored: int) -> None:
+        """An append is over. Only a plan that ran out of room (``MAX_APPENDS``) can decide more for
+        it: a decision stored is laid over the view until its landing wakes the loop, one refused
+        catches up first (``_refused``). About every other round at a moderate rate was an answer's,
+        deciding nothing."""
         if chain is not None and not chain.stored.done():
             chain.stored.set_result(stored)
-        self._wanted.set()
+        if len(self._appends) >= MAX_APPENDS:
+            self._wanted.set()
 
     async def _store(
         self, decision: Decision, prepared: Prepared, expected: int | None, seen: int

@@ -1,6 +1,7 @@
 """At a moderate rate each wake-up of the router's decisions decides about one task, and about as many
-wake-ups decide nothing (its own assignment landing in its view): those, with nothing waiting,
-lay no overlay and make no plan."""
+wake-ups decide nothing (its own assignment landing in its view, a submission its view applied
+before its claim came): those, with nothing waiting that is its own to decide, lay no overlay and
+make no plan; an append's answer wakes none unless it frees the last room for appends."""
 
 from __future__ import annotations
 
@@ -56,8 +57,49 @@ async def test_a_wake_up_with_nothing_waiting_makes_no_plan(
         assert router.details()["decide_rounds"] >= counts["rounds"]
     assert len({a.task_id for a in event_log.of_type(TaskAssigned)}) == 31
     assert counts["rounds"] >= 30
-    # Nothing is owed here (no keys): a plan on an empty queue is one that could decide nothing. A
-    # plan may still come while the view shows a submission whose claim has not arrived yet (the
-    # projection reads faster than the work consumer), so the total is not bounded by the tasks.
+    # Nothing is owed here (no keys): a plan on an empty queue is one that could decide nothing.
+    # Nor does a round plan while the view shows a submission whose claim has not arrived yet (the
+    # projection often reads it before the work consumer does): one plan per task, each deciding it.
     assert counts["plans_on_empty_queue"] == 0, f"{counts} for 30 tasks decided one at a time"
+    assert counts["plans"] <= 30, f"{counts} for 30 tasks decided one at a time"
     assert counts["plans"] < counts["rounds"], counts
+
+
+async def test_an_append_answered_wakes_the_decisions_only_when_it_frees_the_last_room(
+    settings: Settings, bus: EventBus, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer changes nothing a plan reads but the room for appends: with room left it wakes no
+    round (one in two rounds at a moderate rate was an answer's, deciding nothing); with none left
+    it does, else the tasks behind would wait for a landing."""
+    monkeypatch.setattr(router_module, "MAX_APPENDS", 2)
+    answers: list[tuple[int, bool]] = []
+    appended = RouterService._appended
+
+    def spied(self: RouterService, chain: object, stored: int) -> None:
+        was_set = self._wanted.is_set()
+        in_flight = len(self._appends)
+        appended(self, chain, stored)  # type: ignore[arg-type]
+        if not was_set:
+            answers.append((in_flight, self._wanted.is_set()))
+
+    monkeypatch.setattr(RouterService, "_appended", spied)
+    agents = [Agent(f"ag{index}", quick, capabilities=["review"], capacity=4) for index in range(2)]
+    async with running(RouterService, settings) as router:
+        for agent in agents:
+            await agent.start(bus)
+        for index in range(5):  # one at a time: one append in flight, room left
+            await bus.append(TaskSubmitted(task_id=f"one{index}", task_type="review"), expected=0)
+            await event_log.wait_for(
+                lambda evs, n=index: sum(isinstance(e, TaskCompleted) for e in evs) >= n + 1, timeout=10
+            )
+        for index in range(8):  # at once: more than MAX_APPENDS decided in one plan's worth
+            await bus.append(TaskSubmitted(task_id=f"many{index}", task_type="review"), expected=0)
+        await event_log.wait_for(lambda evs: sum(isinstance(e, TaskCompleted) for e in evs) >= 13, timeout=10)
+        for agent in agents:
+            await agent.stop()
+        assert router.assignments == 13
+    assert len({a.task_id for a in event_log.of_type(TaskAssigned)}) == 13
+    with_room = [woke for in_flight, woke in answers if in_flight < 2]
+    without_room = [woke for in_flight, woke in answers if in_flight >= 2]
+    assert with_room and not any(with_room), answers
+    assert without_room and all(without_room), answers

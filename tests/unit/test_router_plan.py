@@ -6,6 +6,7 @@ what it records."""
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import msgspec
@@ -697,3 +698,71 @@ def test_a_round_skips_its_plan_only_when_every_waiting_task_is_in_flight_or_par
         before = encoded(log.state)
         assert plan(log.state, 0.0, after_seq=log.seq, skip=flying.keys() | parked_ids, limit=32) == []
         assert encoded(log.state) == before
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    capacities=st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=4),
+    tasks=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=3), st.sampled_from(["now", "later", "came"])),
+        max_size=12,
+    ),
+    held=st.sets(st.integers(min_value=0, max_value=11)),
+    in_flight=st.sets(st.integers(min_value=0, max_value=14)),
+    parked=st.sets(st.integers(min_value=0, max_value=14)),
+    claimed=st.sets(st.integers(min_value=0, max_value=14)),
+    look=st.integers(min_value=0, max_value=6),
+)
+def test_a_round_skips_its_plan_only_when_no_waiting_task_is_its_own_to_decide_now(
+    capacities: list[int],
+    tasks: list[tuple[int, str]],
+    held: set[int],
+    in_flight: set[int],
+    parked: set[int],
+    claimed: set[int],
+    look: int,
+) -> None:
+    """With the plan's claims, ``all_skipped`` also passes over a task not due yet and a new task
+    not claimed here (another instance's, or a submission the projection applied before its claim
+    came): it says exactly that (within `look` such tasks), and then a plan with those claims
+    decides nothing and leaves the view as it was."""
+    now = time.time()
+    log = fleet(capacities, [0, 1, 2], [])
+    for index, (kind, start) in enumerate(tasks):
+        if start == "later":  # delayed: not due at `now`
+            submitted = TaskSubmitted(task_id=f"t{index}", task_type=f"type{kind}", not_before_ts=now + 3600)
+        elif start == "came":  # delayed, due now: anyone's (no delivery says whose)
+            submitted = TaskSubmitted(
+                task_id=f"t{index}", task_type=f"type{kind}", ts=now - 10, not_before_ts=now - 5
+            )
+        else:
+            submitted = TaskSubmitted(task_id=f"t{index}", task_type=f"type{kind}", ts=now - 1)
+        log.add(submitted)
+    for index in held & set(range(len(tasks))):
+        log.add(TaskQueued(task_id=f"t{index}", attempt=1, reason="all_capable_agents_busy"))
+    flying = {f"t{index}": index for index in in_flight}
+    parked_ids = {f"t{index}" for index in parked}
+    claimed_ids = {f"t{index}" for index in claimed}
+    state = log.state
+    queue = state.fleet.queue
+
+    def passed_over(task_id: str) -> bool:
+        task = state.fleet.tasks[task_id]
+        if task.not_before_ts > now:
+            return True
+        own = task.status != "pending" or task_id in claimed_ids or task.not_before_ts > task.submitted_ts
+        return not own
+
+    others = [
+        task_id for _rank, _seq, task_id in queue if task_id not in flying and task_id not in parked_ids
+    ]
+    every = len(queue) <= len(flying) + len(parked_ids) + look and all(map(passed_over, others))
+    skipped = decide.all_skipped(
+        queue, flying, parked_ids, tasks=state.fleet.tasks, claimed=claimed_ids, now=now, look=look
+    )
+    assert skipped is every
+    if every:
+        before = encoded(state)
+        steps = plan(state, now, after_seq=log.seq, skip=flying.keys() | parked_ids, claimed=claimed_ids)
+        assert steps == []
+        assert encoded(state) == before
