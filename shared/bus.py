@@ -20,6 +20,7 @@ import itertools
 import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
@@ -245,6 +246,21 @@ DEAD_LETTER_REASON_MAX = 2_000
 DLQ_DUPLICATE_WINDOW_S = 24 * 3600.0
 """A letter's id is ``dlq:<service>:<seq>``: a message is dead-lettered once per service however
 often it is read again (redeliveries, several instances, a projection rebuilt) within this window."""
+
+
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def stored_time(stamp: str) -> float:
+    """A ``Nats-Time-Stamp`` header (RFC 3339 with up to nanoseconds, which ``datetime`` does not
+    read: ``2026-12-02T14:42:46.260284123Z``) as Unix seconds."""
+    found = _STAMP.fullmatch(stamp)
+    if found is None:
+        raise ValueError(f"not a stored time: {stamp!r}")
+    whole, fraction, zone = found.groups()
+    offset = "+00:00" if zone == "Z" else zone
+    seconds = datetime.fromisoformat(whole + offset).timestamp()
+    return seconds + (float("0." + fraction) if fraction else 0.0)
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -761,6 +777,18 @@ class EventBus:
             self._answered_soon(answered, msg)
         elif answered is not None and not answered.done():
             answered.set_result(msg)
+
+    async def stored_after(self, seq: int) -> float | None:
+        """When the first event after `seq` was stored (Unix seconds, the server's clock), by a
+        direct get; None if the log holds none yet."""
+        request = msgspec.json.encode({"seq": seq + 1, "next_by_subj": ALL_EVENTS})
+        reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
+        headers = reply.headers or {}
+        if inline_status(reply.headers) == "404":
+            return None
+        if "Nats-Time-Stamp" not in headers:
+            raise RuntimeError(f"direct get after sequence {seq} failed: {headers}")
+        return stored_time(headers["Nats-Time-Stamp"])
 
     async def subject_at(self, seq: int) -> str | None:
         """The subject of the message stored at `seq` (None if there is none), by a direct get."""

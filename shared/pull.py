@@ -50,6 +50,14 @@ PENDING_MESSAGES = "Nats-Pending-Messages"
 WATCH_S = 0.25
 ANSWER_TIMEOUT_S = 5.0
 """A burst's pull request unanswered this long: the consumer (or the server) is gone."""
+SUSPECT_END_S = 0.1
+"""A burst whose last message says nothing is pending after it, though it was stored this long
+(the server's clock) before the burst was asked for, is followed by another request at once, not
+after the pace: a busy server says "nothing pending" of a consumer seconds behind the log
+(measured on nats-server 2.15 at 500 tasks/s: bursts of 1 to 100 events, each "the end", while
+thousands were stored after them; after a 20,000-task run a reader took 25 s to reach the end of a
+quiet log). An honest end costs one empty answer more, only when the log was quiet that long
+before the burst."""
 
 Pace = Callable[[], Awaitable[None]]
 """Returns when a reader in bursts should ask for the next burst (``consume_bursts``)."""
@@ -364,6 +372,16 @@ async def consume_stored(
             await asyncio.wait({busy}, timeout=30)
 
 
+def at_the_end(received: int, left: int, asked_at: float, stored_at: float) -> bool:
+    """Whether a burst (`received` messages, the last one stored at `stored_at` and followed by
+    `left` pending, asked for at `asked_at`) read the log to its end, so the next one waits for the
+    pace: an empty answer, or "nothing pending" after a message stored less than ``SUSPECT_END_S``
+    before the ask."""
+    if left > 0:
+        return False
+    return received == 0 or asked_at - stored_at <= SUSPECT_END_S
+
+
 async def consume_bursts(
     nc: NatsClient,
     stream: str,
@@ -378,7 +396,8 @@ async def consume_bursts(
     """Read an ack-less consumer in bursts until `stopping` is set; raise ConsumerLost if it goes away.
 
     Each burst is a no-wait pull request for up to `batch` messages: the server sends what is stored
-    and says when nothing is left. Once caught up, the next burst waits for `pace`. A status sent to
+    and says when nothing is left. Once caught up (``at_the_end``), the next burst waits for `pace`;
+    until then the next request follows at once. A status sent to
     the request's own reply subject ends the burst (404, 408) or says the consumer is lost; a
     stored message is never taken for a status, whatever headers it carries.
 
@@ -420,9 +439,11 @@ async def consume_bursts(
         while not stopping.is_set():
             number += 1
             reply = f"{prefix}.{number}"
+            asked_at = time.time()
             await nc.publish(subject, body, reply=reply)
             received = 0
             left = 0
+            stored_ns = 0
             while True:
                 if not arrived:
                     signal.clear()
@@ -441,6 +462,7 @@ async def consume_bursts(
                     if outcome is not None:
                         await outcome
                     left = int(tokens[8])
+                    stored_ns = int(tokens[7])
                 else:
                     assert isinstance(msg, Msg)
                     if msg.subject.startswith(prefix):  # a status, not a stored message
@@ -454,11 +476,12 @@ async def consume_bursts(
                     received += 1
                     await handle(msg)
                     left = pending_after(msg)
+                    stored_ns = int(ack_tokens(msg.reply)[7])
                 if left == 0 or received >= batch:
                     break
             if nc.stats["reconnects"] != reconnects:
                 raise ConsumerLost("reconnected")
-            if left > 0:
+            if not at_the_end(received, left, asked_at, stored_ns / 1e9):
                 continue
             pacing = asyncio.ensure_future(pace())
             halt = asyncio.ensure_future(stopping.wait())

@@ -42,6 +42,7 @@ last sequence as this view saw it: if the agent started the attempt meanwhile, i
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Final
 
 import msgspec
@@ -205,9 +206,13 @@ def plan_moves(
     policy: RebalancePolicy,
     config: RoutingConfig | None = None,
     seen_until: float | None = None,
+    settled: Collection[str] = (),
 ) -> Plan:
     """The moves to make now, most-waiting first, and notes on the waiting work left in place.
-    `seen_until`: how far the view is complete (``waiting_attempts``)."""
+    `seen_until`: how far the view is complete (``waiting_attempts``). `settled`: tasks a move of
+    which the server refused in this rebalance (changed since the view read them: started, ended),
+    left where they are so their targets' slots go to the other waiting work without the view
+    catching up first."""
     config = config or RoutingConfig()
     router = state.router
     waiting = waiting_attempts(router, now, policy, seen_until)
@@ -225,6 +230,8 @@ def plan_moves(
 
     for item in waiting:
         task, holder = item.task, item.holder
+        if task.task_id in settled:
+            continue
         if len(moves) >= policy.max_moves:
             note(item, f"move limit ({policy.max_moves}) reached")
             continue

@@ -11,6 +11,7 @@ import pytest
 from services.balancer.service import BalancerService
 from services.router.service import RouterService
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
+from shared.background import cancel_and_wait
 from shared.bus import ConcurrencyConflict, EventBus
 from shared.domain.starts import START_REPORTED_WITHIN_S
 from shared.events import (
@@ -125,6 +126,35 @@ async def test_a_move_decided_before_the_agent_started_is_refused_by_the_server_
     stored, _ = await bus.read_aggregate("task", "t")
     assert not [r for r in stored if isinstance(r.event, TaskRequeued)]
     assert balancer.moves_refused == 1
+
+
+async def test_no_move_is_planned_of_an_attempt_the_log_says_ended_after_the_view_last_read(
+    settings: Settings, bus: EventBus, event_log: EventLog, router: RouterService
+) -> None:
+    """The reader's word (a burst that ended with "nothing pending") is what a busy server gives of a
+    consumer seconds behind: a plan with moves is made again up to when the first event the view has
+    not applied was stored, and the attempt that ended before then does not move."""
+    await register_stalled(bus)
+    await bus.append(TaskSubmitted(task_id="t", task_type="review"), expected=0)
+    assignment = await assigned_to(event_log, "stalled", "t")
+    await register_stalled(bus, "idle")
+    async with running(
+        BalancerService, settings, enable_rebalancing=False, rebalance_after_s=0.0
+    ) as balancer:
+        await balancer.view.catch_up()
+        later = time.time() + START_REPORTED_WITHIN_S + 1.0
+        current = await balancer.rebalance(later, balancer.policy, trigger="auto", dry_run=True)
+        assert [(m.task_id, m.to_agent_id) for m in current.moves] == [("t", "idle")]
+        # The reader stops where it is, still "current" by its own word, and the attempt ends.
+        await cancel_and_wait(balancer.view._task)
+        await bus.append(
+            TaskCompleted(task_id="t", agent_id="stalled", attempt=1, result={}, duration_s=0.01),
+            expected=assignment.task_seq,
+        )
+        assert balancer.view.lag_s() < START_REPORTED_WITHIN_S
+        assert balancer.plan(later, balancer.policy)[0].moves, "by the reader's word alone: a futile move"
+        outcome = await balancer.rebalance(later, balancer.policy, trigger="auto", dry_run=True)
+        assert outcome.moves == [] and outcome.plan.waiting == 0
 
 
 async def test_scale_advice_is_appended_once_per_change_and_shown_in_health(

@@ -7,6 +7,7 @@ import contextlib
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -93,6 +94,19 @@ async def test_appends_in_flight_at_once_each_get_their_own_answer(bus: EventBus
         assert isinstance(result, AppendResult) and not result.duplicate and result.seq > first.seq
         assert await bus.subject_at(result.seq) == event.subject
     assert not bus._acks, "every answered append is forgotten"
+
+
+async def test_stored_after_says_when_the_next_event_was_stored_or_that_none_is(bus: EventBus) -> None:
+    """What a view that applied up to a sequence has not seen began at that time (server clock)."""
+    first = await bus.append(TaskSubmitted(task_id="s1", task_type="x"), expected=0)
+    before = time.time()
+    second = await bus.append(TaskSubmitted(task_id="s2", task_type="x"), expected=0)
+    after = time.time()
+    assert await bus.stored_after(second.seq) is None
+    stored = await bus.stored_after(first.seq)
+    assert stored is not None and before - 0.5 <= stored <= after + 0.5  # one host, one clock
+    earlier = await bus.stored_after(first.seq - 1)
+    assert earlier is not None and earlier <= stored  # the log is in the order it was stored
 
 
 async def test_a_publish_no_stream_stores_or_nobody_answers_fails_as_with_nats_py(bus: EventBus) -> None:

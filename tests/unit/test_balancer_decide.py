@@ -168,6 +168,20 @@ def test_moves_in_one_plan_never_fill_a_target_beyond_its_capacity() -> None:
     assert len(plan.notes) == 3 and all("free slot" in note for note in plan.notes)
 
 
+def test_a_task_whose_move_was_refused_stays_and_its_targets_slot_goes_to_the_next_waiting() -> None:
+    """After a refused move the plan is made again on the same view (no catch-up): the refused task
+    is left where it is, and the slot it had taken moves the next waiting attempt."""
+    events: list[AnyEvent] = [agent("slow", capacity=3), agent("small", capacity=1)]
+    for index in range(3):
+        events += stuck_on("slow", task_id=f"t{index}", at=100.0 + index / 10)
+    state = state_of(*events)
+    assert [m.task_id for m in plan_moves(state, now=110.0, policy=POLICY).moves] == ["t0"]
+    again = plan_moves(state, now=110.0, policy=POLICY, settled={"t0"})
+    assert [(m.task_id, m.to_agent_id) for m in again.moves] == [("t1", "small")]
+    assert not any("t0" in note for note in again.notes) and again.waiting == 3
+    assert plan_moves(state, now=110.0, policy=POLICY, settled={"t0", "t1", "t2"}).moves == []
+
+
 def test_a_probe_of_a_half_open_breaker_stays_but_work_at_an_open_breaker_moves_once_surely_unstarted() -> (
     None
 ):

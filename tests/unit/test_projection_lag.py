@@ -7,8 +7,10 @@ import math
 import time
 from typing import cast
 
+import pytest
+
 from services.balancer.view import BALANCER_VIEW, BalancerState
-from shared.bus import EventBus
+from shared.bus import EventBus, stored_time
 from shared.projection import ProjectionRunner
 
 
@@ -59,3 +61,12 @@ async def test_catch_up_vouches_from_when_it_asked_for_the_end_of_the_log() -> N
     view._asked_at = time.monotonic() - 5.0
     await view._pace()  # an older horizon never replaces a newer one
     assert view.lag_s() < 1.0
+
+
+def test_a_stored_time_is_read_to_the_nanosecond_in_any_offset() -> None:
+    """The server's ``Nats-Time-Stamp`` (RFC 3339 with nanoseconds, which ``datetime`` cannot read)."""
+    assert stored_time("2026-12-02T14:42:46.260284123Z") == pytest.approx(1796222566.260284123, abs=1e-6)
+    assert stored_time("2026-12-02T14:42:46Z") == 1796222566.0
+    assert stored_time("2026-12-02T15:42:46.5+01:00") == 1796222566.5
+    with pytest.raises(ValueError, match="not a stored time"):
+        stored_time("yesterday")
