@@ -1326,6 +1326,12 @@ def too_deep_field(event: Event, data: bytes) -> str | None:
     return None
 
 
+def free_form_too_deep(value: Any, data: bytes) -> bool:
+    """Whether one free-form value decoded from `data` nests deeper than ``MAX_NESTING``: what
+    ``too_deep_field`` judges of each such field, for a reader that decodes only some fields."""
+    return not _shallow(value) and openers(data) > MAX_NESTING and value_nests_deeper(value, MAX_NESTING)
+
+
 _SHALLOW_LOOK: Final = 16
 """The most values ``_shallow`` looks at: a larger container is left to the bracket count."""
 _CONTAINERS: Final = (dict, list, tuple)

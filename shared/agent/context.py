@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.agent.assignment import Assignment
 from shared.events import TaskAssigned
 
 ProgressSink = Callable[["TaskContext", float, str], Awaitable[None]]
@@ -41,7 +42,9 @@ class TaskContext:
     you report will be stored), ``agent_id``.
     """
 
-    def __init__(self, assignment: TaskAssigned, progress_sink: ProgressSink, *, started_at: float) -> None:
+    def __init__(
+        self, assignment: TaskAssigned | Assignment, progress_sink: ProgressSink, *, started_at: float
+    ) -> None:
         """Built by the SDK (or ``shared.agent.testing``) for each attempt; not by handlers."""
         self._assignment = assignment
         self._progress_sink = progress_sink

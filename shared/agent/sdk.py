@@ -35,6 +35,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from shared.agent.acks import AckBatch, ack_batch
+from shared.agent.assignment import Assignment, is_assignment_subject, read_assignment
 from shared.agent.connection import connection_for
 from shared.agent.context import TaskContext, TaskOutcome
 from shared.agent.deadline import Deadline
@@ -505,22 +506,33 @@ class Agent:
         self._acks.add(msg)
 
     async def _on_message(self, msg: Msg, seq: int) -> None:
-        item = decode_recorded(seq, msg.subject, msg.data)
-        event = getattr(item, "event", None)
-        if isinstance(event, AgentRestartRequested):
-            self._ack(msg)
-            if event.session in ("", self.session):
-                hook = self.on_restart_requested or self.restart
-                self._tasks.append(asyncio.create_task(hook(event.reason), name=f"restart-{self.agent_id}"))
-            return
-        if isinstance(event, TaskCancelRequested):
-            context = self._contexts.get(event.task_id)
-            if context is not None and context.attempt == event.attempt:
-                context._cancel()
-                self._running[event.task_id].cancel()
-            self._ack(msg)
-            return
-        if not isinstance(event, TaskAssigned) or (event.session and event.session != self.session):
+        subject = msg.subject
+        event: Assignment | TaskAssigned | None = None
+        if is_assignment_subject(subject):
+            # The usual message: only the fields the agent uses are decoded (``assignment.py``).
+            event = read_assignment(subject, msg.data)
+        if event is None:
+            decoded = getattr(decode_recorded(seq, subject, msg.data), "event", None)
+            if isinstance(decoded, AgentRestartRequested):
+                self._ack(msg)
+                if decoded.session in ("", self.session):
+                    hook = self.on_restart_requested or self.restart
+                    self._tasks.append(
+                        asyncio.create_task(hook(decoded.reason), name=f"restart-{self.agent_id}")
+                    )
+                return
+            if isinstance(decoded, TaskCancelRequested):
+                context = self._contexts.get(decoded.task_id)
+                if context is not None and context.attempt == decoded.attempt:
+                    context._cancel()
+                    self._running[decoded.task_id].cancel()
+                self._ack(msg)
+                return
+            if not isinstance(decoded, TaskAssigned):
+                self._ack(msg)
+                return
+            event = decoded
+        if event.session and event.session != self.session:
             self._ack(msg)
             return
         if event.task_id in self._running:
