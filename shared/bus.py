@@ -781,25 +781,26 @@ class EventBus:
     async def stored_after(self, seq: int) -> float | None:
         """When the first event after `seq` was stored (Unix seconds, the server's clock), by a
         direct get; None if the log holds none yet."""
-        request = msgspec.json.encode({"seq": seq + 1, "next_by_subj": ALL_EVENTS})
-        reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
-        headers = reply.headers or {}
-        if inline_status(reply.headers) == "404":
-            return None
-        if "Nats-Time-Stamp" not in headers:
-            raise RuntimeError(f"direct get after sequence {seq} failed: {headers}")
-        return stored_time(headers["Nats-Time-Stamp"])
+        stamp = await self._direct_get_header(
+            {"seq": seq + 1, "next_by_subj": ALL_EVENTS}, "Nats-Time-Stamp", f"after sequence {seq}"
+        )
+        return None if stamp is None else stored_time(stamp)
 
     async def subject_at(self, seq: int) -> str | None:
         """The subject of the message stored at `seq` (None if there is none), by a direct get."""
-        request = msgspec.json.encode({"seq": seq})
-        reply = await self.nc.request(f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", request, timeout=5)
+        return await self._direct_get_header({"seq": seq}, "Nats-Subject", f"of sequence {seq}")
+
+    async def _direct_get_header(self, request: dict[str, Any], header: str, what: str) -> str | None:
+        """One header of the message a direct get of `request` finds (None if it finds none)."""
+        reply = await self.nc.request(
+            f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", msgspec.json.encode(request), timeout=5
+        )
         headers = reply.headers or {}
         if inline_status(reply.headers) == "404":
             return None
-        if "Nats-Subject" not in headers:
-            raise RuntimeError(f"direct get of sequence {seq} failed: {headers}")
-        return headers["Nats-Subject"]
+        if header not in headers:
+            raise RuntimeError(f"direct get {what} failed: {headers}")
+        return headers[header]
 
     async def aggregate_version(self, aggregate: str, aggregate_id: str) -> int:
         """Last stream sequence of any event of the aggregate (0 if none), asked of the server."""

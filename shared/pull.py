@@ -57,7 +57,9 @@ after the pace: a busy server says "nothing pending" of a consumer seconds behin
 (measured on nats-server 2.15 at 500 tasks/s: bursts of 1 to 100 events, each "the end", while
 thousands were stored after them; after a 20,000-task run a reader took 25 s to reach the end of a
 quiet log). An honest end costs one empty answer more, only when the log was quiet that long
-before the burst."""
+before the burst. The ask is timed by this host's clock, the store by the server's: a clock ahead
+of the server's costs at most that empty answer per burst, one behind it by more than this takes
+the server's word again."""
 
 Pace = Callable[[], Awaitable[None]]
 """Returns when a reader in bursts should ask for the next burst (``consume_bursts``)."""

@@ -109,6 +109,14 @@ async def test_stored_after_says_when_the_next_event_was_stored_or_that_none_is(
     assert earlier is not None and earlier <= stored  # the log is in the order it was stored
 
 
+async def test_a_direct_get_the_server_refuses_is_an_error_not_an_absence(bus: EventBus) -> None:
+    """A 404 is "no such message" (None); any other answer without the header asked for (here the
+    server's error for a request naming no sequence) raises, naming what was asked."""
+    await bus.append(TaskSubmitted(task_id="d1", task_type="x"), expected=0)
+    with pytest.raises(RuntimeError, match="direct get of sequence 0 failed"):
+        await bus.subject_at(0)
+
+
 async def test_a_publish_no_stream_stores_or_nobody_answers_fails_as_with_nats_py(bus: EventBus) -> None:
     """The errors of nats-py's ``JetStreamContext.publish``: no stream (NoStreamResponseError, which
     an agent waits on while Hive starts), no answer in time (TimeoutError); nothing is left waiting."""
