@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import services.router.service as router_module
@@ -54,20 +56,28 @@ async def test_a_decision_in_flight_that_woke_nothing_does_not_stop_the_look_at_
             hearing(self, recorded)
 
     monkeypatch.setattr(RouterService, "_on_applied", deaf_to_completions)
-    agent = Agent("only", _done, capabilities={"review": 0.9}, capacity=1)
+    # The first task ends only once the stage is set: had it ended before the router's hold of the
+    # second landed, the round that landing woke would decide the second, and nothing would be left
+    # for the look to do (a busy machine's order, about one full run in twenty).
+    release = asyncio.Event()
+
+    async def first_waits(context: TaskContext) -> TaskOutcome:
+        if context.task_id == "first":
+            await release.wait()
+        return await _done(context)
+
+    agent = Agent("only", first_waits, capabilities={"review": 0.9}, capacity=1)
     async with running(RouterService, settings) as router:
         await agent.start(bus)
         await bus.append(TaskSubmitted(task_id="first", task_type="review"), expected=0)
         await bus.append(TaskSubmitted(task_id="second", task_type="review"), expected=0)
-        await event_log.wait_for(
-            lambda events: (
-                any(isinstance(e, TaskQueued) for e in events)
-                and any(isinstance(e, TaskCompleted) for e in events)
-            )
-        )
+        await event_log.wait_for(lambda events: any(isinstance(e, TaskQueued) for e in events))
+        await router.view.catch_up()
+        await router._settled()  # the hold's landing and its round are over
         router._in_flight["first"] = InFlight("first", 1, "only", seq=1)  # shown by the view long ago
         monkeypatch.setattr(router_module, "EXPIRY_POLL_S", 0.2)
         router._timer_woken.set()  # the timer waits again, with the short poll
+        release.set()
         await event_log.wait_for(
             lambda events: sum(isinstance(e, TaskCompleted) for e in events) >= 2, timeout=5.0
         )
