@@ -66,6 +66,15 @@ async def assigned_to(log: EventLog, agent_id: str, task_id: str, attempt: int =
     return found
 
 
+async def stranded_beside_an_idle_agent(bus: EventBus, log: EventLog) -> TaskAssigned:
+    """Task ``t`` assigned to the stalled agent, then an idle agent registered: one move to plan."""
+    await register_stalled(bus)
+    await bus.append(TaskSubmitted(task_id="t", task_type="review"), expected=0)
+    assignment = await assigned_to(log, "stalled", "t")
+    await register_stalled(bus, "idle")
+    return assignment
+
+
 async def test_an_assignment_left_unstarted_moves_to_an_idle_agent_and_its_old_attempt_is_fenced(
     settings: Settings, bus: EventBus, event_log: EventLog, router: RouterService
 ) -> None:
@@ -99,10 +108,7 @@ async def test_an_assignment_left_unstarted_moves_to_an_idle_agent_and_its_old_a
 async def test_a_move_decided_before_the_agent_started_is_refused_by_the_server_and_not_retried(
     settings: Settings, bus: EventBus, event_log: EventLog, router: RouterService
 ) -> None:
-    await register_stalled(bus)
-    await bus.append(TaskSubmitted(task_id="t", task_type="review"), expected=0)
-    assignment = await assigned_to(event_log, "stalled", "t")
-    await register_stalled(bus, "idle")
+    assignment = await stranded_beside_an_idle_agent(bus, event_log)
     async with running(
         BalancerService, settings, enable_rebalancing=False, rebalance_after_s=0.0
     ) as balancer:
@@ -134,10 +140,7 @@ async def test_no_move_is_planned_of_an_attempt_the_log_says_ended_after_the_vie
     """The reader's word (a burst that ended with "nothing pending") is what a busy server gives of a
     consumer seconds behind: a plan with moves is made again up to when the first event the view has
     not applied was stored, and the attempt that ended before then does not move."""
-    await register_stalled(bus)
-    await bus.append(TaskSubmitted(task_id="t", task_type="review"), expected=0)
-    assignment = await assigned_to(event_log, "stalled", "t")
-    await register_stalled(bus, "idle")
+    assignment = await stranded_beside_an_idle_agent(bus, event_log)
     async with running(
         BalancerService, settings, enable_rebalancing=False, rebalance_after_s=0.0
     ) as balancer:
