@@ -809,15 +809,14 @@ class RouterService(Service):
             self._over(over)
 
     def _over_task(self, append: asyncio.Future[Any]) -> None:
+        """An append is no longer in flight; the last one tells ``_settled``, which waits for them."""
         self._appends.discard(append)
         if not self._appends:
             self._decided.set()
 
     def _over(self, over: asyncio.Future[None]) -> None:
-        self._appends.discard(over)
         over.set_result(None)
-        if not self._appends:
-            self._decided.set()  # (``_settled`` waits for the appends too)
+        self._over_task(over)
 
     def _stored(self, decision: Decision, entry: InFlight, prepared: Prepared, result: AppendResult) -> int:
         """A decision is stored: what its next chained assignment is appended against."""
