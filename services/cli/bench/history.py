@@ -3,9 +3,10 @@
 ``hive bench reads`` (and the query model's tests) need a log of many finished tasks without
 running the fleet for hours. Each task gets the events the real services append, with bodies of
 the real size: ``task.submitted`` (gateway), ``agent.task_assigned`` with its score breakdown,
-rejected rivals and explanation (router), ``task.started`` and ``task.completed`` with a result
-and quality (agent). They are published concurrently in chunks, each acknowledged by JetStream.
-Tasks are written one after another unless `spacing_s` says otherwise (event times are set).
+rejected rivals and explanation (router), ``task.started``, ``progress`` progress reports (none
+by default) and ``task.completed`` with a result and quality (agent). They are published
+concurrently in chunks, each acknowledged by JetStream. Tasks are written one after another unless
+`spacing_s` says otherwise (event times are set).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from shared.events import (
     RejectedCandidate,
     TaskAssigned,
     TaskCompleted,
+    TaskProgress,
     TaskStarted,
     TaskSubmitted,
     encode_event,
@@ -62,6 +64,8 @@ class History:
     spacing_s: float = 0.01
     seed: int = 1
     prefix: str = "hist"
+    progress: int = 0
+    """Progress reports per task, between its start and its end (all on one subject)."""
 
     def agent_ids(self) -> list[str]:
         return [f"{self.prefix}-agent-{n}" for n in range(self.agents)]
@@ -85,7 +89,8 @@ def registrations(history: History) -> list[Event]:
 
 
 def finished_task(history: History, index: int, rng: random.Random) -> list[Event]:
-    """Submitted, assigned (with its explanation), started and completed, as the services write them."""
+    """Submitted, assigned (with its explanation), started, its progress reports and completed, as
+    the services and the agent write them."""
     agents = history.agent_ids()
     task_id = history.task_id(index)
     agent_id = agents[index % len(agents)]
@@ -129,6 +134,16 @@ def finished_task(history: History, index: int, rng: random.Random) -> list[Even
             ts=ts + 0.002,
         ),
         TaskStarted(task_id=task_id, agent_id=agent_id, attempt=1, ts=ts + 0.003),
+        *(
+            TaskProgress(
+                task_id=task_id,
+                agent_id=agent_id,
+                attempt=1,
+                percent=100.0 * report / (history.progress + 1),
+                ts=ts + 0.003 + 0.04 * report / (history.progress + 1),
+            )
+            for report in range(1, history.progress + 1)
+        ),
         TaskCompleted(
             task_id=task_id,
             agent_id=agent_id,
