@@ -40,7 +40,8 @@ class ProjectionSpec(Generic[S]):
     """The subject filters of the events ``apply`` uses (None: every event): the server hands the
     projection only those, so a service pays for reading only what its decisions need. Reading
     more later needs a new ``revision`` (a snapshot folded from fewer events is no start for a
-    fold of more; one folded from more is)."""
+    fold of more; one folded from more is). Several filters cost nats-server far more per message
+    while the projection catches up on subjects holding several messages (``ignores_balancer``)."""
     ignores: Callable[[S, str], bool] | None = None
     """Whether, in the given state, the event stored on a subject would change nothing ``apply``
     keeps for the service's decisions (e.g. the end of a task that belongs to no workflow): the

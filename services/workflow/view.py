@@ -65,7 +65,10 @@ WORKFLOW_READS: tuple[str, ...] = (
 )
 """Workflows and schedules whole, agents, and of the tasks what changes their state: not a task's
 start or progress (a step waits for its task's end; a completion from ``assigned`` is one) nor
-breakers."""
+breakers. The agents' notices (one assignment per task, whatever its workflow) are read too, not
+only their five-token lifecycle: a step's task completes only from the agent its assignment named
+(``shared.domain.fleet.admits``), and a cancelled step's task is stopped by a word to that agent
+(``holder_of``)."""
 
 SCHEDULE_TYPES: frozenset[str] = frozenset(
     cls.event_type() for cls in EVENT_TYPES.values() if issubclass(cls, ScheduleEvent)

@@ -46,7 +46,7 @@ from shared.events import (
 )
 from shared.projection_spec import ProjectionSpec, fold
 from shared.recorded import Recorded
-from shared.subjects import reads
+from shared.subjects import aggregate_filter, reads
 
 WF = "wf"
 STEP_A = step_task_id(WF, "a")
@@ -216,3 +216,18 @@ def test_workflow_decisions_are_the_same_with_the_tasks_of_no_workflow_skipped()
     assert final.schedules.targets == {}
     assert final.flows.workflows[WF].steps["a"].status == "completed"
     assert [type(a).__name__ for a in decide(final, WF)] == ["Dispatch"]
+
+
+def test_the_workflow_view_reads_every_assignment_notice_as_its_steps_complete_only_from_the_holder() -> None:
+    log = mixed_log()
+    assert WORKFLOW_VIEW.reads is not None
+    lifecycle_only = tuple(
+        "hive.evt.agent.*.*" if f == aggregate_filter("agent") else f for f in WORKFLOW_VIEW.reads
+    )
+    narrower = dataclasses.replace(WORKFLOW_VIEW, reads=lifecycle_only)
+    assert not [r for r in log if isinstance(r.event, TaskAssigned) and reads(lifecycle_only, r.subject)]
+    read: WorkflowServiceState = as_read(WORKFLOW_VIEW, log)
+    assert read.flows.workflows[WF].steps["a"].status == "completed"
+    missed: WorkflowServiceState = as_read(narrower, log)
+    assert missed.flows.workflows[WF].steps["a"].status != "completed", "its end was refused"
+    assert [type(a).__name__ for a in decide(missed, WF)] != ["Dispatch"]
