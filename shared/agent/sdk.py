@@ -672,7 +672,7 @@ class Agent:
                 return
             limit.close(None)
             start.finishing = True
-            if not await start.settle():
+            if not start.never_sent() and not await start.settle():
                 return  # the start was refused: the attempt is superseded, its result would be too
             outcome = settle(value)
             if isinstance(outcome, Failure):
@@ -708,7 +708,7 @@ class Agent:
                 self._idle.set()
 
     async def _fail(self, context: TaskContext, failure: Failure, started: float, start: StartReport) -> None:
-        if not await start.settle():
+        if not start.never_sent() and not await start.settle():
             return  # the start was refused: the attempt is superseded
         self.stats.failed += 1
         await self._report_quietly(
@@ -756,8 +756,9 @@ class Agent:
         """
         assert self.bus is not None
         try:
-            # The usual case, without the layers of the retries below: stored at the first try.
-            stored = await self.bus.append(event, expected=context._last_seq)
+            # The usual case, without the layers of the retries below: stored at the first try,
+            # answered from the read loop (no coroutine nor message object per append).
+            stored = await self.bus.append_soon(event, expected=context._last_seq)
         except ConcurrencyConflict:
             await self._report_retrying(context, event, refused=True)
             return
