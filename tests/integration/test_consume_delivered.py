@@ -15,12 +15,12 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shared.bus import EVENTS_STREAM, EventBus
+from shared.bus import EventBus
 from shared.events import TaskSubmitted
 from shared.natsclient import ack_tokens
 from shared.pull import consume_delivered
 from shared.settings import Settings
-from shared.subjects import ALL_EVENTS
+from shared.subjects import ALL_EVENTS, EVENTS_STREAM
 
 ACK_WAIT_S = 30.0
 """Longer than any test waits: a delivery that comes again sooner was handed back."""
