@@ -50,6 +50,7 @@ from shared.logging import get_logger
 from shared.natsclient import (
     HiveNatsClient,
     deliver_directly,
+    deliver_stored,
     inline_status,
     pending_after,
     read_headers_lazily,
@@ -143,11 +144,16 @@ class AppendResult(NamedTuple):
     duplicate: bool
 
 
-def _acknowledged(msg: Msg) -> AppendResult:
-    """The stream's acknowledgement of a publish; raises what nats-py's ``publish`` raises."""
-    if inline_status(msg.headers) == NO_RESPONDERS:
-        raise nats.js.errors.NoStreamResponseError
-    ack = _ACK_DECODER.decode(msg.data)
+def _acknowledged(msg: Msg | bytes) -> AppendResult:
+    """The stream's acknowledgement of a publish (a message, or the payload of one without headers);
+    raises what nats-py's ``publish`` raises."""
+    if isinstance(msg, bytes):
+        data = msg
+    else:
+        if inline_status(msg.headers) == NO_RESPONDERS:
+            raise nats.js.errors.NoStreamResponseError
+        data = msg.data
+    ack = _ACK_DECODER.decode(data)
     if ack.error is not None:
         nats.js.errors.APIError.from_error(ack.error)  # raises the error's class
     return AppendResult(ack.seq, ack.duplicate)
@@ -713,7 +719,7 @@ class EventBus:
         if isinstance(pending, _PendingAppend) and not pending.answered.done():
             pending.answered.set_exception(nats.errors.TimeoutError())
 
-    def _answered_soon(self, pending: _PendingAppend, msg: Msg) -> None:
+    def _answered_soon(self, pending: _PendingAppend, msg: Msg | bytes) -> None:
         """The server's answer to an ``append_soon``: its result, or its error, on its future."""
         answered = pending.answered
         if pending.expiry is not None:
@@ -763,11 +769,27 @@ class EventBus:
                 # Hive's client answers each append in its read loop: no queue, task switch nor
                 # coroutine per reply (the subscription's callback serves any other client).
                 deliver_directly(self.nc, sub, self._answer)
+                deliver_stored(self.nc, sub, self._answer_stored)
                 self._ack_prefix = prefix
         return self._ack_prefix
 
     async def _on_ack(self, msg: Msg) -> None:
         self._answer(msg)
+
+    def _answer_stored(self, subject: bytes, reply: bytes, data: bytes) -> bool:
+        """An append's reply without headers, as bytes (Hive's client): an ``append_soon``'s is
+        answered from its payload, with no message object; one nobody waits for any more is
+        dropped; an ``append``'s is declined (built as a message for ``_answer``)."""
+        assert self._ack_prefix is not None
+        token = subject[len(self._ack_prefix) :].decode()
+        pending = self._acks.get(token)
+        if pending is None:
+            return True  # timed out
+        if not isinstance(pending, _PendingAppend):
+            return False
+        del self._acks[token]
+        self._answered_soon(pending, data)
+        return True
 
     def _answer(self, msg: Msg) -> None:
         """Hand an append's reply to the append waiting for it (none: it timed out)."""

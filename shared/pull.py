@@ -18,6 +18,8 @@ must see a release the moment it is stored) reads with ``consume_stored``: the s
 an ack-less consumer are handed over in the connection's read loop as they are read, with no
 message object, queue, task switch nor coroutine per message (the router read about 3.5 messages
 per task that way, and building, queueing and handing over each one cost more than applying it).
+A consumer that acknowledges is read the same way with ``consume_delivered`` (an agent's inbox):
+the handler gets each delivery's reply subject with its bytes and acknowledges it itself.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -66,6 +69,9 @@ Pace = Callable[[], Awaitable[None]]
 StoredHandle = Callable[[int, str, bytes], Awaitable[None] | None]
 """Takes a stored message as its stream sequence, subject and payload (``consume_bursts``,
 ``consume_stored``): None when done with it, or what to await before the next one."""
+DeliveredHandle = Callable[[str, str, bytes], Awaitable[None] | None]
+"""Takes a delivery of a consumer that acknowledges as its reply subject (what it acknowledges;
+its sequences), subject and payload (``consume_delivered``): as ``StoredHandle``."""
 
 log = get_logger("hive.pull")
 
@@ -209,6 +215,78 @@ async def consume_stored(
     if not isinstance(nc, HiveNatsClient):
         await consume(nc, stream, consumer, handle, stopping, batch=batch, nak_on_stop=False)
         return
+    await _consume_raw(
+        nc,
+        stream,
+        consumer,
+        handle,
+        handle_stored,
+        reply_stream_seq,
+        None,
+        stopping,
+        batch,
+        expires_s,
+        heartbeat_s,
+    )
+
+
+async def consume_delivered(
+    nc: NatsClient,
+    stream: str,
+    consumer: str,
+    handle: Callable[[Msg], Awaitable[None]],
+    handle_delivered: DeliveredHandle,
+    stopping: asyncio.Event,
+    *,
+    batch: int = 256,
+    expires_s: float = 30.0,
+    heartbeat_s: float = 1.0,
+) -> None:
+    """``consume_stored`` for a consumer that acknowledges: `handle_delivered` gets each delivery's
+    reply subject (what it acknowledges, and where the sequences are), subject and payload, in the
+    read loop as it is read; it acknowledges them itself. On stop (or a lost consumer) what is in
+    hand is finished, and what was delivered but not handed over is negatively acknowledged, so it
+    comes again at once, as ``consume`` does. On another client than Hive's, this is ``consume``.
+    """
+    if not isinstance(nc, HiveNatsClient):
+        await consume(nc, stream, consumer, handle, stopping, batch=batch, nak_on_stop=True)
+        return
+
+    def hand_back(reply: str) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            nc.publish_soon(reply, Msg.Ack.Nak)
+
+    await _consume_raw(
+        nc,
+        stream,
+        consumer,
+        handle,
+        handle_delivered,
+        bytes.decode,
+        hand_back,
+        stopping,
+        batch,
+        expires_s,
+        heartbeat_s,
+    )
+
+
+async def _consume_raw(
+    nc: HiveNatsClient,
+    stream: str,
+    consumer: str,
+    handle: Callable[[Msg], Awaitable[None]],
+    handle_raw: Callable[[Any, str, bytes], Awaitable[None] | None],
+    first: Callable[[bytes], Any],
+    hand_back: Callable[[str], None] | None,
+    stopping: asyncio.Event,
+    batch: int,
+    expires_s: float,
+    heartbeat_s: float,
+) -> None:
+    """``consume_stored`` and ``consume_delivered``: `first` makes the handler's first argument of
+    a delivery's raw reply subject; `hand_back` (None: nothing to hand back) takes the reply
+    subject of each delivery not handed over."""
     subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
     inbox = nc.new_inbox()
     raw_inbox = inbox.encode()
@@ -220,7 +298,7 @@ async def consume_stored(
     """Messages and statuses read: the loop below notes when they last changed (no clock read per
     message)."""
     lost: list[ConsumerLost] = []
-    waiting: deque[tuple[int, str, bytes] | Msg] = deque()
+    waiting: deque[tuple[Any, str, bytes, bytes] | Msg] = deque()
     """Read while an earlier one was awaited: handed over in order once it is done."""
     busy: asyncio.Task[None] | None = None
     woken: asyncio.Future[object] | None = None
@@ -232,19 +310,23 @@ async def consume_stored(
     def failed(where: str) -> None:
         log.exception("stored_handler_failed", stream=stream, consumer=consumer, stage=where)
 
-    async def finish(first: Awaitable[None]) -> None:
+    def give_back(item: tuple[Any, str, bytes, bytes] | Msg) -> None:
+        if hand_back is not None:
+            hand_back(item.reply if isinstance(item, Msg) else item[3].decode())
+
+    async def finish(first_outcome: Awaitable[None]) -> None:
         """Await what a message left, then hand over those that waited, until none is left."""
         nonlocal busy
         try:
             try:
-                await first
+                await first_outcome
             except Exception:
                 failed("awaited")
             while waiting and not stopping.is_set() and not lost:
                 item = waiting.popleft()
                 try:
                     if isinstance(item, tuple):
-                        outcome = handle_stored(*item)
+                        outcome = handle_raw(item[0], item[1], item[2])
                         if outcome is not None:
                             await outcome
                     else:
@@ -252,7 +334,8 @@ async def consume_stored(
                 except Exception:
                     failed("awaited")
         finally:
-            waiting.clear()
+            while waiting:
+                give_back(waiting.popleft())
             busy = None
 
     def take(msg: Msg) -> None:
@@ -271,16 +354,18 @@ async def consume_stored(
             return False  # on the request's own subject: a status, judged as a message (arrive)
         arrivals += 1
         if stopping.is_set() or lost:
-            return True  # nothing to hand back: the consumer acknowledges nothing
+            if hand_back is not None:
+                hand_back(reply.decode())
+            return True
         pending -= 1
         if pending <= half and not asked:
             asked = True
             wake()
         try:
             if busy is not None:
-                waiting.append((reply_stream_seq(reply), subject.decode(), data))
+                waiting.append((first(reply), subject.decode(), data, reply))
             else:
-                outcome = handle_stored(reply_stream_seq(reply), subject.decode(), data)
+                outcome = handle_raw(first(reply), subject.decode(), data)
                 if outcome is not None:
                     busy = asyncio.ensure_future(finish(outcome))
         except Exception:
@@ -293,6 +378,7 @@ async def consume_stored(
         status = inline_status(msg.headers)
         if status is None:  # a stored message the client would not hand over as bytes
             if stopping.is_set() or lost:
+                give_back(msg)
                 return
             pending -= 1
             if pending <= half and not asked:
@@ -370,7 +456,7 @@ async def consume_stored(
         if not nc.is_closed:
             with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
                 await sub.unsubscribe()
-        if busy is not None:  # the message in hand is finished; those waiting are dropped
+        if busy is not None:  # the message in hand is finished; those waiting are handed back
             await asyncio.wait({busy}, timeout=30)
 
 
@@ -518,6 +604,7 @@ async def consume_forever(
     close_consumer: Callable[[str], Awaitable[None]] | None = None,
     pace: Pace | None = None,
     handle_stored: StoredHandle | None = None,
+    handle_delivered: DeliveredHandle | None = None,
 ) -> None:
     """``consume`` (with `pace`: ``consume_bursts``) until `stopping` is set; when the consumer is
     lost, open it again and go on.
@@ -527,7 +614,8 @@ async def consume_forever(
     after a pause it is bound or opened again; the loop ends early only when the connection is
     closed. `close_consumer` releases a consumer after each run (deletes an ephemeral one rather
     than leaving it to expire). `handle_stored`: see ``consume_bursts`` (with `pace`) and
-    ``consume_stored`` (without: for an ack-less consumer only).
+    ``consume_stored`` (without: for an ack-less consumer only); `handle_delivered`: see
+    ``consume_delivered`` (a consumer that acknowledges, without `pace`).
     """
     while not stopping.is_set():
         name = ""
@@ -537,6 +625,8 @@ async def consume_forever(
                 await consume_bursts(
                     nc, stream, name, handle, stopping, pace, batch=batch, handle_stored=handle_stored
                 )
+            elif handle_delivered is not None:
+                await consume_delivered(nc, stream, name, handle, handle_delivered, stopping, batch=batch)
             elif handle_stored is not None:
                 await consume_stored(nc, stream, name, handle, handle_stored, stopping, batch=batch)
             else:

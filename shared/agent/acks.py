@@ -4,7 +4,7 @@ An agent acknowledges each inbox message once it is handled (an assignment once 
 or once its start is stored when it arrived late): never earlier, so what is lost in transit comes
 again. Sent at once, each acknowledgement took a socket write of its own on the agent's side and a
 read of its own on the server's whenever assignments arrive apart (the usual case: a few a second
-per agent). On Hive's client an acknowledgement is queued on the connection (``ack_soon``) and
+per agent). On Hive's client an acknowledgement is queued on the connection (``publish_soon``) and
 leaves with its next write: the agent's next append (a task's completion, mostly), pull request or
 heartbeat, or ``DEFERRED_WRITE_S`` (50 ms) later if none comes. Before, they were held for
 ``ACK_LINGER_S`` and then left together in a write of their own (a timer and a task per batch, a
@@ -30,10 +30,9 @@ from typing import Final
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 
 from shared.logging import get_logger
-from shared.natsclient import HiveNatsClient, ack_soon
+from shared.natsclient import HiveNatsClient
 
 ACK_LINGER_S: Final = 0.02
 """How long an acknowledgement may wait for others to leave with it (another client than Hive's)."""
@@ -49,7 +48,7 @@ class AckBatch:
     def __init__(self, *, linger_s: float | None = None, held_max: int | None = None) -> None:
         self.linger_s = ACK_LINGER_S if linger_s is None else linger_s
         self.held_max = ACK_HELD_MAX if held_max is None else held_max
-        self._held: list[Msg] = []
+        self._held: list[tuple[NatsClient, str]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self._queued: weakref.WeakSet[NatsClient] = weakref.WeakSet()
@@ -59,20 +58,20 @@ class AckBatch:
     def held(self) -> int:
         return len(self._held)
 
-    def add(self, msg: Msg) -> None:
-        """Acknowledge `msg`: with the connection's next write (Hive's client), else within
-        ``linger_s`` with whatever else is due by then."""
-        try:
-            queued = ack_soon(msg)
-        except nats.errors.Error as exc:  # closed or draining: the message comes again if it must
-            log.debug("ack_dropped", subject=msg.subject, error=repr(exc))
+    def add(self, nc: NatsClient, reply: str) -> None:
+        """Acknowledge the delivery whose reply subject is `reply`, received on `nc`: with the
+        connection's next write (Hive's client), else within ``linger_s`` with whatever else is
+        due by then."""
+        if isinstance(nc, HiveNatsClient):
+            try:
+                nc.publish_soon(reply)
+            except nats.errors.Error as exc:  # closed or draining: the message comes again if it must
+                log.debug("ack_dropped", reply=reply, error=repr(exc))
+                return
+            if nc not in self._queued:  # a new weak reference for each add otherwise
+                self._queued.add(nc)
             return
-        if queued:
-            client = msg._client
-            if client not in self._queued:  # a new weak reference for each add otherwise
-                self._queued.add(client)
-            return
-        self._held.append(msg)
+        self._held.append((nc, reply))
         if len(self._held) >= self.held_max:
             self._send_held()
         elif self._timer is None:
@@ -103,13 +102,13 @@ class AckBatch:
         task.add_done_callback(self._sending.discard)
 
 
-async def _send(held: list[Msg]) -> None:
+async def _send(held: list[tuple[NatsClient, str]]) -> None:
     """Publish every acknowledgement in one go (no await yields between them: one write)."""
-    for msg in held:
+    for nc, reply in held:
         try:
-            await msg.ack()
+            await nc.publish(reply)
         except nats.errors.Error as exc:  # closed or draining: the message comes again if it must
-            log.debug("ack_dropped", subject=msg.subject, error=repr(exc))
+            log.debug("ack_dropped", reply=reply, error=repr(exc))
 
 
 _batches: weakref.WeakKeyDictionary[NatsClient, AckBatch] = weakref.WeakKeyDictionary()

@@ -63,6 +63,13 @@ class StartReport:
             return True
         return await asyncio.shield(self._report)
 
+    def never_sent(self) -> bool:
+        """``settle`` with no coroutine when there is nothing to await: drop a start still waiting
+        for its time; True if it was never sent (the outcome implies it), False if one is under way
+        (then ``settle``)."""
+        self.cancel()
+        return self._report is None
+
     def cancel(self) -> None:
         """Drop a start still waiting for its time (the attempt ended, or was taken away)."""
         if self._timer is not None:

@@ -22,6 +22,7 @@ so the append fences it as before; a deferred start that is refused stops the ha
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -356,7 +357,7 @@ class Agent:
             context = self._contexts.get(task_id)
             if context is not None:
                 context._cancel()
-            task.cancel()
+            self._cancel_handler(task_id, task)
         await asyncio.gather(*self._running.values(), return_exceptions=True)
         self.session = new_id()
         self._beat_seq = 0
@@ -481,87 +482,114 @@ class Agent:
 
         place = self._place
 
-        async def take(msg: Msg) -> None:
-            tokens = ack_tokens(msg.reply)
+        def take(reply: str, subject: str, data: bytes) -> Awaitable[None] | None:
+            tokens = ack_tokens(reply)
             seq = int(tokens[5])
             place.delivered(int(tokens[6]))
-            await self._on_message(msg, seq)
+            outcome = self._on_message(subject, data, seq, reply)
+            if outcome is not None:
+                return handled_after(outcome, seq)
+            handled(seq)
+            return None
+
+        def handled(seq: int) -> None:
             # Handled (its acknowledgement on its way): what the heartbeats now say the agent received.
             if seq > place.handled:
                 place.handled = seq
+
+        async def handled_after(outcome: Awaitable[None], seq: int) -> None:
+            await outcome
+            handled(seq)
+
+        async def take_object(msg: Msg) -> None:
+            """A delivery that came as a message object (on another client than Hive's)."""
+            outcome = take(msg.reply, msg.subject, msg.data)
+            if outcome is not None:
+                await outcome
 
         await consume_forever(
             self.bus.nc,
             EVENTS_STREAM,
             inbox,
-            take,
+            take_object,
             stop,
             on_lost=on_lost,
             batch=pull_batch(self.capacity),
+            handle_delivered=take,
         )
 
-    def _ack(self, msg: Msg) -> None:
-        """Acknowledge a handled inbox message, with the others due on this connection."""
-        assert self._acks is not None
-        self._acks.add(msg)
+    def _ack(self, reply: str) -> None:
+        """Acknowledge a handled inbox message (its reply subject), with the others due on this
+        connection."""
+        assert self._acks is not None and self.bus is not None
+        self._acks.add(self.bus.nc, reply)
 
-    async def _on_message(self, msg: Msg, seq: int) -> None:
-        subject = msg.subject
+    def _on_message(self, subject: str, data: bytes, seq: int, reply: str) -> Awaitable[None] | None:
+        """Take an inbox message, in the connection's read loop (Hive's client): None once done,
+        or what to await before the next one (an old assignment's start, appended first)."""
         event: Assignment | TaskAssigned | None = None
         if is_assignment_subject(subject):
             # The usual message: only the fields the agent uses are decoded (``assignment.py``).
-            event = read_assignment(subject, msg.data)
+            event = read_assignment(subject, data)
         if event is None:
-            decoded = getattr(decode_recorded(seq, subject, msg.data), "event", None)
+            decoded = getattr(decode_recorded(seq, subject, data), "event", None)
             if isinstance(decoded, AgentRestartRequested):
-                self._ack(msg)
+                self._ack(reply)
                 if decoded.session in ("", self.session):
                     hook = self.on_restart_requested or self.restart
                     self._tasks.append(
                         asyncio.create_task(hook(decoded.reason), name=f"restart-{self.agent_id}")
                     )
-                return
+                return None
             if isinstance(decoded, TaskCancelRequested):
                 context = self._contexts.get(decoded.task_id)
                 if context is not None and context.attempt == decoded.attempt:
                     context._cancel()
-                    self._running[decoded.task_id].cancel()
-                self._ack(msg)
-                return
+                    self._cancel_handler(decoded.task_id, self._running[decoded.task_id])
+                self._ack(reply)
+                return None
             if not isinstance(decoded, TaskAssigned):
-                self._ack(msg)
-                return
+                self._ack(reply)
+                return None
             event = decoded
         if event.session and event.session != self.session:
-            self._ack(msg)
-            return
+            self._ack(reply)
+            return None
         if event.task_id in self._running:
-            self._ack(msg)
-            return
+            self._ack(reply)
+            return None
         now = time.time()
         context = TaskContext(event, self._report_progress, started_at=now)
         delay = start_report_delay(event.ts, now)
         if delay <= 0:
-            # An old assignment (the agent lagged): others may act on it as unstarted, so the start
-            # is appended before the handler runs, which also refuses an attempt superseded meanwhile.
-            try:
-                await self.report(context, self._started(context, now))
-            except AttemptSuperseded as exc:
-                self.stats.fenced += 1
-                self.log.info(
-                    "assignment_refused", task_id=event.task_id, attempt=event.attempt, reason=str(exc)
-                )
-                self._ack(msg)
-                return
-        self._ack(msg)
+            return self._start_late(context, now, reply)
+        self._run(context, now, delay, reply)
+        return None
+
+    async def _start_late(self, context: TaskContext, now: float, reply: str) -> None:
+        """An old assignment (the agent lagged): others may act on it as unstarted, so the start is
+        appended before the handler runs, which also refuses an attempt superseded meanwhile."""
+        try:
+            await self.report(context, self._started(context, now))
+        except AttemptSuperseded as exc:
+            self.stats.fenced += 1
+            self.log.info(
+                "assignment_refused", task_id=context.task_id, attempt=context.attempt, reason=str(exc)
+            )
+            self._ack(reply)
+            return
+        self._run(context, now, 0.0, reply)
+
+    def _run(self, context: TaskContext, now: float, delay: float, reply: str) -> None:
+        """Run the attempt's handler; its start is reported in `delay` s (0: reported already)."""
+        self._ack(reply)
         self.stats.started += 1
         start = StartReport(lambda: self._report_start(context, now), reported=delay <= 0)
-        self._contexts[event.task_id] = context
-        self._starts[event.task_id] = start
+        task_id = context.task_id
+        self._contexts[task_id] = context
+        self._starts[task_id] = start
         self._idle.clear()
-        self._running[event.task_id] = asyncio.create_task(
-            self._execute(context, start), name=f"task-{event.task_id}"
-        )
+        self._running[task_id] = asyncio.create_task(self._execute(context, start), name=f"task-{task_id}")
         if delay > 0:
             start.after(delay, lambda: self._stop_superseded(context, start))
         self.stats.max_concurrent = max(self.stats.max_concurrent, self.in_flight)
@@ -587,6 +615,26 @@ class Agent:
             # Only while stopping (reports are retried through outages until then).
             self.log.warning("start_report_failed", task_id=context.task_id, error=repr(exc))
         return True
+
+    def _cancel_handler(self, task_id: str, task: asyncio.Task[None]) -> None:
+        """Cancel an attempt's handler. A task cancelled before its first step never runs its
+        coroutine, nor ``_execute``'s cleanup (a cancellation read right behind its assignment):
+        the attempt is then forgotten once the task is done."""
+        task.cancel()
+        task.add_done_callback(functools.partial(self._forget, task_id))
+
+    def _forget(self, task_id: str, task: asyncio.Task[None]) -> None:
+        """``_execute``'s cleanup, for an attempt whose task is done and still listed."""
+        if self._running.get(task_id) is not task:
+            return  # cleaned up by ``_execute`` (and perhaps assigned again since)
+        start = self._starts.pop(task_id, None)
+        if start is not None:
+            start.cancel()
+        del self._running[task_id]
+        self._contexts.pop(task_id, None)
+        self._reporting.discard(task_id)
+        if not self._running:
+            self._idle.set()
 
     def _stop_superseded(self, context: TaskContext, start: StartReport) -> None:
         """The deferred start was refused: the attempt is no longer ours, stop its handler."""
@@ -624,7 +672,7 @@ class Agent:
                 return
             limit.close(None)
             start.finishing = True
-            if not await start.settle():
+            if not start.never_sent() and not await start.settle():
                 return  # the start was refused: the attempt is superseded, its result would be too
             outcome = settle(value)
             if isinstance(outcome, Failure):
@@ -660,7 +708,7 @@ class Agent:
                 self._idle.set()
 
     async def _fail(self, context: TaskContext, failure: Failure, started: float, start: StartReport) -> None:
-        if not await start.settle():
+        if not start.never_sent() and not await start.settle():
             return  # the start was refused: the attempt is superseded
         self.stats.failed += 1
         await self._report_quietly(
@@ -708,8 +756,9 @@ class Agent:
         """
         assert self.bus is not None
         try:
-            # The usual case, without the layers of the retries below: stored at the first try.
-            stored = await self.bus.append(event, expected=context._last_seq)
+            # The usual case, without the layers of the retries below: stored at the first try,
+            # answered from the read loop (no coroutine nor message object per append).
+            stored = await self.bus.append_soon(event, expected=context._last_seq)
         except ConcurrencyConflict:
             await self._report_retrying(context, event, refused=True)
             return

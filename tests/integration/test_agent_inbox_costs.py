@@ -5,6 +5,7 @@ stops; pull requests ask for as much as the inbox lets wait, so they are few."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,7 +17,15 @@ from shared.agent.acks import AckBatch, ack_batch
 from shared.agent.inbox import pull_batch
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus
-from shared.events import AnyEvent, TaskAssigned, TaskCancelRequested, TaskCompleted
+from shared.events import (
+    AgentRegistered,
+    AgentRestartRequested,
+    AnyEvent,
+    TaskAssigned,
+    TaskCancelRequested,
+    TaskCompleted,
+    TaskStarted,
+)
 from shared.permissions import agent_durable
 from shared.settings import Settings
 from shared.subjects import EVENTS_STREAM
@@ -119,10 +128,9 @@ async def test_an_agent_stopping_acknowledges_what_it_handled_before_it_leaves(
     real_add = batch.add
     taken = asyncio.Event()
 
-    def add(msg: Any) -> None:
-        real_add(msg)
-        if ".task_cancel_requested." in msg.subject:
-            taken.set()
+    def add(nc: Any, reply: str) -> None:
+        real_add(nc, reply)
+        taken.set()  # the assignment before it was acknowledged before this is patched in
 
     monkeypatch.setattr(batch, "add", add)
     await bus.append(TaskCancelRequested(agent_id="leaver", task_id="gone", attempt=1), expected=None)
@@ -146,7 +154,7 @@ async def test_acknowledgements_that_cannot_be_sent_are_dropped_without_error(
     (msg,) = await subscription.fetch(1, timeout=5)
     await reader.nc.close()
     batch = AckBatch(linger_s=60.0)
-    batch.add(msg)
+    batch.add(reader.nc, msg.reply)
     await batch.flush()  # nothing sent, nothing raised: the message comes again after ack_wait
     assert batch.held == 0
     assert await ack_pending(bus, "closer") == 1
@@ -178,3 +186,89 @@ async def test_an_agent_asks_its_inbox_for_as_many_messages_as_may_wait_unacknow
         await agent.stop()
     assert pull_batch(1) == 65
     assert len(pulls) <= 2, pulls
+
+
+async def test_an_agent_reads_its_inbox_without_a_message_object_per_delivery(
+    bus: EventBus, agent_bus: EventBus, event_log: EventLog
+) -> None:
+    """Hive's client hands each inbox delivery over as bytes in its read loop (``consume_delivered``):
+    no message object, queue or task switch per assignment."""
+    built: list[str] = []
+    real_build = agent_bus.nc._build_message
+
+    def counting(sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> Any:
+        built.append(subject.decode())
+        return real_build(sid, subject, reply, data, headers)
+
+    agent_bus.nc._build_message = counting  # type: ignore[method-assign]
+    agent = Agent("bytes", quick, capabilities=["x"], capacity=2)
+    await agent.start(agent_bus)
+    try:
+        for index in range(3):
+            await bus.append(assign("bytes", f"t{index}"), expected=None)
+        await bus.append(TaskCancelRequested(agent_id="bytes", task_id="other", attempt=1), expected=None)
+        await event_log.wait_for(completed(3))
+        await agent_bus.nc.flush()
+        assert await ack_pending(bus, "bytes") == 0
+    finally:
+        await agent.stop()
+    assert [subject for subject in built if subject.startswith("hive.evt.agent.")] == []
+
+
+async def test_an_old_assignment_is_started_before_its_handler_runs_and_holds_the_deliveries_behind_it(
+    bus: EventBus, agent_bus: EventBus, event_log: EventLog
+) -> None:
+    """An assignment received late appends its start first; the cancellation stored right behind it
+    waits until the attempt runs, so it stops the attempt instead of finding nothing to cancel, and
+    the attempt, cancelled before its task ever ran, is forgotten (it was kept in hand forever)."""
+    began: list[str] = []
+
+    async def slow(context: TaskContext) -> str:
+        began.append(context.task_id)
+        await asyncio.sleep(30)
+        return "done"
+
+    agent = Agent("lagging", slow, capabilities=["x"], capacity=2)
+    await agent.start(agent_bus)
+    try:
+        old = TaskAssigned(agent_id="lagging", task_id="old", attempt=1, task_type="x", ts=time.time() - 60)
+        await bus.append(old, expected=None)
+        await bus.append(TaskCancelRequested(agent_id="lagging", task_id="old", attempt=1), expected=None)
+        await event_log.wait_for(lambda events: any(isinstance(e, TaskStarted) for e in events))
+        await agent.wait_idle(10)
+        await agent_bus.nc.flush()
+        assert await ack_pending(bus, "lagging") == 0
+    finally:
+        await agent.stop()
+    assert agent.stats.started == 1 and agent.stats.completed == 0
+    assert event_log.of_type(TaskCompleted) == []
+
+
+async def test_a_restart_read_right_behind_an_assignment_stops_it_and_leaves_the_agent_idle(
+    bus: EventBus, agent_bus: EventBus, event_log: EventLog
+) -> None:
+    """The restart stops the attempt just taken and the agent is idle again under its new session,
+    not holding a task that never ends."""
+    began: list[str] = []
+
+    async def slow(context: TaskContext) -> str:
+        began.append(context.task_id)
+        await asyncio.sleep(30)
+        return "done"
+
+    agent = Agent("restarter", slow, capabilities=["x"], capacity=2)
+    await agent.start(agent_bus)
+    first_session = agent.session
+    try:
+        await bus.append(assign("restarter", "t"), expected=None)
+        await bus.append(AgentRestartRequested(agent_id="restarter", session=first_session), expected=None)
+        await event_log.wait_for(
+            lambda events: (
+                sum(isinstance(e, AgentRegistered) and e.agent_id == "restarter" for e in events) == 2
+            )
+        )
+        await agent.wait_idle(10)
+    finally:
+        await agent.stop()
+    assert agent.session != first_session and agent.stats.restarts == 1
+    assert agent.in_flight == 0 and event_log.of_type(TaskCompleted) == []

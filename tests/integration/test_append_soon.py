@@ -61,6 +61,33 @@ async def test_append_soon_unanswered_in_time_fails_with_nats_py_s_timeout(bus: 
     assert not bus._acks
 
 
+async def test_append_soon_is_answered_without_a_message_object_and_append_with_one(bus: EventBus) -> None:
+    """Hive's client hands an ``append_soon``'s reply over as bytes (``_answer_stored``); an
+    ``append`` waits for a message object, and a reply that comes after its append timed out is
+    dropped without a word."""
+    await bus.append(AgentRegistered(agent_id="warm"), expected=None)  # opens the replies
+    prefix = bus._ack_prefix
+    assert prefix is not None
+    built: list[str] = []
+    real_build = bus.nc._build_message
+
+    def counting(sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> Any:
+        built.append(subject.decode())
+        return real_build(sid, subject, reply, data, headers)
+
+    bus.nc._build_message = counting  # type: ignore[method-assign]
+    soon = await bus.append_soon(TaskSubmitted(task_id="b1", task_type="x"), expected=0)
+    awaited = await bus.append(TaskSubmitted(task_id="b2", task_type="x"), expected=0)
+    with pytest.raises(nats.errors.TimeoutError):
+        await bus.append_soon(TaskSubmitted(task_id="b3", task_type="x"), expected=0, timeout=0.0)
+    await bus.nc.flush()  # the late reply has come meanwhile
+    replies = [subject for subject in built if subject.startswith(prefix)]
+    assert len(replies) == 1 and soon.seq < awaited.seq
+    assert not bus._acks
+    stored = await bus.read_aggregate("task", "b3")
+    assert len(stored[0]) == 1  # stored all the same: only its answer came too late
+
+
 async def test_append_soon_before_the_replies_are_opened_is_an_append_in_a_task(bus: EventBus) -> None:
     assert bus._ack_prefix is None
     answer = bus.append_soon(AgentRegistered(agent_id="first"), expected=None)

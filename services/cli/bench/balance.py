@@ -39,9 +39,8 @@ import contextlib
 import json
 import random
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
-
-from nats.aio.msg import Msg
 
 from services.cli.bench.common import on_private_stack, percentile, quiet, wait_for_services
 from services.cli.bench.http import JsonClient
@@ -128,12 +127,12 @@ class StalledAgent(Agent):
     """Alive by its heartbeats, it takes its assignments and never starts them (an agent queueing work
     for workers that never free up). A simulation device: it answers nothing to its assignments."""
 
-    async def _on_message(self, msg: Msg, seq: int) -> None:
-        item = decode_recorded(seq, msg.subject, msg.data)
+    def _on_message(self, subject: str, data: bytes, seq: int, reply: str) -> Awaitable[None] | None:
+        item = decode_recorded(seq, subject, data)
         if isinstance(item, Recorded) and isinstance(item.event, TaskAssigned):
-            self._ack(msg)
-            return
-        await super()._on_message(msg, seq)
+            self._ack(reply)
+            return None
+        return super()._on_message(subject, data, seq, reply)
 
 
 class Watch:
