@@ -41,7 +41,8 @@ class ProjectionSpec(Generic[S]):
     projection only those, so a service pays for reading only what its decisions need. Reading
     more later needs a new ``revision`` (a snapshot folded from fewer events is no start for a
     fold of more; one folded from more is). Several filters cost nats-server far more per message
-    while the projection catches up on subjects holding several messages (``ignores_balancer``)."""
+    while the projection catches up on subjects holding several messages (``ignores_balancer``): far
+    behind, the runner reads through one filter until it is caught up (``CATCH_UP_ALONE_AFTER``)."""
     ignores: Callable[[S, str], bool] | None = None
     """Whether, in the given state, the event stored on a subject would change nothing ``apply``
     keeps for the service's decisions (e.g. the end of a task that belongs to no workflow): the
