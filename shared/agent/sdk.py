@@ -627,11 +627,15 @@ class Agent:
         """``_execute``'s cleanup, for an attempt whose task is done and still listed."""
         if self._running.get(task_id) is not task:
             return  # cleaned up by ``_execute`` (and perhaps assigned again since)
-        start = self._starts.pop(task_id, None)
+        self._clear(task_id, self._starts.get(task_id))
+
+    def _clear(self, task_id: str, start: StartReport | None) -> None:
+        """Forget an attempt that ended (its deferred start dropped); idle when it was the last."""
         if start is not None:
             start.cancel()
-        del self._running[task_id]
+        self._running.pop(task_id, None)
         self._contexts.pop(task_id, None)
+        self._starts.pop(task_id, None)
         self._reporting.discard(task_id)
         if not self._running:
             self._idle.set()
@@ -699,13 +703,7 @@ class Agent:
                 return
             self.stats.completed += 1
         finally:
-            start.cancel()
-            self._running.pop(context.task_id, None)
-            self._contexts.pop(context.task_id, None)
-            self._starts.pop(context.task_id, None)
-            self._reporting.discard(context.task_id)
-            if not self._running:
-                self._idle.set()
+            self._clear(context.task_id, start)
 
     async def _fail(self, context: TaskContext, failure: Failure, started: float, start: StartReport) -> None:
         if not start.never_sent() and not await start.settle():
