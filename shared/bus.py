@@ -43,6 +43,7 @@ from nats.js.api import (
 
 from shared.denials import Denials
 from shared.domain.message_ids import dead_letter_msg_id
+from shared.duplicates import same_decision
 from shared.errors import HiveError
 from shared.events import Event, encode_event, subject_of, too_deep_field
 from shared.ids import check_id, new_id
@@ -68,7 +69,6 @@ from shared.subjects import (
     HEALTH_PING,
     aggregate_subjects,
     dlq_subject,
-    same_notice,
 )
 
 if TYPE_CHECKING:  # a service's metrics, handed in: the bus itself loads no Prometheus client
@@ -623,20 +623,20 @@ class EventBus:
         """What an append's answer means: a duplicate under a shared key is checked (and stored
         under the event's own id if someone else's message holds the key); counted."""
         if result.duplicate and headers["Nats-Msg-Id"] != event.id:
-            stored = await self.subject_at(result.seq)
-            if stored != event.subject and not (stored is not None and same_notice(stored, event.subject)):
+            stored = await self.recorded_at(result.seq)
+            if not same_decision(stored, event):
                 # A shared key (``assign:<task>:<attempt>``, ...) is predictable, and the server
                 # de-duplicates keys across the whole stream: someone stored something else under
                 # ours first. Ours is not stored; store it under its own id (the expected-sequence
                 # check still keeps deciders from storing the same decision twice). The same notice
-                # about the same task to another agent is no forgery (only services may publish
+                # about the same attempt to another agent is no forgery (only services may publish
                 # notices): two router instances assigned one attempt at once, and the first won.
                 log.warning(
                     "forged_duplicate",
                     service=self.service,
                     msg_id=headers["Nats-Msg-Id"],
                     subject=event.subject,
-                    stored_subject=stored,
+                    stored_subject=stored.subject if stored is not None else None,
                     stored_seq=result.seq,
                 )
                 headers["Nats-Msg-Id"] = event.id
@@ -812,6 +812,18 @@ class EventBus:
         """The subject of the message stored at `seq` (None if there is none), by a direct get."""
         return await self._direct_get_header({"seq": seq}, "Nats-Subject", f"of sequence {seq}")
 
+    async def recorded_at(self, seq: int) -> Recorded | Undecodable | None:
+        """The message stored at `seq`, decoded (None if there is none), by a direct get."""
+        reply = await self.nc.request(
+            f"$JS.API.DIRECT.GET.{EVENTS_STREAM}", msgspec.json.encode({"seq": seq}), timeout=5
+        )
+        headers = reply.headers or {}
+        if inline_status(reply.headers) == "404":
+            return None
+        if "Nats-Subject" not in headers:
+            raise RuntimeError(f"direct get of sequence {seq} failed: {headers}")
+        return decode_recorded(seq, headers["Nats-Subject"], reply.data)
+
     async def _direct_get_header(self, request: dict[str, Any], header: str, what: str) -> str | None:
         """One header of the message a direct get of `request` finds (None if it finds none)."""
         reply = await self.nc.request(
@@ -880,7 +892,7 @@ class EventBus:
     async def read(
         self,
         *,
-        subject_filter: str = ALL_EVENTS,
+        subject_filter: str | list[str] = ALL_EVENTS,
         start_seq: int = 1,
         stop_seq: int | None = None,
         batch: int = 512,
@@ -889,6 +901,23 @@ class EventBus:
 
         Uses no-wait pull requests, so it returns as soon as the stored messages are read.
         """
+        reading = self.read_stored(
+            subject_filter=subject_filter, start_seq=start_seq, stop_seq=stop_seq, batch=batch
+        )
+        async with contextlib.aclosing(reading):
+            async for seq, subject, data in reading:
+                yield decode_recorded(seq, subject, data)
+
+    async def read_stored(
+        self,
+        *,
+        subject_filter: str | list[str] = ALL_EVENTS,
+        start_seq: int = 1,
+        stop_seq: int | None = None,
+        batch: int = 512,
+    ) -> AsyncGenerator[tuple[int, str, bytes], None]:
+        """``read``, each message as its sequence, subject and bytes, undecoded (through one
+        consumer, however many filters): for a reader that skips most of them by their bytes."""
         if stop_seq is None:
             stop_seq = await self.last_sequence()
         if stop_seq < start_seq:
@@ -911,7 +940,7 @@ class EventBus:
                     seq = event_msg_seq(msg)
                     if seq > stop_seq:
                         return
-                    yield decode_recorded(seq, msg.subject, msg.data)
+                    yield seq, msg.subject, msg.data
                     if seq >= stop_seq or pending_after(msg) == 0:
                         return
                 if received == 0:

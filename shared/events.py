@@ -12,6 +12,7 @@ and id field; a report on a task (``TaskReport``) adds the agent it speaks for:
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
@@ -22,7 +23,7 @@ from msgspec import Meta, field
 from shared.errors import HiveError
 from shared.ids import ID_PATTERN, new_id
 from shared.nesting import MAX_NESTING, openers, value_nests_deeper
-from shared.subjects import EVENTS_PREFIX, event_subject, notice_subject, report_subject
+from shared.subjects import EVENTS_PREFIX, event_subject, notice_subject_v2, report_subject
 
 # --- shared value types -------------------------------------------------------------------------
 
@@ -503,19 +504,17 @@ class AgentRestartRequested(AgentEvent, frozen=True, kw_only=True, tag="agent.re
 class TaskNotice(AgentEvent, frozen=True, kw_only=True):
     """What Hive tells an agent about one attempt of a task (its assignment, a request to stop it).
 
-    Version 2 lives on ``hive.evt.agent.<agent_id>.<event_type>.<task_id>``: on the agent's
-    aggregate (its appends are serialised per agent, it reads them from one consumer) and, by the
-    sixth token, on the task's story too (``subjects.task_history``). Version 1 (appended before,
-    on the five-token subject) is read as it was stored.
+    Version 3 lives on ``hive.evt.agent.<agent_id>.<event_type>``, the task only in the body: on
+    the agent's aggregate (its appends are serialised per agent, guarded by the agent's last
+    sequence, which the server finds by walking the agent's subjects: one per notice type, however
+    many tasks the agent had). Version 2 (a sixth token naming the task) and version 1 (five tokens)
+    are read where they were stored; a version that contradicts its subject is refused
+    (``stored_on``). A task's story finds them by its life window (``shared/story.py``).
     """
 
-    v: int = 2
+    v: int = 3
     task_id: Id
     attempt: int
-
-    @property
-    def subject(self) -> str:
-        return notice_subject(self.agent_id, self.event_type(), self.task_id)
 
 
 class TaskAssigned(TaskNotice, frozen=True, kw_only=True, tag="agent.task_assigned"):
@@ -1146,10 +1145,17 @@ def _notice_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+def _notice_v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
+    """v3 notices are appended on the agent's subject for their type again; the body is unchanged."""
+    raw["v"] = 3
+    return raw
+
+
 UPCASTERS: Final[dict[tuple[str, int], Upcaster]] = {
     ("agent.registered", 1): _agent_registered_v1_to_v2,
     **{(report.type_name(), 1): _report_v1_to_v2 for report in TASK_REPORTS},
     **{(notice.type_name(), 1): _notice_v1_to_v2 for notice in TASK_NOTICES},
+    **{(notice.type_name(), 2): _notice_v2_to_v3 for notice in TASK_NOTICES},
 }
 """(type, version) -> function turning that version's raw payload into the next version's."""
 
@@ -1241,9 +1247,6 @@ def _subject_form(cls: type[Event]) -> Callable[[Any], str] | None:
     id_field = _ID_FIELDS.get(cls.aggregate_id)
     if id_field is None:
         return None
-    if cls.subject is TaskNotice.subject:
-        prefix, middle = f"{EVENTS_PREFIX}.agent.", f".{event_type}."
-        return lambda event: f"{prefix}{event.agent_id}{middle}{event.task_id}"
     if cls.subject is TaskReport.subject:
         prefix, middle = f"{EVENTS_PREFIX}.task.", f".{event_type}."
         return lambda event: f"{prefix}{event.task_id}{middle}{event.agent_id}"
@@ -1275,20 +1278,39 @@ def subject_of(event: Event) -> str:
 
 
 def stored_on(event: Event, subject: str, data: bytes) -> bool:
-    """Whether `subject` is where `event` (decoded from `data`) belongs: its own subject or, for a
-    report or notice stored as version 1 (before their subjects gained a sixth token), the
-    five-token form."""
+    """Whether `subject` is where `event` (decoded from `data`) belongs: its own subject, as the
+    version stored in `data` put it. A report stored as version 1 sits on five tokens; a notice on
+    five as version 1 or 3, on six (naming its task) as version 2, and nowhere else."""
     form = _SUBJECT_FORMS.get(type(event))
-    if (form(event) if form is not None else event.subject) == subject:
+    own = (form(event) if form is not None else event.subject) == subject
+    if isinstance(event, TaskNotice):
+        if own:
+            return stored_version(data) != 2
+        v2 = notice_subject_v2(event.agent_id, event.event_type(), event.task_id)
+        return subject == v2 and stored_version(data) == 2
+    if own:
         return True
-    if not isinstance(event, TaskReport | TaskNotice):
+    if not isinstance(event, TaskReport):
         return False
     if subject != event_subject(event.AGGREGATE, event.aggregate_id, event.event_type()):
         return False
+    return stored_version(data) == 1
+
+
+_CANONICAL_HEAD: Final = re.compile(rb'\{"type":"[^"\\]*","id":"[^"\\]*","ts":[-+.0-9eE]+,"v":([0-9]+)[,}]')
+"""The head of an event as Hive encodes it (type, id, ts, then ``v``): its version, read without
+decoding the rest (a notice read is checked against its subject: every service reads them)."""
+
+
+def stored_version(data: bytes) -> int:
+    """The ``v`` an event was stored with (1 if it says none; 0 if `data` is no JSON object)."""
+    head = _CANONICAL_HEAD.match(data)
+    if head is not None:
+        return int(head.group(1))
     try:
-        return msgspec.json.decode(data, type=_StoredVersion).v == 1
+        return msgspec.json.decode(data, type=_StoredVersion).v
     except msgspec.DecodeError:
-        return False
+        return 0
 
 
 _WITH_FREE_FORM = (

@@ -218,12 +218,12 @@ def inbox_prefix(user: str) -> str:
 
 
 def _append_subject(event: type[Event], aggregate_id: str = "*", reporter: str = "*") -> str:
-    """Where `event` is appended; a report's subject also names the agent it speaks for, a notice's
-    the task it is about (any task)."""
+    """Where `event` is appended; a report's subject also names the agent it speaks for (a notice is
+    appended on its agent's five-token subject only: version 3)."""
     if is_report(event.AGGREGATE, event.event_type()):
         return report_subject(aggregate_id, event.event_type(), reporter)
     if is_notice(event.AGGREGATE, event.event_type()):
-        return notice_subject(aggregate_id, event.event_type(), "*")
+        return notice_subject(aggregate_id, event.event_type())
     return event_subject(event.AGGREGATE, aggregate_id, event.event_type())
 
 

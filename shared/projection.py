@@ -378,7 +378,9 @@ class ProjectionRunner(Generic[S]):
                 self._add_version(key, seq)  # one more aggregate than before: the bound may prune
             else:
                 versions[key] = seq  # moved to the end: the newest, pruned last
-        if self._ignores is not None and self._ignores(self.state, subject):
+        if (self._ignores is not None and self._ignores(self.state, subject)) or (
+            self.spec.ignores_stored is not None and self.spec.ignores_stored(self.state, subject, data)
+        ):
             self.ignored += 1
             self._since_snapshot += 1
             self._reached(seq)

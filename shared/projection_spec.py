@@ -50,6 +50,10 @@ class ProjectionSpec(Generic[S]):
     not a decode; the state is the one the event would have been applied to, so folds stay
     deterministic."""
 
+    ignores_stored: Callable[[S, str, bytes], bool] | None = None
+    """``ignores`` for what the subject alone cannot tell (a notice names its task only in its
+    body): given the stored bytes too, for a look at them (a byte search) cheaper than decoding."""
+
     @cached_property
     def schema(self) -> str:
         """The id its snapshots are stored under: changes whenever the state's structure does."""

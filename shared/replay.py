@@ -19,6 +19,7 @@ from shared.bus import EventBus
 from shared.errors import HiveError
 from shared.events import AnyEvent, TaskNotice
 from shared.recorded import Recorded
+from shared.story import task_story
 from shared.subjects import (
     ALL_EVENTS,
     EVENTS_PREFIX,
@@ -26,7 +27,6 @@ from shared.subjects import (
     aggregate_subjects,
     event_subject,
     is_report,
-    notice_subject,
     type_filters,
 )
 
@@ -82,21 +82,16 @@ class TimelineFilter:
                 return filters[0]
         return f"{EVENTS_PREFIX}.{self.aggregate}.>"
 
-    def subject_filters(self) -> list[str]:
-        """Server-side filters whose union holds everything that matches: one, but for one task's
-        story, whose assignments and cancel requests live under their agents (one filter each, by
-        the task id they carry in their subject)."""
+    def story(self) -> tuple[bool, frozenset[str]] | None:
+        """For one task's story (``shared/story.py``): whether its own events are asked for, and
+        which notice types; None for any other selection (one server-side filter)."""
         if self.aggregate != "task" or self.aggregate_id is None:
-            return [self.subject_filter()]
-        notices = [
-            notice_subject("*", notice, self.aggregate_id)
-            for notice in sorted(NOTICE_TYPES)
-            if self._asks_for(f"agent.{notice}")
-        ]
+            return None
+        notices = frozenset(notice for notice in NOTICE_TYPES if self._asks_for(f"agent.{notice}"))
         own = not self.types or any(
             not name.startswith("agent.") and name.split(".")[-1] not in NOTICE_TYPES for name in self.types
         )
-        return ([self.subject_filter()] if own else []) + notices
+        return own, notices
 
     def _asks_for(self, type_name: str) -> bool:
         return not self.types or type_name in self.types or type_name.split(".", 1)[1] in self.types
@@ -126,20 +121,28 @@ class TimelineFilter:
 
 
 async def timeline(bus: EventBus, selection: TimelineFilter) -> AsyncIterator[Recorded]:
-    """Matching events in log order (one task's story: its few reads merged by sequence)."""
-    filters = selection.subject_filters()
-    found: dict[int, Recorded] = {}
-    for subject_filter in filters:
-        async for item in bus.read(
-            subject_filter=subject_filter, start_seq=selection.from_seq, stop_seq=selection.to_seq
-        ):
-            if isinstance(item, Recorded) and selection.matches(item):
-                if len(filters) == 1:
-                    yield item
-                else:
-                    found[item.seq] = item
-    for seq in sorted(found):
-        yield found[seq]
+    """Matching events in log order (one task's story: ``shared/story.py``)."""
+    story = selection.story()
+    if story is not None:
+        assert selection.aggregate_id is not None
+        own, notices = story
+        told = await task_story(
+            bus,
+            selection.aggregate_id,
+            start_seq=selection.from_seq,
+            stop_seq=selection.to_seq,
+            own=own,
+            notices=notices,
+        )
+        for recorded in told:
+            if selection.matches(recorded):
+                yield recorded
+        return
+    async for item in bus.read(
+        subject_filter=selection.subject_filter(), start_seq=selection.from_seq, stop_seq=selection.to_seq
+    ):
+        if isinstance(item, Recorded) and selection.matches(item):
+            yield item
 
 
 _SKIP_FIELDS = {"type", "id", "ts", "v", "correlation_id", "causation_id"}

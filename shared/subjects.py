@@ -8,16 +8,18 @@ Subjects read left to right from general to specific:
   the report speaks for, and an agent's NATS user may publish reports only on subjects ending in
   its own id, so who reports is what the server let through, not what the body claims. Reports
   stored before version 2 sit on the five-token form and stay readable;
-* ``hive.evt.agent.<agent_id>.<notice>.<task_id>`` for what Hive tells an agent about a task
-  (``task_assigned``, ``task_cancel_requested``, event version 2): the sixth token names the task,
-  so every event about one task is a read of ``task_history`` through the server's subject index,
-  whatever the log's length. Notices stored before version 2 sit on the five-token form and stay
-  readable (found through their agent);
+* ``hive.evt.agent.<agent_id>.<notice>`` for what Hive tells an agent about a task
+  (``task_assigned``, ``task_cancel_requested``, event version 3), the task only in the body. An
+  assignment is appended guarded by the agent's last sequence (``hive.evt.agent.<agent_id>.>``),
+  which nats-server answers by walking every subject the filter matches: one subject per notice
+  type keeps that walk as short for an agent's 20,000th task as for its first. Version 2 notices
+  (``hive.evt.agent.<agent_id>.<notice>.<task_id>``, a sixth token per task) and version 1 ones
+  (five tokens) stay readable where they were stored; a task's story is ``shared/story.py``;
 * ``hive.hb.<agent_id>`` for heartbeats, ``hive.dlq.<service>`` for messages a service could not
   decode.
 
 Filters over one aggregate end in ``>`` (they cover the sixth tokens), filters over one report or
-notice type list both forms (``type_filters``).
+notice type list every form (``type_filters``).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ HEALTH_PING: Final = "hive.svc.health"
 REPORT_TYPES: Final[frozenset[str]] = frozenset({"started", "progress", "completed", "attempt_failed"})
 """Task event types an agent reports: their subjects carry the reporting agent's id."""
 NOTICE_TYPES: Final[frozenset[str]] = frozenset({"task_assigned", "task_cancel_requested"})
-"""Agent event types about one task (its assignment, a request to stop it): their subjects carry the
-task's id, so every event about a task is read from the server's subject index."""
+"""Agent event types about one task (its assignment, a request to stop it): the task is in their
+body (and, for version 2 only, in a sixth token of their subject)."""
 
 
 def event_subject(aggregate: str, aggregate_id: str, event_type: str) -> str:
@@ -58,20 +60,14 @@ def report_subject(task_id: str, event_type: str, agent_id: str) -> str:
     return f"{EVENTS_PREFIX}.task.{task_id}.{event_type}.{agent_id}"
 
 
-def notice_subject(agent_id: str, event_type: str, task_id: str) -> str:
-    """Subject of an assignment or a cancel request: the agent's, then the task it is about."""
+def notice_subject(agent_id: str, event_type: str) -> str:
+    """Subject of an assignment or a cancel request (version 3 and 1): the agent's, one per type."""
+    return f"{EVENTS_PREFIX}.agent.{agent_id}.{event_type}"
+
+
+def notice_subject_v2(agent_id: str, event_type: str, task_id: str) -> str:
+    """Where version 2 of a notice was stored: the agent's, then the task it is about."""
     return f"{EVENTS_PREFIX}.agent.{agent_id}.{event_type}.{task_id}"
-
-
-def same_notice(stored: str, subject: str) -> bool:
-    """Both subjects are notices of one type about one task (to any agents): the same decision,
-    e.g. an assignment of a task attempt two router instances made at once, to different agents."""
-    mine, theirs = subject.split("."), stored.split(".")
-    return (
-        len(mine) == len(theirs) == 6
-        and is_notice(mine[2], mine[4])
-        and (theirs[2], theirs[4], theirs[5]) == (mine[2], mine[4], mine[5])
-    )
 
 
 def is_report(aggregate: str, event_type: str) -> bool:
@@ -83,7 +79,13 @@ def is_notice(aggregate: str, event_type: str) -> bool:
 
 
 def has_sixth_token(aggregate: str, event_type: str) -> bool:
-    """Reports name their agent, notices their task, after the event type."""
+    """Reports name their agent after the event type (notices named their task only in version 2)."""
+    return is_report(aggregate, event_type)
+
+
+def may_have_sixth_token(aggregate: str, event_type: str) -> bool:
+    """Whether a stored event of this type may sit on a six-token subject: a report, or a notice
+    stored as version 2."""
     return is_report(aggregate, event_type) or is_notice(aggregate, event_type)
 
 
@@ -109,13 +111,14 @@ def reports_of_type(task_id: str, event_type: str) -> str:
     return f"{EVENTS_PREFIX}.task.{task_id}.{event_type}.*"
 
 
-def task_history(task_id: str) -> list[str]:
-    """Filters matching every event about one task as appended now: its own (reports included),
-    its assignments and the requests to stop it (stored under their agent)."""
-    return [
-        aggregate_subjects("task", task_id),
-        *(f"{EVENTS_PREFIX}.agent.*.{notice}.{task_id}" for notice in sorted(NOTICE_TYPES)),
-    ]
+def notices_v2_of(task_id: str) -> list[str]:
+    """Filters matching the version 2 notices about one task (six tokens, under any agent)."""
+    return [notice_subject_v2("*", notice, task_id) for notice in sorted(NOTICE_TYPES)]
+
+
+def all_notices() -> list[str]:
+    """Filters matching every notice stored on five tokens (versions 1 and 3), to any agent."""
+    return [notice_subject("*", notice) for notice in sorted(NOTICE_TYPES)]
 
 
 def entity_subjects(entity_id: str) -> str:
@@ -125,17 +128,20 @@ def entity_subjects(entity_id: str) -> str:
 
 def events_of_type(aggregate: str, event_type: str) -> str:
     """Filter matching one event type across all instances of an aggregate, as appended now
-    (a report type: on every agent's subject; a notice: on every task's)."""
+    (a report type: on every agent's subject)."""
     subject = f"{EVENTS_PREFIX}.{aggregate}.*.{event_type}"
     return f"{subject}.*" if has_sixth_token(aggregate, event_type) else subject
 
 
 def type_filters(aggregate: str, event_type: str) -> list[str]:
-    """Filters matching one event type as appended now and, for a report or notice type, as stored
-    before their subjects gained a sixth token (old logs): for consumers that must see both."""
+    """Filters matching one event type in every form it was stored in: as appended now and, for a
+    report, before its subject gained a sixth token; for a notice, also as version 2 stored it
+    (six tokens). For consumers that must see all of them (old logs)."""
     current = events_of_type(aggregate, event_type)
     if has_sixth_token(aggregate, event_type):
         return [current, f"{EVENTS_PREFIX}.{aggregate}.*.{event_type}"]
+    if is_notice(aggregate, event_type):
+        return [current, f"{current}.*"]
     return [current]
 
 
@@ -179,12 +185,12 @@ def dlq_subject(service: str) -> str:
 
 def parse_event_subject(subject: str) -> tuple[str, str, str] | None:
     """``(aggregate, id, type)`` of ``hive.evt.<aggregate>.<id>.<type>``, of a report's
-    ``hive.evt.task.<id>.<type>.<agent_id>`` or of a notice's ``hive.evt.agent.<id>.<type>.<task_id>``;
-    None if it is none of them."""
+    ``hive.evt.task.<id>.<type>.<agent_id>`` or of a version 2 notice's
+    ``hive.evt.agent.<id>.<type>.<task_id>``; None if it is none of them."""
     parts = subject.split(".")
     if len(parts) < 5 or parts[0] != "hive" or parts[1] != "evt":
         return None
-    if len(parts) == 6 and has_sixth_token(parts[2], parts[4]):
+    if len(parts) == 6 and may_have_sixth_token(parts[2], parts[4]):
         return parts[2], parts[3], parts[4]
     if len(parts) != 5:
         return None

@@ -4,7 +4,7 @@ A page is read from JetStream with consumers filtered on the server to exactly t
 for (one aggregate, one id, one event type), starting after a sequence, so its cost is the page's,
 not the log's. Filters name an aggregate (``task``), an id within it, an event type
 (``task.completed``, or ``completed`` with the aggregate). One task's story includes its
-assignments and cancel requests (agent events whose subject names the task): a filter each.
+assignments and cancel requests (agent events about it: ``shared/story.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from shared.events import EVENT_TYPES, TASK_NOTICES
 from shared.ids import InvalidIdError, check_id
 from shared.recorded import Recorded
 from shared.replay import TimelineFilter
+from shared.story import task_story
 
 EVENTS: Final = "events"
 """The kind of list an event cursor continues."""
@@ -67,22 +68,27 @@ class EventDesk:
         self.core = core
 
     async def timeline(self, selection: TimelineFilter, after_seq: int, limit: int) -> EventPage:
-        """Up to `limit` matching events after `after_seq`, in log order: each filter's first
-        `limit` + 1 (one task's story: its own events, assignments, cancel requests), merged."""
-        merged: dict[int, Recorded] = {}
-        for subject_filter in selection.subject_filters():
-            taken = 0
+        """Up to `limit` matching events after `after_seq`, in log order (one task's story: its own
+        events, assignments and cancel requests, ``shared/story.py``)."""
+        story = selection.story()
+        if story is not None:
+            assert selection.aggregate_id is not None
+            own, notices = story
+            told = await task_story(
+                self.core.bus, selection.aggregate_id, start_seq=after_seq + 1, own=own, notices=notices
+            )
+            found = [recorded for recorded in told if selection.matches(recorded)][: limit + 1]
+        else:
+            found = []
             reading = self.core.bus.read(
-                subject_filter=subject_filter, start_seq=after_seq + 1, batch=min(limit + 1, 512)
+                subject_filter=selection.subject_filter(), start_seq=after_seq + 1, batch=min(limit + 1, 512)
             )
             async with contextlib.aclosing(reading):
                 async for item in reading:
                     if isinstance(item, Recorded) and selection.matches(item):
-                        merged[item.seq] = item
-                        taken += 1
-                        if taken > limit:
+                        found.append(item)
+                        if len(found) > limit:
                             break
-        found = [merged[seq] for seq in sorted(merged)]
         more = len(found) > limit
         items = [
             EventOut(

@@ -4,10 +4,11 @@ A router instance reads most events twice over: a task's submission (or requeue)
 consumer and to its projection, and each assignment it appends (about 2 KB of explanation,
 breakdown, rivals and payload) comes back to its projection. Decoding is deterministic on the
 stored bytes, so whichever reader decodes a message first keeps the result, by stream sequence, for
-the other one. An event this instance appends is kept with the bytes it was sent as, by subject:
-when the projection reads exactly those bytes on that subject, it applies the event in hand
-(decoding them gives the same event, to the type of every field: a test says so); other bytes (a
-rival's event, an earlier attempt's) are decoded. Pure: no I/O.
+the other one. An event this instance appends is kept with the bytes it was sent as, by subject
+(a list: several assignments to one agent share its subject, and may all be on their way): when the
+projection reads exactly those bytes on that subject, it applies the event in hand (decoding them
+gives the same event, to the type of every field: a test says so); other bytes (a rival's event, an
+earlier attempt's) are decoded. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ FOR_VIEW_MAX = 4096
 and the appends' acknowledgements; beyond, the oldest half is forgotten: one read while its append
 was being acknowledged is never asked for)."""
 APPENDING_MAX = 1024
-"""Appended events kept until read back, at most (beyond, the oldest half is forgotten: one refused
-by the server is never read back)."""
+"""Subjects with appended events kept until read back, at most (beyond, the oldest half is
+forgotten: one refused by the server is never read back)."""
+APPENDING_PER_SUBJECT = 64
+"""Appended events kept per subject, at most (beyond, the oldest is forgotten)."""
 FOR_WORK_MAX = 16384
 """Work events the projection decoded, kept for the work consumer, at most. The work consumer may
 be thousands of events behind (a backlog waits in the stream): when full, those it went past (given
@@ -41,8 +44,9 @@ class Decodings:
         self.for_work_max = for_work_max
         self._for_view: dict[int, Recorded] = {}
         self._for_work: dict[int, Recorded] = {}
-        self._appending: dict[str, tuple[bytes, Event]] = {}
-        """Subject -> the bytes and event this instance last appended to it."""
+        self._appending: dict[str, list[tuple[bytes, Event]]] = {}
+        """Subject -> the bytes and events this instance appended to it and has not read back, in
+        the order it sent them."""
         self._work_at = 0
         """The last sequence the work consumer was given: what it went past is not for it."""
         self._ascending = True
@@ -56,15 +60,36 @@ class Decodings:
         """Messages handed an event kept here instead of decoding them."""
 
     def kept(self) -> int:
-        return len(self._for_view) + len(self._for_work) + len(self._appending)
+        return len(self._for_view) + len(self._for_work) + sum(map(len, self._appending.values()))
 
     def appending(self, event: Event, data: bytes) -> None:
         """This instance sends `event` as `data`: read back as those bytes, it is not decoded."""
         kept = self._appending
-        kept[event.subject] = (data, event)
-        if len(kept) > APPENDING_MAX:
-            for subject in list(kept)[: len(kept) - APPENDING_MAX // 2]:
-                del kept[subject]
+        subject = event.subject
+        sent = kept.get(subject)
+        if sent is None:
+            kept[subject] = [(data, event)]
+            if len(kept) > APPENDING_MAX:
+                for old in list(kept)[: len(kept) - APPENDING_MAX // 2]:
+                    del kept[old]
+            return
+        sent.append((data, event))
+        if len(sent) > APPENDING_PER_SUBJECT:
+            del sent[0]
+
+    def _sent(self, subject: str, data: bytes) -> Event | None:
+        """The event this instance sent as `data` on `subject`, forgotten once read back (with any
+        sent there before it: refused, or read back as a rival's bytes would be, decoded)."""
+        sent = self._appending.get(subject)
+        if sent is None:
+            return None
+        for index, (bytes_sent, event) in enumerate(sent):
+            if bytes_sent == data:
+                del sent[: index + 1]
+                if not sent:
+                    del self._appending[subject]
+                return event
+        return None
 
     def for_view(self, seq: int, subject: str, data: bytes) -> Read:
         """What the projection applies at `seq`; a work event it decodes is kept for the work consumer."""
@@ -72,10 +97,10 @@ class Decodings:
         if found is not None and found.subject == subject:
             self.reused += 1
             return found
-        sent = self._appending.pop(subject, None)
-        if sent is not None and sent[0] == data:
+        sent = self._sent(subject, data)
+        if sent is not None:
             self.reused += 1
-            return Recorded(seq, subject, sent[1])  # type: ignore[arg-type]  # an AnyEvent member
+            return Recorded(seq, subject, sent)  # type: ignore[arg-type]  # an AnyEvent member
         item = self._decode(seq, subject, data)
         if isinstance(item, Recorded) and seq > self._work_at and subject.endswith(WORK_SUFFIXES):
             self._keep_for_work(item)

@@ -21,7 +21,7 @@ from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import RejectedCandidate, TaskAssigned
 from shared.projection import rebuild
 from shared.recorded import Recorded
-from shared.subjects import notice_subject, type_filters
+from shared.story import task_story
 
 
 @dataclass
@@ -54,20 +54,9 @@ def recorded_config(event: TaskAssigned) -> RoutingConfig:
 
 
 async def assignments_of(bus: EventBus, task_id: str) -> list[Recorded]:
-    """Every recorded assignment of the task (they live on the agents' aggregates, the task's id in
-    their subject: one read of the server's index), and those stored before assignments named their
-    task (version 1: every old assignment is read to find them), in log order."""
-    found: dict[int, Recorded] = {}
-    legacy = type_filters("agent", TaskAssigned.event_type())[1]
-    for subject_filter in (notice_subject("*", TaskAssigned.event_type(), task_id), legacy):
-        async for item in bus.read(subject_filter=subject_filter):
-            if (
-                isinstance(item, Recorded)
-                and isinstance(item.event, TaskAssigned)
-                and item.event.task_id == task_id
-            ):
-                found[item.seq] = item
-    return [found[seq] for seq in sorted(found)]
+    """Every recorded assignment of the task, in log order: they live on the agents' aggregates
+    (``shared/story.py`` finds them within the task's life, and those stored by subject before)."""
+    return await task_story(bus, task_id, own=False, notices={TaskAssigned.event_type()})
 
 
 async def explain_task(bus: EventBus, task_id: str) -> list[Explanation]:

@@ -23,7 +23,7 @@ from shared.events import (
 )
 from shared.projection_spec import ProjectionSpec
 from shared.recorded import Recorded
-from shared.subjects import aggregate_filter, type_filters
+from shared.subjects import EVENTS_PREFIX, NOTICE_TYPES, aggregate_filter, type_filters
 
 
 class WorkflowServiceState(msgspec.Struct, kw_only=True):
@@ -70,6 +70,8 @@ only their five-token lifecycle: a step's task completes only from the agent its
 (``shared.domain.fleet.admits``), and a cancelled step's task is stopped by a word to that agent
 (``holder_of``)."""
 
+_AGENT_PREFIX = f"{EVENTS_PREFIX}.agent."
+
 SCHEDULE_TYPES: frozenset[str] = frozenset(
     cls.event_type() for cls in EVENT_TYPES.values() if issubclass(cls, ScheduleEvent)
 )
@@ -84,8 +86,8 @@ def ignores_workflow_service(state: WorkflowServiceState, subject: str) -> bool:
 
     Most tasks belong to no workflow: their submission, assignment and end change nothing a
     workflow decision reads (a step's task, its holder for a cancellation, its end; the agents'
-    capacity comes from their own events). A notice stored before notices named their task
-    (five tokens) is decoded as before."""
+    capacity comes from their own events). A notice on five tokens (versions 1 and 3) names its
+    task only in its body: ``ignores_stored_workflow_service`` looks there."""
     tokens = subject.split(".")
     if len(tokens) < 5:
         return False
@@ -101,6 +103,28 @@ def ignores_workflow_service(state: WorkflowServiceState, subject: str) -> bool:
     return task_id not in state.flows.task_steps and task_id not in state.schedules.targets
 
 
+_TASK_FIELD = b'"task_id":"'
+
+
+def ignores_stored_workflow_service(state: WorkflowServiceState, subject: str, data: bytes) -> bool:
+    """``ignores_workflow_service`` for a notice on its agent's five-token subject: the task it is
+    about read from its bytes (``task_id`` is encoded before any free-form field, and an id needs
+    no escaping), not decoded. Every assignment comes to this view; few are a step's."""
+    if not subject.startswith(_AGENT_PREFIX) or subject.count(".") != 4:
+        return False
+    if subject[subject.rindex(".") + 1 :] not in NOTICE_TYPES:
+        return False
+    start = data.find(_TASK_FIELD)
+    if start < 0:
+        return False
+    start += len(_TASK_FIELD)
+    end = data.find(b'"', start)
+    if end < 0:
+        return False
+    task_id = data[start:end].decode(errors="replace")
+    return task_id not in state.flows.task_steps and task_id not in state.schedules.targets
+
+
 WORKFLOW_VIEW: ProjectionSpec[WorkflowServiceState] = ProjectionSpec(
     name="workflow",
     state_type=WorkflowServiceState,
@@ -109,6 +133,7 @@ WORKFLOW_VIEW: ProjectionSpec[WorkflowServiceState] = ProjectionSpec(
     revision=1,
     reads=WORKFLOW_READS,
     ignores=ignores_workflow_service,
+    ignores_stored=ignores_stored_workflow_service,
 )
 """Revision 1: the fleet inside keeps only the tasks of dispatched steps, and tasks of no workflow
 are skipped undecoded (``ignores``)."""

@@ -24,6 +24,8 @@ from shared.subjects import notice_subject
 ASSIGNED: Final = TaskAssigned.type_name()
 ASSIGNED_TYPE: Final = TaskAssigned.event_type()
 ASSIGNED_VERSION: Final = current_version(ASSIGNED)
+_ASSIGNED_SUFFIX: Final = f".{ASSIGNED_TYPE}"
+_AGENTS: Final = "hive.evt.agent."
 
 
 class Assignment(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,9 +48,9 @@ _decoder: Final = msgspec.json.Decoder(Assignment)
 
 
 def is_assignment_subject(subject: str) -> bool:
-    """Whether `subject` is an assignment's (``hive.evt.agent.<agent_id>.task_assigned.<task_id>``)."""
-    tokens = subject.split(".", 5)
-    return len(tokens) == 6 and tokens[4] == ASSIGNED_TYPE
+    """Whether `subject` is an assignment's as appended now (``hive.evt.agent.<agent_id>.task_assigned``;
+    one stored as version 2, on a sixth token naming its task, is decoded whole)."""
+    return subject.endswith(_ASSIGNED_SUFFIX) and subject.startswith(_AGENTS) and subject.count(".") == 4
 
 
 def read_assignment(subject: str, data: bytes) -> Assignment | None:
@@ -61,7 +63,7 @@ def read_assignment(subject: str, data: bytes) -> Assignment | None:
         return None
     if assignment.type != ASSIGNED or assignment.v != ASSIGNED_VERSION:
         return None
-    if notice_subject(assignment.agent_id, ASSIGNED_TYPE, assignment.task_id) != subject:
+    if notice_subject(assignment.agent_id, ASSIGNED_TYPE) != subject:
         return None
     if free_form_too_deep(assignment.payload, data):
         return None

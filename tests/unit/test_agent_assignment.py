@@ -52,10 +52,10 @@ def test_an_assignment_reads_as_the_full_decoder_reads_the_fields_the_agent_uses
 
 def test_defaults_are_the_events_own() -> None:
     data = msgspec.json.encode(
-        {"type": "agent.task_assigned", "v": 2, "ts": 1.0, "agent_id": "a1", "task_id": "t1", "attempt": 1}
+        {"type": "agent.task_assigned", "v": 3, "ts": 1.0, "agent_id": "a1", "task_id": "t1", "attempt": 1}
     )
-    read = read_assignment("hive.evt.agent.a1.task_assigned.t1", data)
-    full = decode_recorded(1, "hive.evt.agent.a1.task_assigned.t1", data)
+    read = read_assignment("hive.evt.agent.a1.task_assigned", data)
+    full = decode_recorded(1, "hive.evt.agent.a1.task_assigned", data)
     assert read is not None and isinstance(full, Recorded)
     for name in USED:
         assert getattr(read, name) == getattr(full.event, name), name
@@ -65,16 +65,16 @@ def test_only_an_assignments_subject_is_read_partially() -> None:
     assert is_assignment_subject(assigned().subject)
     cancel = TaskCancelRequested(agent_id="a1", task_id="t1", attempt=1)
     assert not is_assignment_subject(cancel.subject)
-    assert not is_assignment_subject("hive.evt.agent.a1.task_assigned")
+    assert not is_assignment_subject("hive.evt.agent.a1.task_assigned.t1")  # version 2's form
+    assert not is_assignment_subject("hive.evt.task.a1.task_assigned")
     assert read_assignment(cancel.subject, encode_event(cancel)) is None
 
 
 @pytest.mark.parametrize(
     "subject",
     [
-        "hive.evt.agent.a2.task_assigned.t1",  # another agent's
-        "hive.evt.agent.a1.task_assigned.t2",  # another task's
-        "hive.evt.agent.a1.task_assigned",  # version 1's form: the full decoder judges it
+        "hive.evt.agent.a2.task_assigned",  # another agent's
+        "hive.evt.agent.a1.task_assigned.t1",  # version 2's form: the full decoder judges it
     ],
 )
 def test_a_body_not_on_its_own_subject_is_left_to_the_full_decoder(subject: str) -> None:
@@ -85,6 +85,7 @@ def test_an_older_version_or_another_type_is_left_to_the_full_decoder() -> None:
     event = assigned()
     raw = msgspec.json.decode(encode_event(event))
     assert read_assignment(event.subject, msgspec.json.encode({**raw, "v": 1})) is None
+    assert read_assignment(event.subject, msgspec.json.encode({**raw, "v": 2})) is None
     other = {**raw, "type": "agent.task_cancel_requested"}
     assert read_assignment(event.subject, msgspec.json.encode(other)) is None
 

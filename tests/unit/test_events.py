@@ -30,6 +30,7 @@ from shared.events import (
     decode_event,
     encode_event,
     free_form_fields,
+    stored_version,
 )
 from shared.nesting import MAX_NESTING
 from shared.recorded import Recorded, Undecodable, decode_recorded
@@ -57,27 +58,52 @@ def test_task_submitted_round_trips_and_lands_on_its_subject(
     assert event.subject == f"hive.evt.task.{task_id}.submitted"
 
 
-def test_assignment_lives_on_the_agent_aggregate_and_names_its_task() -> None:
+def test_a_notice_lives_on_its_agents_subject_for_its_type_the_task_only_in_the_body() -> None:
     event = TaskAssigned(agent_id="a1", task_id="t1", attempt=2)
-    assert event.subject == "hive.evt.agent.a1.task_assigned.t1"
+    assert event.subject == "hive.evt.agent.a1.task_assigned" and event.v == 3
     assert decode_event(encode_event(event)) == event
     notice = TaskCancelRequested(agent_id="a1", task_id="t1", attempt=2)
-    assert notice.subject == "hive.evt.agent.a1.task_cancel_requested.t1"
+    assert notice.subject == "hive.evt.agent.a1.task_cancel_requested"
+    assert isinstance(decode_recorded(1, notice.subject, encode_event(notice)), Recorded)
 
 
-def test_notices_stored_before_they_named_their_task_stay_readable_where_they_were_stored() -> None:
+def _stored_as(event: TaskAssigned | TaskCancelRequested, version: int | None) -> bytes:
+    raw = msgspec.json.decode(encode_event(event))
+    if version is None:
+        del raw["v"]  # (version 1 was written with no ``v`` by some writers: 1 by default)
+    else:
+        raw["v"] = version
+    return msgspec.json.encode(raw)
+
+
+@pytest.mark.parametrize("version", [1, None, 2, 3])
+def test_every_notice_version_reads_where_it_was_stored_and_nowhere_else(version: int | None) -> None:
+    """Versions 1 and 3 on five tokens, version 2 on six (naming its task); a stored form that
+    contradicts its version (a v3 on six tokens, a v2 on five) is refused, as any body not on its
+    own subject is."""
     for event in (
         TaskAssigned(agent_id="a1", task_id="t1", attempt=1),
         TaskCancelRequested(agent_id="a1", task_id="t1", attempt=1),
     ):
-        old = msgspec.json.decode(encode_event(event))
-        old["v"] = 1
-        five_tokens = f"hive.evt.agent.a1.{event.event_type()}"
-        read = decode_recorded(7, five_tokens, msgspec.json.encode(old))
-        assert isinstance(read, Recorded) and read.event.task_id == "t1" and read.event.v == 2
-        assert isinstance(decode_recorded(8, five_tokens, encode_event(event)), Undecodable)  # v2: six
-        elsewhere = f"hive.evt.agent.a1.{event.event_type()}.t2"
-        assert isinstance(decode_recorded(9, elsewhere, encode_event(event)), Undecodable)
+        data = _stored_as(event, version)
+        five = f"hive.evt.agent.a1.{event.event_type()}"
+        six = f"{five}.t1"
+        right, wrong = (six, five) if version == 2 else (five, six)
+        read = decode_recorded(7, right, data)
+        assert isinstance(read, Recorded) and read.event.task_id == "t1" and read.event.v == 3
+        refused = decode_recorded(8, wrong, data)
+        assert isinstance(refused, Undecodable) and "does not match" in refused.reason
+        for elsewhere in (f"{five}.t2", f"hive.evt.agent.a2.{event.event_type()}"):
+            assert isinstance(decode_recorded(9, elsewhere, data), Undecodable)
+
+
+def test_a_stored_version_is_read_from_the_head_or_else_decoded() -> None:
+    event = TaskAssigned(agent_id="a1", task_id="t1", attempt=1)
+    assert stored_version(encode_event(event)) == 3
+    assert stored_version(_stored_as(event, 2)) == 2
+    assert stored_version(_stored_as(event, None)) == 1
+    assert stored_version(b'{"v": 2, "type": "agent.task_assigned"}') == 2  # not Hive's order
+    assert stored_version(b"[1]") == 0
 
 
 def test_agent_registered_v1_with_a_list_of_capabilities_is_upcast_to_v2() -> None:

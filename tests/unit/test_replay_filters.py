@@ -47,11 +47,7 @@ def test_filters_match_type_time_and_aggregate() -> None:
 
 def test_one_tasks_story_holds_its_assignments_and_cancel_requests() -> None:
     story = TimelineFilter(aggregate="task", aggregate_id="t1")
-    assert story.subject_filters() == [
-        "hive.evt.task.t1.>",
-        "hive.evt.agent.*.task_assigned.t1",
-        "hive.evt.agent.*.task_cancel_requested.t1",
-    ]
+    assert story.story() == (True, {"task_assigned", "task_cancel_requested"})
     assigned = TaskAssigned(agent_id="a", task_id="t1", attempt=1)
     assert story.matches(Recorded(3, assigned.subject, assigned))
     other = TaskAssigned(agent_id="a", task_id="t2", attempt=1)
@@ -60,9 +56,11 @@ def test_one_tasks_story_holds_its_assignments_and_cancel_requests() -> None:
     assert not story.matches(Recorded(1, registered.subject, registered))
     cancel = TaskCancelRequested(agent_id="a", task_id="t1", attempt=1)
     only_assigned = TimelineFilter(aggregate="task", aggregate_id="t1", types=frozenset({"task_assigned"}))
-    assert only_assigned.subject_filters() == ["hive.evt.agent.*.task_assigned.t1"]
+    assert only_assigned.story() == (False, {"task_assigned"})
     assert not only_assigned.matches(Recorded(5, cancel.subject, cancel))
-    assert TimelineFilter(
-        aggregate="task", aggregate_id="t1", types=frozenset({"completed"})
-    ).subject_filters() == ["hive.evt.task.t1.>"]
-    assert TimelineFilter(aggregate="agent", aggregate_id="a").subject_filters() == ["hive.evt.agent.a.>"]
+    assert TimelineFilter(aggregate="task", aggregate_id="t1", types=frozenset({"completed"})).story() == (
+        True,
+        frozenset(),
+    )
+    agent = TimelineFilter(aggregate="agent", aggregate_id="a")
+    assert agent.story() is None and agent.subject_filter() == "hive.evt.agent.a.>"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.router.decide import Assign, Hold, assignment_event, plan
-from services.router.reads import Decodings
+from services.router.reads import APPENDING_PER_SUBJECT, Decodings
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import ROUTER_VIEW, RouterState
 from shared.events import (
@@ -192,6 +192,33 @@ def test_an_appended_event_read_back_is_the_one_in_hand_at_its_stored_sequence()
         isinstance(read, Recorded) and read.event is ours and (read.seq, read.subject) == (12, ours.subject)
     )
     assert (decodings.decoded, decodings.reused, decodings.kept()) == (0, 1, 0)
+
+
+def test_several_appends_to_one_agent_in_flight_are_each_read_back_undecoded() -> None:
+    """Assignments to one agent share its subject (version 3): each one on its way is kept, the one
+    read back found by its bytes; one never read back (refused) goes with the next read after it."""
+    decodings = Decodings()
+    sent = [TaskAssigned(agent_id="a1", task_id=f"t{index}", attempt=1) for index in range(4)]
+    assert len({event.subject for event in sent}) == 1
+    for event in sent:
+        decodings.appending(event, encode_event(event))
+    assert decodings.kept() == 4
+    second = decodings.for_view(20, sent[1].subject, encode_event(sent[1]))
+    assert isinstance(second, Recorded) and second.event is sent[1]
+    assert decodings.kept() == 2, "the first was sent before it and not read back: refused"
+    fourth = decodings.for_view(21, sent[3].subject, encode_event(sent[3]))
+    assert isinstance(fourth, Recorded) and fourth.event is sent[3]
+    assert (decodings.decoded, decodings.reused, decodings.kept()) == (0, 2, 0)
+    late = decodings.for_view(22, sent[2].subject, encode_event(sent[2]))
+    assert isinstance(late, Recorded) and late.event == sent[2] and decodings.decoded == 1
+
+
+def test_appends_kept_per_subject_are_bounded() -> None:
+    decodings = Decodings()
+    for index in range(APPENDING_PER_SUBJECT + 5):
+        event = TaskAssigned(agent_id="a1", task_id=f"t{index}", attempt=1)
+        decodings.appending(event, encode_event(event))
+    assert decodings.kept() == APPENDING_PER_SUBJECT
 
 
 def test_a_submission_is_decoded_once_whichever_reader_comes_first() -> None:

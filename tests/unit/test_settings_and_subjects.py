@@ -12,15 +12,17 @@ from shared.subjects import (
     ALL_EVENTS,
     aggregate_filter,
     aggregate_subjects,
+    all_notices,
     dlq_subject,
     event_subject,
     events_of_type,
     heartbeat_subject,
     notice_subject,
+    notice_subject_v2,
+    notices_v2_of,
     parse_event_subject,
     reads,
     report_subject,
-    task_history,
     type_filters,
     whole_aggregates,
 )
@@ -88,20 +90,22 @@ def test_subjects_read_from_general_to_specific() -> None:
     assert parse_event_subject("hive.hb.a1") is None
 
 
-def test_an_agents_notice_about_a_task_names_the_task_and_one_tasks_story_is_three_filters() -> None:
-    assert notice_subject("a1", "task_assigned", "t1") == "hive.evt.agent.a1.task_assigned.t1"
+def test_an_agents_notice_sits_on_one_subject_per_type_and_version_2_on_six_tokens_stays_readable() -> None:
+    assert notice_subject("a1", "task_assigned") == "hive.evt.agent.a1.task_assigned"
+    assert notice_subject_v2("a1", "task_assigned", "t1") == "hive.evt.agent.a1.task_assigned.t1"
+    assert parse_event_subject("hive.evt.agent.a1.task_assigned") == ("agent", "a1", "task_assigned")
     assert parse_event_subject("hive.evt.agent.a1.task_assigned.t1") == ("agent", "a1", "task_assigned")
     assert parse_event_subject("hive.evt.agent.a1.registered.t1") is None
-    assert events_of_type("agent", "task_assigned") == "hive.evt.agent.*.task_assigned.*"
+    assert events_of_type("agent", "task_assigned") == "hive.evt.agent.*.task_assigned"
     assert type_filters("agent", "task_cancel_requested") == [
-        "hive.evt.agent.*.task_cancel_requested.*",
-        "hive.evt.agent.*.task_cancel_requested",  # stored before notices named their task
+        "hive.evt.agent.*.task_cancel_requested",
+        "hive.evt.agent.*.task_cancel_requested.*",  # stored as version 2, naming their task
     ]
-    assert task_history("t1") == [
-        "hive.evt.task.t1.>",
+    assert notices_v2_of("t1") == [
         "hive.evt.agent.*.task_assigned.t1",
         "hive.evt.agent.*.task_cancel_requested.t1",
     ]
+    assert all_notices() == ["hive.evt.agent.*.task_assigned", "hive.evt.agent.*.task_cancel_requested"]
 
 
 def test_an_id_that_cannot_be_a_subject_token_is_refused() -> None:
