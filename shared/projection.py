@@ -53,16 +53,20 @@ S = TypeVar("S")
 UNREAD_AFTER_S = 0.05
 """A projection reading only some events, waiting this long for a sequence it has not seen, asks
 the server whether it reads it at all (``wait_for``)."""
-CATCH_UP_ALONE_AFTER = 2000
+CATCH_UP_ALONE_AFTER = 200
 """A projection reading only some events that starts more than this many messages behind the end
 of the log reads up to the end through one filter, skipping undecoded what its filters do not match
 (``_catch_up_through_one``): catching up on a log whose subjects hold several messages (progress
-reports), a consumer with several filter subjects costs nats-server 2.15 more per message the
-further behind it starts. Measured (router and workflow views, three progress reports per task,
-``python -m services.cli.bench.read_cost``, and restarts from a snapshot): 2,100 messages behind,
-10-20 ms of server CPU filtered against 10 ms through one filter and 15 ms more of the reader's
-(it is handed every message); 4,900 behind, 0.5-1.0 s against 10-30 ms and 40-50 ms; a rebuild of
-70,000, 22-27 s against 0.3 s."""
+reports; every agent's assignments, on one subject per agent since notices are version 3), a
+consumer with several filter subjects costs nats-server 2.15 more per message the further behind it
+starts. Measured (router and workflow views, three progress reports per task,
+``python -m services.cli.bench.read_cost``, and restarts from a snapshot), with version 2 notices:
+2,100 messages behind, 10-20 ms of server CPU filtered against 10 ms through one filter and 15 ms
+more of the reader's (it is handed every message); 4,900 behind, 0.5-1.0 s against 10-30 ms and
+40-50 ms; a rebuild of 70,000, 22-27 s against 0.3 s. With version 3 (20 agents, no progress,
+median of five, server CPU in 10 ms ticks): 2,020 messages behind, 410-440 ms filtered against
+10-20 ms (the reader 50-116 ms either way); 1,020 behind, 110-120 ms against 10 ms; 420, 20 ms
+against 0-10; 220, 0-10 both: through one filter from 200 on."""
 URGENT_POLL_S = 0.002
 """While someone waits for the projection (``wait_for``, ``urgent``), a read in bursts that came
 back empty is made again after this long, not after the linger."""
