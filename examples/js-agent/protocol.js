@@ -18,7 +18,10 @@ export const INBOX_WAIT_MAX_MS = 500; // ...up to 500 ms
 
 /** The task events an agent reports: version 2, on a subject ending in the reporting agent's id. */
 export const REPORTS = new Set(["task.started", "task.progress", "task.completed", "task.attempt_failed"]);
-/** What Hive tells an agent about a task: version 2, on a subject ending in the task's id. */
+/**
+ * What Hive tells an agent about a task: version 3, on hive.evt.agent.<agent id>.<event type>, the
+ * task only in the body (version 2 named the task in a sixth token; version 1 was on five tokens).
+ */
 export const NOTICES = new Set(["agent.task_assigned", "agent.task_cancel_requested"]);
 const VERSIONS = { "agent.registered": 2, ...Object.fromEntries([...REPORTS].map((type) => [type, 2])) };
 
@@ -47,28 +50,31 @@ export function event(type, fields) {
 
 /**
  * The subject an event is appended on: hive.evt.<aggregate>.<its id field>.<event type>, and for a
- * report the agent it speaks for after that, for a notice the task it is about.
+ * report the agent it speaks for after that.
  */
 export function subjectOf(body) {
   const [aggregate, eventType] = body.type.split(".");
   if (REPORTS.has(body.type)) return reportSubject(body.task_id, eventType, body.agent_id);
-  if (NOTICES.has(body.type)) return `hive.evt.agent.${body.agent_id}.${eventType}.${body.task_id}`;
   const id = aggregate === "agent" ? body.agent_id : body.task_id;
   return `hive.evt.${aggregate}.${id}.${eventType}`;
 }
 
 /**
  * Is `body` what was stored on `subject`? Every reader refuses an event whose subject is not its
- * own (a report naming another agent than its subject's last token); a report or a notice of
- * version 1 was stored on the five-token subject and stays readable there.
+ * own (a report naming another agent than its subject's last token), as its version put it: a
+ * report of version 1 was stored on the five-token subject; a notice of version 2 on six tokens,
+ * the task's id last (and only there), one of version 1 or 3 on five.
  */
 export function storedOn(body, subject) {
   if (typeof body?.type !== "string" || !body.type.includes(".")) return false;
-  if (subjectOf(body) === subject) return true;
+  const version = body.v ?? 1;
   const [aggregate, eventType] = body.type.split(".");
-  if ((body.v ?? 1) !== 1) return false;
-  if (REPORTS.has(body.type)) return subject === `hive.evt.${aggregate}.${body.task_id}.${eventType}`;
-  return NOTICES.has(body.type) && subject === `hive.evt.${aggregate}.${body.agent_id}.${eventType}`;
+  if (NOTICES.has(body.type)) {
+    const five = `hive.evt.${aggregate}.${body.agent_id}.${eventType}`;
+    return version === 2 ? subject === `${five}.${body.task_id}` : subject === five;
+  }
+  if (subjectOf(body) === subject) return true;
+  return REPORTS.has(body.type) && version === 1 && subject === `hive.evt.${aggregate}.${body.task_id}.${eventType}`;
 }
 
 /**
