@@ -10,9 +10,10 @@ Subjects read left to right from general to specific:
   stored before version 2 sit on the five-token form and stay readable;
 * ``hive.evt.agent.<agent_id>.<notice>`` for what Hive tells an agent about a task
   (``task_assigned``, ``task_cancel_requested``, event version 3), the task only in the body. An
-  assignment is appended guarded by the agent's last sequence (``hive.evt.agent.<agent_id>.>``),
-  which nats-server answers by walking every subject the filter matches: one subject per notice
-  type keeps that walk as short for an agent's 20,000th task as for its first. Version 2 notices
+  assignment is appended guarded by the last sequence of everything about its agent
+  (``entity_subjects``), which nats-server answers by walking every subject the filter matches:
+  one subject per notice type keeps that walk as short for an agent's 20,000th task as for its
+  first. Version 2 notices
   (``hive.evt.agent.<agent_id>.<notice>.<task_id>``, a sixth token per task) and version 1 ones
   (five tokens) stay readable where they were stored; a task's story is ``shared/story.py``;
 * ``hive.hb.<agent_id>`` for heartbeats, ``hive.dlq.<service>`` for messages a service could not
@@ -114,11 +115,6 @@ def reports_of_type(task_id: str, event_type: str) -> str:
 def notices_v2_of(task_id: str) -> list[str]:
     """Filters matching the version 2 notices about one task (six tokens, under any agent)."""
     return [notice_subject_v2("*", notice, task_id) for notice in sorted(NOTICE_TYPES)]
-
-
-def all_notices() -> list[str]:
-    """Filters matching every notice stored on five tokens (versions 1 and 3), to any agent."""
-    return [notice_subject("*", notice) for notice in sorted(NOTICE_TYPES)]
 
 
 def entity_subjects(entity_id: str) -> str:
