@@ -4,6 +4,11 @@ handed what recovery is (the log holds no workflow event), the router fewer (no 
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
+import shared.projection
 from services.cli.bench.read_cost import measure
 
 TASKS = 40
@@ -11,7 +16,11 @@ AGENTS = 20
 """``History``'s default fleet: registrations come first in the log."""
 
 
-async def test_each_view_is_handed_what_its_filters_match_and_its_costs_are_measured() -> None:
+async def test_each_view_is_handed_what_its_filters_match_and_its_costs_are_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Through its filters all the way (``--filtered``): the log is longer than a catch-up through one.
+    monkeypatch.setattr(shared.projection, "CATCH_UP_ALONE_AFTER", sys.maxsize)
     costs = await measure(TASKS, 1, ["recovery", "recovery_filtered", "router"], progress=2)
     every = (TASKS * 6 + AGENTS) / TASKS  # four events and two progress reports a task
     assert costs["recovery"].per_task == costs["recovery_filtered"].per_task == every
