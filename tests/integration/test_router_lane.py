@@ -127,6 +127,14 @@ async def test_a_view_read_as_bytes_one_at_a_time_ends_as_one_read_as_message_ob
         for subject, data, headers in POISON:
             await bus.js.publish(subject, data, headers=headers)
         last = await bus.last_sequence()
+        # First the last message the view reads (a poison), then the end of the log, which the
+        # router's view does not read (a progress report): a runner that waits for it asks the
+        # server and takes it as reached (``_reach``), which is no message applied. Read through
+        # its filters, a view of a log whose agents' notices share a subject (version 3) may take
+        # longer than that wait to reach its last poison, and would be said to reach the end while
+        # that poison's dead letter is still being written.
+        read = max([await bus.last_sequence_of(f) for f in spec.reads] if spec.reads else [last])
+        await asyncio.gather(*(runner.wait_for(read, timeout=60) for _, runner, _, _ in readers))
         await asyncio.gather(*(runner.wait_for(last, timeout=60) for _, runner, _, _ in readers))
         (_, old, old_letters, old_built), (_, new, new_letters, new_built) = readers
         assert new.encode_snapshot() == old.encode_snapshot()
