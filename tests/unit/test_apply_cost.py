@@ -1,12 +1,14 @@
-"""Recovery's and the balancer's views, each event routed only to the parts that act on it, keep
-byte for byte the state they kept when every part saw every event: the references below are those
-applies as they were (every part in turn, the load sample over ``group_loads`` and
-``misplaced_work``), kept as the oracle, and both are folded over a varied history with breakers
-tripping, probing and closing, scale advice, incidents and rebalanced moves among the task lives."""
+"""Recovery's, the balancer's and the gateway's views, each event routed only to the parts that
+act on it, keep byte for byte the state they kept when every part saw every event: the references
+below are those applies as they were (every part in turn; the balancer's load sample over
+``group_loads`` and ``misplaced_work``), kept as the oracle, and all are folded over a varied
+history with breakers tripping, probing and closing, scale advice, incidents and rebalanced moves
+among the task lives."""
 
 from __future__ import annotations
 
 import random
+import time
 
 import msgspec
 import pytest
@@ -20,6 +22,8 @@ from services.balancer.view import (
     apply_every_part,
     apply_router_part,
 )
+from services.gateway.alerts import apply_alerts
+from services.gateway.view import GatewayState, apply_gateway
 from services.recovery.view import RecoveryState, apply_recovery
 from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, admits, apply_fleet
@@ -33,10 +37,17 @@ from shared.domain.load_balance import (
     takes_work,
 )
 from shared.domain.outcomes import apply_outcomes
+from shared.domain.performance_metrics import apply_metrics
+from shared.domain.routing.keys import apply_keys
+from shared.domain.schedules import apply_schedules
+from shared.domain.workflows import apply_workflows
 from shared.events import (
+    AgentRecovered,
     AgentRegistered,
     AgentStalled,
+    AgentUnresponsive,
     BreakerClosed,
+    BreakerEvent,
     BreakerHalfOpened,
     BreakerOpened,
     BreakerReset,
@@ -44,11 +55,15 @@ from shared.events import (
     FailureReported,
     RecoveryActionTaken,
     ScaleRecommended,
+    ScheduleCreated,
+    ScheduledTask,
+    ScheduleFired,
     TaskAssigned,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskRequeued,
+    TaskStarted,
     TaskSubmitted,
 )
 from shared.recorded import Recorded
@@ -63,6 +78,20 @@ def old_recovery(state: RecoveryState, item: Recorded) -> RecoveryState:
     apply_fleet(state.fleet, item)
     apply_breakers(state.breakers, item)
     apply_outcomes(state.outcomes, item)
+    return state
+
+
+def old_gateway(state: GatewayState, item: Recorded) -> GatewayState:
+    if not admits(state.fleet, item):
+        return state
+    apply_metrics(state.metrics, state.fleet, state.breakers, item)
+    apply_fleet(state.fleet, item)
+    apply_workflows(state.workflows, item)
+    apply_breakers(state.breakers, item)
+    apply_outcomes(state.outcomes, item)
+    apply_alerts(state.alerts, item)
+    apply_schedules(state.schedules, item)
+    apply_keys(state.keys, state.fleet, item)
     return state
 
 
@@ -131,9 +160,18 @@ def _history(seed: int, tasks: int = 240) -> list[Recorded]:
     for event in varied_events(tasks, seed=seed):
         if isinstance(event, TaskRequeued) and rng.random() < 0.5:
             event = msgspec.structs.replace(event, reason=REBALANCED)
-        if isinstance(event, TaskSubmitted) and rng.random() < 0.2:
-            event = msgspec.structs.replace(event, estimated_duration_s=rng.uniform(0.5, 3.0))
+        if isinstance(event, TaskSubmitted):
+            event = msgspec.structs.replace(
+                event,
+                estimated_duration_s=rng.uniform(0.5, 3.0) if rng.random() < 0.2 else None,
+                concurrency_key=rng.choice(("key-a", "key-b")) if rng.random() < 0.3 else None,
+                affinity_key=rng.choice(("user-1", "user-2")) if rng.random() < 0.2 else None,
+            )
         events.append(event)
+    later = [e.task_id for e in events[int(0.6 * len(events)) :] if isinstance(e, TaskStarted)]
+    """Tasks that start after the incidents below: their start settles them (``track_recovery``)."""
+    target = next(e.task_id for e in events[int(0.6 * len(events)) :] if isinstance(e, TaskSubmitted))
+    """A schedule fires it (below): its submission is noted (``apply_schedules``)."""
     agents = [f"agent-{n}" for n in range(6)]
     extra: list[tuple[float, Event]] = []
     for agent in agents[:4]:
@@ -152,8 +190,12 @@ def _history(seed: int, tasks: int = 240) -> list[Recorded]:
         (0.1, AgentRegistered(agent_id="agent-odd", capabilities={"other": 0.5}, capacity=3)),
         (0.3, AgentStalled(agent_id=agents[2], session="", received_seq=1, pending_seq=5, reason="behind")),
         (0.4, ScaleRecommended(scope="scale-review", capability="review", additional_agents=2)),
-        (0.6, FailureReported(scope="incident-1", failure_type="agent_error", agent_id=agents[1])),
-        (0.7, RecoveryActionTaken(scope="incident-1", strategy="reassign", agent_id=agents[1])),
+        (0.2, ScheduleCreated(scope="sched-hourly", interval_s=3600, task=ScheduledTask(task_type="review"))),
+        (0.25, ScheduleFired(scope="sched-hourly", slot_ts=time.time() + 3600, target_id=target)),
+        (0.5, AgentUnresponsive(agent_id=agents[5], in_flight=dict.fromkeys(later[:6], 0))),
+        (0.55, AgentRecovered(agent_id=agents[5])),
+        (0.56, FailureReported(scope="incident-1", failure_type="agent_error", agent_id=agents[1])),
+        (0.57, RecoveryActionTaken(scope="incident-1", strategy="reassign", task_ids=later[6:12])),
         (0.8, ScaleRecommended(scope="scale-review", capability="review", additional_agents=0)),
     ]
     for at, event in sorted(extra, key=lambda pair: -pair[0]):  # from the end: earlier indexes stay put
@@ -188,15 +230,29 @@ def test_balancer_keeps_the_same_state_after_every_event(seed: int) -> None:
     assert old.scale and old.router.breakers.breakers and old.load.sums.sums(0.0).b > 0
 
 
-def test_probes_are_settled_alike() -> None:
-    """Half-open breakers got probes and the task ends settled some (the cases ``_task_end_breakers``
-    forwards): the comparison above covers them."""
+@pytest.mark.parametrize("seed", [1, 7, 23])
+def test_gateway_keeps_the_same_state_after_every_event(seed: int) -> None:
+    new, old = GatewayState(), GatewayState()
+    for item in _history(seed):
+        new = apply_gateway(new, item)
+        old = old_gateway(old, item)
+        assert _encoded(new) == _encoded(old), item
+    assert old.workflows.workflows and old.metrics.completions.sums(0.0).b > 0
+    assert old.metrics.recovery.durations.buckets  # incidents settled by starts
+    assert old.keys.affinity and old.keys.served  # assignments held and released slots
+    assert old.schedules.schedules and not old.schedules.targets  # the fired target was submitted
+
+
+@pytest.mark.parametrize("seed", [1, 7, 23])
+def test_the_history_settles_probes(seed: int) -> None:
+    """Half-open breakers got probes and task ends settled some (what ``_task_end_breakers``
+    forwards): the comparisons above cover them."""
     settled = 0
     state = RecoveryState()
-    for item in _history(7):
+    for item in _history(seed):
         before = _encoded(state.breakers)
         state = apply_recovery(state, item)
-        if isinstance(item.event, TaskCompleted) and _encoded(state.breakers) != before:
+        if not isinstance(item.event, TaskAssigned | BreakerEvent) and _encoded(state.breakers) != before:
             settled += 1
     assert settled > 0
 
