@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from shared.domain.breakers import apply_breakers
+from shared.domain.breakers import apply_breakers, apply_task_end
 from shared.domain.fleet import admits, apply_fleet
 from shared.domain.load_balance import LoadWindow, sample_assignment
 from shared.domain.routing.keys import apply_affinity
@@ -48,7 +48,6 @@ from shared.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
-    TaskEvent,
     TaskFailed,
     TaskProgress,
     TaskQueued,
@@ -192,11 +191,7 @@ def _breakers(state: BalancerState, recorded: Recorded) -> None:
 
 
 def _task_end_breakers(state: BalancerState, recorded: Recorded) -> None:
-    """A task's end changes a breaker only by settling a probe, and only a task in ``probes`` is
-    one (``shared/domain/breakers.py``: ``_probe``)."""
-    event = recorded.event
-    if isinstance(event, TaskEvent) and event.task_id in state.router.breakers.probes:
-        apply_breakers(state.router.breakers, recorded)
+    apply_task_end(state.router.breakers, recorded)
 
 
 def _affinity(state: BalancerState, recorded: Recorded) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import msgspec
 
 from services.gateway.alerts import AlertsState, apply_alerts
-from shared.domain.breakers import BreakersState, apply_breakers
+from shared.domain.breakers import BreakersState, apply_breakers, apply_task_end
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.performance_metrics import MetricsState, apply_metrics
@@ -21,7 +21,6 @@ from shared.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
-    TaskEvent,
     TaskFailed,
     TaskProgress,
     TaskQueued,
@@ -79,11 +78,7 @@ def _breakers(state: GatewayState, recorded: Recorded) -> None:
 
 
 def _task_end_breakers(state: GatewayState, recorded: Recorded) -> None:
-    """A task's end changes a breaker only by settling a probe, and only a task in ``probes`` is
-    one (``shared/domain/breakers.py``: ``_probe``)."""
-    event = recorded.event
-    if isinstance(event, TaskEvent) and event.task_id in state.breakers.probes:
-        apply_breakers(state.breakers, recorded)
+    apply_task_end(state.breakers, recorded)
 
 
 def _outcomes(state: GatewayState, recorded: Recorded) -> None:

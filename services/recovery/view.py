@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from shared.domain.breakers import BreakersState, apply_breakers
+from shared.domain.breakers import BreakersState, apply_breakers, apply_task_end
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.events import (
@@ -27,7 +27,6 @@ from shared.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
-    TaskEvent,
     TaskFailed,
     TaskProgress,
     TaskQueued,
@@ -68,11 +67,7 @@ def _breakers(state: RecoveryState, recorded: Recorded) -> None:
 
 
 def _task_end_breakers(state: RecoveryState, recorded: Recorded) -> None:
-    """A task's end (completed, failed, requeued, cancelled) changes a breaker only by settling a
-    probe, and only a task in ``probes`` is one (``shared/domain/breakers.py``: ``_probe``)."""
-    event = recorded.event
-    if isinstance(event, TaskEvent) and event.task_id in state.breakers.probes:
-        apply_breakers(state.breakers, recorded)
+    apply_task_end(state.breakers, recorded)
 
 
 def _outcomes(state: RecoveryState, recorded: Recorded) -> None:
