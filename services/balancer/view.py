@@ -27,6 +27,7 @@ import msgspec
 from shared.domain.breakers import apply_breakers, apply_task_end
 from shared.domain.fleet import admits, apply_fleet
 from shared.domain.load_balance import LoadWindow, sample_assignment
+from shared.domain.routed_apply import apply_routed
 from shared.domain.routing.keys import apply_affinity
 from shared.domain.routing.performance import learn, outcome_of
 from shared.domain.routing.view import RouterState
@@ -51,7 +52,6 @@ from shared.events import (
     TaskFailed,
     TaskProgress,
     TaskQueued,
-    TaskReport,
     TaskRequeued,
     TaskStarted,
     TaskSubmitted,
@@ -242,15 +242,7 @@ attempt's failure), the fleet, the breakers (transitions, assignments, a probe's
 def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
     """``apply_every_part``, each event handed only to the parts that act on it
     (``tests/unit/test_apply_cost.py`` checks the state is the same, byte for byte)."""
-    event = recorded.event
-    parts = PARTS.get(type(event))
-    if parts is None:
-        return apply_every_part(state, recorded)
-    if isinstance(event, TaskReport) and not admits(state.router.fleet, recorded):
-        return state
-    for part in parts:
-        part(state, recorded)
-    return state
+    return apply_routed(state, recorded, PARTS, apply_every_part, state.router.fleet)
 
 
 PROGRESS = TaskProgress.event_type()

@@ -13,6 +13,7 @@ from shared.domain.breakers import BreakersState, apply_breakers, apply_task_end
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.performance_metrics import MetricsState, apply_metrics
+from shared.domain.routed_apply import apply_routed
 from shared.domain.routing.keys import KeysState, apply_keys
 from shared.domain.schedules import SchedulesState, apply_schedules
 from shared.domain.workflows import WorkflowsState, apply_workflows
@@ -24,7 +25,6 @@ from shared.events import (
     TaskFailed,
     TaskProgress,
     TaskQueued,
-    TaskReport,
     TaskRequeued,
     TaskStarted,
     TaskSubmitted,
@@ -118,15 +118,7 @@ part."""
 def apply_gateway(state: GatewayState, recorded: Recorded) -> GatewayState:
     """``apply_every_part``, a task's event handed only to the parts that act on it
     (``tests/unit/test_apply_cost.py`` checks the state is the same, byte for byte)."""
-    event = recorded.event
-    parts = PARTS.get(type(event))
-    if parts is None:
-        return apply_every_part(state, recorded)
-    if isinstance(event, TaskReport) and not admits(state.fleet, recorded):
-        return state
-    for part in parts:
-        part(state, recorded)
-    return state
+    return apply_routed(state, recorded, PARTS, apply_every_part, state.fleet)
 
 
 GATEWAY_VIEW: ProjectionSpec[GatewayState] = ProjectionSpec(

@@ -9,6 +9,7 @@ import msgspec
 from shared.domain.breakers import BreakersState, apply_breakers, apply_task_end
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
+from shared.domain.routed_apply import apply_routed
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -30,7 +31,6 @@ from shared.events import (
     TaskFailed,
     TaskProgress,
     TaskQueued,
-    TaskReport,
     TaskRequeued,
     TaskStarted,
     TaskSubmitted,
@@ -117,15 +117,7 @@ PARTS: dict[type, tuple[Part, ...]] = {
 def apply_recovery(state: RecoveryState, recorded: Recorded) -> RecoveryState:
     """``apply_every_part``, each event handed only to the parts that act on it
     (``tests/unit/test_apply_cost.py`` checks the state is the same, byte for byte)."""
-    event = recorded.event
-    parts = PARTS.get(type(event))
-    if parts is None:
-        return apply_every_part(state, recorded)
-    if isinstance(event, TaskReport) and not admits(state.fleet, recorded):
-        return state
-    for part in parts:
-        part(state, recorded)
-    return state
+    return apply_routed(state, recorded, PARTS, apply_every_part, state.fleet)
 
 
 TRACKED_SYSTEM_TYPES: frozenset[str] = frozenset(
