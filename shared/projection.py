@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 
 from shared.background import cancel_and_wait
 from shared.bus import ConcurrencyConflict, EventBus, event_msg_seq
+from shared.filter_match import FilterMatch
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
 from shared.projection_spec import ProjectionSpec
@@ -44,7 +45,6 @@ from shared.subjects import (
     REPORT_TYPES,
     aggregate_subjects,
     entity_subjects,
-    reads,
     whole_aggregates,
 )
 
@@ -441,9 +441,10 @@ class ProjectionRunner(Generic[S]):
         ends there) the filtered consumer takes over after that sequence; a consumer lost on the
         way is opened again after the last message handed over (``follow_raw``)."""
         at_end = asyncio.Event()
+        matches = FilterMatch(filters)  # asked of every message: answered once per subject shape
 
         def stored(seq: int, subject: str, data: bytes) -> Awaitable[None] | None:
-            if reads(filters, subject):
+            if matches(subject):
                 return self._on_stored(seq, subject, data)
             self.delivered += 1
             self.unread += 1
@@ -552,11 +553,12 @@ async def rebuild(bus: EventBus, spec: ProjectionSpec[S], *, stop_seq: int | Non
     """A fresh projection from the whole log (up to `stop_seq`): for checks and time travel."""
     state = spec.initial()
     seq = 0
+    matches = FilterMatch(spec.reads) if spec.reads is not None else None
     async for item in bus.read(stop_seq=stop_seq):
         seq = item.seq
         if (
             isinstance(item, Recorded)
-            and (spec.reads is None or reads(spec.reads, item.subject))
+            and (matches is None or matches(item.subject))
             and (spec.ignores is None or not spec.ignores(state, item.subject))
         ):
             state = spec.apply(state, item)

@@ -20,22 +20,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
-from shared.domain.breakers import apply_breakers
+from shared.domain.breakers import apply_breakers, apply_task_end
 from shared.domain.fleet import admits, apply_fleet
 from shared.domain.load_balance import LoadWindow, sample_assignment
+from shared.domain.routed_apply import apply_routed
 from shared.domain.routing.keys import apply_affinity
 from shared.domain.routing.performance import learn, outcome_of
 from shared.domain.routing.view import RouterState
 from shared.domain.windows import WindowSums
 from shared.events import (
+    AgentDeregistered,
+    AgentDraining,
+    AgentQuarantined,
+    AgentRecovered,
+    AgentRegistered,
+    AgentStalled,
+    AgentUnresponsive,
+    BreakerClosed,
+    BreakerHalfOpened,
+    BreakerOpened,
+    BreakerReset,
     ScaleRecommended,
+    TaskAssigned,
+    TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskProgress,
+    TaskQueued,
     TaskRequeued,
+    TaskStarted,
     TaskSubmitted,
 )
 from shared.projection_spec import ProjectionSpec
@@ -85,8 +103,9 @@ def apply_router_part(router: RouterState, recorded: Recorded) -> RouterState:
     return router
 
 
-def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
-    """Balancer figures first (they read the fleet before the event), then the router's view."""
+def apply_every_part(state: BalancerState, recorded: Recorded) -> BalancerState:
+    """Balancer figures first (they read the fleet before the event), then the router's view: what
+    ``apply_balancer`` does for a type it does not route."""
     fleet = state.router.fleet
     if not admits(fleet, recorded):
         return state
@@ -94,29 +113,136 @@ def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
     event = recorded.event
     match event:
         case TaskSubmitted():
-            if event.task_id not in fleet.tasks:
-                demand = _demand(state, event.task_type)
-                demand.arrivals.add(event.ts, 1.0)
-                if event.estimated_duration_s is not None:
-                    demand.estimates.add(event.ts, event.estimated_duration_s)
+            _arrival(state, recorded)
         case TaskCompleted():
-            task = fleet.tasks.get(event.task_id)
-            if task is not None and not task.terminal and task.attempt == event.attempt:
-                _demand(state, task.spec.task_type).durations.add(event.ts, max(0.0, event.duration_s))
-            state.moved.pop(event.task_id, None)
+            _completion(state, recorded)
         case TaskRequeued():
-            task = fleet.tasks.get(event.task_id)
-            accepted = task is not None and not task.terminal and event.attempt == task.attempt + 1
-            if accepted and event.reason == REBALANCED:
-                state.moved[event.task_id] = state.moved.get(event.task_id, 0) + 1
+            _requeue(state, recorded)
         case TaskFailed() | TaskCancelled():
-            state.moved.pop(event.task_id, None)
+            _end(state, recorded)
         case ScaleRecommended():
-            state.scale[event.capability] = event
+            _scale(state, recorded)
         case _:
             pass
     apply_router_part(state.router, recorded)  # admitted above, on the same fleet
     return state
+
+
+# --- the parts, each one acting on what its type table routes to it --------------------------------
+
+
+def _sample(state: BalancerState, recorded: Recorded) -> None:
+    sample_assignment(state.load, state.router.fleet, state.router.breakers, recorded)
+
+
+def _arrival(state: BalancerState, recorded: Recorded) -> None:
+    event = recorded.event
+    assert isinstance(event, TaskSubmitted)
+    if event.task_id not in state.router.fleet.tasks:
+        demand = _demand(state, event.task_type)
+        demand.arrivals.add(event.ts, 1.0)
+        if event.estimated_duration_s is not None:
+            demand.estimates.add(event.ts, event.estimated_duration_s)
+
+
+def _completion(state: BalancerState, recorded: Recorded) -> None:
+    event = recorded.event
+    assert isinstance(event, TaskCompleted)
+    task = state.router.fleet.tasks.get(event.task_id)
+    if task is not None and not task.terminal and task.attempt == event.attempt:
+        _demand(state, task.spec.task_type).durations.add(event.ts, max(0.0, event.duration_s))
+    state.moved.pop(event.task_id, None)
+
+
+def _requeue(state: BalancerState, recorded: Recorded) -> None:
+    event = recorded.event
+    assert isinstance(event, TaskRequeued)
+    task = state.router.fleet.tasks.get(event.task_id)
+    accepted = task is not None and not task.terminal and event.attempt == task.attempt + 1
+    if accepted and event.reason == REBALANCED:
+        state.moved[event.task_id] = state.moved.get(event.task_id, 0) + 1
+
+
+def _end(state: BalancerState, recorded: Recorded) -> None:
+    event = recorded.event
+    assert isinstance(event, TaskFailed | TaskCancelled)
+    state.moved.pop(event.task_id, None)
+
+
+def _scale(state: BalancerState, recorded: Recorded) -> None:
+    event = recorded.event
+    assert isinstance(event, ScaleRecommended)
+    state.scale[event.capability] = event
+
+
+def _learn(state: BalancerState, recorded: Recorded) -> None:
+    """Before the fleet applies the event: it still says who held the attempt."""
+    outcome = outcome_of(state.router.fleet, recorded)
+    if outcome is not None:
+        learn(state.router.performance, outcome)
+
+
+def _fleet(state: BalancerState, recorded: Recorded) -> None:
+    apply_fleet(state.router.fleet, recorded, queue=False, assignments=False)
+
+
+def _breakers(state: BalancerState, recorded: Recorded) -> None:
+    apply_breakers(state.router.breakers, recorded)
+
+
+def _task_end_breakers(state: BalancerState, recorded: Recorded) -> None:
+    apply_task_end(state.router.breakers, recorded)
+
+
+def _affinity(state: BalancerState, recorded: Recorded) -> None:
+    """After the fleet: it reads the assignment as applied."""
+    apply_affinity(state.router.keys, state.router.fleet, recorded)
+
+
+Part = Callable[[BalancerState, Recorded], None]
+
+FLEET_ONLY: frozenset[type] = frozenset(
+    {
+        TaskQueued,
+        TaskStarted,
+        TaskProgress,
+        AgentRegistered,
+        AgentDraining,
+        AgentDeregistered,
+        AgentUnresponsive,
+        AgentStalled,
+        AgentRecovered,
+        AgentQuarantined,
+    }
+)
+"""Events (of exactly these types) only the fleet acts on: no figure counts them, none is an
+outcome to learn from, and the breakers and the affinity have no case for them."""
+
+PARTS: dict[type, tuple[Part, ...]] = {
+    **{kind: (_fleet,) for kind in FLEET_ONLY},
+    TaskSubmitted: (_arrival, _fleet),
+    TaskAssigned: (_sample, _fleet, _breakers, _affinity),
+    TaskCompleted: (_completion, _learn, _fleet, _task_end_breakers),
+    TaskAttemptFailed: (_learn, _fleet, _task_end_breakers),
+    TaskRequeued: (_requeue, _fleet, _task_end_breakers),
+    TaskFailed: (_end, _fleet),
+    TaskCancelled: (_end, _fleet, _task_end_breakers),
+    BreakerOpened: (_breakers,),
+    BreakerHalfOpened: (_breakers,),
+    BreakerClosed: (_breakers,),
+    BreakerReset: (_breakers,),
+    ScaleRecommended: (_scale,),
+}
+"""Event type -> the parts that act on it, in ``apply_every_part``'s order: the load sample (an
+assignment), the demand and moves figures, what is learned of an outcome (a completion or an
+attempt's failure), the fleet, the breakers (transitions, assignments, a probe's end), the affinity
+(an assignment). A type not here goes through every part."""
+
+
+def apply_balancer(state: BalancerState, recorded: Recorded) -> BalancerState:
+    """``apply_every_part``, each event handed only to the parts that act on it
+    (``tests/unit/test_apply_cost.py`` checks the state is the same, byte for byte)."""
+    return apply_routed(state, recorded, PARTS, apply_every_part, state.router.fleet)
 
 
 PROGRESS = TaskProgress.event_type()

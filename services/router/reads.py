@@ -58,6 +58,10 @@ class Decodings:
         """Messages decoded."""
         self.reused = 0
         """Messages handed an event kept here instead of decoding them."""
+        self.work_again = 0
+        """Work messages given at or below a sequence the work consumer was already given (a claim
+        redelivered once its acknowledgement wait ran out): the projection may have read and decoded
+        each already, so each may be decoded a second time."""
 
     def kept(self) -> int:
         return len(self._for_view) + len(self._for_work) + sum(map(len, self._appending.values()))
@@ -109,7 +113,10 @@ class Decodings:
     def for_work(self, seq: int, subject: str, data: bytes, view_at: int) -> Read:
         """What the work consumer is given at `seq`; what it decodes is kept for the projection (at
         `view_at`) if it has not read it yet."""
-        self._work_at = max(self._work_at, seq)
+        if seq <= self._work_at:
+            self.work_again += 1
+        else:
+            self._work_at = seq
         found = self._for_work.pop(seq, None)
         if found is not None and found.subject == subject:
             self.reused += 1

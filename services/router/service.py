@@ -87,12 +87,8 @@ from shared.events import (
     BreakerClosed,
     BreakerHalfOpened,
     BreakerReset,
-    ConcurrencyLimitRemoved,
-    ConcurrencyLimitSet,
     Event,
     KeySlotClaimed,
-    RateLimitRemoved,
-    RateLimitSet,
     RateTokensTaken,
     TaskAssigned,
     TaskAttemptFailed,
@@ -127,21 +123,15 @@ CROWDED_S = 0.5
 """How long an agent another router instance gave work to counts as theirs for this one's ties
 (``RoutingConfig.crowded``): instances deciding from the same view keep to different agents."""
 
-TRIGGERS: list[type[Event]] = [
-    TaskSubmitted,
-    TaskRequeued,
-    AgentRegistered,
-    AgentRecovered,
-    BreakerClosed,
-    BreakerHalfOpened,
-    BreakerReset,
-    ConcurrencyLimitSet,
-    ConcurrencyLimitRemoved,
-    RateLimitSet,
-    RateLimitRemoved,
-]
-"""Work events: a new task or attempt (claimed by the instance it is delivered to), or added
-capacity (an inbox to open: the projection itself wakes every instance's decisions)."""
+TRIGGERS: list[type[Event]] = [TaskSubmitted, TaskRequeued]
+"""Work events: a new task or attempt, claimed by the instance it is delivered to. Nothing about
+agents, breakers or limits: every instance's projection already wakes its decisions on those
+(``_on_applied``), and a filter on the agents' aggregate made the server look through each agent's
+assignments for every message this consumer was given (a consumer with several filters asks, per
+filter, for the next match in the blocks of the stream it reads)."""
+INBOXES_DURABLE = "router-inboxes"
+"""When the server requires credentials: the durable that gives each agent's registration to one
+instance, which opens the agent's inbox (agents may create no consumer)."""
 
 RELEASES = (TaskCompleted, TaskAttemptFailed, TaskFailed, TaskCancelled)
 """Events that free a slot. They are as frequent as tasks, and most of the time nothing waits: so
@@ -149,7 +139,7 @@ they are not work events; every instance's projection notices them, and only an 
 queue is not empty looks at it (racing instances are refereed by the agent's sequence)."""
 CAPACITY = (AgentRegistered, AgentRecovered, BreakerClosed, BreakerHalfOpened, BreakerReset)
 _FREES_KEYS = (*RELEASES, TaskRequeued)
-_NEW_WORK = (TaskSubmitted, TaskRequeued, *CAPACITY)
+_NEW_WORK = (TaskSubmitted, TaskRequeued, *CAPACITY, *LIMIT_EVENTS)
 _TIMED_HOLDS = (BELOW_THRESHOLD, RATE_LIMITED)
 """Holds whose task the timer looks at in time (``next_expiry``, ``rate_wake``)."""
 
@@ -232,6 +222,14 @@ class RouterService(Service):
                 decode=self._decode_work,
             )
         )
+        if self.bus.user is not None:
+            self.work(
+                WorkSpec(
+                    durable=INBOXES_DURABLE,
+                    filters=[events_of_type(AgentRegistered.AGGREGATE, AgentRegistered.event_type())],
+                    handler=self.on_registered,
+                )
+            )
         self.config = RoutingConfig(
             mode=self.settings.orchestration_mode,
             default_strategy=self.settings.default_routing_strategy,
@@ -367,6 +365,7 @@ class RouterService(Service):
             "appends_in_flight": len(self._appends),
             "decoded": self.decodings.decoded,
             "decodings_reused": self.decodings.reused,
+            "work_given_again": self.decodings.work_again,
             "orchestration_mode": self.config.mode,
             "default_strategy": self.config.default_strategy,
             "outcomes_learned": state.performance.outcomes,
@@ -483,11 +482,14 @@ class RouterService(Service):
                     self.log.warning("claim_ack_failed", error=repr(exc))
 
     async def on_trigger(self, recorded: Recorded) -> None:
+        self._wanted.set()
+
+    async def on_registered(self, recorded: Recorded) -> None:
+        """An agent registered: open its inbox once the view shows it (one instance does it)."""
         event = recorded.event
-        if isinstance(event, AgentRegistered) and self.bus.user is not None:
+        if isinstance(event, AgentRegistered):
             await self.view.wait_for(recorded.seq)
             await self._open_inbox(event, recorded.seq)
-        self._wanted.set()
 
     async def _open_inbox(self, registration: AgentRegistered, seq: int) -> None:
         """The agent's durable, starting after this registration (agents may create no consumer)."""

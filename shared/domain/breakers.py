@@ -24,6 +24,7 @@ from shared.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
+    TaskEvent,
     TaskRequeued,
 )
 from shared.recorded import Recorded
@@ -140,6 +141,15 @@ def apply_breakers(state: BreakersState, recorded: Recorded) -> BreakersState:
         case _:
             pass
     return state
+
+
+def apply_task_end(state: BreakersState, recorded: Recorded) -> None:
+    """``apply_breakers`` for a task's end (completed, failed, requeued, cancelled), skipped when
+    it cannot change a breaker: it does so only by settling a probe, and only a task in ``probes``
+    is one (``_probe``). Views that route events by type call it instead of ``apply_breakers``."""
+    event = recorded.event
+    if isinstance(event, TaskEvent) and event.task_id in state.probes:
+        apply_breakers(state, recorded)
 
 
 def admits(state: BreakersState, agent_id: str) -> str | None:

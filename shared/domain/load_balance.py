@@ -41,6 +41,11 @@ def misplaced_work(loads: Iterable[tuple[int, int]]) -> tuple[int, int]:
     pairs = [(load, capacity) for load, capacity in loads if capacity > 0]
     total = sum(load for load, _ in pairs)
     capacity_total = sum(capacity for _, capacity in pairs)
+    return _misplaced(pairs, total, capacity_total)
+
+
+def _misplaced(pairs: list[tuple[int, int]], total: int, capacity_total: int) -> tuple[int, int]:
+    """``misplaced_work`` of `pairs` (capacities above 0) whose loads and capacities sum to these."""
     if total <= 0 or capacity_total <= 0:
         return max(total, 0), 0
     excess = 0
@@ -49,9 +54,10 @@ def misplaced_work(loads: Iterable[tuple[int, int]]) -> tuple[int, int]:
     for load, capacity in pairs:
         share, remainder = divmod(total * capacity, capacity_total)
         rounded_down += share
-        excess += max(0, load - share)
-        if remainder and load > share:
-            could_round_up += 1
+        if load > share:
+            excess += load - share
+            if remainder:
+                could_round_up += 1
     spare = total - rounded_down
     """Tasks left once every share is rounded down: that many agents get one more."""
     return total, excess - min(spare, could_round_up)
@@ -126,19 +132,45 @@ def accepted_assignment(fleet: FleetState, event: TaskAssigned) -> bool:
 def sample_assignment(
     window: LoadWindow, fleet: FleetState, breakers: BreakersState, recorded: Recorded
 ) -> None:
-    """Take a sample at a stored assignment, read against the fleet *before* it applies the event."""
+    """Take a sample at a stored assignment, read against the fleet *before* it applies the event.
+
+    The agents that could have taken the task (``group_loads`` with the chosen one's load shifted
+    by the assignment) are gathered and summed in one pass over the fleet: a sample is taken at
+    most a hundred times a second of event time, each over every agent."""
     event = recorded.event
     if not isinstance(event, TaskAssigned) or event.ts - window.last_sample_ts < MIN_SAMPLE_GAP_S:
         return
     if not accepted_assignment(fleet, event):
         return
     spec = fleet.tasks[event.task_id].spec
-    needed = [spec.task_type, *spec.required_capabilities]
-    loads = group_loads(fleet, breakers, needed, {event.agent_id: 1})
-    chosen = fleet.agents[event.agent_id]
-    if not (takes_work(chosen, breakers) and capable(chosen, needed)):
-        loads.append((chosen.load + 1, chosen.capacity))  # the router knew better (a probe...): count it
-    total, misplaced = misplaced_work(loads)
+    needed = {spec.task_type, *spec.required_capabilities}
+    chosen_id = event.agent_id
+    open_breakers = {agent_id for agent_id, view in breakers.breakers.items() if view.status == "open"}
+    pairs: list[tuple[int, int]] = []
+    total = capacity_total = 0
+    chosen_counted = False
+    for agent in fleet.agents.values():
+        if (
+            agent.status != "active"
+            or agent.agent_id in open_breakers
+            or not needed <= agent.capabilities.keys()
+        ):
+            continue
+        load = len(agent.in_flight)
+        if agent.agent_id == chosen_id:
+            load += 1
+            chosen_counted = True
+        if agent.capacity > 0:
+            pairs.append((load, agent.capacity))
+            total += load
+            capacity_total += agent.capacity
+    if not chosen_counted:  # the router knew better (a probe...): count it
+        chosen = fleet.agents[chosen_id]
+        if chosen.capacity > 0:
+            pairs.append((len(chosen.in_flight) + 1, chosen.capacity))
+            total += len(chosen.in_flight) + 1
+            capacity_total += chosen.capacity
+    total, misplaced = _misplaced(pairs, total, capacity_total)
     if total == 0:
         return
     window.last_sample_ts = event.ts

@@ -94,9 +94,11 @@ async def test_racing_routers_decode_none_of_their_own_appends_and_their_views_m
             seq = await router.view.catch_up()
             rebuilt, _ = await rebuild(bus, ROUTER_VIEW, stop_seq=seq)
             assert msgspec.msgpack.encode(router.view.state) == msgspec.msgpack.encode(rebuilt)
-            read = router.view.delivered
+            read, again = router.view.delivered, router.decodings.work_again
             assert router.decodings.reused >= router.assignments > 0, "an own assignment was decoded"
-            assert router.decodings.decoded <= read - router.assignments, "a message was decoded twice"
+            # A claim redelivered to the work consumer (its acknowledgement wait ran out on a busy
+            # machine) after the projection read it is decoded again: at most once per redelivery.
+            assert router.decodings.decoded <= read - router.assignments + again, "decoded twice"
     assert len(event_log.of_type(TaskAssigned)) == 60
 
 

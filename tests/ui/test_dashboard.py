@@ -29,6 +29,7 @@ from shared.agent.sdk import Agent, TaskContext
 TOKEN = "dashboard-token"
 CHROMIUM = os.environ.get("HIVE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)  # a loaded 2-core CI machine can take seconds; a failure still fails
 ASSIGN = "/api/v1/orchestration/task/assign"
 EXECUTE = "/api/v1/orchestration/workflow/execute"
 

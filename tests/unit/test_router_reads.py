@@ -231,6 +231,21 @@ def test_a_submission_is_decoded_once_whichever_reader_comes_first() -> None:
     assert (decodings.decoded, decodings.reused, decodings.kept()) == (2, 2, 0)
 
 
+def test_a_redelivered_claim_is_counted_as_given_again_and_decoded_at_most_once_more() -> None:
+    """The claim's acknowledgement wait ran out: the server gives sequence 5 again after 6. The
+    projection read 5 meanwhile and kept nothing for the work consumer (it had gone past 5)."""
+    decodings = Decodings()
+    first, second = TaskSubmitted(task_id="a", task_type="x"), TaskSubmitted(task_id="b", task_type="x")
+    decodings.for_work(5, first.subject, encode_event(first), view_at=4)
+    decodings.for_work(6, second.subject, encode_event(second), view_at=4)
+    decodings.for_view(5, first.subject, encode_event(first))
+    decodings.for_view(6, second.subject, encode_event(second))
+    assert decodings.work_again == 0
+    again = decodings.for_work(5, first.subject, encode_event(first), view_at=6)
+    assert isinstance(again, Recorded) and again.event == first
+    assert (decodings.work_again, decodings.decoded, decodings.reused) == (1, 3, 2)
+
+
 def test_what_a_reader_will_not_ask_for_is_not_kept() -> None:
     """The projection read a submission already: the work consumer keeps nothing for it. The work
     consumer went past a submission (another instance's): the projection keeps nothing for it."""
