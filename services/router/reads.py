@@ -1,6 +1,6 @@
 """Each event the router reads is decoded once, and the events it appends are not decoded at all.
 
-A router instance reads most events twice over: a task's submission (or requeue) comes to its work
+A router instance reads most events twice over: a task's submission comes to its work
 consumer and to its projection, and each assignment it appends (about 2 KB of explanation,
 breakdown, rivals and payload) comes back to its projection. Decoding is deterministic on the
 stored bytes, so whichever reader decodes a message first keeps the result, by stream sequence, for
@@ -29,8 +29,9 @@ FOR_WORK_MAX = 16384
 """Work events the projection decoded, kept for the work consumer, at most. The work consumer may
 be thousands of events behind (a backlog waits in the stream): when full, those it went past (given
 to another instance) are forgotten, and new ones are not kept until there is room."""
-WORK_SUFFIXES = (".submitted", ".requeued")
-"""Subjects of the work events the projection reads as often as tasks (the rest are rare)."""
+WORK_SUFFIXES = (".submitted",)
+"""Subjects of the work events the projection keeps for the work consumer (submissions, as frequent
+as tasks; requeues are rare and come through a durable of their own that does not share)."""
 
 Read = Recorded | Undecodable
 

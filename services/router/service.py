@@ -2,7 +2,8 @@
 concurrently, never wait to see its own.
 
 Every instance keeps the full fleet view (its projection). The work is split by the shared durable
-work consumer: the instance a task's submission (or requeue) is delivered to *claims* it and holds
+work consumers (``router`` for submissions, ``router-requeues`` for new attempts): the instance a
+task's submission (or requeue) is delivered to *claims* it and holds
 the message, unacknowledged, until the task is assigned, held or failed; a dead instance's claims
 go to the others once their acknowledgement wait (``CLAIM_ACK_WAIT_S``) is over. Tasks held for
 want of an agent are anyone's: every instance looks at them when a slot frees.
@@ -123,12 +124,14 @@ CROWDED_S = 0.5
 """How long an agent another router instance gave work to counts as theirs for this one's ties
 (``RoutingConfig.crowded``): instances deciding from the same view keep to different agents."""
 
-TRIGGERS: list[type[Event]] = [TaskSubmitted, TaskRequeued]
-"""Work events: a new task or attempt, claimed by the instance it is delivered to. Nothing about
-agents, breakers or limits: every instance's projection already wakes its decisions on those
-(``_on_applied``), and a filter on the agents' aggregate made the server look through each agent's
-assignments for every message this consumer was given (a consumer with several filters asks, per
-filter, for the next match in the blocks of the stream it reads)."""
+REQUEUES_DURABLE = "router-requeues"
+"""New work comes through two durables of one filter each, claimed by the instance it is delivered
+to: submissions (``router``) and new attempts (this one). Nothing about agents, breakers or limits:
+every instance's projection already wakes its decisions on those (``_on_applied``). One filter
+each, because a consumer with several filters and a backlog makes nats-server walk every subject of
+a stream block for each message it delivers (``firstMatchingMulti`` intersects the block's subjects
+with the filters once the block holds fewer subjects than messages left, as it does once each
+agent's assignments share a subject): a single wildcard filter is matched message by message."""
 INBOXES_DURABLE = "router-inboxes"
 """When the server requires credentials: the durable that gives each agent's registration to one
 instance, which opens the agent's inbox (agents may create no consumer)."""
@@ -215,11 +218,20 @@ class RouterService(Service):
         self.work(
             WorkSpec(
                 durable="router",
-                filters=[events_of_type(cls.AGGREGATE, cls.event_type()) for cls in TRIGGERS],
+                filters=[events_of_type(TaskSubmitted.AGGREGATE, TaskSubmitted.event_type())],
                 handler=self.on_trigger,
                 claim=self.claim,
                 ack_wait_s=CLAIM_ACK_WAIT_S,
                 decode=self._decode_work,
+            )
+        )
+        self.work(  # rare (a failed or timed-out attempt): decoded by each reader, nothing shared
+            WorkSpec(
+                durable=REQUEUES_DURABLE,
+                filters=[events_of_type(TaskRequeued.AGGREGATE, TaskRequeued.event_type())],
+                handler=self.on_trigger,
+                claim=self.claim,
+                ack_wait_s=CLAIM_ACK_WAIT_S,
             )
         )
         if self.bus.user is not None:
@@ -485,11 +497,16 @@ class RouterService(Service):
         self._wanted.set()
 
     async def on_registered(self, recorded: Recorded) -> None:
-        """An agent registered: open its inbox once the view shows it (one instance does it)."""
+        """An agent registered: open its inbox once the view shows it (one instance does it), unless
+        that session is over (a later registration, or the durable reading an older log afresh)."""
         event = recorded.event
-        if isinstance(event, AgentRegistered):
-            await self.view.wait_for(recorded.seq)
-            await self._open_inbox(event, recorded.seq)
+        if not isinstance(event, AgentRegistered):
+            return
+        await self.view.wait_for(recorded.seq)
+        agent = self.view.state.fleet.agents.get(event.agent_id)
+        if agent is None or agent.registered_seq != recorded.seq or agent.status == "deregistered":
+            return
+        await self._open_inbox(event, recorded.seq)
 
     async def _open_inbox(self, registration: AgentRegistered, seq: int) -> None:
         """The agent's durable, starting after this registration (agents may create no consumer)."""

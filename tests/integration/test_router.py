@@ -14,6 +14,7 @@ from shared.domain.routing.view import ROUTER_VIEW
 from shared.events import TaskAssigned, TaskCompleted, TaskQueued, TaskSubmitted
 from shared.projection import rebuild
 from shared.settings import Settings
+from shared.subjects import EVENTS_STREAM
 from tests.conftest import EventLog, running
 
 
@@ -138,3 +139,20 @@ async def test_busy_agents_queue_work_and_take_it_when_they_free_up(
         await event_log.wait_for(lambda evs: len([e for e in evs if isinstance(e, TaskCompleted)]) == 2)
         await agent.stop()
     assert [a.task_id for a in event_log.of_type(TaskAssigned)] == ["first", "second"]
+
+
+async def test_the_routers_work_durables_each_read_one_kind_of_new_work(
+    settings: Settings, bus: EventBus
+) -> None:
+    """One filter each: a durable with several filters and a backlog makes the server walk a block's
+    subjects for every message it delivers. Nothing about agents is work (the projection wakes
+    decisions on capacity)."""
+    async with running(RouterService, settings):
+        filters = {}
+        for durable in ("router", "router-requeues"):
+            config = (await bus.js.consumer_info(EVENTS_STREAM, durable)).config
+            filters[durable] = config.filter_subjects or [config.filter_subject]
+    assert filters == {
+        "router": ["hive.evt.task.*.submitted"],
+        "router-requeues": ["hive.evt.task.*.requeued"],
+    }

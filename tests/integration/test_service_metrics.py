@@ -92,9 +92,10 @@ async def test_health_counts_the_messages_each_consumer_received(settings: Setti
         last = (await bus.append(BreakerReset(agent_id="a1"), expected=None)).seq
         await router.view.wait_for(last)
         after = router.health().delivered
-    # Both events reach the projection (the work consumer gets them too, in its own time).
+    # Both events reach the projection; neither is work (submissions and requeues are).
     assert after["projection:router"] - before["projection:router"] == 2
-    assert set(after) == {"projection:router", "work:router"}
+    assert set(after) == {"projection:router", "work:router", "work:router-requeues"}
+    assert after["work:router"] == before["work:router"] == 0
 
 
 async def test_recovery_shows_a_breaker_that_never_moved_as_closed(settings: Settings, bus: EventBus) -> None:
