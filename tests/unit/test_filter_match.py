@@ -19,12 +19,13 @@ from shared.subjects import (
     event_subject,
     events_of_type,
     notice_subject,
+    notice_subject_v2,
+    notices_v2_of,
     reads,
     report_subject,
     reports_by,
     reports_of_type,
     task_decisions,
-    task_history,
     type_filters,
 )
 
@@ -39,7 +40,7 @@ FILTER_SETS: list[list[str]] = [
     [aggregate_filter("task")],
     [aggregate_filter("agent"), aggregate_filter("system")],
     [aggregate_subjects("task", "t1")],
-    task_history("t1"),
+    [aggregate_subjects("task", "t1"), *notices_v2_of("t1")],
     [task_decisions("t2")],
     [reports_by("t1", "a1")],
     [reports_of_type("t1", "progress")],
@@ -68,7 +69,8 @@ def _subjects() -> list[str]:
         for kind in ("started", "progress", "completed")
         for agent in IDS
     ]
-    found += [notice_subject(agent, "task_assigned", task) for agent in IDS for task in IDS]
+    found += [notice_subject_v2(agent, "task_assigned", task) for agent in IDS for task in IDS]
+    found += [notice_subject(agent, "task_assigned") for agent in IDS]
     found += [
         "hive.hb.a1",
         "hive.evt",
@@ -117,7 +119,7 @@ def test_agrees_with_reads_on_any_filters_and_subjects(filters: list[str], subje
 def test_a_filter_pins_an_id_only_where_subjects_carry_ids() -> None:
     assert pins_an_id(aggregate_subjects("task", "t1"))
     assert pins_an_id(reports_by("t1", "a1"))
-    assert pins_an_id(task_history("t1")[1])  # hive.evt.agent.*.<notice>.t1
+    assert pins_an_id(notices_v2_of("t1")[0])  # hive.evt.agent.*.<notice>.t1 (version 2)
     assert not pins_an_id(events_of_type("task", "completed"))
     assert not pins_an_id(aggregate_filter("agent"))
     assert not pins_an_id(ALL_EVENTS)
@@ -131,12 +133,13 @@ def test_ids_do_not_make_shapes() -> None:
 
 
 def test_the_cache_holds_one_entry_per_shape_whatever_the_ids() -> None:
-    match = FilterMatch(list(ROUTER_READS) + task_history("t1"))
+    match = FilterMatch([*ROUTER_READS, aggregate_subjects("task", "t1"), *notices_v2_of("t1")])
     for index in range(5000):
         match(event_subject("task", f"t{index}", "submitted"))
         match(report_subject(f"t{index}", "completed", f"a{index % 7}"))
-        match(notice_subject(f"a{index}", "task_assigned", f"t{index}"))
-    assert match.shapes() == 3
+        match(notice_subject_v2(f"a{index}", "task_assigned", f"t{index}"))
+        match(notice_subject(f"a{index}", "task_assigned"))
+    assert match.shapes() == 4
 
 
 def test_the_cache_is_bounded_for_made_up_event_types() -> None:
