@@ -66,7 +66,7 @@ from shared.agent.inbox import open_inbox
 from shared.background import cancel_and_wait
 from shared.bus import AppendResult, ConcurrencyConflict
 from shared.domain.cancellation import cancel_notice, cancellation
-from shared.domain.fleet import WAITING, correlation_of
+from shared.domain.fleet import WAITING, AgentView, correlation_of
 from shared.domain.histogram import ASSIGNMENT_BUCKETS_S
 from shared.domain.message_ids import (
     assign_msg_id,
@@ -145,6 +145,12 @@ _FREES_KEYS = (*RELEASES, TaskRequeued)
 _NEW_WORK = (TaskSubmitted, TaskRequeued, *CAPACITY, *LIMIT_EVENTS)
 _TIMED_HOLDS = (BELOW_THRESHOLD, RATE_LIMITED)
 """Holds whose task the timer looks at in time (``next_expiry``, ``rate_wake``)."""
+
+
+def is_current_session(agent: AgentView | None, registered_seq: int) -> bool:
+    """Whether the registration stored at `registered_seq` is the agent's session now: only then is
+    an inbox opened for it (not for one a later registration replaced, nor a deregistered agent's)."""
+    return agent is not None and agent.registered_seq == registered_seq and agent.status != "deregistered"
 
 
 @dataclass(slots=True)
@@ -503,10 +509,8 @@ class RouterService(Service):
         if not isinstance(event, AgentRegistered):
             return
         await self.view.wait_for(recorded.seq)
-        agent = self.view.state.fleet.agents.get(event.agent_id)
-        if agent is None or agent.registered_seq != recorded.seq or agent.status == "deregistered":
-            return
-        await self._open_inbox(event, recorded.seq)
+        if is_current_session(self.view.state.fleet.agents.get(event.agent_id), recorded.seq):
+            await self._open_inbox(event, recorded.seq)
 
     async def _open_inbox(self, registration: AgentRegistered, seq: int) -> None:
         """The agent's durable, starting after this registration (agents may create no consumer)."""

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from services.router.decide import Assign, Hold, assignment_event, plan
 from services.router.reads import APPENDING_PER_SUBJECT, Decodings
+from services.router.service import is_current_session
+from shared.domain.fleet import AgentView
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import ROUTER_VIEW, RouterState
 from shared.events import (
@@ -357,3 +359,11 @@ def test_kept_work_events_are_the_ones_the_walk_over_all_of_them_kept(
         assert list(new._for_work) == list(old._for_work)
         assert list(new._for_view) == list(old._for_view)
         assert (new.decoded, new.reused) == (old.decoded, old.reused)
+
+
+def test_an_inbox_opens_only_for_the_agents_current_session() -> None:
+    current = AgentView(agent_id="a", registered_seq=7)
+    assert is_current_session(current, 7)
+    assert not is_current_session(current, 3)  # a later registration replaced it
+    assert not is_current_session(None, 7)  # unknown to the view
+    assert not is_current_session(AgentView(agent_id="a", registered_seq=7, status="deregistered"), 7)
