@@ -428,7 +428,12 @@ class EventBus:
                 return
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("nats_drain_failed", service=self.service, error=repr(exc))
-        await self.nc.close()
+        try:
+            await self.nc.close()
+        except (RuntimeError, OSError, nats.errors.Error) as exc:
+            # The server went away mid-reconnect: nats-py flushes into a transport already closed.
+            # Nothing is left to send; the caller still has its own stores to close.
+            log.warning("nats_close_failed", service=self.service, error=repr(exc))
 
     # --- streams --------------------------------------------------------------------------------
 

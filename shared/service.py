@@ -193,14 +193,18 @@ class Service:
         if self._health_sub is not None:
             with contextlib.suppress(Exception):  # connection already gone: nothing to release
                 await self._health_sub.unsubscribe()
-        for runner in self.runners:
-            await runner.stop()
-        if self._bus is not None:
-            await self._bus.close()
-        if self.store is not None:
-            await self.store.close()
-        self.metrics.close()
-        self.gc_pauses.close()
+        try:
+            for runner in self.runners:
+                await runner.stop()
+            if self._bus is not None:
+                await self._bus.close()
+        finally:
+            # Whatever failed above, the snapshot store's thread must end: a live one keeps the
+            # process from exiting after its main returned (an orphan its supervisor never sees).
+            if self.store is not None:
+                await self.store.close()
+            self.metrics.close()
+            self.gc_pauses.close()
         self.log.info("service_stopped")
 
     def request_stop(self) -> None:
