@@ -9,11 +9,17 @@ from collections.abc import Callable
 import msgspec
 
 from services.gateway.alerts import AlertsState, apply_alerts
-from shared.domain.breakers import BreakersState, apply_breakers, apply_task_end
+from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
 from shared.domain.performance_metrics import MetricsState, apply_metrics
-from shared.domain.routed_apply import apply_routed
+from shared.domain.routed_apply import (
+    apply_routed,
+    breakers_part,
+    fleet_part,
+    outcomes_part,
+    task_end_breakers_part,
+)
 from shared.domain.routing.keys import KeysState, apply_keys
 from shared.domain.schedules import SchedulesState, apply_schedules
 from shared.domain.workflows import WorkflowsState, apply_workflows
@@ -65,24 +71,8 @@ def _metrics(state: GatewayState, recorded: Recorded) -> None:
     apply_metrics(state.metrics, state.fleet, state.breakers, recorded)
 
 
-def _fleet(state: GatewayState, recorded: Recorded) -> None:
-    apply_fleet(state.fleet, recorded)
-
-
 def _workflows(state: GatewayState, recorded: Recorded) -> None:
     apply_workflows(state.workflows, recorded)
-
-
-def _breakers(state: GatewayState, recorded: Recorded) -> None:
-    apply_breakers(state.breakers, recorded)
-
-
-def _task_end_breakers(state: GatewayState, recorded: Recorded) -> None:
-    apply_task_end(state.breakers, recorded)
-
-
-def _outcomes(state: GatewayState, recorded: Recorded) -> None:
-    apply_outcomes(state.outcomes, recorded)
 
 
 def _schedules(state: GatewayState, recorded: Recorded) -> None:
@@ -96,16 +86,16 @@ def _keys(state: GatewayState, recorded: Recorded) -> None:
 Part = Callable[[GatewayState, Recorded], None]
 
 PARTS: dict[type, tuple[Part, ...]] = {
-    TaskSubmitted: (_metrics, _fleet, _workflows, _schedules),
-    TaskAssigned: (_metrics, _fleet, _breakers, _keys),
-    TaskStarted: (_metrics, _fleet),
-    TaskProgress: (_fleet,),
-    TaskCompleted: (_metrics, _fleet, _workflows, _task_end_breakers, _outcomes, _keys),
-    TaskAttemptFailed: (_metrics, _fleet, _task_end_breakers, _outcomes, _keys),
-    TaskQueued: (_metrics, _fleet),
-    TaskRequeued: (_metrics, _fleet, _task_end_breakers, _keys),
-    TaskFailed: (_metrics, _fleet, _workflows, _keys),
-    TaskCancelled: (_metrics, _fleet, _workflows, _task_end_breakers, _keys),
+    TaskSubmitted: (_metrics, fleet_part, _workflows, _schedules),
+    TaskAssigned: (_metrics, fleet_part, breakers_part, _keys),
+    TaskStarted: (_metrics, fleet_part),
+    TaskProgress: (fleet_part,),
+    TaskCompleted: (_metrics, fleet_part, _workflows, task_end_breakers_part, outcomes_part, _keys),
+    TaskAttemptFailed: (_metrics, fleet_part, task_end_breakers_part, outcomes_part, _keys),
+    TaskQueued: (_metrics, fleet_part),
+    TaskRequeued: (_metrics, fleet_part, task_end_breakers_part, _keys),
+    TaskFailed: (_metrics, fleet_part, _workflows, _keys),
+    TaskCancelled: (_metrics, fleet_part, _workflows, task_end_breakers_part, _keys),
 }
 """A task's events (nearly all the log) -> the parts that act on them, in ``apply_every_part``'s
 order: the metrics (``apply_metrics`` and its ``track_recovery``), the fleet, the workflows (a

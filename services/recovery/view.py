@@ -6,10 +6,16 @@ from collections.abc import Callable
 
 import msgspec
 
-from shared.domain.breakers import BreakersState, apply_breakers, apply_task_end
+from shared.domain.breakers import BreakersState, apply_breakers
 from shared.domain.fleet import FleetState, admits, apply_fleet
 from shared.domain.outcomes import OutcomesState, apply_outcomes
-from shared.domain.routed_apply import apply_routed
+from shared.domain.routed_apply import (
+    apply_routed,
+    breakers_part,
+    fleet_part,
+    outcomes_part,
+    task_end_breakers_part,
+)
 from shared.events import (
     AgentDeregistered,
     AgentDraining,
@@ -58,22 +64,6 @@ def apply_every_part(state: RecoveryState, recorded: Recorded) -> RecoveryState:
     return state
 
 
-def _fleet(state: RecoveryState, recorded: Recorded) -> None:
-    apply_fleet(state.fleet, recorded)
-
-
-def _breakers(state: RecoveryState, recorded: Recorded) -> None:
-    apply_breakers(state.breakers, recorded)
-
-
-def _task_end_breakers(state: RecoveryState, recorded: Recorded) -> None:
-    apply_task_end(state.breakers, recorded)
-
-
-def _outcomes(state: RecoveryState, recorded: Recorded) -> None:
-    apply_outcomes(state.outcomes, recorded)
-
-
 Part = Callable[[RecoveryState, Recorded], None]
 
 FLEET_ONLY: frozenset[type] = frozenset(
@@ -93,20 +83,20 @@ transitions, assignments and task ends other than a final failure (a task fails 
 after its attempt ended), the outcomes on reports and an agent's silence or stall."""
 
 PARTS: dict[type, tuple[Part, ...]] = {
-    **{kind: (_fleet,) for kind in FLEET_ONLY},
-    TaskStarted: (_fleet,),
-    TaskProgress: (_fleet,),
-    AgentUnresponsive: (_fleet, _outcomes),
-    AgentStalled: (_fleet, _outcomes),
-    TaskAssigned: (_fleet, _breakers),
-    TaskCompleted: (_fleet, _task_end_breakers, _outcomes),
-    TaskAttemptFailed: (_fleet, _task_end_breakers, _outcomes),
-    TaskRequeued: (_fleet, _task_end_breakers),
-    TaskCancelled: (_fleet, _task_end_breakers),
-    BreakerOpened: (_breakers,),
-    BreakerHalfOpened: (_breakers,),
-    BreakerClosed: (_breakers,),
-    BreakerReset: (_breakers,),
+    **{kind: (fleet_part,) for kind in FLEET_ONLY},
+    TaskStarted: (fleet_part,),
+    TaskProgress: (fleet_part,),
+    AgentUnresponsive: (fleet_part, outcomes_part),
+    AgentStalled: (fleet_part, outcomes_part),
+    TaskAssigned: (fleet_part, breakers_part),
+    TaskCompleted: (fleet_part, task_end_breakers_part, outcomes_part),
+    TaskAttemptFailed: (fleet_part, task_end_breakers_part, outcomes_part),
+    TaskRequeued: (fleet_part, task_end_breakers_part),
+    TaskCancelled: (fleet_part, task_end_breakers_part),
+    BreakerOpened: (breakers_part,),
+    BreakerHalfOpened: (breakers_part,),
+    BreakerClosed: (breakers_part,),
+    BreakerReset: (breakers_part,),
     FailureReported: (),
     RecoveryActionTaken: (),
 }
