@@ -109,6 +109,10 @@ class Service:
     async def on_stopping(self) -> None:
         """Called first on shutdown, before work consumers stop."""
 
+    async def on_released(self) -> None:
+        """Let go of the files and threads the service holds; runs however the stop went, so it
+        must not assume the rest of the stop happened (a second release does nothing)."""
+
     def details(self) -> dict[str, Any]:
         return {}
 
@@ -186,21 +190,22 @@ class Service:
 
     async def stop(self) -> None:
         self.log.info("service_stopping")
-        await self.on_stopping()
-        for worker in self.workers:
-            await worker.stop()
-        self.workers.clear()
-        if self._health_sub is not None:
-            with contextlib.suppress(Exception):  # connection already gone: nothing to release
-                await self._health_sub.unsubscribe()
         try:
+            await self.on_stopping()
+            for worker in self.workers:
+                await worker.stop()
+            self.workers.clear()
+            if self._health_sub is not None:
+                with contextlib.suppress(Exception):  # connection already gone: nothing to release
+                    await self._health_sub.unsubscribe()
             for runner in self.runners:
                 await runner.stop()
             if self._bus is not None:
                 await self._bus.close()
         finally:
-            # Whatever failed above, the snapshot store's thread must end: a live one keeps the
-            # process from exiting after its main returned (an orphan its supervisor never sees).
+            # Whatever failed above, every SQLite thread must end: a live one keeps the process
+            # from exiting after its main returned (an orphan its supervisor never sees).
+            await self.on_released()
             if self.store is not None:
                 await self.store.close()
             self.metrics.close()

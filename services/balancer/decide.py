@@ -22,7 +22,9 @@ A move is decided when all of these hold:
 * the task was moved fewer than ``max_moves_per_task`` times;
 * a target exists: an agent the router could give the task to (active, capable, not excluded)
   whose breaker is closed, with a free slot once the moves planned before it are counted, holding
-  no long-unstarted work itself, whose predicted quality (the router's own model, the very
+  no long-unstarted work itself nor emptied of such work by an earlier move without starting or
+  ending an attempt since (``BalancerState.unstarting``: two stalled agents would otherwise trade
+  a task until its moves ran out), whose predicted quality (the router's own model, the very
   prediction its routing uses) reaches the task's threshold, and whose *vouched* quality is at
   least ``(1 - quality_tolerance)`` x the holder's. Vouched quality is the prediction minus one
   standard deviation: what the agent has shown, not what it says of itself, so a proven holder is
@@ -251,6 +253,7 @@ def plan_moves(
         threshold = task.spec.expected_quality_threshold
         best: tuple[tuple[tuple[float, ...], str], AgentView, float] | None = None
         best_below: tuple[float, str] | None = None
+        unstarting: str | None = None
         for agent in router.fleet.agents.values():
             if agent.agent_id == holder.agent_id or agent.agent_id in stuck_holders:
                 continue
@@ -258,6 +261,9 @@ def plan_moves(
                 continue
             load = agent.load + planned_in.get(agent.agent_id, 0)
             if load >= agent.capacity:
+                continue
+            if agent.agent_id in state.unstarting:
+                unstarting = unstarting or agent.agent_id
                 continue
             quality, vouched, capability = _predicted(router, agent, task, now, weights, reference)
             if vouched < floor or quality < threshold:
@@ -275,6 +281,12 @@ def plan_moves(
                     f"below {floor:.2f} ({holder.agent_id}'s {holder_vouched:.2f} less the "
                     f"{policy.quality_tolerance:.0%} tolerance), or predicted below the task's threshold "
                     f"{threshold:.2f}",
+                )
+            elif unstarting is not None:
+                note(
+                    item,
+                    f"the free capable agents (such as {unstarting}) have not started or ended an "
+                    "attempt since work was moved away from them unstarted",
                 )
             else:
                 note(item, "no other capable agent with a closed breaker has a free slot")

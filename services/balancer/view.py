@@ -15,6 +15,8 @@
 * ``load``: load-balancing efficiency samples (``shared/domain/load_balance.py``);
 * ``demand``: per task type, arrivals and completed durations per second (scale advice);
 * ``moved``: how often each live task was moved already (bounded: finished tasks leave);
+* ``unstarting``: the agents work was moved away from, unstarted, since they last started or
+  ended an attempt (bounded by the fleet);
 * ``scale``: the standing scale advice per capability, as last appended.
 """
 
@@ -78,6 +80,11 @@ class BalancerState(msgspec.Struct, kw_only=True):
     demand: dict[str, TypeDemand] = {}
     moved: dict[str, int] = {}
     """task id -> times the balancer moved it."""
+    unstarting: dict[str, float] = {}
+    """agent id -> when the balancer last moved an attempt away from it unstarted. No move goes
+    to such an agent until it starts or ends an attempt, or registers anew: emptied of the work it
+    did not start, it looks idle, and work moved onto it would wait there again (two stalled
+    agents would trade a task until its moves ran out, then it would wait for its timeout)."""
     scale: dict[str, ScaleRecommended] = {}
 
 
@@ -114,8 +121,13 @@ def apply_every_part(state: BalancerState, recorded: Recorded) -> BalancerState:
     match event:
         case TaskSubmitted():
             _arrival(state, recorded)
+        case TaskStarted() | TaskAttemptFailed():
+            _reads_work(state, recorded)
         case TaskCompleted():
             _completion(state, recorded)
+            _reads_work(state, recorded)
+        case AgentRegistered() | AgentDeregistered():
+            _new_session(state, recorded)
         case TaskRequeued():
             _requeue(state, recorded)
         case TaskFailed() | TaskCancelled():
@@ -161,6 +173,23 @@ def _requeue(state: BalancerState, recorded: Recorded) -> None:
     accepted = task is not None and not task.terminal and event.attempt == task.attempt + 1
     if accepted and event.reason == REBALANCED:
         state.moved[event.task_id] = state.moved.get(event.task_id, 0) + 1
+        if task is not None and task.agent_id is not None:
+            state.unstarting[task.agent_id] = event.ts
+
+
+def _reads_work(state: BalancerState, recorded: Recorded) -> None:
+    """An attempt its holder started or ended (a report the fleet admits): it reads its work."""
+    if state.unstarting:
+        event = recorded.event
+        assert isinstance(event, TaskStarted | TaskCompleted | TaskAttemptFailed)
+        state.unstarting.pop(event.agent_id, None)
+
+
+def _new_session(state: BalancerState, recorded: Recorded) -> None:
+    if state.unstarting:
+        event = recorded.event
+        assert isinstance(event, AgentRegistered | AgentDeregistered)
+        state.unstarting.pop(event.agent_id, None)
 
 
 def _end(state: BalancerState, recorded: Recorded) -> None:
@@ -204,11 +233,8 @@ Part = Callable[[BalancerState, Recorded], None]
 FLEET_ONLY: frozenset[type] = frozenset(
     {
         TaskQueued,
-        TaskStarted,
         TaskProgress,
-        AgentRegistered,
         AgentDraining,
-        AgentDeregistered,
         AgentUnresponsive,
         AgentStalled,
         AgentRecovered,
@@ -222,8 +248,11 @@ PARTS: dict[type, tuple[Part, ...]] = {
     **{kind: (_fleet,) for kind in FLEET_ONLY},
     TaskSubmitted: (_arrival, _fleet),
     TaskAssigned: (_sample, _fleet, _breakers, _affinity),
-    TaskCompleted: (_completion, _learn, _fleet, _task_end_breakers),
-    TaskAttemptFailed: (_learn, _fleet, _task_end_breakers),
+    TaskStarted: (_reads_work, _fleet),
+    TaskCompleted: (_completion, _reads_work, _learn, _fleet, _task_end_breakers),
+    TaskAttemptFailed: (_reads_work, _learn, _fleet, _task_end_breakers),
+    AgentRegistered: (_new_session, _fleet),
+    AgentDeregistered: (_new_session, _fleet),
     TaskRequeued: (_requeue, _fleet, _task_end_breakers),
     TaskFailed: (_end, _fleet),
     TaskCancelled: (_end, _fleet, _task_end_breakers),
@@ -234,7 +263,7 @@ PARTS: dict[type, tuple[Part, ...]] = {
     ScaleRecommended: (_scale,),
 }
 """Event type -> the parts that act on it, in ``apply_every_part``'s order: the load sample (an
-assignment), the demand and moves figures, what is learned of an outcome (a completion or an
+assignment), the demand, moves and unstarting figures, what is learned of an outcome (a completion or an
 attempt's failure), the fleet, the breakers (transitions, assignments, a probe's end), the affinity
 (an assignment). A type not here goes through every part."""
 

@@ -134,6 +134,9 @@ class GatewayService(Service):
         await self.recovery.stop()
         await self.query.stop()
 
+    async def on_released(self) -> None:
+        await self.query.release()  # a stop that failed before the query model's own stop
+
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
         if settings.requires_api_token and not settings.api_token:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import nats.errors
 import pytest
 
+from services.gateway.query import files
+from services.gateway.service import GatewayService
 from services.recovery.service import RecoveryService
 from shared.bus import EventBus
 from shared.settings import Settings
@@ -44,3 +47,24 @@ async def test_a_stop_that_fails_midway_still_closes_the_snapshot_store(settings
     assert store._db is None  # its thread ended
     assert service.bus.nc.is_connected  # what failed came first; the connection is closed below
     await service.bus.close()
+
+
+async def test_a_gateway_whose_own_stop_fails_still_lets_go_of_its_query_model_and_stores(
+    settings: Settings,
+) -> None:
+    gateway = GatewayService(msgspec.structs.replace(settings, instance="stopping-gw"))
+    await gateway.start()
+    assert gateway.store is not None
+    store, query_store = gateway.store, gateway.query._store
+    assert query_store is not None
+
+    async def broken_stop() -> None:
+        raise RuntimeError("the agent monitor failed as it stopped")
+
+    gateway.monitor.stop = broken_stop  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="monitor failed as it stopped"):
+        await gateway.stop()
+    assert store._db is None and query_store._writer is None and not query_store._readers
+    # Its file's lock is gone: the next gateway of that name opens it.
+    files.claim(settings.hive_home, "stopping-gw").release()
+    await gateway.bus.close()

@@ -42,6 +42,7 @@ from shared.domain.routing.keys import apply_keys
 from shared.domain.schedules import apply_schedules
 from shared.domain.workflows import apply_workflows
 from shared.events import (
+    AgentDeregistered,
     AgentRecovered,
     AgentRegistered,
     AgentStalled,
@@ -59,6 +60,7 @@ from shared.events import (
     ScheduledTask,
     ScheduleFired,
     TaskAssigned,
+    TaskAttemptFailed,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -127,16 +129,23 @@ def old_balancer(state: BalancerState, item: Recorded) -> BalancerState:
                 demand.arrivals.add(event.ts, 1.0)
                 if event.estimated_duration_s is not None:
                     demand.estimates.add(event.ts, event.estimated_duration_s)
+        case TaskStarted() | TaskAttemptFailed():
+            state.unstarting.pop(event.agent_id, None)
         case TaskCompleted():
             task = fleet.tasks.get(event.task_id)
             if task is not None and not task.terminal and task.attempt == event.attempt:
                 _demand(state, task.spec.task_type).durations.add(event.ts, max(0.0, event.duration_s))
             state.moved.pop(event.task_id, None)
+            state.unstarting.pop(event.agent_id, None)
+        case AgentRegistered() | AgentDeregistered():
+            state.unstarting.pop(event.agent_id, None)
         case TaskRequeued():
             task = fleet.tasks.get(event.task_id)
             accepted = task is not None and not task.terminal and event.attempt == task.attempt + 1
             if accepted and event.reason == REBALANCED:
                 state.moved[event.task_id] = state.moved.get(event.task_id, 0) + 1
+                if task is not None and task.agent_id is not None:
+                    state.unstarting[task.agent_id] = event.ts
         case TaskFailed() | TaskCancelled():
             state.moved.pop(event.task_id, None)
         case ScaleRecommended():
@@ -222,10 +231,17 @@ def test_recovery_keeps_the_same_state_after_every_event(seed: int) -> None:
 def test_balancer_keeps_the_same_state_after_every_event(seed: int) -> None:
     new, old = BalancerState(), BalancerState()
     history = _history(seed)
+    marked = cleared = 0
     for item in history:
+        before = len(old.unstarting)
         new = apply_balancer(new, item)
         old = old_balancer(old, item)
         assert _encoded(new) == _encoded(old), item
+        marked += (
+            isinstance(item.event, TaskRequeued) and len(old.unstarting) >= before and bool(old.unstarting)
+        )
+        cleared += len(old.unstarting) < before
+    assert marked and cleared  # agents had unstarted work moved away, and later read their work
     assert old.moved or any(d.durations.sums(0.0).b for d in old.demand.values())
     assert old.scale and old.router.breakers.breakers and old.load.sums.sums(0.0).b > 0
 

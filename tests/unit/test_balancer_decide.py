@@ -243,6 +243,43 @@ def test_a_task_is_moved_at_most_max_moves_per_task_times() -> None:
     assert finished.moved == {}, "a finished task is forgotten"
 
 
+def test_work_never_moves_to_an_agent_emptied_of_work_it_did_not_start_until_it_reads_its_work() -> None:
+    """Two stalled agents: "a"'s task went to "b", which did not start it either. "a", emptied of
+    its work, looks idle, but moving the task back would leave it waiting again (then, its moves
+    spent, until its attempt's timeout); it goes to "c", and "a" is a target again once it starts
+    or ends an attempt, or registers anew."""
+    moved_once = [
+        agent("a"),
+        agent("b"),
+        *stuck_on("a"),
+        TaskRequeued(task_id="t", attempt=2, reason="rebalanced", preferred_agent_id="b", ts=103.0),
+        TaskAssigned(agent_id="b", task_id="t", attempt=2, ts=103.0),
+    ]
+    stalled = state_of(*moved_once)
+    assert set(stalled.unstarting) == {"a"}
+    plan = plan_moves(stalled, now=106.0, policy=POLICY)
+    assert plan.moves == [] and "have not started or ended an attempt" in plan.notes[0]
+    assert "such as a" in plan.notes[0]
+    assert only_move(plan_moves(state_of(*moved_once, agent("c")), now=106.0, policy=POLICY)) == (
+        "t",
+        "b",
+        "c",
+    )
+    for shows_it_reads in (
+        [*stuck_on("a", task_id="u", at=104.0), TaskStarted(task_id="u", agent_id="a", attempt=1, ts=104.1)],
+        [
+            *stuck_on("a", task_id="u", at=104.0),
+            TaskCompleted(task_id="u", agent_id="a", attempt=1, ts=104.1),
+        ],
+        [agent("a")],
+    ):
+        state = state_of(*moved_once, *shows_it_reads)
+        assert state.unstarting == {}
+        assert only_move(plan_moves(state, now=106.0, policy=POLICY)) == ("t", "b", "a")
+    stale = state_of(*moved_once, TaskStarted(task_id="t", agent_id="a", attempt=1, ts=104.0))
+    assert set(stale.unstarting) == {"a"}, "the superseded attempt's start is refused: proves nothing"
+
+
 def test_moves_spread_over_idle_agents_and_efficiency_before_and_after_follows_them() -> None:
     state = state_of(
         agent("slow"), agent("idle-1"), agent("idle-2"), *stuck_on("slow", "t1"), *stuck_on("slow", "t2")

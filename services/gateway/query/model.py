@@ -172,7 +172,7 @@ class QueryModel:
             self.purged_before_ts = float(meta.get("purged_before_ts") or 0.0)
             self._own = restored(*await self.store.live())
         except BaseException:
-            await self._release()
+            await self.release()
             raise
         log.info("query_model_opened", file=self.path, seq=seq, live_tasks=len(self._own.fleet.tasks))
 
@@ -198,9 +198,10 @@ class QueryModel:
             if not fut.done():
                 fut.cancel()
         self._waiters.clear()
-        await self._release()
+        await self.release()
 
-    async def _release(self) -> None:
+    async def release(self) -> None:
+        """Close the file and drop its lock (again: nothing); ``stop`` writes first, this does not."""
         if self._store is not None:
             await self._store.close()
             self._store = None
