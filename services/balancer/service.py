@@ -134,6 +134,7 @@ class BalancerService(Service):
             "unstarted_attempts": self.waiting,
             "moves_made": self.moves_made,
             "moves_refused": self.moves_refused,
+            "not_targets_until_they_start": sorted(state.unstarting),
             "rebalancing": self.settings.enable_rebalancing,
             "predictive_scaling": self.settings.enable_predictive_scaling,
             "scale_recommendations": {

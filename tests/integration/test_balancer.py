@@ -83,7 +83,9 @@ async def test_an_assignment_left_unstarted_moves_to_an_idle_agent_and_its_old_a
     first = await assigned_to(event_log, "stalled", "t")
     ready = Agent("ready", done, capabilities={"review": 0.9}, capacity=1)
     await ready.start(bus)
-    async with running(BalancerService, settings, rebalance_after_s=0.3, rebalance_interval_s=0.05):
+    async with running(
+        BalancerService, settings, rebalance_after_s=0.3, rebalance_interval_s=0.05
+    ) as balancer:
         await event_log.wait_for(
             lambda evs: (
                 any(isinstance(e, TaskCompleted) and e.task_id == "t" for e in evs)
@@ -91,6 +93,9 @@ async def test_an_assignment_left_unstarted_moves_to_an_idle_agent_and_its_old_a
             ),
             timeout=15,
         )
+        await balancer.view.wait_for(event_log.seqs[-1])
+        # Emptied of the work it did not start, the stalled agent is no move's target (shown in health).
+        assert balancer.details()["not_targets_until_they_start"] == ["stalled"]
     await ready.stop()
     moves = [e for e in event_log.of_type(TaskRequeued) if e.task_id == "t"]
     assert [(m.attempt, m.reason, m.previous_agent_id, m.preferred_agent_id) for m in moves] == [
@@ -205,3 +210,43 @@ async def test_two_balancer_instances_advise_once_and_a_redelivered_request_is_a
     answer = answers[1].event
     assert isinstance(answer, LoadRebalanced) and answer.moves == [] and answer.trigger == "request"
     assert answers[1].seq > request.seq
+
+
+async def test_work_is_not_traded_between_two_stalled_agents_and_goes_to_the_first_that_reads(
+    settings: Settings, bus: EventBus, event_log: EventLog, router: RouterService
+) -> None:
+    """Task ``t`` waits at stalled agent "a" and moves to stalled agent "b", the only other one.
+    "a", emptied of the work it did not start, looks idle, but the task does not go back to it (it
+    would wait there again, then, its moves spent, until its attempt's timeout): it stays until a
+    ready agent registers, and goes there."""
+    await register_stalled(bus, "a")
+    await bus.append(TaskSubmitted(task_id="t", task_type="review"), expected=0)
+    await assigned_to(event_log, "a", "t")
+    await register_stalled(bus, "b")
+    async with running(
+        BalancerService, settings, enable_rebalancing=False, rebalance_after_s=0.0
+    ) as balancer:
+
+        async def rebalance_later(delay_s: float) -> list[tuple[str, str, str]]:
+            await balancer.view.wait_for(event_log.seqs[-1])
+            later = time.time() + START_REPORTED_WITHIN_S + delay_s
+            outcome = await balancer.rebalance(later, balancer.policy, trigger="auto")
+            return [(m.task_id, m.from_agent_id, m.to_agent_id) for m in outcome.moves]
+
+        assert await rebalance_later(1.0) == [("t", "a", "b")]
+        await assigned_to(event_log, "b", "t", attempt=2)
+        assert await rebalance_later(2.0) == [], "back to the agent that did not start it"
+        assert balancer.details()["not_targets_until_they_start"] == ["a"]
+        ready = Agent("ready", done, capabilities={"review": 0.9}, capacity=1)
+        await ready.start(bus)
+        try:
+            await event_log.wait_for(
+                lambda evs: any(isinstance(e, AgentRegistered) and e.agent_id == "ready" for e in evs)
+            )
+            assert await rebalance_later(3.0) == [("t", "b", "ready")]
+            await event_log.wait_for(
+                lambda evs: any(isinstance(e, TaskCompleted) and e.task_id == "t" for e in evs)
+            )
+        finally:
+            await ready.stop()
+    assert [(e.agent_id, e.attempt) for e in event_log.of_type(TaskCompleted)] == [("ready", 3)]

@@ -185,6 +185,52 @@ async def test_a_restarted_gateway_resumes_its_file_and_equals_a_fresh_rebuild(
     assert len(dump(first_file)["tasks"]) == 400 + 4  # and the workflows' four steps
 
 
+async def test_a_model_closed_while_a_paced_write_is_under_way_stores_no_row_newer_than_its_sequence(
+    settings: Settings, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model closes (a kill, as far as the file is concerned) between two slices of a paced
+    write while the projection applies on: the write is rolled back, since the slices left would be
+    encoded from state beyond the sequence it would store, and a resume from the file equals a fresh
+    rebuild (each event once)."""
+    for every in ("FLUSH_EVENTS", "FLUSH_INTERVAL_S", "UNREAD_FLUSH_INTERVAL_S"):
+        monkeypatch.setattr(query_model, every, 10**6)  # the test starts the one write itself
+    events = varied_events(300, seed=9)
+    first, second, third = events[:100], events[100:200], events[200:]
+    await publish(bus, first)
+    async with gateway_at(settings, instance="gw-a") as (gateway, _http):
+        model = gateway.query
+        noted = await publish(bus, second)
+        await gateway.view.wait_for(noted)
+        assert model.seq == noted and model.flushed < noted
+        model.slice_rows = 5
+        paced = model._between_slices
+        closed_midway = asyncio.Event()
+
+        async def close_between_slices() -> None:
+            if not model._closed:
+                model._closed = True  # killed, as far as the file is concerned
+                await gateway.view.wait_for(await publish(bus, third))  # applied on, noted by no one
+                closed_midway.set()
+            await paced()
+
+        model._between_slices = close_between_slices  # type: ignore[method-assign]
+        model._kick.set()
+        await asyncio.wait_for(closed_midway.wait(), 10)
+        async with model._flush_lock:  # the write ended, stored or rolled back
+            path = Path(model.path)
+    stored = int(dict(sqlite3.connect(path).execute("SELECT key, value FROM meta"))["seq"])
+    assert stored < noted, "the write under way was rolled back"
+    async with gateway_at(settings, instance="gw-a") as (again, _http):
+        last = again.view.seq
+        await again.query.flushed_to(last, 10)
+    async with gateway_at(settings, instance="gw-b") as (fresh, _http):
+        await fresh.query.flushed_to(last, 10)
+        rebuilt_path = Path(fresh.query.path)
+    resumed, rebuilt = dump(path), dump(rebuilt_path)
+    for table in resumed:
+        assert set(resumed[table]) ^ set(rebuilt[table]) == set(), table
+
+
 async def test_a_model_that_stopped_applying_never_writes_a_sequence_beyond_what_it_applied(
     settings: Settings, bus: EventBus
 ) -> None:

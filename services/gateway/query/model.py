@@ -81,6 +81,13 @@ after the pause before it; ``WRITE_PAUSE_RATIO``): the core goes to the router a
 slices of a few ms each."""
 
 
+class _Closed(Exception):
+    """The model closed while a paced write was under way. The write is rolled back: the slices
+    still to come would be encoded from the projection, which applies on while a closed model notes
+    nothing more, under the sequence the model last noted (rows newer than the file's sequence:
+    a resume would apply their events twice)."""
+
+
 class QueryModel:
     def __init__(
         self,
@@ -331,6 +338,8 @@ class QueryModel:
             self._kick.clear()
             try:
                 await self._flush()
+            except _Closed:
+                return  # nothing more is written
             except Exception:
                 log.exception("query_model_write_failed", file=self.path, seq=self.position)
                 await asyncio.sleep(WRITE_RETRY_S)
@@ -341,7 +350,7 @@ class QueryModel:
         time, in order: the file's sequence never goes back."""
         async with self._flush_lock:
             position = self.position
-            if position <= self.flushed and not self.changes.events:
+            if self._closed or (position <= self.flushed and not self.changes.events):
                 return
             taken = [self.changes]
             self.changes = Changes()
@@ -389,6 +398,8 @@ class QueryModel:
                 if not first:
                     await self._between_slices()  # before encoding: a slice is as fresh as it is stored
                 first = False
+                if self._closed:
+                    raise _Closed
                 part = next(slices, None)
                 if part is None:
                     break
@@ -396,6 +407,8 @@ class QueryModel:
             pending, self.changes = self.changes, Changes()
             taken.append(pending)
             if row_count(pending) <= size or rounds == ABSORB_ROUNDS:
+                if self._closed:
+                    raise _Closed
                 yield rows_of(pending, self.position, self.specs)  # no await since the take
                 return
 
