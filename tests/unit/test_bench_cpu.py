@@ -36,8 +36,13 @@ def test_a_process_that_is_gone_has_no_cpu_time() -> None:
 
 
 def test_the_meter_charges_each_label_with_its_own_processes_only() -> None:
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    idle = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('asleep', flush=True); time.sleep(5)"],
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert idle.stdout is not None
+        assert idle.stdout.readline() == b"asleep\n"  # its start-up CPU is spent before the window
         meter = CpuMeter({"me": [os.getpid()], "idle": [idle.pid]})
         meter.start()
         burn(0.2)
