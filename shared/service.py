@@ -205,11 +205,13 @@ class Service:
         finally:
             # Whatever failed above, every SQLite thread must end: a live one keeps the process
             # from exiting after its main returned (an orphan its supervisor never sees).
-            await self.on_released()
-            if self.store is not None:
-                await self.store.close()
-            self.metrics.close()
-            self.gc_pauses.close()
+            try:
+                await self.on_released()
+            finally:
+                if self.store is not None:
+                    await self.store.close()
+                self.metrics.close()
+                self.gc_pauses.close()
         self.log.info("service_stopped")
 
     def request_stop(self) -> None:

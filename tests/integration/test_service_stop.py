@@ -68,3 +68,18 @@ async def test_a_gateway_whose_own_stop_fails_still_lets_go_of_its_query_model_a
     # Its file's lock is gone: the next gateway of that name opens it.
     files.claim(settings.hive_home, "stopping-gw").release()
     await gateway.bus.close()
+
+
+async def test_a_release_that_fails_still_closes_the_snapshot_store(settings: Settings) -> None:
+    service = RecoveryService(settings)
+    await service.start()
+    assert service.store is not None
+    store = service.store
+
+    async def broken_release() -> None:
+        raise RuntimeError("a file of the service would not close")
+
+    service.on_released = broken_release  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="would not close"):
+        await service.stop()
+    assert store._db is None

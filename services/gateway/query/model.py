@@ -209,11 +209,13 @@ class QueryModel:
 
     async def release(self) -> None:
         """Close the file and drop its lock (again: nothing); ``stop`` writes first, this does not."""
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
-        if self._claim is not None:
-            self._claim.release()
+        try:
+            if self._store is not None:
+                store, self._store = self._store, None
+                await store.close()
+        finally:
+            if self._claim is not None:
+                self._claim.release()
 
     async def _run(self) -> None:
         await self._catch_up()
