@@ -121,13 +121,11 @@ def apply_every_part(state: BalancerState, recorded: Recorded) -> BalancerState:
     match event:
         case TaskSubmitted():
             _arrival(state, recorded)
-        case TaskStarted() | TaskAttemptFailed():
+        case TaskStarted() | TaskAttemptFailed() | AgentRegistered() | AgentDeregistered():
             _reads_work(state, recorded)
         case TaskCompleted():
             _completion(state, recorded)
             _reads_work(state, recorded)
-        case AgentRegistered() | AgentDeregistered():
-            _new_session(state, recorded)
         case TaskRequeued():
             _requeue(state, recorded)
         case TaskFailed() | TaskCancelled():
@@ -178,17 +176,13 @@ def _requeue(state: BalancerState, recorded: Recorded) -> None:
 
 
 def _reads_work(state: BalancerState, recorded: Recorded) -> None:
-    """An attempt its holder started or ended (a report the fleet admits): it reads its work."""
+    """The agent reads its work again: it started or ended an attempt (a report the fleet admits),
+    or registered anew (or left)."""
     if state.unstarting:
         event = recorded.event
-        assert isinstance(event, TaskStarted | TaskCompleted | TaskAttemptFailed)
-        state.unstarting.pop(event.agent_id, None)
-
-
-def _new_session(state: BalancerState, recorded: Recorded) -> None:
-    if state.unstarting:
-        event = recorded.event
-        assert isinstance(event, AgentRegistered | AgentDeregistered)
+        assert isinstance(
+            event, TaskStarted | TaskCompleted | TaskAttemptFailed | AgentRegistered | AgentDeregistered
+        )
         state.unstarting.pop(event.agent_id, None)
 
 
@@ -251,8 +245,8 @@ PARTS: dict[type, tuple[Part, ...]] = {
     TaskStarted: (_reads_work, _fleet),
     TaskCompleted: (_completion, _reads_work, _learn, _fleet, _task_end_breakers),
     TaskAttemptFailed: (_reads_work, _learn, _fleet, _task_end_breakers),
-    AgentRegistered: (_new_session, _fleet),
-    AgentDeregistered: (_new_session, _fleet),
+    AgentRegistered: (_reads_work, _fleet),
+    AgentDeregistered: (_reads_work, _fleet),
     TaskRequeued: (_requeue, _fleet, _task_end_breakers),
     TaskFailed: (_end, _fleet),
     TaskCancelled: (_end, _fleet, _task_end_breakers),
