@@ -73,6 +73,8 @@ from shared.recorded import Recorded
 
 
 def reference_apply(state: BalancerState, recorded: Recorded) -> BalancerState:
+    """Revision 0, plus the rule the balancer gained since: an agent work was moved away from
+    unstarted is marked until it starts or ends an attempt, or registers anew."""
     fleet = state.router.fleet
     if not admits(fleet, recorded):
         return state
@@ -90,11 +92,16 @@ def reference_apply(state: BalancerState, recorded: Recorded) -> BalancerState:
             if task is not None and not task.terminal and task.attempt == event.attempt:
                 _demand(state, task.spec.task_type).durations.add(event.ts, max(0.0, event.duration_s))
             state.moved.pop(event.task_id, None)
+            state.unstarting.pop(event.agent_id, None)
+        case TaskStarted() | TaskAttemptFailed() | AgentRegistered() | AgentDeregistered():
+            state.unstarting.pop(event.agent_id, None)
         case TaskRequeued():
             task = fleet.tasks.get(event.task_id)
             accepted = task is not None and not task.terminal and event.attempt == task.attempt + 1
             if accepted and event.reason == REBALANCED:
                 state.moved[event.task_id] = state.moved.get(event.task_id, 0) + 1
+                if task is not None and task.agent_id is not None:
+                    state.unstarting[task.agent_id] = event.ts
         case TaskFailed() | TaskCancelled():
             state.moved.pop(event.task_id, None)
         case ScaleRecommended():
@@ -377,6 +384,7 @@ def test_the_balancers_apply_decides_and_reports_what_the_old_one_did(
         assert msgspec.msgpack.encode(new.load) == msgspec.msgpack.encode(old.load)
         assert msgspec.msgpack.encode(new.demand) == msgspec.msgpack.encode(old.demand)
         assert new.moved == old.moved
+        assert new.unstarting == old.unstarting
         assert new.scale == old.scale
         if index % 7 == 0 or index == len(log) - 1:
             now = recorded.event.ts + later
@@ -398,6 +406,27 @@ def test_the_history_strategy_makes_moves_and_advice() -> None:
     assert [(m.task_id, m.to_agent_id) for m in moves] == [("t0", "a1")]
     assert [a.capability for a in all_advice(new, 10.0, ScalePolicy())] == ["code", "review"]
     assert decisions(new, 10.0) == decisions(old, 10.0)
+
+
+def test_the_reference_keeps_the_mark_of_an_agent_work_was_moved_away_from_unstarted() -> None:
+    """The case the property above once drew: work moved away from a2 unstarted leaves a2 no target
+    until it reads its work, in the reference as in the balancer (the reference lacked the rule)."""
+    events: list[AnyEvent] = [
+        AgentRegistered(agent_id="a0", capabilities={"review": 0.7}, capacity=1, ts=0.0),
+        AgentRegistered(agent_id="a2", capabilities={"review": 0.6}, capacity=3, ts=0.0),
+        TaskSubmitted(task_id="t1", task_type="review", ts=1.0),
+        TaskAssigned(task_id="t1", agent_id="a2", attempt=1, ts=1.0),
+        TaskRequeued(task_id="t1", attempt=2, reason=REBALANCED, ts=1.0),
+        TaskAssigned(task_id="t1", agent_id="a0", attempt=2, ts=1.0),
+    ]
+    old = fold(REFERENCE_VIEW, recorded_log(events))
+    new = fold(BALANCER_VIEW, recorded_log(events))
+    assert old.unstarting == new.unstarting == {"a2": 1.0}
+    assert decisions(new, 5.0) == decisions(old, 5.0)
+    [note] = plan_moves(new, 5.0, RebalancePolicy()).notes
+    assert "have not started or ended an attempt" in note
+    back = [AgentRegistered(agent_id="a2", capabilities={"review": 0.6}, capacity=3, ts=2.0)]
+    assert fold(REFERENCE_VIEW, recorded_log(back), old).unstarting == {}
 
 
 # --- what revision 1 no longer keeps or reads ------------------------------------------------------
