@@ -108,4 +108,7 @@ def create_app(
         openapi_config=openapi_config(),
         plugins=[StrictStructs()],
         debug=False,
+        # structlog writes every line (``handle_internal`` logs what fails); Litestar's default
+        # logging config would reconfigure stdlib logging and start a queue thread per app.
+        logging_config=None,
     )

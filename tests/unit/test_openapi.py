@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from typing import Any
 
 import pytest
@@ -96,3 +98,15 @@ def test_task_assign_says_a_retry_is_answered_as_the_original_and_what_its_409_a
     assert "other content" in responses["409"]["description"]
     assert "may have been stored" in responses["503"]["description"]
     assert "Retry-After" in responses["503"]["description"]
+
+
+def test_an_app_starts_no_logging_thread_and_leaves_stdlib_logging_as_it_was() -> None:
+    """Every log line is structlog's: Litestar's default logging config (a queue-listener thread per
+    app, stdlib handlers on its own logger) is not used."""
+    before = {thread.ident for thread in threading.enumerate()}
+    handlers = list(logging.getLogger("litestar").handlers)
+    desks = [None] * len(dataclasses.fields(Desks))
+    app = create_app(Desks(*desks))  # type: ignore[arg-type]
+    assert app.logging_config is None
+    assert {thread.ident for thread in threading.enumerate()} <= before
+    assert logging.getLogger("litestar").handlers == handlers
