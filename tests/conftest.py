@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 import structlog
+from hypothesis import settings as hypothesis_settings
 
 from shared.bus import EventBus
 from shared.embedded import EmbeddedNats
@@ -34,6 +35,25 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (the default, in ``pyproject.toml``): two workers per core this process may use."""
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
     return WORKERS_PER_CORE * len(usable)
+
+
+SHRINK_LIMIT_S = 300
+"""How long Hypothesis shrinks a failing example at most (its own limit, not a setting)."""
+PROPERTY_TIMEOUT_S = SHRINK_LIMIT_S + 120
+"""A property test's timeout: past the shrinking, so a failure is reported with its example instead
+of a bare "Timeout" (the default 180 s once cut one off mid-shrink)."""
+
+hypothesis_settings.register_profile("hive", print_blob=True)
+hypothesis_settings.load_profile("hive")
+"""Every failure prints its ``@reproduce_failure`` blob: CI keeps no example database."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Property tests get ``PROPERTY_TIMEOUT_S`` unless they set their own timeout."""
+    for item in items:
+        test = getattr(item, "obj", None)
+        if getattr(test, "is_hypothesis_test", False) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(PROPERTY_TIMEOUT_S))
 
 
 ServiceT = TypeVar("ServiceT", bound=Service)
