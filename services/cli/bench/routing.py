@@ -23,13 +23,16 @@ import asyncio
 import contextlib
 import json
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import get_args
 
 from services.cli.bench.common import on_private_stack, quiet, wait_for_services
 from services.cli.bench.routing_figures import RoutingFigures, routing_figures
+from services.cli.bench.routing_partitions import PLACEMENTS, SUMMARY_S, PartitionRun, simulate_partitioned
 from services.cli.bench.routing_sim import simulate
 from services.cli.bench.routing_world import World, make_equal_tasks, make_equal_world, make_tasks, make_world
+from services.cli.bench.scale import positive_int
 from services.cli.stack import Stack
 from shared.agent.sdk import Agent, TaskContext, TaskOutcome
 from shared.bus import EventBus
@@ -131,12 +134,31 @@ class EqualRun:
 
 
 @dataclass
+class PartitionFigures:
+    """How a run split among routers owning partitions of the fleet placed its tasks
+    (``routing_partitions``)."""
+
+    agents_per_partition: list[int]
+    forwarded: int
+    pooled: int
+    unassigned: int
+
+    @classmethod
+    def of(cls, run: PartitionRun) -> PartitionFigures:
+        return cls(run.agents_per_partition, run.forwarded, run.pooled, len(run.unassigned))
+
+
+@dataclass
 class RoutingReport:
     strategy: str
     mode: str
     offline: bool
+    partitions: int = 1
+    placement: str = "home"
     runs: dict[int, RoutingFigures] = field(default_factory=dict)
     """Seed -> figures of the world of agents of different skill."""
+    partitioned: dict[int, PartitionFigures] = field(default_factory=dict)
+    """Seed -> how its tasks were placed, with ``partitions`` above 1."""
     equal: list[EqualRun] = field(default_factory=list)
     equal_target: float = EQUAL_TARGET
 
@@ -206,14 +228,29 @@ def _route(
     jitter: float,
     warmup: int,
     seed: int,
-) -> RoutingFigures:
-    """One task stream through the router: the pure one in virtual time, or a private Hive's."""
+) -> tuple[RoutingFigures, PartitionFigures | None]:
+    """One task stream through the router: the pure one in virtual time (split among `--partitions`
+    of them, each owning a share of the fleet), or a private Hive's."""
     work_s = args.work_ms / 1000
     if args.offline:
         config = RoutingConfig(mode=args.mode, default_strategy=args.strategy, confidence=args.confidence)
+        if args.partitions > 1:
+            run = simulate_partitioned(
+                world,
+                tasks,
+                partitions=args.partitions,
+                placement=args.placement,
+                rate=rate,
+                work_s=work_s,
+                jitter=jitter,
+                config=config,
+                seed=seed,
+                summary_s=args.summary_ms / 1000,
+            )
+            return routing_figures(run.log, world, warmup), PartitionFigures.of(run)
         log = simulate(world, tasks, rate=rate, work_s=work_s, jitter=jitter, config=config, seed=seed)
-        return routing_figures(log, world, warmup)
-    return on_private_stack(
+        return routing_figures(log, world, warmup), None
+    figures = on_private_stack(
         lambda stack: measure_routing(
             stack, world, tasks, rate=rate, work_s=work_s, jitter=jitter, warmup=warmup, seed=seed
         ),
@@ -222,25 +259,36 @@ def _route(
         default_routing_strategy=args.strategy,
         routing_confidence=args.confidence,
     )
+    return figures, None
 
 
 def run_routing(args: argparse.Namespace) -> RoutingReport:
     """The figures of `hive bench routing <args>`: per seed, the world of agents of different skill,
     then the equal agents at each utilisation."""
-    report = RoutingReport(strategy=args.strategy, mode=args.mode, offline=args.offline)
+    report = RoutingReport(
+        strategy=args.strategy,
+        mode=args.mode,
+        offline=args.offline,
+        partitions=args.partitions,
+        placement=args.placement,
+    )
     for seed in _seeds(args):
         world = make_world(args.agents, args.capacity, seed)
         tasks = make_tasks(world, args.tasks, seed)
-        report.runs[seed] = _route(
+        report.runs[seed], placed = _route(
             args, world, tasks, rate=args.rate, jitter=0.3, warmup=_warmup(args), seed=seed
         )
+        if placed is not None:
+            report.partitioned[seed] = placed
     if args.equal_tasks > 0:
         for seed in _seeds(args):
             for utilisation in args.utilisation:
                 world = make_equal_world(args.equal_agents, args.equal_capacity)
                 tasks = make_equal_tasks(world, args.equal_tasks)
                 rate = utilisation * args.equal_agents * args.equal_capacity / (args.work_ms / 1000)
-                figures = _route(args, world, tasks, rate=rate, jitter=EQUAL_JITTER, warmup=0, seed=seed)
+                figures, _placed = _route(
+                    args, world, tasks, rate=rate, jitter=EQUAL_JITTER, warmup=0, seed=seed
+                )
                 report.equal.append(EqualRun(seed=seed, offered_utilisation=utilisation, figures=figures))
     return report
 
@@ -250,6 +298,13 @@ def _efficiency(value: float | None) -> str:
 
 
 def bench_routing(args: argparse.Namespace) -> int:
+    if args.partitions > 1 and not args.offline:
+        print(
+            "hive bench routing: --partitions models routers that split the fleet with the pure "
+            "router in virtual time; add --offline",
+            file=sys.stderr,
+        )
+        return 2
     report = run_routing(args)
     if args.json:
         print(
@@ -266,6 +321,13 @@ def bench_routing(args: argparse.Namespace) -> int:
         )
         return 0
     where = "pure router, virtual time" if args.offline else "private Hive, real router"
+    if args.partitions > 1:
+        where = (
+            f"{args.partitions} pure routers each owning a partition of the fleet, placement "
+            f"{args.placement}"
+            + (f" every {args.summary_ms:g} ms" if args.placement == "summary" else "")
+            + ", virtual time (a model: Hive's routers each read the whole fleet)"
+        )
     print(
         f"routing ({where}): strategy {args.strategy}, mode {args.mode}, "
         f"ROUTING_CONFIDENCE {args.confidence:g}"
@@ -293,6 +355,13 @@ def bench_routing(args: argparse.Namespace) -> int:
             f"    efficiency         {_efficiency(figures.efficiency)} at {figures.utilisation:.0%} "
             "utilisation (reported: concentrating on the better agents is right here)"
         )
+        placed = report.partitioned.get(seed)
+        if placed is not None:
+            print(
+                f"    partitions         agents {'/'.join(map(str, placed.agents_per_partition))}; "
+                f"{placed.forwarded} tasks decided outside their home partition, {placed.pooled} "
+                f"waited for a slot in any, {placed.unassigned} never assigned"
+            )
     if report.equal:
         print(
             f"equal agents: {args.equal_agents} agents x capacity {args.equal_capacity}, "
@@ -355,5 +424,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="equal agents' utilisations to offer, e.g. 0.1,0.3,0.6",
     )
     routing.add_argument("--offline", action="store_true", help="pure router in virtual time (no NATS)")
+    routing.add_argument(
+        "--partitions",
+        type=positive_int,
+        default=1,
+        help="with --offline: that many routers, each owning a share of the fleet (a model)",
+    )
+    routing.add_argument(
+        "--placement",
+        default="home",
+        choices=PLACEMENTS,
+        help="how a task finds its partition: its hash (home), every router's offer, or their summaries",
+    )
+    routing.add_argument(
+        "--summary-ms",
+        type=float,
+        default=SUMMARY_S * 1000,
+        help="--placement summary: how often each partition tells the others what it offers",
+    )
     routing.add_argument("--json", action="store_true", help="one JSON line instead of a table")
     routing.set_defaults(func=quiet(bench_routing))

@@ -14,8 +14,8 @@ import random
 
 import msgspec
 
-from services.cli.bench.routing_world import World
-from services.router.decide import Assign, Expire, Hold, next_decision
+from services.cli.bench.routing_world import HiddenAgent, World
+from services.router.decide import Assign, Decision, Expire, Hold, next_decision
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
@@ -42,6 +42,59 @@ class _Log:
         apply_router(self.state, recorded)
 
 
+def registration(agent: HiddenAgent) -> AgentRegistered:
+    """How a hidden agent registers: what it declares, not its true skill."""
+    return AgentRegistered(
+        agent_id=agent.agent_id,
+        capabilities=agent.capabilities,
+        persona=agent.persona,
+        capacity=agent.capacity,
+        session="sim",
+    )
+
+
+def completion(
+    world: World, task_id: str, agent_id: str, attempt: int, rng: random.Random, work_s: float
+) -> TaskCompleted:
+    """An agent's report of a task done, with a quality drawn from its hidden skill."""
+    return TaskCompleted(
+        task_id=task_id,
+        agent_id=agent_id,
+        attempt=attempt,
+        quality=world.reported_quality(agent_id, task_id, rng),
+        duration_s=work_s,
+    )
+
+
+def decision_event(decision: Decision, seen_seq: int) -> AnyEvent | None:
+    """What the router appends for `decision`, made on a view that had read `seen_seq` (None for
+    the decisions of keys, which the benchmark's tasks have none of)."""
+    if isinstance(decision, Assign):
+        return TaskAssigned(
+            agent_id=decision.agent_id,
+            task_id=decision.task_id,
+            attempt=decision.attempt,
+            strategy=decision.strategy,
+            score=decision.score,
+            breakdown=decision.breakdown,
+            rejected=decision.rejected,
+            explanation=decision.explanation,
+            decided_at_seq=seen_seq,
+        )
+    if isinstance(decision, Hold):
+        return TaskQueued(
+            task_id=decision.task_id, attempt=decision.attempt, reason=decision.reason, detail=decision.detail
+        )
+    if isinstance(decision, Expire):
+        return TaskFailed(
+            task_id=decision.task_id,
+            attempt=decision.attempt,
+            error=decision.error,
+            failure_type="deadline_exceeded",
+        )
+    return None
+
+
 def simulate(
     world: World,
     tasks: list[TaskSubmitted],
@@ -56,16 +109,7 @@ def simulate(
     rng = random.Random(seed)
     log = _Log()
     for agent in world.agents.values():
-        log.append(
-            AgentRegistered(
-                agent_id=agent.agent_id,
-                capabilities=agent.capabilities,
-                persona=agent.persona,
-                capacity=agent.capacity,
-                session="sim",
-            ),
-            0.0,
-        )
+        log.append(registration(agent), 0.0)
     # (time, order, task id, agent id, attempt): arrivals (no agent) and completions, in time order.
     agenda: list[tuple[float, int, str, str, int]] = []
     for index, task in enumerate(tasks):
@@ -77,53 +121,14 @@ def simulate(
         if not agent_id:
             log.append(by_id[task_id], now)
         else:
-            log.append(
-                TaskCompleted(
-                    task_id=task_id,
-                    agent_id=agent_id,
-                    attempt=attempt,
-                    quality=world.reported_quality(agent_id, task_id, rng),
-                    duration_s=work_s,
-                ),
-                now,
-            )
+            log.append(completion(world, task_id, agent_id, attempt, rng, work_s), now)
         while (decision := next_decision(log.state, now, (), config)) is not None:
+            event = decision_event(decision, len(log.records))
+            if event is None:
+                continue
+            log.append(event, now)
             if isinstance(decision, Assign):
-                log.append(
-                    TaskAssigned(
-                        agent_id=decision.agent_id,
-                        task_id=decision.task_id,
-                        attempt=decision.attempt,
-                        strategy=decision.strategy,
-                        score=decision.score,
-                        breakdown=decision.breakdown,
-                        rejected=decision.rejected,
-                        explanation=decision.explanation,
-                        decided_at_seq=len(log.records),
-                    ),
-                    now,
-                )
                 done = now + work_s * (1.0 + rng.uniform(-jitter, jitter))
                 order += 1
                 heapq.heappush(agenda, (done, order, decision.task_id, decision.agent_id, decision.attempt))
-            elif isinstance(decision, Hold):
-                log.append(
-                    TaskQueued(
-                        task_id=decision.task_id,
-                        attempt=decision.attempt,
-                        reason=decision.reason,
-                        detail=decision.detail,
-                    ),
-                    now,
-                )
-            elif isinstance(decision, Expire):
-                log.append(
-                    TaskFailed(
-                        task_id=decision.task_id,
-                        attempt=decision.attempt,
-                        error=decision.error,
-                        failure_type="deadline_exceeded",
-                    ),
-                    now,
-                )
     return log.records
