@@ -172,7 +172,6 @@ def simulate_partitioned(
         log.append(registration(agent), 0.0, owner[agent.agent_id])
         offered[owner[agent.agent_id]].update(agent.capabilities)
     run = PartitionRun(log.records, [list(owner.values()).count(p) for p in range(partitions)], log.views)
-    placed: dict[str, int] = {}
     pool: dict[str, Recorded] = {}
     """Submissions no partition could take yet (``offer``), oldest first."""
     agenda: list[tuple[float, int, str, str, int]] = []
@@ -184,7 +183,6 @@ def simulate_partitioned(
     def place(recorded: Recorded, partition: int) -> None:
         event = recorded.event
         assert isinstance(event, TaskSubmitted)
-        placed[event.task_id] = partition
         run.forwarded += partition != task_partition(event.task_id, partitions)
         apply_router(log.views[partition], recorded)
 
@@ -247,7 +245,6 @@ def simulate_partitioned(
         decide(partition, now)
         serve_pool(partition, now)
 
-    now = 0.0
     relooking = False
 
     def relook_soon(now: float) -> None:
