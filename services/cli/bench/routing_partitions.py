@@ -3,7 +3,7 @@
 Hive's routers each read the whole fleet (README, "Why this design"), so an added router adds a
 copy of that reading. The alternative, routers that each own a partition of the fleet (Temporal's
 task-queue partitions, Hatchet's scheduler partitions), reads less per router but decides each
-task among one partition's agents. This runs ``routing_sim``'s hidden world and task stream
+task among one partition's agents. This runs the routing benchmark's hidden world and task stream
 through `partitions` pure routers, each reading only its own agents' events and the tasks placed
 with it, and writes one log in time order, so ``routing_figures`` judges every assignment against
 the best agent free in the *whole* fleet at that moment.
@@ -23,7 +23,8 @@ How a task finds its partition (``placement``):
   as above. An offer gone stale holds the task where it went until a slot frees there.
 
 Agents are dealt to partitions in turn (sorted by id), so each holds about the same capacity.
-Deterministic for a seed; pure (no NATS).
+One partition is the router alone: ``routing_sim.simulate`` runs that. Deterministic for a seed;
+pure (no NATS).
 """
 
 from __future__ import annotations
@@ -36,16 +37,19 @@ from typing import Literal
 
 import msgspec
 
-from services.cli.bench.routing_sim import completion, decision_event, registration
-from services.cli.bench.routing_world import STYLES, World
-from services.router.decide import Assign, next_decision, route_task
+from services.cli.bench.routing_world import STYLES, HiddenAgent, World
+from services.router.decide import Assign, Decision, Expire, Hold, next_decision, route_task
 from shared.domain.fleet import FleetState, TaskView, apply_fleet
 from shared.domain.routing.policy import RoutingConfig
 from shared.domain.routing.view import RouterState, apply_router
 from shared.events import (
+    AgentRegistered,
     AnyEvent,
     TaskAssigned,
+    TaskCompleted,
+    TaskFailed,
     TaskProfile,
+    TaskQueued,
     TaskSubmitted,
 )
 from shared.recorded import Recorded
@@ -86,6 +90,59 @@ def task_partition(task_id: str, partitions: int) -> int:
 def deal_agents(agent_ids: list[str], partitions: int) -> dict[str, int]:
     """Agent -> partition, dealt in turn in id order (equal shares of a fleet of equal agents)."""
     return {agent_id: index % partitions for index, agent_id in enumerate(sorted(agent_ids))}
+
+
+def registration(agent: HiddenAgent) -> AgentRegistered:
+    """How a hidden agent registers: what it declares, not its true skill."""
+    return AgentRegistered(
+        agent_id=agent.agent_id,
+        capabilities=agent.capabilities,
+        persona=agent.persona,
+        capacity=agent.capacity,
+        session="sim",
+    )
+
+
+def completion(
+    world: World, task_id: str, agent_id: str, attempt: int, rng: random.Random, work_s: float
+) -> TaskCompleted:
+    """An agent's report of a task done, with a quality drawn from its hidden skill."""
+    return TaskCompleted(
+        task_id=task_id,
+        agent_id=agent_id,
+        attempt=attempt,
+        quality=world.reported_quality(agent_id, task_id, rng),
+        duration_s=work_s,
+    )
+
+
+def decision_event(decision: Decision, seen_seq: int) -> AnyEvent | None:
+    """What the router appends for `decision`, made on a view that had read `seen_seq` (None for
+    the decisions of keys, which the benchmark's tasks have none of)."""
+    if isinstance(decision, Assign):
+        return TaskAssigned(
+            agent_id=decision.agent_id,
+            task_id=decision.task_id,
+            attempt=decision.attempt,
+            strategy=decision.strategy,
+            score=decision.score,
+            breakdown=decision.breakdown,
+            rejected=decision.rejected,
+            explanation=decision.explanation,
+            decided_at_seq=seen_seq,
+        )
+    if isinstance(decision, Hold):
+        return TaskQueued(
+            task_id=decision.task_id, attempt=decision.attempt, reason=decision.reason, detail=decision.detail
+        )
+    if isinstance(decision, Expire):
+        return TaskFailed(
+            task_id=decision.task_id,
+            attempt=decision.attempt,
+            error=decision.error,
+            failure_type="deadline_exceeded",
+        )
+    return None
 
 
 class _Partitioned:
