@@ -12,7 +12,7 @@ import pytest
 
 from services.cli.bench.cpu import CpuMeter, cpu_seconds, per_task_ms
 from services.cli.bench.scale import figures, median_pair, positive_int, service_of, system_change
-from services.cli.bench.throughput import ThroughputResult, deliveries_per_task
+from services.cli.bench.throughput import ThroughputResult, counted_between, deliveries_per_task
 
 
 def burn(seconds: float) -> None:
@@ -87,7 +87,10 @@ def test_deliveries_per_task_count_only_what_arrived_in_the_window() -> None:
 
 
 def result(
-    cpu: dict[str, float], delivered: dict[str, dict[str, float]], decided: dict[str, int]
+    cpu: dict[str, float],
+    delivered: dict[str, dict[str, float]],
+    decided: dict[str, int],
+    refused: dict[str, int] | None = None,
 ) -> ThroughputResult:
     return ThroughputResult(
         services=["router", "recovery"],
@@ -103,6 +106,7 @@ def result(
         cpu_ms_per_task=cpu,
         delivered_per_task=delivered,
         decided=decided,
+        refused=refused or {},
     )
 
 
@@ -112,16 +116,18 @@ def test_the_scale_model_sums_a_services_instances_and_shares_its_decisions_amon
         {"router-0": 0.6, "router-1": 0.55, "recovery-0": 0.2, "recovery-1": 0.2, "nats-server": 0.6},
         {"router-0": {"projection:router": 2.0, "work:router": 0.5}, "router-1": {"projection:router": 2.0}},
         {"router-0": 30, "router-1": 70, "recovery-0": 0, "recovery-1": 0},
+        {"router-0": 6, "router-1": 7},
     )
     router = figures("router", one, many)
     assert (router.instances, router.one_cpu_ms_per_task) == (2, 1.0)
     assert abs(router.many_cpu_ms_per_task - 1.15) < 1e-9 and abs(router.change - 0.15) < 1e-9
-    assert [(f.instance, f.read_per_task, f.share) for f in router.per_instance] == [
-        ("router-0", 2.5, 0.3),
-        ("router-1", 2.0, 0.7),
+    assert [(f.instance, f.read_per_task, f.share, f.refused) for f in router.per_instance] == [
+        ("router-0", 2.5, 0.3, 0.2),
+        ("router-1", 2.0, 0.7, 0.1),
     ]
     recovery = figures("recovery", one, many)
     assert [f.share for f in recovery.per_instance] == [None, None], "nothing decided: no share"
+    assert [f.refused for f in recovery.per_instance] == [None, None], "not a router: no refusals"
     assert service_of("router-12") == "router"
 
 
@@ -144,3 +150,7 @@ def test_rounds_must_be_a_whole_number_of_at_least_one(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         positive_int(text)
     assert positive_int("3") == 3
+
+
+def test_counts_between_two_health_readings_start_from_zero_for_an_instance_new_in_the_second() -> None:
+    assert counted_between({"router-0": 5}, {"router-0": 9, "router-1": 3}) == {"router-0": 4, "router-1": 3}

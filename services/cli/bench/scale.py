@@ -38,6 +38,9 @@ class InstanceFigures:
     """Messages its consumers received per completed task (projection and work together)."""
     share: float | None
     """Its part of the service's decisions (None when the service decided nothing)."""
+    refused: float | None = None
+    """A router's decisions the server refused, per decision it made (None: not a router, or it
+    made none): racing instances that gave work to the same agent refuse each other."""
 
 
 @dataclass
@@ -107,6 +110,9 @@ def figures(service: str, one: ThroughputResult, many: ThroughputResult) -> Serv
                 cpu_ms_per_task=many.cpu_ms_per_task[label],
                 read_per_task=sum(many.delivered_per_task.get(label, {}).values()),
                 share=decided[label] / total if total else None,
+                refused=(
+                    many.refused[label] / decided[label] if label in many.refused and decided[label] else None
+                ),
             )
             for label in mine
         ],
@@ -149,13 +155,14 @@ def bench_scale(args: argparse.Namespace) -> int:
     )
     print(
         f"  {'service':<10} {'CPU ms/task (1 -> all)':>24} {'change':>8}   "
-        "per instance: CPU ms/task, read/task, share"
+        "per instance: CPU ms/task, read/task, share[, refused per decision]"
     )
     for service in result.services:
         within = "" if service.instances < 2 or service.change <= TOTAL_WITHIN else "  (over +15%)"
         each = ", ".join(
             f"{figure.instance} {figure.cpu_ms_per_task:.2f} {figure.read_per_task:.2f} "
             + (f"{figure.share:.0%}" if figure.share is not None else "-")
+            + (f" refused {figure.refused:.0%}" if figure.refused is not None else "")
             for figure in service.per_instance
         )
         print(

@@ -58,6 +58,9 @@ class ThroughputResult:
     decided: dict[str, int] = field(default_factory=dict)
     """What each service instance decided over the run: assignments for a router, work events
     handled for the others."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """Decisions of each router instance the server refused over the run (another instance had
+    given the agent work the decision did not see): each was decided again, at a cost."""
     target_per_s: float = TARGET_TPS
     target_cpu_ms: float = TARGET_CPU_MS
 
@@ -115,7 +118,7 @@ async def measure_throughput(
         numbers = iter(range(tasks))
         meter = CpuMeter({**stack.process_ids(), AGENTS: [process.pid], CLIENT: [os.getpid()]})
         delivered_before = await delivered_by_instance(bus)
-        decided_before = await decided_by_instance(bus)
+        decided_before, refused_before = await decisions_by_instance(bus)
         meter.start()
         begin = time.perf_counter()
 
@@ -131,7 +134,7 @@ async def measure_throughput(
         await wait_for_readers(bus)  # their catching up is this run's CPU too
         cpu_s = meter.stop()
         delivered_after = await delivered_by_instance(bus)
-        decided_after = await decided_by_instance(bus)
+        decided_after, refused_after = await decisions_by_instance(bus)
     finally:
         stop_following.set()
         if follower is not None:
@@ -151,7 +154,8 @@ async def measure_throughput(
         cpus=os.cpu_count() or 0,
         cpu_ms_per_task=per_task_ms(cpu_s, len(completions)),
         delivered_per_task=deliveries_per_task(delivered_before, delivered_after, len(completions)),
-        decided={name: count - decided_before.get(name, 0) for name, count in sorted(decided_after.items())},
+        decided=counted_between(decided_before, decided_after),
+        refused=counted_between(refused_before, refused_after),
     )
 
 
@@ -165,17 +169,30 @@ async def delivered_by_instance(bus: EventBus) -> dict[str, dict[str, int]]:
     return found
 
 
-async def decided_by_instance(bus: EventBus) -> dict[str, int]:
+async def decisions_by_instance(bus: EventBus) -> tuple[dict[str, int], dict[str, int]]:
     """Decisions so far of each service instance, from their health answers: a router's
-    assignments (it claims its work rather than handling it), the work events others handled."""
-    found: dict[str, int] = {}
+    assignments (it claims its work rather than handling it), the work events others handled;
+    and each router's decisions the server refused."""
+    decided: dict[str, int] = {}
+    refused: dict[str, int] = {}
     for reply in await bus.gather_health(1.0):
+        instance = str(reply.get("instance"))
         details = reply.get("details")
-        made = details.get("assignments_made") if isinstance(details, dict) else None
-        count = made if reply.get("service") == "router" and isinstance(made, int) else reply.get("handled")
+        details = details if isinstance(details, dict) else {}
+        router = reply.get("service") == "router"
+        made = details.get("assignments_made")
+        count = made if router and isinstance(made, int) else reply.get("handled")
         if isinstance(count, int):
-            found[str(reply.get("instance"))] = count
-    return found
+            decided[instance] = count
+        conflicts = details.get("conflicts")
+        if router and isinstance(conflicts, int):
+            refused[instance] = conflicts
+    return decided, refused
+
+
+def counted_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Each instance's count at the second health reading less its count at the first."""
+    return {name: count - before.get(name, 0) for name, count in sorted(after.items())}
 
 
 def deliveries_per_task(
