@@ -40,6 +40,8 @@ def breakdown(scored: Scored, weights: Weights, tie: Tie | None = None) -> dict[
         values["tie_broken_by_load"] = 1.0 if tie.by_load else 0.0
         if tie.uncrowded:
             values["tie_avoided_rival_agent"] = 1.0
+        if tie.own_order:
+            values["tie_in_own_order"] = 1.0
         if tie.by_load:
             values["leader_better_probability"] = round(tie.leader_better, 4)
     return values
@@ -130,6 +132,13 @@ def _tie_phrase(tie: Tie, chosen: AgentView) -> str:
             f"{tied} contenders (none has a candidate better than it with probability "
             f">= {tie.confidence:.2f})"
         )
+    if tie.own_order:
+        return (
+            f"Tie among equals: {basis}; every one of them nearly as little loaded as the least "
+            f"loaded was just given work by another router instance, and {chosen.agent_id} comes "
+            "first among them in this instance's own order (instances keep to different agents, not "
+            "to refuse each other's assignments)."
+        )
     if tie.uncrowded:
         return (
             f"Tie among equals: {basis}; {chosen.agent_id} is nearly the least loaded of them, whose "
@@ -168,6 +177,11 @@ def tie_rival_reason(
         return (
             f"score {scored.score:.3f}, not told apart from {chosen.agent_id} (better with probability "
             f"{better:.2f}); busier ({load}/{capacity} vs {chosen_load}/{chosen_capacity} in flight)"
+        )
+    if tie.own_order and agent.agent_id in tie.separation.contenders:
+        return (
+            f"score {scored.score:.3f}, not told apart from {chosen.agent_id}; both just given work by "
+            f"another router instance, and {chosen.agent_id} comes first in this instance's own order"
         )
     if agent.agent_id in tie.avoided and agent.agent_id in tie.separation.contenders:
         return (

@@ -255,6 +255,7 @@ class RouterService(Service):
             quality_wait_s=self.settings.quality_wait_s,
             concurrency_limits=parse_concurrency_limits(self.settings.concurrency_limits),
             rate_limits=parse_rate_limits(self.settings.rate_limits),
+            instance=self.instance,
         )
         self.assignments = 0
         self.expired = 0

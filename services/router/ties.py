@@ -10,7 +10,9 @@ says is better is alone among the contenders and wins while it has room.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping
+from functools import lru_cache
 
 import msgspec
 
@@ -39,6 +41,10 @@ class Tie(msgspec.Struct, frozen=True, kw_only=True):
     avoided: frozenset[str] = frozenset()
     """Agents other router instances gave work to just now, passed over for a contender nearly as
     little loaded (``RoutingConfig.crowded``; empty: the least loaded contender was chosen)."""
+
+    own_order: bool = False
+    """Every contender nearly as little loaded was just given work by another instance: the chosen
+    one came first in this instance's own order (``own_order``)."""
 
     @property
     def uncrowded(self) -> bool:
@@ -155,11 +161,13 @@ def spread_ties(
             utilisation = len(agent.in_flight) / agent.capacity if agent.capacity else 1.0  # .utilisation
             if position < 0 or utilisation < lowest:
                 position, lowest = index, utilisation
-    uncrowded = False
+    uncrowded = own = False
     if config.crowded and free[position][0].agent_id in config.crowded:
         elsewhere = uncrowded_contender(free, tied, config.crowded, lowest)
         if elsewhere is not None:
             position, uncrowded = elsewhere, True
+        elif config.instance:
+            position, uncrowded, own = own_order(free, tied, lowest, config.instance), True, True
     chosen_agent, chosen = free.pop(position)
     free.insert(0, (chosen_agent, chosen))
     by_load = position != 0 and leader.agent_id in tied
@@ -171,6 +179,7 @@ def spread_ties(
         leader_better=probability_better(candidates[0], candidates[position]) if by_load else 0.5,
         merits=by_agent,
         avoided=config.crowded if uncrowded else frozenset(),
+        own_order=own,
     )
 
 
@@ -195,3 +204,37 @@ def uncrowded_contender(
             if utilisation < best or (position is None and utilisation <= best):
                 position, best = index, utilisation
     return position
+
+
+def own_order(
+    free: list[tuple[AgentView, Scored]], tied: Collection[str], lowest: float, instance: str
+) -> int:
+    """The position in `free` of the contender within ``CROWDED_SLACK`` of the `lowest` utilisation
+    that comes first in `instance`'s own order.
+
+    For when every such contender was just given work by another instance: rivals deciding fast
+    enough touch every agent within the router's ``CROWDED_S``, and all picking the least loaded
+    one then refuse each other's assignments (about one in two with two instances at their
+    ceiling). Each instance's order is its own (``own_rank``), so two instances' first choices among
+    k contenders are the same one time in k, and the load stays within the slack of the least
+    loaded.
+    """
+    position, first = -1, -1
+    limit = lowest + CROWDED_SLACK + 1e-9
+    for index, (agent, _scored) in enumerate(free):
+        if agent.agent_id in tied:
+            utilisation = len(agent.in_flight) / agent.capacity if agent.capacity else 1.0
+            if utilisation <= limit:
+                rank = own_rank(instance, agent.agent_id)
+                if rank > first:
+                    position, first = index, rank
+    return position
+
+
+@lru_cache(maxsize=8192)
+def own_rank(instance: str, agent_id: str) -> int:
+    """Where `agent_id` comes in `instance`'s order of agents (higher first): a hash of both, so
+    each instance's order is unrelated to another's (rendezvous hashing) and the same at every
+    decision, whatever the other agents."""
+    digest = hashlib.blake2b(f"{instance}\0{agent_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")

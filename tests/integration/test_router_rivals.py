@@ -24,6 +24,7 @@ async def test_another_instances_assignment_crowds_its_agent_for_a_while_and_an_
         stored = await bus.append(TaskAssigned(agent_id="busy", task_id="theirs", attempt=1), expected=None)
         await router.view.wait_for(stored.seq)
         assert router._deciding_config().crowded == frozenset({"busy"})
+        assert router._deciding_config().instance == "r1", "its own order, when every tie is crowded"
         assert router._deciding_config() is not router.config
         router._rival_work["busy"] -= CROWDED_S  # as if CROWDED_S had passed
         assert router._deciding_config() is router.config, "an old assignment crowds nothing"

@@ -1,6 +1,8 @@
 """Router instances deciding at once from the same view keep to different agents: an agent another
 instance gave work to just now (``RoutingConfig.crowded``) is passed over for a contender nearly as
-little loaded, never for a busier or a worse one, and nothing changes without such agents."""
+little loaded, never for a busier or a worse one, and nothing changes without such agents. When
+rivals gave work to every contender nearly as little loaded (they decide fast enough to touch every
+agent), each instance takes those in its own order (``RoutingConfig.instance``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.router.decide import Assign, plan, route_task
-from services.router.ties import CROWDED_SLACK
+from services.router.ties import CROWDED_SLACK, own_rank
 from shared.domain.routing.policy import RoutingConfig
 from shared.events import AgentRegistered, TaskAssigned, TaskSubmitted
 from tests.unit.router_world import Log
@@ -106,3 +108,76 @@ def test_a_crowded_tie_gives_the_task_to_a_contender_within_the_slack_and_change
     else:
         assert new.agent_id not in crowded
         assert load[new.agent_id] == min(load[a] for a in near - crowded), "the least loaded of the rest"
+
+
+def first_in_own_order(instance: str, agents: set[str]) -> str:
+    return max(agents, key=lambda agent_id: own_rank(instance, agent_id))
+
+
+def test_when_rivals_gave_work_to_every_near_contender_the_instance_takes_them_in_its_own_order() -> None:
+    log = equal_fleet([2, 1, 1, 2, 1, 9])  # a5 is clearly busier: outside the slack
+    everyone = frozenset(f"a{i}" for i in range(6))
+    near = {"a0", "a1", "a2", "a3", "a4"}
+    decision = route_new(log, RoutingConfig(crowded=everyone, instance="router-7"))
+    assert decision.agent_id == first_in_own_order("router-7", near)
+    assert decision.breakdown["tie_in_own_order"] == 1.0
+    assert decision.breakdown["tie_avoided_rival_agent"] == 1.0
+    assert "this instance's own order" in decision.explanation
+    for rival in decision.rejected:
+        if rival.agent_id in near:
+            assert rival.reason and ("own order" in rival.reason or "busier" in rival.reason), rival.reason
+    nameless = route_new(log, RoutingConfig(crowded=everyone), task_id="new2")
+    assert nameless.agent_id == "a1", "no instance name: the least loaded, as alone"
+    assert "tie_in_own_order" not in nameless.breakdown
+
+
+def test_own_order_is_used_only_when_every_near_contender_is_crowded() -> None:
+    log = equal_fleet([1, 1, 1, 1])
+    partly = route_new(log, RoutingConfig(crowded=frozenset({"a0", "a1"}), instance="router-0"))
+    assert partly.agent_id == "a2", "an uncrowded contender exists: it is chosen, as before"
+    assert "tie_in_own_order" not in partly.breakdown
+    calm = route_new(log, RoutingConfig(instance="router-0"), task_id="new2")
+    assert calm.agent_id == route_new(log, RoutingConfig(), task_id="new3").agent_id
+    assert "tie_avoided_rival_agent" not in calm.breakdown
+
+
+def test_two_instances_whose_rivals_touched_every_agent_mostly_pick_different_agents() -> None:
+    """What made two routers at their ceiling refuse about one assignment in two: every agent was
+    crowded, and both then gave their tasks to the same least loaded one. Over many pairs of
+    instance names, their first picks among 8 equal agents now coincide about one time in 8."""
+    log = equal_fleet([0] * 8)
+    everyone = frozenset(f"a{i}" for i in range(8))
+    log.add(TaskSubmitted(task_id="new", task_type="review"))
+    task = log.state.fleet.tasks["new"]
+    pairs, same = 200, 0
+    for pair in range(pairs):
+        mine = route_task(log.state, task, 0.0, RoutingConfig(crowded=everyone, instance=f"r{pair}-0"))
+        theirs = route_task(log.state, task, 0.0, RoutingConfig(crowded=everyone, instance=f"r{pair}-1"))
+        assert isinstance(mine, Assign) and isinstance(theirs, Assign)
+        same += mine.agent_id == theirs.agent_id
+    assert same / pairs < 0.25, f"{same} of {pairs} pairs picked the same agent"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, CAPACITY - 1), min_size=2, max_size=7),
+    st.sets(st.integers(0, 6)),
+    st.sampled_from(["router-0", "router-1", "router-host-41"]),
+)
+def test_an_instance_named_decides_as_one_unnamed_unless_every_near_contender_is_crowded(
+    loads: list[int], crowded_indexes: set[int], instance: str
+) -> None:
+    log = equal_fleet(loads)
+    crowded = frozenset(f"a{i}" for i in crowded_indexes if i < len(loads))
+    nameless = route_new(log, RoutingConfig(crowded=crowded))
+    named = route_task(
+        log.state, log.state.fleet.tasks["new"], 0.0, RoutingConfig(crowded=crowded, instance=instance)
+    )
+    assert isinstance(named, Assign)
+    lowest = min(loads) / CAPACITY
+    load = {f"a{i}": n / CAPACITY for i, n in enumerate(loads)}
+    near = {agent for agent, share in load.items() if share <= lowest + CROWDED_SLACK + 1e-9}
+    if nameless.agent_id in crowded and near <= crowded:
+        assert named.agent_id == first_in_own_order(instance, near), "never a clearly busier agent"
+    else:
+        assert named == nameless

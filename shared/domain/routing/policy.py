@@ -44,6 +44,11 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
     a strategy that spreads ties gives a task to another contender nearly as little loaded
     (``ties.spread_ties``), so instances deciding at once from the same view keep to different agents
     instead of picking the same least loaded one and refusing each other's assignments."""
+    instance: str = ""
+    """This router instance's name. When every contender nearly as little loaded as the least
+    loaded is ``crowded`` (rivals deciding fast enough to touch every agent), a strategy that spreads
+    ties takes them in this instance's own order (``ties.own_order``), so racing instances still
+    pick different agents (empty: the least loaded, as alone)."""
 
 
 class StrategyWeights(msgspec.Struct, frozen=True, kw_only=True):
