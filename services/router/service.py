@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import heapq
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,7 +361,7 @@ class RouterService(Service):
             # Another instance's (or one of ours whose answer was lost: it only steers ties a while).
             self._rival_work[event.agent_id] = time.monotonic()
         if (
-            isinstance(event, _NEW_WORK)
+            (isinstance(event, _NEW_WORK) and not _claimed_elsewhere(event, self._claims))
             or (isinstance(event, RELEASES) and self.view.state.fleet.queue)
             or (self._landing and self._landing[0] <= self.view.seq)
         ):
@@ -1028,6 +1029,14 @@ def _chained(entry: InFlight, expected: int | None, previous: int | None) -> int
     if previous < 0:  # the agent changed under it: so it did under this one
         raise ConcurrencyConflict(entity_subjects(entry.agent_id or ""), 0, "chained on a refusal")
     return max(previous, expected or 0) if previous else expected
+
+
+def _claimed_elsewhere(event: Event, claims: Mapping[str, Claim]) -> bool:
+    """A submission this instance holds no claim of: the instance it was delivered to decides it
+    (``decide.plan``), so seeing it applied gives this one nothing to decide. (Its own claim wakes
+    it as it arrives, before or after the view applies the submission; with two routers, half the
+    submissions woke each one for a round that decided nothing.)"""
+    return type(event) is TaskSubmitted and event.task_id not in claims
 
 
 def _one_append(decision: Decision) -> tuple[str, str | None] | None:

@@ -4,12 +4,16 @@ again, not a round trip to the server (and a refusal) for every later decision a
 
 from __future__ import annotations
 
+from typing import cast
+
 from services.router.decide import Assign, Hold
-from services.router.service import CROWDED_S, RouterService
+from services.router.service import CROWDED_S, Claim, RouterService
 from shared.agent.sdk import Agent
 from shared.bus import ConcurrencyConflict, EventBus
-from shared.events import AgentRegistered, TaskAssigned, TaskSubmitted
+from shared.events import AgentRegistered, TaskAssigned, TaskQueued, TaskSubmitted
+from shared.recorded import Recorded
 from shared.settings import Settings
+from shared.work import Ticket
 from tests.conftest import EventLog, running
 from tests.integration.test_router import max_in_flight_per_agent, quick, run_burst
 
@@ -82,3 +86,24 @@ async def test_two_routers_share_a_burst_with_few_refusals_and_never_overfill_an
     assert all(peak <= 3 for peak in max_in_flight_per_agent(event_log.events).values())
     assert sum(r.assignments for r in routers) == 300
     assert not any(key.startswith("agent.") for r in routers for key in r._unsure)
+
+
+async def test_a_submission_another_instance_claimed_wakes_no_round_here_and_an_own_one_is_decided(
+    settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    """The instance a submission is delivered to decides it: seeing it applied gives the others
+    nothing to decide (with two routers, half the submissions woke each one for a round that
+    decided nothing). Its own claim wakes it, whether it comes before or after the view applies it."""
+    async with running(RouterService, settings, instance="r1") as router:
+        theirs = TaskSubmitted(task_id="theirs", task_type="review")
+        router._wanted.clear()
+        router._on_applied(Recorded(1, theirs.subject, theirs))
+        assert not router._wanted.is_set(), "claimed elsewhere: no round"
+        router._claims["theirs"] = Claim(cast(Ticket, None), 1, 1, theirs.id)
+        router._on_applied(Recorded(1, theirs.subject, theirs))
+        assert router._wanted.is_set(), "claimed here: the view now shows it, decide it"
+        del router._claims["theirs"]
+        await bus.append(TaskSubmitted(task_id="mine", task_type="review"), expected=0)
+        await event_log.wait_for(
+            lambda evs: any(isinstance(e, TaskQueued) and e.task_id == "mine" for e in evs)
+        )
