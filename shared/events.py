@@ -549,6 +549,9 @@ class TaskAssigned(TaskNotice, frozen=True, kw_only=True, tag="agent.task_assign
     """Agents of the router's own earlier assignments that its view had not applied yet when it
     decided, in the order it made them: the decision counted them as given (re-running it applies
     them to the view at ``decided_at_seq``: ``services/router/overlay.py``)."""
+    decided_by: str = ""
+    """The router instance that decided (empty: recorded before instances were named). A tie
+    taken in that instance's own order (``tie_in_own_order`` in the breakdown) is re-run in it."""
 
 
 class TaskCancelRequested(TaskNotice, frozen=True, kw_only=True, tag="agent.task_cancel_requested"):

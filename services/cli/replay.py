@@ -170,6 +170,8 @@ async def _explain(bus: EventBus, task_id: str) -> int:
             print(f"  breakdown: {json.dumps(item.breakdown)}")
             for other in item.rejected:
                 print(f"  not {other.agent_id}: {other.reason} (score {other.score:.3f})")
+            if item.note:
+                print(f"  note: {item.note}")
         verdict = "reproduces the recorded choice" if item.reproduced else "DIFFERS from the recorded choice"
         print(f"  -> {verdict}")
         reproduced = reproduced and item.reproduced

@@ -93,6 +93,7 @@ def assignment_event(
     assumed: list[str],
     correlation: str,
     causation: str,
+    decided_by: str = "",
 ) -> TaskAssigned:
     """The event an assignment appends: the decision, what it was decided on, and what the agent
     needs to run the task."""
@@ -114,6 +115,7 @@ def assignment_event(
         decided_at_ts=now,
         mode=mode,
         assumed=assumed,
+        decided_by=decided_by,
         correlation_id=correlation,
         causation_id=causation,
     )

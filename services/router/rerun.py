@@ -6,11 +6,19 @@ breakdown); folding the log up to that sequence with the router's own apply, and
 the router's own assignments it had not applied yet (``assumed``, ``overlay.py``), gives back the
 exact view, and the pure decide function must choose the same agent again. A mismatch means the
 decision was not reproducible.
+
+One input is not in the log: the agents other router instances had just given work to
+(``RoutingConfig.crowded``), which steer a tie only while rivals race. A tie taken in the deciding
+instance's own order (every near contender crowded) is re-run exactly from ``decided_by``; one
+that passed over some crowded agents for another is re-run without them and says so (``note``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import msgspec
 
 from services.router.decide import Assign, route_task
 from services.router.overlay import assuming
@@ -44,13 +52,36 @@ class Explanation:
         return self.rerun_agent == self.recorded_agent
 
 
-def recorded_config(event: TaskAssigned) -> RoutingConfig:
-    """The routing configuration an assignment was decided with, as far as it recorded it."""
-    return RoutingConfig(
+UNLISTED_RIVALS = (
+    "the tie passed over agents other router instances had just given work to, which no event "
+    "lists: the re-run cannot know them, so it names the least loaded contender"
+)
+UNNAMED_INSTANCE = (
+    "the tie was taken in its router instance's own order, but the assignment does not name the "
+    "instance (recorded before decided_by): the re-run names the least loaded contender"
+)
+
+
+def recorded_config(event: TaskAssigned, agents: Iterable[str] = ()) -> RoutingConfig:
+    """The routing configuration an assignment was decided with, as far as it recorded it.
+
+    A tie taken in the deciding instance's own order had every near contender crowded: the re-run
+    counts every one of `agents` (the view's fleet) as crowded and decides as that instance."""
+    config = RoutingConfig(
         mode=event.mode or "standard",  # type: ignore[arg-type]
         default_strategy=event.strategy or "adaptive",  # type: ignore[arg-type]
         confidence=event.breakdown.get("tie_confidence", DEFAULT_CONFIDENCE),
     )
+    if event.decided_by and event.breakdown.get("tie_in_own_order"):
+        return msgspec.structs.replace(config, instance=event.decided_by, crowded=frozenset(agents))
+    return config
+
+
+def unlisted_input(event: TaskAssigned) -> str:
+    """Why a re-run of `event` may name another agent than it recorded ("": it should not)."""
+    if event.breakdown.get("tie_in_own_order"):
+        return "" if event.decided_by else UNNAMED_INSTANCE
+    return UNLISTED_RIVALS if event.breakdown.get("tie_avoided_rival_agent") else ""
 
 
 async def assignments_of(bus: EventBus, task_id: str) -> list[Recorded]:
@@ -82,12 +113,14 @@ async def explain_task(bus: EventBus, task_id: str) -> list[Explanation]:
             explanation.note = f"the view at {view_seq} does not hold attempt {event.attempt} of the task"
         else:
             with assuming(state, event.assumed, view_seq):  # its router's appends not yet applied
-                decision = route_task(state, task, event.decided_at_ts or event.ts, recorded_config(event))
+                config = recorded_config(event, state.fleet.agents)
+                decision = route_task(state, task, event.decided_at_ts or event.ts, config)
             if isinstance(decision, Assign):
                 explanation.rerun_agent = decision.agent_id
                 explanation.rerun_score = decision.score
                 explanation.breakdown = decision.breakdown
                 explanation.rejected = decision.rejected
+                explanation.note = unlisted_input(event)
             else:
                 explanation.note = f"re-run holds the task: {decision.reason} ({decision.detail})"
         explanations.append(explanation)

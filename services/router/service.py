@@ -726,6 +726,7 @@ class RouterService(Service):
                 assumed=step.assumed,
                 correlation=correlation,
                 causation=causation,
+                decided_by=self.instance,
             )
             return Prepared(event, self._entity_version(decision.agent_id), correlation, causation)
         if isinstance(decision, Expire):

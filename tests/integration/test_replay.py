@@ -10,11 +10,12 @@ import sys
 
 import msgspec
 
-from services.router.rerun import explain_task
+from services.router.rerun import UNLISTED_RIVALS, UNNAMED_INSTANCE, explain_task
 from services.router.service import RouterService
+from services.router.ties import own_rank
 from shared.agent.sdk import Agent, TaskContext
 from shared.bus import EventBus
-from shared.events import TaskAssigned, TaskCompleted, TaskSubmitted
+from shared.events import AgentRegistered, TaskAssigned, TaskCompleted, TaskStarted, TaskSubmitted
 from shared.replay import TimelineFilter, seq_at, timeline
 from shared.settings import Settings
 from tests.conftest import EventLog, running
@@ -101,6 +102,8 @@ async def test_explain_re_runs_each_routing_decision_and_reproduces_it(
     result = await asyncio.to_thread(hive, settings, "explain", "t4")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reproduces the recorded choice" in result.stdout
+    deciders = {e.decided_by for e in event_log.events if isinstance(e, TaskAssigned)}
+    assert len(deciders) == 1 and "" not in deciders, "every assignment names the instance that decided"
     never = await asyncio.to_thread(hive, settings, "explain", "nope")
     assert never.returncode == 1 and "never assigned" in never.stdout
 
@@ -143,3 +146,64 @@ async def test_a_time_before_the_first_event_is_said_plainly_without_a_traceback
     after = await asyncio.to_thread(hive, settings, "--at", "0s", "--format", "json")
     assert after.returncode == 0, after.stderr
     assert json.loads(after.stdout)["seq"] == 1 and after.stderr == ""
+
+
+EQUALS = [f"eq{i}" for i in range(4)]
+
+
+def instance_preferring_another_than(agent_id: str) -> tuple[str, str]:
+    """A router instance name whose own order puts another of ``EQUALS`` first, and that agent."""
+    for n in range(100):
+        name = f"router-{n}"
+        first = max(EQUALS, key=lambda a: own_rank(name, a))
+        if first != agent_id:
+            return name, first
+    raise AssertionError("no such instance name")
+
+
+async def recorded_tie(bus: EventBus, task_id: str, agent_id: str, seen: int, **recorded: object) -> None:
+    """Append the assignment a router instance made of `task_id` on the view at `seen`, and its
+    start (a task's story holds the notices stored within its life)."""
+    breakdown = recorded.pop("breakdown")
+    assert isinstance(breakdown, dict)
+    event = TaskAssigned(
+        agent_id=agent_id,
+        task_id=task_id,
+        attempt=1,
+        task_type="x",
+        strategy="adaptive",
+        breakdown={"tie_confidence": 0.8, **breakdown},
+        decided_at_seq=seen,
+        **recorded,  # type: ignore[arg-type]
+    )
+    await bus.append(event, expected=None)
+    await bus.append(TaskStarted(task_id=task_id, agent_id=agent_id, attempt=1), expected=None)
+
+
+async def test_a_tie_taken_in_an_instances_own_order_is_re_run_in_it_and_unlisted_rivals_are_named(
+    settings: Settings, bus: EventBus
+) -> None:
+    for agent_id in EQUALS:
+        await bus.append(AgentRegistered(agent_id=agent_id, capabilities={"x": 1.0}, capacity=2), expected=0)
+    for task_id in ("own", "unnamed", "avoided"):
+        seen = (await bus.append(TaskSubmitted(task_id=task_id, task_type="x"), expected=0)).seq
+    # Unloaded equals with nobody crowded: the tie rule names the first of them.
+    name, first = instance_preferring_another_than("eq0")
+    own_order = {"tie_in_own_order": 1.0, "tie_avoided_rival_agent": 1.0}
+    await recorded_tie(bus, "own", first, seen, breakdown=own_order, decided_by=name)
+    await recorded_tie(bus, "unnamed", first, seen, breakdown=own_order)
+    avoided_rival = {"tie_avoided_rival_agent": 1.0}
+    await recorded_tie(bus, "avoided", "eq2", seen, breakdown=avoided_rival, decided_by=name)
+
+    [own] = await explain_task(bus, "own")
+    assert own.reproduced and own.rerun_agent == first and not own.note, own
+    assert own.breakdown.get("tie_in_own_order") == 1.0
+    [unnamed] = await explain_task(bus, "unnamed")
+    assert (unnamed.rerun_agent, unnamed.note) == ("eq0", UNNAMED_INSTANCE), unnamed
+    [avoided] = await explain_task(bus, "avoided")
+    assert (avoided.rerun_agent, avoided.note) == ("eq0", UNLISTED_RIVALS), avoided
+
+    result = await asyncio.to_thread(hive, settings, "explain", "avoided")
+    assert result.returncode == 1 and f"note: {UNLISTED_RIVALS}" in result.stdout, result.stdout
+    result = await asyncio.to_thread(hive, settings, "explain", "own")
+    assert result.returncode == 0 and "note:" not in result.stdout, result.stdout
