@@ -9,8 +9,9 @@ import pytest
 
 from services.cli.bench import balance, throughput
 from services.cli.bench.report import Progress, Row, bar, render_table
-from services.cli.bench.suite import STEPS, defaults
+from services.cli.bench.suite import STEPS, defaults, incomplete_workflows
 from services.cli.bench.throughput import sustained_rate
+from services.cli.bench.workflow import WorkflowBenchResult
 
 
 def test_the_table_lines_up_metric_target_measured_and_met() -> None:
@@ -77,3 +78,19 @@ def test_the_suite_runs_every_kind_with_the_sizes_the_targets_are_stated_for() -
 def test_a_bad_service_list_is_refused_with_the_reason(services: str, why: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=why):
         throughput.parse_services(services)
+
+
+def test_the_workflow_row_says_what_kept_workflows_from_completing() -> None:
+    def result(completed: int, failed: int, unfinished: int, reasons: list[str]) -> WorkflowBenchResult:
+        return WorkflowBenchResult(
+            workflows=40, tasks_per_workflow=20, template="t", agents=10, agents_killed=2, fail_rate=0.1,
+            completed=completed, failed=failed, unfinished=unfinished, elapsed_s=1.0, workflows_per_s=40.0,
+            tasks_per_s=800.0, p50_s=0.1, p95_s=0.2, attempts_failed=3, requeued_after_restart=1,
+            failure_reasons=reasons,
+        )  # fmt: skip
+
+    assert incomplete_workflows(result(40, 0, 0, [])) == ""
+    assert incomplete_workflows(result(39, 1, 0, ["wf-7: step t3 failed"])) == (
+        "; 1 failed, 0 unfinished: wf-7: step t3 failed"
+    )
+    assert incomplete_workflows(result(38, 0, 2, [])) == "; 0 failed, 2 unfinished: none failed"

@@ -200,10 +200,18 @@ def run_workflow(quick: bool) -> list[Row]:
             f"{result.fail_rate:.0%} of attempts failing, {result.agents_killed} agent(s) killed",
             "100%",
             f"{result.completion_rate:.1%} ({result.completed}/{result.workflows}, "
-            f"{result.workflows_per_s:.2f} workflows/s)",
+            f"{result.workflows_per_s:.2f} workflows/s){incomplete_workflows(result)}",
             bool(result.completed == result.workflows),
         )
     ]
+
+
+def incomplete_workflows(result: workflow.WorkflowBenchResult) -> str:
+    """What kept workflows from completing, so a missed target can be looked into."""
+    if result.completed == result.workflows:
+        return ""
+    reasons = "; ".join(result.failure_reasons[:2]) or "none failed"
+    return f"; {result.failed} failed, {result.unfinished} unfinished: {reasons}"
 
 
 STEPS: list[tuple[str, float, Callable[[bool], list[Row]]]] = [
