@@ -552,6 +552,10 @@ class TaskAssigned(TaskNotice, frozen=True, kw_only=True, tag="agent.task_assign
     decided_by: str = ""
     """The router instance that decided (empty: recorded before instances were named). A tie
     taken in that instance's own order (``tie_in_own_order`` in the breakdown) is re-run in it."""
+    passed_over: list[str] = []
+    """Contenders the tie passed over because other router instances had just given them work
+    (``tie_avoided_rival_agent`` in the breakdown): what no other event says, so a re-run can count
+    them as that decision did."""
 
 
 class TaskCancelRequested(TaskNotice, frozen=True, kw_only=True, tag="agent.task_cancel_requested"):

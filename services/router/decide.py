@@ -70,7 +70,9 @@ ALL_BUSY = "all_capable_agents_busy"
 NO_CAPABLE = "no_capable_agent"
 
 
-class Assign(msgspec.Struct, frozen=True, kw_only=True):
+class Assign(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An assignment decided (``omit_defaults``: one decided without rivals encodes as before)."""
+
     task_id: str
     attempt: int
     agent_id: str
@@ -80,6 +82,9 @@ class Assign(msgspec.Struct, frozen=True, kw_only=True):
     breakdown: dict[str, float]
     rejected: list[RejectedCandidate]
     explanation: str
+    passed_over: list[str] = []
+    """Contenders passed over because other router instances had just given them work
+    (``Tie.passed_over``)."""
 
 
 def assignment_event(
@@ -116,6 +121,7 @@ def assignment_event(
         mode=mode,
         assumed=assumed,
         decided_by=decided_by,
+        passed_over=decision.passed_over,
         correlation_id=correlation,
         causation_id=causation,
     )
@@ -265,6 +271,7 @@ def route_task(
         score=round(best.score, 4),
         breakdown=breakdown(best, weights, tie),
         rejected=shown[:MAX_REJECTED_SHOWN],
+        passed_over=tie.passed_over() if tie is not None else [],
         explanation=_with_note(
             explanation(strategy, config.mode, chosen, best, task, runner_up, tie),
             # Without labels, label rules or an affinity key there is nothing to note: "".

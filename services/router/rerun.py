@@ -7,10 +7,12 @@ the router's own assignments it had not applied yet (``assumed``, ``overlay.py``
 exact view, and the pure decide function must choose the same agent again. A mismatch means the
 decision was not reproducible.
 
-One input is not in the log: the agents other router instances had just given work to
-(``RoutingConfig.crowded``), which steer a tie only while rivals race. A tie taken in the deciding
-instance's own order (every near contender crowded) is re-run exactly from ``decided_by``; one
-that passed over some crowded agents for another is re-run without them and says so (``note``).
+One input is in no other event: the agents other router instances had just given work to
+(``RoutingConfig.crowded``), which steer a tie only while rivals race. So an assignment records
+what of it counted: a tie taken in the deciding instance's own order (every near contender
+crowded) is re-run from ``decided_by``, one that passed over some crowded contenders for another
+from ``passed_over``. An assignment recorded before those fields is re-run without the crowded
+agents and says so (``note``).
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class Explanation:
 
 
 UNLISTED_RIVALS = (
-    "the tie passed over agents other router instances had just given work to, which no event "
-    "lists: the re-run cannot know them, so it names the least loaded contender"
+    "the tie passed over agents other router instances had just given work to, and the assignment "
+    "does not list them (recorded before passed_over): the re-run names the least loaded contender"
 )
 UNNAMED_INSTANCE = (
     "the tie was taken in its router instance's own order, but the assignment does not name the "
@@ -66,7 +68,8 @@ def recorded_config(event: TaskAssigned, agents: Iterable[str] = ()) -> RoutingC
     """The routing configuration an assignment was decided with, as far as it recorded it.
 
     A tie taken in the deciding instance's own order had every near contender crowded: the re-run
-    counts every one of `agents` (the view's fleet) as crowded and decides as that instance."""
+    counts every one of `agents` (the view's fleet) as crowded and decides as that instance. One
+    that passed over crowded contenders counts those as crowded."""
     config = RoutingConfig(
         mode=event.mode or "standard",  # type: ignore[arg-type]
         default_strategy=event.strategy or "adaptive",  # type: ignore[arg-type]
@@ -74,6 +77,8 @@ def recorded_config(event: TaskAssigned, agents: Iterable[str] = ()) -> RoutingC
     )
     if event.decided_by and event.breakdown.get("tie_in_own_order"):
         return msgspec.structs.replace(config, instance=event.decided_by, crowded=frozenset(agents))
+    if event.passed_over:
+        return msgspec.structs.replace(config, crowded=frozenset(event.passed_over))
     return config
 
 
@@ -81,7 +86,8 @@ def unlisted_input(event: TaskAssigned) -> str:
     """Why a re-run of `event` may name another agent than it recorded ("": it should not)."""
     if event.breakdown.get("tie_in_own_order"):
         return "" if event.decided_by else UNNAMED_INSTANCE
-    return UNLISTED_RIVALS if event.breakdown.get("tie_avoided_rival_agent") else ""
+    unlisted = event.breakdown.get("tie_avoided_rival_agent") and not event.passed_over
+    return UNLISTED_RIVALS if unlisted else ""
 
 
 async def assignments_of(bus: EventBus, task_id: str) -> list[Recorded]:

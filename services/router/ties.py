@@ -50,6 +50,14 @@ class Tie(msgspec.Struct, frozen=True, kw_only=True):
     def uncrowded(self) -> bool:
         return bool(self.avoided)
 
+    def passed_over(self) -> list[str]:
+        """The contenders another instance had just given work to, when the tie passed over them
+        for another one (empty otherwise, and for a tie taken in the instance's own order, which
+        the instance's name reproduces): with them, a re-run decides as this decision did."""
+        if not self.avoided or self.own_order:
+            return []
+        return sorted(self.avoided.intersection(self.separation.contenders))
+
 
 def merit(scored: Scored) -> Merit:
     """What the evidence says of a candidate: its fit at the posterior mean, x its breaker factor."""

@@ -180,30 +180,37 @@ async def recorded_tie(bus: EventBus, task_id: str, agent_id: str, seen: int, **
     await bus.append(TaskStarted(task_id=task_id, agent_id=agent_id, attempt=1), expected=None)
 
 
-async def test_a_tie_taken_in_an_instances_own_order_is_re_run_in_it_and_unlisted_rivals_are_named(
+async def test_ties_steered_by_rival_instances_are_re_run_from_what_the_assignment_records(
     settings: Settings, bus: EventBus
 ) -> None:
     for agent_id in EQUALS:
         await bus.append(AgentRegistered(agent_id=agent_id, capabilities={"x": 1.0}, capacity=2), expected=0)
-    for task_id in ("own", "unnamed", "avoided"):
+    for task_id in ("own", "unnamed", "passed", "unlisted"):
         seen = (await bus.append(TaskSubmitted(task_id=task_id, task_type="x"), expected=0)).seq
     # Unloaded equals with nobody crowded: the tie rule names the first of them.
     name, first = instance_preferring_another_than("eq0")
     own_order = {"tie_in_own_order": 1.0, "tie_avoided_rival_agent": 1.0}
+    avoided_rival = {"tie_avoided_rival_agent": 1.0}
     await recorded_tie(bus, "own", first, seen, breakdown=own_order, decided_by=name)
     await recorded_tie(bus, "unnamed", first, seen, breakdown=own_order)
-    avoided_rival = {"tie_avoided_rival_agent": 1.0}
-    await recorded_tie(bus, "avoided", "eq2", seen, breakdown=avoided_rival, decided_by=name)
+    await recorded_tie(
+        bus, "passed", "eq1", seen, breakdown=avoided_rival, decided_by=name, passed_over=["eq0"]
+    )
+    await recorded_tie(bus, "unlisted", "eq1", seen, breakdown=avoided_rival, decided_by=name)
 
     [own] = await explain_task(bus, "own")
     assert own.reproduced and own.rerun_agent == first and not own.note, own
     assert own.breakdown.get("tie_in_own_order") == 1.0
+    [passed] = await explain_task(bus, "passed")
+    assert passed.reproduced and not passed.note, passed
+    assert passed.breakdown.get("tie_avoided_rival_agent") == 1.0
+    # Recorded before decided_by or passed_over: re-run without rivals, and said so.
     [unnamed] = await explain_task(bus, "unnamed")
     assert (unnamed.rerun_agent, unnamed.note) == ("eq0", UNNAMED_INSTANCE), unnamed
-    [avoided] = await explain_task(bus, "avoided")
-    assert (avoided.rerun_agent, avoided.note) == ("eq0", UNLISTED_RIVALS), avoided
+    [unlisted] = await explain_task(bus, "unlisted")
+    assert (unlisted.rerun_agent, unlisted.note) == ("eq0", UNLISTED_RIVALS), unlisted
 
-    result = await asyncio.to_thread(hive, settings, "explain", "avoided")
+    result = await asyncio.to_thread(hive, settings, "explain", "unlisted")
     assert result.returncode == 1 and f"note: {UNLISTED_RIVALS}" in result.stdout, result.stdout
-    result = await asyncio.to_thread(hive, settings, "explain", "own")
+    result = await asyncio.to_thread(hive, settings, "explain", "passed")
     assert result.returncode == 0 and "note:" not in result.stdout, result.stdout

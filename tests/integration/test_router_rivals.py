@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import cast
 
 from services.router.decide import Assign, Hold
+from services.router.rerun import explain_task
 from services.router.service import CROWDED_S, Claim, RouterService
 from shared.agent.sdk import Agent
 from shared.bus import ConcurrencyConflict, EventBus
@@ -86,6 +87,28 @@ async def test_two_routers_share_a_burst_with_few_refusals_and_never_overfill_an
     assert all(peak <= 3 for peak in max_in_flight_per_agent(event_log.events).values())
     assert sum(r.assignments for r in routers) == 300
     assert not any(key.startswith("agent.") for r in routers for key in r._unsure)
+    assert {a.decided_by for a in assigned} == {"r1", "r2"}
+
+
+async def test_decisions_steered_by_a_racing_router_are_reproduced_from_what_they_record(
+    settings: Settings, bus: EventBus, event_log: EventLog
+) -> None:
+    """Which agents a rival had just given work to is in no other event: an assignment records those
+    it passed over, or that it took its instance's own order, and replay re-runs it from that."""
+    agents = [Agent(f"peer{i}", quick, capabilities=["review"], capacity=3) for i in range(6)]
+    async with (
+        running(RouterService, settings, instance="r1"),
+        running(RouterService, settings, instance="r2"),
+    ):
+        await run_burst(bus, event_log, agents, 300)
+    assigned = event_log.of_type(TaskAssigned)
+    own_order = [a for a in assigned if a.breakdown.get("tie_in_own_order")]
+    passed_over = [a for a in assigned if "tie_avoided_rival_agent" in a.breakdown and a not in own_order]
+    others = [a for a in assigned if "tie_avoided_rival_agent" not in a.breakdown]
+    assert own_order or passed_over, "racing routers steer each other's ties"
+    for assignment in own_order[:10] + passed_over[:10] + others[:5]:
+        explanations = await explain_task(bus, assignment.task_id)
+        assert explanations and all(e.reproduced and not e.note for e in explanations), explanations
 
 
 async def test_a_submission_another_instance_claimed_wakes_no_round_here_and_an_own_one_is_decided(

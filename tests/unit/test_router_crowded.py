@@ -57,6 +57,7 @@ def test_the_least_loaded_agent_another_instance_just_used_is_passed_over_and_th
     passed = next(r for r in shared.rejected if r.agent_id == "a1")
     assert "just given work by another router instance" in passed.reason
     assert "tie_avoided_rival_agent" not in alone.breakdown
+    assert shared.passed_over == ["a1"] and alone.passed_over == []
 
 
 def test_a_crowded_agent_still_gets_the_task_when_every_other_is_clearly_busier() -> None:
@@ -108,6 +109,10 @@ def test_a_crowded_tie_gives_the_task_to_a_contender_within_the_slack_and_change
     else:
         assert new.agent_id not in crowded
         assert load[new.agent_id] == min(load[a] for a in near - crowded), "the least loaded of the rest"
+        assert new.passed_over and set(new.passed_over) <= crowded, "it records whom it passed over"
+    recorded = RoutingConfig(crowded=frozenset(new.passed_over))
+    again = route_task(log.state, log.state.fleet.tasks["new"], 0.0, recorded)
+    assert again == new, "what the assignment records of the crowded agents decides it again"
 
 
 def first_in_own_order(instance: str, agents: set[str]) -> str:
@@ -123,6 +128,7 @@ def test_when_rivals_gave_work_to_every_near_contender_the_instance_takes_them_i
     assert decision.breakdown["tie_in_own_order"] == 1.0
     assert decision.breakdown["tie_avoided_rival_agent"] == 1.0
     assert "this instance's own order" in decision.explanation
+    assert decision.passed_over == [], "the instance's name, not a list of the crowded, says it"
     for rival in decision.rejected:
         if rival.agent_id in near:
             assert rival.reason and ("own order" in rival.reason or "busier" in rival.reason), rival.reason
