@@ -71,7 +71,8 @@ NO_CAPABLE = "no_capable_agent"
 
 
 class Assign(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """An assignment decided (``omit_defaults``: one decided without rivals encodes as before)."""
+    """An assignment decided. ``omit_defaults``: one decided without rivals encodes as before, so
+    the digests of decisions compared across versions (``bench/route_cost.py``) stay comparable."""
 
     task_id: str
     attempt: int

@@ -64,7 +64,7 @@ UNNAMED_INSTANCE = (
 )
 
 
-def recorded_config(event: TaskAssigned, agents: Iterable[str] = ()) -> RoutingConfig:
+def recorded_config(event: TaskAssigned, agents: Iterable[str]) -> RoutingConfig:
     """The routing configuration an assignment was decided with, as far as it recorded it.
 
     A tie taken in the deciding instance's own order had every near contender crowded: the re-run

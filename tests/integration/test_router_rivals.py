@@ -102,8 +102,12 @@ async def test_decisions_steered_by_a_racing_router_are_reproduced_from_what_the
     ):
         await run_burst(bus, event_log, agents, 300)
     assigned = event_log.of_type(TaskAssigned)
-    own_order = [a for a in assigned if a.breakdown.get("tie_in_own_order")]
-    passed_over = [a for a in assigned if "tie_avoided_rival_agent" in a.breakdown and a not in own_order]
+    own_order = [a for a in assigned if "tie_in_own_order" in a.breakdown]
+    passed_over = [
+        a
+        for a in assigned
+        if "tie_avoided_rival_agent" in a.breakdown and "tie_in_own_order" not in a.breakdown
+    ]
     others = [a for a in assigned if "tie_avoided_rival_agent" not in a.breakdown]
     assert own_order or passed_over, "racing routers steer each other's ties"
     for assignment in own_order[:10] + passed_over[:10] + others[:5]:

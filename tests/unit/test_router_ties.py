@@ -169,9 +169,10 @@ def test_a_re_run_uses_the_confidence_the_assignment_recorded() -> None:
     recorded = TaskAssigned(
         agent_id="a", task_id="t", attempt=1, strategy="adaptive", breakdown={"tie_confidence": 0.93}
     )
-    assert recorded_config(recorded).confidence == 0.93
+    assert recorded_config(recorded, ()).confidence == 0.93
     assert (
-        recorded_config(TaskAssigned(agent_id="a", task_id="t", attempt=1)).confidence == DEFAULT_CONFIDENCE
+        recorded_config(TaskAssigned(agent_id="a", task_id="t", attempt=1), ()).confidence
+        == DEFAULT_CONFIDENCE
     )
 
 
